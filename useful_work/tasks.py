@@ -32,7 +32,7 @@ class SceneSettings:
 
 @dataclass(frozen=True)
 class RenderSpec:
-    """Render `units * images_per_unit` labelled images."""
+    """Render `units * images_per_unit` labelled images (`units` == 0: open-ended, for a default task)."""
 
     units: int = 16
     images_per_unit: int = 16
@@ -125,8 +125,6 @@ def validate_spec(spec: TaskSpec) -> TaskSpec:
         raise TaskSpecError(f"{kind}.min_objects: {spec.min_objects} exceeds max_objects {spec.max_objects}")
     if spec.min_lights > spec.max_lights:
         raise TaskSpecError(f"{kind}.min_lights: {spec.min_lights} exceeds max_lights {spec.max_lights}")
-    if isinstance(spec, RenderSpec) and spec.units < 1:
-        raise TaskSpecError("render.units: a render task needs at least 1 unit")
     if isinstance(spec, TrainSpec):
         if spec.image_size > 64:
             raise TaskSpecError(f"train.image_size: {spec.image_size} out of range 16 .. 64")

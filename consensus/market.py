@@ -1,0 +1,61 @@
+"""The task market: which task blocks work on, where each task's state starts, and submission rules.
+
+Tasks run in order: the oldest open paid task (by creation height, then id), else the chain's
+default public task. Payment of bounty shares is part of the ledger transition (chain.state).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from chain.address import ZERO_ADDRESS
+from chain.state import LedgerState, TaskRecord, open_tasks
+from chain.tx import SubmitTask, Transaction
+from useful_work.hashing import ZERO_HASH
+from useful_work.tasks import Task, parse_spec, task_from_bytes
+from useful_work.trace import state_hash
+
+from consensus.params import ConsensusParams
+
+
+class MarketError(ValueError):
+    """A submit-task transaction that breaks a market rule; names the rule."""
+
+
+def active_task(state: LedgerState) -> TaskRecord:
+    """The task the next block must work on."""
+    tasks = open_tasks(state)
+    for task in tasks:
+        if task.owner != ZERO_ADDRESS:
+            return task
+    for task in tasks:
+        if task.owner == ZERO_ADDRESS:
+            return task
+    raise ValueError("no open task: the default task is missing from the state")
+
+
+@lru_cache(maxsize=64)
+def task_for_spec(spec: bytes) -> Task:
+    return task_from_bytes(spec)
+
+
+@lru_cache(maxsize=64)
+def initial_state(spec: bytes) -> bytes:
+    return task_for_spec(spec).initial_state()
+
+
+def task_start_hash(task: TaskRecord) -> bytes:
+    """Hash of the state the task's next unit starts from (a new task starts from its spec's initial state)."""
+    return state_hash(initial_state(task.spec)) if task.state_hash == ZERO_HASH else task.state_hash
+
+
+def check_market_rules(params: ConsensusParams, tx: Transaction) -> None:
+    """Rules of the market beyond the ledger's: a bounty must pay at least the minimum per unit."""
+    payload = tx.payload
+    if not isinstance(payload, SubmitTask):
+        return
+    units = parse_spec(payload.spec).units_total
+    if payload.bounty < params.min_bounty_per_unit * units:
+        raise MarketError(
+            f"bounty {payload.bounty} is below the minimum of {params.min_bounty_per_unit} per unit for {units} units"
+        )

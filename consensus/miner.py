@@ -1,0 +1,192 @@
+"""The miner: a block template, units run one after another, a ticket after every unit.
+
+When a ticket falls under the target the miner assembles the block (transactions by fee, the
+openings a verifier needs, the new state root) and signs it. It runs on the caller's worker
+thread and gives up as soon as the tip changes (the work depends on the parent).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chain.block import NO_SIGNATURE, Block, BlockHeader, Opening, WorkClaim, WorkProof, sign_header, tx_root
+from chain.keys import PrivateKey
+from chain.mempool import Mempool
+from chain.state import LedgerState, StateError, apply_block
+from chain.tx import Transaction
+from useful_work.hashing import ZERO_HASH, tagged_hash
+from useful_work.prng import Prng
+from useful_work.trace import Leaf, state_hash, trace_root, unit_seed
+
+from consensus.chainstate import ChainState
+from consensus.market import check_market_rules, task_for_spec
+from consensus.params import ConsensusParams
+from consensus.tickets import ticket, ticket_wins
+from consensus.validation import required_openings
+
+log = logging.getLogger("pouw.miner")
+
+
+@dataclass(frozen=True)
+class Template:
+    """Everything a block on this parent needs, captured at one moment of the chain."""
+
+    parent_hash: bytes
+    height: int
+    target: int
+    min_time_ms: int
+    task_id: bytes
+    task_spec: bytes
+    start_state: bytes
+    state: LedgerState
+    tip_version: int
+
+
+@dataclass
+class MiningStats:
+    units: int = 0
+    blocks: int = 0
+    unit_seconds: float = 0.0
+
+
+def make_template(chain: ChainState) -> Template:
+    with chain.lock:
+        parent = chain.tip
+        info = chain.parent_info(parent.hash)
+        task_id, start = chain.task_state()
+        record = chain.state.tasks[task_id]
+        return Template(
+            parent_hash=parent.hash,
+            height=parent.height + 1,
+            target=info.next_target(chain.params),
+            min_time_ms=info.median_time_past + 1,
+            task_id=task_id,
+            task_spec=record.spec,
+            start_state=start,
+            state=chain.state,
+            tip_version=chain.tip_version,
+        )
+
+
+class Miner:
+    """Mines on a ChainState with a signing key, paying rewards to `reward_address`.
+
+    `fabricate` is the fraction of non-winning units this miner fakes instead of running (an
+    adversary for tests and the simulator: it copies the input state and invents a digest).
+    """
+
+    def __init__(
+        self,
+        chain: ChainState,
+        key: PrivateKey,
+        reward_address: bytes,
+        *,
+        mempool: Mempool | None = None,
+        device: str = "cpu",
+        clock: Callable[[], int] | None = None,
+        fabricate: float = 0.0,
+    ) -> None:
+        self.chain = chain
+        self.params: ConsensusParams = chain.params
+        self.key = key
+        self.reward_address = reward_address
+        self.mempool = mempool
+        self.device = device
+        self.clock = clock or chain.clock
+        self.fabricate = fabricate
+        self.stats = MiningStats()
+
+    def mine_block(self, should_stop: Callable[[], bool] = lambda: False, max_units: int | None = None) -> Block | None:
+        """Mine one block on the current tip; None if stopped, the tip moved or max_units ran out."""
+        template = make_template(self.chain)
+        task = task_for_spec(template.task_spec)
+        limit = min(max_units or self.params.max_units_per_block, self.params.max_units_per_block)
+        parent, miner = template.parent_hash, self.reward_address
+        fakes = self._fake_decider(template)
+        leaves: list[Leaf] = []
+        inputs: list[bytes] = []
+        state = template.start_state
+        while len(leaves) < limit:
+            if should_stop() or self.chain.tip_version != template.tip_version:
+                return None
+            u = len(leaves)
+            seed = unit_seed(parent, miner, u)
+            started = time.perf_counter()
+            faked = fakes(u)
+            out, digest = (state, tagged_hash("fabricated", seed)) if faked else task.run_unit(state, seed, self.device)
+            leaf = Leaf(state_hash(state), state_hash(out), digest)
+            t = ticket(parent, miner, trace_root([*leaves, leaf]))
+            if faked and ticket_wins(t, template.target):
+                # Verifiers always re-run the winner, so a faked winner is worthless: run it for real.
+                out, digest = task.run_unit(state, seed, self.device)
+                leaf = Leaf(leaf.input_hash, state_hash(out), digest)
+                t = ticket(parent, miner, trace_root([*leaves, leaf]))
+            leaves.append(leaf)
+            inputs.append(state)
+            self.stats.units += 1
+            self.stats.unit_seconds += time.perf_counter() - started
+            if ticket_wins(t, template.target):
+                return self._assemble(template, leaves, inputs)
+            state = out
+        return None
+
+    def _fake_decider(self, template: Template) -> Callable[[int], bool]:
+        """Which units this miner fakes: a seeded fraction `fabricate` of them (none for an honest miner)."""
+        if not self.fabricate:
+            return lambda u: False
+        prng = Prng(tagged_hash("fabricate", template.parent_hash, self.reward_address))
+        threshold = int(self.fabricate * (1 << 32))
+        return lambda u: int(prng.words("fabricate", 1, offset=u)[0]) < threshold
+
+    # --- assembling ------------------------------------------------------------------------------
+
+    def _select_txs(self, template: Template) -> list[Transaction]:
+        if self.mempool is None:
+            return []
+        budget = self.params.max_block_bytes // 2
+        chosen = []
+        for tx in self.mempool.select(template.state, budget, self.params.max_block_txs):
+            try:
+                check_market_rules(self.params, tx)
+            except ValueError:
+                continue
+            chosen.append(tx)
+        return chosen
+
+    def _assemble(self, template: Template, leaves: list[Leaf], inputs: list[bytes]) -> Block:
+        claim = WorkClaim(template.task_id, len(leaves), trace_root(leaves))
+        header = BlockHeader(
+            version=self.params.version,
+            height=template.height,
+            prev_hash=template.parent_hash,
+            time_ms=max(self.clock(), template.min_time_ms),
+            target=template.target,
+            miner=self.reward_address,
+            miner_key=bytes(32),
+            tx_root=ZERO_HASH,
+            state_root=ZERO_HASH,
+            work=(claim,),
+            signature=NO_SIGNATURE,
+        )
+        openings = tuple(Opening(u, inputs[u]) for u in required_openings(self.params, header))
+        proof = WorkProof(tuple(leaves), openings)
+        txs = self._select_txs(template)
+        for attempt in (txs, []):
+            header_t = BlockHeader(**{**_fields(header), "tx_root": tx_root(attempt)})
+            draft = Block(header_t, tuple(attempt), (proof,))
+            try:
+                new_state, _ = apply_block(template.state, draft, self.params.block_subsidy(template.height))
+            except StateError as exc:
+                log.warning("dropping the template's transactions: %s", exc)
+                continue
+            final = sign_header(BlockHeader(**{**_fields(header_t), "state_root": new_state.root}), self.key)
+            self.stats.blocks += 1
+            return Block(final, tuple(attempt), (proof,))
+        raise RuntimeError("a block without transactions failed to apply")
+
+
+def _fields(header: BlockHeader) -> dict:
+    return {name: getattr(header, name) for name in BlockHeader.__dataclass_fields__}

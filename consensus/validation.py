@@ -1,0 +1,215 @@
+"""Block validation, in the order a reader checks it: cheap rules first, re-execution last.
+
+1. Header rules (no body, no state): version, height, time, target, one work claim, unit count,
+   ticket under the target, the miner's signature.
+2. Body rules (no state): size, transaction count, roots, leaves chaining, the openings present
+   are exactly those a verifier needs.
+3. Work (needs the parent's state): the claim is for the active task, leaf 0 starts from the
+   task's state at the parent, the winning unit re-executes bit for bit, then the k challenged ones.
+4. Transactions and the state root (needs the parent's state).
+Each failure raises InvalidBlock with a distinct Reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from chain.block import Block, BlockHeader, BlockStructureError, check_block_structure
+from chain.state import LedgerState, StateError, Undo, apply_block
+from chain.tx import TxError
+from useful_work.verify import verify_unit
+from useful_work.trace import unit_seed
+
+from consensus.market import MarketError, active_task, check_market_rules, initial_state, task_for_spec, task_start_hash
+from consensus.params import ConsensusParams
+from consensus.targets import next_target
+from consensus.tickets import challenged_units, ticket, ticket_wins
+
+
+class Reason(str, Enum):
+    BAD_VERSION = "bad-version"
+    BAD_HEIGHT = "bad-height"
+    TIME_TOO_OLD = "time-too-old"
+    TIME_TOO_NEW = "time-too-new"
+    BAD_TARGET = "bad-target"
+    BAD_WORK_COUNT = "bad-work-count"
+    TOO_MANY_UNITS = "too-many-units"
+    BAD_TICKET = "ticket-above-target"
+    BAD_SIGNATURE = "bad-signature"
+    TOO_LARGE = "block-too-large"
+    TOO_MANY_TXS = "too-many-txs"
+    BAD_STRUCTURE = "bad-structure"
+    BAD_OPENINGS = "bad-openings"
+    WRONG_TASK = "wrong-task"
+    BAD_TRACE_START = "bad-trace-start"
+    BAD_WINNING_UNIT = "bad-winning-unit"
+    BAD_SPOT_CHECK = "bad-spot-check"
+    BAD_MARKET_RULE = "bad-market-rule"
+    BAD_TRANSACTIONS = "bad-transactions"
+    BAD_STATE_ROOT = "bad-state-root"
+    INVALID_PARENT = "invalid-parent"
+
+    @property
+    def temporary(self) -> bool:
+        """A block rejected for this reason may become valid later and must not be marked invalid."""
+        return self is Reason.TIME_TOO_NEW
+
+
+class InvalidBlock(Exception):
+    def __init__(self, reason: Reason, detail: str = "") -> None:
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ParentInfo:
+    """What the header rules need to know of the parent."""
+
+    hash: bytes
+    height: int
+    time_ms: int
+    target: int
+    prev_time_ms: int  # the grandparent's time (the parent's own time for genesis)
+    median_time_past: int
+
+    def next_target(self, params: ConsensusParams) -> int:
+        return next_target(params, self.height, self.target, self.time_ms, self.prev_time_ms)
+
+
+def median_time_past(times: list[int]) -> int:
+    """Median of the last `median_time_span` block times (callers pass that many, or fewer near genesis)."""
+    ordered = sorted(times)
+    return ordered[len(ordered) // 2]
+
+
+# --- 1. header -------------------------------------------------------------------------------
+
+
+def check_header(params: ConsensusParams, header: BlockHeader, parent: ParentInfo, now_ms: int) -> None:
+    if header.version != params.version:
+        raise InvalidBlock(Reason.BAD_VERSION, f"version {header.version}, expected {params.version}")
+    if header.height != parent.height + 1:
+        raise InvalidBlock(Reason.BAD_HEIGHT, f"height {header.height} on a parent at {parent.height}")
+    if header.time_ms <= parent.median_time_past:
+        raise InvalidBlock(Reason.TIME_TOO_OLD, f"time {header.time_ms} not after median time past {parent.median_time_past}")
+    if header.time_ms > now_ms + params.max_future_block_ms:
+        raise InvalidBlock(Reason.TIME_TOO_NEW, f"time {header.time_ms} is more than {params.max_future_block_ms} ms ahead")
+    expected = parent.next_target(params)
+    if header.target != expected:
+        raise InvalidBlock(Reason.BAD_TARGET, f"target {header.target:#x}, expected {expected:#x}")
+    if len(header.work) != 1:
+        raise InvalidBlock(Reason.BAD_WORK_COUNT, f"{len(header.work)} work claims; blocks carry exactly one")
+    claim = header.work[0]
+    if not 1 <= claim.unit_count <= params.max_units_per_block:
+        raise InvalidBlock(Reason.TOO_MANY_UNITS, f"{claim.unit_count} units, allowed 1 .. {params.max_units_per_block}")
+    if not ticket_wins(ticket(header.prev_hash, header.miner, claim.trace_root), header.target):
+        raise InvalidBlock(Reason.BAD_TICKET)
+    if not header.signature_ok():
+        raise InvalidBlock(Reason.BAD_SIGNATURE)
+
+
+# --- 2. body ---------------------------------------------------------------------------------
+
+
+def required_openings(params: ConsensusParams, header: BlockHeader) -> list[int]:
+    """Units a verifier re-executes: the k challenged ones and the winner (the last), sorted."""
+    claim = header.work[0]
+    t = ticket(header.prev_hash, header.miner, claim.trace_root)
+    return sorted({*challenged_units(t, claim.unit_count, params.spot_checks), claim.unit_count - 1})
+
+
+def check_body(params: ConsensusParams, block: Block, encoded_size: int | None = None) -> None:
+    size = encoded_size if encoded_size is not None else len(block.to_bytes())
+    if size > params.max_block_bytes:
+        raise InvalidBlock(Reason.TOO_LARGE, f"{size} bytes, limit {params.max_block_bytes}")
+    if len(block.txs) > params.max_block_txs:
+        raise InvalidBlock(Reason.TOO_MANY_TXS, f"{len(block.txs)} transactions, limit {params.max_block_txs}")
+    try:
+        check_block_structure(block)
+    except BlockStructureError as exc:
+        raise InvalidBlock(Reason.BAD_STRUCTURE, exc.reason) from None
+    opened = [o.unit_index for o in block.proofs[0].openings]
+    needed = required_openings(params, block.header)
+    if opened != needed:
+        raise InvalidBlock(Reason.BAD_OPENINGS, f"opened units {opened}, a verifier needs {needed}")
+    for o in block.proofs[0].openings:
+        if len(o.state) > params.max_opening_bytes:
+            raise InvalidBlock(Reason.BAD_OPENINGS, f"opening of unit {o.unit_index} is {len(o.state)} bytes")
+
+
+# --- 3. work ---------------------------------------------------------------------------------
+
+
+def check_work(params: ConsensusParams, block: Block, state: LedgerState, device: str = "cpu") -> bytes:
+    """Re-execute the winner, then the challenged units; return the winner's output state."""
+    header, proof = block.header, block.proofs[0]
+    claim = header.work[0]
+    task_record = active_task(state)
+    if claim.task_id != task_record.task_id:
+        raise InvalidBlock(Reason.WRONG_TASK, f"work on {claim.task_id.hex()}, the active task is {task_record.task_id.hex()}")
+    if proof.leaves[0].input_hash != task_start_hash(task_record):
+        raise InvalidBlock(Reason.BAD_TRACE_START, "leaf 0 does not start from the task's state at the parent")
+    task = task_for_spec(task_record.spec)
+    openings = {o.unit_index: o.state for o in proof.openings}
+    winner = claim.unit_count - 1
+    check = verify_unit(task, openings[winner], unit_seed(header.prev_hash, header.miner, winner), proof.leaves[winner], device)
+    if not check.ok:
+        raise InvalidBlock(Reason.BAD_WINNING_UNIT, f"unit {winner}: {check.reason}")
+    for u in sorted(openings):
+        if u == winner:
+            continue
+        unit = verify_unit(task, openings[u], unit_seed(header.prev_hash, header.miner, u), proof.leaves[u], device)
+        if not unit.ok:
+            raise InvalidBlock(Reason.BAD_SPOT_CHECK, f"unit {u}: {unit.reason}")
+    assert check.output_state is not None
+    return check.output_state
+
+
+# --- 4. transactions and state ---------------------------------------------------------------
+
+
+def check_transactions(params: ConsensusParams, block: Block, state: LedgerState) -> tuple[LedgerState, Undo]:
+    for i, tx in enumerate(block.txs):
+        try:
+            check_market_rules(params, tx)
+        except (MarketError, TxError, ValueError) as exc:
+            raise InvalidBlock(Reason.BAD_MARKET_RULE, f"tx {i}: {exc}") from None
+    try:
+        new_state, undo = apply_block(state, block, params.block_subsidy(block.header.height))
+    except StateError as exc:
+        raise InvalidBlock(Reason.BAD_TRANSACTIONS, exc.reason) from None
+    if new_state.root != block.header.state_root:
+        raise InvalidBlock(Reason.BAD_STATE_ROOT)
+    return new_state, undo
+
+
+@dataclass(frozen=True)
+class Connected:
+    state: LedgerState
+    undo: Undo
+    task_state: bytes | None  # the winner's output state, None when the work was not re-executed
+
+
+def connect_checks(
+    params: ConsensusParams, block: Block, state: LedgerState, *, device: str = "cpu", reexecute: bool = True
+) -> Connected:
+    """Rules 3 and 4 on the parent's state. `reexecute=False` only for a block validated before."""
+    task_state = check_work(params, block, state, device) if reexecute else None
+    new_state, undo = check_transactions(params, block, state)
+    return Connected(new_state, undo, task_state)
+
+
+StateLoader = Callable[[bytes], bytes | None]
+
+
+def task_state_at(state: LedgerState, load_blob: StateLoader) -> tuple[bytes, bytes]:
+    """(task id, full state blob) the next unit of the active task starts from."""
+    record = active_task(state)
+    start = task_start_hash(record)
+    blob = initial_state(record.spec) if start != record.state_hash else load_blob(start)
+    if blob is None:
+        raise LookupError(f"task state {start.hex()} of task {record.task_id.hex()} is not stored")
+    return record.task_id, blob

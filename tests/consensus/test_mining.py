@@ -1,0 +1,108 @@
+"""Mining in-process with the real kernels at small sizes, restart, grinding, stolen traces."""
+
+from dataclasses import replace
+
+import pytest
+
+from chain.address import address_of
+from chain.block import Block, BlockHeader, sign_header, tx_root
+from chain.keys import PrivateKey
+from chain.storage import ChainStore
+from chain.tx import make_transfer
+from consensus.chainstate import ChainState, Outcome, WrongNetwork
+from consensus.validation import Reason, required_openings
+
+from consensus_kit import FUNDED, FUNDED_KEY, small_params
+
+
+def test_mined_blocks_connect_and_survive_a_restart(make_node, tmp_path):
+    node = make_node()
+    blocks = node.mine(6)
+    assert node.chain.tip.height == 6
+    assert node.chain.tip.hash == blocks[-1].hash
+    root = node.chain.state.root
+    # each block paid its miner the subsidy
+    assert node.chain.state.account(node.address).balance == 6 * node.params.block_reward
+    path = node.store.path
+    node.store.close()
+    reopened = ChainState(ChainStore(path), node.params)
+    assert reopened.tip.hash == blocks[-1].hash and reopened.state.root == root
+    reopened.store.close()
+
+
+def test_a_store_of_another_network_is_refused(make_node):
+    node = make_node()
+    path = node.store.path
+    node.store.close()
+    with pytest.raises(WrongNetwork):
+        ChainState(ChainStore(path), small_params(network="othernet"))
+
+
+def test_transfer_is_mined_and_paid(make_node):
+    node = make_node()
+    to = address_of(PrivateKey.from_bytes(b"\x07" * 32).public_key())
+    tx = make_transfer(FUNDED_KEY, node.chain.chain_id, 0, 10, to, 12345)
+    node.mempool.add(tx, node.chain.state, node.chain.chain_id)
+    (block,) = node.mine(1)
+    assert [t.txid for t in block.txs] == [tx.txid]
+    assert node.chain.state.account(to).balance == 12345
+    assert node.chain.state.account(FUNDED).nonce == 1
+    assert len(node.mempool) == 0
+    assert node.chain.state.account(node.address).balance == node.params.block_reward + 10
+
+
+def _resign(block: Block, key: PrivateKey, **changes) -> Block:
+    header = sign_header(replace(block.header, **changes), key)
+    return Block(header, block.txs, block.proofs)
+
+
+def test_grinding_time_or_transactions_changes_neither_ticket_nor_challenges(make_node):
+    node = make_node()
+    node.clock.tick()
+    block = node.miner.mine_block()
+    other_time = _resign(block, node.key, time_ms=block.header.time_ms + 1)
+    assert other_time.hash != block.hash
+    assert required_openings(node.params, other_time.header) == required_openings(node.params, block.header)
+    fewer_txs = _resign(block, node.key, tx_root=tx_root(()))
+    assert required_openings(node.params, fewer_txs.header) == required_openings(node.params, block.header)
+
+
+def test_a_stolen_trace_under_another_address_is_rejected(make_node):
+    victim, thief = make_node(), make_node()
+    victim.clock.tick()
+    thief.clock.tick()
+    block = victim.miner.mine_block()
+    stolen = _resign(block, thief.key, miner=thief.address)
+    result = thief.chain.process_block(stolen)
+    assert result.outcome is Outcome.INVALID
+    # The ticket depends on the miner: either it misses the target, or the units (seeded by the
+    # miner) fail re-execution, or the state root (rewards to the new address) is wrong.
+    assert result.reason in (Reason.BAD_TICKET, Reason.BAD_WINNING_UNIT, Reason.BAD_SPOT_CHECK, Reason.BAD_STATE_ROOT)
+
+
+def test_tampered_blocks_are_rejected_with_distinct_reasons(make_node):
+    node, verifier = make_node(), make_node()
+    node.clock.tick()
+    verifier.clock.tick()
+    block = node.miner.mine_block()
+    proof = block.proofs[0]
+    # a block whose winning leaf lies about the output
+    last = proof.leaves[-1]
+    bad_leaf = type(last)(last.input_hash, last.output_hash, bytes(32))
+    leaves = (*proof.leaves[:-1], bad_leaf)
+    from useful_work.trace import trace_root
+
+    claim = replace(block.header.work[0], trace_root=trace_root(leaves))
+    header = sign_header(replace(block.header, work=(claim,)), node.key)
+    forged = Block(header, block.txs, (replace(proof, leaves=leaves),))
+    result = verifier.chain.process_block(forged)
+    assert result.outcome is Outcome.INVALID
+    assert result.reason in (Reason.BAD_TICKET, Reason.BAD_OPENINGS, Reason.BAD_WINNING_UNIT)
+    # a bad signature
+    unsigned = Block(replace(block.header, signature=bytes(64)), block.txs, block.proofs)
+    assert verifier.chain.process_block(unsigned).reason is Reason.BAD_SIGNATURE
+    # wrong target
+    wrong_target = _resign(block, node.key, target=block.header.target - 1)
+    assert verifier.chain.process_block(wrong_target).reason is Reason.BAD_TARGET
+    # the honest block is still accepted after all that
+    assert verifier.chain.process_block(block).outcome is Outcome.NEW_TIP
