@@ -1,0 +1,320 @@
+"""The ledger state (accounts and tasks), its root, and the pure state transition with undo data.
+
+`apply_block(state, block, subsidy)` applies the transactions in order, then advances each
+claimed task, then credits the miner; it returns the new state and an undo record holding the
+previous value of every key it touched, so `undo_block(new_state, undo) == state` exactly.
+Which task a block must work on, its ticket and the re-execution of its units are consensus
+rules, checked before this function; the header's state_root is compared by the caller.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from types import MappingProxyType
+from typing import Annotated
+
+from useful_work.hashing import HASH_SIZE, ZERO_HASH, tagged_hash
+from useful_work.merkle import merkle_root
+from useful_work.tasks import MAX_SPEC_BYTES, parse_spec
+
+from chain.address import ADDRESS_SIZE, ZERO_ADDRESS
+from chain.block import MAX_CLAIMS, MAX_TXS, Block, BlockStructureError, check_block_structure
+from chain.encoding import U32, U64, U64_MAX, Bytes, ListOf, Maybe, Nested, Record, UInt, VarBytes
+from chain.tx import SubmitTask, Transaction, Transfer, TxError, check_tx, task_units
+
+TASK_OPEN = 0
+TASK_DONE = 1
+
+
+class StateError(ValueError):
+    """A block that breaks a ledger rule; `reason` names the transaction or claim and the rule."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Account(Record):
+    balance: Annotated[int, U64]
+    nonce: Annotated[int, U64]
+
+
+EMPTY_ACCOUNT = Account(balance=0, nonce=0)
+
+
+@dataclass(frozen=True)
+class TaskRecord(Record):
+    """A task on the ledger. `state_hash` is ZERO_HASH until the first unit: the spec's initial state."""
+
+    task_id: Annotated[bytes, Bytes(HASH_SIZE)]
+    spec: Annotated[bytes, VarBytes(MAX_SPEC_BYTES)]
+    owner: Annotated[bytes, Bytes(ADDRESS_SIZE)]
+    bounty: Annotated[int, U64]
+    paid: Annotated[int, U64]
+    units_total: Annotated[int, U32]  # 0: open-ended (the chain's default task)
+    units_done: Annotated[int, U64]
+    state_hash: Annotated[bytes, Bytes(HASH_SIZE)]
+    created_height: Annotated[int, U64]
+    completed_height: Annotated[int, U64]  # 0 while open
+    status: Annotated[int, UInt(8, choices=(TASK_OPEN, TASK_DONE))]
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == TASK_OPEN
+
+    @property
+    def escrow(self) -> int:
+        return self.bounty - self.paid
+
+
+@dataclass(frozen=True)
+class LedgerState:
+    """Accounts by 20-byte address and tasks by 32-byte id, read-only; absent accounts are empty."""
+
+    chain_id: bytes
+    accounts: Mapping[bytes, Account]
+    tasks: Mapping[bytes, TaskRecord]
+
+    def __post_init__(self) -> None:
+        for name in ("accounts", "tasks"):
+            mapping = getattr(self, name)
+            if not isinstance(mapping, MappingProxyType):
+                object.__setattr__(self, name, MappingProxyType(dict(mapping)))
+
+    def account(self, address: bytes) -> Account:
+        return self.accounts.get(address, EMPTY_ACCOUNT)
+
+    @cached_property
+    def root(self) -> bytes:
+        return state_root(self)
+
+
+def _sealed(chain_id: bytes, accounts: dict, tasks: dict) -> LedgerState:
+    """A state over dicts that nobody else holds (no copy)."""
+    return LedgerState(chain_id, MappingProxyType(accounts), MappingProxyType(tasks))
+
+
+def state_root(state: LedgerState) -> bytes:
+    """Merkle root over the sorted entries: b"a" + address + account, then b"t" + task id + task."""
+    leaves = [b"a" + address + state.accounts[address].to_bytes() for address in sorted(state.accounts)]
+    leaves += [b"t" + task_id + state.tasks[task_id].to_bytes() for task_id in sorted(state.tasks)]
+    return merkle_root(leaves)
+
+
+def open_tasks(state: LedgerState) -> list[TaskRecord]:
+    """Open tasks, oldest first: ordered by (created_height, task_id)."""
+    return sorted((t for t in state.tasks.values() if t.is_open), key=lambda t: (t.created_height, t.task_id))
+
+
+# --- genesis ---------------------------------------------------------------------------------
+
+
+def default_task_record(spec: bytes, state_hash: bytes = ZERO_HASH) -> TaskRecord:
+    """The chain's default public task: no owner, no bounty, id H("default-task", spec)."""
+    return TaskRecord(
+        task_id=tagged_hash("default-task", spec),
+        spec=spec,
+        owner=ZERO_ADDRESS,
+        bounty=0,
+        paid=0,
+        units_total=parse_spec(spec).units_total,
+        units_done=0,
+        state_hash=state_hash,
+        created_height=0,
+        completed_height=0,
+        status=TASK_OPEN,
+    )
+
+
+def genesis_state(chain_id: bytes, allocations: Mapping[bytes, int], default_task: TaskRecord) -> LedgerState:
+    accounts = {}
+    for address, balance in allocations.items():
+        if len(address) != ADDRESS_SIZE:
+            raise ValueError(f"genesis allocation to {address.hex()}: an address is {ADDRESS_SIZE} bytes")
+        accounts[address] = Account(balance=balance, nonce=0)
+        accounts[address].to_bytes()  # range check of the balance
+    return LedgerState(chain_id, accounts, {default_task.task_id: default_task})
+
+
+# --- undo data -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountUndo(Record):
+    address: Annotated[bytes, Bytes(ADDRESS_SIZE)]
+    before: Annotated[Account | None, Maybe(Nested(Account))]  # None: the account did not exist
+
+
+@dataclass(frozen=True)
+class TaskUndo(Record):
+    task_id: Annotated[bytes, Bytes(HASH_SIZE)]
+    before: Annotated[TaskRecord | None, Maybe(Nested(TaskRecord))]
+
+
+@dataclass(frozen=True)
+class Undo(Record):
+    """Previous values of every key a block touched, sorted by key.
+
+    It depends only on the state and the block's transactions and claims, not on the header's
+    state_root or signature, so a miner may keep the undo of its draft block.
+    """
+
+    accounts: Annotated[tuple[AccountUndo, ...], ListOf(Nested(AccountUndo), 2 * MAX_TXS + 1)]
+    tasks: Annotated[tuple[TaskUndo, ...], ListOf(Nested(TaskUndo), MAX_TXS + MAX_CLAIMS)]
+
+
+# --- the state transition --------------------------------------------------------------------
+
+
+class _Changes:
+    """New values written during one block, read through to the old state; never escapes apply_block."""
+
+    def __init__(self, state: LedgerState) -> None:
+        self.state = state
+        self.accounts: dict[bytes, Account] = {}
+        self.tasks: dict[bytes, TaskRecord] = {}
+
+    def account(self, address: bytes) -> Account:
+        found = self.accounts.get(address)
+        return found if found is not None else self.state.account(address)
+
+    def task(self, task_id: bytes) -> TaskRecord | None:
+        found = self.tasks.get(task_id)
+        return found if found is not None else self.state.tasks.get(task_id)
+
+
+def apply_block(
+    state: LedgerState, block: Block, subsidy: int, *, verify_signatures: bool = True
+) -> tuple[LedgerState, Undo]:
+    """The state after `block`, and its undo record; raises StateError naming the broken rule.
+
+    `verify_signatures=False` is only for a caller that has already verified every signature of
+    this very block (a batch check); the other rules are always applied.
+    """
+    if type(subsidy) is not int or not 0 <= subsidy <= U64_MAX:
+        raise ValueError(f"subsidy {subsidy!r} is not a u64")
+    try:
+        check_block_structure(block)
+    except BlockStructureError as exc:
+        raise StateError(f"structure: {exc.reason}") from None
+    height = block.header.height
+    changes = _Changes(state)
+    fees = 0
+    for i, tx in enumerate(block.txs):
+        _apply_tx(changes, i, tx, height, verify_signatures)
+        fees += tx.fee
+    shares = 0
+    for j, (claim, proof) in enumerate(zip(block.header.work, block.proofs, strict=True)):
+        shares += _apply_claim(changes, j, claim.task_id, claim.unit_count, proof.leaves[-1].output_hash, height)
+    _credit(changes, block.header.miner, subsidy + fees + shares, "miner reward")
+    return _commit(state, changes)
+
+
+def _apply_tx(changes: _Changes, i: int, tx: Transaction, height: int, verify_signatures: bool) -> None:
+    try:
+        check_tx(tx, changes.state.chain_id, verify_signature=verify_signatures)
+    except TxError as exc:
+        raise StateError(f"tx {i}: {exc.reason}") from None
+    sender = changes.account(tx.sender)
+    if tx.nonce != sender.nonce:
+        raise StateError(f"tx {i}: nonce {tx.nonce}, expected {sender.nonce}")
+    if sender.nonce == U64_MAX:
+        raise StateError(f"tx {i}: sender nonce overflows u64")
+    if tx.cost > sender.balance:
+        raise StateError(f"tx {i}: cost {tx.cost} exceeds the sender's balance {sender.balance}")
+    changes.accounts[tx.sender] = Account(balance=sender.balance - tx.cost, nonce=sender.nonce + 1)
+    payload = tx.payload
+    if isinstance(payload, Transfer):
+        _credit(changes, payload.to, payload.amount, f"tx {i}: recipient")
+    elif isinstance(payload, SubmitTask):
+        _create_task(changes, i, tx, payload, height)
+
+
+def _create_task(changes: _Changes, i: int, tx: Transaction, payload: SubmitTask, height: int) -> None:
+    """The bounty left the sender with the cost; it stays in the task record as escrow."""
+    if changes.task(tx.txid) is not None:
+        raise StateError(f"tx {i}: task {tx.txid.hex()} already exists")
+    changes.tasks[tx.txid] = TaskRecord(
+        task_id=tx.txid,
+        spec=payload.spec,
+        owner=tx.sender,
+        bounty=payload.bounty,
+        paid=0,
+        units_total=task_units(payload.spec),
+        units_done=0,
+        state_hash=ZERO_HASH,
+        created_height=height,
+        completed_height=0,
+        status=TASK_OPEN,
+    )
+
+
+def _apply_claim(changes: _Changes, j: int, task_id: bytes, unit_count: int, output_hash: bytes, height: int) -> int:
+    """Advance the task by `unit_count` units; return the bounty share it pays out of escrow."""
+    task = changes.task(task_id)
+    if task is None:
+        raise StateError(f"claim {j}: unknown task {task_id.hex()}")
+    if not task.is_open:
+        raise StateError(f"claim {j}: task {task_id.hex()} is already done")
+    units_done = task.units_done + unit_count
+    if units_done > U64_MAX:
+        raise StateError(f"claim {j}: units_done overflows u64")
+    share, paid, status, completed = 0, task.paid, TASK_OPEN, 0
+    if task.units_total:
+        credited = min(unit_count, task.units_total - task.units_done)
+        if task.units_done + credited == task.units_total:
+            share, status, completed = task.bounty - task.paid, TASK_DONE, height
+        else:
+            share = task.bounty * credited // task.units_total
+        paid += share
+    changes.tasks[task_id] = TaskRecord(
+        task_id=task.task_id,
+        spec=task.spec,
+        owner=task.owner,
+        bounty=task.bounty,
+        paid=paid,
+        units_total=task.units_total,
+        units_done=units_done,
+        state_hash=output_hash,
+        created_height=task.created_height,
+        completed_height=completed,
+        status=status,
+    )
+    return share
+
+
+def _credit(changes: _Changes, address: bytes, amount: int, who: str) -> None:
+    account = changes.account(address)
+    if account.balance + amount > U64_MAX:
+        raise StateError(f"{who} balance overflows u64")
+    changes.accounts[address] = Account(balance=account.balance + amount, nonce=account.nonce)
+
+
+def _commit(state: LedgerState, changes: _Changes) -> tuple[LedgerState, Undo]:
+    accounts = dict(state.accounts)
+    accounts.update(changes.accounts)
+    tasks = dict(state.tasks)
+    tasks.update(changes.tasks)
+    undo = Undo(
+        accounts=tuple(AccountUndo(a, state.accounts.get(a)) for a in sorted(changes.accounts)),
+        tasks=tuple(TaskUndo(t, state.tasks.get(t)) for t in sorted(changes.tasks)),
+    )
+    return _sealed(state.chain_id, accounts, tasks), undo
+
+
+def undo_block(state: LedgerState, undo: Undo) -> LedgerState:
+    """The state before the block whose undo record this is (applied to the state after it)."""
+    accounts = dict(state.accounts)
+    _restore(accounts, ((u.address, u.before) for u in undo.accounts))
+    tasks = dict(state.tasks)
+    _restore(tasks, ((u.task_id, u.before) for u in undo.tasks))
+    return _sealed(state.chain_id, accounts, tasks)
+
+
+def _restore(mapping: dict, entries: Iterable[tuple[bytes, object]]) -> None:
+    for key, before in entries:
+        if before is None:
+            mapping.pop(key, None)
+        else:
+            mapping[key] = before
