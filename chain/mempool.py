@@ -6,10 +6,13 @@ is over its byte budget the lowest fee rate goes first, together with the same s
 nonces, which could never be mined without it.
 """
 
+import functools
 import heapq
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TypeVar
 
 from chain.block import MAX_TXS
 from chain.encoding import EncodeError
@@ -35,8 +38,23 @@ class _Entry:
     seq: int  # arrival order, the tie-breaker
 
 
+F = TypeVar("F", bound=Callable)
+
+
+def _locked(method: F) -> F:
+    """The node's miner thread and chain worker share one pool: each public call holds its lock."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Mempool", *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 class Mempool:
     def __init__(self, max_bytes: int, max_nonce_ahead: int = MAX_NONCE_AHEAD) -> None:
+        self._lock = threading.RLock()
         self.max_bytes = max_bytes
         self.max_nonce_ahead = max_nonce_ahead
         self.total_bytes = 0
@@ -55,16 +73,19 @@ class Mempool:
         entry = self._entries.get(txid)
         return entry.tx if entry else None
 
+    @_locked
     def pending(self, sender: bytes) -> list[Transaction]:
         """The sender's pending transactions in nonce order (gaps included)."""
         nonces = self._by_sender.get(sender, {})
         return [self._entries[nonces[n]].tx for n in sorted(nonces)]
 
+    @_locked
     def transactions(self) -> list[Transaction]:
         return [e.tx for e in self._entries.values()]
 
     # --- adding ----------------------------------------------------------------------------------
 
+    @_locked
     def add(self, tx: Transaction, state: LedgerState, chain_id: bytes) -> None:
         """Accept `tx` against the tip `state`, or raise TxRejected with the reason."""
         try:
@@ -103,6 +124,7 @@ class Mempool:
         if txid not in self._entries:  # evicted with a cheaper earlier nonce of its sender
             raise TxRejected("mempool full: fee rate too low")
 
+    @_locked
     def readd(self, txs: Iterable[Transaction], state: LedgerState, chain_id: bytes) -> int:
         """Offer transactions of disconnected blocks again after a reorg; return how many stayed."""
         kept = 0
@@ -160,10 +182,12 @@ class Mempool:
         doomed = [nonces[n] for n in sorted(nonces) if n >= nonce]
         return [tx for tx in (self._remove(t) for t in doomed) if tx is not None]
 
+    @_locked
     def remove(self, txids: Iterable[bytes]) -> list[Transaction]:
         """Remove these transactions if present (later nonces stay, as a gap, until revalidate)."""
         return [tx for tx in (self._remove(t) for t in txids) if tx is not None]
 
+    @_locked
     def revalidate(self, state: LedgerState) -> list[Transaction]:
         """After the tip changed: drop what the new tip makes unminable; return what was dropped."""
         dropped: list[Transaction] = []
@@ -181,6 +205,7 @@ class Mempool:
 
     # --- block templates -------------------------------------------------------------------------
 
+    @_locked
     def select(self, state: LedgerState, max_bytes: int, max_txs: int = MAX_TXS) -> list[Transaction]:
         """Transactions for a block on `state`: valid in this order, best fee rate first, nonce-ordered.
 

@@ -25,7 +25,7 @@ from chain.storage import STATUS_BODY, STATUS_HEADER, STATUS_INVALID, STATUS_VAL
 
 from consensus.genesis import Genesis, build_genesis
 from consensus.params import ConsensusParams
-from consensus.targets import block_work
+from consensus.forkchoice import chain_work_after, prefer
 from consensus.validation import (
     InvalidBlock,
     ParentInfo,
@@ -200,7 +200,7 @@ class ChainState:
                     return Outcome.REJECTED
                 self._mark_invalid_header(header, parent.chain_work, str(exc))
                 return Outcome.INVALID
-            self._index(self.store.put_header(header, parent.chain_work + block_work(header.target)))
+            self._index(self.store.put_header(header, chain_work_after(parent.chain_work, header.target)))
             self.headers[header.hash] = header
             return Outcome.SIDE
 
@@ -234,10 +234,10 @@ class ChainState:
                 return BlockResult(Outcome.REJECTED, h, exc.reason, exc.detail)
             self._mark_invalid_header(block.header, parent.chain_work, str(exc))
             return BlockResult(Outcome.INVALID, h, exc.reason, exc.detail)
-        self._index(self.store.put_block(block, parent.chain_work + block_work(block.header.target)))
+        self._index(self.store.put_block(block, chain_work_after(parent.chain_work, block.header.target)))
         self.headers[h] = block.header
         result = BlockResult(Outcome.SIDE, h)
-        if self.entries[h].chain_work > self.tip.chain_work:
+        if prefer(self.entries[h].chain_work, self.tip.chain_work):
             self._activate_best_chain(result)
             if self.entries[h].status == STATUS_INVALID:
                 result.outcome = Outcome.INVALID
@@ -271,7 +271,7 @@ class ChainState:
         self.children.setdefault(entry.prev_hash, set()).add(entry.hash)
 
     def _mark_invalid_header(self, header: BlockHeader, parent_work: int, reason: str) -> None:
-        self._index(self.store.put_header(header, parent_work + block_work(header.target)))
+        self._index(self.store.put_header(header, chain_work_after(parent_work, header.target)))
         self.headers[header.hash] = header
         self._mark_invalid(header.hash, reason)
 
@@ -293,7 +293,7 @@ class ChainState:
         """The entry with most work whose whole branch has bodies and none of it is invalid."""
         best = self.tip
         for e in self.entries.values():
-            if e.status in (STATUS_BODY, STATUS_VALID) and e.chain_work > best.chain_work and self._branch_usable(e):
+            if e.status in (STATUS_BODY, STATUS_VALID) and prefer(e.chain_work, best.chain_work) and self._branch_usable(e):
                 best = e
         return best
 

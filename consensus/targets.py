@@ -27,8 +27,8 @@ def _exp2_fixed(frac: int) -> int:
 
 def next_target(params: ConsensusParams, parent_height: int, parent_target: int, parent_time_ms: int, grandparent_time_ms: int) -> int:
     """Target of the block after `parent` (height parent_height + 1)."""
-    if parent_height < 1:
-        return params.initial_target
+    if parent_height < 2:
+        return params.initial_target  # blocks 1 and 2: block 1's time is the anchor, not a solve time
     solve_time = parent_time_ms - grandparent_time_ms
     exponent = ((solve_time - params.block_interval_ms) << _FRAC_BITS) // params.retarget_half_life_ms
     shifts, frac = exponent >> _FRAC_BITS, exponent & ((1 << _FRAC_BITS) - 1)

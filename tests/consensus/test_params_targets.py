@@ -46,7 +46,8 @@ def test_toml_overlays_a_preset(tmp_path):
 def test_retarget_follows_solve_times():
     p = ConsensusParams()
     t0 = p.initial_target
-    assert next_target(p, 0, t0, 0, 0) == t0  # block 1 always starts at the initial target
+    assert next_target(p, 0, t0, 0, 0) == t0  # block 1 starts at the initial target
+    assert next_target(p, 1, t0, 10**12, 0) == t0  # and so does block 2: the genesis time is no solve time
     on_time = next_target(p, 5, t0, 10_000 + p.block_interval_ms, 10_000)
     assert on_time == t0
     slow = next_target(p, 5, t0, 10_000 + p.block_interval_ms + p.retarget_half_life_ms, 10_000)
@@ -63,7 +64,7 @@ def test_retarget_telescopes():
     import random
 
     rng = random.Random(5)
-    for h in range(1, 200):
+    for h in range(2, 201):
         t_next = t + rng.randint(0, 2 * p.block_interval_ms)
         target = next_target(p, h, target, t_next, t)
         t = t_next

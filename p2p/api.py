@@ -1,0 +1,515 @@
+"""The node's HTTP API: JSON under /api, Prometheus text at /metrics, an OpenAPI 3 document.
+
+Every route is declared once in ROUTES with its OpenAPI description; the application and the
+document are both built from that table, and a test checks the running server against the
+document. Read routes are public; /api/admin/* need `Authorization: Bearer <token>` with the
+token from the cookie file in the data directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from chain.address import AddressError, format_address, parse_address
+from chain.block import Block
+from chain.encoding import DecodeError
+from chain.mempool import TxRejected
+from chain.storage import STATUS_NAMES
+from chain.state import TaskRecord
+from chain.tx import SubmitTask, Transaction, Transfer
+from consensus.market import active_task, initial_state, task_for_spec
+from useful_work.hashing import ZERO_HASH
+
+from p2p.metrics import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from p2p.node import Node
+
+Handler = Callable[["Node", web.Request], Awaitable[web.StreamResponse]]
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    admin: bool = False
+    params: tuple[tuple[str, str, str], ...] = ()  # (name, in, description)
+    body: str = ""  # description of the JSON request body
+    responses: dict[str, str] = field(default_factory=lambda: {"200": "OK"})
+    content: str = "application/json"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, separators=(",", ":")))
+
+
+def _hex32(text: str, what: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise ApiError(400, f"{what}: not hex") from None
+    if len(raw) != 32:
+        raise ApiError(400, f"{what}: expected 32 bytes (64 hex digits), got {len(raw)}")
+    return raw
+
+
+def _int_arg(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, f"{name}: not an integer") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"{name}: {value} out of range {low} .. {high}")
+    return value
+
+
+def _address(text: str) -> bytes:
+    try:
+        return parse_address(text)
+    except AddressError as exc:
+        raise ApiError(400, f"address: {exc}") from None
+
+
+# --- JSON views ----------------------------------------------------------------------------------
+
+
+def tx_json(tx: Transaction) -> dict:
+    out: dict[str, Any] = {
+        "txid": tx.txid.hex(),
+        "kind": "transfer" if isinstance(tx.payload, Transfer) else "submit-task",
+        "from": format_address(tx.sender),
+        "nonce": tx.nonce,
+        "fee": tx.fee,
+        "size": tx.size,
+    }
+    if isinstance(tx.payload, Transfer):
+        out.update(to=format_address(tx.payload.to), amount=tx.payload.amount)
+    elif isinstance(tx.payload, SubmitTask):
+        out.update(bounty=tx.payload.bounty, spec=tx.payload.spec.hex())
+    return out
+
+
+def block_summary(node: Node, block: Block) -> dict:
+    h = block.header
+    entry = node.chain.entry(block.hash)
+    return {
+        "hash": block.hash.hex(),
+        "height": h.height,
+        "prev_hash": h.prev_hash.hex(),
+        "time_ms": h.time_ms,
+        "miner": format_address(h.miner),
+        "units": sum(c.unit_count for c in h.work),
+        "txs": len(block.txs),
+        "status": STATUS_NAMES.get(entry.status, "?") if entry else "unknown",
+        "on_best_chain": node.chain.on_best_chain(block.hash),
+    }
+
+
+def block_json(node: Node, block: Block) -> dict:
+    h = block.header
+    out = block_summary(node, block)
+    entry = node.chain.entry(block.hash)
+    out.update(
+        target=f"{h.target:064x}",
+        chain_work=str(entry.chain_work) if entry else None,
+        miner_key=h.miner_key.hex(),
+        tx_root=h.tx_root.hex(),
+        state_root=h.state_root.hex(),
+        work=[{"task_id": c.task_id.hex(), "unit_count": c.unit_count, "trace_root": c.trace_root.hex()} for c in h.work],
+        openings=[[o.unit_index for o in p.openings] for p in block.proofs],
+        transactions=[tx_json(tx) for tx in block.txs],
+        confirmations=node.chain.tip.height - h.height + 1 if out["on_best_chain"] else 0,
+        reason=entry.reason if entry else "",
+    )
+    return out
+
+
+def task_json(node: Node, task: TaskRecord) -> dict:
+    try:
+        active = active_task(node.chain.state).task_id == task.task_id
+    except ValueError:
+        active = False
+    try:
+        kind = task_for_spec(task.spec).spec.kind  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - display only
+        kind = "?"
+    return {
+        "task_id": task.task_id.hex(),
+        "kind": kind,
+        "owner": format_address(task.owner),
+        "default": task.units_total == 0,
+        "bounty": task.bounty,
+        "paid": task.paid,
+        "units_total": task.units_total,
+        "units_done": task.units_done,
+        "state_hash": task.state_hash.hex(),
+        "created_height": task.created_height,
+        "completed_height": task.completed_height,
+        "status": "open" if task.is_open else "done",
+        "active": active,
+    }
+
+
+def _task_state_blob(node: Node, task: TaskRecord) -> bytes | None:
+    if task.state_hash == ZERO_HASH:
+        return initial_state(task.spec)
+    return node.store.get_blob(task.state_hash)
+
+
+# --- handlers ------------------------------------------------------------------------------------
+
+
+async def get_status(node: Node, request: web.Request) -> web.Response:
+    tip = node.chain.tip
+    progress = node.sync.progress
+    try:
+        task = task_json(node, active_task(node.chain.state))
+    except ValueError:
+        task = None
+    return _json({
+        "network": node.params.network,
+        "chain_id": node.chain.chain_id.hex(),
+        "genesis": node.chain.genesis.block.hash.hex(),
+        "height": tip.height,
+        "best_hash": tip.hash.hex(),
+        "chain_work": str(tip.chain_work),
+        "header_height": node.sync.best_header.height,
+        "peers": len(node.live_peers()),
+        "mining": node.mining_enabled,
+        "miner_address": format_address(node.miner_address),
+        "units_mined": node.miner.stats.units,
+        "blocks_mined": node.miner.stats.blocks,
+        "sync": {
+            "state": "syncing" if progress.syncing else "synced",
+            "height": tip.height,
+            "target_height": progress.target_height,
+            "blocks_per_second": round(progress.blocks_per_second, 2),
+        },
+        "active_task": task,
+        "mempool": {"transactions": len(node.mempool), "bytes": node.mempool.total_bytes},
+        "device": node.device,
+        "listen": node.listen_addr,
+        "uptime_s": round(__import__("time").time() - node.started_at, 1),
+    })
+
+
+async def _block_by_id(node: Node, ident: str) -> Block:
+    if ident.isdigit():
+        h = node.chain.hash_at(int(ident))
+        if h is None:
+            raise ApiError(404, f"no block at height {ident} (tip {node.chain.tip.height})")
+    else:
+        h = _hex32(ident, "block hash")
+    block = await asyncio.to_thread(node.chain.get_block, h)
+    if block is None:
+        raise ApiError(404, f"block {ident} not found")
+    return block
+
+
+async def get_block(node: Node, request: web.Request) -> web.Response:
+    block = await _block_by_id(node, request.match_info["id"])
+    return _json(block_json(node, block))
+
+
+async def get_blocks(node: Node, request: web.Request) -> web.Response:
+    tip = node.chain.tip.height
+    limit = _int_arg(request, "limit", 20, 1, MAX_PAGE)
+    start = _int_arg(request, "start", max(0, tip - limit + 1), 0, 1 << 62)
+
+    def load() -> list[dict]:
+        out = []
+        for height in range(start, min(tip, start + limit - 1) + 1):
+            h = node.chain.hash_at(height)
+            block = node.chain.get_block(h) if h else None
+            if block is not None:
+                out.append(block_summary(node, block))
+        return out
+
+    return _json({"tip": tip, "start": start, "limit": limit, "blocks": await asyncio.to_thread(load)})
+
+
+async def get_tx(node: Node, request: web.Request) -> web.Response:
+    txid = _hex32(request.match_info["id"], "txid")
+    pending = node.mempool.get(txid)
+    if pending is not None:
+        return _json({"status": "pending", "tx": tx_json(pending)})
+    loc = node.txindex.locations.get(txid)
+    if loc is None:
+        raise ApiError(404, f"transaction {txid.hex()} not found")
+    block = await asyncio.to_thread(node.chain.get_block, loc.block_hash)
+    if block is None:
+        raise ApiError(404, f"transaction {txid.hex()} not found")
+    return _json({
+        "status": "confirmed",
+        "block": loc.block_hash.hex(),
+        "height": loc.height,
+        "index": loc.index,
+        "confirmations": node.chain.tip.height - loc.height + 1,
+        "tx": tx_json(block.txs[loc.index]),
+    })
+
+
+async def post_tx(node: Node, request: web.Request) -> web.Response:
+    if request.content_type == "application/json":
+        try:
+            body = await request.json()
+            raw = bytes.fromhex(body["tx"])
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(400, 'body: expected {"tx": "<hex of the signed transaction>"}') from None
+    else:
+        raw = await request.read()
+    try:
+        tx = Transaction.from_bytes(raw)
+    except DecodeError as exc:
+        raise ApiError(400, f"malformed transaction: {exc}") from None
+    try:
+        await node.sync.submit_tx(tx)
+    except TxRejected as exc:
+        raise ApiError(400, f"rejected: {exc.reason}") from None
+    return _json({"txid": tx.txid.hex(), "status": "pending"})
+
+
+async def get_account(node: Node, request: web.Request) -> web.Response:
+    address = _address(request.match_info["address"])
+    account = node.chain.state.account(address)
+    pending = node.mempool.pending(address)
+    return _json({
+        "address": format_address(address),
+        "balance": account.balance,
+        "nonce": account.nonce,
+        "pending_transactions": len(pending),
+        "next_nonce": account.nonce + len(pending),
+    })
+
+
+async def get_account_txs(node: Node, request: web.Request) -> web.Response:
+    address = _address(request.match_info["address"])
+    offset = _int_arg(request, "offset", 0, 0, 1 << 40)
+    limit = _int_arg(request, "limit", 20, 1, MAX_PAGE)
+    total, events = node.txindex.history(address, offset, limit)
+    items = [{
+        "kind": e.kind,
+        "height": e.height,
+        "block": e.block_hash.hex(),
+        "txid": e.txid.hex() if e.txid else None,
+        "amount": e.amount,
+        "fee": e.fee,
+        "counterparty": format_address(e.counterparty) if e.counterparty else None,
+    } for e in events]
+    return _json({"address": format_address(address), "total": total, "offset": offset, "limit": limit, "items": items})
+
+
+async def get_tasks(node: Node, request: web.Request) -> web.Response:
+    tasks = sorted(node.chain.state.tasks.values(), key=lambda t: (t.created_height, t.task_id))
+    return _json({"tasks": [task_json(node, t) for t in tasks]})
+
+
+def _task(node: Node, request: web.Request) -> TaskRecord:
+    task_id = _hex32(request.match_info["id"], "task id")
+    task = node.chain.state.tasks.get(task_id)
+    if task is None:
+        raise ApiError(404, f"task {task_id.hex()} not found")
+    return task
+
+
+async def get_task(node: Node, request: web.Request) -> web.Response:
+    task = _task(node, request)
+    out = task_json(node, task)
+
+    def describe() -> dict | None:
+        blob = _task_state_blob(node, task)
+        return task_for_spec(task.spec).describe_state(blob) if blob is not None else None
+
+    out["state"] = await asyncio.to_thread(describe)
+    out["blocks"] = len(await asyncio.to_thread(node.store.blocks_for_task, task.task_id))
+    return _json(out)
+
+
+async def get_task_result(node: Node, request: web.Request) -> web.StreamResponse:
+    task = _task(node, request)
+    partial = request.query.get("partial") in ("1", "true")
+    if task.is_open and not partial:
+        raise ApiError(409, f"task not complete ({task.units_done} of {task.units_total or 'open-ended'} units); ?partial=1 for its current state")
+    blob = await asyncio.to_thread(_task_state_blob, node, task)
+    if blob is None:
+        raise ApiError(404, "the task's state blob is not stored here")
+    return web.Response(
+        body=blob,
+        content_type="application/octet-stream",
+        headers={"X-Task-Status": "open" if task.is_open else "done", "X-State-Hash": task.state_hash.hex()},
+    )
+
+
+async def get_peers(node: Node, request: web.Request) -> web.Response:
+    peers = [{
+        "id": p.id,
+        "address": p.remote,
+        "listen": p.listen,
+        "inbound": p.inbound,
+        "agent": p.hello.agent if p.hello else "",
+        "best_height": p.best_height,
+        "score": p.score,
+        "ping_ms": round(p.ping_ms, 2) if p.ping_ms is not None else None,
+        "bytes_in": p.bytes_in,
+        "bytes_out": p.bytes_out,
+        "blocks_in_flight": len(p.blocks_in_flight),
+        "connected_at": int(p.connected_at),
+    } for p in node.live_peers()]
+    return _json({"peers": peers, "banned": node.bans.listing(), "known_addresses": sorted(node.addresses)})
+
+
+async def get_metrics(node: Node, request: web.Request) -> web.Response:
+    resp = web.Response(body=node.metrics.render())
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp
+
+
+async def get_openapi(node: Node, request: web.Request) -> web.Response:
+    return _json(openapi_document())
+
+
+async def _json_body(request: web.Request) -> dict:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "body: expected a JSON object") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "body: expected a JSON object")
+    return body
+
+
+async def admin_mining(node: Node, request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    enabled = body.get("enabled")
+    if not isinstance(enabled, bool):
+        raise ApiError(400, 'body: expected {"enabled": true|false}')
+    node.set_mining(enabled)
+    return _json({"mining": node.mining_enabled})
+
+
+async def admin_add_peer(node: Node, request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    try:
+        node.add_peer(str(body.get("address", "")))
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    return _json({"added": body["address"]})
+
+
+async def admin_stop(node: Node, request: web.Request) -> web.Response:
+    asyncio.get_running_loop().call_later(0.1, node.request_stop, "admin stop call")
+    return _json({"stopping": True})
+
+
+_ID = ("id", "path", "block height (decimal) or block hash (64 hex digits)")
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/api/status", get_status, "Network, height, best hash, chain work, peers, mining, sync state, the active task"),
+    Route("GET", "/api/blocks", get_blocks, "Block summaries by height, ascending",
+          params=(("start", "query", "first height (default: the last `limit` blocks)"), ("limit", "query", f"1 .. {MAX_PAGE}, default 20"))),
+    Route("GET", "/api/blocks/{id}", get_block, "One block by height or hash", params=(_ID,), responses={"200": "OK", "400": "bad id", "404": "not found"}),
+    Route("GET", "/api/txs/{id}", get_tx, "A transaction: pending or confirmed (with its block)",
+          params=(("id", "path", "transaction id (64 hex digits)"),), responses={"200": "OK", "400": "bad id", "404": "not found"}),
+    Route("POST", "/api/txs", post_tx, "Submit a signed transaction (JSON {\"tx\": hex} or raw bytes)",
+          body='{"tx": "<hex>"} or application/octet-stream', responses={"200": "accepted into the mempool", "400": "malformed or rejected, with the reason"}),
+    Route("GET", "/api/accounts/{address}", get_account, "Balance and nonce of an address",
+          params=(("address", "path", "checksummed address"),), responses={"200": "OK", "400": "bad address"}),
+    Route("GET", "/api/accounts/{address}/txs", get_account_txs, "The address's transactions and rewards, newest first",
+          params=(("address", "path", "checksummed address"), ("offset", "query", "items to skip"), ("limit", "query", f"1 .. {MAX_PAGE}"))),
+    Route("GET", "/api/tasks", get_tasks, "All tasks on the ledger"),
+    Route("GET", "/api/tasks/{id}", get_task, "One task with a description of its current state",
+          params=(("id", "path", "task id (64 hex digits)"),), responses={"200": "OK", "404": "not found"}),
+    Route("GET", "/api/tasks/{id}/result", get_task_result, "The task's result: its final state blob (?partial=1: the current state)",
+          params=(("id", "path", "task id"), ("partial", "query", "1 to get an open task's current state")),
+          responses={"200": "the state blob", "404": "not found", "409": "task not complete"}, content="application/octet-stream"),
+    Route("GET", "/api/peers", get_peers, "Connected peers, bans and known addresses"),
+    Route("GET", "/metrics", get_metrics, "Prometheus metrics", content="text/plain"),
+    Route("GET", "/api/openapi.json", get_openapi, "This document"),
+    Route("POST", "/api/admin/mining", admin_mining, "Switch mining on or off", admin=True, body='{"enabled": true|false}',
+          responses={"200": "OK", "400": "bad body", "401": "no or wrong token"}),
+    Route("POST", "/api/admin/peers", admin_add_peer, "Add a peer to keep connected", admin=True, body='{"address": "HOST:PORT"}',
+          responses={"200": "OK", "400": "bad address", "401": "no or wrong token"}),
+    Route("POST", "/api/admin/stop", admin_stop, "Stop the node cleanly", admin=True, responses={"200": "stopping", "401": "no or wrong token"}),
+)
+
+
+def openapi_document() -> dict:
+    paths: dict[str, dict] = {}
+    for r in ROUTES:
+        op: dict[str, Any] = {
+            "summary": r.summary,
+            "operationId": r.handler.__name__,
+            "responses": {
+                code: {"description": text, "content": {r.content if code == "200" else "application/json": {"schema": {"type": "string" if r.content != "application/json" and code == "200" else "object"}}}}
+                for code, text in r.responses.items()
+            },
+        }
+        if r.params:
+            op["parameters"] = [
+                {"name": n, "in": where, "required": where == "path", "description": d, "schema": {"type": "string"}} for n, where, d in r.params
+            ]
+        if r.body:
+            op["requestBody"] = {"description": r.body, "required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+        if r.admin:
+            op["security"] = [{"cookieToken": []}]
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "pouw node API", "version": "1", "description": "JSON under /api; admin routes need the token from the data directory's api.cookie as a Bearer token."},
+        "paths": paths,
+        "components": {"securitySchemes": {"cookieToken": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+def build_api(node: Node) -> web.Application:
+    @web.middleware
+    async def errors(request: web.Request, handler: Callable) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return _json({"error": exc.message}, status=exc.status)
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                return _json({"error": exc.reason}, status=exc.status)
+            raise
+        except Exception as exc:  # noqa: BLE001 - an API bug must not take the node down
+            import logging
+
+            logging.getLogger("pouw.api").exception("API error on %s", request.path)
+            return _json({"error": f"internal error: {type(exc).__name__}"}, status=500)
+
+    app = web.Application(middlewares=[errors], client_max_size=1 << 20)
+
+    def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            if route.admin:
+                auth = request.headers.get("Authorization", "")
+                given = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+                if not given or not hmac.compare_digest(given.encode(), node.token.encode()):
+                    raise ApiError(401, "admin call needs the token from the data directory's api.cookie (Authorization: Bearer <token>)")
+            return await route.handler(node, request)
+
+        return handle
+
+    for r in ROUTES:
+        app.router.add_route(r.method, r.path, bind(r))
+    return app

@@ -1,0 +1,30 @@
+"""`pouw bench ...`: benchmarks that print a table (or JSON) of ratios measured in one run."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmarks: chain, work, verify")
+    bsub = bench.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+    for name, help_text in (
+        ("chain", "signing, verifying, encoding transactions; connecting blocks of 1,000 transfers"),
+        ("work", "rendering, exact vs float training steps, unit time, accuracy"),
+        ("verify", "block verification time against mining time at devnet parameters"),
+    ):
+        p = bsub.add_parser(name, help=help_text)
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+        p.set_defaults(func=_run, bench_name=name)
+
+
+def _run(args: argparse.Namespace) -> int:
+    argv = (["--json"] if args.json else []) + (["--quick"] if args.quick else [])
+    if args.bench_name == "chain":
+        from chain.bench import main
+    elif args.bench_name == "work":
+        from useful_work.bench import main
+    else:
+        from consensus.bench import main
+    return int(main(argv) or 0)

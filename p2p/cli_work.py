@@ -1,0 +1,94 @@
+"""`pouw work ...`: run and inspect useful work without a node (anyone can replay a trace)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    work = sub.add_parser("work", help="run, replay and look at useful work without a node")
+    wsub = work.add_subparsers(dest="work_command", metavar="WORK_COMMAND", required=True)
+
+    run = wsub.add_parser("run", help="run N units of a task and print each unit's hashes and the trace root")
+    run.add_argument("--task", default="default", help="default (the devnet training task), render, or a preset name/TOML file whose default_task is used")
+    run.add_argument("--units", type=int, default=4, help="number of units (default 4)")
+    run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
+    run.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    run.add_argument("--parent", default="00" * 32, help="parent block hash (hex) the units are mined on")
+    run.add_argument("--miner", default="00" * 20, help="miner address bytes (hex) the units are mined by")
+    run.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    run.set_defaults(func=_cmd_run)
+
+    render = wsub.add_parser("render", help="render labelled sample images to a contact sheet PNG")
+    render.add_argument("--seed", type=int, default=0, help="seed number (default 0)")
+    render.add_argument("-n", "--count", type=int, default=16, help="number of images (default 16)")
+    render.add_argument("--size", type=int, default=32, help="image size in pixels (default 32)")
+    render.add_argument("-o", "--output", default="sheet.png", help="output PNG path")
+    render.set_defaults(func=_cmd_render)
+
+
+def _resolve_task(name: str):
+    from useful_work.tasks import RenderSpec, make_task
+
+    if name == "render":
+        return make_task(RenderSpec())
+    from consensus.params import load_params
+
+    params = load_params("devnet" if name == "default" else name)
+    return make_task(params.default_task)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from p2p.cli import CliError
+    from useful_work.runner import iter_units
+    from useful_work.trace import trace_root
+
+    if args.units < 1:
+        raise CliError("--units must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CliError("--device cuda: torch sees no CUDA device here")
+    try:
+        parent, miner = bytes.fromhex(args.parent), bytes.fromhex(args.miner)
+    except ValueError as exc:
+        raise CliError(f"--parent/--miner must be hex: {exc}") from None
+    task = _resolve_task(args.task)
+    leaves, rows = [], []
+    started = time.perf_counter()
+    for result in iter_units(task, task.initial_state(), parent, miner, args.device):
+        leaves.append(result.leaf)
+        rows.append(
+            {
+                "unit": result.index,
+                "seed": result.seed.hex(),
+                "input": result.leaf.input_hash.hex(),
+                "output": result.leaf.output_hash.hex(),
+                "digest": result.leaf.digest.hex(),
+            }
+        )
+        if not args.json:
+            print(f"unit {result.index:4d}  in {rows[-1]['input'][:16]}  out {rows[-1]['output'][:16]}  digest {rows[-1]['digest'][:16]}")
+        if len(leaves) == args.units:
+            break
+    elapsed = time.perf_counter() - started
+    root = trace_root(leaves).hex()
+    if args.json:
+        print(json.dumps({"task": args.task, "device": args.device, "threads": torch.get_num_threads(), "units": rows, "trace_root": root, "seconds": elapsed}, indent=2))
+    else:
+        print(f"trace root {root}  ({args.units} units, {elapsed / args.units * 1000:.1f} ms/unit, {torch.get_num_threads()} threads, {args.device})")
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from useful_work.contact_sheet import save_contact_sheet
+    from useful_work.hashing import int_bytes, tagged_hash
+
+    seed = tagged_hash("cli-render", int_bytes(args.seed))
+    path = save_contact_sheet(seed, args.count, args.output, image_size=args.size)
+    print(f"wrote {path}")
+    return 0

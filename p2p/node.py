@@ -1,0 +1,471 @@
+"""The node process: chain state, mempool, miner thread, peers and the HTTP API in one asyncio loop.
+
+Threads: the event loop (peers, API, scheduling), the chain worker (every change of the chain
+state: block and header processing, mempool additions; see sync.Sync.run_chain) and the miner.
+The event loop never holds the chain lock; it reads the tip and the immutable ledger state.
+Stops cleanly on SIGINT/SIGTERM or the admin stop call; after a SIGKILL the store reopens at
+its last completed connect (each is one atomic LevelDB batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from chain.address import address_of, format_address
+from chain.block import Block
+from chain.keys import PrivateKey
+from chain.mempool import Mempool
+from chain.storage import ChainStore
+from consensus.chainstate import BlockResult, ChainState, Outcome
+from consensus.miner import Miner
+from consensus.params import ConsensusParams, load_params
+
+from p2p.metrics import NodeMetrics
+from p2p.peer import BanList, Peer, PeerLimits
+from p2p.protocol import (
+    AGENT,
+    PROTOCOL_VERSION,
+    Addr,
+    GetAddr,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    int_to_wire,
+    parse_hostport,
+)
+from p2p.reindex import recover_swap, reindex
+from p2p.sync import Sync
+from p2p.txindex import TxIndex
+
+log = logging.getLogger("pouw.node")
+
+KEY_FILE = "node.key"
+COOKIE_FILE = "api.cookie"
+CHAIN_DIR = "chain"
+PING_EVERY_S = 30.0
+MAX_KNOWN_ADDRS = 1_000
+
+
+@dataclass
+class NodeConfig:
+    datadir: Path
+    listen: str = "127.0.0.1:8333"  # "" for no inbound peers
+    api: str = "127.0.0.1:8080"
+    peers: list[str] = field(default_factory=list)
+    mine: bool = False
+    miner_address: bytes | None = None  # None: the node key's address
+    network: str = "devnet"
+    device: str = "cpu"
+    reindex: bool = False
+    max_outbound: int = 8
+    mempool_bytes: int = 32 << 20
+    limits: PeerLimits = field(default_factory=PeerLimits)
+
+
+@dataclass
+class AddrInfo:
+    persistent: bool
+    next_try: float = 0.0
+    failures: int = 0
+
+
+def load_or_create_key(path: Path) -> PrivateKey:
+    if path.exists():
+        return PrivateKey.from_bytes(bytes.fromhex(path.read_text().strip()))
+    key = PrivateKey.generate()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.to_bytes().hex() + "\n")
+    return key
+
+
+def write_cookie(path: Path) -> str:
+    token = secrets.token_hex(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    tmp.replace(path)
+    return token
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover
+        return "cpu"
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.params: ConsensusParams = load_params(config.network)
+        self.device = resolve_device(config.device)
+        self.datadir = config.datadir
+        self.nonce = secrets.token_bytes(8)
+        self.started_at = time.time()
+        self.metrics = NodeMetrics()
+        self.bans = BanList()
+        self.peers: dict[int, Peer] = {}
+        self.addresses: dict[str, AddrInfo] = {}
+        self.mining_enabled = config.mine
+        self.stop_event = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task] = []
+        self._peer_tasks: set[asyncio.Task] = set()
+        self._dialing: set[str] = set()
+        self._runners: list[web.AppRunner] = []
+        self._miner_thread: threading.Thread | None = None
+        self._units_reported = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.api_url = ""
+        self.listen_addr = config.listen
+
+    # --- start -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        self.key = load_or_create_key(self.datadir / KEY_FILE)
+        self.miner_address = self.config.miner_address or address_of(self.key.public_key())
+        self.token = write_cookie(self.datadir / COOKIE_FILE)
+        chain_dir = self.datadir / CHAIN_DIR
+        if self.config.reindex:
+            await asyncio.to_thread(reindex, chain_dir, self.params, self.device)
+        else:
+            recover_swap(chain_dir)
+        self.store = ChainStore(str(chain_dir))
+        self.mempool = Mempool(self.config.mempool_bytes)
+        self.chain = ChainState(self.store, self.params, mempool=self.mempool, device=self.device)
+        log.info(
+            "network %s, genesis %s, tip height %d %s, device %s",
+            self.params.network, self.chain.genesis.block.hash.hex()[:16], self.chain.tip.height,
+            self.chain.tip.hash.hex()[:16], self.device,
+        )
+        self.txindex = await asyncio.to_thread(TxIndex.build, self.chain)
+        self.metrics.height.set(self.chain.tip.height)
+        self.sync = Sync(self.chain, self.mempool, self.metrics, self.live_peers)
+        self.sync.on_new_tip.append(self._index_result)
+        self.miner = Miner(self.chain, self.key, self.miner_address, mempool=self.mempool, device=self.device)
+        for addr in self.config.peers:
+            self.addresses[addr] = AddrInfo(persistent=True)
+
+        from p2p.api import build_api  # the API module imports this one's types
+
+        if self.config.listen:
+            p2p_app = web.Application(client_max_size=1024)
+            p2p_app.router.add_get("/p2p", self._accept)
+            await self._serve(p2p_app, self.config.listen)
+        await self._serve(build_api(self), self.config.api)
+        self.api_url = f"http://{self.config.api}"
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
+        self._tasks.append(asyncio.create_task(self._connect_loop(), name="connect"))
+        self._miner_thread = threading.Thread(target=self._mine_loop, name="miner", daemon=True)
+        self._miner_thread.start()
+        log.info("API on http://%s, peers on %s, mining %s to %s", self.config.api, self.config.listen or "(no listener)",
+                 "on" if self.mining_enabled else "off", format_address(self.miner_address))
+
+    async def _serve(self, app: web.Application, hostport: str) -> None:
+        parsed = parse_hostport(hostport)
+        if parsed is None:
+            raise ValueError(f"{hostport!r} is not HOST:PORT")
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, parsed[0], parsed[1], shutdown_timeout=1.0).start()
+        self._runners.append(runner)
+
+    # --- stop ------------------------------------------------------------------------------------
+
+    def request_stop(self, why: str = "stop requested") -> None:
+        if not self.stop_event.is_set():
+            log.info("stopping: %s", why)
+            self.stop_event.set()
+
+    async def run_until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
+        await self.start()
+        await self.stop_event.wait()
+        await self.stop()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.mining_enabled = False
+        for t in self._tasks:
+            t.cancel()
+        for p in list(self.peers.values()):
+            p.close("node stopping")
+        if self._peer_tasks:
+            await asyncio.wait(list(self._peer_tasks), timeout=5)
+        if self._miner_thread is not None:
+            await asyncio.to_thread(self._miner_thread.join, 30)
+        for runner in self._runners:
+            await runner.cleanup()
+        await self.session.close()
+        await asyncio.to_thread(self.sync.close)
+        self.store.close()
+        log.info("stopped cleanly at height %d", self.chain.tip.height)
+
+    # --- peers -----------------------------------------------------------------------------------
+
+    def live_peers(self) -> list[Peer]:
+        return [p for p in self.peers.values() if not p.closed]
+
+    def our_hello(self) -> Hello:
+        tip = self.chain.tip
+        return Hello(
+            version=PROTOCOL_VERSION,
+            network=self.params.network,
+            chain_id=self.chain.chain_id,
+            genesis=self.chain.genesis.block.hash,
+            height=tip.height,
+            chain_work=int_to_wire(tip.chain_work),
+            listen=self.listen_addr,
+            nonce=self.nonce,
+            agent=AGENT,
+        )
+
+    def _new_peer(self, ws, remote: str, inbound: bool) -> Peer:
+        return Peer(ws, remote, inbound, self.config.limits, self.params.max_message_bytes)
+
+    async def _accept(self, request: web.Request) -> web.StreamResponse:
+        peername = request.transport.get_extra_info("peername") if request.transport else None
+        remote = f"{peername[0]}:{peername[1]}" if peername else f"{request.remote}:0"
+        ban = self.bans.banned(remote.rpartition(":")[0])
+        if ban or self._stopping:
+            return web.Response(status=403, text=f"refused: {ban or 'stopping'}")
+        ws = web.WebSocketResponse(max_msg_size=self.params.max_message_bytes + 4096, autoping=True)
+        await ws.prepare(request)
+        peer = self._new_peer(ws, remote, inbound=True)
+        task = asyncio.current_task()
+        if task is not None:
+            self._peer_tasks.add(task)
+        try:
+            await peer.run(self, self.our_hello())
+        finally:
+            if task is not None:
+                self._peer_tasks.discard(task)
+        return ws
+
+    async def connect(self, addr: str) -> None:
+        """Dial a peer's listen address and run the connection until it ends."""
+        if addr in self._dialing:
+            return
+        self._dialing.add(addr)
+        info = self.addresses.setdefault(addr, AddrInfo(persistent=False))
+        try:
+            ws = await self.session.ws_connect(
+                f"http://{addr}/p2p", max_msg_size=self.params.max_message_bytes + 4096, autoping=True, timeout=aiohttp.ClientWSTimeout(ws_close=5)
+            )
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            info.failures += 1
+            info.next_try = time.monotonic() + min(30.0, 0.5 * 2 ** min(info.failures, 6))
+            log.debug("connect to %s failed: %s", addr, exc)
+            self._dialing.discard(addr)
+            return
+        info.failures = 0
+        peer = self._new_peer(ws, addr, inbound=False)
+        peer.dial_addr = addr
+        try:
+            await peer.run(self, self.our_hello())
+        finally:
+            self._dialing.discard(addr)
+            info.next_try = time.monotonic() + 1.0
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._peer_tasks.add(task)
+        task.add_done_callback(self._peer_tasks.discard)
+
+    def _connected_addrs(self) -> set[str]:
+        out = set()
+        for p in self.peers.values():
+            out.add(p.listen)
+            out.add(p.dial_addr)
+        return out | self._dialing
+
+    async def _connect_loop(self) -> None:
+        while True:
+            try:
+                connected = self._connected_addrs()
+                outbound = sum(1 for p in self.peers.values() if not p.inbound) + len(self._dialing)
+                now = time.monotonic()
+                for addr, info in list(self.addresses.items()):
+                    if addr in connected or addr == self.listen_addr or now < info.next_try:
+                        continue
+                    if not info.persistent and outbound >= self.config.max_outbound:
+                        continue
+                    if self.bans.banned(addr.rpartition(":")[0]):
+                        continue
+                    outbound += 1
+                    self._spawn(self.connect(addr))
+            except Exception:  # noqa: BLE001
+                log.exception("connection manager error")
+            await asyncio.sleep(1.0)
+
+    # --- the peer handler (p2p.peer.Handler) -----------------------------------------------------
+
+    async def on_hello(self, peer: Peer, hello: Hello) -> str | None:
+        if hello.version != PROTOCOL_VERSION:
+            return f"protocol version {hello.version}, we speak {PROTOCOL_VERSION}"
+        if hello.chain_id != self.chain.chain_id or hello.genesis != self.chain.genesis.block.hash:
+            return f"another network ({hello.network}, genesis {hello.genesis.hex()[:16]})"
+        if hello.nonce == self.nonce:
+            addr = peer.dial_addr
+            if addr:
+                self.addresses.pop(addr, None)
+            return "connected to ourselves"
+        banned = self.bans.banned(peer.ban_key)
+        if banned:
+            return f"banned: {banned}"
+        if self._stopping:
+            return "node stopping"
+        for other in self.live_peers():
+            if other.hello is not None and other.hello.nonce == hello.nonce:
+                # Both sides dialled each other: keep the connection dialled by the lower nonce.
+                def dialer(p: Peer) -> bytes:
+                    return p.hello.nonce if p.inbound else self.nonce  # type: ignore[union-attr]
+
+                if dialer(peer) < dialer(other):
+                    other.close("duplicate connection")
+                    break
+                return "duplicate connection"
+        return None
+
+    async def on_ready(self, peer: Peer) -> None:
+        self.peers[peer.id] = peer
+        self.metrics.peers.set(len(self.live_peers()))
+        if peer.listen:
+            self.addresses.setdefault(peer.listen, AddrInfo(persistent=False))
+        peer.send(GetAddr())
+        await self.sync.peer_ready(peer)
+
+    async def on_message(self, peer: Peer, msg: Message) -> None:
+        self.metrics.peer_messages.labels(msg.NAME).inc()
+        if isinstance(msg, Ping):
+            peer.send(Pong(msg.nonce))
+        elif isinstance(msg, Pong):
+            if peer.ping_sent and peer.ping_sent[0] == msg.nonce:
+                peer.ping_ms = (time.monotonic() - peer.ping_sent[1]) * 1000
+                peer.ping_sent = None
+        elif isinstance(msg, GetAddr):
+            addrs = [p.listen for p in self.live_peers() if p.listen and p is not peer]
+            peer.send(Addr(tuple(addrs[:1000])))
+        elif isinstance(msg, Addr):
+            for a in msg.addrs:
+                if a and a != self.listen_addr and len(self.addresses) < MAX_KNOWN_ADDRS:
+                    self.addresses.setdefault(a, AddrInfo(persistent=False))
+        else:
+            await self.sync.handle(peer, msg)
+
+    async def on_close(self, peer: Peer) -> None:
+        self.peers.pop(peer.id, None)
+        self.sync.peer_gone(peer)
+        self.metrics.peers.set(len(self.live_peers()))
+        if peer.ban_reason:
+            self.metrics.disconnects.labels("ban").inc()
+            key = peer.ban_key
+            if key is not None:
+                self.bans.ban(key, peer.limits.ban_seconds, peer.ban_reason)
+        elif peer.score > 0:
+            self.metrics.disconnects.labels("misbehaviour").inc()
+        if peer.hello is not None:
+            await self.sync.schedule()
+
+    # --- periodic work ---------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        last_ping = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.sync.tick()
+                units = self.miner.stats.units
+                if units > self._units_reported:
+                    self.metrics.units_mined.inc(units - self._units_reported)
+                    self._units_reported = units
+                self.metrics.mempool_txs.set(len(self.mempool))
+                self.metrics.mempool_bytes.set(self.mempool.total_bytes)
+                if time.monotonic() - last_ping > PING_EVERY_S:
+                    last_ping = time.monotonic()
+                    for p in self.live_peers():
+                        nonce = secrets.randbits(63)
+                        p.ping_sent = (nonce, last_ping)
+                        p.send(Ping(nonce))
+            except Exception:  # noqa: BLE001
+                log.exception("periodic work failed")
+
+    async def _index_result(self, result: BlockResult) -> None:
+        for block in result.disconnected:
+            self.txindex.disconnect(block)
+        for block in result.connected:
+            self.txindex.connect(block, self.params.block_subsidy(block.header.height))
+
+    # --- mining ----------------------------------------------------------------------------------
+
+    def _should_stop_mining(self) -> bool:
+        return self._stopping or not self.mining_enabled
+
+    def _mine_loop(self) -> None:
+        while not self._stopping:
+            if not self.mining_enabled or self.sync.best_header.chain_work > self.chain.tip.chain_work:
+                time.sleep(0.1)
+                continue
+            try:
+                block = self.miner.mine_block(self._should_stop_mining)
+            except Exception:  # noqa: BLE001 - a template built during a reorg, a mempool race
+                log.exception("mining attempt failed; retrying")
+                time.sleep(0.5)
+                continue
+            if block is None or self._stopping:
+                continue
+            assert self.loop is not None
+            future = asyncio.run_coroutine_threadsafe(self._on_mined(block), self.loop)
+            try:
+                accepted = future.result(timeout=60)
+            except Exception:  # noqa: BLE001
+                log.exception("processing a mined block failed")
+                accepted = False
+            if not accepted:
+                time.sleep(1.0)  # the same template would give the same block: wait for the tip or clock
+
+    async def _on_mined(self, block: Block) -> bool:
+        started = time.perf_counter()
+        result = await self.sync.run_chain(self.chain.process_block, block, None)
+        await self.sync.after_block(result, time.perf_counter() - started)
+        if result.outcome == Outcome.NEW_TIP:
+            self.metrics.blocks_mined.inc()
+            log.info("mined block %s at height %d (%d units)", block.hash.hex()[:16], block.header.height, block.header.work[0].unit_count)
+            return True
+        log.warning("mined block %s at height %d was not accepted: %s %s", block.hash.hex()[:16], block.header.height, result.outcome.value, result.detail)
+        return False
+
+    # --- admin -----------------------------------------------------------------------------------
+
+    def set_mining(self, enabled: bool) -> None:
+        self.mining_enabled = enabled
+        log.info("mining %s", "on" if enabled else "off")
+
+    def add_peer(self, addr: str) -> None:
+        if parse_hostport(addr) is None:
+            raise ValueError(f"{addr!r} is not HOST:PORT")
+        info = self.addresses.setdefault(addr, AddrInfo(persistent=True))
+        info.persistent, info.next_try = True, 0.0

@@ -1,0 +1,409 @@
+"""Chain sync and gossip: headers first, then bodies from several peers; announcements.
+
+- A peer with more work than our best header gets `getheaders` with a locator of our best header
+  chain; headers are checked (ticket, signature, target: cheap) and indexed as they arrive.
+- Bodies of the best header chain that we lack are requested from the peers that have them, at
+  most `max_blocks_in_flight` per peer, and re-requested elsewhere after a timeout.
+- Blocks are validated on the chain worker thread (one thread: the chain state's only writer), so
+  the event loop stays responsive. Re-execution of work only happens inside ChainState when a
+  block's branch has more work than the tip; an unsolicited block is looked at only if it could be
+  the new best tip, and each peer has a verification budget: seconds of validation spent on its
+  blocks that did not become our best chain. A peer over budget is dropped.
+- New tips and new transactions are announced with `inv`; a peer that hears of an unknown block
+  asks for headers, which brings the body request along.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from chain.block import Block, BlockHeader
+from chain.encoding import DecodeError
+from chain.mempool import Mempool, TxRejected
+from chain.storage import STATUS_HEADER, STATUS_INVALID, IndexEntry
+from chain.tx import Transaction
+from consensus.chainstate import BlockResult, ChainState, Outcome
+
+from p2p.metrics import NodeMetrics
+from p2p.peer import Misbehaving, Peer
+from p2p.protocol import (
+    MAX_HEADERS,
+    MAX_LOCATOR,
+    BlockMsg,
+    GetData,
+    GetHeaders,
+    Headers,
+    Inv,
+    Message,
+    NotFound,
+    TxMsg,
+)
+
+log = logging.getLogger("pouw.sync")
+T = TypeVar("T")
+
+BLOCK_TIMEOUT_S = 30.0
+HEADERS_TIMEOUT_S = 30.0
+MAX_GETDATA_BLOCKS = 64  # blocks one getdata may ask for
+PROGRESS_EVERY_S = 5.0
+
+
+@dataclass
+class SyncProgress:
+    height: int
+    target_height: int
+    blocks_per_second: float
+    syncing: bool
+
+
+class Sync:
+    def __init__(self, chain: ChainState, mempool: Mempool, metrics: NodeMetrics, peers: Callable[[], list[Peer]]) -> None:
+        self.chain = chain
+        self.mempool = mempool
+        self.metrics = metrics
+        self.peers = peers
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
+        self.best_header: IndexEntry = chain.tip
+        self.in_flight: dict[bytes, int] = {}  # block hash -> peer id
+        self.headers_asked: dict[int, float] = {}  # peer id -> when we sent getheaders
+        self.on_new_tip: list[Callable[[BlockResult], Awaitable[None] | None]] = []
+        self._progress_at = time.monotonic()
+        self._progress_height = chain.tip.height
+        self.progress = SyncProgress(chain.tip.height, chain.tip.height, 0.0, False)
+        self._scheduling = False
+
+    # --- the chain worker ------------------------------------------------------------------------
+
+    async def run_chain(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` on the chain worker thread (the only thread that changes the chain)."""
+        return await asyncio.get_running_loop().run_in_executor(self.worker, fn, *args)
+
+    def close(self) -> None:
+        self.worker.shutdown(wait=True, cancel_futures=True)
+
+    # --- views of the block tree (run on the chain worker) ----------------------------------------
+
+    def _find_best_header(self) -> IndexEntry:
+        best = self.chain.tip
+        for e in list(self.chain.entries.values()):
+            if e.status != STATUS_INVALID and e.chain_work > best.chain_work:
+                best = e
+        return best
+
+    def _header_locator(self) -> list[bytes]:
+        """Hashes of the best header chain at heights top, top-1, ..., then doubling steps, genesis."""
+        entries = self.chain.entries
+        chain: list[bytes] = []
+        e: IndexEntry | None = self.best_header
+        heights: set[int] = set()
+        step, h = 1, self.best_header.height
+        while h > 0:
+            heights.add(h)
+            if len(heights) >= 10:
+                step *= 2
+            h -= step
+        while e is not None and e.height > 0:
+            if e.height in heights:
+                chain.append(e.hash)
+            if self.chain.on_best_chain(e.hash):
+                # below here the connected chain's index is faster
+                chain += [x for x in (self.chain.hash_at(k) for k in sorted(heights, reverse=True) if k < e.height) if x]
+                break
+            e = entries.get(e.prev_hash)
+        chain.append(self.chain.genesis.block.hash)
+        return chain[: MAX_LOCATOR - 1] + ([self.chain.genesis.block.hash] if len(chain) >= MAX_LOCATOR else [])
+
+    def _missing_bodies(self, limit: int) -> list[tuple[bytes, int]]:
+        """(hash, height) of the best header chain's blocks without a body, lowest first."""
+        self.best_header = self._find_best_header()
+        out: list[tuple[bytes, int]] = []
+        e: IndexEntry | None = self.best_header
+        entries = self.chain.entries
+        if self.best_header.chain_work <= self.chain.tip.chain_work:
+            return []
+        # Down to the fork point with the best chain: a branch may fork below our tip.
+        while e is not None and not self.chain.on_best_chain(e.hash):
+            if e.status == STATUS_HEADER:
+                out.append((e.hash, e.height))
+            e = entries.get(e.prev_hash)
+        out.reverse()
+        return out[:limit]
+
+    def _accept_headers(self, headers: list[BlockHeader]) -> tuple[Outcome, str, int]:
+        """Index headers in order; stop at the first that is not accepted. (outcome, detail, index)."""
+        for i, header in enumerate(headers):
+            outcome = self.chain.process_header(header)
+            if outcome in (Outcome.SIDE, Outcome.DUPLICATE):
+                continue
+            detail = ""
+            if outcome == Outcome.INVALID:
+                entry = self.chain.entry(header.hash)
+                detail = entry.reason if entry else ""
+            return outcome, detail, i
+        self.best_header = self._find_best_header()
+        return Outcome.SIDE, "", len(headers)
+
+    # --- handlers --------------------------------------------------------------------------------
+
+    async def peer_ready(self, peer: Peer) -> None:
+        if peer.best_work > self.best_header.chain_work:
+            await self.ask_headers(peer)
+
+    def peer_gone(self, peer: Peer) -> None:
+        for h in list(peer.blocks_in_flight):
+            self.in_flight.pop(h, None)
+        peer.blocks_in_flight.clear()
+        self.headers_asked.pop(peer.id, None)
+
+    async def ask_headers(self, peer: Peer, start: bytes | None = None) -> None:
+        locator = await self.run_chain(self._header_locator)
+        if start is not None:
+            locator = [start, *locator][:MAX_LOCATOR]
+        self.headers_asked[peer.id] = time.monotonic()
+        peer.send(GetHeaders(tuple(locator)))
+
+    async def handle(self, peer: Peer, msg: Message) -> None:
+        if isinstance(msg, GetHeaders):
+            headers = await self.run_chain(self.chain.headers_after, list(msg.locator), MAX_HEADERS)
+            peer.send(Headers(tuple(h.to_bytes() for h in headers)))
+        elif isinstance(msg, Headers):
+            await self._on_headers(peer, msg)
+        elif isinstance(msg, Inv):
+            await self._on_inv(peer, msg)
+        elif isinstance(msg, GetData):
+            await self._on_getdata(peer, msg)
+        elif isinstance(msg, BlockMsg):
+            await self._on_block(peer, msg)
+        elif isinstance(msg, TxMsg):
+            await self._on_tx(peer, msg)
+        elif isinstance(msg, NotFound):
+            for h in msg.blocks:
+                if peer.blocks_in_flight.pop(h, None) is not None:
+                    self.in_flight.pop(h, None)
+            await self.schedule()
+
+    async def _on_headers(self, peer: Peer, msg: Headers) -> None:
+        self.headers_asked.pop(peer.id, None)
+        if not msg.headers:
+            return
+        headers: list[BlockHeader] = []
+        for i, raw in enumerate(msg.headers):
+            try:
+                header = BlockHeader.from_bytes(raw)
+            except DecodeError as exc:
+                raise Misbehaving(100, f"headers[{i}] does not decode: {exc}") from None
+            if headers and header.prev_hash != headers[-1].hash:
+                raise Misbehaving(100, f"headers[{i}] does not follow headers[{i - 1}]")
+            headers.append(header)
+        outcome, detail, index = await self.run_chain(self._accept_headers, headers)
+        if outcome == Outcome.INVALID:
+            raise Misbehaving(100, f"invalid header {headers[index].hash.hex()[:16]} at height {headers[index].height}: {detail}")
+        if outcome == Outcome.ORPHAN:
+            # Does not connect to anything we know: maybe a fork deeper than our locator reached.
+            raise Misbehaving(20, f"headers starting at height {headers[0].height} do not connect")
+        last = headers[index - 1] if index > 0 else None
+        if last is not None:
+            entry = self.chain.entry(last.hash)
+            peer.best_height = max(peer.best_height, last.height)
+            if entry is not None:
+                peer.best_work = max(peer.best_work, entry.chain_work)
+            for h in headers[:index]:
+                peer.mark_known(h.hash)
+        if outcome == Outcome.SIDE and len(headers) == MAX_HEADERS:
+            await self.ask_headers(peer, start=headers[-1].hash)
+        await self.schedule()
+
+    async def _on_inv(self, peer: Peer, msg: Inv) -> None:
+        unknown_block = False
+        for h in msg.blocks:
+            peer.mark_known(h)
+            if self.chain.entry(h) is None:
+                unknown_block = True
+        if unknown_block and peer.id not in self.headers_asked:
+            await self.ask_headers(peer)
+        wanted = []
+        for h in msg.txs:
+            peer.mark_known(h)
+            if h not in self.mempool:
+                wanted.append(h)
+        if wanted:
+            peer.send(GetData(txs=tuple(wanted)))
+
+    async def _on_getdata(self, peer: Peer, msg: GetData) -> None:
+        if len(msg.blocks) > MAX_GETDATA_BLOCKS:
+            raise Misbehaving(50, f"getdata for {len(msg.blocks)} blocks, at most {MAX_GETDATA_BLOCKS}")
+        missing_blocks, missing_txs = [], []
+        for h in msg.blocks:
+            block = await asyncio.to_thread(self.chain.get_block, h)
+            if block is None:
+                missing_blocks.append(h)
+            elif not peer.send(BlockMsg(block.to_bytes())):
+                return
+        for h in msg.txs:
+            tx = self.mempool.get(h)
+            if tx is None:
+                missing_txs.append(h)
+            else:
+                peer.send(TxMsg(tx.encoded))
+        if missing_blocks or missing_txs:
+            peer.send(NotFound(tuple(missing_blocks), tuple(missing_txs)))
+
+    async def _on_block(self, peer: Peer, msg: BlockMsg) -> None:
+        try:
+            block = Block.from_bytes(msg.block)
+        except DecodeError as exc:
+            raise Misbehaving(100, f"block does not decode: {exc}") from None
+        h = block.hash
+        peer.mark_known(h)
+        solicited = peer.blocks_in_flight.pop(h, None) is not None
+        self.in_flight.pop(h, None)
+        known = self.chain.entry(h)
+        if known is not None and known.status != STATUS_HEADER:
+            return  # duplicate (or already known invalid: the header path bans for that)
+        if not solicited:
+            parent = self.chain.entry(block.header.prev_hash)
+            if parent is None:
+                await self.ask_headers(peer)
+                raise Misbehaving(50, f"unsolicited block {h.hex()[:16]} on unknown parent {block.header.prev_hash.hex()[:16]}")
+            if parent.status == STATUS_INVALID:
+                raise Misbehaving(100, f"block {h.hex()[:16]} builds on invalid block {parent.hash.hex()[:16]}")
+        peer.verify_budget.refill()
+        if peer.verify_budget.tokens <= 0:
+            peer.close(f"verification budget exhausted ({peer.limits.verify_budget_s:.0f} s of validation on blocks that did not become our best chain)")
+            return
+        started = time.perf_counter()
+        result = await self.run_chain(self.chain.process_block, block, len(msg.block))
+        spent = time.perf_counter() - started
+        await self.after_block(result, spent, source=peer)
+        if result.outcome != Outcome.NEW_TIP and not result.connected:
+            peer.verify_budget.charge(spent)
+        if result.outcome == Outcome.INVALID:
+            why = (result.reason.value if result.reason else "invalid") + (f" ({result.detail})" if result.detail else "")
+            raise Misbehaving(100, f"invalid block {h.hex()[:16]} at height {block.header.height}: {why}")
+        if result.outcome == Outcome.REJECTED:
+            raise Misbehaving(10, f"block {h.hex()[:16]} rejected for now: {result.reason.value if result.reason else ''} {result.detail}")
+        if result.outcome == Outcome.ORPHAN:
+            await self.ask_headers(peer)
+        await self.schedule()
+
+    async def after_block(self, result: BlockResult, seconds: float, source: Peer | None = None) -> None:
+        """Metrics, relay and listeners for a processed block (ours or a peer's)."""
+        reason = result.reason.value if result.reason else ""
+        self.metrics.blocks.labels(result.outcome.value, reason).inc()
+        self.metrics.verify_seconds.observe(seconds)
+        if result.tip_changed:
+            tip = self.chain.tip
+            self.metrics.height.set(tip.height)
+            self.metrics.mempool_txs.set(len(self.mempool))
+            self.metrics.mempool_bytes.set(self.mempool.total_bytes)
+            if tip.chain_work > self.best_header.chain_work:
+                self.best_header = tip
+            self.announce_block(tip.hash, exclude=source)
+            for listener in self.on_new_tip:
+                done = listener(result)
+                if done is not None:
+                    await done
+
+    def announce_block(self, block_hash: bytes, exclude: Peer | None = None) -> None:
+        for p in self.peers():
+            if p is not exclude and block_hash not in p.known:
+                p.mark_known(block_hash)
+                p.send(Inv(blocks=(block_hash,)))
+
+    async def _on_tx(self, peer: Peer, msg: TxMsg) -> None:
+        try:
+            tx = Transaction.from_bytes(msg.tx)
+        except DecodeError as exc:
+            raise Misbehaving(100, f"transaction does not decode: {exc}") from None
+        peer.mark_known(tx.txid)
+        try:
+            await self.submit_tx(tx, source=peer)
+        except TxRejected as exc:
+            log.debug("%s: transaction %s rejected: %s", peer, tx.txid.hex()[:16], exc.reason)
+
+    async def submit_tx(self, tx: Transaction, source: Peer | None = None) -> None:
+        """Add to the mempool (on the chain worker) and announce; raises TxRejected."""
+
+        def add() -> None:
+            self.mempool.add(tx, self.chain.state, self.chain.chain_id)
+
+        try:
+            await self.run_chain(add)
+        except TxRejected as exc:
+            self.metrics.txs.labels("rejected", exc.reason.split(":")[0][:40]).inc()
+            raise
+        self.metrics.txs.labels("accepted", "").inc()
+        self.metrics.mempool_txs.set(len(self.mempool))
+        self.metrics.mempool_bytes.set(self.mempool.total_bytes)
+        for p in self.peers():
+            if p is not source and tx.txid not in p.known:
+                p.mark_known(tx.txid)
+                p.send(Inv(txs=(tx.txid,)))
+
+    # --- scheduling ------------------------------------------------------------------------------
+
+    async def schedule(self) -> None:
+        """Ask peers for the bodies of the best header chain that nobody is fetching yet."""
+        if self._scheduling:
+            return
+        self._scheduling = True
+        try:
+            missing = await self.run_chain(self._missing_bodies, 1024)
+            ready = [p for p in self.peers() if not p.closed]
+            asks: dict[int, list[bytes]] = {}
+            by_id = {p.id: p for p in ready}
+            for h, height in missing:
+                if h in self.in_flight:
+                    continue
+                candidates = [
+                    p for p in ready
+                    if p.best_height >= height and len(p.blocks_in_flight) < p.limits.max_blocks_in_flight
+                ]
+                if not candidates:
+                    continue
+                p = min(candidates, key=lambda c: len(c.blocks_in_flight))
+                p.blocks_in_flight[h] = time.monotonic()
+                self.in_flight[h] = p.id
+                asks.setdefault(p.id, []).append(h)
+            for pid, hashes in asks.items():
+                by_id[pid].send(GetData(blocks=tuple(hashes)))
+        finally:
+            self._scheduling = False
+
+    async def tick(self) -> None:
+        """Once a second: time out requests, ask ahead peers for headers, log progress."""
+        now = time.monotonic()
+        for p in self.peers():
+            late = [h for h, t in p.blocks_in_flight.items() if now - t > BLOCK_TIMEOUT_S]
+            for h in late:
+                del p.blocks_in_flight[h]
+                self.in_flight.pop(h, None)
+                log.info("%s: block %s not delivered in %.0f s; asking elsewhere", p, h.hex()[:16], BLOCK_TIMEOUT_S)
+            asked = self.headers_asked.get(p.id)
+            if asked is not None and now - asked > HEADERS_TIMEOUT_S:
+                self.headers_asked.pop(p.id, None)
+            if p.best_work > self.best_header.chain_work and p.id not in self.headers_asked:
+                await self.ask_headers(p)
+        await self.schedule()
+        self._log_progress(now)
+
+    def _log_progress(self, now: float) -> None:
+        tip = self.chain.tip
+        target = max(self.best_header.height, max((p.best_height for p in self.peers()), default=0))
+        elapsed = now - self._progress_at
+        syncing = target > tip.height
+        self.metrics.header_height.set(self.best_header.height)
+        if elapsed >= PROGRESS_EVERY_S or (syncing != self.progress.syncing):
+            rate = (tip.height - self._progress_height) / elapsed if elapsed > 0 else 0.0
+            if syncing or self.progress.syncing:
+                log.info("sync: height %d, target height %d, %.1f blocks/s%s", tip.height, target, rate, "" if syncing else " (caught up)")
+            self.progress = SyncProgress(tip.height, target, rate, syncing)
+            self._progress_at, self._progress_height = now, tip.height
+        else:
+            self.progress = SyncProgress(tip.height, target, self.progress.blocks_per_second, syncing)

@@ -1,0 +1,283 @@
+"""A small functional-test framework in the spirit of Bitcoin Core's test_framework.
+
+- NodeProcess: a real `pouw node` process (python -m p2p.cli node) with its own data directory,
+  on 127.0.0.1 with free ports, driven through its HTTP API; stopped (SIGTERM, then SIGKILL)
+  at test end.
+- TestPeer: a WebSocket client speaking the wire protocol, so a test sends exactly the frames it
+  wants (raw bytes included) and reads what the node answers.
+- wait_until: a bounded poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from p2p.protocol import (
+    AGENT,
+    PROTOCOL_VERSION,
+    Hello,
+    Message,
+    decode,
+    encode,
+    int_to_wire,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+FAST_NETWORK = Path(__file__).with_name("fast.toml")
+
+
+def write_network(path: Path, **overrides: int) -> Path:
+    """A copy of fast.toml with top-level integer parameters changed.
+
+    The genesis time defaults to just now: the first retarget measures block 1 against the
+    genesis time, so a genesis far in the past makes block 2 onwards as easy as allowed.
+    """
+    overrides.setdefault("genesis_time_ms", int(time.time() * 1000) - 2000)
+    lines = FAST_NETWORK.read_text().splitlines()
+    out = []
+    for line in lines:
+        key = line.split("=")[0].strip()
+        if key in overrides:
+            line = f"{key} = {overrides.pop(key)}"
+        out.append(line)
+    head = [f"{k} = {v}" for k, v in overrides.items()]
+    path.write_text("\n".join(head + out) + "\n")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+class NodeProcess:
+    def __init__(self, datadir: Path, network: Path | str = FAST_NETWORK, name: str = "node") -> None:
+        self.name = name
+        self.datadir = datadir
+        self.network = str(network)
+        self.p2p_port = free_port()
+        self.api_port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = datadir.parent / f"{name}.log"
+
+    @property
+    def p2p_addr(self) -> str:
+        return f"127.0.0.1:{self.p2p_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self, peers: list[str] = (), mine: bool = False, extra: list[str] = ()) -> NodeProcess:
+        cmd = [sys.executable, "-m", "p2p.cli", "node", "--datadir", str(self.datadir), "--listen", self.p2p_addr,
+               "--api", f"127.0.0.1:{self.api_port}", "--network", self.network, "--device", "cpu", "--threads", "1"]
+        for p in peers:
+            cmd += ["--peer", p]
+        if mine:
+            cmd.append("--mine")
+        cmd += list(extra)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> NodeProcess:
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                self.status()
+                return True
+            except (OSError, ApiError):
+                return False
+
+        wait_until(ready, timeout, f"{self.name}'s API")
+        return self
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    # --- the API -----------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: Any = None, token: str | None = None, timeout: float = 10.0) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.api_url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if token is not None:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw = resp.read()
+                return json.loads(raw) if resp.headers.get_content_type() == "application/json" else raw
+        except urllib.error.HTTPError as exc:
+            payload = exc.read()
+            try:
+                payload = json.loads(payload)
+            except ValueError:
+                pass
+            raise ApiError(exc.code, payload) from None
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def status(self) -> dict:
+        return self.get("/api/status")
+
+    @property
+    def token(self) -> str:
+        return (self.datadir / "api.cookie").read_text().strip()
+
+    def admin(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", f"/api/admin/{path}", body if body is not None else {}, token=self.token)
+
+    def height(self) -> int:
+        return self.status()["height"]
+
+    def block_hashes(self, upto: int) -> list[str]:
+        out = []
+        start = 0
+        while start <= upto:
+            page = self.get(f"/api/blocks?start={start}&limit=100")["blocks"]
+            out += [b["hash"] for b in page if b["height"] <= upto]
+            start += 100
+        return out
+
+    # --- stopping ----------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"{self.name} did not stop within {timeout} s of SIGTERM:\n{self.log_tail()}") from None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+class TestPeer:
+    """A hand-driven peer: connect, handshake, send frames, read messages, see how it ends."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, max_message_bytes: int = 2 << 20) -> None:
+        self.max_message_bytes = max_message_bytes
+        self.session: aiohttp.ClientSession | None = None
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.nonce = secrets.token_bytes(8)
+        self.listen = f"127.0.0.1:{free_port()}"
+
+    async def connect(self, addr: str) -> TestPeer:
+        self.session = aiohttp.ClientSession()
+        self.ws = await self.session.ws_connect(f"http://{addr}/p2p", max_msg_size=64 << 20)
+        return self
+
+    async def handshake(self, status: dict) -> Hello:
+        """Send our hello (built from the node's /api/status) and return the node's."""
+        hello = Hello(
+            version=PROTOCOL_VERSION,
+            network=status["network"],
+            chain_id=bytes.fromhex(status["chain_id"]),
+            genesis=bytes.fromhex(status["genesis"]),
+            height=0,
+            chain_work=int_to_wire(1),
+            listen=self.listen,
+            nonce=self.nonce,
+            agent=AGENT + "-testpeer",
+        )
+        await self.send(hello)
+        reply = await self.recv_type(Hello)
+        return reply
+
+    async def send(self, msg: Message) -> None:
+        await self.send_raw(encode(msg))
+
+    async def send_raw(self, frame: bytes) -> None:
+        assert self.ws is not None
+        await self.ws.send_bytes(frame)
+
+    async def recv(self, timeout: float = 10.0) -> Message | None:
+        """The next message, or None when the connection closed."""
+        assert self.ws is not None
+        msg = await self.ws.receive(timeout=timeout)
+        if msg.type == aiohttp.WSMsgType.BINARY:
+            return decode(msg.data, self.max_message_bytes)
+        self.close_message = msg
+        return None
+
+    async def recv_type(self, cls: type, timeout: float = 10.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = await self.recv(max(0.1, deadline - time.monotonic()))
+            if msg is None:
+                raise AssertionError(f"connection closed while waiting for {cls.__name__}: {self.close_reason()}")
+            if isinstance(msg, cls):
+                return msg
+        raise AssertionError(f"no {cls.__name__} within {timeout} s")
+
+    def close_reason(self) -> str:
+        m = getattr(self, "close_message", None)
+        if m is None:
+            return ""
+        return str(m.extra or "") if m.type == aiohttp.WSMsgType.CLOSE else f"{m.type.name} {m.extra or ''}"
+
+    async def wait_closed(self, timeout: float = 10.0) -> str:
+        """Read until the node closes the connection; return its close reason."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = await self.recv(max(0.1, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            if msg is None:
+                return self.close_reason() or "closed"
+        raise AssertionError(f"the node did not close the connection within {timeout} s")
+
+    async def close(self) -> None:
+        if self.ws is not None and not self.ws.closed:
+            await self.ws.close()
+        if self.session is not None:
+            await self.session.close()

@@ -1,0 +1,121 @@
+"""Hostile peers: garbage, oversized frames, fabricated work, blocks on unknown parents.
+
+Each is disconnected (and banned where the input shows intent: invalid work, repeated abuse),
+while the node keeps mining and answering its API.
+"""
+
+import asyncio
+import dataclasses
+import os
+
+import pytest
+
+from chain.block import Block, sign_header
+from chain.keys import PrivateKey
+from consensus.tickets import ticket, ticket_wins
+from p2p.protocol import BlockMsg, GetData, Ping, Pong, encode
+
+from framework import TestPeer, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+async def _fetch_tip_block(node, status) -> Block:
+    peer = await TestPeer().connect(node.p2p_addr)
+    try:
+        await peer.handshake(status)
+        await peer.send(GetData(blocks=(bytes.fromhex(status["best_hash"]),)))
+        msg = await peer.recv_type(BlockMsg)
+        return Block.from_bytes(msg.block)
+    finally:
+        await peer.close()
+
+
+def _fabricated_work(block: Block, key: PrivateKey) -> Block:
+    """The same block with a trace root whose ticket misses the target (work never done), re-signed."""
+    header = block.header
+    for i in range(1000):
+        root = bytes([i % 256, i // 256]) + os.urandom(30)
+        if not ticket_wins(ticket(header.prev_hash, header.miner, root), header.target):
+            break
+    claim = dataclasses.replace(header.work[0], trace_root=root)
+    return Block(sign_header(dataclasses.replace(header, work=(claim,)), key), block.txs, block.proofs)
+
+
+def _unknown_parent(block: Block, key: PrivateKey) -> Block:
+    header = dataclasses.replace(block.header, prev_hash=os.urandom(32))
+    return Block(sign_header(header, key), block.txs, block.proofs)
+
+
+async def _scenarios(node) -> dict[str, str]:
+    status = node.status()
+    reasons: dict[str, str] = {}
+    key = PrivateKey.generate()
+
+    # 1. Garbage bytes before anything else.
+    p = await TestPeer().connect(node.p2p_addr)
+    await p.send_raw(os.urandom(300))
+    reasons["garbage"] = await p.wait_closed()
+    await p.close()
+
+    # 2. An oversized message after the handshake: a ping-typed frame over the ping limit, then
+    #    a frame over the network's max_message_bytes (refused by the WebSocket layer itself).
+    p = await TestPeer().connect(node.p2p_addr)
+    await p.handshake(status)
+    await p.send(Ping(7))
+    assert (await p.recv_type(Pong)).nonce == 7
+    await p.send_raw(b"\x92\x02" + b"\x00" * 5000)
+    reasons["oversized-small"] = await p.wait_closed()
+    await p.close()
+    p = await TestPeer().connect(node.p2p_addr)
+    await p.handshake(status)
+    await p.send_raw(encode(BlockMsg(b"\x00" * (3 << 20))))
+    reasons["oversized-block"] = await p.wait_closed()
+    await p.close()
+
+    # 3. A block with fabricated work: banned, and the ban holds on reconnection.
+    tip = await _fetch_tip_block(node, status)
+    p = await TestPeer().connect(node.p2p_addr)
+    await p.handshake(status)
+    await p.send(BlockMsg(_fabricated_work(tip, key).to_bytes()))
+    reasons["fabricated"] = await p.wait_closed()
+    await p.close()
+    again = TestPeer()
+    again.nonce, again.listen = p.nonce, p.listen
+    await again.connect(node.p2p_addr)
+    try:
+        await again.handshake(status)
+        reasons["reconnect"] = await again.wait_closed()
+    except AssertionError as exc:
+        reasons["reconnect"] = str(exc)
+    await again.close()
+
+    # 4. Valid-looking blocks on an unknown parent: tolerated once (the node asks for headers), dropped when repeated.
+    p = await TestPeer().connect(node.p2p_addr)
+    await p.handshake(status)
+    await p.send(BlockMsg(_unknown_parent(tip, key).to_bytes()))
+    await p.send(BlockMsg(_unknown_parent(tip, key).to_bytes()))
+    reasons["unknown-parent"] = await p.wait_closed()
+    await p.close()
+    return reasons
+
+
+def test_misbehaving_peers_are_dropped_while_the_node_mines(make_node):
+    node = make_node("victim").start(mine=True).wait_ready()
+    wait_until(lambda: node.height() >= 3, 60, "a few blocks")
+    before = node.height()
+    reasons = asyncio.run(_scenarios(node))
+    print("\nclose reasons:", reasons)
+    assert "malformed" in reasons["garbage"]
+    assert "ping" in reasons["oversized-small"] and "limit 64" in reasons["oversized-small"]
+    assert reasons["oversized-block"]  # the WebSocket layer closes with 1009 (message too big)
+    assert "banned" in reasons["fabricated"] and "ticket-above-target" in reasons["fabricated"]
+    assert "banned" in reasons["reconnect"]
+    assert "unknown parent" in reasons["unknown-parent"]
+    peers = node.get("/api/peers")
+    assert len(peers["banned"]) >= 2 and peers["peers"] == []
+    # Still mining and answering.
+    wait_until(lambda: node.height() >= before + 3, 60, "more blocks after the attacks")
+    metrics = node.get("/metrics").decode()
+    assert 'pouw_blocks_total{outcome="invalid",reason="ticket-above-target"}' in metrics
+    assert node.stop() == 0
