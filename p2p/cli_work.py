@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     render.add_argument("--seed", type=int, default=0, help="seed number (default 0)")
     render.add_argument("-n", "--count", type=int, default=16, help="number of images (default 16)")
     render.add_argument("--size", type=int, default=32, help="image size in pixels (default 32)")
+    render.add_argument("--masks", action="store_true", help="show each instance mask beside its image")
     render.add_argument("-o", "--output", default="sheet.png", help="output PNG path")
     render.set_defaults(func=_cmd_render)
 
@@ -85,10 +86,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
+    from p2p.cli import CliError
     from useful_work.contact_sheet import save_contact_sheet
     from useful_work.hashing import int_bytes, tagged_hash
+    from useful_work.render import render_batch
+    from useful_work.tasks import SceneSettings
 
+    if not 1 <= args.count <= 256:
+        raise CliError("-n must be between 1 and 256")
+    if not 16 <= args.size <= 128:
+        raise CliError("--size must be between 16 and 128")
     seed = tagged_hash("cli-render", int_bytes(args.seed))
-    path = save_contact_sheet(seed, args.count, args.output, image_size=args.size)
-    print(f"wrote {path}")
+    batch = render_batch(seed, args.count, SceneSettings(image_size=args.size))
+    print(f"wrote {save_contact_sheet(batch, args.output, show_mask=args.masks)}")
     return 0
