@@ -162,6 +162,7 @@ class Undo(Record):
 
     accounts: Annotated[tuple[AccountUndo, ...], ListOf(Nested(AccountUndo), 2 * MAX_TXS + 1)]
     tasks: Annotated[tuple[TaskUndo, ...], ListOf(Nested(TaskUndo), MAX_TXS + MAX_CLAIMS)]
+    miner_reward: Annotated[int, U64]  # subsidy + fees + bounty shares credited to the miner, for histories
 
 
 # --- the state transition --------------------------------------------------------------------
@@ -208,7 +209,7 @@ def apply_block(
     for j, (claim, proof) in enumerate(zip(block.header.work, block.proofs, strict=True)):
         shares += _apply_claim(changes, j, claim.task_id, claim.unit_count, proof.leaves[-1].output_hash, height)
     _credit(changes, block.header.miner, subsidy + fees + shares, "miner reward")
-    return _commit(state, changes)
+    return _commit(state, changes, subsidy + fees + shares)
 
 
 def _apply_tx(changes: _Changes, i: int, tx: Transaction, height: int, verify_signatures: bool) -> None:
@@ -291,7 +292,7 @@ def _credit(changes: _Changes, address: bytes, amount: int, who: str) -> None:
     changes.accounts[address] = Account(balance=account.balance + amount, nonce=account.nonce)
 
 
-def _commit(state: LedgerState, changes: _Changes) -> tuple[LedgerState, Undo]:
+def _commit(state: LedgerState, changes: _Changes, miner_reward: int) -> tuple[LedgerState, Undo]:
     accounts = dict(state.accounts)
     accounts.update(changes.accounts)
     tasks = dict(state.tasks)
@@ -299,6 +300,7 @@ def _commit(state: LedgerState, changes: _Changes) -> tuple[LedgerState, Undo]:
     undo = Undo(
         accounts=tuple(AccountUndo(a, state.accounts.get(a)) for a in sorted(changes.accounts)),
         tasks=tuple(TaskUndo(t, state.tasks.get(t)) for t in sorted(changes.tasks)),
+        miner_reward=miner_reward,
     )
     return _sealed(state.chain_id, accounts, tasks), undo
 

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from chain.block import Block, BlockHeader
-from chain.mempool import Mempool
+from chain.mempool import Mempool, TxRejected
 from chain.state import LedgerState, undo_block
+from chain.tx import Transaction
 from chain.storage import STATUS_BODY, STATUS_HEADER, STATUS_INVALID, STATUS_VALID, ChainStore, IndexEntry
 
 from consensus.genesis import Genesis, build_genesis
+from consensus.market import check_market_rules
 from consensus.params import ConsensusParams
 from consensus.forkchoice import chain_work_after, prefer
 from consensus.validation import (
@@ -356,3 +358,16 @@ class ChainState:
         self.mempool.remove(tx.txid for block in result.connected for tx in block.txs)
         self.mempool.readd((tx for block in result.disconnected for tx in block.txs), self.state, self.chain_id)
         self.mempool.revalidate(self.state)
+
+    def add_transaction(self, tx: Transaction) -> None:
+        """Admit a transaction to the mempool: the market's rules, then the mempool's own against the tip.
+
+        Raises TxRejected with the reason (a bounty under the minimum would otherwise wait forever).
+        """
+        if self.mempool is None:
+            raise TxRejected("this node keeps no mempool")
+        try:
+            check_market_rules(self.params, tx)
+        except ValueError as exc:
+            raise TxRejected(str(exc)) from None
+        self.mempool.add(tx, self.state, self.chain_id)

@@ -12,7 +12,8 @@ import asyncio
 import hmac
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -141,6 +142,9 @@ def block_json(node: Node, block: Block) -> dict:
         confirmations=node.chain.tip.height - h.height + 1 if out["on_best_chain"] else 0,
         reason=entry.reason if entry else "",
     )
+    # When this node first had the body and first connected it (Unix ms; null if not seen since start).
+    received_ms, connected_ms = node.sync.block_times.get(block.hash) or (None, None)
+    out.update(received_ms=received_ms, connected_ms=connected_ms)
     return out
 
 
@@ -157,6 +161,7 @@ def task_json(node: Node, task: TaskRecord) -> dict:
         "task_id": task.task_id.hex(),
         "kind": kind,
         "owner": format_address(task.owner),
+        "spec": task.spec.hex(),
         "default": task.units_total == 0,
         "bounty": task.bounty,
         "paid": task.paid,
@@ -360,6 +365,82 @@ async def get_task_result(node: Node, request: web.Request) -> web.StreamRespons
     )
 
 
+async def get_task_manifest(node: Node, request: web.Request) -> web.Response:
+    task = _task(node, request)
+    offset = _int_arg(request, "offset", 0, 0, 1 << 40)
+    limit = _int_arg(request, "limit", MAX_PAGE, 1, MAX_PAGE)
+
+    def load() -> tuple[int, list[dict]]:
+        worked = node.store.blocks_for_task(task.task_id)
+        first = 0
+        for _, h in worked[:offset]:
+            header = node.store.get_header(h)
+            first += sum(c.unit_count for c in header.work if c.task_id == task.task_id) if header else 0
+        out = []
+        for height, h in worked[offset : offset + limit]:
+            block = node.chain.get_block(h)
+            if block is None:
+                raise ApiError(404, f"block {h.hex()} of the task is not stored here")
+            for claim, proof in zip(block.header.work, block.proofs):
+                if claim.task_id != task.task_id:
+                    continue
+                credited = min(claim.unit_count, max(0, task.units_total - first)) if task.units_total else claim.unit_count
+                out.append({
+                    "height": height,
+                    "hash": h.hex(),
+                    "parent": block.header.prev_hash.hex(),
+                    "miner": format_address(block.header.miner),
+                    "unit_count": claim.unit_count,
+                    "first_unit": first,
+                    "credited": credited,
+                    "output_hash": proof.leaves[-1].output_hash.hex(),
+                    "digests": [leaf.digest.hex() for leaf in proof.leaves],
+                })
+                first += claim.unit_count
+        return len(worked), out
+
+    total, blocks = await asyncio.to_thread(load)
+    return _json({
+        "task_id": task.task_id.hex(),
+        "spec": task.spec.hex(),
+        "units_total": task.units_total,
+        "units_done": task.units_done,
+        "state_hash": task.state_hash.hex(),
+        "status": "open" if task.is_open else "done",
+        "total_blocks": total,
+        "offset": offset,
+        "limit": limit,
+        "blocks": blocks,
+    })
+
+
+async def get_task_metrics(node: Node, request: web.Request) -> web.Response:
+    from p2p.task_metrics import heldout_metrics
+
+    task = _task(node, request)
+
+    def evaluate() -> dict | None:
+        blob = _task_state_blob(node, task)
+        if blob is None:
+            raise ApiError(404, "the task's state blob is not stored here")
+        return heldout_metrics(task.spec, blob)
+
+    return _json({
+        "task_id": task.task_id.hex(),
+        "state_hash": task.state_hash.hex(),
+        "units_done": task.units_done,
+        "heldout": await asyncio.to_thread(evaluate),
+    })
+
+
+async def get_params(node: Node, request: web.Request) -> web.Response:
+    p = node.params
+    out: dict[str, Any] = {f.name: getattr(p, f.name) for f in dataclass_fields(p) if isinstance(getattr(p, f.name), (int, str))}
+    out["default_task"] = {"kind": p.default_task.kind, **asdict(p.default_task)}
+    out["allocations"] = [asdict(a) for a in p.allocations]
+    return _json(out)
+
+
 async def get_peers(node: Node, request: web.Request) -> web.Response:
     peers = [{
         "id": p.id,
@@ -426,7 +507,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/status", get_status, "Network, height, best hash, chain work, peers, mining, sync state, the active task"),
     Route("GET", "/api/blocks", get_blocks, "Block summaries by height, ascending",
           params=(("start", "query", "first height (default: the last `limit` blocks)"), ("limit", "query", f"1 .. {MAX_PAGE}, default 20"))),
-    Route("GET", "/api/blocks/{id}", get_block, "One block by height or hash", params=(_ID,), responses={"200": "OK", "400": "bad id", "404": "not found"}),
+    Route("GET", "/api/blocks/{id}", get_block, "One block by height or hash (with received_ms and connected_ms: when this node first had its body and first connected it, Unix ms, null if not since start)", params=(_ID,), responses={"200": "OK", "400": "bad id", "404": "not found"}),
     Route("GET", "/api/txs/{id}", get_tx, "A transaction: pending or confirmed (with its block)",
           params=(("id", "path", "transaction id (64 hex digits)"),), responses={"200": "OK", "400": "bad id", "404": "not found"}),
     Route("POST", "/api/txs", post_tx, "Submit a signed transaction (JSON {\"tx\": hex} or raw bytes)",
@@ -441,6 +522,14 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/tasks/{id}/result", get_task_result, "The task's result: its final state blob (?partial=1: the current state)",
           params=(("id", "path", "task id"), ("partial", "query", "1 to get an open task's current state")),
           responses={"200": "the state blob", "404": "not found", "409": "task not complete"}, content="application/octet-stream"),
+    Route("GET", "/api/tasks/{id}/manifest", get_task_manifest,
+          "The blocks that worked on the task (parent, miner, units, per-unit digests), so a result can be re-computed and checked",
+          params=(("id", "path", "task id"), ("offset", "query", "blocks to skip"), ("limit", "query", f"blocks, 1 .. {MAX_PAGE}")),
+          responses={"200": "OK", "400": "bad offset or limit", "404": "not found"}),
+    Route("GET", "/api/tasks/{id}/metrics", get_task_metrics,
+          "Held-out metrics of a training task's current state (accuracy of the chain's model and of its plain PyTorch export); null for render tasks",
+          params=(("id", "path", "task id"),), responses={"200": "OK", "404": "not found"}),
+    Route("GET", "/api/params", get_params, "The network's consensus parameters"),
     Route("GET", "/api/peers", get_peers, "Connected peers, bans and known addresses"),
     Route("GET", "/metrics", get_metrics, "Prometheus metrics", content="text/plain"),
     Route("GET", "/api/openapi.json", get_openapi, "This document"),

@@ -10,13 +10,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from p2p import cli_bench, cli_node, cli_work
+from p2p import cli_bench, cli_node, cli_task, cli_wallet, cli_work
 
 # Each module registers its subcommands on the parser it is given.
 _SUBCOMMAND_MODULES: list[Callable[[argparse._SubParsersAction], None]] = [
     cli_work.register,
     cli_bench.register,
     cli_node.register,
+    cli_wallet.register,
+    cli_task.register,
 ]
 
 

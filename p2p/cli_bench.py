@@ -16,11 +16,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = bsub.add_parser(name, help=help_text)
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
         p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+        if name == "work":
+            p.add_argument("--steps", type=int, default=None, help="training steps (default 3000; quick 300)")
+            p.add_argument("--direction-steps", type=int, default=None, help="steps of the light-direction run (0 skips it)")
+            p.add_argument("--plot", default=None, help="save the learning curves to this PNG")
+        if name == "verify":
+            p.add_argument("--network", default="devnet", help="preset or TOML file (default devnet)")
+            p.add_argument("--blocks", type=int, default=None, help="blocks to mine and verify (default 8; quick 2)")
         p.set_defaults(func=_run, bench_name=name)
 
 
 def _run(args: argparse.Namespace) -> int:
     argv = (["--json"] if args.json else []) + (["--quick"] if args.quick else [])
+    for option in ("steps", "direction_steps", "plot", "network", "blocks"):
+        value = getattr(args, option, None)
+        if value is not None:
+            argv += [f"--{option.replace('_', '-')}", str(value)]
     if args.bench_name == "chain":
         from chain.bench import main
     elif args.bench_name == "work":

@@ -417,7 +417,9 @@ class Node:
         for block in result.disconnected:
             self.txindex.disconnect(block)
         for block in result.connected:
-            self.txindex.connect(block, self.params.block_subsidy(block.header.height))
+            undo = self.chain.store.get_undo(block.hash)
+            if undo is not None:  # None: connected, then disconnected again within this result
+                self.txindex.connect(block, undo.miner_reward)
 
     # --- mining ----------------------------------------------------------------------------------
 
@@ -448,6 +450,7 @@ class Node:
                 time.sleep(1.0)  # the same template would give the same block: wait for the tip or clock
 
     async def _on_mined(self, block: Block) -> bool:
+        self.sync.note_received(block.hash)
         started = time.perf_counter()
         result = await self.sync.run_chain(self.chain.process_block, block, None)
         await self.sync.after_block(result, time.perf_counter() - started)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ BLOCK_TIMEOUT_S = 30.0
 HEADERS_TIMEOUT_S = 30.0
 MAX_GETDATA_BLOCKS = 64  # blocks one getdata may ask for
 PROGRESS_EVERY_S = 5.0
+MAX_BLOCK_TIMES = 10_000  # blocks whose arrival and connection times are kept (for the API)
 
 
 @dataclass
@@ -77,6 +79,32 @@ class Sync:
         self._progress_height = chain.tip.height
         self.progress = SyncProgress(chain.tip.height, chain.tip.height, 0.0, False)
         self._scheduling = False
+        # hash -> [received_ms, connected_ms]: wall-clock times (Unix ms, float) at which this node
+        # first had the block's body (from a peer or its own miner) and first connected it to its
+        # best chain; shown by GET /api/blocks/{id} (propagation measurements). Bounded, not stored.
+        self.block_times: OrderedDict[bytes, list[float | None]] = OrderedDict()
+
+    # --- block timing ------------------------------------------------------------------------------
+
+    def _times(self, block_hash: bytes) -> list[float | None]:
+        times = self.block_times.get(block_hash)
+        if times is None:
+            times = self.block_times[block_hash] = [None, None]
+            while len(self.block_times) > MAX_BLOCK_TIMES:
+                self.block_times.popitem(last=False)
+        return times
+
+    def note_received(self, block_hash: bytes) -> None:
+        times = self._times(block_hash)
+        if times[0] is None:
+            times[0] = round(time.time() * 1000, 3)
+
+    def note_connected(self, blocks: list[Block]) -> None:
+        now = round(time.time() * 1000, 3)
+        for block in blocks:
+            times = self._times(block.hash)
+            if times[1] is None:
+                times[1] = now
 
     # --- the chain worker ------------------------------------------------------------------------
 
@@ -260,6 +288,7 @@ class Sync:
         except DecodeError as exc:
             raise Misbehaving(100, f"block does not decode: {exc}") from None
         h = block.hash
+        self.note_received(h)
         peer.mark_known(h)
         solicited = peer.blocks_in_flight.pop(h, None) is not None
         self.in_flight.pop(h, None)
@@ -275,7 +304,7 @@ class Sync:
                 raise Misbehaving(100, f"block {h.hex()[:16]} builds on invalid block {parent.hash.hex()[:16]}")
         peer.verify_budget.refill()
         if peer.verify_budget.tokens <= 0:
-            peer.close(f"verification budget exhausted ({peer.limits.verify_budget_s:.0f} s of validation on blocks that did not become our best chain)")
+            peer.close(f"verification budget exhausted ({peer.limits.verify_budget_s:g} s of validation on blocks that did not become our best chain)")
             return
         started = time.perf_counter()
         result = await self.run_chain(self.chain.process_block, block, len(msg.block))
@@ -294,6 +323,7 @@ class Sync:
 
     async def after_block(self, result: BlockResult, seconds: float, source: Peer | None = None) -> None:
         """Metrics, relay and listeners for a processed block (ours or a peer's)."""
+        self.note_connected(result.connected)
         reason = result.reason.value if result.reason else ""
         self.metrics.blocks.labels(result.outcome.value, reason).inc()
         self.metrics.verify_seconds.observe(seconds)
@@ -331,7 +361,7 @@ class Sync:
         """Add to the mempool (on the chain worker) and announce; raises TxRejected."""
 
         def add() -> None:
-            self.mempool.add(tx, self.chain.state, self.chain.chain_id)
+            self.chain.add_transaction(tx)
 
         try:
             await self.run_chain(add)

@@ -37,19 +37,18 @@ class TxIndex:
     locations: dict[bytes, TxLocation] = field(default_factory=dict)
     events: dict[bytes, list[AccountEvent]] = field(default_factory=dict)
 
-    def connect(self, block: Block, subsidy: int) -> None:
+    def connect(self, block: Block, miner_reward: int) -> None:
+        """Index a connected block; `miner_reward` is its undo record's (subsidy, fees and bounty shares)."""
         h, height = block.hash, block.header.height
-        fees = 0
         for i, tx in enumerate(block.txs):
             self.locations[tx.txid] = TxLocation(h, height, i)
-            fees += tx.fee
             p = tx.payload
             if isinstance(p, Transfer):
                 self._add(tx.sender, AccountEvent(height, h, "transfer-out", tx.txid, p.amount, tx.fee, p.to))
                 self._add(p.to, AccountEvent(height, h, "transfer-in", tx.txid, p.amount, 0, tx.sender))
             elif isinstance(p, SubmitTask):
                 self._add(tx.sender, AccountEvent(height, h, "submit-task", tx.txid, p.bounty, tx.fee, None))
-        self._add(block.header.miner, AccountEvent(height, h, "reward", None, subsidy + fees, 0, None))
+        self._add(block.header.miner, AccountEvent(height, h, "reward", None, miner_reward, 0, None))
 
     def disconnect(self, block: Block) -> None:
         h = block.hash
@@ -76,6 +75,7 @@ class TxIndex:
         for height in range(1, chain.tip.height + 1):
             h = chain.hash_at(height)
             block = chain.get_block(h) if h else None
-            if block is not None:
-                index.connect(block, chain.params.block_subsidy(height))
+            undo = chain.store.get_undo(h) if h else None
+            if block is not None and undo is not None:
+                index.connect(block, undo.miner_reward)
         return index

@@ -210,7 +210,7 @@ class RenderBatch:
 
     def visible_boxes(self) -> torch.Tensor:
         """[B,6,4] tight pixel box (x0, y0, x1, y1 exclusive) of each object's mask; -1s where none is visible."""
-        b, size = self.mask.shape[0], self.mask.shape[1]
+        size = self.mask.shape[1]
         dev = self.mask.device
         ids = torch.arange(1, MAX_OBJECTS + 1, dtype=torch.int64, device=dev).view(1, -1, 1, 1)
         m = self.mask.unsqueeze(1) == ids  # [B,6,H,W]
