@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     node.add_argument("--device", default="auto", help="auto, cpu or cuda: where mining and re-execution run (default auto)")
     node.add_argument("--reindex", action="store_true", help="rebuild the block index and state from the stored blocks")
     node.add_argument("--threads", type=int, default=0, help="torch CPU threads for mining and verification (0: torch's default)")
+    node.add_argument("--verify-budget", type=float, default=20.0, metavar="SECONDS",
+                      help="seconds of block validation one peer may cost on blocks that do not become the best chain; "
+                           "refills in 100 s (default 20)")
     node.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     node.set_defaults(func=_cmd_node)
 
@@ -56,6 +59,7 @@ def _cmd_node(args: argparse.Namespace) -> int:
     from consensus.params import ParamsError, load_params
     from p2p.cli import CliError
     from p2p.node import Node, NodeConfig
+    from p2p.peer import PeerLimits
     from p2p.protocol import parse_hostport
 
     _setup_logging(args.log_level)
@@ -72,6 +76,8 @@ def _cmd_node(args: argparse.Namespace) -> int:
         load_params(args.network)
     except ParamsError as exc:
         raise CliError(f"--network: {exc}") from None
+    if not 0 < args.verify_budget <= 86_400:
+        raise CliError("--verify-budget: must be more than 0 and at most 86400 seconds")
     if args.device.startswith("cuda"):
         import torch
 
@@ -91,6 +97,7 @@ def _cmd_node(args: argparse.Namespace) -> int:
         network=args.network,
         device=args.device,
         reindex=args.reindex,
+        limits=PeerLimits(verify_budget_s=args.verify_budget, verify_refill_per_s=args.verify_budget / 100),
     )
     node = Node(config)
     asyncio.run(node.run_until_stopped())

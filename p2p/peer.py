@@ -4,7 +4,9 @@ A Peer wraps an aiohttp WebSocket (either side). It reads binary frames, checks 
 against its type's limit before decoding, rate-limits messages with a token bucket, queues
 outgoing frames with a bound on pending bytes (a peer that does not read is dropped), and hands
 decoded messages to a handler. Anything wrong with what the peer sends closes the connection with
-a logged reason; nothing it sends can raise out of `run`.
+a logged reason; nothing it sends can raise out of `run`. A frame over its size limit (its
+type's, or the network's max_message_bytes, which the WebSocket layer enforces from the frame
+header) gets the peer banned: peers of one network share the limits, so only abuse exceeds them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Protocol
 import aiohttp
 from aiohttp import web
 
-from p2p.protocol import Hello, Message, ProtocolError, decode, encode, int_from_wire
+from p2p.protocol import FrameTooLarge, Hello, Message, ProtocolError, decode, encode, int_from_wire
 
 log = logging.getLogger("pouw.peer")
 
@@ -242,7 +244,12 @@ class Peer:
             self.close("malformed: text frame")
             return None
         if msg.type == aiohttp.WSMsgType.ERROR:
-            self.close(f"malformed frame: {self.ws.exception()}")
+            exc = msg.data if isinstance(msg.data, BaseException) else self.ws.exception()
+            if isinstance(exc, aiohttp.WebSocketError) and exc.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+                # The WebSocket layer refused the frame from its header, before buffering it: it is
+                # over max_message_bytes (plus envelope slack), which no honest peer sends.
+                self.misbehave(self.limits.ban_score, f"frame over the message size limit ({exc})")
+            self.close(f"malformed frame: {exc}")
             return None
         if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
             extra = f" ({msg.extra})" if getattr(msg, "extra", None) else ""
@@ -285,6 +292,9 @@ class Peer:
                 return
             try:
                 msg = decode(frame, self.max_message_bytes)
+            except FrameTooLarge as exc:
+                self.misbehave(self.limits.ban_score, f"oversized message: {exc}")
+                return
             except ProtocolError as exc:
                 self.misbehave(50, f"malformed message: {exc}")
                 self.close(f"malformed message: {exc}")

@@ -37,6 +37,10 @@ class ProtocolError(ValueError):
     """A frame that is not a valid protocol message; the message names what was wrong."""
 
 
+class FrameTooLarge(ProtocolError):
+    """A frame over its type's size limit: no honest peer of the same network sends one."""
+
+
 # --- field checks: each returns the decoded value or raises ProtocolError naming `where` -----------
 
 
@@ -284,7 +288,7 @@ def decode(frame: bytes, max_message_bytes: int) -> Message:
     cls = peek_type(frame)
     limit = cls.LIMIT or max_message_bytes
     if len(frame) > limit:
-        raise ProtocolError(f"{cls.NAME}: {len(frame)} bytes, limit {limit}")
+        raise FrameTooLarge(f"{cls.NAME}: {len(frame)} bytes, limit {limit}")
     try:
         envelope = msgpack.unpackb(
             frame,
@@ -317,6 +321,7 @@ def decode(frame: bytes, max_message_bytes: int) -> Message:
 __all__ = [
     "PROTOCOL_VERSION",
     "ProtocolError",
+    "FrameTooLarge",
     "Message",
     "Hello",
     "Ping",

@@ -5,6 +5,8 @@
   at test end.
 - TestPeer: a WebSocket client speaking the wire protocol, so a test sends exactly the frames it
   wants (raw bytes included) and reads what the node answers.
+- ChainFollower: a ChainState in the test process on the node's network, fed with the node's own
+  blocks fetched over the wire, so a test can build blocks (honest or forged) on the node's chain.
 - wait_until: a bounded poll.
 """
 
@@ -27,9 +29,15 @@ from typing import Any
 
 import aiohttp
 
+from chain.block import Block
+from chain.storage import ChainStore
+from consensus.chainstate import ChainState, Outcome
+from consensus.params import load_params
 from p2p.protocol import (
     AGENT,
     PROTOCOL_VERSION,
+    BlockMsg,
+    GetData,
     Hello,
     Message,
     decode,
@@ -41,8 +49,9 @@ REPO = Path(__file__).resolve().parents[2]
 FAST_NETWORK = Path(__file__).with_name("fast.toml")
 
 
-def write_network(path: Path, **overrides: int) -> Path:
-    """A copy of fast.toml with top-level integer parameters changed.
+def write_network(path: Path, allocations: list[tuple[str, int]] = (), **overrides: int) -> Path:
+    """A copy of fast.toml with top-level integer parameters changed, and genesis allocations
+    (checksummed address, amount) added.
 
     The genesis time defaults to just now: the first retarget measures block 1 against the
     genesis time, so a genesis far in the past makes block 2 onwards as easy as allowed.
@@ -56,7 +65,8 @@ def write_network(path: Path, **overrides: int) -> Path:
             line = f"{key} = {overrides.pop(key)}"
         out.append(line)
     head = [f"{k} = {v}" for k, v in overrides.items()]
-    path.write_text("\n".join(head + out) + "\n")
+    tail = [line for address, amount in allocations for line in ("", "[[allocations]]", f'address = "{address}"', f"amount = {amount}")]
+    path.write_text("\n".join(head + out + tail) + "\n")
     return path
 
 
@@ -170,9 +180,24 @@ class NodeProcess:
     def height(self) -> int:
         return self.status()["height"]
 
-    def block_hashes(self, upto: int) -> list[str]:
+    def pause_mining(self, settle_s: float = 0.5, timeout: float = 20.0) -> int:
+        """Switch mining off and wait until the height stays put for `settle_s` (a block found
+        just then still lands); return that height."""
+        self.admin("mining", {"enabled": False})
+        last = {"h": -1}
+
+        def settled() -> bool:
+            h = self.height()
+            done = h == last["h"]
+            last["h"] = h
+            return done
+
+        wait_until(settled, timeout, f"{self.name}'s height to settle after mining was switched off", interval=settle_s)
+        return last["h"]
+
+    def block_hashes(self, upto: int, start: int = 0) -> list[str]:
+        """Best-chain block hashes at heights start .. upto."""
         out = []
-        start = 0
         while start <= upto:
             page = self.get(f"/api/blocks?start={start}&limit=100")["blocks"]
             out += [b["hash"] for b in page if b["height"] <= upto]
@@ -281,3 +306,50 @@ class TestPeer:
             await self.ws.close()
         if self.session is not None:
             await self.session.close()
+
+
+async def fetch_blocks(node: NodeProcess, hashes: list[bytes], status: dict | None = None) -> list[Block]:
+    """The blocks with these hashes, fetched from the node over the wire (getdata), in order."""
+    peer = await TestPeer().connect(node.p2p_addr)
+    try:
+        await peer.handshake(status or node.status())
+        out: list[Block] = []
+        for i in range(0, len(hashes), 64):  # a getdata asks for at most 64 blocks
+            chunk = hashes[i : i + 64]
+            await peer.send(GetData(blocks=tuple(chunk)))
+            got: dict[bytes, Block] = {}
+            while len(got) < len(chunk):
+                block = Block.from_bytes((await peer.recv_type(BlockMsg)).block)
+                got[block.hash] = block
+            out += [got[h] for h in chunk]
+        return out
+    finally:
+        await peer.close()
+
+
+class ChainFollower:
+    """A ChainState with its own store in the test process, on the node's network.
+
+    `sync(node)` fetches the node's best-chain blocks it lacks (hashes from the API, bodies over the
+    wire) and connects them with full validation; then a test can mine or forge blocks on the
+    same chain with consensus.miner (make_template, Miner) and send them to the node.
+    """
+
+    def __init__(self, path: Path, network: Path | str) -> None:
+        self.params = load_params(str(network))
+        self.store = ChainStore(str(path))
+        self.chain = ChainState(self.store, self.params)
+
+    async def sync(self, node: NodeProcess, upto: int | None = None) -> list[Block]:
+        status = node.status()
+        upto = status["height"] if upto is None else upto
+        have = self.chain.tip.height
+        hashes = [bytes.fromhex(h) for h in node.block_hashes(upto, start=have + 1)]
+        blocks = await fetch_blocks(node, hashes, status)
+        for block in blocks:
+            result = self.chain.process_block(block)
+            assert result.outcome == Outcome.NEW_TIP, (block.header.height, result)
+        return blocks
+
+    def close(self) -> None:
+        self.store.close()

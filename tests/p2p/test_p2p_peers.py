@@ -47,6 +47,20 @@ def _unknown_parent(block: Block, key: PrivateKey) -> Block:
     return Block(sign_header(header, key), block.txs, block.proofs)
 
 
+async def _reconnect(old: TestPeer, node, status) -> str:
+    """Connect again as the same node (listen address and nonce); how the node ends it."""
+    again = TestPeer()
+    again.nonce, again.listen = old.nonce, old.listen
+    await again.connect(node.p2p_addr)
+    try:
+        await again.handshake(status)
+        return await again.wait_closed(timeout=3)
+    except AssertionError as exc:
+        return str(exc)
+    finally:
+        await again.close()
+
+
 async def _scenarios(node) -> dict[str, str]:
     status = node.status()
     reasons: dict[str, str] = {}
@@ -58,8 +72,9 @@ async def _scenarios(node) -> dict[str, str]:
     reasons["garbage"] = await p.wait_closed()
     await p.close()
 
-    # 2. An oversized message after the handshake: a ping-typed frame over the ping limit, then
-    #    a frame over the network's max_message_bytes (refused by the WebSocket layer itself).
+    # 2. Oversized messages after the handshake: a ping-typed frame over the ping limit, a block
+    #    frame just over the network's max_message_bytes (refused by our decoder), and one far
+    #    over it (refused by the WebSocket layer from the frame header). Each sender is banned.
     p = await TestPeer().connect(node.p2p_addr)
     await p.handshake(status)
     await p.send(Ping(7))
@@ -67,11 +82,14 @@ async def _scenarios(node) -> dict[str, str]:
     await p.send_raw(b"\x92\x02" + b"\x00" * 5000)
     reasons["oversized-small"] = await p.wait_closed()
     await p.close()
-    p = await TestPeer().connect(node.p2p_addr)
-    await p.handshake(status)
-    await p.send_raw(encode(BlockMsg(b"\x00" * (3 << 20))))
-    reasons["oversized-block"] = await p.wait_closed()
-    await p.close()
+    max_bytes = node.get("/api/params")["max_message_bytes"]
+    for name, size in (("oversized-block", max_bytes), ("oversized-frame", 3 << 20)):
+        p = await TestPeer().connect(node.p2p_addr)
+        await p.handshake(status)
+        await p.send_raw(encode(BlockMsg(b"\x00" * size)))
+        reasons[name] = await p.wait_closed()
+        await p.close()
+        reasons[name + "-reconnect"] = await _reconnect(p, node, status)
 
     # 3. A block with fabricated work: banned, and the ban holds on reconnection.
     tip = await _fetch_tip_block(node, status)
@@ -80,15 +98,7 @@ async def _scenarios(node) -> dict[str, str]:
     await p.send(BlockMsg(_fabricated_work(tip, key).to_bytes()))
     reasons["fabricated"] = await p.wait_closed()
     await p.close()
-    again = TestPeer()
-    again.nonce, again.listen = p.nonce, p.listen
-    await again.connect(node.p2p_addr)
-    try:
-        await again.handshake(status)
-        reasons["reconnect"] = await again.wait_closed()
-    except AssertionError as exc:
-        reasons["reconnect"] = str(exc)
-    await again.close()
+    reasons["reconnect"] = await _reconnect(p, node, status)
 
     # 4. Valid-looking blocks on an unknown parent: tolerated once (the node asks for headers), dropped when repeated.
     p = await TestPeer().connect(node.p2p_addr)
@@ -108,12 +118,15 @@ def test_misbehaving_peers_are_dropped_while_the_node_mines(make_node):
     print("\nclose reasons:", reasons)
     assert "malformed" in reasons["garbage"]
     assert "ping" in reasons["oversized-small"] and "limit 64" in reasons["oversized-small"]
-    assert reasons["oversized-block"]  # the WebSocket layer closes with 1009 (message too big)
+    assert "banned" in reasons["oversized-block"] and "limit 2097152" in reasons["oversized-block"]
+    assert reasons["oversized-frame"]  # the WebSocket layer closes with 1009 (message too big) before we do
+    assert "banned" in reasons["oversized-block-reconnect"] and "banned" in reasons["oversized-frame-reconnect"]
     assert "banned" in reasons["fabricated"] and "ticket-above-target" in reasons["fabricated"]
     assert "banned" in reasons["reconnect"]
     assert "unknown parent" in reasons["unknown-parent"]
     peers = node.get("/api/peers")
-    assert len(peers["banned"]) >= 2 and peers["peers"] == []
+    assert len(peers["banned"]) >= 5 and peers["peers"] == []
+    assert any("frame over the message size limit" in b["reason"] for b in peers["banned"])
     # Still mining and answering.
     wait_until(lambda: node.height() >= before + 3, 60, "more blocks after the attacks")
     metrics = node.get("/metrics").decode()
