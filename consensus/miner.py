@@ -129,7 +129,7 @@ class Miner:
             self.stats.units += 1
             self.stats.unit_seconds += time.perf_counter() - started
             if ticket_wins(t, template.target):
-                return self._assemble(template, leaves, inputs)
+                return self.assemble(template, leaves, inputs)
             state = out
         return None
 
@@ -156,7 +156,8 @@ class Miner:
             chosen.append(tx)
         return chosen
 
-    def _assemble(self, template: Template, leaves: list[Leaf], inputs: list[bytes]) -> Block:
+    def assemble(self, template: Template, leaves: list[Leaf], inputs: list[bytes]) -> Block:
+        """The signed block for a winning trace: `inputs[u]` is unit u's input state (for the openings)."""
         claim = WorkClaim(template.task_id, len(leaves), trace_root(leaves))
         header = BlockHeader(
             version=self.params.version,

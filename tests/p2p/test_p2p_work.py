@@ -56,7 +56,7 @@ def forge_winning_unit(chain) -> Block:
     for i in range(1_000_000):
         leaf = Leaf(state_hash(start), state_hash(start), tagged_hash("forged digest", i.to_bytes(8, "big")))
         if ticket_wins(ticket(template.parent_hash, miner.reward_address, trace_root([leaf])), template.target):
-            return miner._assemble(template, [leaf], [start])
+            return miner.assemble(template, [leaf], [start])
     raise AssertionError("no winning forged ticket in 10^6 tries")
 
 
