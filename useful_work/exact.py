@@ -78,6 +78,39 @@ def exact_matmul(
     return out
 
 
+def exact_matmul_fp(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    a_bound: int,
+    b_bound: int,
+    max_chunk: int | None = None,
+    reverse_chunks: bool = False,
+) -> torch.Tensor:
+    """a @ b for integer-valued float64 tensors with |a| <= a_bound, |b| <= b_bound (caller-guaranteed).
+
+    Keeps activations in float64 end to end (no int64 round trips). Exact because every partial
+    sum, whatever order the kernel adds in, is an integer below K * a_bound * b_bound < 2^53;
+    a product that could reach 2^53 is refused (use `exact_matmul`, which splits it).
+    `max_chunk`/`reverse_chunks` only change the split of K, never the result.
+    """
+    if a.dtype != torch.float64 or b.dtype != torch.float64:
+        raise TypeError("exact_matmul_fp takes float64 tensors holding integers")
+    k = a.shape[-1]
+    if k * a_bound * b_bound >= 1 << FLOAT_EXACT_BITS[torch.float64]:
+        raise ExactnessError(f"K={k}, |a|<={a_bound}, |b|<={b_bound} can reach 2^53 in float64")
+    chunk = k if max_chunk is None else max(1, min(max_chunk, k))
+    if chunk >= k:
+        return torch.matmul(a, b)
+    starts = list(range(0, k, chunk))
+    if reverse_chunks:
+        starts.reverse()
+    out = torch.matmul(a[..., starts[0] : starts[0] + chunk], b[..., starts[0] : starts[0] + chunk, :])
+    for s in starts[1:]:
+        out = out + torch.matmul(a[..., s : s + chunk], b[..., s : s + chunk, :])
+    return out
+
+
 def int_matmul_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Plain int64 GEMM (CPU), the reference the tests compare `exact_matmul` against."""
     return torch.matmul(a.cpu(), b.cpu())
@@ -86,18 +119,27 @@ def int_matmul_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def shift_round(x: torch.Tensor, shift: int) -> torch.Tensor:
     """x / 2^shift rounded to nearest, ties toward +infinity: floor((x + 2^(shift-1)) / 2^shift).
 
-    This is the project's one rounding rule for rescaling fixed-point values.
+    This is the project's one rounding rule for rescaling fixed-point values. A float64 tensor
+    holding integers gets the same result (exact while |x| + 2^(shift-1) < 2^53: scaling by a
+    power of two and floor are exact).
     """
     if shift < 0:
         raise ValueError("shift must be >= 0")
     if shift == 0:
         return x
+    if x.is_floating_point():
+        if x.dtype != torch.float64:
+            raise TypeError("shift_round on floats takes float64 tensors holding integers")
+        return torch.floor((x + float(1 << (shift - 1))) * (1.0 / (1 << shift)))
     return (x + (1 << (shift - 1))) >> shift
 
 
 def floor_div(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
     """Integer division rounding toward -infinity, named explicitly."""
     return torch.div(a, b, rounding_mode="floor")
+
+
+_ISQRT_MAX = 3037000499  # floor(sqrt(2^63 - 1))
 
 
 def isqrt(x: torch.Tensor) -> torch.Tensor:
@@ -110,10 +152,11 @@ def isqrt(x: torch.Tensor) -> torch.Tensor:
         raise TypeError("isqrt takes an int64 tensor")
     if x.numel() and int(x.min().item()) < 0:
         raise ValueError("isqrt of a negative value")
-    r = torch.sqrt(x.to(torch.float64)).to(torch.int64)
+    r = torch.sqrt(x.to(torch.float64)).to(torch.int64).clamp(max=_ISQRT_MAX)
     for _ in range(2):
         r = torch.where(r * r > x, r - 1, r)
-        r = torch.where((r + 1) * (r + 1) <= x, r + 1, r)
+        up = (r + 1).clamp(max=_ISQRT_MAX)  # (r + 1)^2 would overflow int64 past isqrt(2^63 - 1)
+        r = torch.where((up > r) & (up * up <= x), up, r)
     return r
 
 
