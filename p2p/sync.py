@@ -310,7 +310,10 @@ class Sync:
         result = await self.run_chain(self.chain.process_block, block, len(msg.block))
         spent = time.perf_counter() - started
         await self.after_block(result, spent, source=peer)
-        if result.outcome != Outcome.NEW_TIP and not result.connected:
+        # Charged: what did not become our best chain. A body we asked for (on our best header
+        # chain) that waits for its parent's body is stored as a side block until then: that is
+        # the order of delivery from several peers during sync, not the peer's doing.
+        if result.outcome == Outcome.INVALID or (not solicited and result.outcome != Outcome.NEW_TIP and not result.connected):
             peer.verify_budget.charge(spent)
         if result.outcome == Outcome.INVALID:
             why = (result.reason.value if result.reason else "invalid") + (f" ({result.detail})" if result.detail else "")
