@@ -108,7 +108,7 @@ class ChainState:
         self.orphans: OrderedDict[bytes, Block] = OrderedDict()
         self.state: LedgerState = store.load_state()
         self.tip: IndexEntry = store.tip_entry()
-        self.tip_version = 0  # bumped on every tip change; the miner watches it
+        self.tip_version = 0  # bumped when process_block moves the tip; the miner watches it
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -208,10 +208,15 @@ class ChainState:
 
     def process_block(self, block: Block, encoded_size: int | None = None) -> BlockResult:
         with self.lock:
+            tip_before = self.tip.hash
             result = self._process_one(block, encoded_size)
             if result.outcome in (Outcome.NEW_TIP, Outcome.SIDE):
                 self._adopt_orphans(block.hash, result)
             self._update_mempool(result)
+            if self.tip.hash != tip_before:
+                # Only a moved tip stops the miner: a refused branch that leaves the tip in place
+                # must not reset everyone's work (that would make invalid blocks a cheap DoS).
+                self.tip_version += 1
             return result
 
     def _process_one(self, block: Block, encoded_size: int | None) -> BlockResult:
@@ -340,14 +345,12 @@ class ChainState:
                 )
             except InvalidBlock as exc:
                 self._mark_invalid(entry.hash, str(exc))
-                self.tip_version += 1
                 return False
             blobs = [done.task_state] if done.task_state is not None else []
             self.entries[entry.hash] = self.store.connect_block(block, done.undo, done.state, entry.chain_work, blobs)
             self.state = done.state
             self.tip = self.entries[entry.hash]
             result.connected.append(block)
-        self.tip_version += 1
         log.info("tip %s height %d (%d connected, %d disconnected)", self.tip.hash.hex()[:16], self.tip.height, len(result.connected), len(result.disconnected))
         return True
 

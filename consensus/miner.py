@@ -105,7 +105,7 @@ class Miner:
         task = task_for_spec(template.task_spec)
         limit = min(max_units or self.params.max_units_per_block, self.params.max_units_per_block)
         parent, miner = template.parent_hash, self.reward_address
-        fakes = self._fake_decider(template)
+        fakes = self.fake_decider(template)
         leaves: list[Leaf] = []
         inputs: list[bytes] = []
         state = template.start_state
@@ -133,7 +133,7 @@ class Miner:
             state = out
         return None
 
-    def _fake_decider(self, template: Template) -> Callable[[int], bool]:
+    def fake_decider(self, template: Template) -> Callable[[int], bool]:
         """Which units this miner fakes: a seeded fraction `fabricate` of them (none for an honest miner)."""
         if not self.fabricate:
             return lambda u: False

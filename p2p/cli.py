@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from p2p import cli_bench, cli_node, cli_task, cli_wallet, cli_work
+from p2p import cli_bench, cli_node, cli_sim, cli_task, cli_wallet, cli_work
 
 # Each module registers its subcommands on the parser it is given.
 _SUBCOMMAND_MODULES: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -19,6 +19,7 @@ _SUBCOMMAND_MODULES: list[Callable[[argparse._SubParsersAction], None]] = [
     cli_node.register,
     cli_wallet.register,
     cli_task.register,
+    cli_sim.register,
 ]
 
 

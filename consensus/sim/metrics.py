@@ -1,0 +1,209 @@
+"""Metrics of one run, computed from its RunRecord (pure functions; the same for both work modes).
+
+Counting window: heights above run.warmup_blocks and at most the final height minus
+run.settle_blocks, so neither the start nor blocks whose fate was still open skew the rates.
+Flat scalars go to the CSV; `details` (distributions, per-group tables) go to the JSON only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from consensus.sim import theory
+from consensus.sim.config import Experiment
+from consensus.sim.record import RunRecord
+
+
+def main_chain(parent: list[int], tip: int) -> np.ndarray:
+    out = []
+    b = tip
+    while b >= 0:
+        out.append(b)
+        b = parent[b]
+    return np.array(out[::-1], dtype=np.int64)
+
+
+def _r(x: float | None, digits: int = 9) -> float | None:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return None
+    return round(float(x), digits)
+
+
+def batch_stderr(values: np.ndarray, batches: int = 20) -> float:
+    """Standard error of a mean over a correlated sequence, from the spread of batch means."""
+    if len(values) < 2 * batches:
+        return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+    means = np.array([c.mean() for c in np.array_split(values, batches)])
+    return float(means.std(ddof=1) / math.sqrt(batches))
+
+
+def compute(record: RunRecord, exp: Experiment) -> tuple[dict, dict]:
+    log = record.blocks
+    pop = record.population
+    n_blocks = len(log)
+    parent = np.array(log.parent)
+    height = np.array(log.height)
+    miner = np.array(log.miner)
+    found = np.array(log.found)
+    published = np.isfinite(np.array(log.published))
+    rejected = np.array(log.rejected)
+    valid_pub = published & ~rejected
+    valid_pub[0] = False
+    chain = main_chain(log.parent, record.best_tip)
+    on_main = np.zeros(n_blocks, dtype=bool)
+    on_main[chain] = True
+    on_main[0] = False
+    top = int(height[record.best_tip])
+    lo, hi = exp.run.warmup_blocks, top - exp.run.settle_blocks
+    window = (height > lo) & (height <= hi)
+    honest_node = pop.honest
+    is_adv = np.zeros(n_blocks, dtype=bool)
+    if pop.adversary is not None:
+        is_adv = miner == pop.adversary
+    honest_block = (miner >= 0) & ~is_adv
+
+    m: dict = {}
+    d: dict = {}
+    m["duration_s"] = _r(record.duration_s, 6)
+    m["blocks_found"] = n_blocks - 1
+    m["blocks_published"] = int(valid_pub.sum())
+    m["height"] = top
+    pub_w = valid_pub & window
+    main_w = on_main & window
+    m["window_blocks"] = int(pub_w.sum())
+    m["stale_rate"] = _r(1 - main_w.sum() / pub_w.sum()) if pub_w.any() else None
+    hp = pub_w & honest_block
+    m["honest_stale_rate"] = _r(1 - (main_w & honest_block).sum() / hp.sum()) if hp.any() else None
+    if hp.any():
+        s = m["honest_stale_rate"]
+        m["honest_stale_rate_stderr"] = _r(math.sqrt(max(s * (1 - s), 1e-12) / hp.sum()))
+    # forks: main-chain heights that also hold another published block
+    per_height = np.bincount(height[valid_pub], minlength=top + 1)
+    main_heights = height[main_w]
+    if len(main_heights):
+        forks = per_height[main_heights] >= 2
+        f = float(forks.mean())
+        m["fork_rate"] = _r(f)
+        m["fork_rate_stderr"] = _r(math.sqrt(max(f * (1 - f), 1e-12) / len(forks)))
+    if pub_w.any():
+        s = m["stale_rate"]
+        m["stale_rate_stderr"] = _r(math.sqrt(max(s * (1 - s), 1e-12) / pub_w.sum()))
+        work = np.array(log.work, dtype=float)
+        own_work = work - work[np.maximum(parent, 0)]
+        m["stale_work_rate"] = _r(1 - own_work[main_w].sum() / own_work[pub_w].sum())
+    # intervals
+    t_all = record.duration_s / max(1, int(valid_pub.sum()))
+    m["interval_all_s"] = _r(t_all, 6)
+    main_ids = chain[1:]
+    in_w = main_ids[(height[main_ids] > lo) & (height[main_ids] <= hi)]
+    intervals = found[in_w] - found[parent[in_w]]
+    if len(intervals):
+        m["interval_mean_s"] = _r(intervals.mean(), 6)
+        m["interval_cv"] = _r(intervals.std() / intervals.mean(), 6) if intervals.mean() > 0 else None
+        m["interval_p50_s"] = _r(np.percentile(intervals, 50), 6)
+        m["interval_p90_s"] = _r(np.percentile(intervals, 90), 6)
+        hist_top = float(np.percentile(intervals, 99.5)) or 1.0
+        counts, edges = np.histogram(intervals, bins=40, range=(0.0, hist_top))
+        d["interval_histogram"] = {"edges": [_r(e, 6) for e in edges.tolist()], "counts": counts.tolist(), "mean": _r(intervals.mean(), 6)}
+    target_s = exp.chain.block_interval_ms / 1000
+    m["chain_growth_per_s"] = _r(top / record.duration_s, 9) if record.duration_s > 0 else None
+    m["growth_vs_target"] = _r(top / record.duration_s * target_s, 6) if record.duration_s > 0 else None
+    steps = np.linspace(0, len(chain) - 1, min(len(chain), 200)).astype(int)
+    d["chain_growth"] = {"time_s": [_r(found[chain[i]], 4) for i in steps], "height": [int(height[chain[i]]) for i in steps]}
+    # propagation
+    if record.propagation:
+        prop = np.array([(mean, mx, reach) for _, mean, mx, reach in record.propagation])
+        finite = np.isfinite(prop[:, 0])
+        if finite.any():
+            m["delay_mean_s"] = _r(prop[finite, 0].mean(), 6)
+            m["delay_max_mean_s"] = _r(prop[finite, 1].mean(), 6)
+        m["reach_mean"] = _r(prop[:, 2].mean(), 6)
+        if m.get("delay_mean_s") is not None:
+            shares = pop.rate[pop.rate > 0]
+            m["delay_over_interval"] = _r(m["delay_mean_s"] / t_all)
+            m["theory_fork_rate"] = _r(theory.fork_rate_shares(m["delay_mean_s"], t_all, shares))
+            m["theory_fork_rate_simple"] = _r(theory.fork_rate(m["delay_mean_s"], t_all))
+            m["theory_stale_rate"] = _r(theory.stale_fraction(m["delay_mean_s"], t_all, shares))
+    # shares of work and of blocks
+    total_rate = float(pop.rate.sum())
+    groups = []
+    main_count = max(1, int(main_w.sum()))
+    for name in pop.groups():
+        nodes = [i for i, g in enumerate(pop.group) if g == name]
+        rate = float(pop.rate[nodes].sum())
+        if rate <= 0:
+            continue
+        node_mask = np.zeros(n_blocks, dtype=bool)
+        node_mask[1:] = np.isin(miner[1:], nodes)
+        groups.append({
+            "group": name,
+            "nodes": len(nodes),
+            "work_share": _r(rate / total_rate, 6),
+            "block_share": _r((main_w & node_mask).sum() / main_count, 6),
+            "blocks_found": int(node_mask.sum()),
+        })
+    d["groups"] = groups
+    miners = np.flatnonzero(pop.rate > 0)
+    if len(miners) <= 100:
+        on_main_by = np.bincount(miner[main_w], minlength=pop.n) if main_w.any() else np.zeros(pop.n, dtype=int)
+        d["miners"] = [
+            {"node": int(v), "group": pop.group[v], "work_share": _r(pop.rate[v] / total_rate, 6), "block_share": _r(on_main_by[v] / main_count, 6)}
+            for v in miners.tolist()
+        ]
+    if len(groups) <= 50:
+        for g in groups:
+            m[f"block_share.{g['group']}"] = g["block_share"]
+            m[f"work_share.{g['group']}"] = g["work_share"]
+    adv = exp.adversary
+    if pop.adversary is not None and adv.kind in ("selfish", "withholder", "fabricator"):
+        series = is_adv[main_ids[(height[main_ids] > lo) & (height[main_ids] <= hi)]].astype(float)
+        m["adversary_work_share"] = _r(float(pop.rate[pop.adversary]) / total_rate, 6)
+        m["relative_revenue"] = _r(series.mean()) if len(series) else None
+        m["relative_revenue_stderr"] = _r(batch_stderr(series)) if len(series) > 1 else None
+        if adv.kind == "selfish":
+            gamma = record.extras.get("gamma_realised", adv.gamma)
+            m["gamma_realised"] = _r(gamma, 6)
+            m["theory_relative_revenue"] = _r(theory.selfish_revenue(adv.share, gamma))
+            # The same closed form at the share of blocks the attacker really found in this run:
+            # it takes the luck of the draw out of the comparison and leaves the strategy's dynamics.
+            found_share = float(is_adv[1:].mean())
+            m["adversary_found_share"] = _r(found_share)
+            m["theory_relative_revenue_realised"] = _r(theory.selfish_revenue(found_share, gamma))
+    if adv.kind == "fabricator" and pop.adversary is not None:
+        fab = is_adv & np.array(log.checked)
+        fab[0] = False
+        n_fab = int(fab.sum())
+        caught = int((fab & rejected).sum())
+        m["fabricated_blocks"] = n_fab
+        m["caught_blocks"] = caught
+        if n_fab:
+            rate = caught / n_fab
+            units = np.array(log.units)[fab]
+            k = exp.chain.spot_checks
+            m["detection_rate"] = _r(rate)
+            m["detection_rate_stderr"] = _r(math.sqrt(max(rate * (1 - rate), 1e-12) / n_fab))
+            m["expected_detection"] = _r(float(np.mean([theory.detection_for_units(adv.fabricate, k, int(u)) for u in units])))
+            m["theory_detection"] = _r(theory.detection(adv.fabricate, k))
+    # verification against mining work
+    units_run = float(record.units_run.sum())
+    honest_verify = float(record.verify_units[honest_node].sum())
+    m["units_run"] = int(units_run)
+    m["mining_units_per_block"] = _r(units_run / max(1, top), 6)
+    m["verify_units_per_node_per_block"] = _r(honest_verify / max(1, int(honest_node.sum())) / max(1, int(valid_pub.sum())), 6)
+    m["verify_to_mining"] = _r(honest_verify / units_run, 9) if units_run else None
+    m["verify_seconds_honest"] = _r(float(record.verify_seconds[honest_node].sum()), 6)
+    useful = float(np.array(log.useful_units)[chain[1:]].sum())
+    m["useful_fraction"] = _r(useful / units_run, 9) if units_run else None
+    m["main_chain_units_share"] = _r(float(np.array(log.real_units)[chain[1:]].sum()) / units_run, 9) if units_run else None
+    # partitions
+    for i, value in enumerate(record.agreement_s):
+        m[f"agreement_s.{i}" if i else "agreement_s"] = _r(value, 6)
+    if record.flood:
+        for key, value in record.flood.items():
+            m[f"flood_{key}"] = _r(value, 6) if isinstance(value, float) else value
+        total = m["flood_verify_seconds"] + (m["verify_seconds_honest"] or 0.0)
+        m["flood_share_of_verification"] = _r(m["flood_verify_seconds"] / total, 6) if total else None
+    m["cap_hits"] = record.extras.get("cap_hits", 0)
+    return m, d

@@ -1,0 +1,327 @@
+"""Real work: a handful of nodes, each a real ChainState over its own LevelDB store and a real Miner.
+
+The event clock is every node's clock. A miner that starts on a tip at time t runs
+consensus.miner.Miner.mine_block at once (the work is a deterministic function of the parent and
+the miner's key) and the block is found at t + (real units) / unit rate; if the tip moves first,
+the attempt is dropped and only the units that fitted before the move count as run. A miner that
+finds nothing within max_units_per_block, or whose block its own node rejects, waits for the tip
+to move: mining the same parent again would repeat the same units. Only a change of tip restarts
+an attempt. Blocks travel through the
+network model (one message per link) and every node validates them with
+ChainState.process_block, re-execution and all; verification takes (opened units) * unit_seconds
+of simulated time, one block at a time per node.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from chain.address import address_of
+from chain.block import Block
+from chain.keys import PrivateKey
+from chain.storage import STATUS_INVALID, STATUS_VALID, ChainStore
+from consensus.chainstate import ChainState, Outcome
+from consensus.miner import Miner, make_template
+from consensus.sim.config import Experiment
+from consensus.sim.events import EventQueue
+from consensus.sim.network import Network, build_network
+from consensus.sim.population import build_population
+from consensus.sim.record import BlockLog, RunRecord
+from consensus.validation import Reason
+from useful_work.hashing import int_bytes, tagged_hash
+
+
+@dataclass
+class _Node:
+    index: int
+    chain: ChainState
+    store: ChainStore
+    rate: float
+    miner: Miner | None = None
+    token: int = 0  # bumped whenever the current attempt is dropped
+    base_t: float = 0.0
+    base_units: int = 0
+    attempt_real: int = 0
+    mining: bool = False
+    busy_until: float = 0.0
+    seen: set[bytes] = field(default_factory=set)
+    validated: set[bytes] = field(default_factory=set)
+    units_run: int = 0
+    verify_units: int = 0
+    verify_seconds: float = 0.0
+
+
+def _real_units(miner: Miner, fakes, claimed: int) -> int:
+    """Units of `claimed` a miner really ran: the winner always, the others unless its fake decider faked them."""
+    if not miner.fabricate:
+        return claimed
+    return 1 + sum(1 for u in range(claimed - 1) if not fakes(u))
+
+
+class RealSim:
+    def __init__(self, exp: Experiment, unit_seconds: float, workdir: Path) -> None:
+        self.exp = exp
+        self.params = exp.chain
+        self.unit_seconds = unit_seconds
+        self.rng = np.random.default_rng(exp.run.seed)
+        self.pop = build_population(exp)
+        self.net: Network = build_network(exp, self.pop, self.rng)
+        self.queue = EventQueue()
+        self.now = 0.0
+        self.stopped = False
+        self.log = BlockLog()
+        self.ids: dict[bytes, int] = {}
+        self.accepted_at: dict[int, dict[int, float]] = {}
+        self.agreement: list[float | None] = [None] * len(exp.events)
+        self.nodes: list[_Node] = []
+        genesis_ms = self.params.genesis_time_ms
+        self.mining_wall = 0.0
+        for i in range(self.pop.n):
+            store = ChainStore(str(workdir / f"node{i}"))
+            chain = ChainState(store, self.params, clock=lambda: genesis_ms + int(self.now * 1000))
+            node = _Node(i, chain, store, float(self.pop.rate[i]))
+            if node.rate > 0:
+                key = PrivateKey.from_bytes(tagged_hash("sim-node-key", int_bytes(exp.run.seed), int_bytes(i)))
+                f = exp.adversary.fabricate if i == self.pop.adversary and exp.adversary.kind == "fabricator" else 0.0
+                node.miner = Miner(chain, key, address_of(key.public_key()), clock=self._mining_clock(node), fabricate=f)
+            self.nodes.append(node)
+        self.ids[self.nodes[0].chain.genesis.block.hash] = 0
+        self._fakes = None
+        for i, event in enumerate(exp.events):
+            self.queue.push(event.heal_s, "heal", i)
+
+    def _mining_clock(self, node: _Node):
+        genesis_ms = self.params.genesis_time_ms
+
+        def clock() -> int:
+            assert node.miner is not None
+            claimed = node.miner.stats.units - node.base_units
+            real = _real_units(node.miner, self._fakes, claimed) if node.miner.fabricate else claimed
+            return genesis_ms + round((node.base_t + real / node.rate) * 1000)
+
+        return clock
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.store.close()
+
+    # --- mining ----------------------------------------------------------------------------
+
+    def _stop_attempt(self, node: _Node, t: float) -> None:
+        if node.mining:
+            node.units_run += min(node.attempt_real, math.floor((t - node.base_t) * node.rate))
+        node.mining = False
+        node.token += 1
+
+    def _start_mining(self, node: _Node, t: float) -> None:
+        self._stop_attempt(node, t)
+        if node.miner is None or self.stopped:
+            return
+        node.base_t, node.base_units = t, node.miner.stats.units
+        fabricating = bool(node.miner.fabricate)
+        if fabricating:
+            # The fake decider is the miner's own, so the count of real units matches what it did.
+            self._fakes = node.miner.fake_decider(make_template(node.chain))
+        started = time.perf_counter()
+        block = node.miner.mine_block(max_units=self.params.max_units_per_block)
+        self.mining_wall += time.perf_counter() - started
+        claimed = node.miner.stats.units - node.base_units
+        real = _real_units(node.miner, self._fakes, claimed) if fabricating else claimed
+        node.mining = True
+        node.attempt_real = real
+        if block is None:
+            node.attempt_real = self.params.max_units_per_block
+            return
+        useful = claimed
+        if fabricating:
+            faked = [u for u in range(claimed - 1) if self._fakes(u)]
+            useful = faked[0] if faked else claimed
+        self.queue.push(t + real / node.rate, "found", (node.index, node.token, block, claimed, real, useful))
+
+    def _found(self, t: float, payload) -> None:
+        i, token, block, claimed, real, useful = payload
+        node = self.nodes[i]
+        if token != node.token:
+            return
+        node.units_run += real
+        node.mining = False
+        node.token += 1
+        parent = self.ids[block.header.prev_hash]
+        b = self.log.add(parent, block.header.height, i, t, claimed, real, useful, 0)
+        self.log.published[b] = t
+        self.ids[block.hash] = b
+        self.accepted_at[b] = {}
+        node.seen.add(block.hash)
+        # The miner broadcasts what it found; its own node validates it like any other (a
+        # fabricator's node may refuse it: then it waits for the tip to move, see the module note).
+        self._validate(node, block, None, t)
+        for w in self.net.neighbours[i]:
+            self._send(i, w, block, t)
+
+    # --- blocks on the wire ----------------------------------------------------------------
+
+    def _send(self, u: int, w: int, block: Block, t: float) -> None:
+        size = len(block.to_bytes())
+        self.queue.push(self.net.arrival(u, w, t, size), "deliver", (w, block, u))
+
+    def _deliver(self, t: float, payload) -> None:
+        v, block, sender = payload
+        node = self.nodes[v]
+        if block.hash in node.seen:
+            return
+        node.seen.add(block.hash)
+        cost = self.exp.work.header_check_seconds + len(block.proofs[0].openings) * self.unit_seconds
+        start = max(t, node.busy_until)
+        node.busy_until = start + cost
+        self.queue.push(node.busy_until, "verified", (v, block, sender))
+
+    def _validate(self, node: _Node, block: Block, sender: int | None, t: float) -> list[Block]:
+        """Run the real ChainState on a block; return the blocks this node newly holds as valid, for relaying."""
+        chain = node.chain
+        before_tip = chain.tip.hash
+        orphans_before = set(chain.orphans)
+        result = chain.process_block(block)
+        newly: list[Block] = []
+        if result.outcome in (Outcome.NEW_TIP, Outcome.SIDE):
+            newly.append(block)
+        for h in orphans_before - set(chain.orphans):
+            entry = chain.entry(h)
+            if entry is not None and entry.status != STATUS_INVALID:
+                adopted = chain.get_block(h)
+                if adopted is not None:
+                    newly.append(adopted)
+        for connected in result.connected:
+            if connected.hash not in node.validated:
+                node.validated.add(connected.hash)
+                node.verify_units += len(connected.proofs[0].openings)
+                node.verify_seconds += self.exp.work.header_check_seconds + len(connected.proofs[0].openings) * self.unit_seconds
+        if result.outcome is Outcome.INVALID and result.reason in (Reason.BAD_SPOT_CHECK, Reason.BAD_WINNING_UNIT):
+            node.verify_units += len(block.proofs[0].openings)
+            node.verify_seconds += self.exp.work.header_check_seconds + len(block.proofs[0].openings) * self.unit_seconds
+        for nb in newly:
+            b = self.ids.get(nb.hash)
+            if b is not None:
+                self.accepted_at[b].setdefault(node.index, t)
+        if chain.tip.hash != before_tip and node.miner is not None:
+            # Only a new tip restarts the attempt (ChainState also bumps tip_version when it refuses a
+            # branch and keeps its tip; restarting then would hand every invalid block a reset of all miners).
+            self._start_mining(node, t)
+        return newly
+
+    def _verified(self, t: float, payload) -> None:
+        v, block, sender = payload
+        node = self.nodes[v]
+        for nb in self._validate(node, block, sender, t):
+            for w in self.net.neighbours[v]:
+                if w != sender or nb.hash != block.hash:
+                    self._send(v, w, nb, t)
+        self._check_agreement(t)
+
+    def _check_agreement(self, t: float) -> None:
+        for i, event in enumerate(self.exp.events):
+            if self.agreement[i] is None and t >= event.heal_s:
+                tips = {self.nodes[v].chain.tip.hash for v in range(self.pop.n) if self.pop.honest[v]}
+                if len(tips) == 1:
+                    self.agreement[i] = t - event.heal_s
+
+    # --- the run ---------------------------------------------------------------------------
+
+    def run(self) -> RunRecord:
+        run = self.exp.run
+        stop_t = run.duration_s if run.duration_s is not None else math.inf
+        stop_h = run.blocks if run.blocks is not None else math.inf
+        for node in self.nodes:
+            self._start_mining(node, 0.0)
+        end = 0.0
+        while len(self.queue):
+            if self.queue.peek_time() >= stop_t and not self.stopped:
+                end = stop_t
+                self._stop_mining(end)
+            t, kind, payload = self.queue.pop()
+            self.now = t
+            if kind == "found":
+                if self.stopped:
+                    continue
+                self._found(t, payload)
+                if self.log.height[-1] >= stop_h and not self.stopped:
+                    end = t
+                    self._stop_mining(t)
+            elif kind == "deliver":
+                self._deliver(t, payload)
+            elif kind == "verified":
+                self._verified(t, payload)
+            elif kind == "heal":
+                self._check_agreement(t)
+        if not self.stopped:
+            end = self.now
+        return self._record(end)
+
+    def _stop_mining(self, t: float) -> None:
+        self.stopped = True
+        for node in self.nodes:
+            self._stop_attempt(node, t)
+
+    def _record(self, end: float) -> RunRecord:
+        honest = [v for v in range(self.pop.n) if self.pop.honest[v]]
+        ref = self.nodes[honest[0]].chain
+        log = self.log
+        by_hash = {h: b for h, b in self.ids.items()}
+        for h, b in by_hash.items():
+            if b == 0:
+                log.work[0] = ref.entry(h).chain_work
+                continue
+            verdicts = [self.nodes[v].chain.entry(h) for v in honest]
+            verdicts = [e for e in verdicts if e is not None]
+            log.work[b] = verdicts[0].chain_work if verdicts else 0
+            log.checked[b] = any(e.status == STATUS_VALID for e in verdicts) or any(
+                e.status == STATUS_INVALID and e.reason.startswith((Reason.BAD_SPOT_CHECK.value, Reason.BAD_WINNING_UNIT.value)) for e in verdicts
+            )
+            log.rejected[b] = any(e.status == STATUS_INVALID for e in verdicts)
+        tips = np.array([self.ids.get(node.chain.tip.hash, 0) for node in self.nodes], dtype=np.int64)
+        honest_tips = sorted(set(tips[honest].tolist()))
+        best = max(honest_tips, key=lambda b: (log.work[b], int((tips[honest] == b).sum()), -b))
+        propagation = []
+        for b in range(1, len(log)):
+            src = log.miner[b]
+            others = [v for v in honest if v != src]
+            got = [self.accepted_at[b][v] - log.found[b] for v in others if v in self.accepted_at[b]]
+            if others:
+                propagation.append((b, float(np.mean(got)) if got else math.inf, float(np.max(got)) if got else math.inf, len(got) / len(others)))
+        return RunRecord(
+            mode="real",
+            duration_s=end,
+            population=self.pop,
+            blocks=log,
+            best_tip=best,
+            tips=tips,
+            units_run=np.array([n.units_run for n in self.nodes], dtype=np.int64),
+            verify_units=np.array([n.verify_units for n in self.nodes], dtype=np.int64),
+            verify_seconds=np.array([n.verify_seconds for n in self.nodes]),
+            propagation=propagation,
+            agreement_s=self.agreement,
+            extras={
+                "gamma_realised": None,
+                "cap_hits": 0,
+                "tips_agree": len(set(tips[honest].tolist())) == 1,
+                "mining_wall_s": self.mining_wall,
+            },
+        )
+
+
+def run_real(exp: Experiment, unit_seconds: float, workdir: Path) -> RunRecord:
+    # Every caught block makes each node's chain state log a warning; the run counts them instead.
+    chain_log = logging.getLogger("pouw.chainstate")
+    level = chain_log.level
+    chain_log.setLevel(logging.ERROR)
+    sim = RealSim(exp, unit_seconds, workdir)
+    try:
+        return sim.run()
+    finally:
+        sim.close()
+        chain_log.setLevel(level)
