@@ -169,11 +169,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         after = replay(network, blocks, 1, workdir / "replay-after")
     finally:
         for n in nodes:
-            try:
-                n.stop(timeout=30)
-            except AssertionError:
-                pass
-            n.kill()
+            n.shut_down(timeout=30)
     validation = {
         "blocks": len(blocks),
         "before_sync": before,

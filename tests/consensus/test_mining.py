@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 
 from chain.address import address_of
-from chain.block import Block, BlockHeader, sign_header, tx_root
+from chain.block import Block, sign_header, tx_root
 from chain.keys import PrivateKey
 from chain.storage import ChainStore
 from chain.tx import make_transfer

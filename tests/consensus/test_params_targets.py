@@ -60,7 +60,7 @@ def test_retarget_follows_solve_times():
 def test_retarget_telescopes():
     """n blocks at any solve times give the target an absolute rule would give (to rounding)."""
     p = ConsensusParams()
-    target, t_prev, t = p.initial_target, 0, 0
+    target, t = p.initial_target, 0
     import random
 
     rng = random.Random(5)

@@ -26,8 +26,4 @@ def make_node(tmp_path):
 
     yield factory
     for node in nodes:
-        try:
-            node.stop(timeout=20)
-        except AssertionError:
-            pass
-        node.kill()
+        node.shut_down(timeout=20)

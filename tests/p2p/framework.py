@@ -222,6 +222,14 @@ class NodeProcess:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
+    def shut_down(self, timeout: float = 20.0) -> None:
+        """Stop cleanly if it will, else kill: for teardown, where a failed stop must not hide the test's own failure."""
+        try:
+            self.stop(timeout=timeout)
+        except AssertionError:
+            pass
+        self.kill()
+
 
 class TestPeer:
     """A hand-driven peer: connect, handshake, send frames, read messages, see how it ends."""

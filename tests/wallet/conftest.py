@@ -57,8 +57,4 @@ def start_node(tmp_path) -> Iterator:
 
     yield factory
     for node in nodes:
-        try:
-            node.stop(timeout=20)
-        except AssertionError:
-            pass
-        node.kill()
+        node.shut_down(timeout=20)
