@@ -100,7 +100,10 @@ class Miner:
         self.stats = MiningStats()
 
     def mine_block(self, should_stop: Callable[[], bool] = lambda: False, max_units: int | None = None) -> Block | None:
-        """Mine one block on the current tip; None if stopped, the tip moved or max_units ran out."""
+        """Mine one block on the current tip; None if stopped, the tip moved or the units ran out.
+
+        Without `max_units`, running out of `max_units_per_block` waits for the tip to move.
+        """
         template = make_template(self.chain)
         task = task_for_spec(template.task_spec)
         limit = min(max_units or self.params.max_units_per_block, self.params.max_units_per_block)
@@ -131,6 +134,12 @@ class Miner:
             if ticket_wins(t, template.target):
                 return self.assemble(template, leaves, inputs)
             state = out
+        if max_units is None:
+            # This key has searched all it may on this tip, and the same units would come again:
+            # wait for a new tip (another miner's block) instead of burning the same work.
+            log.warning("no ticket under the target in %d units on %s; waiting for a new tip", limit, parent.hex()[:16])
+            while not should_stop() and self.chain.tip_version == template.tip_version:
+                time.sleep(0.2)
         return None
 
     def fake_decider(self, template: Template) -> Callable[[int], bool]:

@@ -41,7 +41,7 @@ class ConsensusParams:
     median_time_span: int = 11
     # Work and verification
     spot_checks: int = 4
-    max_units_per_block: int = 4_096
+    max_units_per_block: int = 16_384  # the most units one key can search on one tip
     max_opening_bytes: int = 1 << 20
     # Sizes
     max_block_bytes: int = 8 << 20
