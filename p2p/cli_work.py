@@ -21,6 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--json", action="store_true", help="print JSON instead of a table")
     run.set_defaults(func=_cmd_run)
 
+    cross = wsub.add_parser("crosscheck", help="run the same units on CPU and on CUDA and compare every hash (needs a GPU)")
+    cross.add_argument("--units", type=int, default=3, help="units of each task (default 3)")
+    cross.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cross.set_defaults(func=_cmd_crosscheck)
+
     render = wsub.add_parser("render", help="render labelled sample images to a contact sheet PNG")
     render.add_argument("--seed", type=int, default=0, help="seed number (default 0)")
     render.add_argument("-n", "--count", type=int, default=16, help="number of images (default 16)")
@@ -83,6 +88,43 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         print(f"trace root {root}  ({args.units} units, {elapsed / args.units * 1000:.1f} ms/unit, {torch.get_num_threads()} threads, {args.device})")
     return 0
+
+
+def _trace(task, units: int, device: str) -> list:
+    from useful_work.runner import iter_units
+
+    leaves = []
+    for result in iter_units(task, task.initial_state(), bytes(32), bytes(20), device):
+        leaves.append(result.leaf)
+        if len(leaves) == units:
+            return leaves
+    return leaves
+
+
+def _cmd_crosscheck(args: argparse.Namespace) -> int:
+    """Exit 0 when CPU and CUDA agree bit for bit on every unit of both task kinds, 1 when not."""
+    import torch
+
+    from p2p.cli import CliError
+    from useful_work.trace import trace_root
+
+    if not torch.cuda.is_available():
+        raise CliError("crosscheck: torch sees no CUDA device here; run it on a machine with a GPU")
+    rows, agree = [], True
+    for name in ("default", "render"):
+        task = _resolve_task(name)
+        cpu, cuda = _trace(task, args.units, "cpu"), _trace(task, args.units, "cuda")
+        same = [a == b for a, b in zip(cpu, cuda)]
+        agree &= all(same)
+        rows.append({"task": name, "units": args.units, "cpu_root": trace_root(cpu).hex(), "cuda_root": trace_root(cuda).hex(), "units_equal": same})
+    if args.json:
+        print(json.dumps({"device": torch.cuda.get_device_name(0), "agree": agree, "tasks": rows}, indent=2))
+    else:
+        print(f"CUDA device: {torch.cuda.get_device_name(0)}")
+        for r in rows:
+            verdict = "identical" if all(r["units_equal"]) else "DIFFERENT"
+            print(f"{r['task']:<8} {r['units']} units  cpu {r['cpu_root'][:16]}  cuda {r['cuda_root'][:16]}  {verdict}")
+    return 0 if agree else 1
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
