@@ -121,6 +121,11 @@ def _get_json(url: str, timeout: float = 2.0) -> dict | None:
         return None
 
 
+def _active_task_id(api_port: int) -> str | None:
+    st = _get_json(f"http://127.0.0.1:{api_port}/api/status")
+    return ((st or {}).get("active_task") or {}).get("task_id")
+
+
 def _cmd_devnet(args: argparse.Namespace) -> int:
     from p2p.cli import CliError
 
@@ -152,8 +157,11 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
         stop["now"] = True
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    accuracy: dict[str, str] = {}  # task id -> last held-out accuracy seen
+    refreshes = 0
     try:
         while not stop["now"]:
+            refreshes += 1
             lines = []
             for i, (_, api_port) in enumerate(ports):
                 st = _get_json(f"http://127.0.0.1:{api_port}/api/status")
@@ -168,6 +176,15 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
                         f"{st['sync']['state']:7s}  units mined {st['units_mined']:6d}  "
                         f"task {task.get('task_id', '?')[:8]} {task.get('kind', '?')} units {task.get('units_done', 0)}"
                     )
+            task_id = _active_task_id(ports[0][1])
+            if task_id and refreshes % 5 == 1:
+                # The node evaluates each new training state once (cached), on one of its threads.
+                m = _get_json(f"http://127.0.0.1:{ports[0][1]}/api/tasks/{task_id}/metrics", timeout=30)
+                held = (m or {}).get("heldout")
+                if held:
+                    accuracy[task_id] = f"held-out accuracy {100 * held['accuracy']:.1f}% after {held['step']} steps"
+            if task_id in accuracy:
+                lines.append(f"task {task_id[:8]}: {accuracy[task_id]}")
             print(time.strftime("%H:%M:%S"), "\n  ".join(["", *lines]), flush=True)
             end = time.monotonic() + args.interval
             while not stop["now"] and time.monotonic() < end:
