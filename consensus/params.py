@@ -168,10 +168,16 @@ def load_params(name_or_path: str | Path) -> ConsensusParams:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ParamsError(f"{path}: not valid TOML ({exc})") from None
+    return params_from_table(data)
+
+
+def params_from_table(data: dict[str, Any]) -> ConsensusParams:
+    """A TOML table of parameters that may start from a preset with `base = "devnet"` (else the defaults)."""
+    table = dict(data)
     base = None
-    if "base" in data:
-        base_name = data.pop("base")
+    if "base" in table:
+        base_name = table.pop("base")
         if base_name not in PRESETS:
             raise ParamsError(f"base: {base_name!r} is not a preset ({', '.join(PRESETS)})")
         base = load_params(base_name)
-    return params_from_dict(data, base)
+    return params_from_dict(table, base)

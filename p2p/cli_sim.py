@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -132,21 +131,3 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from consensus.sim.bench import execute
 
     return execute(args)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m p2p.cli_sim sim ...`: the same commands before `sim` is registered in p2p/cli.py."""
-    from p2p.cli import CliError
-
-    parser = argparse.ArgumentParser(prog="pouw")
-    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    parsed = parser.parse_args(argv)
-    try:
-        return int(parsed.func(parsed) or 0)
-    except CliError as exc:
-        print(f"pouw: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,13 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consensus.params import (
-    PRESETS,
-    ConsensusParams,
-    ParamsError,
-    load_params,
-    params_from_dict,
-)
+from consensus.params import ConsensusParams, ParamsError, params_from_table
 
 
 class ExperimentError(ValueError):
@@ -181,15 +175,9 @@ def _bool(table: dict, section: str, key: str, default: bool) -> bool:
 def _chain(data: dict) -> tuple[ConsensusParams, dict]:
     if not isinstance(data, dict):
         raise ExperimentError("chain: must be a table of consensus parameters")
-    table = dict(data)
-    base = None
-    if "base" in table:
-        name = table.pop("base")
-        if name not in PRESETS:
-            raise ExperimentError(f"chain.base: {name!r} is not a preset ({', '.join(PRESETS)})")
-        base = load_params(name)
+    table = {k: v for k, v in data.items() if k != "base"}
     try:
-        return params_from_dict(table, base), table
+        return params_from_table(data), table
     except ParamsError as exc:
         raise ExperimentError(f"chain.{exc}") from None
 
