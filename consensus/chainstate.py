@@ -59,6 +59,9 @@ class BlockResult:
     detail: str = ""
     connected: list[Block] = field(default_factory=list)
     disconnected: list[Block] = field(default_factory=list)
+    # Blocks stored earlier that failed when this one made their branch the best: (hash, reason).
+    # Their senders, not this block's, deserve the blame.
+    invalidated: list[tuple[bytes, str]] = field(default_factory=list)
 
     @property
     def tip_changed(self) -> bool:
@@ -345,6 +348,7 @@ class ChainState:
                 )
             except InvalidBlock as exc:
                 self._mark_invalid(entry.hash, str(exc))
+                result.invalidated.append((entry.hash, str(exc)))
                 return False
             blobs = [done.task_state] if done.task_state is not None else []
             self.entries[entry.hash] = self.store.connect_block(block, done.undo, done.state, entry.chain_work, blobs)

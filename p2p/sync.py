@@ -46,6 +46,7 @@ from p2p.protocol import (
     TxMsg,
 )
 
+MAX_REMEMBERED_SENDERS = 4_096  # block bodies whose sender we can still blame
 log = logging.getLogger("pouw.sync")
 T = TypeVar("T")
 
@@ -73,6 +74,7 @@ class Sync:
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
         self.best_header: IndexEntry = chain.tip
         self.in_flight: dict[bytes, int] = {}  # block hash -> peer id
+        self.body_senders: OrderedDict[bytes, Peer] = OrderedDict()  # recent block bodies -> who sent them
         self.headers_asked: dict[int, float] = {}  # peer id -> when we sent getheaders
         self.on_new_tip: list[Callable[[BlockResult], Awaitable[None] | None]] = []
         self._progress_at = time.monotonic()
@@ -306,10 +308,12 @@ class Sync:
         if peer.verify_budget.tokens <= 0:
             peer.close(f"verification budget exhausted ({peer.limits.verify_budget_s:g} s of validation on blocks that did not become our best chain)")
             return
+        self._remember_sender(h, peer)
         started = time.perf_counter()
         result = await self.run_chain(self.chain.process_block, block, len(msg.block))
         spent = time.perf_counter() - started
         await self.after_block(result, spent, source=peer)
+        self._blame_earlier_senders(result, h)
         # Charged: what did not become our best chain. A body we asked for (on our best header
         # chain) that waits for its parent's body is stored as a side block until then: that is
         # the order of delivery from several peers during sync, not the peer's doing.
@@ -323,6 +327,18 @@ class Sync:
         if result.outcome == Outcome.ORPHAN:
             await self.ask_headers(peer)
         await self.schedule()
+
+    def _remember_sender(self, block_hash: bytes, peer: Peer) -> None:
+        self.body_senders[block_hash] = peer
+        while len(self.body_senders) > MAX_REMEMBERED_SENDERS:
+            self.body_senders.popitem(last=False)
+
+    def _blame_earlier_senders(self, result: BlockResult, current: bytes) -> None:
+        """A side block found invalid only when a later block made its branch the best: ban who sent it."""
+        for block_hash, reason in result.invalidated:
+            sender = self.body_senders.get(block_hash)
+            if block_hash != current and sender is not None and not sender.closed:
+                sender.misbehave(100, f"invalid block {block_hash.hex()[:16]} (found when its branch became the best): {reason}")
 
     async def after_block(self, result: BlockResult, seconds: float, source: Peer | None = None) -> None:
         """Metrics, relay and listeners for a processed block (ours or a peer's)."""
