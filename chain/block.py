@@ -39,6 +39,7 @@ class WorkClaim(Record):
     task_id: Annotated[bytes, Bytes(HASH_SIZE)]
     unit_count: Annotated[int, U32]
     trace_root: Annotated[bytes, Bytes(HASH_SIZE)]
+    attempt: Annotated[int, U32] = 0  # which of the miner's traces on this parent: each is new work
 
 
 @dataclass(frozen=True)

@@ -100,13 +100,27 @@ class Miner:
         self.stats = MiningStats()
 
     def mine_block(self, should_stop: Callable[[], bool] = lambda: False, max_units: int | None = None) -> Block | None:
-        """Mine one block on the current tip; None if stopped, the tip moved or the units ran out.
+        """Mine one block on the current tip; None if stopped or the tip moved.
 
-        Without `max_units`, running out of `max_units_per_block` waits for the tip to move.
+        A trace that reaches `max_units_per_block` units without a winning ticket ends that
+        attempt; the next attempt on the same parent is new work (its units have other seeds).
+        With `max_units` given, only one attempt of at most that many units is made.
         """
         template = make_template(self.chain)
-        task = task_for_spec(template.task_spec)
         limit = min(max_units or self.params.max_units_per_block, self.params.max_units_per_block)
+        attempt = 0
+        while True:
+            block = self._attempt(template, attempt, limit, should_stop)
+            if block is not None or max_units is not None:
+                return block
+            if should_stop() or self.chain.tip_version != template.tip_version:
+                return None
+            attempt += 1
+            log.info("no ticket under the target in %d units on %s; starting attempt %d", limit, template.parent_hash.hex()[:16], attempt)
+
+    def _attempt(self, template: Template, attempt: int, limit: int, should_stop: Callable[[], bool]) -> Block | None:
+        """One trace on the template's parent: a block as soon as a ticket wins, else None."""
+        task = task_for_spec(template.task_spec)
         parent, miner = template.parent_hash, self.reward_address
         fakes = self.fake_decider(template)
         leaves: list[Leaf] = []
@@ -116,7 +130,7 @@ class Miner:
             if should_stop() or self.chain.tip_version != template.tip_version:
                 return None
             u = len(leaves)
-            seed = unit_seed(parent, miner, u)
+            seed = unit_seed(parent, miner, u, attempt)
             started = time.perf_counter()
             faked = fakes(u)
             out, digest = (state, tagged_hash("fabricated", seed)) if faked else task.run_unit(state, seed, self.device)
@@ -132,14 +146,8 @@ class Miner:
             self.stats.units += 1
             self.stats.unit_seconds += time.perf_counter() - started
             if ticket_wins(t, template.target):
-                return self.assemble(template, leaves, inputs)
+                return self.assemble(template, leaves, inputs, attempt)
             state = out
-        if max_units is None:
-            # This key has searched all it may on this tip, and the same units would come again:
-            # wait for a new tip (another miner's block) instead of burning the same work.
-            log.warning("no ticket under the target in %d units on %s; waiting for a new tip", limit, parent.hex()[:16])
-            while not should_stop() and self.chain.tip_version == template.tip_version:
-                time.sleep(0.2)
         return None
 
     def fake_decider(self, template: Template) -> Callable[[int], bool]:
@@ -165,9 +173,9 @@ class Miner:
             chosen.append(tx)
         return chosen
 
-    def assemble(self, template: Template, leaves: list[Leaf], inputs: list[bytes]) -> Block:
+    def assemble(self, template: Template, leaves: list[Leaf], inputs: list[bytes], attempt: int = 0) -> Block:
         """The signed block for a winning trace: `inputs[u]` is unit u's input state (for the openings)."""
-        claim = WorkClaim(template.task_id, len(leaves), trace_root(leaves))
+        claim = WorkClaim(template.task_id, len(leaves), trace_root(leaves), attempt)
         header = BlockHeader(
             version=self.params.version,
             height=template.height,

@@ -155,13 +155,13 @@ def check_work(params: ConsensusParams, block: Block, state: LedgerState, device
     task = task_for_spec(task_record.spec)
     openings = {o.unit_index: o.state for o in proof.openings}
     winner = claim.unit_count - 1
-    check = verify_unit(task, openings[winner], unit_seed(header.prev_hash, header.miner, winner), proof.leaves[winner], device)
+    check = verify_unit(task, openings[winner], unit_seed(header.prev_hash, header.miner, winner, claim.attempt), proof.leaves[winner], device)
     if not check.ok:
         raise InvalidBlock(Reason.BAD_WINNING_UNIT, f"unit {winner}: {check.reason}")
     for u in sorted(openings):
         if u == winner:
             continue
-        unit = verify_unit(task, openings[u], unit_seed(header.prev_hash, header.miner, u), proof.leaves[u], device)
+        unit = verify_unit(task, openings[u], unit_seed(header.prev_hash, header.miner, u, claim.attempt), proof.leaves[u], device)
         if not unit.ok:
             raise InvalidBlock(Reason.BAD_SPOT_CHECK, f"unit {u}: {unit.reason}")
     assert check.output_state is not None

@@ -391,6 +391,7 @@ async def get_task_manifest(node: Node, request: web.Request) -> web.Response:
                     "parent": block.header.prev_hash.hex(),
                     "miner": format_address(block.header.miner),
                     "unit_count": claim.unit_count,
+                    "attempt": claim.attempt,
                     "first_unit": first,
                     "credited": credited,
                     "output_hash": proof.leaves[-1].output_hash.hex(),

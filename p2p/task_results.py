@@ -4,7 +4,7 @@ Render task: the node's manifest lists, for every block that worked on the task,
 hash, the miner and each unit's digest. The digests are first checked against the task's state
 on chain (a render state is a count and a running hash of the digests, so the chain of states
 they give must end at the task's state hash, block by block); then every unit is rendered again
-here from its seed, unit_seed(parent, miner, u), and its digest must equal the chain's. Only
+here from its seed, unit_seed(parent, miner, u, attempt), and its digest must equal the chain's. Only
 then are dataset.npz and labels.json written (via a temporary directory, so a mismatch leaves
 nothing behind).
 
@@ -39,6 +39,7 @@ class ManifestBlock:
     block_hash: str
     parent: bytes
     miner: bytes
+    attempt: int
     first_unit: int
     digests: tuple[bytes, ...]
     output_hash: bytes
@@ -56,7 +57,7 @@ class Manifest:
 
     @property
     def seeds(self) -> list[bytes]:
-        return [unit_seed(b.parent, b.miner, u) for b in self.blocks for u in range(len(b.digests))]
+        return [unit_seed(b.parent, b.miner, u, b.attempt) for b in self.blocks for u in range(len(b.digests))]
 
     @property
     def digests(self) -> list[bytes]:
@@ -122,6 +123,7 @@ def fetch_manifest(node: NodeClient, task_id: str, progress: Progress | None = N
                 block_hash=b["hash"],
                 parent=bytes.fromhex(b["parent"]),
                 miner=parse_address(b["miner"]),
+                attempt=b["attempt"],
                 first_unit=b["first_unit"],
                 digests=tuple(bytes.fromhex(d) for d in b["digests"]),
                 output_hash=bytes.fromhex(b["output_hash"]),

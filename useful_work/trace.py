@@ -1,6 +1,7 @@
 """Trace commitments: one leaf per unit, a Merkle root over the leaves, openings of input states.
 
-A miner on parent P with miner address M runs units u = 0, 1, 2, ... with seed_u = unit_seed(P, M, u).
+A miner on parent P with miner address M runs units u = 0, 1, 2, ... with seed_u = unit_seed(P, M, u) (a
+later attempt a on the same parent: unit_seed(P, M, u, a)).
 Unit 0 starts from the task's state at P and unit u+1 from unit u's output. Each unit yields a
 leaf (input state hash, output state hash, output digest); the trace root commits to them all.
 """
@@ -21,9 +22,15 @@ def state_hash(state: bytes) -> bytes:
     return tagged_hash("task-state", state)
 
 
-def unit_seed(parent_hash: bytes, miner: bytes, unit_index: int) -> bytes:
-    """Seed of unit u mined on parent P by miner M: the work depends on M, so a new key means new work."""
-    return tagged_hash("unit", parent_hash, miner, int_bytes(unit_index))
+def unit_seed(parent_hash: bytes, miner: bytes, unit_index: int, attempt: int = 0) -> bytes:
+    """Seed of unit u of trace `attempt` mined on parent P by miner M.
+
+    The work depends on M, so a new key means new work; a new attempt is new work too, which lets
+    a key that ran out of units on a tip start a fresh trace without a free ticket.
+    """
+    if attempt == 0:
+        return tagged_hash("unit", parent_hash, miner, int_bytes(unit_index))
+    return tagged_hash("unit", parent_hash, miner, int_bytes(unit_index), int_bytes(attempt))
 
 
 @dataclass(frozen=True, slots=True)

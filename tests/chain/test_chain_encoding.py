@@ -152,9 +152,9 @@ def test_widened_integer_is_rejected_naming_its_field(obj, data):
 def test_wide_array_header_and_wide_bytes_header_are_rejected():
     claim = WorkClaim(bytes(32), 3, bytes(32))
     good = claim.to_bytes()
-    assert good[0] == 0x93
+    assert good[0] == 0x94  # fixarray of the four fields
     with pytest.raises(DecodeError, match=r"^WorkClaim: non-canonical array header$"):
-        WorkClaim.from_bytes(b"\xdc\x00\x03" + good[1:])
+        WorkClaim.from_bytes(b"\xdc\x00\x04" + good[1:])
     # task_id (bin8, 32 bytes) written as bin16
     assert good[1:3] == b"\xc4\x20"
     with pytest.raises(DecodeError, match=r"^WorkClaim.task_id: non-canonical encoding"):

@@ -106,3 +106,21 @@ def test_tampered_blocks_are_rejected_with_distinct_reasons(make_node):
     assert verifier.chain.process_block(wrong_target).reason is Reason.BAD_TARGET
     # the honest block is still accepted after all that
     assert verifier.chain.process_block(block).outcome is Outcome.NEW_TIP
+
+
+def test_a_key_that_runs_out_of_units_starts_a_new_attempt_which_verifies(make_node):
+    params = small_params(max_units_per_block=4)  # 12 units expected: most first attempts run dry
+    node = make_node(params, key=PrivateKey.from_bytes(b"attempts".ljust(32, b"-")))
+    blocks = node.mine(4)  # asserts every block becomes the new tip: re-executed with its attempt's seeds
+    attempts = [b.header.work[0].attempt for b in blocks]
+    assert max(attempts) > 0, attempts
+    assert all(b.header.work[0].unit_count <= 4 for b in blocks)
+    # the attempt is bound by re-execution: the same trace claimed under another attempt fails
+    block = next(b for b in blocks if b.header.work[0].attempt > 0)
+    claim = replace(block.header.work[0], attempt=block.header.work[0].attempt + 1)
+    relabelled = Block(sign_header(replace(block.header, work=(claim,)), node.key), block.txs, block.proofs)
+    other = make_node(params)
+    for b in blocks[: blocks.index(block)]:
+        other.chain.process_block(b)
+    other.clock.now = node.clock.now
+    assert other.chain.process_block(relabelled).reason in (Reason.BAD_WINNING_UNIT, Reason.BAD_SPOT_CHECK)
