@@ -186,19 +186,22 @@ class _Changes:
 
 
 def apply_block(
-    state: LedgerState, block: Block, subsidy: int, *, verify_signatures: bool = True
+    state: LedgerState, block: Block, subsidy: int, *, verify_signatures: bool = True, check_structure: bool = True
 ) -> tuple[LedgerState, Undo]:
     """The state after `block`, and its undo record; raises StateError naming the broken rule.
 
     `verify_signatures=False` is only for a caller that has already verified every signature of
-    this very block (a batch check); the other rules are always applied.
+    this very block (a batch check), and `check_structure=False` only for one that has already
+    run `check_block_structure` on it (consensus does, before re-execution); the ledger rules are
+    always applied.
     """
     if type(subsidy) is not int or not 0 <= subsidy <= U64_MAX:
         raise ValueError(f"subsidy {subsidy!r} is not a u64")
-    try:
-        check_block_structure(block)
-    except BlockStructureError as exc:
-        raise StateError(f"structure: {exc.reason}") from None
+    if check_structure:
+        try:
+            check_block_structure(block)
+        except BlockStructureError as exc:
+            raise StateError(f"structure: {exc.reason}") from None
     height = block.header.height
     changes = _Changes(state)
     fees = 0

@@ -100,9 +100,10 @@ def _progress(args: argparse.Namespace):
 
 
 def _build_spec(args: argparse.Namespace):
-    from p2p.task_builder import SceneOptions, render_spec, train_spec
+    from p2p.task_builder import render_spec, train_spec
+    from useful_work.tasks import SceneSettings
 
-    scene = SceneOptions(args.image_size, args.min_objects, args.max_objects, args.min_lights, args.max_lights)
+    scene = SceneSettings(args.image_size, args.min_objects, args.max_objects, args.min_lights, args.max_lights)
     if args.kind == "render":
         return render_spec(args.count, args.images_per_unit, scene)
     return train_spec(args.steps, args.steps_per_unit, args.lr, args.momentum, args.batch_size, args.objective,

@@ -8,10 +8,10 @@ decimals (millionths and thousandths on chain). Every error is a TaskSpecError n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from decimal import Decimal, InvalidOperation, localcontext
 
-from useful_work.tasks import RenderSpec, TaskSpec, TaskSpecError, TrainSpec, validate_spec
+from useful_work.tasks import RenderSpec, SceneSettings, TaskSpec, TaskSpecError, TrainSpec, validate_spec
 
 MAX_IMAGES_PER_UNIT_DEFAULT = 16
 
@@ -38,15 +38,6 @@ OPTION_OF_FIELD = {
 }
 
 
-@dataclass(frozen=True)
-class SceneOptions:
-    image_size: int = 32
-    min_objects: int = 1
-    max_objects: int = 6
-    min_lights: int = 1
-    max_lights: int = 3
-
-
 def option_hint(error: TaskSpecError) -> str:
     """' (option --lr)' for an error naming a spec field a user option sets."""
     head = str(error).split(":", 1)[0]
@@ -54,11 +45,11 @@ def option_hint(error: TaskSpecError) -> str:
     return f" (option {OPTION_OF_FIELD[name]})" if name in OPTION_OF_FIELD else ""
 
 
-def _scene(scene: SceneOptions) -> dict:
+def _scene(scene: SceneSettings) -> dict:
     return {f.name: getattr(scene, f.name) for f in fields(scene)}
 
 
-def render_spec(count: int, images_per_unit: int | None = None, scene: SceneOptions = SceneOptions()) -> RenderSpec:
+def render_spec(count: int, images_per_unit: int | None = None, scene: SceneSettings = SceneSettings()) -> RenderSpec:
     if not isinstance(count, int) or count < 1:
         raise TaskSpecError(f"render.count: {count} must be at least 1 image")
     if images_per_unit is None:
@@ -99,7 +90,7 @@ def train_spec(
     objective: str = "lights",
     arch: str = "cnn-small",
     seed: int = 0,
-    scene: SceneOptions = SceneOptions(),
+    scene: SceneSettings = SceneSettings(),
 ) -> TrainSpec:
     if not isinstance(steps, int) or steps < 1:
         raise TaskSpecError(f"train.steps: {steps} must be at least 1 SGD step")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from p2p.task_builder import SceneOptions, option_hint, render_spec, train_spec
+from p2p.task_builder import option_hint, render_spec, train_spec
+from useful_work.tasks import SceneSettings
 from useful_work.tasks import RenderSpec, TaskSpecError, TrainSpec, encode_spec, parse_spec
 
 
 def test_render_options_give_exactly_the_images_asked_for():
-    spec = render_spec(12, 2, SceneOptions(image_size=16, max_objects=2))
+    spec = render_spec(12, 2, SceneSettings(image_size=16, max_objects=2))
     assert spec == RenderSpec(units=6, images_per_unit=2, image_size=16, max_objects=2)
     assert render_spec(100).images_per_unit == 10 and render_spec(100).units == 10
     assert render_spec(7).images_per_unit == 7 and render_spec(97).units == 97
@@ -30,8 +31,8 @@ def test_train_options_map_exactly():
     [
         (lambda: render_spec(0), "render.count", "--count"),
         (lambda: render_spec(10, 3), "render.images_per_unit", "--images-per-unit"),
-        (lambda: render_spec(8, scene=SceneOptions(image_size=8)), "render.image_size", "--image-size"),
-        (lambda: render_spec(8, scene=SceneOptions(min_objects=5, max_objects=2)), "render.min_objects", "--min-objects"),
+        (lambda: render_spec(8, scene=SceneSettings(image_size=8)), "render.image_size", "--image-size"),
+        (lambda: render_spec(8, scene=SceneSettings(min_objects=5, max_objects=2)), "render.min_objects", "--min-objects"),
         (lambda: render_spec(8, 300), "render.images_per_unit", "--images-per-unit"),
         (lambda: train_spec(0), "train.steps", "--steps"),
         (lambda: train_spec(10, 3), "train.steps_per_unit", "--steps-per-unit"),
@@ -43,8 +44,8 @@ def test_train_options_map_exactly():
         (lambda: train_spec(10, objective="colours"), "train.objective", "--objective"),
         (lambda: train_spec(10, arch="resnet"), "train.arch", "--arch"),
         (lambda: train_spec(10, batch_size=0), "train.batch_size", "--batch-size"),
-        (lambda: train_spec(10, scene=SceneOptions(image_size=30)), "train.image_size", "--image-size"),
-        (lambda: train_spec(10, scene=SceneOptions(min_lights=2, max_lights=2)), "train.max_lights", "--max-lights"),
+        (lambda: train_spec(10, scene=SceneSettings(image_size=30)), "train.image_size", "--image-size"),
+        (lambda: train_spec(10, scene=SceneSettings(min_lights=2, max_lights=2)), "train.max_lights", "--max-lights"),
     ],
 )
 def test_out_of_range_options_name_the_field(build, field, option):
