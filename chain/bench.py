@@ -16,7 +16,7 @@ from useful_work.tasks import TrainSpec, encode_spec
 from useful_work.trace import Leaf, trace_root
 
 from chain.address import address_of
-from chain.block import NO_SIGNATURE, Block, BlockHeader, WorkClaim, WorkProof, sign_header, tx_root
+from chain.block import NO_SIGNATURE, Block, BlockHeader, WorkClaim, WorkProof, header_commitment, sign_header, tx_root
 from chain.keys import PrivateKey
 from chain.state import apply_block, default_task_record, genesis_state
 from chain.storage import ChainStore
@@ -82,7 +82,9 @@ def _connect_rates(blocks: int) -> dict[str, float]:
         parent = genesis.header
         elapsed = 0.0
         for b, txs in enumerate(prepared):
-            leaves = _leaves(task.state_hash if b == 0 else parent.work[0].trace_root, b)
+            shell = _header(parent.height + 1, parent.hash, miner, ZERO_HASH, txs, ())
+            committed = header_commitment(shell.tx_root, shell.time_ms, shell.payout)
+            leaves = _leaves(task.state_hash if b == 0 else parent.work[0].trace_root, b, committed)
             claim = WorkClaim(task.task_id, len(leaves), trace_root(leaves))
             header = _header(parent.height + 1, parent.hash, miner, ZERO_HASH, txs, (claim,))
             block = Block(sign_header(header, miner), tuple(txs), (WorkProof(tuple(leaves), ()),))
@@ -100,16 +102,17 @@ def _header(height: int, prev: bytes, miner: PrivateKey, root: bytes, txs, work)
     return BlockHeader(
         version=1, height=height, prev_hash=prev, time_ms=1_700_000_000_000 + height * 10_000,
         target=1 << 255, miner=address_of(miner.public_key()), miner_key=miner.public_key().raw,
-        tx_root=tx_root(txs), state_root=root, work=tuple(work), signature=NO_SIGNATURE,
+        payout=address_of(miner.public_key()), tx_root=tx_root(txs), state_root=root, work=tuple(work),
+        signature=NO_SIGNATURE,
     )
 
 
-def _leaves(start: bytes, salt: int) -> list[Leaf]:
+def _leaves(start: bytes, salt: int, commitment: bytes) -> list[Leaf]:
     """A chained trace of 4 units (hashes only: this bench measures the ledger, not the work)."""
     leaves, current = [], start
     for u in range(4):
         out = tagged_hash("bench-out", current, int_bytes(salt), int_bytes(u))
-        leaves.append(Leaf(current, out, tagged_hash("bench-digest", out)))
+        leaves.append(Leaf(current, out, tagged_hash("bench-digest", out), commitment))
         current = out
     return leaves
 

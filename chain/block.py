@@ -1,15 +1,20 @@
 """Block headers, work claims and proofs, blocks; header signing, hashes and structural checks.
 
-The block hash is H("block", signed header encoding), so header-only checks (ticket, signature)
-need no body. The miner's key signs H("header-sig", unsigned header encoding): a wrong unit in
-a signed block is evidence against that key.
+The block hash is H("block", unsigned header encoding): the signature is not part of a block's
+identity, so nobody (not even the miner, whose Ed25519 signatures could vary) can publish two
+versions of one block, and a relayed header with a broken signature is a bad message, not a
+different block. The miner's key signs H("header-sig", unsigned header encoding).
+
+A body either matches its header's commitments (`check_body_matches`: the transaction root, the
+trace roots, the openings hash to their leaves) or it is not this block's body at all: a bad
+message from whoever sent it. Only a matching body can make a block invalid (`check_proof_rules`).
 """
 
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Annotated
 
-from useful_work.hashing import HASH_SIZE, tagged_hash
+from useful_work.hashing import HASH_SIZE, int_bytes, tagged_hash
 from useful_work.merkle import merkle_proof, merkle_root, verify_merkle_proof
 from useful_work.trace import LEAF_SIZE, Leaf, leaves_chain, state_hash, trace_root
 
@@ -32,6 +37,10 @@ class BlockStructureError(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class BodyMismatch(BlockStructureError):
+    """A body that does not match its header's commitments: not this block's body."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +72,9 @@ class BlockHeader(Record):
     prev_hash: Annotated[bytes, Bytes(HASH_SIZE)]
     time_ms: Annotated[int, U64]
     target: Annotated[int, U256]
-    miner: Annotated[bytes, Bytes(ADDRESS_SIZE)]
+    miner: Annotated[bytes, Bytes(ADDRESS_SIZE)]  # the address of miner_key; the unit seeds commit to it
     miner_key: Annotated[bytes, Bytes(32)]
+    payout: Annotated[bytes, Bytes(ADDRESS_SIZE)]  # where the reward goes; the header commitment covers it
     tx_root: Annotated[bytes, Bytes(HASH_SIZE)]
     state_root: Annotated[bytes, Bytes(HASH_SIZE)]
     work: Annotated[tuple[WorkClaim, ...], ListOf(Nested(WorkClaim), MAX_CLAIMS)]
@@ -72,7 +82,7 @@ class BlockHeader(Record):
 
     @cached_property
     def hash(self) -> bytes:
-        return tagged_hash("block", self.to_bytes())
+        return tagged_hash("block", encode_unsigned(self))
 
     def sig_hash(self) -> bytes:
         return tagged_hash("header-sig", encode_unsigned(self))
@@ -111,33 +121,50 @@ def verify_tx_proof(txid: bytes, index: int, count: int, proof: list[bytes], roo
     return verify_merkle_proof(txid, index, count, proof, root)
 
 
-def check_block_structure(block: Block) -> None:
-    """Rules that tie a block's parts together, needing no state; raises BlockStructureError."""
+def header_commitment(tx_root_: bytes, time_ms: int, payout: bytes) -> bytes:
+    """c = H("header-commit", tx root, time, payout): what a miner's units commit to of the header
+    it will publish (the rest of the header follows from the parent, the rules and the trace)."""
+    return tagged_hash("header-commit", tx_root_, int_bytes(time_ms), payout)
+
+
+def check_body_matches(block: Block) -> None:
+    """The body is the one the header commits to: counts, trace roots, tx root, openings in order
+    and hashing to their leaves. Raises BodyMismatch (a bad message, never an invalid block)."""
     header = block.header
     if len(block.proofs) != len(header.work):
-        raise BlockStructureError(f"{len(block.proofs)} work proofs for {len(header.work)} claims")
+        raise BodyMismatch(f"{len(block.proofs)} work proofs for {len(header.work)} claims")
     for i, (claim, proof) in enumerate(zip(header.work, block.proofs, strict=True)):
-        _check_proof(i, claim, proof)
+        if claim.unit_count != len(proof.leaves):
+            raise BodyMismatch(f"claim {i}: unit_count {claim.unit_count} but {len(proof.leaves)} leaves")
+        if trace_root(proof.leaves) != claim.trace_root:
+            raise BodyMismatch(f"claim {i}: trace_root does not match the leaves")
+        previous = -1
+        for opening in proof.openings:
+            if not previous < opening.unit_index < len(proof.leaves):
+                raise BodyMismatch(f"claim {i}: opening of unit {opening.unit_index} out of order or out of range")
+            if state_hash(opening.state) != proof.leaves[opening.unit_index].input_hash:
+                raise BodyMismatch(f"claim {i}: opened state of unit {opening.unit_index} does not match its leaf")
+            previous = opening.unit_index
     if tx_root(block.txs) != header.tx_root:
-        raise BlockStructureError("tx_root does not match the transactions")
+        raise BodyMismatch("tx_root does not match the transactions")
 
 
-def _check_proof(i: int, claim: WorkClaim, proof: WorkProof) -> None:
-    if claim.unit_count < 1:
-        raise BlockStructureError(f"claim {i}: no units")
-    if claim.unit_count != len(proof.leaves):
-        raise BlockStructureError(f"claim {i}: unit_count {claim.unit_count} but {len(proof.leaves)} leaves")
-    broken = leaves_chain(proof.leaves, proof.leaves[0].input_hash)
-    if broken is not None:
-        raise BlockStructureError(f"claim {i}: leaf {broken} does not start from the previous leaf's output")
-    if trace_root(proof.leaves) != claim.trace_root:
-        raise BlockStructureError(f"claim {i}: trace_root does not match the leaves")
-    previous = -1
-    for opening in proof.openings:
-        if not previous < opening.unit_index < len(proof.leaves):
-            raise BlockStructureError(
-                f"claim {i}: opening of unit {opening.unit_index} out of order or out of range"
-            )
-        if state_hash(opening.state) != proof.leaves[opening.unit_index].input_hash:
-            raise BlockStructureError(f"claim {i}: opened state of unit {opening.unit_index} does not match its leaf")
-        previous = opening.unit_index
+def check_proof_rules(block: Block) -> None:
+    """Rules on a matching body's traces: at least one unit, the leaves chain, and the winner (the
+    last leaf) was run for this very header. Raises BlockStructureError."""
+    header = block.header
+    committed = header_commitment(header.tx_root, header.time_ms, header.payout)
+    for i, (claim, proof) in enumerate(zip(header.work, block.proofs, strict=True)):
+        if claim.unit_count < 1:
+            raise BlockStructureError(f"claim {i}: no units")
+        broken = leaves_chain(proof.leaves, proof.leaves[0].input_hash)
+        if broken is not None:
+            raise BlockStructureError(f"claim {i}: leaf {broken} does not start from the previous leaf's output")
+        if proof.leaves[-1].commitment != committed:
+            raise BlockStructureError(f"claim {i}: the winning unit was run for another header (transactions, time or payout)")
+
+
+def check_block_structure(block: Block) -> None:
+    """Both of the above: the body matches the header, and its traces keep the rules."""
+    check_body_matches(block)
+    check_proof_rules(block)

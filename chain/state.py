@@ -1,14 +1,17 @@
-"""The ledger state (accounts and tasks), its root, and the pure state transition with undo data.
+"""The ledger state (accounts, tasks, immature rewards), its root, and the pure state transition with undo data.
 
-`apply_block(state, block, subsidy)` applies the transactions in order, then advances each
-claimed task, then credits the miner; it returns the new state and an undo record holding the
-previous value of every key it touched, so `undo_block(new_state, undo) == state` exactly.
+`apply_block(state, block, subsidy, maturity)` first pays out the reward of the block `maturity`
+blocks back, then applies the transactions in order, then advances each claimed task, and last
+records this block's reward (subsidy, fees, bounty shares) as immature; it returns the new state
+and an undo record holding the previous value of every key it touched, so
+`undo_block(new_state, undo) == state` exactly. A reward is spendable from block
+`height + maturity` on, so a fraud proof within that window can still take it back.
 Which task a block must work on, its ticket and the re-execution of its units are consensus
 rules, checked before this function; the header's state_root is compared by the caller.
 """
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
 from typing import Annotated
@@ -69,15 +72,26 @@ class TaskRecord(Record):
 
 
 @dataclass(frozen=True)
+class PendingReward(Record):
+    """A block's reward, credited to its payout address once it matures."""
+
+    height: Annotated[int, U64]
+    payout: Annotated[bytes, Bytes(ADDRESS_SIZE)]
+    amount: Annotated[int, U64]
+
+
+@dataclass(frozen=True)
 class LedgerState:
-    """Accounts by 20-byte address and tasks by 32-byte id, read-only; absent accounts are empty."""
+    """Accounts by 20-byte address, tasks by 32-byte id and immature rewards by block height,
+    read-only; absent accounts are empty."""
 
     chain_id: bytes
     accounts: Mapping[bytes, Account]
     tasks: Mapping[bytes, TaskRecord]
+    rewards: Mapping[int, PendingReward] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("accounts", "tasks"):
+        for name in ("accounts", "tasks", "rewards"):
             mapping = getattr(self, name)
             if not isinstance(mapping, MappingProxyType):
                 object.__setattr__(self, name, MappingProxyType(dict(mapping)))
@@ -85,20 +99,26 @@ class LedgerState:
     def account(self, address: bytes) -> Account:
         return self.accounts.get(address, EMPTY_ACCOUNT)
 
+    def immature(self, address: bytes) -> list[PendingReward]:
+        """This address's rewards that are not spendable yet, oldest first."""
+        return [r for _, r in sorted(self.rewards.items()) if r.payout == address]
+
     @cached_property
     def root(self) -> bytes:
         return state_root(self)
 
 
-def _sealed(chain_id: bytes, accounts: dict, tasks: dict) -> LedgerState:
+def _sealed(chain_id: bytes, accounts: dict, tasks: dict, rewards: dict) -> LedgerState:
     """A state over dicts that nobody else holds (no copy)."""
-    return LedgerState(chain_id, MappingProxyType(accounts), MappingProxyType(tasks))
+    return LedgerState(chain_id, MappingProxyType(accounts), MappingProxyType(tasks), MappingProxyType(rewards))
 
 
 def state_root(state: LedgerState) -> bytes:
-    """Merkle root over the sorted entries: b"a" + address + account, then b"t" + task id + task."""
+    """Merkle root over the sorted entries: b"a" + address + account, then b"t" + task id + task,
+    then b"r" + height (8 bytes, big-endian) + pending reward."""
     leaves = [b"a" + address + state.accounts[address].to_bytes() for address in sorted(state.accounts)]
     leaves += [b"t" + task_id + state.tasks[task_id].to_bytes() for task_id in sorted(state.tasks)]
+    leaves += [b"r" + h.to_bytes(8, "big") + state.rewards[h].to_bytes() for h in sorted(state.rewards)]
     return merkle_root(leaves)
 
 
@@ -153,6 +173,12 @@ class TaskUndo(Record):
 
 
 @dataclass(frozen=True)
+class RewardUndo(Record):
+    height: Annotated[int, U64]
+    before: Annotated[PendingReward | None, Maybe(Nested(PendingReward))]
+
+
+@dataclass(frozen=True)
 class Undo(Record):
     """Previous values of every key a block touched, sorted by key.
 
@@ -160,9 +186,10 @@ class Undo(Record):
     state_root or signature, so a miner may keep the undo of its draft block.
     """
 
-    accounts: Annotated[tuple[AccountUndo, ...], ListOf(Nested(AccountUndo), 2 * MAX_TXS + 1)]
+    accounts: Annotated[tuple[AccountUndo, ...], ListOf(Nested(AccountUndo), 2 * MAX_TXS + 2)]
     tasks: Annotated[tuple[TaskUndo, ...], ListOf(Nested(TaskUndo), MAX_TXS + MAX_CLAIMS)]
-    miner_reward: Annotated[int, U64]  # subsidy + fees + bounty shares credited to the miner, for histories
+    rewards: Annotated[tuple[RewardUndo, ...], ListOf(Nested(RewardUndo), 2)]
+    miner_reward: Annotated[int, U64]  # subsidy + fees + bounty shares this block earns its miner, for histories
 
 
 # --- the state transition --------------------------------------------------------------------
@@ -175,6 +202,7 @@ class _Changes:
         self.state = state
         self.accounts: dict[bytes, Account] = {}
         self.tasks: dict[bytes, TaskRecord] = {}
+        self.rewards: dict[int, PendingReward | None] = {}  # None: paid out (removed)
 
     def account(self, address: bytes) -> Account:
         found = self.accounts.get(address)
@@ -186,9 +214,18 @@ class _Changes:
 
 
 def apply_block(
-    state: LedgerState, block: Block, subsidy: int, *, verify_signatures: bool = True, check_structure: bool = True
+    state: LedgerState,
+    block: Block,
+    subsidy: int,
+    maturity: int = 0,
+    *,
+    verify_signatures: bool = True,
+    check_structure: bool = True,
 ) -> tuple[LedgerState, Undo]:
     """The state after `block`, and its undo record; raises StateError naming the broken rule.
+
+    `maturity` is the number of blocks after which a block's reward becomes spendable (0: at
+    once, in the balance of the block's own state).
 
     `verify_signatures=False` is only for a caller that has already verified every signature of
     this very block (a batch check), and `check_structure=False` only for one that has already
@@ -202,8 +239,12 @@ def apply_block(
             check_block_structure(block)
         except BlockStructureError as exc:
             raise StateError(f"structure: {exc.reason}") from None
+    if type(maturity) is not int or maturity < 0:
+        raise ValueError(f"maturity {maturity!r} is not a non-negative integer")
     height = block.header.height
     changes = _Changes(state)
+    if maturity and height > maturity:
+        _mature(changes, height - maturity)
     fees = 0
     for i, tx in enumerate(block.txs):
         _apply_tx(changes, i, tx, height, verify_signatures)
@@ -211,8 +252,23 @@ def apply_block(
     shares = 0
     for j, (claim, proof) in enumerate(zip(block.header.work, block.proofs, strict=True)):
         shares += _apply_claim(changes, j, claim.task_id, claim.unit_count, proof.leaves[-1].output_hash, height)
-    _credit(changes, block.header.miner, subsidy + fees + shares, "miner reward")
-    return _commit(state, changes, subsidy + fees + shares)
+    reward = subsidy + fees + shares
+    if reward > U64_MAX:
+        raise StateError("miner reward overflows u64")
+    if maturity:
+        changes.rewards[height] = PendingReward(height, block.header.payout, reward)
+    else:
+        _credit(changes, block.header.payout, reward, "miner reward")
+    return _commit(state, changes, reward)
+
+
+def _mature(changes: _Changes, height: int) -> None:
+    """Pay out the reward of the block at `height`: it is spendable from this block on."""
+    pending = changes.state.rewards.get(height)
+    if pending is None:
+        return  # forfeited, or a block of a chain that started with maturity off
+    changes.rewards[height] = None
+    _credit(changes, pending.payout, pending.amount, f"matured reward of block {height}")
 
 
 def _apply_tx(changes: _Changes, i: int, tx: Transaction, height: int, verify_signatures: bool) -> None:
@@ -300,24 +356,35 @@ def _commit(state: LedgerState, changes: _Changes, miner_reward: int) -> tuple[L
     accounts.update(changes.accounts)
     tasks = dict(state.tasks)
     tasks.update(changes.tasks)
+    rewards = dict(state.rewards)
+    _restore(rewards, changes.rewards.items())
     undo = Undo(
         accounts=tuple(AccountUndo(a, state.accounts.get(a)) for a in sorted(changes.accounts)),
         tasks=tuple(TaskUndo(t, state.tasks.get(t)) for t in sorted(changes.tasks)),
+        rewards=tuple(RewardUndo(h, state.rewards.get(h)) for h in sorted(changes.rewards)),
         miner_reward=miner_reward,
     )
-    return _sealed(state.chain_id, accounts, tasks), undo
+    return _sealed(state.chain_id, accounts, tasks, rewards), undo
 
 
 def undo_block(state: LedgerState, undo: Undo) -> LedgerState:
     """The state before the block whose undo record this is (applied to the state after it)."""
+    return undo_blocks(state, [undo])
+
+
+def undo_blocks(state: LedgerState, undos: Iterable[Undo]) -> LedgerState:
+    """The state before several blocks, their undo records newest first (one copy of the maps)."""
     accounts = dict(state.accounts)
-    _restore(accounts, ((u.address, u.before) for u in undo.accounts))
     tasks = dict(state.tasks)
-    _restore(tasks, ((u.task_id, u.before) for u in undo.tasks))
-    return _sealed(state.chain_id, accounts, tasks)
+    rewards = dict(state.rewards)
+    for undo in undos:
+        _restore(accounts, ((u.address, u.before) for u in undo.accounts))
+        _restore(tasks, ((u.task_id, u.before) for u in undo.tasks))
+        _restore(rewards, ((u.height, u.before) for u in undo.rewards))
+    return _sealed(state.chain_id, accounts, tasks, rewards)
 
 
-def _restore(mapping: dict, entries: Iterable[tuple[bytes, object]]) -> None:
+def _restore(mapping: dict, entries: Iterable[tuple[object, object]]) -> None:
     for key, before in entries:
         if before is None:
             mapping.pop(key, None)

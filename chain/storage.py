@@ -17,11 +17,11 @@ from useful_work.trace import state_hash
 
 from chain.block import Block, BlockHeader
 from chain.encoding import U64, BigUInt, Bytes, DecodeError, Record, Text, UInt
-from chain.state import Account, LedgerState, TaskRecord, Undo
+from chain.state import Account, LedgerState, PendingReward, TaskRecord, Undo
 
 R = TypeVar("R", bound=Record)
 
-FORMAT_VERSION = b"1"
+FORMAT_VERSION = b"2"  # 2: leaves carry header commitments; immature rewards; block hash without the signature
 
 # prefix      key after the prefix              value
 _META = b"m"  # name                            bytes (chain id, genesis hash, format version)
@@ -35,6 +35,7 @@ _TASK = b"k"  # task id                         TaskRecord
 _BLOB = b"s"  # state_hash(blob)                blob (task states; content-addressed)
 _UNDO = b"u"  # block hash                      Undo
 _TASK_BLOCKS = b"w"  # task id + height (8 BE) + block hash   b"" (blocks that worked on a task)
+_REWARD = b"r"  # height, 8 bytes big-endian    PendingReward (immature block rewards)
 
 STATUS_HEADER = 0  # header known, body not yet
 STATUS_BODY = 1  # body stored, not yet validated
@@ -165,7 +166,10 @@ class ChainStore:
         tasks = {}
         for key, raw in self.db.iterator(prefix=_TASK):
             tasks[key[1:]] = self._decode(TaskRecord, raw, f"task {key[1:].hex()}")
-        return LedgerState(self.chain_id, accounts, tasks)
+        rewards = {}
+        for key, raw in self.db.iterator(prefix=_REWARD):
+            rewards[int.from_bytes(key[1:], "big")] = self._decode(PendingReward, raw, f"reward of block {key[1:].hex()}")
+        return LedgerState(self.chain_id, accounts, tasks, rewards)
 
     def _decode(self, cls: type[R], raw: bytes, what: str) -> R:
         try:
@@ -279,6 +283,8 @@ class ChainStore:
                 _put_or_delete(batch, _ACCOUNT + item.address, new_state.accounts.get(item.address))
             for item in undo.tasks:
                 _put_or_delete(batch, _TASK + item.task_id, new_state.tasks.get(item.task_id))
+            for r in undo.rewards:
+                _put_or_delete(batch, _REWARD + r.height.to_bytes(8, "big"), new_state.rewards.get(r.height))
             for blob in blobs:
                 batch.put(_BLOB + state_hash(blob), blob)
             for claim in block.header.work:
@@ -305,6 +311,8 @@ class ChainStore:
                 _put_or_delete(batch, _ACCOUNT + item.address, item.before)
             for item in undo.tasks:
                 _put_or_delete(batch, _TASK + item.task_id, item.before)
+            for r in undo.rewards:
+                _put_or_delete(batch, _REWARD + r.height.to_bytes(8, "big"), r.before)
             for claim in block.header.work:
                 batch.delete(_task_block_key(claim.task_id, block.header.height, h))
             batch.delete(_UNDO + h)

@@ -46,7 +46,7 @@ def run(params: ConsensusParams, blocks: int, txs_per_block: int = 50, progress:
         miner_chain = ChainState(ChainStore(str(Path(tmp) / "miner")), params, mempool=mempool, clock=clock)
         verifier = ChainState(ChainStore(str(Path(tmp) / "verifier")), params, clock=clock)
         key = PrivateKey.from_bytes(b"\x22" * 32)
-        miner = Miner(miner_chain, key, address_of(key.public_key()), mempool=mempool, clock=clock)
+        miner = Miner(miner_chain, key, mempool=mempool, clock=clock)
         nonce = 0
         for _ in tqdm(range(blocks), desc="mining and verifying", unit="block", disable=not progress):
             for _ in range(txs_per_block):

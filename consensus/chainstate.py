@@ -1,11 +1,21 @@
-"""The chain-state manager: accepts blocks in any order, keeps the valid chain with the most work.
+"""The chain-state manager: accepts headers and blocks in any order, keeps the valid chain with the most work.
 
 It owns the block tree (index entries in memory, bodies in LevelDB), the orphan pool, the ledger
-state at the best tip, and the reorganisation that moves between branches: disconnect back to the
-fork with stored undo data, then connect the new branch, each step one atomic write. A branch
-that fails validation is marked invalid with its reason (and so are its descendants) and the node
-falls back to the best remaining valid chain. Thread-safe: the node calls it from its event loop
-and its miner thread.
+state at the best tip, and the reorganisation that moves between branches. Three rules keep a
+hostile peer from splitting, halting or stalling it:
+
+- Header work is a claim. A header that passes the header rules cost its maker only hashes, so
+  headers without bodies ("unproven") live in memory only, bounded in number and in height above
+  the validated tip, and are dropped once the validated chain has more work. The tip is always
+  the best *fully validated* chain.
+- A body is not the block. A body that does not match its header's commitments, or a header whose
+  signature fails, is a bad message (Outcome.BAD_MESSAGE): nothing is stored or marked, and the
+  caller blames the sender. A hash is marked invalid only for a rule of its hashed content.
+- Validate, then switch. A heavier branch is checked in memory on the state at the fork point
+  (rebuilt from undo records) before the tip moves; a branch that fails leaves the tip where it
+  was (or moves it to the branch's valid part, if that has more work).
+
+Thread-safe: the node calls it from its event loop and its miner thread.
 """
 
 from __future__ import annotations
@@ -20,15 +30,16 @@ from enum import Enum
 
 from chain.block import Block, BlockHeader
 from chain.mempool import Mempool, TxRejected
-from chain.state import LedgerState, undo_block
-from chain.tx import Transaction
+from chain.state import LedgerState, undo_block, undo_blocks
 from chain.storage import STATUS_BODY, STATUS_HEADER, STATUS_INVALID, STATUS_VALID, ChainStore, IndexEntry
+from chain.tx import Transaction
 
+from consensus.forkchoice import chain_work_after, prefer
 from consensus.genesis import Genesis, build_genesis
 from consensus.market import check_market_rules
 from consensus.params import ConsensusParams
-from consensus.forkchoice import chain_work_after, prefer
 from consensus.validation import (
+    Connected,
     InvalidBlock,
     ParentInfo,
     Reason,
@@ -44,11 +55,13 @@ log = logging.getLogger("pouw.chainstate")
 
 class Outcome(str, Enum):
     NEW_TIP = "new-tip"  # the block is on the best chain now
-    SIDE = "side-branch"  # stored and valid so far, but not the most work
+    SIDE = "side-branch"  # body stored and valid so far, but not the most work
+    HEADER = "header-accepted"  # a header indexed ahead of its body (headers-first sync)
     ORPHAN = "orphan"  # parent unknown; kept until it arrives
     DUPLICATE = "duplicate"
     INVALID = "invalid"
-    REJECTED = "rejected"  # not valid now (e.g. time too far ahead), may be later; not stored
+    REJECTED = "rejected"  # not acceptable now (time too far ahead, header limits); not stored
+    BAD_MESSAGE = "bad-message"  # a broken signature or a body that is not the header's: the sender's fault
 
 
 @dataclass
@@ -76,6 +89,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what peers can make this node hold or do (node policy, not consensus)."""
+
+    max_orphans: int = 256
+    max_unproven_headers: int = 8_192  # headers without bodies kept in memory
+    max_headers_ahead: int = 4_096  # how far above the validated tip a header may be
+    max_invalid_remembered: int = 16_384  # invalid headers kept (memory only) to refuse their children
+    max_reorg_in_memory: int = 512  # branch blocks validated in memory before the tip moves
+    dropped_memory_s: float = 600.0  # how long a branch given up for missing bodies stays refused
+
+
 class ChainState:
     def __init__(
         self,
@@ -86,13 +111,14 @@ class ChainState:
         device: str = "cpu",
         clock: Callable[[], int] = now_ms,
         max_orphans: int = 256,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
         self.params = params
         self.mempool = mempool
         self.device = device
         self.clock = clock
-        self.max_orphans = max_orphans
+        self.limits = limits or Limits(max_orphans=max_orphans)
         self.lock = threading.RLock()
         self.genesis: Genesis = build_genesis(params)
         if not store.is_initialised():
@@ -103,15 +129,23 @@ class ChainState:
                 f"not {params.network}'s genesis {self.genesis.block.hash.hex()[:16]}"
             )
         self.chain_id = self.genesis.chain_id
-        self.entries: dict[bytes, IndexEntry] = {e.hash: e for e in store.index_entries()}
+        # Stored entries have bodies; header-only entries of an older run are not reloaded.
+        self.entries: dict[bytes, IndexEntry] = {e.hash: e for e in store.index_entries() if e.status != STATUS_HEADER}
         self.children: dict[bytes, set[bytes]] = {}
         for e in self.entries.values():
             self.children.setdefault(e.prev_hash, set()).add(e.hash)
         self.headers: dict[bytes, BlockHeader] = {}
         self.orphans: OrderedDict[bytes, Block] = OrderedDict()
+        self.unproven: OrderedDict[bytes, IndexEntry] = OrderedDict()  # header-only entries, memory only
+        self.invalid_headers: OrderedDict[bytes, None] = OrderedDict()  # invalid, no body: memory only
+        self.dropped: OrderedDict[bytes, float] = OrderedDict()  # header hash -> when its branch was given up
         self.state: LedgerState = store.load_state()
         self.tip: IndexEntry = store.tip_entry()
-        self.tip_version = 0  # bumped when process_block moves the tip; the miner watches it
+        # Stored blocks with more work than the tip, in the order seen: the fork-choice candidates.
+        self.candidates: dict[bytes, None] = {
+            e.hash: None for e in self.entries.values() if e.status in (STATUS_BODY, STATUS_VALID) and prefer(e.chain_work, self.tip.chain_work)
+        }
+        self.tip_version = 0  # bumped when the tip moves; the miner watches it
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -136,6 +170,14 @@ class ChainState:
         e = self.entries.get(block_hash)
         return e is not None and self.hash_at(e.height) == block_hash
 
+    def best_header(self) -> IndexEntry:
+        """The entry with most claimed work: the tip, or an unproven header above it."""
+        best = self.tip
+        for e in self.unproven.values():
+            if prefer(e.chain_work, best.chain_work):
+                best = e
+        return best
+
     def parent_info(self, parent_hash: bytes) -> ParentInfo:
         """Height, time and median time past of a known block, for the header rules of its child."""
         header = self.header(parent_hash)
@@ -148,19 +190,8 @@ class ChainState:
             assert h is not None
             times.append(h.time_ms)
         grandparent = self.header(header.prev_hash) if header.height > 0 else None
-        prev_time = grandparent.time_ms if grandparent is not None else header.time_ms
-        return ParentInfo(parent_hash, header.height, header.time_ms, header.target, prev_time, median_time_past(times))
-
-    def locator(self) -> list[bytes]:
-        """Best-chain hashes at heights tip, tip-1, tip-2, tip-4, ... down to genesis."""
-        out, step, height = [], 1, self.tip.height
-        while height > 0:
-            out.append(self.hash_at(height))
-            if len(out) >= 10:
-                step *= 2
-            height -= step
-        out.append(self.genesis.block.hash)
-        return [h for h in out if h is not None]
+        grandparent_time = grandparent.time_ms if grandparent is not None else header.time_ms
+        return ParentInfo(parent_hash, header.height, header.time_ms, header.target, grandparent_time, median_time_past(times))
 
     def fork_point(self, locator: list[bytes]) -> int:
         """Height of the first locator hash on our best chain (0: genesis)."""
@@ -184,30 +215,84 @@ class ChainState:
         """(task id, state blob) that the next unit on the tip starts from."""
         return task_state_at(self.state, self.store.get_blob)
 
-    # --- accepting headers and blocks -----------------------------------------------------------
+    # --- accepting headers -----------------------------------------------------------------------
 
-    def process_header(self, header: BlockHeader) -> Outcome:
+    def process_header(self, header: BlockHeader) -> BlockResult:
         """Headers-first sync: index a header whose parent is known, after the header rules."""
         with self.lock:
-            known = self.entries.get(header.hash)
+            h = header.hash
+            known = self.entries.get(h)
             if known is not None:
-                return Outcome.INVALID if known.status == STATUS_INVALID else Outcome.DUPLICATE
+                outcome = Outcome.INVALID if known.status == STATUS_INVALID else Outcome.DUPLICATE
+                return BlockResult(outcome, h, None, known.reason)
+            if self._recently_dropped(h):
+                return BlockResult(Outcome.REJECTED, h, None, "its branch was given up: the bodies did not arrive")
             parent = self.entries.get(header.prev_hash)
             if parent is None:
-                return Outcome.ORPHAN
+                return BlockResult(Outcome.ORPHAN, h)
             if parent.status == STATUS_INVALID:
                 self._mark_invalid_header(header, parent.chain_work, Reason.INVALID_PARENT.value)
-                return Outcome.INVALID
+                return BlockResult(Outcome.INVALID, h, Reason.INVALID_PARENT)
             try:
                 check_header(self.params, header, self.parent_info(header.prev_hash), self.clock())
             except InvalidBlock as exc:
-                if exc.reason.temporary:
-                    return Outcome.REJECTED
-                self._mark_invalid_header(header, parent.chain_work, str(exc))
-                return Outcome.INVALID
-            self._index(self.store.put_header(header, chain_work_after(parent.chain_work, header.target)))
-            self.headers[header.hash] = header
-            return Outcome.SIDE
+                return self._refused(header, parent, exc)
+            if header.height > self.tip.height + self.limits.max_headers_ahead:
+                return BlockResult(
+                    Outcome.REJECTED, h, None, f"height {header.height} is more than {self.limits.max_headers_ahead} above the validated tip"
+                )
+            if len(self.unproven) >= self.limits.max_unproven_headers:
+                return BlockResult(Outcome.REJECTED, h, None, f"{len(self.unproven)} headers without bodies held already")
+            entry = IndexEntry(h, header.prev_hash, header.height, chain_work_after(parent.chain_work, header.target), STATUS_HEADER, "")
+            self._index(entry)
+            self.unproven[h] = entry
+            self.headers[h] = header
+            return BlockResult(Outcome.HEADER, h)
+
+    def _refused(self, header: BlockHeader, parent: IndexEntry, exc: InvalidBlock) -> BlockResult:
+        """The outcome of a failed rule: marked invalid only when the rule is about the block itself."""
+        if exc.reason.temporary:
+            return BlockResult(Outcome.REJECTED, header.hash, exc.reason, exc.detail)
+        if exc.reason.bad_message:
+            return BlockResult(Outcome.BAD_MESSAGE, header.hash, exc.reason, exc.detail)
+        self._mark_invalid_header(header, parent.chain_work, str(exc))
+        return BlockResult(Outcome.INVALID, header.hash, exc.reason, exc.detail)
+
+    def drop_header_branch(self, block_hash: bytes) -> int:
+        """Give up on the unproven headers of a branch whose bodies did not arrive: forget them
+        (and their unproven descendants) and refuse them for a while. Returns how many went."""
+        with self.lock:
+            e = self.unproven.get(block_hash)
+            lowest = None
+            while e is not None and e.status == STATUS_HEADER:
+                lowest = e
+                e = self.unproven.get(e.prev_hash)
+            if lowest is None:
+                return 0
+            stack, dropped = [lowest.hash], 0
+            now = time.monotonic()
+            while stack:
+                h = stack.pop()
+                if h not in self.unproven:
+                    continue
+                stack += list(self.children.get(h, ()))
+                self._forget(h)
+                self.dropped[h] = now
+                dropped += 1
+            while len(self.dropped) > self.limits.max_unproven_headers:
+                self.dropped.popitem(last=False)
+            return dropped
+
+    def _recently_dropped(self, h: bytes) -> bool:
+        at = self.dropped.get(h)
+        if at is None:
+            return False
+        if time.monotonic() - at > self.limits.dropped_memory_s:
+            del self.dropped[h]
+            return False
+        return True
+
+    # --- accepting blocks ------------------------------------------------------------------------
 
     def process_block(self, block: Block, encoded_size: int | None = None) -> BlockResult:
         with self.lock:
@@ -240,27 +325,28 @@ class ChainState:
             check_header(self.params, block.header, self.parent_info(parent.hash), self.clock())
             check_body(self.params, block, encoded_size)
         except InvalidBlock as exc:
-            if exc.reason.temporary:
-                return BlockResult(Outcome.REJECTED, h, exc.reason, exc.detail)
-            self._mark_invalid_header(block.header, parent.chain_work, str(exc))
-            return BlockResult(Outcome.INVALID, h, exc.reason, exc.detail)
+            return self._refused(block.header, parent, exc)
+        self.unproven.pop(h, None)
+        self.dropped.pop(h, None)
         self._index(self.store.put_block(block, chain_work_after(parent.chain_work, block.header.target)))
         self.headers[h] = block.header
+        entry = self.entries[h]
         result = BlockResult(Outcome.SIDE, h)
-        if prefer(self.entries[h].chain_work, self.tip.chain_work):
+        if prefer(entry.chain_work, self.tip.chain_work):
+            self.candidates[h] = None
             self._activate_best_chain(result)
-            if self.entries[h].status == STATUS_INVALID:
+            entry = self.entries[h]
+            if entry.status == STATUS_INVALID:
                 result.outcome = Outcome.INVALID
-                reason = self.entries[h].reason
-                result.reason = next((r for r in Reason if reason.startswith(r.value)), None)
-                result.detail = reason
+                result.reason = next((r for r in Reason if entry.reason.startswith(r.value)), None)
+                result.detail = entry.reason
             elif self.on_best_chain(h):
                 result.outcome = Outcome.NEW_TIP
         return result
 
     def _add_orphan(self, block: Block) -> None:
         self.orphans[block.hash] = block
-        while len(self.orphans) > self.max_orphans:
+        while len(self.orphans) > self.limits.max_orphans:
             self.orphans.popitem(last=False)
 
     def _adopt_orphans(self, parent_hash: bytes, result: BlockResult) -> None:
@@ -273,17 +359,36 @@ class ChainState:
                     sub = self._process_one(orphan, None)
                     result.connected += sub.connected
                     result.disconnected += sub.disconnected
+                    result.invalidated += sub.invalidated
                     if sub.outcome in (Outcome.NEW_TIP, Outcome.SIDE):
                         queue.append(h)
+
+    # --- the block tree --------------------------------------------------------------------------
 
     def _index(self, entry: IndexEntry) -> None:
         self.entries[entry.hash] = entry
         self.children.setdefault(entry.prev_hash, set()).add(entry.hash)
 
+    def _forget(self, h: bytes) -> None:
+        """Remove an entry that has no body from memory (an unproven or invalid header)."""
+        entry = self.entries.pop(h, None)
+        self.unproven.pop(h, None)
+        self.invalid_headers.pop(h, None)
+        self.headers.pop(h, None)
+        if entry is not None:
+            siblings = self.children.get(entry.prev_hash)
+            if siblings is not None:
+                siblings.discard(h)
+                if not siblings:
+                    del self.children[entry.prev_hash]
+
     def _mark_invalid_header(self, header: BlockHeader, parent_work: int, reason: str) -> None:
-        self._index(self.store.put_header(header, chain_work_after(parent_work, header.target)))
-        self.headers[header.hash] = header
-        self._mark_invalid(header.hash, reason)
+        """Remember an invalid header (memory only, bounded) so its descendants are refused cheaply."""
+        h = header.hash
+        if h not in self.entries:
+            self._index(IndexEntry(h, header.prev_hash, header.height, chain_work_after(parent_work, header.target), STATUS_HEADER, ""))
+            self.headers[h] = header
+        self._mark_invalid(h, reason)
 
     def _mark_invalid(self, block_hash: bytes, reason: str) -> None:
         """Mark a block invalid with its reason, and every known descendant with invalid-parent."""
@@ -293,17 +398,29 @@ class ChainState:
             entry = self.entries.get(h)
             if entry is None or entry.status == STATUS_INVALID:
                 continue
-            self.entries[h] = self.store.set_status(h, STATUS_INVALID, why)
+            stored = entry.status != STATUS_HEADER
+            marked = IndexEntry(entry.hash, entry.prev_hash, entry.height, entry.chain_work, STATUS_INVALID, why[:500])
+            self.entries[h] = self.store.set_status(h, STATUS_INVALID, why) if stored else marked
+            self.unproven.pop(h, None)
+            self.candidates.pop(h, None)
+            if not stored:
+                self.invalid_headers[h] = None
             log.warning("block %s at height %d invalid: %s", h.hex()[:16], entry.height, why)
             stack += [(c, Reason.INVALID_PARENT.value) for c in self.children.get(h, ())]
+        while len(self.invalid_headers) > self.limits.max_invalid_remembered:
+            oldest, _ = self.invalid_headers.popitem(last=False)
+            self._forget(oldest)
 
     # --- fork choice and reorganisation ---------------------------------------------------------
 
     def _best_candidate(self) -> IndexEntry:
-        """The entry with most work whose whole branch has bodies and none of it is invalid."""
+        """The stored block with most work whose whole branch has bodies and none of it is invalid."""
         best = self.tip
-        for e in self.entries.values():
-            if e.status in (STATUS_BODY, STATUS_VALID) and prefer(e.chain_work, best.chain_work) and self._branch_usable(e):
+        for h in list(self.candidates):
+            e = self.entries.get(h)
+            if e is None or e.status not in (STATUS_BODY, STATUS_VALID) or not prefer(e.chain_work, self.tip.chain_work):
+                del self.candidates[h]  # the tip's work only grows, so it can never be chosen again
+            elif prefer(e.chain_work, best.chain_work) and self._branch_usable(e):
                 best = e
         return best
 
@@ -328,35 +445,78 @@ class ChainState:
                 return
 
     def _reorganise_to(self, target: IndexEntry, result: BlockResult) -> bool:
+        """Validate the branch to `target` on the fork point's state, then switch to it.
+
+        Returns False when a block of the branch failed (it is marked invalid; the tip stays, or
+        moves to the branch's valid part when that has more work)."""
         branch: list[IndexEntry] = []
         e = target
         while not self.on_best_chain(e.hash):
             branch.append(e)
             e = self.entries[e.prev_hash]
-        fork = e
-        while self.tip.hash != fork.hash:
+        branch.reverse()
+        fork = e.hash
+        state = self._state_at(fork)
+        pending: list[tuple[IndexEntry, Block, Connected]] = []
+        for entry in branch:
+            block = self.store.get_block(entry.hash)
+            assert block is not None
+            try:
+                done = connect_checks(self.params, block, state, device=self.device, reexecute=entry.status != STATUS_VALID)
+            except InvalidBlock as exc:
+                self._mark_invalid(entry.hash, str(exc))
+                result.invalidated.append((entry.hash, str(exc)))
+                if pending and prefer(pending[-1][0].chain_work, self.tip.chain_work):
+                    self._switch(fork, pending, result)
+                return False
+            pending.append((entry, block, done))
+            state = done.state
+            if len(pending) >= self.limits.max_reorg_in_memory:
+                # A branch this long cost real work to make: write what is validated to bound memory.
+                self._switch(fork, pending, result)
+                fork, pending = entry.hash, []
+        if pending:
+            self._switch(fork, pending, result)
+        return True
+
+    def _state_at(self, block_hash: bytes) -> LedgerState:
+        """The ledger state after a block of the best chain, rebuilt in memory from undo records."""
+        undos = []
+        e = self.tip
+        while e.hash != block_hash:
+            undo = self.store.get_undo(e.hash)
+            assert undo is not None, f"no undo record for best-chain block {e.hash.hex()}"
+            undos.append(undo)
+            e = self.entries[e.prev_hash]
+        return undo_blocks(self.state, undos) if undos else self.state
+
+    def _switch(self, fork: bytes, pending: list[tuple[IndexEntry, Block, Connected]], result: BlockResult) -> None:
+        """Disconnect down to `fork` and connect the validated blocks, each step one atomic write."""
+        old_tip = self.tip
+        while self.tip.hash != fork:
             block, undo = self.store.disconnect_tip()
             self.state = undo_block(self.state, undo)
             self.tip = self.entries[block.header.prev_hash]
             result.disconnected.append(block)
-        for entry in reversed(branch):
-            block = self.store.get_block(entry.hash)
-            assert block is not None
-            try:
-                done = connect_checks(
-                    self.params, block, self.state, device=self.device, reexecute=entry.status != STATUS_VALID
-                )
-            except InvalidBlock as exc:
-                self._mark_invalid(entry.hash, str(exc))
-                result.invalidated.append((entry.hash, str(exc)))
-                return False
+        for entry, block, done in pending:
             blobs = [done.task_state] if done.task_state is not None else []
             self.entries[entry.hash] = self.store.connect_block(block, done.undo, done.state, entry.chain_work, blobs)
             self.state = done.state
             self.tip = self.entries[entry.hash]
             result.connected.append(block)
-        log.info("tip %s height %d (%d connected, %d disconnected)", self.tip.hash.hex()[:16], self.tip.height, len(result.connected), len(result.disconnected))
-        return True
+        if not self.on_best_chain(old_tip.hash) and prefer(old_tip.chain_work, self.tip.chain_work):
+            self.candidates[old_tip.hash] = None  # a partial switch: the old chain is still a candidate
+        self._prune_unproven()
+        log.info(
+            "tip %s height %d (%d connected, %d disconnected)",
+            self.tip.hash.hex()[:16], self.tip.height, len(result.connected), len(result.disconnected),
+        )
+
+    def _prune_unproven(self) -> None:
+        """Unproven headers with no more work than the validated tip can never be the best chain."""
+        for h, e in reversed(list(self.unproven.items())):  # children before their parents
+            if not prefer(e.chain_work, self.tip.chain_work) and not self.children.get(h):
+                self._forget(h)
 
     def _update_mempool(self, result: BlockResult) -> None:
         """Drop what the new branch included; return what the dropped blocks held; re-check the rest."""

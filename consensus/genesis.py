@@ -53,6 +53,7 @@ def build_genesis(params: ConsensusParams) -> Genesis:
         target=params.initial_target,
         miner=ZERO_ADDRESS,
         miner_key=message,
+        payout=ZERO_ADDRESS,
         tx_root=tx_root(()),
         state_root=root,
         work=(),

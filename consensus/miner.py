@@ -1,8 +1,11 @@
 """The miner: a block template, units run one after another, a ticket after every unit.
 
-When a ticket falls under the target the miner assembles the block (transactions by fee, the
-openings a verifier needs, the new state root) and signs it. It runs on the caller's worker
-thread and gives up as soon as the tip changes (the work depends on the parent).
+Every unit commits to the header the miner would publish if it won (its transactions and time,
+`HeaderDraft`), and to every earlier leaf, through its seed (useful_work.trace). The draft follows
+the mempool between units; when a ticket falls under the target the block is assembled with the
+winning unit's draft (transactions, time, the openings a verifier needs, the new state root) and
+signed. It runs on the caller's worker thread and gives up as soon as the tip changes (the work
+depends on the parent).
 """
 
 from __future__ import annotations
@@ -10,16 +13,27 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from chain.block import NO_SIGNATURE, Block, BlockHeader, Opening, WorkClaim, WorkProof, sign_header, tx_root
+from chain.block import (
+    NO_SIGNATURE,
+    Block,
+    BlockHeader,
+    Opening,
+    WorkClaim,
+    WorkProof,
+    header_commitment,
+    sign_header,
+    tx_root,
+)
+from chain.address import address_of
 from chain.keys import PrivateKey
 from chain.mempool import Mempool
 from chain.state import LedgerState, StateError, apply_block
 from chain.tx import Transaction
 from useful_work.hashing import ZERO_HASH, tagged_hash
 from useful_work.prng import Prng
-from useful_work.trace import Leaf, state_hash, trace_root, unit_seed
+from useful_work.trace import TRACE_START, Leaf, next_prefix, state_hash, trace_root, unit_seed
 
 from consensus.chainstate import ChainState
 from consensus.market import check_market_rules, task_for_spec
@@ -28,6 +42,8 @@ from consensus.tickets import ticket, ticket_wins
 from consensus.validation import required_openings
 
 log = logging.getLogger("pouw.miner")
+
+TX_REFRESH_S = 1.0  # how often the draft's transaction set follows the mempool
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,22 @@ class Template:
     start_state: bytes
     state: LedgerState
     tip_version: int
+
+
+@dataclass(frozen=True)
+class HeaderDraft:
+    """The transactions and time a unit is run for; `commitment` goes into its seed and leaf."""
+
+    txs: tuple[Transaction, ...]
+    time_ms: int
+    payout: bytes
+    tx_root: bytes = field(init=False)
+    commitment: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        root = tx_root(self.txs)
+        object.__setattr__(self, "tx_root", root)
+        object.__setattr__(self, "commitment", header_commitment(root, self.time_ms, self.payout))
 
 
 @dataclass
@@ -72,7 +104,8 @@ def make_template(chain: ChainState) -> Template:
 
 
 class Miner:
-    """Mines on a ChainState with a signing key, paying rewards to `reward_address`.
+    """Mines on a ChainState with a signing key (whose address is the miner M of its units),
+    paying rewards to `payout` (default: that address).
 
     `fabricate` is the fraction of non-winning units this miner fakes instead of running (an
     adversary for tests and the simulator: it copies the input state and invents a digest).
@@ -82,8 +115,8 @@ class Miner:
         self,
         chain: ChainState,
         key: PrivateKey,
-        reward_address: bytes,
         *,
+        payout: bytes | None = None,
         mempool: Mempool | None = None,
         device: str = "cpu",
         clock: Callable[[], int] | None = None,
@@ -92,7 +125,8 @@ class Miner:
         self.chain = chain
         self.params: ConsensusParams = chain.params
         self.key = key
-        self.reward_address = reward_address
+        self.address = address_of(key.public_key())
+        self.payout = payout if payout is not None else self.address
         self.mempool = mempool
         self.device = device
         self.clock = clock or chain.clock
@@ -121,46 +155,63 @@ class Miner:
     def _attempt(self, template: Template, attempt: int, limit: int, should_stop: Callable[[], bool]) -> Block | None:
         """One trace on the template's parent: a block as soon as a ticket wins, else None."""
         task = task_for_spec(template.task_spec)
-        parent, miner = template.parent_hash, self.reward_address
+        parent, miner = template.parent_hash, self.address
         fakes = self.fake_decider(template)
         leaves: list[Leaf] = []
         inputs: list[bytes] = []
-        state = template.start_state
+        state, prefix = template.start_state, TRACE_START
+        draft, refreshed = self.draft(template), time.monotonic()
         while len(leaves) < limit:
             if should_stop() or self.chain.tip_version != template.tip_version:
                 return None
             u = len(leaves)
-            seed = unit_seed(parent, miner, u, attempt)
+            draft, refreshed = self._follow(template, draft, refreshed)
+            seed = unit_seed(parent, miner, attempt, u, prefix, draft.commitment)
             started = time.perf_counter()
             faked = fakes(u)
             out, digest = (state, tagged_hash("fabricated", seed)) if faked else task.run_unit(state, seed, self.device)
-            leaf = Leaf(state_hash(state), state_hash(out), digest)
+            leaf = Leaf(state_hash(state), state_hash(out), digest, draft.commitment)
             t = ticket(parent, miner, trace_root([*leaves, leaf]))
             if faked and ticket_wins(t, template.target):
                 # Verifiers always re-run the winner, so a faked winner is worthless: run it for real.
                 out, digest = task.run_unit(state, seed, self.device)
-                leaf = Leaf(leaf.input_hash, state_hash(out), digest)
+                leaf = Leaf(leaf.input_hash, state_hash(out), digest, draft.commitment)
                 t = ticket(parent, miner, trace_root([*leaves, leaf]))
             leaves.append(leaf)
             inputs.append(state)
             self.stats.units += 1
             self.stats.unit_seconds += time.perf_counter() - started
             if ticket_wins(t, template.target):
-                return self.assemble(template, leaves, inputs, attempt)
-            state = out
+                return self.assemble(template, leaves, inputs, attempt, draft)
+            state, prefix = out, next_prefix(prefix, leaf)
         return None
+
+    def draft(self, template: Template) -> HeaderDraft:
+        """A header draft for the next unit: the mempool's best transactions now, and the time."""
+        return HeaderDraft(tuple(self._select_txs(template)), self._time(template), self.payout)
+
+    def _follow(self, template: Template, draft: HeaderDraft, refreshed: float) -> tuple[HeaderDraft, float]:
+        """The draft for the next unit: the current time, and the mempool's transactions once a second."""
+        now = time.monotonic()
+        if self.mempool is not None and now - refreshed >= TX_REFRESH_S:
+            return self.draft(template), now
+        return HeaderDraft(draft.txs, self._time(template), self.payout), refreshed
+
+    def _time(self, template: Template) -> int:
+        return max(self.clock(), template.min_time_ms)
 
     def fake_decider(self, template: Template) -> Callable[[int], bool]:
         """Which units this miner fakes: a seeded fraction `fabricate` of them (none for an honest miner)."""
         if not self.fabricate:
             return lambda u: False
-        prng = Prng(tagged_hash("fabricate", template.parent_hash, self.reward_address))
+        prng = Prng(tagged_hash("fabricate", template.parent_hash, self.address))
         threshold = int(self.fabricate * (1 << 32))
         return lambda u: int(prng.words("fabricate", 1, offset=u)[0]) < threshold
 
     # --- assembling ------------------------------------------------------------------------------
 
     def _select_txs(self, template: Template) -> list[Transaction]:
+        """Transactions by fee that apply on the template's state (none when they would not)."""
         if self.mempool is None:
             return []
         budget = self.params.max_block_bytes // 2
@@ -171,39 +222,61 @@ class Miner:
             except ValueError:
                 continue
             chosen.append(tx)
+        if chosen:
+            probe = Block(
+                BlockHeader(**{**_blank_header(self.params, template), "tx_root": tx_root(chosen)}),
+                tuple(chosen),
+                (WorkProof((Leaf(ZERO_HASH, ZERO_HASH, ZERO_HASH, ZERO_HASH),), ()),),
+            )
+            try:
+                apply_block(template.state, probe, 0, self.params.reward_maturity, check_structure=False)
+            except StateError as exc:
+                log.warning("mining without the mempool's transactions: %s", exc)
+                return []
         return chosen
 
-    def assemble(self, template: Template, leaves: list[Leaf], inputs: list[bytes], attempt: int = 0) -> Block:
-        """The signed block for a winning trace: `inputs[u]` is unit u's input state (for the openings)."""
+    def assemble(
+        self, template: Template, leaves: list[Leaf], inputs: list[bytes], attempt: int, draft: HeaderDraft
+    ) -> Block:
+        """The signed block for a winning trace: `inputs[u]` is unit u's input state (for the
+        openings), `draft` the header the winning unit was run for."""
         claim = WorkClaim(template.task_id, len(leaves), trace_root(leaves), attempt)
         header = BlockHeader(
-            version=self.params.version,
-            height=template.height,
-            prev_hash=template.parent_hash,
-            time_ms=max(self.clock(), template.min_time_ms),
-            target=template.target,
-            miner=self.reward_address,
-            miner_key=bytes(32),
-            tx_root=ZERO_HASH,
-            state_root=ZERO_HASH,
-            work=(claim,),
-            signature=NO_SIGNATURE,
+            **{
+                **_blank_header(self.params, template),
+                "time_ms": draft.time_ms,
+                "tx_root": draft.tx_root,
+                "miner": self.address,
+                "payout": draft.payout,
+                "work": (claim,),
+            }
         )
         openings = tuple(Opening(u, inputs[u]) for u in required_openings(self.params, header))
-        proof = WorkProof(tuple(leaves), openings)
-        txs = self._select_txs(template)
-        for attempt in (txs, []):
-            header_t = BlockHeader(**{**_fields(header), "tx_root": tx_root(attempt)})
-            draft = Block(header_t, tuple(attempt), (proof,))
-            try:
-                new_state, _ = apply_block(template.state, draft, self.params.block_subsidy(template.height))
-            except StateError as exc:
-                log.warning("dropping the template's transactions: %s", exc)
-                continue
-            final = sign_header(BlockHeader(**{**_fields(header_t), "state_root": new_state.root}), self.key)
-            self.stats.blocks += 1
-            return Block(final, tuple(attempt), (proof,))
-        raise RuntimeError("a block without transactions failed to apply")
+        block = Block(header, draft.txs, (WorkProof(tuple(leaves), openings),))
+        new_state, _ = apply_block(
+            template.state, block, self.params.block_subsidy(template.height), self.params.reward_maturity
+        )
+        final = sign_header(BlockHeader(**{**_fields(header), "state_root": new_state.root}), self.key)
+        self.stats.blocks += 1
+        return Block(final, draft.txs, block.proofs)
+
+
+def _blank_header(params: ConsensusParams, template: Template) -> dict:
+    """Header fields of a block on the template, before its work, transactions and signature."""
+    return {
+        "version": params.version,
+        "height": template.height,
+        "prev_hash": template.parent_hash,
+        "time_ms": template.min_time_ms,
+        "target": template.target,
+        "miner": bytes(20),
+        "miner_key": bytes(32),
+        "payout": bytes(20),
+        "tx_root": ZERO_HASH,
+        "state_root": ZERO_HASH,
+        "work": (WorkClaim(template.task_id, 1, ZERO_HASH, 0),),
+        "signature": NO_SIGNATURE,
+    }
 
 
 def _fields(header: BlockHeader) -> dict:

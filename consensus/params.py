@@ -31,7 +31,7 @@ class Allocation:
 @dataclass(frozen=True)
 class ConsensusParams:
     network: str = "devnet"
-    version: int = 1
+    version: int = 2  # 2: chained unit seeds bound to the header, matured rewards
     # Time and difficulty
     block_interval_ms: int = 5_000
     retarget_half_life_ms: int = 60_000
@@ -50,6 +50,7 @@ class ConsensusParams:
     # Rewards
     block_reward: int = 50 * COIN
     halving_interval: int = 210_000
+    reward_maturity: int = 100  # blocks before a block's reward is spendable (the fraud-proof window)
     min_bounty_per_unit: int = 1
     # Genesis
     genesis_time_ms: int = 1_764_000_000_000
@@ -73,7 +74,7 @@ class ConsensusParams:
 
 # key -> (low, high), inclusive
 _RANGES: dict[str, tuple[int, int]] = {
-    "version": (1, 1),
+    "version": (2, 2),
     "block_interval_ms": (10, 86_400_000),
     "retarget_half_life_ms": (1_000, 10**10),
     "initial_units_per_block": (1, 1 << 40),
@@ -88,6 +89,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "max_message_bytes": (1_024, 1 << 28),
     "block_reward": (0, 1 << 62),
     "halving_interval": (1, 1 << 40),
+    "reward_maturity": (0, 100_000),
     "min_bounty_per_unit": (0, 1 << 62),
     "genesis_time_ms": (0, 1 << 50),
 }

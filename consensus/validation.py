@@ -1,13 +1,17 @@
 """Block validation, in the order a reader checks it: cheap rules first, re-execution last.
 
 1. Header rules (no body, no state): version, height, time, target, one work claim, unit count,
-   ticket under the target, the miner's signature.
-2. Body rules (no state): size, transaction count, roots, leaves chaining, the openings present
-   are exactly those a verifier needs.
+   the miner address is the signing key's, the ticket is under the target; then the signature.
+2. Body: first, does it match the header's commitments (roots, openings)? A body that does not is
+   not this block's body: a bad message from its sender, never grounds to mark the header. Then
+   the rules on a matching body: size, transaction count, the leaves chain, the winning unit was
+   run for this header, the openings are exactly those a verifier needs.
 3. Work (needs the parent's state): the claim is for the active task, leaf 0 starts from the
-   task's state at the parent, the winning unit re-executes bit for bit, then the k challenged ones.
+   task's state at the parent, the winning unit re-executes bit for bit, then the k challenged
+   ones, each with its chained seed. Any failure while re-executing is invalid work.
 4. Transactions and the state root (needs the parent's state).
-Each failure raises InvalidBlock with a distinct Reason.
+Each failure raises InvalidBlock with a distinct Reason; `Reason.marks_invalid` says whether the
+block hash may be marked invalid for it.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from chain.block import Block, BlockHeader, BlockStructureError, check_block_structure
+from chain.address import address_of
+from chain.block import Block, BlockHeader, BlockStructureError, BodyMismatch, check_body_matches, check_proof_rules
 from chain.state import LedgerState, StateError, Undo, apply_block
 from chain.tx import TxError
+from useful_work.trace import prefix_commitments, unit_seed
 from useful_work.verify import verify_unit
-from useful_work.trace import unit_seed
 
 from consensus.market import MarketError, active_task, check_market_rules, initial_state, task_for_spec, task_start_hash
 from consensus.params import ConsensusParams
@@ -29,18 +34,23 @@ from consensus.tickets import challenged_units, ticket, ticket_wins
 
 
 class Reason(str, Enum):
+    # header rules: the hashed header content breaks them, so the hash is invalid for good
     BAD_VERSION = "bad-version"
     BAD_HEIGHT = "bad-height"
     TIME_TOO_OLD = "time-too-old"
-    TIME_TOO_NEW = "time-too-new"
     BAD_TARGET = "bad-target"
     BAD_WORK_COUNT = "bad-work-count"
-    TOO_MANY_UNITS = "too-many-units"
-    BAD_TICKET = "ticket-above-target"
-    BAD_SIGNATURE = "bad-signature"
+    BAD_UNIT_COUNT = "bad-unit-count"
+    MINER_NOT_KEY = "miner-not-key"
+    TICKET_ABOVE_TARGET = "ticket-above-target"
+    # not about the block: the message that carried it
+    TIME_TOO_NEW = "time-too-new"  # may be valid later
+    BAD_SIGNATURE = "bad-signature"  # the signature is not part of the block's identity
+    BODY_MISMATCH = "body-mismatch"  # a body that is not this header's
+    # rules on a body that matches every commitment
     TOO_LARGE = "block-too-large"
     TOO_MANY_TXS = "too-many-txs"
-    BAD_STRUCTURE = "bad-structure"
+    BAD_TRACE = "bad-trace"
     BAD_OPENINGS = "bad-openings"
     WRONG_TASK = "wrong-task"
     BAD_TRACE_START = "bad-trace-start"
@@ -53,8 +63,18 @@ class Reason(str, Enum):
 
     @property
     def temporary(self) -> bool:
-        """A block rejected for this reason may become valid later and must not be marked invalid."""
+        """A block rejected for this reason may become valid later."""
         return self is Reason.TIME_TOO_NEW
+
+    @property
+    def bad_message(self) -> bool:
+        """The sender's fault, not the block's: a broken signature or a body that is not the header's."""
+        return self in (Reason.BAD_SIGNATURE, Reason.BODY_MISMATCH)
+
+    @property
+    def marks_invalid(self) -> bool:
+        """Whether a block hash may be marked invalid for good with this reason."""
+        return not (self.temporary or self.bad_message)
 
 
 class InvalidBlock(Exception):
@@ -72,11 +92,11 @@ class ParentInfo:
     height: int
     time_ms: int
     target: int
-    prev_time_ms: int  # the grandparent's time (the parent's own time for genesis)
+    grandparent_time_ms: int  # the parent's own time for genesis
     median_time_past: int
 
     def next_target(self, params: ConsensusParams) -> int:
-        return next_target(params, self.height, self.target, self.time_ms, self.prev_time_ms)
+        return next_target(params, self.height, self.target, self.time_ms, self.grandparent_time_ms)
 
 
 def median_time_past(times: list[int]) -> int:
@@ -104,9 +124,12 @@ def check_header(params: ConsensusParams, header: BlockHeader, parent: ParentInf
         raise InvalidBlock(Reason.BAD_WORK_COUNT, f"{len(header.work)} work claims; blocks carry exactly one")
     claim = header.work[0]
     if not 1 <= claim.unit_count <= params.max_units_per_block:
-        raise InvalidBlock(Reason.TOO_MANY_UNITS, f"{claim.unit_count} units, allowed 1 .. {params.max_units_per_block}")
+        raise InvalidBlock(Reason.BAD_UNIT_COUNT, f"{claim.unit_count} units, allowed 1 .. {params.max_units_per_block}")
+    # The unit seeds commit to the miner address: the key that signs must be that address's.
+    if address_of(header.miner_key) != header.miner:
+        raise InvalidBlock(Reason.MINER_NOT_KEY, "miner is not the address of miner_key")
     if not ticket_wins(ticket(header.prev_hash, header.miner, claim.trace_root), header.target):
-        raise InvalidBlock(Reason.BAD_TICKET)
+        raise InvalidBlock(Reason.TICKET_ABOVE_TARGET)
     if not header.signature_ok():
         raise InvalidBlock(Reason.BAD_SIGNATURE)
 
@@ -122,19 +145,25 @@ def required_openings(params: ConsensusParams, header: BlockHeader) -> list[int]
 
 
 def check_body(params: ConsensusParams, block: Block, encoded_size: int | None = None) -> None:
+    """Body against header (a mismatch is BODY_MISMATCH), then the rules on a matching body."""
+    try:
+        check_body_matches(block)
+    except BodyMismatch as exc:
+        raise InvalidBlock(Reason.BODY_MISMATCH, exc.reason) from None
+    opened = [o.unit_index for o in block.proofs[0].openings]
+    needed = required_openings(params, block.header)
+    if opened != needed:
+        # The openings are fixed by the header (the ticket picks them, the leaves fix their bytes).
+        raise InvalidBlock(Reason.BODY_MISMATCH, f"opened units {opened}, a verifier needs {needed}")
     size = encoded_size if encoded_size is not None else len(block.to_bytes())
     if size > params.max_block_bytes:
         raise InvalidBlock(Reason.TOO_LARGE, f"{size} bytes, limit {params.max_block_bytes}")
     if len(block.txs) > params.max_block_txs:
         raise InvalidBlock(Reason.TOO_MANY_TXS, f"{len(block.txs)} transactions, limit {params.max_block_txs}")
     try:
-        check_block_structure(block)
+        check_proof_rules(block)
     except BlockStructureError as exc:
-        raise InvalidBlock(Reason.BAD_STRUCTURE, exc.reason) from None
-    opened = [o.unit_index for o in block.proofs[0].openings]
-    needed = required_openings(params, block.header)
-    if opened != needed:
-        raise InvalidBlock(Reason.BAD_OPENINGS, f"opened units {opened}, a verifier needs {needed}")
+        raise InvalidBlock(Reason.BAD_TRACE, exc.reason) from None
     for o in block.proofs[0].openings:
         if len(o.state) > params.max_opening_bytes:
             raise InvalidBlock(Reason.BAD_OPENINGS, f"opening of unit {o.unit_index} is {len(o.state)} bytes")
@@ -154,18 +183,22 @@ def check_work(params: ConsensusParams, block: Block, state: LedgerState, device
         raise InvalidBlock(Reason.BAD_TRACE_START, "leaf 0 does not start from the task's state at the parent")
     task = task_for_spec(task_record.spec)
     openings = {o.unit_index: o.state for o in proof.openings}
+    prefixes = prefix_commitments(proof.leaves[:-1])
+
+    def rerun(u: int, reason: Reason) -> bytes:
+        leaf = proof.leaves[u]
+        seed = unit_seed(header.prev_hash, header.miner, claim.attempt, u, prefixes[u], leaf.commitment)
+        check = verify_unit(task, openings[u], seed, leaf, device)
+        if not check.ok or check.output_state is None:
+            raise InvalidBlock(reason, f"unit {u}: {check.reason}")
+        return check.output_state
+
     winner = claim.unit_count - 1
-    check = verify_unit(task, openings[winner], unit_seed(header.prev_hash, header.miner, winner, claim.attempt), proof.leaves[winner], device)
-    if not check.ok:
-        raise InvalidBlock(Reason.BAD_WINNING_UNIT, f"unit {winner}: {check.reason}")
+    output = rerun(winner, Reason.BAD_WINNING_UNIT)
     for u in sorted(openings):
-        if u == winner:
-            continue
-        unit = verify_unit(task, openings[u], unit_seed(header.prev_hash, header.miner, u, claim.attempt), proof.leaves[u], device)
-        if not unit.ok:
-            raise InvalidBlock(Reason.BAD_SPOT_CHECK, f"unit {u}: {unit.reason}")
-    assert check.output_state is not None
-    return check.output_state
+        if u != winner:
+            rerun(u, Reason.BAD_SPOT_CHECK)
+    return output
 
 
 # --- 4. transactions and state ---------------------------------------------------------------
@@ -179,7 +212,9 @@ def check_transactions(params: ConsensusParams, block: Block, state: LedgerState
             raise InvalidBlock(Reason.BAD_MARKET_RULE, f"tx {i}: {exc}") from None
     try:
         # check_body ran the structure rules before the block was stored: not again here.
-        new_state, undo = apply_block(state, block, params.block_subsidy(block.header.height), check_structure=False)
+        new_state, undo = apply_block(
+            state, block, params.block_subsidy(block.header.height), params.reward_maturity, check_structure=False
+        )
     except StateError as exc:
         raise InvalidBlock(Reason.BAD_TRANSACTIONS, exc.reason) from None
     if new_state.root != block.header.state_root:

@@ -119,6 +119,7 @@ def block_summary(node: Node, block: Block) -> dict:
         "prev_hash": h.prev_hash.hex(),
         "time_ms": h.time_ms,
         "miner": format_address(h.miner),
+        "payout": format_address(h.payout),
         "units": sum(c.unit_count for c in h.work),
         "txs": len(block.txs),
         "status": STATUS_NAMES.get(entry.status, "?") if entry else "unknown",
@@ -296,11 +297,21 @@ async def post_tx(node: Node, request: web.Request) -> web.Response:
 
 async def get_account(node: Node, request: web.Request) -> web.Response:
     address = _address(request.match_info["address"])
-    account = node.chain.state.account(address)
+    state = node.chain.state
+    account = state.account(address)
     pending = node.mempool.pending(address)
+    maturity = node.params.reward_maturity
+    immature = [
+        {"height": r.height, "amount": r.amount, "spendable_at_height": r.height + maturity}
+        for r in state.immature(address)
+    ]
     return _json({
         "address": format_address(address),
         "balance": account.balance,
+        "spendable": account.balance,
+        "immature": sum(r["amount"] for r in immature),
+        "immature_rewards": immature,
+        "reward_maturity": maturity,
         "nonce": account.nonce,
         "pending_transactions": len(pending),
         "next_nonce": account.nonce + len(pending),
@@ -396,6 +407,7 @@ async def get_task_manifest(node: Node, request: web.Request) -> web.Response:
                     "credited": credited,
                     "output_hash": proof.leaves[-1].output_hash.hex(),
                     "digests": [leaf.digest.hex() for leaf in proof.leaves],
+                    "leaves": [leaf.to_bytes().hex() for leaf in proof.leaves],
                 })
                 first += claim.unit_count
         return len(worked), out

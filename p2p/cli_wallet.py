@@ -166,12 +166,17 @@ def _cmd_balance(args: argparse.Namespace) -> int:
     data = {
         "address": address,
         "balance": amount_json(acct["balance"]),
+        "immature": amount_json(acct.get("immature", 0)),
         "nonce": acct["nonce"],
         "pending_transactions": acct.get("pending_transactions", 0),
         "node": node.base_url,
     }
     pending = f"  ({data['pending_transactions']} pending)" if data["pending_transactions"] else ""
-    emit(args, data, f"{address}  {format_amount(acct['balance'])} POUW  nonce {acct['nonce']}{pending}")
+    immature = ""
+    if acct.get("immature"):
+        immature = (f"  + {format_amount(acct['immature'])} POUW immature (mining rewards spendable "
+                    f"{acct.get('reward_maturity')} blocks after their block)")
+    emit(args, data, f"{address}  {format_amount(acct['balance'])} POUW  nonce {acct['nonce']}{pending}{immature}")
     return 0
 
 

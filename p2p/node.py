@@ -162,7 +162,7 @@ class Node:
         self.metrics.height.set(self.chain.tip.height)
         self.sync = Sync(self.chain, self.mempool, self.metrics, self.live_peers)
         self.sync.on_new_tip.append(self._index_result)
-        self.miner = Miner(self.chain, self.key, self.miner_address, mempool=self.mempool, device=self.device)
+        self.miner = Miner(self.chain, self.key, payout=self.miner_address, mempool=self.mempool, device=self.device)
         for addr in self.config.peers:
             self.addresses[addr] = AddrInfo(persistent=True)
 
@@ -428,7 +428,8 @@ class Node:
 
     def _mine_loop(self) -> None:
         while not self._stopping:
-            if not self.mining_enabled or self.sync.best_header.chain_work > self.chain.tip.chain_work:
+            # Headers claim work, bodies prove it: mining pauses only while heavier blocks really arrive.
+            if not self.mining_enabled or self.sync.catching_up():
                 time.sleep(0.1)
                 continue
             try:

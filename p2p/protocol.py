@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 AGENT = "pouw/0.1"
 HASH_SIZE = 32
 NONCE_SIZE = 8

@@ -54,6 +54,7 @@ BLOCK_TIMEOUT_S = 30.0
 HEADERS_TIMEOUT_S = 30.0
 MAX_GETDATA_BLOCKS = 64  # blocks one getdata may ask for
 PROGRESS_EVERY_S = 5.0
+CATCHING_UP_S = 5.0  # mining pauses while blocks of a heavier chain connected this recently
 MAX_BLOCK_TIMES = 10_000  # blocks whose arrival and connection times are kept (for the API)
 
 
@@ -81,6 +82,7 @@ class Sync:
         self._progress_height = chain.tip.height
         self.progress = SyncProgress(chain.tip.height, chain.tip.height, 0.0, False)
         self._scheduling = False
+        self._peer_block_connected_at = 0.0  # when a peer's block last moved our tip
         # hash -> [received_ms, connected_ms]: wall-clock times (Unix ms, float) at which this node
         # first had the block's body (from a peer or its own miner) and first connected it to its
         # best chain; shown by GET /api/blocks/{id} (propagation measurements). Bounded, not stored.
@@ -101,6 +103,13 @@ class Sync:
         if times[0] is None:
             times[0] = round(time.time() * 1000, 3)
 
+    def catching_up(self) -> bool:
+        """A heavier header chain is known and its bodies are arriving: mining there would be wasted.
+
+        Headers alone never pause mining: they cost their sender only hashes."""
+        recent = time.monotonic() - self._peer_block_connected_at < CATCHING_UP_S
+        return recent and self.best_header.chain_work > self.chain.tip.chain_work
+
     def note_connected(self, blocks: list[Block]) -> None:
         now = round(time.time() * 1000, 3)
         for block in blocks:
@@ -120,11 +129,7 @@ class Sync:
     # --- views of the block tree (run on the chain worker) ----------------------------------------
 
     def _find_best_header(self) -> IndexEntry:
-        best = self.chain.tip
-        for e in list(self.chain.entries.values()):
-            if e.status != STATUS_INVALID and e.chain_work > best.chain_work:
-                best = e
-        return best
+        return self.chain.best_header()
 
     def _header_locator(self) -> list[bytes]:
         """Hashes of the best header chain at heights top, top-1, ..., then doubling steps, genesis."""
@@ -168,16 +173,14 @@ class Sync:
     def _accept_headers(self, headers: list[BlockHeader]) -> tuple[Outcome, str, int]:
         """Index headers in order; stop at the first that is not accepted. (outcome, detail, index)."""
         for i, header in enumerate(headers):
-            outcome = self.chain.process_header(header)
-            if outcome in (Outcome.SIDE, Outcome.DUPLICATE):
+            result = self.chain.process_header(header)
+            if result.outcome in (Outcome.HEADER, Outcome.DUPLICATE):
                 continue
-            detail = ""
-            if outcome == Outcome.INVALID:
-                entry = self.chain.entry(header.hash)
-                detail = entry.reason if entry else ""
-            return outcome, detail, i
+            self.best_header = self._find_best_header()
+            detail = (result.reason.value + ": " if result.reason else "") + result.detail
+            return result.outcome, detail, i
         self.best_header = self._find_best_header()
-        return Outcome.SIDE, "", len(headers)
+        return Outcome.HEADER, "", len(headers)
 
     # --- handlers --------------------------------------------------------------------------------
 
@@ -232,7 +235,7 @@ class Sync:
                 raise Misbehaving(100, f"headers[{i}] does not follow headers[{i - 1}]")
             headers.append(header)
         outcome, detail, index = await self.run_chain(self._accept_headers, headers)
-        if outcome == Outcome.INVALID:
+        if outcome in (Outcome.INVALID, Outcome.BAD_MESSAGE):
             raise Misbehaving(100, f"invalid header {headers[index].hash.hex()[:16]} at height {headers[index].height}: {detail}")
         if outcome == Outcome.ORPHAN:
             # Does not connect to anything we know: maybe a fork deeper than our locator reached.
@@ -245,7 +248,7 @@ class Sync:
                 peer.best_work = max(peer.best_work, entry.chain_work)
             for h in headers[:index]:
                 peer.mark_known(h.hash)
-        if outcome == Outcome.SIDE and len(headers) == MAX_HEADERS:
+        if outcome == Outcome.HEADER and len(headers) == MAX_HEADERS:
             await self.ask_headers(peer, start=headers[-1].hash)
         await self.schedule()
 
@@ -312,6 +315,8 @@ class Sync:
         started = time.perf_counter()
         result = await self.run_chain(self.chain.process_block, block, len(msg.block))
         spent = time.perf_counter() - started
+        if result.connected:
+            self._peer_block_connected_at = time.monotonic()
         await self.after_block(result, spent, source=peer)
         self._blame_earlier_senders(result, h)
         # Charged: what did not become our best chain. A body we asked for (on our best header
@@ -319,9 +324,9 @@ class Sync:
         # the order of delivery from several peers during sync, not the peer's doing.
         if result.outcome == Outcome.INVALID or (not solicited and result.outcome != Outcome.NEW_TIP and not result.connected):
             peer.verify_budget.charge(spent)
-        if result.outcome == Outcome.INVALID:
+        if result.outcome in (Outcome.INVALID, Outcome.BAD_MESSAGE):
             why = (result.reason.value if result.reason else "invalid") + (f" ({result.detail})" if result.detail else "")
-            raise Misbehaving(100, f"invalid block {h.hex()[:16]} at height {block.header.height}: {why}")
+            raise Misbehaving(100, f"{'invalid' if result.outcome == Outcome.INVALID else 'bad'} block {h.hex()[:16]} at height {block.header.height}: {why}")
         if result.outcome == Outcome.REJECTED:
             raise Misbehaving(10, f"block {h.hex()[:16]} rejected for now: {result.reason.value if result.reason else ''} {result.detail}")
         if result.outcome == Outcome.ORPHAN:

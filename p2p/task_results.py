@@ -4,7 +4,8 @@ Render task: the node's manifest lists, for every block that worked on the task,
 hash, the miner and each unit's digest. The digests are first checked against the task's state
 on chain (a render state is a count and a running hash of the digests, so the chain of states
 they give must end at the task's state hash, block by block); then every unit is rendered again
-here from its seed, unit_seed(parent, miner, u, attempt), and its digest must equal the chain's. Only
+here from its chained seed (useful_work.trace: parent, miner, attempt, index, the commitment to the
+earlier leaves and the unit's header commitment), and its digest must equal the chain's. Only
 then are dataset.npz and labels.json written (via a temporary directory, so a mismatch leaves
 nothing behind).
 
@@ -25,7 +26,7 @@ from pathlib import Path
 from chain.address import AddressError, parse_address
 from useful_work.hashing import ZERO_HASH, tagged_hash
 from useful_work.tasks import RenderSpec, TaskSpec, TaskSpecError, TrainSpec, parse_spec
-from useful_work.trace import state_hash, unit_seed
+from useful_work.trace import Leaf, prefix_commitments, state_hash, unit_seed
 
 from p2p.client import NodeClient
 from p2p.user_errors import NodeError, NotReady, ResultMismatch, UserError
@@ -41,8 +42,20 @@ class ManifestBlock:
     miner: bytes
     attempt: int
     first_unit: int
-    digests: tuple[bytes, ...]
+    leaves: tuple[Leaf, ...]
     output_hash: bytes
+
+    @property
+    def digests(self) -> tuple[bytes, ...]:
+        return tuple(leaf.digest for leaf in self.leaves)
+
+    @property
+    def seeds(self) -> list[bytes]:
+        prefixes = prefix_commitments(self.leaves)
+        return [
+            unit_seed(self.parent, self.miner, self.attempt, u, prefixes[u], leaf.commitment)
+            for u, leaf in enumerate(self.leaves)
+        ]
 
 
 @dataclass(frozen=True)
@@ -57,7 +70,7 @@ class Manifest:
 
     @property
     def seeds(self) -> list[bytes]:
-        return [unit_seed(b.parent, b.miner, u, b.attempt) for b in self.blocks for u in range(len(b.digests))]
+        return [seed for b in self.blocks for seed in b.seeds]
 
     @property
     def digests(self) -> list[bytes]:
@@ -125,7 +138,7 @@ def fetch_manifest(node: NodeClient, task_id: str, progress: Progress | None = N
                 miner=parse_address(b["miner"]),
                 attempt=b["attempt"],
                 first_unit=b["first_unit"],
-                digests=tuple(bytes.fromhex(d) for d in b["digests"]),
+                leaves=tuple(Leaf.from_bytes(bytes.fromhex(leaf)) for leaf in b["leaves"]),
                 output_hash=bytes.fromhex(b["output_hash"]),
             )
             for p in pages

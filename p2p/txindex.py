@@ -48,13 +48,13 @@ class TxIndex:
                 self._add(p.to, AccountEvent(height, h, "transfer-in", tx.txid, p.amount, 0, tx.sender))
             elif isinstance(p, SubmitTask):
                 self._add(tx.sender, AccountEvent(height, h, "submit-task", tx.txid, p.bounty, tx.fee, None))
-        self._add(block.header.miner, AccountEvent(height, h, "reward", None, miner_reward, 0, None))
+        self._add(block.header.payout, AccountEvent(height, h, "reward", None, miner_reward, 0, None))
 
     def disconnect(self, block: Block) -> None:
         h = block.hash
         for tx in block.txs:
             self.locations.pop(tx.txid, None)
-        touched = {block.header.miner} | {tx.sender for tx in block.txs}
+        touched = {block.header.payout} | {tx.sender for tx in block.txs}
         touched |= {tx.payload.to for tx in block.txs if isinstance(tx.payload, Transfer)}
         for address in touched:
             items = self.events.get(address, [])

@@ -202,9 +202,18 @@ def check_funds(node: NodeClient, sender: str, cost: int) -> dict:
     """The sender's account from the node; InsufficientBalance when it cannot pay `cost` (value plus fee)."""
     account = node.account(sender)
     if cost > account["balance"]:
+        immature = account.get("immature_rewards") or []
+        why = ""
+        if immature and cost <= account["balance"] + sum(r["amount"] for r in immature):
+            first = immature[0]
+            why = (
+                f"; {format_amount(sum(r['amount'] for r in immature))} POUW more are mining rewards not spendable yet "
+                f"(a reward becomes spendable {account.get('reward_maturity')} blocks after its block: the next at "
+                f"height {first['spendable_at_height']})"
+            )
         raise InsufficientBalance(
             f"insufficient balance: {sender} has {format_amount(account['balance'])} POUW, "
-            f"this needs {format_amount(cost)} POUW (amount and fee)"
+            f"this needs {format_amount(cost)} POUW (amount and fee){why}"
         )
     return account
 

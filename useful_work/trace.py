@@ -1,9 +1,15 @@
-"""Trace commitments: one leaf per unit, a Merkle root over the leaves, openings of input states.
+"""Trace commitments: one leaf per unit, chained seeds, a Merkle root over the leaves.
 
-A miner on parent P with miner address M runs units u = 0, 1, 2, ... with seed_u = unit_seed(P, M, u) (a
-later attempt a on the same parent: unit_seed(P, M, u, a)).
-Unit 0 starts from the task's state at P and unit u+1 from unit u's output. Each unit yields a
-leaf (input state hash, output state hash, output digest); the trace root commits to them all.
+A miner M on parent P runs units u = 0, 1, 2, ... of trace `attempt`. Unit u's seed commits to
+everything a miner could otherwise vary for free:
+
+    seed_u = H("unit", P, M, attempt, u, C_u, c_u)
+
+where C_u = H("trace-prefix", C_{u-1}, leaf_{u-1}) (C_0 = ZERO_HASH) commits to every earlier
+leaf, and c_u is the miner's header commitment (transaction root and time) when unit u starts.
+Leaf u records (input state hash, output state hash, output digest, c_u). Changing any earlier
+leaf, or the header a unit was run for, changes the unit's seed: a re-rolled ticket needs the
+unit run again. Unit 0 starts from the task's state at P and unit u+1 from unit u's output.
 """
 
 from __future__ import annotations
@@ -11,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from useful_work.hashing import HASH_SIZE, int_bytes, tagged_hash
+from useful_work.hashing import HASH_SIZE, ZERO_HASH, int_bytes, tagged_hash
 from useful_work.merkle import merkle_root
 
-LEAF_SIZE = 3 * HASH_SIZE
+LEAF_SIZE = 4 * HASH_SIZE
+TRACE_START = ZERO_HASH  # C_0: the prefix commitment before the first leaf
 
 
 def state_hash(state: bytes) -> bytes:
@@ -22,37 +29,45 @@ def state_hash(state: bytes) -> bytes:
     return tagged_hash("task-state", state)
 
 
-def unit_seed(parent_hash: bytes, miner: bytes, unit_index: int, attempt: int = 0) -> bytes:
-    """Seed of unit u of trace `attempt` mined on parent P by miner M.
-
-    The work depends on M, so a new key means new work; a new attempt is new work too, which lets
-    a key that ran out of units on a tip start a fresh trace without a free ticket.
-    """
-    if attempt == 0:
-        return tagged_hash("unit", parent_hash, miner, int_bytes(unit_index))
-    return tagged_hash("unit", parent_hash, miner, int_bytes(unit_index), int_bytes(attempt))
-
-
 @dataclass(frozen=True, slots=True)
 class Leaf:
     input_hash: bytes
     output_hash: bytes
     digest: bytes
+    commitment: bytes  # the miner's header commitment when the unit started
 
     def __post_init__(self) -> None:
-        for name in ("input_hash", "output_hash", "digest"):
+        for name in ("input_hash", "output_hash", "digest", "commitment"):
             value = getattr(self, name)
             if not isinstance(value, bytes) or len(value) != HASH_SIZE:
                 raise ValueError(f"leaf field {name} must be {HASH_SIZE} bytes")
 
     def to_bytes(self) -> bytes:
-        return self.input_hash + self.output_hash + self.digest
+        return self.input_hash + self.output_hash + self.digest + self.commitment
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Leaf":
         if len(data) != LEAF_SIZE:
             raise ValueError(f"a leaf is {LEAF_SIZE} bytes, got {len(data)}")
-        return cls(data[:32], data[32:64], data[64:])
+        return cls(data[:32], data[32:64], data[64:96], data[96:])
+
+
+def next_prefix(prefix: bytes, leaf: Leaf) -> bytes:
+    """C_{u+1} from C_u and leaf u."""
+    return tagged_hash("trace-prefix", prefix, leaf.to_bytes())
+
+
+def prefix_commitments(leaves: Sequence[Leaf]) -> list[bytes]:
+    """[C_0, C_1, ..., C_n] for a trace of n leaves."""
+    out = [TRACE_START]
+    for leaf in leaves:
+        out.append(next_prefix(out[-1], leaf))
+    return out
+
+
+def unit_seed(parent_hash: bytes, miner: bytes, attempt: int, unit_index: int, prefix: bytes, commitment: bytes) -> bytes:
+    """Seed of unit u of trace `attempt` by miner M on parent P, after prefix C_u, for header commitment c_u."""
+    return tagged_hash("unit", parent_hash, miner, int_bytes(attempt), int_bytes(unit_index), prefix, commitment)
 
 
 def trace_root(leaves: Sequence[Leaf]) -> bytes:

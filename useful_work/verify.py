@@ -1,4 +1,9 @@
-"""Re-execution of one unit against its committed leaf, compared bit for bit."""
+"""Re-execution of one unit against its committed leaf, compared bit for bit.
+
+Any failure while re-executing is invalid work, never an error of the verifier: an opened state
+that does not decode, a value out of range or any exception inside `run_unit` gives a failed check
+naming what went wrong.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,12 @@ def verify_unit(task: Task, input_state: bytes, seed: bytes, leaf: Leaf, device:
     """Re-run the unit from its opened input state; any differing bit fails the check."""
     if state_hash(input_state) != leaf.input_hash:
         return UnitCheck(False, "opened input state does not hash to the leaf's input hash")
-    output_state, digest = task.run_unit(input_state, seed, device)
+    try:
+        output_state, digest = task.run_unit(input_state, seed, device)
+    except Exception as exc:  # noqa: BLE001 - whatever a hostile state makes the unit raise is invalid work
+        return UnitCheck(False, f"re-execution failed: {type(exc).__name__}: {str(exc)[:200]}")
+    if not isinstance(output_state, bytes) or not isinstance(digest, bytes):
+        return UnitCheck(False, "re-execution produced no state and digest")
     if state_hash(output_state) != leaf.output_hash:
         return UnitCheck(False, "re-executed output state differs from the leaf")
     if digest != leaf.digest:

@@ -89,7 +89,7 @@ class RealSim:
             if node.rate > 0:
                 key = PrivateKey.from_bytes(tagged_hash("sim-node-key", int_bytes(exp.run.seed), int_bytes(i)))
                 f = exp.adversary.fabricate if i == self.pop.adversary and exp.adversary.kind == "fabricator" else 0.0
-                node.miner = Miner(chain, key, address_of(key.public_key()), clock=self._mining_clock(node), fabricate=f)
+                node.miner = Miner(chain, key, clock=self._mining_clock(node), fabricate=f)
             self.nodes.append(node)
         self.ids[self.nodes[0].chain.genesis.block.hash] = 0
         self._fakes = None

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, replace
 
 from chain.address import address_of
-from chain.block import NO_SIGNATURE, Block, BlockHeader, WorkClaim, WorkProof, sign_header, tx_root
+from chain.block import NO_SIGNATURE, Block, BlockHeader, WorkClaim, WorkProof, header_commitment, sign_header, tx_root
 from chain.keys import PrivateKey
 from chain.state import LedgerState, TaskRecord, Undo, apply_block, default_task_record, genesis_state, open_tasks
 from chain.tx import Transaction, make_submit_task, make_transfer
@@ -40,11 +40,12 @@ def render_spec(units: int) -> bytes:
     return encode_spec(RenderSpec(units=units, images_per_unit=1))
 
 
-def chained_leaves(start: bytes, count: int, salt: bytes) -> tuple[Leaf, ...]:
+def chained_leaves(start: bytes, count: int, salt: bytes, commitment: bytes = ZERO_HASH) -> tuple[Leaf, ...]:
+    """A chaining trace (hashes only) whose units were all run for the header `commitment`."""
     leaves, current = [], start
     for u in range(count):
         out = tagged_hash("test-out", current, salt, int_bytes(u))
-        leaves.append(Leaf(current, out, tagged_hash("test-digest", out)))
+        leaves.append(Leaf(current, out, tagged_hash("test-digest", out), commitment))
         current = out
     return tuple(leaves)
 
@@ -52,7 +53,7 @@ def chained_leaves(start: bytes, count: int, salt: bytes) -> tuple[Leaf, ...]:
 def header(height: int, prev: bytes, miner: PrivateKey = MINER, **fields) -> BlockHeader:
     values = dict(
         version=1, height=height, prev_hash=prev, time_ms=1_700_000_000_000 + 1000 * height,
-        target=1 << 250, miner=addr(miner), miner_key=miner.public_key().raw, tx_root=tx_root(()),
+        target=1 << 250, miner=addr(miner), miner_key=miner.public_key().raw, payout=addr(miner), tx_root=tx_root(()),
         state_root=ZERO_HASH, work=(), signature=NO_SIGNATURE,
     )
     values.update(fields)
@@ -84,10 +85,12 @@ def build_block(
     """A signed block on `parent` with these txs and (task id, unit count) claims, its state and undo."""
     claims, proofs = [], []
     task_states = {}
+    shell = header(parent.height + 1, parent.hash, miner, tx_root=tx_root(txs))
+    committed = header_commitment(shell.tx_root, shell.time_ms, shell.payout)
     for task_id, count in work:
         known = state.tasks.get(task_id)
         start = task_states.get(task_id) or (known.state_hash if known else ZERO_HASH)
-        leaves = chained_leaves(start, count, parent.hash + task_id)
+        leaves = chained_leaves(start, count, parent.hash + task_id, committed)
         task_states[task_id] = leaves[-1].output_hash
         claims.append(WorkClaim(task_id, count, trace_root(leaves)))
         proofs.append(WorkProof(leaves, ()))

@@ -42,9 +42,9 @@ def value_of(codec: Codec) -> st.SearchStrategy:
         return st.text(max_size=min(codec.max_len, 20))
     if isinstance(codec, Packed):
         assert codec.cls is Leaf
-        return st.builds(Leaf, *[st.binary(min_size=32, max_size=32)] * 3)
+        return st.builds(Leaf, *[st.binary(min_size=32, max_size=32)] * 4)
     if isinstance(codec, ListOf):
-        return st.lists(value_of(codec.item), max_size=3).map(tuple)
+        return st.lists(value_of(codec.item), max_size=min(3, codec.max_len)).map(tuple)
     if isinstance(codec, Maybe):
         return st.none() | value_of(codec.inner)
     if isinstance(codec, Nested):
@@ -235,13 +235,13 @@ def test_not_msgpack_and_non_bytes_input():
 
 
 def test_nested_paths_in_lists():
-    header = BlockHeader(1, 2, bytes(32), 3, 4, bytes(20), bytes(32), bytes(32), bytes(32),
+    header = BlockHeader(1, 2, bytes(32), 3, 4, bytes(20), bytes(32), bytes(20), bytes(32), bytes(32),
                          (WorkClaim(bytes(32), 1, bytes(32)),) * 2, bytes(64))
     plain = header.to_plain()
-    plain[9][1][1] = -3
+    plain[10][1][1] = -3
     with pytest.raises(DecodeError, match=r"^BlockHeader.work\[1\].unit_count: expected u32, got -3$"):
         BlockHeader.from_bytes(msgpack.packb(plain, use_bin_type=True))
-    plain[9] = [plain[9][0]] * 17
+    plain[10] = [plain[10][0]] * 17
     with pytest.raises(DecodeError, match=r"^BlockHeader.work: 17 items exceeds the limit of 16$"):
         BlockHeader.from_bytes(msgpack.packb(plain, use_bin_type=True))
 
@@ -254,7 +254,7 @@ def test_u32_range():
 
 
 def test_u256_and_biguint_forms():
-    header = BlockHeader(1, 2, bytes(32), 3, (1 << 256) - 1, bytes(20), bytes(32), bytes(32), bytes(32), (), bytes(64))
+    header = BlockHeader(1, 2, bytes(32), 3, (1 << 256) - 1, bytes(20), bytes(32), bytes(20), bytes(32), bytes(32), (), bytes(64))
     assert BlockHeader.from_bytes(header.to_bytes()).target == (1 << 256) - 1
     plain = header.to_plain()
     plain[4] = b"\x01" * 31
@@ -268,13 +268,13 @@ def test_u256_and_biguint_forms():
         IndexEntry.from_bytes(msgpack.packb(plain, use_bin_type=True))
 
 
-def test_leaf_is_96_bytes_on_the_wire():
-    leaf = Leaf(b"a" * 32, b"b" * 32, b"c" * 32)
+def test_leaf_is_128_bytes_on_the_wire():
+    leaf = Leaf(b"a" * 32, b"b" * 32, b"c" * 32, b"d" * 32)
     proof = WorkProof((leaf,), (Opening(0, b"state"),))
     assert proof.to_plain()[0] == [leaf.to_bytes()]
     plain = proof.to_plain()
-    plain[0] = [b"x" * 95]
-    with pytest.raises(DecodeError, match=r"^WorkProof.leaves\[0\]: expected 96 bytes, got 95 bytes$"):
+    plain[0] = [b"x" * 127]
+    with pytest.raises(DecodeError, match=r"^WorkProof.leaves\[0\]: expected 128 bytes, got 127 bytes$"):
         WorkProof.from_bytes(msgpack.packb(plain, use_bin_type=True))
 
 
@@ -283,8 +283,8 @@ def test_encoding_refuses_out_of_schema_values():
         Account(-5, 0).to_bytes()
     with pytest.raises(EncodeError, match=r"^Transaction.payload: SubmitTask does not match kind 0$"):
         Transaction(0, bytes(32), bytes(32), 0, 0, SubmitTask(b"", 0), bytes(64)).to_bytes()
-    with pytest.raises(EncodeError, match=r"^WorkProof.leaves\[0\]: expected Leaf, got 96 bytes$"):
-        WorkProof((b"x" * 96,), ()).to_bytes()  # type: ignore[arg-type]
+    with pytest.raises(EncodeError, match=r"^WorkProof.leaves\[0\]: expected Leaf, got 128 bytes$"):
+        WorkProof((b"x" * 128,), ()).to_bytes()  # type: ignore[arg-type]
 
 
 def test_lists_are_held_as_tuples():

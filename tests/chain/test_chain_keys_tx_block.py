@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from chain.address import AddressError, TEXT_LENGTH, address_of, format_address, parse_address
 from chain.block import (
-    Block, BlockStructureError, Opening, WorkClaim, WorkProof, check_block_structure, sign_header, tx_proof,
+    Block, BlockStructureError, BodyMismatch, Opening, WorkClaim, WorkProof, check_block_structure, header_commitment,
+    sign_header, tx_proof,
     tx_root, verify_tx_proof,
 )
 from chain.keys import InvalidKey, PrivateKey, PublicKey, verify_signature
@@ -160,11 +161,13 @@ def test_cost_overflow_and_out_of_schema_fields():
 # --- blocks --------------------------------------------------------------------------------------
 
 
-def _block(txs=(), units=3, openings=()):
-    leaves = chained_leaves(b"s" * 32, units, b"salt")
-    claim = WorkClaim(b"t" * 32, units, trace_root(leaves))
-    h = header(1, b"p" * 32, tx_root=tx_root(txs), work=(claim,))
-    return Block(sign_header(h, MINER), tuple(txs), (WorkProof(leaves, tuple(openings)),))
+def _block(txs=(), units=3, openings=(), leaves=None):
+    shell = header(1, b"p" * 32, tx_root=tx_root(txs))
+    committed = header_commitment(shell.tx_root, shell.time_ms, shell.payout)
+    leaves = leaves if leaves is not None else chained_leaves(b"s" * 32, units, b"salt", committed)
+    claim = WorkClaim(b"t" * 32, len(leaves), trace_root(leaves))
+    h = replace(shell, work=(claim,))
+    return Block(sign_header(h, MINER), tuple(txs), (WorkProof(tuple(leaves), tuple(openings)),))
 
 
 def test_header_signature_and_hash():
@@ -174,7 +177,11 @@ def test_header_signature_and_hash():
     assert block.hash == h.hash and len(h.hash) == 32
     assert not replace(h, time_ms=h.time_ms + 1).signature_ok()
     assert not replace(h, miner=bytes(20)).signature_ok()
-    assert replace(h, signature=bytes(64)).hash != h.hash  # the hash covers the signature
+    assert not replace(h, payout=bytes(20)).signature_ok()
+    # The signature is not part of the block's identity: nobody can make a second version of a block.
+    broken = replace(h, signature=bytes(64))
+    assert broken.hash == h.hash and not broken.signature_ok()
+    assert replace(h, time_ms=h.time_ms + 1).hash != h.hash
     assert not replace(h, miner_key=ALICE.public_key().raw).signature_ok()
     decoded = Block.from_bytes(block.to_bytes())
     assert decoded == block and decoded.hash == block.hash
@@ -200,23 +207,36 @@ def _swap_last_two(leaves):
         (lambda b: replace(b, header=replace(b.header, work=(replace(b.header.work[0], trace_root=ZERO_HASH),))),
          "claim 0: trace_root does not match the leaves"),
         (lambda b: replace(b, proofs=(WorkProof(_swap_last_two(b.proofs[0].leaves), ()),)),
-         "claim 0: leaf 1 does not start from the previous leaf's output"),
+         "claim 0: trace_root does not match the leaves"),
     ],
 )
-def test_structure_errors_name_the_problem(mutate, reason):
+def test_body_mismatches_name_the_problem(mutate, reason):
     txs = [make_transfer(ALICE, CHAIN_ID, n, 1, addr(BOB), 5) for n in range(2)]
-    with pytest.raises(BlockStructureError) as err:
+    with pytest.raises(BodyMismatch) as err:
         check_block_structure(mutate(_block(txs)))
     assert err.value.reason == reason
 
 
+def test_proof_rules_on_a_matching_body():
+    txs = [make_transfer(ALICE, CHAIN_ID, n, 1, addr(BOB), 5) for n in range(2)]
+    good = _block(txs).proofs[0].leaves
+    with pytest.raises(BlockStructureError, match="claim 0: leaf 1 does not start from the previous leaf's output") as err:
+        check_block_structure(_block(txs, leaves=_swap_last_two(good)))
+    assert not isinstance(err.value, BodyMismatch)
+    # The winning leaf was run for another header: other transactions, time or payout.
+    other = chained_leaves(b"s" * 32, 3, b"salt", header_commitment(ZERO_HASH, 5, bytes(20)))
+    with pytest.raises(BlockStructureError, match="the winning unit was run for another header"):
+        check_block_structure(_block(txs, leaves=other))
+
+
 def test_openings_must_match_their_leaves_and_be_ordered():
     state0 = b"initial task state"
-    leaves = chained_leaves(state_hash(state0), 3, b"x")
+    shell = header(1, ZERO_HASH)
+    leaves = chained_leaves(state_hash(state0), 3, b"x", header_commitment(shell.tx_root, shell.time_ms, shell.payout))
     claim = WorkClaim(b"t" * 32, 3, trace_root(leaves))
 
     def block(openings):
-        return Block(header(1, ZERO_HASH, work=(claim,)), (), (WorkProof(leaves, tuple(openings)),))
+        return Block(replace(shell, work=(claim,)), (), (WorkProof(leaves, tuple(openings)),))
 
     check_block_structure(block([Opening(0, state0)]))
     with pytest.raises(BlockStructureError, match="opened state of unit 1 does not match its leaf"):

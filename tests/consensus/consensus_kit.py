@@ -27,6 +27,7 @@ def small_params(**changes) -> ConsensusParams:
         retarget_half_life_ms=30_000,
         initial_units_per_block=12,
         spot_checks=3,
+        reward_maturity=3,
         genesis_time_ms=GENESIS_MS,
         allocations=(Allocation(format_address(FUNDED), 1_000_000_000),),
         default_task=RenderSpec(units=0, images_per_unit=1, image_size=16, max_objects=2),
@@ -61,7 +62,7 @@ class Node:
         self.chain = ChainState(self.store, params, mempool=self.mempool, clock=self.clock)
         self.key = key or PrivateKey.from_bytes(bytes([next(self._ids) + 1]) * 32)
         self.address = address_of(self.key.public_key())
-        self.miner = Miner(self.chain, self.key, self.address, mempool=self.mempool, clock=self.clock, fabricate=fabricate)
+        self.miner = Miner(self.chain, self.key, mempool=self.mempool, clock=self.clock, fabricate=fabricate)
 
     def mine(self, n: int = 1):
         blocks = []

@@ -28,8 +28,9 @@ def test_submitted_task_is_worked_on_pays_out_and_completes(make_node):
         assert mined < 50
     task = node.chain.state.tasks[tx.txid]
     assert task.units_done >= 30 and task.paid == bounty and task.completed_height > 0
+    node.mine(node.params.reward_maturity)  # the rewards of blocks 1 .. mined + 1 mature
     earned = node.chain.state.account(node.address).balance - paid_before
-    assert earned == mined * node.params.block_reward + bounty
+    assert earned == (mined + 1) * node.params.block_reward + bounty + 100  # block 1 also took the fee
     # the default task is active again, and the task's blocks are indexed for its result
     assert active_task(node.chain.state).task_id != tx.txid
     worked = node.store.blocks_for_task(tx.txid)

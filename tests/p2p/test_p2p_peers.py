@@ -10,6 +10,8 @@ import os
 
 import pytest
 
+from chain.address import address_of
+
 from chain.block import Block, sign_header
 from chain.keys import PrivateKey
 from consensus.tickets import ticket, ticket_wins
@@ -32,8 +34,9 @@ async def _fetch_tip_block(node, status) -> Block:
 
 
 def _fabricated_work(block: Block, key: PrivateKey) -> Block:
-    """The same block with a trace root whose ticket misses the target (work never done), re-signed."""
-    header = block.header
+    """The same block with a trace root whose ticket misses the target (work never done), re-signed
+    under the key's own address (signing under another's address is refused before the ticket)."""
+    header = dataclasses.replace(block.header, miner=address_of(key.public_key()))
     for i in range(1000):
         root = bytes([i % 256, i // 256]) + os.urandom(30)
         if not ticket_wins(ticket(header.prev_hash, header.miner, root), header.target):

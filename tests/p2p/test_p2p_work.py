@@ -40,7 +40,7 @@ def forge_spot_checked_units(chain) -> Block:
     so that the spot checks, which only pick non-winning units, must hit a fake)."""
     for i in range(50):  # a key whose first unit wins gives a one-unit block: try the next key
         key = _key("spot-check", i)
-        block = Miner(chain, key, address_of(key.public_key()), fabricate=1.0).mine_block()
+        block = Miner(chain, key, fabricate=1.0).mine_block()
         if block is not None and block.header.work[0].unit_count >= 2:
             return block
     raise AssertionError("no fabricated block with two or more units in 50 keys")
@@ -50,13 +50,14 @@ def forge_winning_unit(chain) -> Block:
     """A one-unit block on the chain's tip whose unit was never run: the leaf copies the input
     state and invents a digest, ground (hashes only) until its ticket is under the target."""
     key = _key("winner")
-    miner = Miner(chain, key, address_of(key.public_key()))
+    miner = Miner(chain, key)
     template = make_template(chain)
+    draft = miner.draft(template)
     start = template.start_state
     for i in range(1_000_000):
-        leaf = Leaf(state_hash(start), state_hash(start), tagged_hash("forged digest", i.to_bytes(8, "big")))
-        if ticket_wins(ticket(template.parent_hash, miner.reward_address, trace_root([leaf])), template.target):
-            return miner.assemble(template, [leaf], [start])
+        leaf = Leaf(state_hash(start), state_hash(start), tagged_hash("forged digest", i.to_bytes(8, "big")), draft.commitment)
+        if ticket_wins(ticket(template.parent_hash, miner.address, trace_root([leaf])), template.target):
+            return miner.assemble(template, [leaf], [start], 0, draft)
     raise AssertionError("no winning forged ticket in 10^6 tries")
 
 
@@ -151,7 +152,7 @@ def test_side_blocks_spend_the_verification_budget(make_node, tmp_path):
         siblings = []
         for i in range(2):  # honest blocks by two keys on the same parent: siblings of the node's block
             key = _key("sibling", i)
-            block = Miner(follower.chain, key, address_of(key.public_key())).mine_block()
+            block = Miner(follower.chain, key).mine_block()
             assert block is not None and block.header.height == parent_height + 1
             siblings.append(block)
     finally:

@@ -245,9 +245,9 @@ def test_unit_golden_and_verification() -> None:
     out, digest = task.run_unit(s0, UNIT_SEED)
     assert (state_hash(out).hex(), digest.hex()) == GOLDEN_UNIT
     assert task.describe_state(out)["step"] == 2
-    leaf = Leaf(state_hash(s0), state_hash(out), digest)
+    leaf = Leaf(state_hash(s0), state_hash(out), digest, bytes(32))
     assert verify_unit(task, s0, UNIT_SEED, leaf).ok
-    assert not verify_unit(task, s0, UNIT_SEED, Leaf(leaf.input_hash, leaf.output_hash, bytes(32))).ok
+    assert not verify_unit(task, s0, UNIT_SEED, Leaf(leaf.input_hash, leaf.output_hash, bytes(32), bytes(32))).ok
     other_seed = tagged_hash("test-train", b"other")
     assert not verify_unit(task, s0, other_seed, leaf).ok
     assert task.run_unit(s0, other_seed)[1] != digest
