@@ -1,0 +1,104 @@
+"""Adversarial miners: attacks on the lottery mounted with the real kernels and consensus code.
+
+They exist so that tests and the simulator can show each attack fails (or what it still costs),
+not as a feature: an honest node never runs them.
+
+`RerollMiner` is the free-ticket attack. A lottery whose ticket covers leaves that nobody
+re-executes lets a miner fabricate one leaf (a made-up digest: hashes only) and re-roll it until
+the ticket wins. Under chained seeds (useful_work.trace) every later unit's seed depends on that
+leaf, so each re-roll needs the units after it run again:
+
+- strategy "last": the fabricated leaf is the winner itself. No unit per ticket, but verifiers
+  always re-execute the winner, so no such block is ever accepted.
+- strategy "chained": the fabricated leaf is followed by one honest unit, the cheapest a ticket
+  can be. Each ticket costs one unit, as an honest miner's does, and the block is refused when
+  the spot checks challenge the fabricated leaf (probability k / (n - 1) for n units).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chain.block import Block
+from chain.keys import PrivateKey
+from useful_work.hashing import int_bytes, tagged_hash
+from useful_work.trace import TRACE_START, Leaf, next_prefix, state_hash, trace_root, unit_seed
+
+from consensus.chainstate import ChainState
+from consensus.market import task_for_spec
+from consensus.miner import Miner, Template
+from consensus.tickets import ticket, ticket_wins
+
+REROLL_STRATEGIES = ("last", "chained")
+
+
+@dataclass
+class RerollStats:
+    tickets: int = 0  # tickets tried after the honest prefix
+    hashes: int = 0  # fabricated leaves made (hashes only)
+    ground_blocks: int = 0  # blocks found by grinding (the others were won inside the honest prefix)
+
+
+class RerollMiner(Miner):
+    """Runs `honest_prefix` honest units, then grinds one fabricated leaf per ticket (see the module)."""
+
+    def __init__(
+        self,
+        chain: ChainState,
+        key: PrivateKey,
+        *,
+        strategy: str = "chained",
+        honest_prefix: int = 8,
+        max_tries: int = 1 << 20,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        if strategy not in REROLL_STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(REROLL_STRATEGIES)}, got {strategy!r}")
+        super().__init__(chain, key, clock=clock)
+        self.strategy = strategy
+        self.honest_prefix = honest_prefix
+        self.max_tries = max_tries
+        self.reroll = RerollStats()
+
+    def _attempt(self, template: Template, attempt: int, limit: int, should_stop: Callable[[], bool]) -> Block | None:
+        task = task_for_spec(template.task_spec)
+        parent, miner = template.parent_hash, self.address
+        draft = self.draft(template)
+        c = draft.commitment
+        leaves: list[Leaf] = []
+        inputs: list[bytes] = []
+        state, prefix = template.start_state, TRACE_START
+
+        def run(u: int, prefix_u: bytes, state_u: bytes) -> tuple[Leaf, bytes]:
+            started = time.perf_counter()
+            out, digest = task.run_unit(state_u, unit_seed(parent, miner, attempt, u, prefix_u, c), self.device)
+            self.stats.units += 1
+            self.stats.unit_seconds += time.perf_counter() - started
+            return Leaf(state_hash(state_u), state_hash(out), digest, c), out
+
+        for u in range(min(self.honest_prefix, limit - 2)):
+            leaf, out = run(u, prefix, state)
+            leaves.append(leaf)
+            inputs.append(state)
+            if ticket_wins(ticket(parent, miner, trace_root(leaves)), template.target):
+                return self.assemble(template, leaves, inputs, attempt, draft)
+            state, prefix = out, next_prefix(prefix, leaf)
+        u = len(leaves)
+        for roll in range(self.max_tries):
+            if should_stop() or self.chain.tip_version != template.tip_version:
+                return None
+            # A "jump" that goes nowhere: the state is kept, the digest is made up.
+            fake = Leaf(state_hash(state), state_hash(state), tagged_hash("reroll", parent, int_bytes(roll)), c)
+            self.reroll.hashes += 1
+            self.reroll.tickets += 1
+            if self.strategy == "last":
+                trace, opened = [*leaves, fake], [*inputs, state]
+            else:
+                last, _ = run(u + 1, next_prefix(prefix, fake), state)
+                trace, opened = [*leaves, fake, last], [*inputs, state, state]
+            if ticket_wins(ticket(parent, miner, trace_root(trace)), template.target):
+                self.reroll.ground_blocks += 1
+                return self.assemble(template, trace, opened, attempt, draft)
+        return None
