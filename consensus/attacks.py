@@ -3,6 +3,9 @@
 They exist so that tests and the simulator can show each attack fails (or what it still costs),
 not as a feature: an honest node never runs them.
 
+`forge_header` and `forge_unrun_block` make what a peer can make with hashes only: headers
+that pass the header rules, and blocks that pass the body rules but whose units were never run.
+
 `RerollMiner` is the free-ticket attack. A lottery whose ticket covers leaves that nobody
 re-executes lets a miner fabricate one leaf (a made-up digest: hashes only) and re-roll it until
 the ticket wins. Under chained seeds (useful_work.trace) every later unit's seed depends on that
@@ -21,15 +24,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chain.block import Block
+from chain.address import address_of
+from chain.block import (
+    NO_SIGNATURE,
+    Block,
+    BlockHeader,
+    Opening,
+    WorkClaim,
+    WorkProof,
+    header_commitment,
+    sign_header,
+    tx_root,
+)
 from chain.keys import PrivateKey
-from useful_work.hashing import int_bytes, tagged_hash
+from useful_work.hashing import ZERO_HASH, int_bytes, tagged_hash
 from useful_work.trace import TRACE_START, Leaf, next_prefix, state_hash, trace_root, unit_seed
 
 from consensus.chainstate import ChainState
 from consensus.market import task_for_spec
 from consensus.miner import Miner, Template
+from consensus.params import ConsensusParams
 from consensus.tickets import ticket, ticket_wins
+from consensus.validation import ParentInfo, required_openings
 
 REROLL_STRATEGIES = ("last", "chained")
 
@@ -102,3 +118,54 @@ class RerollMiner(Miner):
                 self.reroll.ground_blocks += 1
                 return self.assemble(template, trace, opened, attempt, draft)
         return None
+
+
+def forge_header(
+    params: ConsensusParams, parent: BlockHeader, info: ParentInfo, key: PrivateKey, task_id: bytes, time_ms: int
+) -> BlockHeader:
+    """A header that passes every header rule on `parent` for a trace nobody ran: the ticket is
+    put under the target by hashing made-up trace roots (the attack on headers-first sync)."""
+    miner = address_of(key.public_key())
+    target = info.next_target(params)
+    for i in range(1 << 32):
+        root = tagged_hash("fake trace", parent.hash, int_bytes(i))
+        if ticket_wins(ticket(parent.hash, miner, root), target):
+            break
+    header = BlockHeader(
+        version=params.version, height=parent.height + 1, prev_hash=parent.hash, time_ms=time_ms, target=target,
+        miner=miner, miner_key=bytes(32), payout=miner, tx_root=tx_root(()), state_root=ZERO_HASH,
+        work=(WorkClaim(task_id, 1, root, 0),), signature=NO_SIGNATURE,
+    )
+    return sign_header(header, key)
+
+
+def forge_unrun_block(
+    params: ConsensusParams,
+    parent: BlockHeader,
+    info: ParentInfo,
+    key: PrivateKey,
+    start: bytes,
+    winner_input: bytes,
+    task_id: bytes,
+    time_ms: int,
+) -> Block:
+    """A block that passes the header and body rules on `parent` but whose two-unit trace was never
+    run: leaf 0 is fabricated to output `winner_input`, the winner's opened state (garbage, or a
+    state of the attacker's choosing). Its ticket is ground with hashes only."""
+    miner = address_of(key.public_key())
+    c = header_commitment(tx_root(()), time_ms, miner)
+    target = info.next_target(params)
+    winner = Leaf(state_hash(winner_input), state_hash(winner_input), tagged_hash("made up"), c)
+    for i in range(1 << 32):
+        fake = Leaf(state_hash(start), state_hash(winner_input), tagged_hash("fake", int_bytes(i)), c)
+        root = trace_root([fake, winner])
+        if ticket_wins(ticket(parent.hash, miner, root), target):
+            break
+    header = BlockHeader(
+        version=params.version, height=parent.height + 1, prev_hash=parent.hash, time_ms=time_ms, target=target,
+        miner=miner, miner_key=bytes(32), payout=miner, tx_root=tx_root(()), state_root=ZERO_HASH,
+        work=(WorkClaim(task_id, 2, root, 0),), signature=NO_SIGNATURE,
+    )
+    inputs = [start, winner_input]
+    openings = tuple(Opening(u, inputs[u]) for u in required_openings(params, header))
+    return Block(sign_header(header, key), (), (WorkProof((fake, winner), openings),))

@@ -21,7 +21,7 @@ from chain.block import Block, BlockHeader, Opening, WorkClaim, WorkProof, heade
 from chain.keys import PrivateKey
 from chain.storage import ChainStore
 from chain.tx import make_transfer
-from consensus.attacks import RerollMiner
+from consensus.attacks import RerollMiner, forge_header, forge_unrun_block
 from consensus.chainstate import ChainState, Limits, Outcome
 from chain.mempool import TxRejected
 from chain.state import StateError, apply_block
@@ -189,28 +189,6 @@ def test_a_mutated_body_blames_its_sender_and_marks_nothing(make_node):
 # --- 4. malformed openings and fake branches --------------------------------------------------
 
 
-def _forged_block(params, parent: BlockHeader, parent_info, key: PrivateKey, start: bytes, winner_input: bytes, task_id: bytes, time_ms: int) -> Block:
-    """A header-valid block on `parent` whose two-unit trace was never run: leaf 0 is fabricated to
-    output `winner_input`, the winner's opening. Tickets are ground with hashes only."""
-    miner = address_of(key.public_key())
-    c = header_commitment(tx_root(()), time_ms, miner)
-    target = parent_info.next_target(params)
-    winner = Leaf(state_hash(winner_input), state_hash(winner_input), tagged_hash("made up"), c)
-    for i in range(1 << 20):
-        fake = Leaf(state_hash(start), state_hash(winner_input), tagged_hash("fake", int_bytes(i)), c)
-        root = trace_root([fake, winner])
-        if ticket_wins(ticket(parent.hash, miner, root), target):
-            break
-    header = BlockHeader(
-        version=params.version, height=parent.height + 1, prev_hash=parent.hash, time_ms=time_ms, target=target,
-        miner=miner, miner_key=bytes(32), payout=miner, tx_root=tx_root(()), state_root=ZERO_HASH,
-        work=(WorkClaim(task_id, 2, root, 0),), signature=bytes(64),
-    )
-    inputs = [start, winner_input]
-    openings = tuple(Opening(u, inputs[u]) for u in required_openings(params, header))
-    return Block(sign_header(header, key), (), (WorkProof((fake, winner), openings),))
-
-
 @pytest.mark.parametrize("garbage", [b"", b"\x00" * 7, b"not a render state" * 10, bytes(range(256)) * 3])
 def test_an_opening_that_does_not_decode_is_invalid_work(make_node, garbage):
     node = make_node()
@@ -218,7 +196,7 @@ def test_an_opening_that_does_not_decode_is_invalid_work(make_node, garbage):
     node.clock.tick()
     template = make_template(node.chain)
     tip = node.chain.header(node.chain.tip.hash)
-    forged = _forged_block(
+    forged = forge_unrun_block(
         node.params, tip, node.chain.parent_info(tip.hash), _key("malformed"), template.start_state, garbage,
         template.task_id, template.min_time_ms + 1,
     )
@@ -247,7 +225,7 @@ def test_a_fake_heavier_branch_from_genesis_never_moves_the_tip(make_node):
     branch, time_ms = [], genesis_template.min_time_ms + 1
     for _ in range(8):
         time_ms += node.params.block_interval_ms // 2  # faster blocks: more work per block
-        block = _forged_block(
+        block = forge_unrun_block(
             node.params, parent, forger.parent_info(parent.hash), _key("branch", int_bytes(len(branch))),
             genesis_template.start_state, genesis_template.start_state + b"!", genesis_template.task_id, time_ms,
         )
@@ -278,27 +256,14 @@ def _forge_headers(node, count: int) -> list[BlockHeader]:
     for block in (node.chain.get_block(node.chain.hash_at(h)) for h in range(1, node.chain.tip.height + 1)):
         forger.process_block(block)
     key = _key("headers")
-    miner = address_of(key.public_key())
     parent = forger.header(forger.tip.hash)
     time_ms = node.clock.now
     out = []
     for _ in range(count):
         info = forger.parent_info(parent.hash)
-        target = info.next_target(node.params)
         time_ms = max(time_ms + node.params.block_interval_ms, info.median_time_past + 1)
         node.clock.now = time_ms  # the victim sees them arrive on time
-        for i in range(1 << 20):
-            root = tagged_hash("fake trace", parent.hash, int_bytes(i))
-            if ticket_wins(ticket(parent.hash, miner, root), target):
-                break
-        header = sign_header(
-            BlockHeader(
-                version=node.params.version, height=parent.height + 1, prev_hash=parent.hash, time_ms=time_ms, target=target,
-                miner=miner, miner_key=bytes(32), payout=miner, tx_root=tx_root(()), state_root=ZERO_HASH,
-                work=(WorkClaim(node.chain.genesis.default_task.task_id, 1, root, 0),), signature=bytes(64),
-            ),
-            key,
-        )
+        header = forge_header(node.params, parent, info, key, node.chain.genesis.default_task.task_id, time_ms)
         assert forger.process_header(header).outcome is Outcome.HEADER
         out.append(header)
         parent = header
