@@ -98,7 +98,7 @@ class Limits:
     max_headers_ahead: int = 4_096  # how far above the validated tip a header may be
     max_invalid_remembered: int = 16_384  # invalid headers kept (memory only) to refuse their children
     max_reorg_in_memory: int = 512  # branch blocks validated in memory before the tip moves
-    dropped_memory_s: float = 600.0  # how long a branch given up for missing bodies stays refused
+    dropped_memory_s: float = 120.0  # how long a branch given up for missing bodies stays refused
 
 
 class ChainState:

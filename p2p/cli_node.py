@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     node.add_argument("--verify-budget", type=float, default=20.0, metavar="SECONDS",
                       help="seconds of block validation one peer may cost on blocks that do not become the best chain; "
                            "refills in 100 s (default 20)")
+    node.add_argument("--body-timeout", type=float, default=60.0, metavar="SECONDS",
+                      help="give up on a header branch with more work than the validated tip when none of its bodies "
+                           "arrives for this long, and disconnect the peers that announced it (default 60)")
+    node.add_argument("--max-headers-ahead", type=int, default=4096, metavar="N",
+                      help="hold headers without bodies at most N blocks above the validated tip (default 4096)")
     node.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     node.set_defaults(func=_cmd_node)
 
@@ -56,6 +61,7 @@ def _cmd_node(args: argparse.Namespace) -> int:
     import asyncio
 
     from chain.address import AddressError, parse_address
+    from consensus.chainstate import Limits
     from consensus.params import ParamsError, load_params
     from p2p.cli import CliError
     from p2p.node import Node, NodeConfig
@@ -78,6 +84,10 @@ def _cmd_node(args: argparse.Namespace) -> int:
         raise CliError(f"--network: {exc}") from None
     if not 0 < args.verify_budget <= 86_400:
         raise CliError("--verify-budget: must be more than 0 and at most 86400 seconds")
+    if not 1 <= args.body_timeout <= 86_400:
+        raise CliError("--body-timeout: must be 1 .. 86400 seconds")
+    if not 1 <= args.max_headers_ahead <= 1_000_000:
+        raise CliError("--max-headers-ahead: must be 1 .. 1000000")
     if args.device.startswith("cuda"):
         import torch
 
@@ -98,6 +108,8 @@ def _cmd_node(args: argparse.Namespace) -> int:
         device=args.device,
         reindex=args.reindex,
         limits=PeerLimits(verify_budget_s=args.verify_budget, verify_refill_per_s=args.verify_budget / 100),
+        body_timeout_s=args.body_timeout,
+        chain_limits=Limits(max_headers_ahead=args.max_headers_ahead),
     )
     node = Node(config)
     asyncio.run(node.run_until_stopped())

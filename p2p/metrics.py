@@ -28,6 +28,18 @@ class NodeMetrics:
         self.blocks_mined = Counter("pouw_blocks_mined", "Blocks found by this node's miner", registry=r)
         self.peer_messages = Counter("pouw_peer_messages", "Peer messages received, by type", ["type"], registry=r)
         self.disconnects = Counter("pouw_peer_disconnects", "Peer disconnections for misbehaviour or bans", ["kind"], registry=r)
+        # Label values are fixed codes: message in block/header/tx, reason a consensus Reason value
+        # (bad-signature, body-mismatch) or undecodable/not-a-chain; outcome a chainstate Outcome value.
+        self.bad_messages = Counter(
+            "pouw_bad_messages",
+            "Peer messages that were the sender's fault, not a block's (a body that is not its header's, a broken signature, undecodable data), by message and reason",
+            ["message", "reason"],
+            registry=r,
+        )
+        self.headers = Counter("pouw_headers", "Headers received from peers, by outcome", ["outcome"], registry=r)
+        self.header_branches_dropped = Counter(
+            "pouw_header_branches_dropped", "Heavier header branches given up because no body of theirs arrived in time", registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

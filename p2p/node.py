@@ -27,7 +27,7 @@ from chain.block import Block
 from chain.keys import PrivateKey
 from chain.mempool import Mempool
 from chain.storage import ChainStore
-from consensus.chainstate import BlockResult, ChainState, Outcome
+from consensus.chainstate import BlockResult, ChainState, Limits, Outcome
 from consensus.miner import Miner
 from consensus.params import ConsensusParams, load_params
 
@@ -46,7 +46,7 @@ from p2p.protocol import (
     parse_hostport,
 )
 from p2p.reindex import recover_swap, reindex
-from p2p.sync import Sync
+from p2p.sync import BODY_TIMEOUT_S, Sync
 from p2p.txindex import TxIndex
 
 log = logging.getLogger("pouw.node")
@@ -72,6 +72,10 @@ class NodeConfig:
     max_outbound: int = 8
     mempool_bytes: int = 32 << 20
     limits: PeerLimits = field(default_factory=PeerLimits)
+    # Node policy against fake header chains: how long a heavier header branch may go without a
+    # body arriving before it is given up, and the chain state's bounds on unproven headers.
+    body_timeout_s: float = BODY_TIMEOUT_S
+    chain_limits: Limits = field(default_factory=Limits)
 
 
 @dataclass
@@ -152,7 +156,7 @@ class Node:
             recover_swap(chain_dir)
         self.store = ChainStore(str(chain_dir))
         self.mempool = Mempool(self.config.mempool_bytes)
-        self.chain = ChainState(self.store, self.params, mempool=self.mempool, device=self.device)
+        self.chain = ChainState(self.store, self.params, mempool=self.mempool, device=self.device, limits=self.config.chain_limits)
         log.info(
             "network %s, genesis %s, tip height %d %s, device %s",
             self.params.network, self.chain.genesis.block.hash.hex()[:16], self.chain.tip.height,
@@ -160,7 +164,7 @@ class Node:
         )
         self.txindex = await asyncio.to_thread(TxIndex.build, self.chain)
         self.metrics.height.set(self.chain.tip.height)
-        self.sync = Sync(self.chain, self.mempool, self.metrics, self.live_peers)
+        self.sync = Sync(self.chain, self.mempool, self.metrics, self.live_peers, body_timeout_s=self.config.body_timeout_s)
         self.sync.on_new_tip.append(self._index_result)
         self.miner = Miner(self.chain, self.key, payout=self.miner_address, mempool=self.mempool, device=self.device)
         for addr in self.config.peers:

@@ -124,6 +124,7 @@ class Peer:
         self.rate = TokenBucket(limits.messages_per_second, limits.burst)
         self.verify_budget = TokenBucket(limits.verify_refill_per_s, limits.verify_budget_s)
         self.blocks_in_flight: dict[bytes, float] = {}  # hash -> when asked
+        self.last_header: bytes | None = None  # the last header it gave us that we accepted (its locator start)
         self.known: OrderedDict[bytes, None] = OrderedDict()  # block/tx hashes the peer has (bounded)
         self.close_reason = ""
         self.ban_reason = ""

@@ -1,14 +1,26 @@
 """Chain sync and gossip: headers first, then bodies from several peers; announcements.
 
-- A peer with more work than our best header gets `getheaders` with a locator of our best header
-  chain; headers are checked (ticket, signature, target: cheap) and indexed as they arrive.
-- Bodies of the best header chain that we lack are requested from the peers that have them, at
-  most `max_blocks_in_flight` per peer, and re-requested elsewhere after a timeout.
+- A peer that claims more work than we have seen from it gets `getheaders` with a locator (the
+  last header it gave us, then our validated chain); headers are checked (ticket, signature,
+  target: cheap) and indexed as they arrive, within the chain state's bounds on unproven headers.
+  A header refused for now (too far above our validated tip, too many held, its branch given up)
+  is not the peer's fault: we stop asking that peer for headers until our tip has moved on.
+- Header work is a claim. Each header branch heavier than our validated tip is tracked: when its
+  bodies were first wanted, who announced it, how long it has waited with no body arriving.
+  Bodies of the heaviest branches are requested from the peers that have them (those that sent
+  or announced them first, else peers high enough), at most `max_blocks_in_flight` per peer, and
+  re-requested elsewhere after a timeout or a `notfound`. A branch that gets no body for
+  `body_timeout_s` of wanting is given up (ChainState.drop_header_branch) and its announcers are
+  disconnected: a fake header chain costs the node a bounded wait, never its liveness, and the
+  miner keeps mining on the validated tip meanwhile (it pauses only while bodies of a heavier
+  branch really arrive).
 - Blocks are validated on the chain worker thread (one thread: the chain state's only writer), so
   the event loop stays responsive. Re-execution of work only happens inside ChainState when a
   block's branch has more work than the tip; an unsolicited block is looked at only if it could be
   the new best tip, and each peer has a verification budget: seconds of validation spent on its
   blocks that did not become our best chain. A peer over budget is dropped.
+- A body that is not its header's (Outcome.BAD_MESSAGE) bans its sender and marks nothing: the
+  body is fetched again from another peer. Invalid work bans its sender.
 - New tips and new transactions are announced with `inv`; a peer that hears of an unknown block
   asks for headers, which brings the body request along.
 """
@@ -21,7 +33,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from chain.block import Block, BlockHeader
@@ -30,6 +42,8 @@ from chain.mempool import Mempool, TxRejected
 from chain.storage import STATUS_HEADER, STATUS_INVALID, IndexEntry
 from chain.tx import Transaction
 from consensus.chainstate import BlockResult, ChainState, Outcome
+from consensus.forkchoice import prefer
+from consensus.validation import Reason
 
 from p2p.metrics import NodeMetrics
 from p2p.peer import Misbehaving, Peer
@@ -50,11 +64,16 @@ MAX_REMEMBERED_SENDERS = 4_096  # block bodies whose sender we can still blame
 log = logging.getLogger("pouw.sync")
 T = TypeVar("T")
 
-BLOCK_TIMEOUT_S = 30.0
+BODY_TIMEOUT_S = 60.0  # default: a heavier header branch with no body arriving for this long is given up
+BLOCK_TIMEOUT_S = 30.0  # one body request (at most; half the body timeout when that is shorter)
 HEADERS_TIMEOUT_S = 30.0
+HEADERS_RETRY_S = 30.0  # a peer whose headers were refused for now is asked again after this long at most
 MAX_GETDATA_BLOCKS = 64  # blocks one getdata may ask for
+MAX_BRANCHES = 32  # heavier header branches tracked
+MAX_BRANCHES_FETCHED = 4  # the heaviest ones whose bodies are requested at once
+MAX_MISSING_PER_BRANCH = 1_024  # bodies of one branch considered per scheduling round
 PROGRESS_EVERY_S = 5.0
-CATCHING_UP_S = 5.0  # mining pauses while blocks of a heavier chain connected this recently
+CATCHING_UP_S = 5.0  # mining pauses while bodies of a heavier branch arrived this recently
 MAX_BLOCK_TIMES = 10_000  # blocks whose arrival and connection times are kept (for the API)
 
 
@@ -66,23 +85,77 @@ class SyncProgress:
     syncing: bool
 
 
+@dataclass
+class BranchWant:
+    """A header branch with more work than the validated tip, whose bodies we want."""
+
+    id: bytes  # the first header it was tracked by (stable while the branch grows)
+    tip: bytes  # its heaviest header we know
+    height: int
+    work: int
+    first_wanted: float  # monotonic time it was first tracked
+    announcers: set[int] = field(default_factory=set)  # ids of the peers that sent its headers
+    waited: float = 0.0  # seconds wanted (among the branches being fetched) with no body arriving
+    aged_at: float = 0.0  # monotonic time `waited` was last brought up to date
+    progressed: bool = False  # a body of it arrived since the last tick
+    missing: int = 0  # bodies it lacked at the last look
+
+
+@dataclass(frozen=True)
+class BranchView:
+    """What the chain says of a tracked branch (computed on the chain worker)."""
+
+    alive: bool  # still heavier than the tip, not invalid, connected to our best chain
+    height: int
+    work: int
+    missing: tuple[tuple[bytes, int], ...]  # (hash, height) of its blocks without a body, lowest first
+
+
+@dataclass(frozen=True)
+class HeaderBatch:
+    outcome: Outcome  # of the first header not accepted, else HEADER
+    reason: Reason | None  # its reason, if it has one
+    detail: str
+    index: int  # headers[:index] were accepted (new or known)
+    new: int  # how many were new
+    outcomes: dict[str, int]  # outcome value -> count, for the metrics
+
+
 class Sync:
-    def __init__(self, chain: ChainState, mempool: Mempool, metrics: NodeMetrics, peers: Callable[[], list[Peer]]) -> None:
+    def __init__(
+        self,
+        chain: ChainState,
+        mempool: Mempool,
+        metrics: NodeMetrics,
+        peers: Callable[[], list[Peer]],
+        body_timeout_s: float = BODY_TIMEOUT_S,
+    ) -> None:
         self.chain = chain
         self.mempool = mempool
         self.metrics = metrics
         self.peers = peers
+        self.body_timeout_s = body_timeout_s
+        self.block_timeout_s = min(BLOCK_TIMEOUT_S, body_timeout_s / 2)
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
         self.best_header: IndexEntry = chain.tip
         self.in_flight: dict[bytes, int] = {}  # block hash -> peer id
         self.body_senders: OrderedDict[bytes, Peer] = OrderedDict()  # recent block bodies -> who sent them
         self.headers_asked: dict[int, float] = {}  # peer id -> when we sent getheaders
+        # peer id -> (our tip height, monotonic time) when a header of theirs was refused for now
+        self.headers_paused: dict[int, tuple[int, float]] = {}
+        self.branches: dict[bytes, BranchWant] = {}
+        self.branch_of: dict[bytes, bytes] = {}  # missing body hash -> id of the branch it was wanted for
+        self.not_found: dict[bytes, set[int]] = {}  # hash -> peers that do not have it (notfound, bad body)
+        self.timed_out: dict[bytes, set[int]] = {}  # hash -> peers that let a request for it time out
         self.on_new_tip: list[Callable[[BlockResult], Awaitable[None] | None]] = []
         self._progress_at = time.monotonic()
         self._progress_height = chain.tip.height
         self.progress = SyncProgress(chain.tip.height, chain.tip.height, 0.0, False)
         self._scheduling = False
-        self._peer_block_connected_at = 0.0  # when a peer's block last moved our tip
+        self._reschedule = False
+        # Bodies of a heavier branch arrived until this monotonic time; the branch's work then.
+        self._catching_up_until = 0.0
+        self._catching_up_work = 0
         # hash -> [received_ms, connected_ms]: wall-clock times (Unix ms, float) at which this node
         # first had the block's body (from a peer or its own miner) and first connected it to its
         # best chain; shown by GET /api/blocks/{id} (propagation measurements). Bounded, not stored.
@@ -104,11 +177,11 @@ class Sync:
             times[0] = round(time.time() * 1000, 3)
 
     def catching_up(self) -> bool:
-        """A heavier header chain is known and its bodies are arriving: mining there would be wasted.
+        """Bodies of a heavier branch are arriving: mining on the old tip now would be wasted.
 
-        Headers alone never pause mining: they cost their sender only hashes."""
-        recent = time.monotonic() - self._peer_block_connected_at < CATCHING_UP_S
-        return recent and self.best_header.chain_work > self.chain.tip.chain_work
+        Headers alone never pause mining: they cost their sender only hashes. (Called from the
+        miner thread: it reads two numbers the event loop sets.)"""
+        return time.monotonic() < self._catching_up_until and self._catching_up_work > self.chain.tip.chain_work
 
     def note_connected(self, blocks: list[Block]) -> None:
         now = round(time.time() * 1000, 3)
@@ -128,64 +201,99 @@ class Sync:
 
     # --- views of the block tree (run on the chain worker) ----------------------------------------
 
-    def _find_best_header(self) -> IndexEntry:
-        return self.chain.best_header()
-
-    def _header_locator(self) -> list[bytes]:
-        """Hashes of the best header chain at heights top, top-1, ..., then doubling steps, genesis."""
-        entries = self.chain.entries
-        chain: list[bytes] = []
-        e: IndexEntry | None = self.best_header
-        heights: set[int] = set()
-        step, h = 1, self.best_header.height
-        while h > 0:
-            heights.add(h)
-            if len(heights) >= 10:
+    def _header_locator(self, start: bytes | None) -> list[bytes]:
+        """`start` (the last header a peer gave us, if we still hold it), then our validated chain
+        at heights tip, tip-1, ... (ten), then doubling steps, then genesis."""
+        out: list[bytes] = []
+        if start is not None:
+            e = self.chain.entry(start)
+            if e is not None and e.status != STATUS_INVALID:
+                out.append(start)
+        step, h = 1, self.chain.tip.height
+        while h > 0 and len(out) < MAX_LOCATOR - 1:
+            x = self.chain.hash_at(h)
+            if x is not None and x not in out:
+                out.append(x)
+            if len(out) >= 10:
                 step *= 2
             h -= step
-        while e is not None and e.height > 0:
-            if e.height in heights:
-                chain.append(e.hash)
-            if self.chain.on_best_chain(e.hash):
-                # below here the connected chain's index is faster
-                chain += [x for x in (self.chain.hash_at(k) for k in sorted(heights, reverse=True) if k < e.height) if x]
-                break
-            e = entries.get(e.prev_hash)
-        chain.append(self.chain.genesis.block.hash)
-        return chain[: MAX_LOCATOR - 1] + ([self.chain.genesis.block.hash] if len(chain) >= MAX_LOCATOR else [])
+        out.append(self.chain.genesis.block.hash)
+        return out
 
-    def _missing_bodies(self, limit: int) -> list[tuple[bytes, int]]:
-        """(hash, height) of the best header chain's blocks without a body, lowest first."""
-        self.best_header = self._find_best_header()
-        out: list[tuple[bytes, int]] = []
-        e: IndexEntry | None = self.best_header
-        entries = self.chain.entries
-        if self.best_header.chain_work <= self.chain.tip.chain_work:
-            return []
-        # Down to the fork point with the best chain: a branch may fork below our tip.
-        while e is not None and not self.chain.on_best_chain(e.hash):
-            if e.status == STATUS_HEADER:
-                out.append((e.hash, e.height))
-            e = entries.get(e.prev_hash)
-        out.reverse()
-        return out[:limit]
-
-    def _accept_headers(self, headers: list[BlockHeader]) -> tuple[Outcome, str, int]:
-        """Index headers in order; stop at the first that is not accepted. (outcome, detail, index)."""
+    def _accept_headers(self, headers: list[BlockHeader]) -> HeaderBatch:
+        """Index headers in order; stop at the first that is not accepted."""
+        counts: dict[str, int] = {}
+        new = 0
         for i, header in enumerate(headers):
             result = self.chain.process_header(header)
-            if result.outcome in (Outcome.HEADER, Outcome.DUPLICATE):
+            counts[result.outcome.value] = counts.get(result.outcome.value, 0) + 1
+            if result.outcome == Outcome.HEADER:
+                new += 1
                 continue
-            self.best_header = self._find_best_header()
+            if result.outcome == Outcome.DUPLICATE:
+                continue
+            self.best_header = self.chain.best_header()
             detail = (result.reason.value + ": " if result.reason else "") + result.detail
-            return result.outcome, detail, i
-        self.best_header = self._find_best_header()
-        return Outcome.HEADER, "", len(headers)
+            return HeaderBatch(result.outcome, result.reason, detail, i, new, counts)
+        self.best_header = self.chain.best_header()
+        return HeaderBatch(Outcome.HEADER, None, "", len(headers), new, counts)
+
+    def _branch_containing(self, block_hash: bytes, tips: frozenset[bytes]) -> bytes | None:
+        """The tracked tip that `block_hash` extends (walking down to our best chain), if any."""
+        e = self.chain.entry(block_hash)
+        if e is not None:
+            e = self.chain.entry(e.prev_hash)
+        while e is not None:
+            if e.hash in tips:
+                return e.hash
+            if e.status != STATUS_HEADER and self.chain.on_best_chain(e.hash):
+                return None
+            e = self.chain.entry(e.prev_hash)
+        return None
+
+    def _branch_views(self, tips: list[bytes], limit: int) -> list[BranchView]:
+        out = []
+        tip_work = self.chain.tip.chain_work
+        for tip in tips:
+            top = self.chain.entry(tip)
+            if top is None or top.status == STATUS_INVALID or not prefer(top.chain_work, tip_work):
+                out.append(BranchView(False, 0, 0, ()))
+                continue
+            missing: list[tuple[bytes, int]] = []
+            e: IndexEntry | None = top
+            connected = False
+            while e is not None:
+                if e.status == STATUS_HEADER:
+                    missing.append((e.hash, e.height))  # never on the best chain: no lookup needed
+                elif e.status == STATUS_INVALID:
+                    break
+                elif self.chain.on_best_chain(e.hash):
+                    connected = True
+                    break
+                e = self.chain.entry(e.prev_hash)
+            missing.reverse()
+            out.append(BranchView(connected, top.height, top.chain_work, tuple(missing[:limit])))
+        return out
+
+    def _drop_branch(self, lowest_missing: bytes) -> int:
+        dropped = self.chain.drop_header_branch(lowest_missing)
+        self.best_header = self.chain.best_header()
+        return dropped
 
     # --- handlers --------------------------------------------------------------------------------
 
+    def _wants_headers(self, peer: Peer) -> bool:
+        """The peer claims more work than our tip and than the headers it gave us, and we are not
+        waiting for its answer, nor holding off after refusing its headers."""
+        if peer.id in self.headers_asked or peer.id in self.headers_paused:
+            return False
+        if peer.best_work <= self.chain.tip.chain_work:
+            return False
+        last = self.chain.entry(peer.last_header) if peer.last_header is not None else None
+        return last is None or peer.best_work > last.chain_work
+
     async def peer_ready(self, peer: Peer) -> None:
-        if peer.best_work > self.best_header.chain_work:
+        if self._wants_headers(peer):
             await self.ask_headers(peer)
 
     def peer_gone(self, peer: Peer) -> None:
@@ -193,11 +301,10 @@ class Sync:
             self.in_flight.pop(h, None)
         peer.blocks_in_flight.clear()
         self.headers_asked.pop(peer.id, None)
+        self.headers_paused.pop(peer.id, None)
 
-    async def ask_headers(self, peer: Peer, start: bytes | None = None) -> None:
-        locator = await self.run_chain(self._header_locator)
-        if start is not None:
-            locator = [start, *locator][:MAX_LOCATOR]
+    async def ask_headers(self, peer: Peer) -> None:
+        locator = await self.run_chain(self._header_locator, peer.last_header)
         self.headers_asked[peer.id] = time.monotonic()
         peer.send(GetHeaders(tuple(locator)))
 
@@ -219,46 +326,104 @@ class Sync:
             for h in msg.blocks:
                 if peer.blocks_in_flight.pop(h, None) is not None:
                     self.in_flight.pop(h, None)
+                    self.not_found.setdefault(h, set()).add(peer.id)
             await self.schedule()
+
+    def _bad_message(self, message: str, reason: str) -> None:
+        self.metrics.bad_messages.labels(message, reason).inc()
 
     async def _on_headers(self, peer: Peer, msg: Headers) -> None:
         self.headers_asked.pop(peer.id, None)
         if not msg.headers:
+            # Nothing after our locator: the peer has no more work than we have seen of it.
+            last = self.chain.entry(peer.last_header) if peer.last_header is not None else None
+            peer.best_work = min(peer.best_work, max(self.chain.tip.chain_work, last.chain_work if last else 0))
             return
         headers: list[BlockHeader] = []
         for i, raw in enumerate(msg.headers):
             try:
                 header = BlockHeader.from_bytes(raw)
             except DecodeError as exc:
+                self._bad_message("header", "undecodable")
                 raise Misbehaving(100, f"headers[{i}] does not decode: {exc}") from None
             if headers and header.prev_hash != headers[-1].hash:
+                self._bad_message("header", "not-a-chain")
                 raise Misbehaving(100, f"headers[{i}] does not follow headers[{i - 1}]")
             headers.append(header)
-        outcome, detail, index = await self.run_chain(self._accept_headers, headers)
-        if outcome in (Outcome.INVALID, Outcome.BAD_MESSAGE):
-            raise Misbehaving(100, f"invalid header {headers[index].hash.hex()[:16]} at height {headers[index].height}: {detail}")
-        if outcome == Outcome.ORPHAN:
-            # Does not connect to anything we know: maybe a fork deeper than our locator reached.
-            raise Misbehaving(20, f"headers starting at height {headers[0].height} do not connect")
-        last = headers[index - 1] if index > 0 else None
-        if last is not None:
+        batch = await self.run_chain(self._accept_headers, headers)
+        for outcome, n in batch.outcomes.items():
+            self.metrics.headers.labels(outcome).inc(n)
+        self.metrics.header_height.set(self.best_header.height)
+        index = batch.index
+        if index > 0:
+            last = headers[index - 1]
             entry = self.chain.entry(last.hash)
             peer.best_height = max(peer.best_height, last.height)
-            if entry is not None:
-                peer.best_work = max(peer.best_work, entry.chain_work)
+            peer.last_header = last.hash
             for h in headers[:index]:
                 peer.mark_known(h.hash)
-        if outcome == Outcome.HEADER and len(headers) == MAX_HEADERS:
-            await self.ask_headers(peer, start=headers[-1].hash)
+            if entry is not None:
+                peer.best_work = max(peer.best_work, entry.chain_work)
+                if batch.new:
+                    await self._track_branch(peer, entry)
+        if batch.outcome == Outcome.BAD_MESSAGE:
+            bad = headers[index]
+            self._bad_message("header", batch.reason.value if batch.reason else "bad-message")
+            raise Misbehaving(100, f"bad header {bad.hash.hex()[:16]} at height {bad.height}: {batch.detail}")
+        if batch.outcome == Outcome.INVALID:
+            bad = headers[index]
+            raise Misbehaving(100, f"invalid header {bad.hash.hex()[:16]} at height {bad.height}: {batch.detail}")
+        if batch.outcome == Outcome.ORPHAN:
+            # Does not connect to anything we know: maybe a fork deeper than our locator reached.
+            raise Misbehaving(20, f"headers starting at height {headers[0].height} do not connect")
+        if batch.outcome == Outcome.REJECTED:
+            # Not the peer's fault (too far above our validated tip, too many held, a branch we
+            # gave up): ask it again once our tip has moved on, or after a while.
+            self.headers_paused[peer.id] = (self.chain.tip.height, time.monotonic())
+            log.info("%s: header at height %d refused for now (%s); asking again when our tip moves on",
+                     peer, headers[index].height, batch.detail)
+        elif len(headers) == MAX_HEADERS:
+            await self.ask_headers(peer)  # more to come: from the last one it gave us
+        elif index == len(headers) and index > 0:
+            entry = self.chain.entry(headers[-1].hash)
+            if entry is not None:
+                peer.best_work = entry.chain_work  # its whole chain after our locator
         await self.schedule()
+
+    async def _track_branch(self, peer: Peer, entry: IndexEntry) -> None:
+        """New headers up to `entry` from `peer`: extend the branch they continue, or track a new one."""
+        if not prefer(entry.chain_work, self.chain.tip.chain_work):
+            return
+        by_tip = {b.tip: b for b in self.branches.values()}
+        found = await self.run_chain(self._branch_containing, entry.hash, frozenset(by_tip))
+        branch = by_tip.get(found) if found is not None else None
+        if branch is None:
+            branch = self.branches.get(entry.hash)
+        if branch is None:
+            now = time.monotonic()
+            branch = BranchWant(entry.hash, entry.hash, entry.height, entry.chain_work, now, aged_at=now)
+            self.branches[entry.hash] = branch
+            while len(self.branches) > MAX_BRANCHES:
+                lightest = min(self.branches.values(), key=lambda b: b.work)
+                del self.branches[lightest.id]
+            if branch.id not in self.branches:
+                return
+        if entry.chain_work > branch.work:
+            branch.tip, branch.height, branch.work = entry.hash, entry.height, entry.chain_work
+        branch.announcers.add(peer.id)
 
     async def _on_inv(self, peer: Peer, msg: Inv) -> None:
         unknown_block = False
+        wanted_known = False
         for h in msg.blocks:
             peer.mark_known(h)
-            if self.chain.entry(h) is None:
+            entry = self.chain.entry(h)
+            if entry is None:
                 unknown_block = True
-        if unknown_block and peer.id not in self.headers_asked:
+            else:
+                peer.best_height = max(peer.best_height, entry.height)
+                wanted_known = wanted_known or entry.status == STATUS_HEADER
+        if unknown_block and peer.id not in self.headers_asked and peer.id not in self.headers_paused:
             await self.ask_headers(peer)
         wanted = []
         for h in msg.txs:
@@ -267,6 +432,8 @@ class Sync:
                 wanted.append(h)
         if wanted:
             peer.send(GetData(txs=tuple(wanted)))
+        if wanted_known:
+            await self.schedule()  # one more peer has a body we lack
 
     async def _on_getdata(self, peer: Peer, msg: GetData) -> None:
         if len(msg.blocks) > MAX_GETDATA_BLOCKS:
@@ -291,6 +458,7 @@ class Sync:
         try:
             block = Block.from_bytes(msg.block)
         except DecodeError as exc:
+            self._bad_message("block", "undecodable")
             raise Misbehaving(100, f"block does not decode: {exc}") from None
         h = block.hash
         self.note_received(h)
@@ -315,23 +483,45 @@ class Sync:
         started = time.perf_counter()
         result = await self.run_chain(self.chain.process_block, block, len(msg.block))
         spent = time.perf_counter() - started
-        if result.connected:
-            self._peer_block_connected_at = time.monotonic()
+        if result.outcome in (Outcome.NEW_TIP, Outcome.SIDE) or result.connected:
+            self._note_body_progress(h, bool(result.connected))
         await self.after_block(result, spent, source=peer)
         self._blame_earlier_senders(result, h)
-        # Charged: what did not become our best chain. A body we asked for (on our best header
-        # chain) that waits for its parent's body is stored as a side block until then: that is
+        # Charged: what did not become our best chain. A body we asked for (on a heavier header
+        # branch) that waits for its parent's body is stored as a side block until then: that is
         # the order of delivery from several peers during sync, not the peer's doing.
         if result.outcome == Outcome.INVALID or (not solicited and result.outcome != Outcome.NEW_TIP and not result.connected):
             peer.verify_budget.charge(spent)
-        if result.outcome in (Outcome.INVALID, Outcome.BAD_MESSAGE):
+        if result.outcome == Outcome.BAD_MESSAGE:
+            # Not this block's body (or a broken signature): nothing was stored or marked; the
+            # body is fetched again from another peer that has it.
+            self.not_found.setdefault(h, set()).add(peer.id)
+            reason = result.reason.value if result.reason else "bad-message"
+            self._bad_message("block", reason)
+            await self.schedule()
+            raise Misbehaving(100, f"bad block {h.hex()[:16]} at height {block.header.height}: {reason}"
+                                   + (f" ({result.detail})" if result.detail else ""))
+        if result.outcome == Outcome.INVALID:
             why = (result.reason.value if result.reason else "invalid") + (f" ({result.detail})" if result.detail else "")
-            raise Misbehaving(100, f"{'invalid' if result.outcome == Outcome.INVALID else 'bad'} block {h.hex()[:16]} at height {block.header.height}: {why}")
+            raise Misbehaving(100, f"invalid block {h.hex()[:16]} at height {block.header.height}: {why}")
         if result.outcome == Outcome.REJECTED:
             raise Misbehaving(10, f"block {h.hex()[:16]} rejected for now: {result.reason.value if result.reason else ''} {result.detail}")
         if result.outcome == Outcome.ORPHAN:
             await self.ask_headers(peer)
         await self.schedule()
+
+    def _note_body_progress(self, block_hash: bytes, connected: bool) -> None:
+        """A body we wanted for a heavier branch arrived: the branch's wait starts again. When it
+        also moved our tip and the branch still has more work, its blocks are coming: mining
+        pauses a while. (Bodies that are only stored pause nothing: until the branch is validated
+        they may be fake work, which must not stop the miner.)"""
+        branch = self.branches.get(self.branch_of.get(block_hash, b""))
+        if branch is None:
+            return
+        branch.progressed = True
+        if connected and branch.work > self.chain.tip.chain_work:
+            self._catching_up_work = max(branch.work, self._catching_up_work if self.catching_up() else 0)
+            self._catching_up_until = time.monotonic() + CATCHING_UP_S
 
     def _remember_sender(self, block_hash: bytes, peer: Peer) -> None:
         self.body_senders[block_hash] = peer
@@ -356,13 +546,20 @@ class Sync:
             self.metrics.height.set(tip.height)
             self.metrics.mempool_txs.set(len(self.mempool))
             self.metrics.mempool_bytes.set(self.mempool.total_bytes)
-            if tip.chain_work > self.best_header.chain_work:
+            if result.invalidated:
+                self._catching_up_until = 0.0  # the branch we were catching up with failed
+                self.best_header = await self.run_chain(self.chain.best_header)
+            elif tip.chain_work > self.best_header.chain_work:
                 self.best_header = tip
             self.announce_block(tip.hash, exclude=source)
             for listener in self.on_new_tip:
                 done = listener(result)
                 if done is not None:
                     await done
+            await self._resume_headers(time.monotonic())
+        elif result.invalidated or result.outcome == Outcome.INVALID:
+            self._catching_up_until = 0.0
+            self.best_header = await self.run_chain(self.chain.best_header)
 
     def announce_block(self, block_hash: bytes, exclude: Peer | None = None) -> None:
         for p in self.peers():
@@ -374,6 +571,7 @@ class Sync:
         try:
             tx = Transaction.from_bytes(msg.tx)
         except DecodeError as exc:
+            self._bad_message("tx", "undecodable")
             raise Misbehaving(100, f"transaction does not decode: {exc}") from None
         peer.mark_known(tx.txid)
         try:
@@ -402,50 +600,160 @@ class Sync:
 
     # --- scheduling ------------------------------------------------------------------------------
 
+    def _fetched(self) -> list[BranchWant]:
+        """The branches whose bodies are requested now: the heaviest few."""
+        return sorted(self.branches.values(), key=lambda b: b.work, reverse=True)[:MAX_BRANCHES_FETCHED]
+
+    async def _look(self, branches: list[BranchWant]) -> list[tuple[BranchWant, BranchView]]:
+        """Each branch with the chain's view of it; branches that are gone are forgotten."""
+        views = await self.run_chain(self._branch_views, [b.tip for b in branches], MAX_MISSING_PER_BRANCH)
+        out = []
+        for branch, view in zip(branches, views, strict=True):
+            if not view.alive:
+                self.branches.pop(branch.id, None)
+                continue
+            branch.missing = len(view.missing)
+            out.append((branch, view))
+        return out
+
     async def schedule(self) -> None:
-        """Ask peers for the bodies of the best header chain that nobody is fetching yet."""
+        """Ask peers for the bodies of the heaviest header branches that nobody is fetching yet."""
         if self._scheduling:
+            self._reschedule = True
             return
         self._scheduling = True
         try:
-            missing = await self.run_chain(self._missing_bodies, 1024)
-            ready = [p for p in self.peers() if not p.closed]
-            asks: dict[int, list[bytes]] = {}
-            by_id = {p.id: p for p in ready}
-            for h, height in missing:
-                if h in self.in_flight:
-                    continue
-                candidates = [
-                    p for p in ready
-                    if p.best_height >= height and len(p.blocks_in_flight) < p.limits.max_blocks_in_flight
-                ]
-                if not candidates:
-                    continue
-                p = min(candidates, key=lambda c: len(c.blocks_in_flight))
-                p.blocks_in_flight[h] = time.monotonic()
-                self.in_flight[h] = p.id
-                asks.setdefault(p.id, []).append(h)
-            for pid, hashes in asks.items():
-                by_id[pid].send(GetData(blocks=tuple(hashes)))
+            while True:
+                self._reschedule = False
+                await self._schedule_once()
+                if not self._reschedule:
+                    break
         finally:
             self._scheduling = False
 
+    async def _schedule_once(self) -> None:
+        looked = await self._look(self._fetched())
+        self.branch_of = {h: branch.id for branch, view in looked for h, _ in view.missing}
+        for table in (self.not_found, self.timed_out):
+            for h in [h for h in table if h not in self.branch_of]:
+                del table[h]
+        ready = [p for p in self.peers() if not p.closed]
+        by_id = {p.id: p for p in ready}
+        asks: dict[int, list[bytes]] = {}
+        free = sum(max(0, p.limits.max_blocks_in_flight - len(p.blocks_in_flight)) for p in ready)
+        for branch, view in looked:
+            for h, height in view.missing:
+                if free <= 0:
+                    break  # every peer is busy: the rest waits for the next round
+                if h in self.in_flight:
+                    continue
+                peer = self._pick_peer(ready, branch, h, height)
+                if peer is None:
+                    continue
+                peer.blocks_in_flight[h] = time.monotonic()
+                self.in_flight[h] = peer.id
+                asks.setdefault(peer.id, []).append(h)
+                free -= 1
+        for pid, hashes in asks.items():
+            for i in range(0, len(hashes), MAX_GETDATA_BLOCKS):
+                by_id[pid].send(GetData(blocks=tuple(hashes[i : i + MAX_GETDATA_BLOCKS])))
+
+    def _pick_peer(self, ready: list[Peer], branch: BranchWant, h: bytes, height: int) -> Peer | None:
+        """Who to ask for a body: a peer that sent or announced the branch (or this block), else,
+        when no such peer is left, one whose chain is high enough; never one that said it lacks
+        the block; one that let a request for it time out only when no other can be asked."""
+        refused = self.not_found.get(h, ())
+        late = self.timed_out.get(h, ())
+        candidates = [p for p in ready if p.id not in refused]
+        knowers = [p for p in candidates if p.id in branch.announcers or h in p.known or branch.tip in p.known]
+        pool = knowers or [p for p in candidates if p.best_height >= height]
+        free = [p for p in pool if len(p.blocks_in_flight) < p.limits.max_blocks_in_flight]
+        if not free:
+            return None
+        return min(free, key=lambda p: (p.id in late, len(p.blocks_in_flight)))
+
     async def tick(self) -> None:
-        """Once a second: time out requests, ask ahead peers for headers, log progress."""
+        """Once a second: time out requests, give up on branches whose bodies do not come, ask
+        peers for headers, log progress."""
         now = time.monotonic()
         for p in self.peers():
-            late = [h for h, t in p.blocks_in_flight.items() if now - t > BLOCK_TIMEOUT_S]
+            late = [h for h, t in p.blocks_in_flight.items() if now - t > self.block_timeout_s]
             for h in late:
                 del p.blocks_in_flight[h]
                 self.in_flight.pop(h, None)
-                log.info("%s: block %s not delivered in %.0f s; asking elsewhere", p, h.hex()[:16], BLOCK_TIMEOUT_S)
+                self.timed_out.setdefault(h, set()).add(p.id)
+                log.info("%s: block %s not delivered in %.0f s; asking elsewhere", p, h.hex()[:16], self.block_timeout_s)
             asked = self.headers_asked.get(p.id)
             if asked is not None and now - asked > HEADERS_TIMEOUT_S:
                 self.headers_asked.pop(p.id, None)
-            if p.best_work > self.best_header.chain_work and p.id not in self.headers_asked:
+        await self._age_branches(now)
+        await self._resume_headers(now)
+        for p in self.peers():
+            if not p.closed and self._wants_headers(p):
                 await self.ask_headers(p)
         await self.schedule()
         self._log_progress(now)
+
+    async def _age_branches(self, now: float) -> None:
+        """The fetched branches that got no body since the last look wait longer; past the body
+        timeout a branch is given up. Branches not being fetched (lighter ones) do not age."""
+        fetched = self._fetched()
+        ids = {b.id for b in fetched}
+        for branch, _ in await self._look([b for b in self.branches.values() if b.id not in ids]):  # forgets the dead ones
+            branch.aged_at = now
+        for branch, view in await self._look(fetched):
+            elapsed = min(now - branch.aged_at, 5.0)  # a stalled loop does not count against a branch
+            branch.aged_at = now
+            if branch.progressed or not view.missing:
+                branch.waited = 0.0
+                branch.progressed = False
+                continue
+            branch.waited += elapsed
+            if branch.waited >= self.body_timeout_s:
+                await self._give_up(branch, view)
+
+    async def _give_up(self, branch: BranchWant, view: BranchView) -> None:
+        lowest = view.missing[0][0]
+        dropped = await self.run_chain(self._drop_branch, lowest)
+        self.branches.pop(branch.id, None)
+        self._catching_up_until = 0.0
+        for h, bid in list(self.branch_of.items()):
+            if bid == branch.id:
+                del self.branch_of[h]
+                pid = self.in_flight.pop(h, None)
+                for p in self.peers():
+                    if p.id == pid:
+                        p.blocks_in_flight.pop(h, None)
+        held = time.monotonic() - branch.first_wanted
+        self.metrics.header_branches_dropped.inc()
+        self.metrics.header_height.set(self.best_header.height)
+        log.warning(
+            "gave up on a header branch to height %d (%d headers dropped, %d bodies missing): no body arrived for %.0f s "
+            "(tracked %.1f s); disconnecting its announcers", view.height, dropped, len(view.missing), self.body_timeout_s, held,
+        )
+        reason = f"announced headers of a branch to height {view.height} whose bodies did not arrive within {self.body_timeout_s:g} s"
+        for p in self.peers():
+            if p.id in branch.announcers and not p.closed:
+                p.misbehave(50, reason)
+                p.close(reason)
+        self.headers_paused.clear()  # room for headers again: ask the peers we held off
+
+    async def _resume_headers(self, now: float) -> None:
+        """Ask peers whose headers were refused for now again, once our tip has moved on enough
+        (half the headers-ahead window) or after a while."""
+        if not self.headers_paused:
+            return
+        step = max(1, min(self.chain.limits.max_headers_ahead // 2, MAX_HEADERS))
+        tip = self.chain.tip.height
+        for p in self.peers():
+            paused = self.headers_paused.get(p.id)
+            if paused is None or p.closed:
+                continue
+            height, at = paused
+            if tip >= height + step or now - at >= HEADERS_RETRY_S:
+                del self.headers_paused[p.id]
+                if p.id not in self.headers_asked:
+                    await self.ask_headers(p)
 
     def _log_progress(self, now: float) -> None:
         tip = self.chain.tip

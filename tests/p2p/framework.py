@@ -7,6 +7,8 @@
   wants (raw bytes included) and reads what the node answers.
 - ChainFollower: a ChainState in the test process on the node's network, fed with the node's own
   blocks fetched over the wire, so a test can build blocks (honest or forged) on the node's chain.
+- HeightWatch: polls a node's height in a background thread during an attack (a height that
+  ever drops shows a tip that was disconnected).
 - wait_until: a bounded poll.
 """
 
@@ -20,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +33,7 @@ from typing import Any
 import aiohttp
 
 from chain.block import Block
+from chain.mempool import Mempool
 from chain.storage import ChainStore
 from consensus.chainstate import ChainState, Outcome
 from consensus.params import load_params
@@ -248,15 +252,16 @@ class TestPeer:
         self.ws = await self.session.ws_connect(f"http://{addr}/p2p", max_msg_size=64 << 20)
         return self
 
-    async def handshake(self, status: dict) -> Hello:
-        """Send our hello (built from the node's /api/status) and return the node's."""
+    async def handshake(self, status: dict, height: int = 0, chain_work: int = 1) -> Hello:
+        """Send our hello (built from the node's /api/status, claiming `height` and `chain_work`)
+        and return the node's."""
         hello = Hello(
             version=PROTOCOL_VERSION,
             network=status["network"],
             chain_id=bytes.fromhex(status["chain_id"]),
             genesis=bytes.fromhex(status["genesis"]),
-            height=0,
-            chain_work=int_to_wire(1),
+            height=height,
+            chain_work=int_to_wire(chain_work),
             listen=self.listen,
             nonce=self.nonce,
             agent=AGENT + "-testpeer",
@@ -343,10 +348,11 @@ class ChainFollower:
     same chain with consensus.miner (make_template, Miner) and send them to the node.
     """
 
-    def __init__(self, path: Path, network: Path | str) -> None:
+    def __init__(self, path: Path, network: Path | str, mempool: Mempool | None = None) -> None:
         self.params = load_params(str(network))
         self.store = ChainStore(str(path))
-        self.chain = ChainState(self.store, self.params)
+        self.mempool = mempool
+        self.chain = ChainState(self.store, self.params, mempool=mempool)
 
     async def sync(self, node: NodeProcess, upto: int | None = None) -> list[Block]:
         status = node.status()
@@ -361,3 +367,38 @@ class ChainFollower:
 
     def close(self) -> None:
         self.store.close()
+
+
+class HeightWatch:
+    """Poll a node's height every `interval` seconds in a thread, between `with` and its end.
+
+    `samples` holds (monotonic time, height); `drops()` lists the samples where the height went
+    down (a disconnected tip). Failed polls (a node restarting) are counted, not recorded."""
+
+    def __init__(self, node: NodeProcess, interval: float = 0.05) -> None:
+        self.node = node
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self.failed_polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch-{node.name}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append((time.monotonic(), self.node.request("GET", "/api/status", timeout=2.0)["height"]))
+            except (OSError, ApiError, ValueError):
+                self.failed_polls += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> HeightWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def drops(self) -> list[tuple[int, int]]:
+        """(height before, height after) wherever a sample was lower than the one before it."""
+        return [(a[1], b[1]) for a, b in zip(self.samples, self.samples[1:]) if b[1] < a[1]]
