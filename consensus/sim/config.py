@@ -25,8 +25,12 @@ class ExperimentError(ValueError):
 
 TOPOLOGIES = ("mesh", "random-regular", "ring", "line")
 MODES = ("modelled", "real")
-ADVERSARIES = ("none", "selfish", "fabricator", "withholder", "flooder")
+ADVERSARIES = ("none", "selfish", "fabricator", "withholder", "flooder", "reroller")
+MINING_ADVERSARIES = ("selfish", "fabricator", "withholder", "reroller")
+REAL_ADVERSARIES = ("none", "fabricator", "reroller")
 FLOOD_KINDS = ("bad-ticket", "fake-work")
+# consensus.attacks.REROLL_STRATEGIES (kept here so that parsing a file does not import the kernels; a test checks they agree)
+REROLL_STRATEGIES = ("last", "chained")
 SECTIONS = ("name", "description", "chain", "network", "miners", "work", "adversary", "events", "run", "sweep", "plot")
 
 
@@ -65,6 +69,8 @@ class AdversaryConfig:
     delay_s: float | None  # withholder: publish held blocks after this delay; None: never
     rate: float  # flooder: blocks per second sent to each peer
     flood_kind: str
+    reroll_strategy: str  # reroller: "chained" (a fabricated leaf, then one honest unit) or "last" (the fabricated leaf wins)
+    honest_prefix: int  # reroller: honest units before the fabricated leaf
     ban: bool  # honest peers ban a peer that sent invalid work, for ban_seconds
     ban_seconds: float
     budget_seconds: float | None  # per-peer verification seconds per window; None: unlimited
@@ -120,7 +126,7 @@ class Experiment:
     @property
     def adversary_rate(self) -> float:
         a = self.adversary
-        if a.kind in ("none", "flooder") or a.share <= 0:
+        if a.kind not in MINING_ADVERSARIES or a.share <= 0:
             return 0.0
         return a.share / (1 - a.share) * self.honest_rate
 
@@ -250,7 +256,7 @@ def _work(data: Any) -> WorkConfig:
 
 _ADVERSARY_KEYS = {
     "kind", "share", "peers", "gamma", "fabricate", "withhold", "delay_s", "rate", "flood_kind", "ban",
-    "ban_seconds", "budget_seconds", "budget_window_s", "start_s", "stop_s",
+    "ban_seconds", "budget_seconds", "budget_window_s", "start_s", "stop_s", "reroll_strategy", "honest_prefix",
 }
 
 
@@ -258,7 +264,7 @@ def _adversary(data: Any, network: NetworkConfig) -> AdversaryConfig:
     section = "adversary"
     table = _keys(data if data is not None else {}, section, _ADVERSARY_KEYS)
     kind = _choice(table, section, "kind", "none", ADVERSARIES)
-    mines = kind in ("selfish", "fabricator", "withholder")
+    mines = kind in MINING_ADVERSARIES
     share = _num(table, section, "share", 0.0, 0.0, 0.95)
     if mines and share <= 0:
         raise ExperimentError(f"adversary.share: a {kind} mines, so its share must be above 0")
@@ -276,6 +282,8 @@ def _adversary(data: Any, network: NetworkConfig) -> AdversaryConfig:
         delay_s=_num(table, section, "delay_s", None, 0.0, optional=True),
         rate=_num(table, section, "rate", 10.0, 0.0),
         flood_kind=_choice(table, section, "flood_kind", "fake-work", FLOOD_KINDS),
+        reroll_strategy=_choice(table, section, "reroll_strategy", "chained", REROLL_STRATEGIES),
+        honest_prefix=_num(table, section, "honest_prefix", 8, 0, 1_000_000, integer=True),
         ban=_bool(table, section, "ban", False),
         ban_seconds=_num(table, section, "ban_seconds", 600.0, 0.0),
         budget_seconds=_num(table, section, "budget_seconds", None, 0.0, optional=True),
@@ -410,9 +418,14 @@ def parse_experiment(data: dict, name: str = "experiment") -> Experiment:
     )
     if exp.honest_rate + exp.adversary_rate <= 0:
         raise ExperimentError("miners: at least one [[miners]] group (or a mining adversary) is needed")
+    if adversary.kind == "reroller" and adversary.honest_prefix + 2 > chain.max_units_per_block:
+        # A re-rolled trace is the prefix, the fabricated leaf and (chained) one honest unit.
+        raise ExperimentError(
+            f"adversary.honest_prefix: {adversary.honest_prefix} leaves no room for the re-rolled leaves under chain.max_units_per_block ({chain.max_units_per_block})"
+        )
     if run.mode == "real":
-        if adversary.kind not in ("none", "fabricator"):
-            raise ExperimentError(f"adversary.kind: {adversary.kind} runs in run.mode = \"modelled\" only (real mode: none, fabricator)")
+        if adversary.kind not in REAL_ADVERSARIES:
+            raise ExperimentError(f"adversary.kind: {adversary.kind} runs in run.mode = \"modelled\" only (real mode: {', '.join(REAL_ADVERSARIES)})")
         if network.nodes + (adversary.kind != "none") > 16:
             raise ExperimentError("network.nodes: real mode runs a handful of real nodes (at most 16)")
     return exp

@@ -21,3 +21,20 @@ def measure_unit_seconds(params: ConsensusParams, units: int = 5, device: str = 
         state, _ = task.run_unit(state, tagged_hash("sim-measure", int_bytes(u)), device)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def measure_reroll_seconds(leaves: int, rolls: int = 2000) -> float:
+    """Mean wall seconds of one re-roll of a fabricated leaf's digest in a trace of `leaves` leaves:
+    the made-up digest, the trace root and the ticket (hashes only, as consensus.attacks.RerollMiner's "last")."""
+    from useful_work.hashing import ZERO_HASH
+    from useful_work.trace import Leaf, trace_root
+
+    from consensus.tickets import ticket
+
+    base = [Leaf(tagged_hash("leaf-in", int_bytes(u)), tagged_hash("leaf-out", int_bytes(u)), tagged_hash("leaf", int_bytes(u)), ZERO_HASH) for u in range(leaves)]
+    fake = leaves - 2 if leaves >= 2 else 0
+    started = time.perf_counter()
+    for roll in range(rolls):
+        base[fake] = Leaf(base[fake].input_hash, base[fake].output_hash, tagged_hash("reroll", int_bytes(roll)), ZERO_HASH)
+        ticket(ZERO_HASH, bytes(20), trace_root(base))
+    return (time.perf_counter() - started) / rolls

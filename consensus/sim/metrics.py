@@ -157,7 +157,7 @@ def compute(record: RunRecord, exp: Experiment) -> tuple[dict, dict]:
             m[f"block_share.{g['group']}"] = g["block_share"]
             m[f"work_share.{g['group']}"] = g["work_share"]
     adv = exp.adversary
-    if pop.adversary is not None and adv.kind in ("selfish", "withholder", "fabricator"):
+    if pop.adversary is not None and adv.kind in ("selfish", "withholder", "fabricator", "reroller"):
         series = is_adv[main_ids[(height[main_ids] > lo) & (height[main_ids] <= hi)]].astype(float)
         m["adversary_work_share"] = _r(float(pop.rate[pop.adversary]) / total_rate, 6)
         m["relative_revenue"] = _r(series.mean()) if len(series) else None
@@ -186,6 +186,8 @@ def compute(record: RunRecord, exp: Experiment) -> tuple[dict, dict]:
             m["detection_rate_stderr"] = _r(math.sqrt(max(rate * (1 - rate), 1e-12) / n_fab))
             m["expected_detection"] = _r(float(np.mean([theory.detection_for_units(adv.fabricate, k, int(u)) for u in units])))
             m["theory_detection"] = _r(theory.detection(adv.fabricate, k))
+    if adv.kind == "reroller" and pop.adversary is not None:
+        m.update(reroller_metrics(record, exp, is_adv, honest_block, valid_pub))
     # verification against mining work
     units_run = float(record.units_run.sum())
     honest_verify = float(record.verify_units[honest_node].sum())
@@ -207,3 +209,81 @@ def compute(record: RunRecord, exp: Experiment) -> tuple[dict, dict]:
         m["flood_share_of_verification"] = _r(m["flood_verify_seconds"] / total, 6) if total else None
     m["cap_hits"] = record.extras.get("cap_hits", 0)
     return m, d
+
+
+def reroller_metrics(record: RunRecord, exp: Experiment, is_adv: np.ndarray, honest_block: np.ndarray, valid_pub: np.ndarray) -> dict:
+    """The re-roller's accepted blocks per unit it really ran, against the honest miners' (whole run).
+
+    `reroller_ratio` is its accepted blocks (an honest verifier checked them and none refused
+    them) per unit over the honest miners' accepted blocks per unit: 1 is honest mining. `reroller_ratio_rerolled` counts only its blocks
+    whose trace holds a fabricated leaf (the rest were won inside the honest prefix).
+    `reroller_ratio_expected` divides its accepted blocks by the blocks honest mining of the same
+    units would win on average (units times target / 2^256 of the tip each ran on): the same
+    comparison without the honest miners' luck, and without the small edge of a miner that runs a
+    fixed number of units per tip (honest miners spend more units on the tips that take long, which
+    are the harder ones). `theory_reroller_ratio` is what its units should give: prefix units earn
+    like honest ones, re-roll units are worth the closed-form acceptance (1 - k/(h+1) chained, 0 last).
+    """
+    log = record.blocks
+    adv_node = record.population.adversary
+    honest_node = record.population.honest
+    rejected = np.array(log.rejected)
+    rerolled = np.array(log.rerolled)
+    checked = np.array(log.checked)
+    rerolled[0] = False
+    accepted = valid_pub & checked  # a block no honest node validated (a lost tie, the run's end) is neither
+    k, h, strategy = exp.chain.spot_checks, exp.adversary.honest_prefix, exp.adversary.reroll_strategy
+    m: dict = {}
+    adv_units = int(record.units_run[adv_node])
+    honest_units = int(record.units_run[honest_node].sum())
+    adv_ok = int((is_adv & accepted).sum())
+    adv_rerolled_ok = int((is_adv & accepted & rerolled).sum())
+    honest_ok = int((honest_block & accepted).sum())
+    m["reroller_units_run"] = adv_units
+    m["reroller_blocks"] = adv_ok
+    m["reroller_blocks_rerolled"] = adv_rerolled_ok
+    ground = is_adv & rerolled & checked
+    m["rerolled_blocks"] = int(ground.sum())
+    m["rerolled_refused"] = int((ground & rejected).sum())
+    predicted = record.extras.get("reroll_refusal_predicted")
+    if predicted is not None:
+        # Real mode: the refusals the challenge rule predicts from each block's ticket, to set against the real validation's.
+        m["rerolled_refused_predicted"] = int(sum(1 for b in np.flatnonzero(ground).tolist() if predicted.get(b)))
+    m["honest_blocks_per_unit"] = _r(honest_ok / honest_units) if honest_units else None
+    m["reroller_blocks_per_unit"] = _r(adv_ok / adv_units) if adv_units else None
+    if honest_units and honest_ok and adv_units:
+        honest_rate = honest_ok / honest_units
+        ratio = adv_ok / adv_units / honest_rate
+        m["reroller_ratio"] = _r(ratio)
+        # Poisson counts on both sides (the plug-in estimate: no error on a count of zero).
+        m["reroller_ratio_stderr"] = _r(ratio * math.sqrt(1 / max(adv_ok, 1) + 1 / honest_ok) if adv_ok else 0.0)
+        rerolled_ratio = adv_rerolled_ok / adv_units / honest_rate
+        m["reroller_ratio_rerolled"] = _r(rerolled_ratio)
+        m["reroller_ratio_rerolled_stderr"] = _r(rerolled_ratio * math.sqrt(1 / max(adv_rerolled_ok, 1) + 1 / honest_ok) if adv_rerolled_ok else 0.0)
+    if ground.any():
+        n = int(ground.sum())
+        rate = 1 - m["rerolled_refused"] / n
+        m["reroll_acceptance"] = _r(rate)
+        m["reroll_acceptance_stderr"] = _r(math.sqrt(max(rate * (1 - rate), 1e-12) / n))
+        units = np.array(log.units)[ground]
+        m["expected_reroll_acceptance"] = _r(float(np.mean([theory.reroll_acceptance(strategy, k, int(u)) for u in units])))
+    accept = theory.reroll_acceptance(strategy, k, h + 2)
+    m["theory_reroll_acceptance"] = _r(accept)
+    prefix_units = float(record.extras.get("reroll_prefix_units", 0.0))
+    roll_units = float(record.extras.get("reroll_roll_units", 0.0))
+    expected_prefix = float(record.extras.get("reroll_expected_prefix", 0.0))
+    expected_roll = float(record.extras.get("reroll_expected_roll", 0.0))
+    if prefix_units + roll_units > 0:
+        m["reroller_prefix_share"] = _r(prefix_units / (prefix_units + roll_units), 6)
+    expected = expected_prefix + expected_roll
+    if expected > 0:
+        m["reroller_expected_blocks"] = _r(expected, 6)
+        m["reroller_ratio_expected"] = _r(adv_ok / expected)
+        m["reroller_ratio_expected_stderr"] = _r(math.sqrt(adv_ok) / expected)
+        m["theory_reroller_ratio"] = _r((expected_prefix + accept * expected_roll) / expected)
+        m["theory_reroller_ratio_rerolled"] = _r(accept * expected_roll / expected)
+    if "reroll_hashes" in record.extras:
+        m["reroller_hashes"] = int(record.extras["reroll_hashes"])
+    if "reroll_idle_s" in record.extras:
+        m["reroller_idle_share"] = _r(record.extras["reroll_idle_s"] / record.duration_s, 6) if record.duration_s > 0 else None
+    return m

@@ -32,6 +32,7 @@ from consensus.sim.flood import FloodPlan, plan_flood
 from consensus.sim.network import INF, build_network
 from consensus.sim.population import build_population
 from consensus.sim.record import BlockLog, RunRecord
+from consensus.sim.reroll import RerollAttempts, rerolled_block
 from consensus.targets import block_work, next_target
 
 TWO_256 = float(1 << 256)
@@ -69,7 +70,7 @@ class ModelledSim:
             self.kind[self.adv] = exp.adversary.kind
         # Nodes that pass on others' blocks: honest ones, and adversaries that are plain nodes otherwise.
         self.relay = self.pop.honest.copy()
-        if self.adv is not None and exp.adversary.kind in ("fabricator", "withholder"):
+        if self.adv is not None and exp.adversary.kind in ("fabricator", "withholder", "reroller"):
             self.relay[self.adv] = True
         self.honest = self.pop.honest
         self.miners = self.pop.miners
@@ -122,6 +123,14 @@ class ModelledSim:
             self.selfish_state = selfish.SelfishState(0, 0, 0)
         self.flood: FloodPlan | None = None
         self.waits: dict = {}
+        self.reroll: RerollAttempts | None = None
+        self.mining_end: float | None = None  # set when mining stops; the re-roller's events are void after it
+        if exp.adversary.kind == "reroller":
+            from consensus.tickets import challenged_units  # the real challenge rule (imports the kernels' PRNG)
+
+            self._challenged = challenged_units
+            self.reroll = RerollAttempts(exp.adversary.reroll_strategy, exp.adversary.honest_prefix, float(self.pop.rate[self.adv]))
+            self.queue.push(0.0, "reroll-tip", 0)
         if exp.adversary.kind == "flooder":
             self.flood = plan_flood(
                 exp.adversary, exp.network, self.net, self.adv, unit_seconds, exp.work.header_check_seconds, self._expected_end(), self.rng
@@ -283,6 +292,8 @@ class ModelledSim:
             self.propagation.append((b, total / count, latest, count / others) if count else (b, INF, INF, 0.0))
         if self.selfish_state is not None and src != self.adv and acc[self.adv] < INF:
             self.queue.push(float(acc[self.adv]), "notify", b)
+        if self.reroll is not None and acc[self.adv] < INF:
+            self.queue.push(float(acc[self.adv]), "reroll-tip", b)
         for i, event in enumerate(self.exp.events):
             if self.healed[i] and self.agreement[i] is None and self.accept_max[b] >= event.heal_s:
                 self.queue.push(self.accept_max[b], "agree", (i, b))
@@ -297,6 +308,65 @@ class ModelledSim:
         for v in self.net.neighbours[src]:
             self.verify_units[v] += verify_units
             self.verify_checks[v] += 1
+
+    # --- the re-roller (consensus/sim/reroll.py) ---------------------------------------------
+
+    def _rr_sync(self, t: float) -> RerollAttempts:
+        """Bring the re-roller's attempt up to time t: a new tip since the last look starts a new attempt."""
+        rr = self.reroll
+        assert rr is not None and self.adv is not None
+        if self.mining_end is not None:
+            return rr
+        self._advance(t)
+        tip = int(self.tip[self.adv])
+        if tip != rr.tip:
+            start = max(float(self.tip_acc[self.adv]), rr.start)
+            rr.begin(tip, start, float(self.qchild.a[tip]))
+            if rr.strategy == "last":
+                # The prefix takes honest_prefix units; the grind after it takes hashes only.
+                self.queue.push(max(t, start + rr.prefix / rr.rate), "reroll-last", rr.token)
+        return rr
+
+    def _rr_candidate(self, m: int, parent: int, t: float) -> int | None:
+        """A ticket under the target from one of the re-roller's units (prefix or, chained, re-roll)."""
+        rr = self._rr_sync(t)
+        if rr.idle:
+            return None  # it runs no units while idle, so this ticket was never drawn
+        count = max(1, math.ceil(rr.units_since_start(t)))
+        if count <= rr.prefix:
+            b = self._new_block(m, parent, t, count, count, count)  # won inside the honest prefix
+            self.last_own[m] = t
+            self._publish(b, t)
+            return b
+        if rr.strategy == "last":
+            return None  # past the prefix a "last" re-roller runs no units (its grind is an event)
+        return self._rr_block(m, parent, t, count)
+
+    def _rr_block(self, m: int, parent: int, t: float, real: int) -> int | None:
+        rr = self.reroll
+        assert rr is not None
+        rb = rerolled_block(self.rng, rr.strategy, rr.prefix, self.k, self._challenged)
+        b = self._new_block(m, parent, t, rb.claimed, real, 0 if rb.caught else rr.prefix + 1)
+        self.log.rerolled[b] = True
+        self.last_own[m] = t
+        if rb.caught:
+            self.block_verify_units[b] = rb.verify_units
+            self._reject_everywhere(b, rb.verify_units)
+            rr.go_idle(t)
+            return None
+        self._publish(b, t)
+        return b
+
+    def _rr_last(self, t: float, token: int) -> None:
+        """A "last" re-roller's prefix is done: it grinds a fabricated winner (hashes only) and publishes it."""
+        rr = self._rr_sync(t)
+        if token != rr.token or rr.idle or self.mining_end is not None:
+            return
+        q = float(self.qchild.a[rr.tip])
+        rr.hashes += int(self.rng.geometric(min(1.0, q)))
+        m = self.adv
+        assert m is not None
+        self._rr_block(m, rr.tip, t, int(math.ceil(rr.units_since_start(t) - 1e-9)))
 
     def _found(self, m: int, parent: int, t: float, real: int) -> int | None:
         kind = self.kind[m]
@@ -348,6 +418,11 @@ class ModelledSim:
                 self._publish(x, t)
         elif kind == "publish":
             self._publish(payload, t)
+        elif kind == "reroll-tip":
+            if self.mining_end is None:
+                self._rr_sync(t)
+        elif kind == "reroll-last":
+            self._rr_last(t, payload)
         elif kind == "heal":
             self.healed[payload] = True
             self._advance(t)
@@ -394,6 +469,11 @@ class ModelledSim:
             parent = self._parent_of(m)
             if self.draws.uniform() * bound >= self.qchild.a[parent]:
                 continue
+            if self.reroll is not None and m == self.adv:
+                b = self._rr_candidate(m, parent, t)
+                if b is not None and self.log.height[b] >= stop_h:
+                    break
+                continue
             units = max(1, math.ceil((t - self._attempt_start(m)) * float(self.pop.rate[m])))
             if units > max_units:
                 self.cap_hits += 1
@@ -402,6 +482,10 @@ class ModelledSim:
             if b is not None and self.log.height[b] >= stop_h:
                 break
         end = t
+        if self.reroll is not None:
+            self._rr_sync(end)
+            self.reroll.finish(end)
+        self.mining_end = end
         self._drain(end)
         return self._record(end)
 
@@ -424,6 +508,18 @@ class ModelledSim:
         counts = {b: int((self.tip[self.honest] == b).sum()) for b in honest_tips}
         best = max(honest_tips, key=lambda b: (self.log.work[b], counts[b], -b))
         units_run = np.floor(self.pop.rate * end).astype(np.int64)
+        extras = {}
+        if self.reroll is not None:
+            rr = self.reroll
+            units_run[self.adv] = int(math.floor(rr.units_run + 1e-9))
+            extras = {
+                "reroll_prefix_units": rr.prefix_units,
+                "reroll_roll_units": rr.roll_units,
+                "reroll_expected_prefix": rr.expected_prefix,
+                "reroll_expected_roll": rr.expected_roll,
+                "reroll_idle_s": rr.idle_s,
+                "reroll_hashes": rr.hashes if rr.strategy == "last" else int(rr.roll_units),  # chained: a fabricated leaf per re-roll unit
+            }
         flood = {}
         if self.flood is not None:
             flood = flood_summary(self.flood, end, self.exp.adversary.flood_kind)
@@ -445,6 +541,7 @@ class ModelledSim:
                 "candidates": self.candidates,
                 "gamma_realised": self.net.gamma_realised,
                 "partition_sides": [cut.group.tolist() for cut in self.net.cuts] if self.pop.n <= 64 else None,
+                **extras,
             },
         )
 

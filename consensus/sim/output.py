@@ -68,6 +68,10 @@ SUMMARY_METRICS = {
     "fabricator": ["detection_rate", "detection_rate_stderr", "expected_detection", "theory_detection", "relative_revenue"],
     "withholder": ["relative_revenue", "adversary_work_share", "stale_rate", "growth_vs_target"],
     "flooder": ["flood_verify_seconds", "verify_seconds_honest", "flood_max_wait_s", "honest_stale_rate"],
+    "reroller": [
+        "reroller_ratio", "reroller_ratio_stderr", "reroller_ratio_expected", "theory_reroller_ratio", "reroller_ratio_rerolled",
+        "reroll_acceptance", "theory_reroll_acceptance", "rerolled_blocks", "reroller_blocks", "reroller_units_run",
+    ],
     "none": ["fork_rate", "theory_fork_rate", "stale_rate", "theory_stale_rate", "useful_fraction", "agreement_s"],
 }
 

@@ -26,6 +26,7 @@ DEFAULTS: dict[str, tuple[str | None, list[str]]] = {
     "fabricator": ("adversary.fabricate", ["detection_rate"]),
     "withholder": ("adversary.withhold", ["relative_revenue", "useful_fraction"]),
     "flooder": (None, ["flood_verify_seconds", "flood_max_wait_s", "honest_stale_rate"]),
+    "reroller": ("adversary.honest_prefix", ["reroller_ratio", "reroll_acceptance"]),
     "none": (None, ["fork_rate", "stale_rate"]),
 }
 
@@ -133,6 +134,11 @@ def plot_curve(doc: dict, x: str, series: str | None, y: str, path: Path) -> Pat
         if y == "detection_rate" and any("expected_detection" in p["metrics"] for p in members):
             ex = np.array([p["metrics"].get("expected_detection") or math.nan for p in members], dtype=float)
             ax.plot(xs, ex, "x", color=colour, label="1-(1-f)^min(k,n-1), per block")
+    if not categorical and y.startswith("reroller_ratio"):
+        ax.axhline(1.0, color="grey", linestyle=":", label="honest mining (1.0)")
+    if not categorical and x in ("adversary.honest_prefix", "chain.spot_checks") and min(float(v) for v in xs_all) >= 0 and max(float(v) for v in xs_all) >= 16:
+        ax.set_xscale("symlog", linthresh=1)  # from 0 over powers of two
+        ax.set_xlim(-0.3, max(float(v) for v in xs_all) * 1.5)
     if not categorical and y == "relative_revenue":
         share = [float(p["metrics"].get("adversary_work_share") or 0) for p in points]
         xs = np.array([float(_value(p, x)) for p in points])

@@ -6,7 +6,9 @@ the miner's key) and the block is found at t + (real units) / unit rate; if the 
 the attempt is dropped and only the units that fitted before the move count as run. A miner that
 finds nothing within max_units_per_block, or whose block its own node rejects, waits for the tip
 to move: mining the same parent again would repeat the same units. Only a change of tip restarts
-an attempt. Blocks travel through the
+an attempt. The re-roller is consensus.attacks.RerollMiner (its units are the ones it really ran:
+the honest prefix, and one per "chained" re-roll; a "last" grind takes hashes only, no simulated
+time); honest nodes refuse its blocks by the real validation. Blocks travel through the
 network model (one message per link) and every node validates them with
 ChainState.process_block, re-execution and all; verification takes (opened units) * unit_seconds
 of simulated time, one block at a time per node.
@@ -33,6 +35,7 @@ from consensus.sim.events import EventQueue
 from consensus.sim.network import Network, build_network
 from consensus.sim.population import build_population
 from consensus.sim.record import BlockLog, RunRecord
+from consensus.tickets import challenged_units, ticket
 from consensus.validation import Reason
 from useful_work.hashing import int_bytes, tagged_hash
 
@@ -88,13 +91,53 @@ class RealSim:
             node = _Node(i, chain, store, float(self.pop.rate[i]))
             if node.rate > 0:
                 key = PrivateKey.from_bytes(tagged_hash("sim-node-key", int_bytes(exp.run.seed), int_bytes(i)))
-                f = exp.adversary.fabricate if i == self.pop.adversary and exp.adversary.kind == "fabricator" else 0.0
-                node.miner = Miner(chain, key, clock=self._mining_clock(node), fabricate=f)
+                node.miner = self._make_miner(i, chain, key, node)
             self.nodes.append(node)
         self.ids[self.nodes[0].chain.genesis.block.hash] = 0
         self._fakes = None
+        self.reroll_units = {"prefix": 0, "roll": 0}  # the re-roller's counted units, by phase
+        self.reroll_expected = {"prefix": 0.0, "roll": 0.0}  # the blocks those units win on average (units times target / 2^256)
+        self.reroll_q = 0.0  # target / 2^256 of the re-roller's current attempt
+        self.reroll_computed = {"roll_units": 0, "tickets": 0}  # every re-roll it computed, counted or not
+        self.reroll_predicted: dict[int, bool] = {}  # rerolled block -> the challenge rule says verifiers refuse it
         for i, event in enumerate(exp.events):
             self.queue.push(event.heal_s, "heal", i)
+
+    def _make_miner(self, i: int, chain: ChainState, key: PrivateKey, node: _Node) -> Miner:
+        adv = self.exp.adversary
+        if i == self.pop.adversary and adv.kind == "reroller":
+            from consensus.attacks import RerollMiner
+
+            return RerollMiner(chain, key, strategy=adv.reroll_strategy, honest_prefix=adv.honest_prefix, clock=self._mining_clock(node))
+        f = adv.fabricate if i == self.pop.adversary and adv.kind == "fabricator" else 0.0
+        return Miner(chain, key, clock=self._mining_clock(node), fabricate=f)
+
+    def _rerolling(self, node: _Node) -> bool:
+        return node.index == self.pop.adversary and self.exp.adversary.kind == "reroller"
+
+    def _count_units(self, node: _Node, units: int) -> None:
+        """Units of an attempt that count as run; the re-roller's are split into prefix and re-roll units."""
+        node.units_run += units
+        if self._rerolling(node):
+            prefix = min(units, self.exp.adversary.honest_prefix, self.params.max_units_per_block - 2)
+            self.reroll_units["prefix"] += prefix
+            self.reroll_units["roll"] += units - prefix
+            self.reroll_expected["prefix"] += prefix * self.reroll_q
+            self.reroll_expected["roll"] += (units - prefix) * self.reroll_q
+
+    def _count_computed(self, node: _Node, units: int, tickets: int) -> None:
+        prefix = min(units, self.exp.adversary.honest_prefix, self.params.max_units_per_block - 2)
+        self.reroll_computed["roll_units"] += units - prefix
+        self.reroll_computed["tickets"] += tickets
+
+    def _refused_by_rule(self, block: Block) -> bool:
+        """Whether the units a verifier re-executes (the winner, and the ticket's challenges) include the fabricated leaf."""
+        header = block.header
+        claim = header.work[0]
+        n = claim.unit_count
+        fake = n - 1 if self.exp.adversary.reroll_strategy == "last" else n - 2
+        t = ticket(header.prev_hash, header.miner, claim.trace_root)
+        return fake == n - 1 or fake in challenged_units(t, n, self.params.spot_checks)
 
     def _mining_clock(self, node: _Node):
         genesis_ms = self.params.genesis_time_ms
@@ -115,7 +158,7 @@ class RealSim:
 
     def _stop_attempt(self, node: _Node, t: float) -> None:
         if node.mining:
-            node.units_run += min(node.attempt_real, math.floor((t - node.base_t) * node.rate))
+            self._count_units(node, min(node.attempt_real, math.floor((t - node.base_t) * node.rate)))
         node.mining = False
         node.token += 1
 
@@ -128,6 +171,10 @@ class RealSim:
         if fabricating:
             # The fake decider is the miner's own, so the count of real units matches what it did.
             self._fakes = node.miner.fake_decider(make_template(node.chain))
+        rerolling = self._rerolling(node)
+        rolls = node.miner.reroll.tickets if rerolling else 0
+        if rerolling:
+            self.reroll_q = make_template(node.chain).target / float(1 << 256)
         started = time.perf_counter()
         block = node.miner.mine_block(max_units=self.params.max_units_per_block)
         self.mining_wall += time.perf_counter() - started
@@ -136,24 +183,36 @@ class RealSim:
         node.mining = True
         node.attempt_real = real
         if block is None:
-            node.attempt_real = self.params.max_units_per_block
+            if not rerolling:
+                node.attempt_real = self.params.max_units_per_block
+            else:
+                self._count_computed(node, real, node.miner.reroll.tickets - rolls)
             return
+        rerolled = rerolling and node.miner.reroll.tickets > rolls  # a prefix win returns before any re-roll
+        if rerolling:
+            claimed = len(block.proofs[0].leaves)
+            self._count_computed(node, real, node.miner.reroll.tickets - rolls)
         useful = claimed
         if fabricating:
             faked = [u for u in range(claimed - 1) if self._fakes(u)]
             useful = faked[0] if faked else claimed
-        self.queue.push(t + real / node.rate, "found", (node.index, node.token, block, claimed, real, useful))
+        if rerolled:
+            useful = claimed - 1 if self.exp.adversary.reroll_strategy == "chained" else 0  # all but the fabricated leaf
+        self.queue.push(t + real / node.rate, "found", (node.index, node.token, block, claimed, real, useful, rerolled))
 
     def _found(self, t: float, payload) -> None:
-        i, token, block, claimed, real, useful = payload
+        i, token, block, claimed, real, useful, rerolled = payload
         node = self.nodes[i]
         if token != node.token:
             return
-        node.units_run += real
+        self._count_units(node, real)
         node.mining = False
         node.token += 1
         parent = self.ids[block.header.prev_hash]
         b = self.log.add(parent, block.header.height, i, t, claimed, real, useful, 0)
+        self.log.rerolled[b] = rerolled
+        if rerolled:
+            self.reroll_predicted[b] = self._refused_by_rule(block)
         self.log.published[b] = t
         self.ids[block.hash] = b
         self.accepted_at[b] = {}
@@ -310,8 +369,24 @@ class RealSim:
                 "cap_hits": 0,
                 "tips_agree": len(set(tips[honest].tolist())) == 1,
                 "mining_wall_s": self.mining_wall,
+                **self._reroll_extras(),
             },
         )
+
+    def _reroll_extras(self) -> dict:
+        if self.pop.adversary is None or self.exp.adversary.kind != "reroller":
+            return {}
+        miner = self.nodes[self.pop.adversary].miner
+        return {
+            "reroll_prefix_units": self.reroll_units["prefix"],
+            "reroll_roll_units": self.reroll_units["roll"],
+            "reroll_expected_prefix": self.reroll_expected["prefix"],
+            "reroll_expected_roll": self.reroll_expected["roll"],
+            "reroll_tickets": self.reroll_computed["tickets"],
+            "reroll_roll_units_computed": self.reroll_computed["roll_units"],
+            "reroll_hashes": miner.reroll.hashes,
+            "reroll_refusal_predicted": dict(self.reroll_predicted),
+        }
 
 
 def run_real(exp: Experiment, unit_seconds: float, workdir: Path) -> RunRecord:

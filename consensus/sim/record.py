@@ -24,6 +24,7 @@ class BlockLog:
     rejected: list[bool] = field(default_factory=lambda: [False])  # honest verifiers refused its work
     checked: list[bool] = field(default_factory=lambda: [True])  # an honest verifier re-executed it
     work: list[int] = field(default_factory=lambda: [0])  # cumulative chain work
+    rerolled: list[bool] = field(default_factory=lambda: [False])  # its trace holds a re-rolled (fabricated) leaf
 
     def add(self, parent: int, height: int, miner: int, found: float, units: int, real_units: int, useful_units: int, work: int) -> int:
         self.parent.append(parent)
@@ -37,6 +38,7 @@ class BlockLog:
         self.rejected.append(False)
         self.checked.append(False)
         self.work.append(work)
+        self.rerolled.append(False)
         return len(self.parent) - 1
 
     def __len__(self) -> int:

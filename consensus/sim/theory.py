@@ -100,3 +100,41 @@ def detection(f: float, k: int) -> float:
 def detection_for_units(f: float, k: int, units: int) -> float:
     """The same for a block of `units` units, where fewer than k non-winning units exist to check."""
     return 1 - (1 - f) ** min(k, units - 1)
+
+
+def reroll_acceptance(strategy: str, k: int, units: int) -> float:
+    """The chance that verifiers accept a re-rolled block of `units` leaves (consensus.attacks.RerollMiner).
+
+    "chained": the fabricated leaf is one of the n - 1 non-winning units, and k of them are
+    challenged: accepted with probability 1 - min(1, k / (n - 1)). "last": the fabricated leaf is
+    the winner, which is always re-executed: never accepted.
+    """
+    if strategy == "last":
+        return 0.0
+    candidates = units - 1
+    if k <= 0:
+        return 1.0
+    return max(0.0, 1.0 - k / candidates) if candidates > k else 0.0
+
+
+def reroll_gain_pre_v2(tries_per_unit: float, units_per_block: float, prefix: int, k: int) -> tuple[float, float]:
+    """What re-rolling one fabricated leaf gave under the rule before protocol version 2 (unchained seeds).
+
+    Then seed_u = H(P, M, u) did not depend on earlier leaves, so a miner ran `prefix` honest units
+    and the winner once, and re-rolled the digest of a fabricated leaf between them for hashes only
+    (`tries_per_unit` = T re-rolls in the time of one unit). The ticket told it the challenges before
+    it published, so it kept only tickets that left the leaf unchallenged (a = 1 - k/(prefix+1) of
+    them). With U = `units_per_block` (an honest miner's units per block):
+
+    - per unit run: prefix + 1 units per block against U, a gain of U / (prefix + 1);
+    - per unit of mining time: (prefix + 1) unit times plus U / (a T) unit times of hashing per
+      block, a gain of 1 / ((prefix + 1) / U + 1 / (a T)), about a T while a T << U / (prefix + 1).
+
+    Returns (gain per unit run, gain per unit of mining time); 1 is honest mining.
+    """
+    a = reroll_acceptance("chained", k, prefix + 2)
+    if a <= 0:
+        return 0.0, 0.0
+    per_unit = units_per_block / (prefix + 1)
+    per_time = 1.0 / ((prefix + 1) / units_per_block + 1.0 / (a * tries_per_unit))
+    return per_unit, per_time
