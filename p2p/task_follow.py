@@ -2,7 +2,8 @@
 
 The node is polled every `interval` seconds; each poll reads the task (pending while its submit
 transaction is in the mempool, then open, then done) and, for a training task whose state moved,
-the held-out accuracy of that state. On a terminal the progress is a bar in units (tqdm) with the
+the held-out accuracy of that state (at most every `metrics_every` seconds, and once more at the
+end: the node evaluates 1024 images per new state). On a terminal the progress is a bar in units (tqdm) with the
 blocks and the accuracy beside it; elsewhere one line per change. Ctrl-C stops following (the
 task goes on) with exit code 130; `timeout` seconds without completion end with NotReady.
 """
@@ -33,13 +34,15 @@ class Progress:
     step: int | None = None
     history: list[tuple[str, int, int]] = field(default_factory=list)  # (status, units done, blocks) per change
 
-    def describe(self) -> str:
+    def describe(self, units: bool = True) -> str:
         total = self.units_total or "open-ended"
-        parts = [self.status, f"{min(self.units_done, self.units_total) if self.units_total else self.units_done}/{total} units",
-                 f"{self.blocks} block{'s' if self.blocks != 1 else ''}"]
+        parts = [self.status]
+        if units:
+            parts.append(f"{min(self.units_done, self.units_total) if self.units_total else self.units_done}/{total} units")
+        parts.append(f"{self.blocks} block{'s' if self.blocks != 1 else ''}")
         if self.accuracy is not None:
             parts.append(f"held-out {self.accuracy:.1%} (step {self.step})")
-        return ", ".join(parts)
+        return "; ".join(parts)
 
 
 def _status_word(task: dict) -> str:
@@ -65,8 +68,8 @@ class _Display:
 
             self.bar = tqdm(total=total or None, desc=f"task {task_id[:8]}", unit=" units", file=sys.stderr,
                             dynamic_ncols=True, leave=True,
-                            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} units [{elapsed}] {postfix}"
-                            if total else "{desc} {n_fmt} units [{elapsed}] {postfix}")
+                            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} units [{elapsed}]{postfix}"
+                            if total else "{desc} {n_fmt} units [{elapsed}]{postfix}")
 
     def update(self, p: Progress) -> None:
         if self.quiet:
@@ -75,7 +78,7 @@ class _Display:
         if self.bar is not None:
             shown = min(p.units_done, p.units_total) if p.units_total else p.units_done
             self.bar.n = shown
-            self.bar.set_postfix_str(", ".join(text.split(", ")[:1] + text.split(", ")[2:]), refresh=False)
+            self.bar.set_postfix_str(p.describe(units=False), refresh=False)  # tqdm puts ", " before it
             self.bar.refresh()
         elif text != self.last:
             print(f"task {self.task_id[:8]}: {text}", file=sys.stderr, flush=True)
@@ -87,10 +90,11 @@ class _Display:
 
 
 def follow_task(node: NodeClient, task_id: str, interval: float = 1.0, timeout: float = 0.0, metrics: bool = True,
-                quiet: bool = False, sleep: Sleep = time.sleep) -> tuple[dict, Progress]:
+                quiet: bool = False, sleep: Sleep = time.sleep, metrics_every: float = 5.0) -> tuple[dict, Progress]:
     """Poll until the task is done; returns its last record and what was seen on the way."""
     deadline = time.monotonic() + timeout if timeout > 0 else None
     progress = Progress()
+    scored_at = float("-inf")
     display: _Display | None = None
     try:
         while True:
@@ -105,7 +109,10 @@ def follow_task(node: NodeClient, task_id: str, interval: float = 1.0, timeout: 
             progress.blocks = task.get("blocks", 0)
             if display is None:
                 display = _Display(task_id, progress.units_total, quiet)
-            if metrics and task["kind"] == "train" and task["status"] != "pending" and task["state_hash"] != progress.state_hash:
+            due = time.monotonic() - scored_at >= metrics_every or task["status"] == "done"
+            if (metrics and due and task["kind"] == "train" and task["status"] != "pending"
+                    and task["state_hash"] != progress.state_hash):
+                scored_at = time.monotonic()
                 try:
                     held = node.task_metrics(task_id, state=task["state_hash"]).get("heldout")
                 except (NotFound, NotReady, NodeError):

@@ -397,7 +397,7 @@ def plan_payment(node: NodeClient, entry: WalletEntry, value: int, build: Build,
         if value + fee > (1 << 64) - 1:
             raise UserError("the amount plus the fee exceeds the largest amount")
         if have >= value + fee:
-            return Payment(address, index, account, use_nonce, fee, size, min_fee, max(est_fee, min_fee), rate, min_rate,
+            return Payment(address, index, account, use_nonce, fee, size, min_fee, est_fee, rate, min_rate,
                            fixed is not None, chain_id, value)
         if best is None or have > best[0]:
             best = (have, address, value + fee)
