@@ -163,7 +163,7 @@ def read_new_password(args: argparse.Namespace, prompt: str = "New password: ") 
         problem = _too_short(password)
         score, feedback = password_strength(password) if not problem else (0, "")
         if not problem and score < MIN_PROMPT_SCORE:
-            problem = f"{feedback}; pick one that is harder to guess"
+            problem = f"{feedback.rstrip('.')}. Pick one that is harder to guess"
         if problem:
             left = PASSWORD_TRIES - attempt - 1
             say(f"{problem}" + (f" ({left} {'try' if left == 1 else 'tries'} left)" if left else ""))

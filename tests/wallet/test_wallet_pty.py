@@ -69,7 +69,7 @@ def test_create_password_feedback_phrase_confirmation_and_restore(tmp_path):
     child.expect(r"the password has 7 characters; use at least 8 .*\(2 tries left\)")
     child.expect("New password")
     child.sendline("password")  # 8 characters, but the most common password there is
-    child.expect(r"password strength: very weak \(0/4\).*pick one that is harder to guess \(1 try left\)")
+    child.expect(r"password strength: very weak \(0/4\).*Pick one that is harder to guess \(1 try left\)")
     child.expect("New password")
     child.sendline(STRONG)
     child.expect(r"password strength: very strong \(4/4\)")
