@@ -175,18 +175,6 @@ def read_new_password(args: argparse.Namespace, prompt: str = "New password: ") 
     raise UserError(f"no acceptable password in {PASSWORD_TRIES} tries; nothing was written")
 
 
-def read_password(args: argparse.Namespace, confirm: bool = False, prompt: str = "Wallet password: ") -> str:
-    """A password from --password-file, the environment or one prompt (see `unlock` for three tries)."""
-    given = _password_source(args)
-    if given is None:
-        given = ask_secret(prompt)
-        if confirm and _has_terminal() and ask_secret("Repeat the password: ") != given:
-            raise UserError("the passwords do not match; nothing was written")
-    if not given:
-        raise UserError("the password is empty")
-    return given
-
-
 def _has_terminal() -> bool:
     try:
         os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
@@ -286,13 +274,6 @@ def resolve_address(text: str, store: Keystore, what: str = "address") -> bytes:
     except KeystoreError:
         pass
     raise BadAddress(f"{what}: {text!r} is neither an address ({problem}) nor the name of a wallet in {store.directory}")
-
-
-def address_text(args: argparse.Namespace, explicit: str | None) -> str:
-    """The address a read-only command looks at: an explicit address or wallet name, else the wallet's."""
-    if explicit:
-        return format_address(resolve_address(explicit, keystore(args)))
-    return load_wallet(args).keyfile.address
 
 
 def addresses_of(args: argparse.Namespace, explicit: str | None) -> tuple[str | None, tuple[str, ...]]:
@@ -456,17 +437,6 @@ class Sent:
     tx: Transaction
     nonce: int
     balance_before: int
-
-
-def check_funds(node: NodeClient, sender: str, cost: int) -> dict:
-    """The sender's account from the node; InsufficientBalance when it cannot pay `cost` (value plus fee)."""
-    account = node.account(sender)
-    if cost > spendable(account):
-        raise InsufficientBalance(
-            f"insufficient balance: {sender} has {format_amount(spendable(account))} POUW, "
-            f"this needs {format_amount(cost)} POUW (amount and fee)"
-        )
-    return account
 
 
 def sign_and_send(node: NodeClient, unlocked: Unlocked, pay: Payment, build: Build) -> Sent:

@@ -29,9 +29,16 @@ def wallet_env(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def pouw(capsys, wallet_env):
-    """Run `pouw ARGS...` in this process; returns its exit code, stdout and stderr."""
+def pouw(capsys, wallet_env, monkeypatch):
+    """Run `pouw ARGS...` in this process; returns its exit code, stdout and stderr.
+
+    Standard input is empty and no terminal, as in a script (even under `pytest -s` at a
+    terminal): nothing waits for an answer. Prompts are tested in test_wallet_pty.py."""
+    import io
+
     from p2p.cli import main
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
 
     def run(*args: str) -> Result:
         capsys.readouterr()
