@@ -75,6 +75,7 @@ class Mempool:
         self._by_sender: dict[bytes, dict[int, bytes]] = {}  # sender -> nonce -> txid
         self._evict_heap: list[tuple[Fraction, int, bytes]] = []  # (rate, -seq, txid), stale allowed
         self._seq = 0
+        self._estimate: tuple[tuple[int, int, int, int], int] | None = None  # (pool version, room) -> rate
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -224,14 +225,21 @@ class Mempool:
     @_locked
     def fee_estimate(self, room_bytes: int) -> int:
         """A fee rate (base units per byte, at least the minimum) that outbids the pool beyond the
-        first `room_bytes` of its best-paying transactions: what gets into the next block now."""
+        first `room_bytes` of its best-paying transactions: what gets into the next block now.
+        Cached until the pool changes (the API serves it to anyone)."""
+        key = (self._seq, len(self._entries), self.total_bytes, room_bytes)
+        if self._estimate is not None and self._estimate[0] == key:
+            return self._estimate[1]
+        rate = self.min_fee_rate
         used = 0
         for entry in sorted(self._entries.values(), key=lambda e: (-e.rate, e.seq)):
             used += entry.size
             if used > room_bytes:
                 # Strictly above the rate at the boundary: rounds up, plus one.
-                return max(self.min_fee_rate, entry.rate.numerator // entry.rate.denominator + 1)
-        return self.min_fee_rate
+                rate = max(self.min_fee_rate, entry.rate.numerator // entry.rate.denominator + 1)
+                break
+        self._estimate = (key, rate)
+        return rate
 
     # --- block templates -------------------------------------------------------------------------
 
