@@ -56,6 +56,9 @@ COOKIE_FILE = "api.cookie"
 CHAIN_DIR = "chain"
 PING_EVERY_S = 30.0
 MAX_KNOWN_ADDRS = 1_000
+# Relay policy, not consensus: the least fee per encoded byte this node's mempool takes (a
+# transfer is about 166 bytes, so 830 base units = 0.0000083 POUW at the default).
+DEFAULT_MIN_RELAY_FEE_RATE = 5
 
 
 @dataclass
@@ -71,6 +74,7 @@ class NodeConfig:
     reindex: bool = False
     max_outbound: int = 8
     mempool_bytes: int = 32 << 20
+    min_relay_fee_rate: int = DEFAULT_MIN_RELAY_FEE_RATE  # base units per byte
     limits: PeerLimits = field(default_factory=PeerLimits)
 
 
@@ -151,7 +155,7 @@ class Node:
         else:
             recover_swap(chain_dir)
         self.store = ChainStore(str(chain_dir))
-        self.mempool = Mempool(self.config.mempool_bytes)
+        self.mempool = Mempool(self.config.mempool_bytes, min_fee_rate=self.config.min_relay_fee_rate)
         self.chain = ChainState(self.store, self.params, mempool=self.mempool, device=self.device)
         log.info(
             "network %s, genesis %s, tip height %d %s, device %s",
