@@ -176,7 +176,12 @@ class Node:
             p2p_app = web.Application(client_max_size=1024)
             p2p_app.router.add_get("/p2p", self._accept)
             await self._serve(p2p_app, self.config.listen)
-        await self._serve(build_api(self), self.config.api)
+        from p2p.explorer import mount as mount_explorer
+        from p2p.explorer.source import loopback_url
+
+        api_app = build_api(self)
+        self.explorer = mount_explorer(api_app, loopback_url(self.config.api))  # the web explorer at /, a client of the API
+        await self._serve(api_app, self.config.api)
         self.api_url = f"http://{self.config.api}"
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
