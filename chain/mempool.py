@@ -4,6 +4,11 @@ A sender's transactions may arrive out of order: a nonce gap stays pending until
 Every sender's pending spends together must be covered by its balance at the tip. When the pool
 is over its byte budget the lowest fee rate goes first, together with the same sender's later
 nonces, which could never be mined without it.
+
+Relay policy (this node's, not consensus): a transaction whose fee is below `min_fee_rate` base
+units per encoded byte is refused, naming the minimum; blocks may still carry cheaper ones.
+`fee_estimate` is the fee rate that would put a transaction into the next block's room as the
+pool stands (the minimum while the pool fits in one block).
 """
 
 import functools
@@ -52,16 +57,25 @@ def _locked(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def min_fee(size: int, rate: int) -> int:
+    """The fee a transaction of `size` bytes needs at `rate` base units per byte."""
+    return size * rate
+
+
 class Mempool:
-    def __init__(self, max_bytes: int, max_nonce_ahead: int = MAX_NONCE_AHEAD) -> None:
+    def __init__(self, max_bytes: int, max_nonce_ahead: int = MAX_NONCE_AHEAD, min_fee_rate: int = 0) -> None:
+        if min_fee_rate < 0:
+            raise ValueError("min_fee_rate must not be negative")
         self._lock = threading.RLock()
         self.max_bytes = max_bytes
+        self.min_fee_rate = min_fee_rate
         self.max_nonce_ahead = max_nonce_ahead
         self.total_bytes = 0
         self._entries: dict[bytes, _Entry] = {}
         self._by_sender: dict[bytes, dict[int, bytes]] = {}  # sender -> nonce -> txid
         self._evict_heap: list[tuple[Fraction, int, bytes]] = []  # (rate, -seq, txid), stale allowed
         self._seq = 0
+        self._estimate: tuple[tuple[int, int, int, int], int] | None = None  # (pool version, room) -> rate
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -100,6 +114,9 @@ class Mempool:
             check_tx(tx, chain_id)
         except TxError as exc:
             raise TxRejected(exc.reason) from None
+        if tx.fee < min_fee(size, self.min_fee_rate):
+            raise TxRejected(f"fee {tx.fee} is below this node's minimum relay fee of {min_fee(size, self.min_fee_rate)} "
+                             f"for {size} bytes ({self.min_fee_rate} per byte)")
         account = state.account(tx.sender)
         if tx.nonce < account.nonce:
             raise TxRejected(f"nonce {tx.nonce} already used (account nonce {account.nonce})")
@@ -202,6 +219,27 @@ class Mempool:
                     dropped += self._remove_from(sender, nonce)
                     break
         return dropped
+
+    # --- fees ------------------------------------------------------------------------------------
+
+    @_locked
+    def fee_estimate(self, room_bytes: int) -> int:
+        """A fee rate (base units per byte, at least the minimum) that outbids the pool beyond the
+        first `room_bytes` of its best-paying transactions: what gets into the next block now.
+        Cached until the pool changes (the API serves it to anyone)."""
+        key = (self._seq, len(self._entries), self.total_bytes, room_bytes)
+        if self._estimate is not None and self._estimate[0] == key:
+            return self._estimate[1]
+        rate = self.min_fee_rate
+        used = 0
+        for entry in sorted(self._entries.values(), key=lambda e: (-e.rate, e.seq)):
+            used += entry.size
+            if used > room_bytes:
+                # Strictly above the rate at the boundary: rounds up, plus one.
+                rate = max(self.min_fee_rate, entry.rate.numerator // entry.rate.denominator + 1)
+                break
+        self._estimate = (key, rate)
+        return rate
 
     # --- block templates -------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Node", web.Request], Awaitable[web.StreamResponse]]
 MAX_PAGE = 100
+MIN_PREFIX = 4  # hex digits of an id prefix (task and transaction ids)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,27 @@ def _hex32(text: str, what: str) -> bytes:
     if len(raw) != 32:
         raise ApiError(400, f"{what}: expected 32 bytes (64 hex digits), got {len(raw)}")
     return raw
+
+
+def _id_or_prefix(text: str, what: str) -> tuple[bytes | None, str]:
+    """(the full 32-byte id, "") for 64 hex digits, else (None, the lower-case prefix) for a shorter one."""
+    t = text.strip().lower()
+    if len(t) == 64:
+        return _hex32(t, what), ""
+    if not MIN_PREFIX <= len(t) < 64 or any(c not in "0123456789abcdef" for c in t):
+        raise ApiError(400, f"{what}: expected 64 hex digits or a unique prefix of at least {MIN_PREFIX}, got {text!r}")
+    return None, t
+
+
+def _unique(prefix: str, candidates: Any, what: str) -> bytes:
+    """The one candidate id starting with `prefix`: 404 for none, 400 naming a few for several."""
+    found = sorted({c for c in candidates if c.hex().startswith(prefix)})
+    if not found:
+        raise ApiError(404, f"no {what} with id prefix {prefix}")
+    if len(found) > 1:
+        names = ", ".join(c.hex()[: len(prefix) + 4] for c in found[:4])
+        raise ApiError(400, f"{what} id prefix {prefix} is ambiguous: {len(found)} match ({names}{', ...' if len(found) > 4 else ''})")
+    return found[0]
 
 
 def _int_arg(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -110,9 +132,15 @@ def tx_json(tx: Transaction) -> dict:
     return out
 
 
+def record_json(record: Any) -> dict:
+    """A record's fields by name, bytes as hex: new fields show up without a change here."""
+    return {f.name: (v.hex() if isinstance(v, bytes) else v) for f in dataclass_fields(record) for v in (getattr(record, f.name),)}
+
+
 def block_summary(node: Node, block: Block) -> dict:
     h = block.header
     entry = node.chain.entry(block.hash)
+    times = node.sync.block_times.get(block.hash)
     return {
         "hash": block.hash.hex(),
         "height": h.height,
@@ -121,9 +149,14 @@ def block_summary(node: Node, block: Block) -> dict:
         "miner": format_address(h.miner),
         "payout": format_address(h.payout),
         "units": sum(c.unit_count for c in h.work),
+        "tasks": [c.task_id.hex() for c in h.work],
         "txs": len(block.txs),
         "status": STATUS_NAMES.get(entry.status, "?") if entry else "unknown",
         "on_best_chain": node.chain.on_best_chain(block.hash),
+        # Units a verifier re-executes (the winner and the spot checks: the opened ones), and the
+        # milliseconds this node spent validating the block (null if not since start).
+        "reexecuted": sum(len(p.openings) for p in block.proofs),
+        "verify_ms": times[2] if times is not None and len(times) > 2 else None,
     }
 
 
@@ -137,14 +170,14 @@ def block_json(node: Node, block: Block) -> dict:
         miner_key=h.miner_key.hex(),
         tx_root=h.tx_root.hex(),
         state_root=h.state_root.hex(),
-        work=[{"task_id": c.task_id.hex(), "unit_count": c.unit_count, "trace_root": c.trace_root.hex()} for c in h.work],
+        work=[record_json(c) for c in h.work],
         openings=[[o.unit_index for o in p.openings] for p in block.proofs],
         transactions=[tx_json(tx) for tx in block.txs],
         confirmations=node.chain.tip.height - h.height + 1 if out["on_best_chain"] else 0,
         reason=entry.reason if entry else "",
     )
     # When this node first had the body and first connected it (Unix ms; null if not seen since start).
-    received_ms, connected_ms = node.sync.block_times.get(block.hash) or (None, None)
+    received_ms, connected_ms = (node.sync.block_times.get(block.hash) or [None, None])[:2]
     out.update(received_ms=received_ms, connected_ms=connected_ms)
     return out
 
@@ -174,6 +207,39 @@ def task_json(node: Node, task: TaskRecord) -> dict:
         "status": "open" if task.is_open else "done",
         "active": active,
     }
+
+
+def pending_task_json(node: Node, tx: Transaction) -> dict:
+    """A task whose submit transaction is still in the mempool: what the task will be once mined."""
+    payload = tx.payload
+    assert isinstance(payload, SubmitTask)
+    try:
+        task = task_for_spec(payload.spec)
+        kind, units_total = task.spec.kind, task.units_total  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - display only; the mempool checked the spec
+        kind, units_total = "?", 0
+    return {
+        "task_id": tx.txid.hex(),
+        "kind": kind,
+        "owner": format_address(tx.sender),
+        "spec": payload.spec.hex(),
+        "default": False,
+        "bounty": payload.bounty,
+        "paid": 0,
+        "units_total": units_total,
+        "units_done": 0,
+        "state_hash": ZERO_HASH.hex(),
+        "created_height": None,
+        "completed_height": 0,
+        "status": "pending",
+        "active": False,
+        "fee": tx.fee,
+        "blocks": 0,
+    }
+
+
+def _pending_tasks(node: Node) -> dict[bytes, Transaction]:
+    return {tx.txid: tx for tx in node.mempool.transactions() if isinstance(tx.payload, SubmitTask)}
 
 
 def _task_state_blob(node: Node, task: TaskRecord) -> bytes | None:
@@ -219,9 +285,21 @@ async def get_status(node: Node, request: web.Request) -> web.Response:
     })
 
 
+async def get_fees(node: Node, request: web.Request) -> web.Response:
+    room = node.params.max_block_bytes // 2  # the share of a block the miner gives transactions
+    return _json({
+        "min_relay_fee_rate": node.mempool.min_fee_rate,
+        "estimate_fee_rate": node.mempool.fee_estimate(room),
+        "unit": "base units per encoded transaction byte (1 POUW = 10^8 base units)",
+        "block_room_bytes": room,
+        "mempool": {"transactions": len(node.mempool), "bytes": node.mempool.total_bytes},
+        "height": node.chain.tip.height,
+    })
+
+
 async def _block_by_id(node: Node, ident: str) -> Block:
-    if ident.isdigit():
-        h = node.chain.hash_at(int(ident))
+    if ident.isascii() and ident.isdigit() and len(ident) != 64:  # 64 digits: a hash that happens to be all digits
+        h = node.chain.hash_at(int(ident)) if len(ident) <= 20 else None  # int() refuses 4300+ digits
         if h is None:
             raise ApiError(404, f"no block at height {ident} (tip {node.chain.tip.height})")
     else:
@@ -235,6 +313,39 @@ async def _block_by_id(node: Node, ident: str) -> Block:
 async def get_block(node: Node, request: web.Request) -> web.Response:
     block = await _block_by_id(node, request.match_info["id"])
     return _json(block_json(node, block))
+
+
+MAX_LEAVES_PAGE = 500
+
+
+async def get_block_trace(node: Node, request: web.Request) -> web.Response:
+    from consensus.tickets import challenged_units, ticket
+    from useful_work.trace import prefix_commitments, unit_seed
+
+    block = await _block_by_id(node, request.match_info["id"])
+    offset = _int_arg(request, "offset", 0, 0, 1 << 32)
+    limit = _int_arg(request, "limit", 100, 1, MAX_LEAVES_PAGE)
+    h = block.header
+    claims = []
+    for index, (claim, proof) in enumerate(zip(h.work, block.proofs)):
+        t = ticket(h.prev_hash, h.miner, claim.trace_root)
+        page = proof.leaves[offset : offset + limit]
+        prefixes = prefix_commitments(proof.leaves[: offset + len(page)])
+        seeds = [unit_seed(h.prev_hash, h.miner, claim.attempt, u, prefixes[u], leaf.commitment)
+                 for u, leaf in enumerate(page, start=offset)]
+        claims.append({
+            **record_json(claim),
+            "index": index,
+            "ticket": t.hex(),
+            "winner": claim.unit_count - 1,
+            "challenged": challenged_units(t, claim.unit_count, node.params.spot_checks),
+            "opened": [o.unit_index for o in proof.openings],
+            "offset": offset,
+            "leaves": [{"unit": u, **record_json(leaf), "seed": seed.hex()}
+                       for (u, leaf), seed in zip(enumerate(page, start=offset), seeds)],
+        })
+    return _json({"hash": block.hash.hex(), "height": h.height, "spot_checks": node.params.spot_checks,
+                  "offset": offset, "limit": limit, "claims": claims})
 
 
 async def get_blocks(node: Node, request: web.Request) -> web.Response:
@@ -255,7 +366,9 @@ async def get_blocks(node: Node, request: web.Request) -> web.Response:
 
 
 async def get_tx(node: Node, request: web.Request) -> web.Response:
-    txid = _hex32(request.match_info["id"], "txid")
+    txid, prefix = _id_or_prefix(request.match_info["id"], "txid")
+    if txid is None:
+        txid = _unique(prefix, [tx.txid for tx in node.mempool.transactions()] + list(node.txindex.locations), "transaction")
     pending = node.mempool.get(txid)
     if pending is not None:
         return _json({"status": "pending", "tx": tx_json(pending)})
@@ -337,19 +450,38 @@ async def get_account_txs(node: Node, request: web.Request) -> web.Response:
 
 async def get_tasks(node: Node, request: web.Request) -> web.Response:
     tasks = sorted(node.chain.state.tasks.values(), key=lambda t: (t.created_height, t.task_id))
-    return _json({"tasks": [task_json(node, t) for t in tasks]})
+    pending = sorted(_pending_tasks(node).values(), key=lambda tx: tx.txid)
+    return _json({"tasks": [task_json(node, t) for t in tasks], "pending": [pending_task_json(node, tx) for tx in pending]})
+
+
+def _task_or_pending(node: Node, request: web.Request) -> TaskRecord | Transaction:
+    """The ledger's task for the id (or a unique prefix of it), else its submit transaction in the mempool."""
+    task_id, prefix = _id_or_prefix(request.match_info["id"], "task id")
+    tasks = node.chain.state.tasks
+    if task_id is None:
+        pending = _pending_tasks(node)
+        task_id = _unique(prefix, list(tasks) + list(pending), "task")
+    task = tasks.get(task_id)
+    if task is not None:
+        return task
+    tx = node.mempool.get(task_id)
+    if tx is not None and isinstance(tx.payload, SubmitTask):
+        return tx
+    raise ApiError(404, f"task {task_id.hex()} not found")
 
 
 def _task(node: Node, request: web.Request) -> TaskRecord:
-    task_id = _hex32(request.match_info["id"], "task id")
-    task = node.chain.state.tasks.get(task_id)
-    if task is None:
-        raise ApiError(404, f"task {task_id.hex()} not found")
-    return task
+    found = _task_or_pending(node, request)
+    if isinstance(found, Transaction):
+        raise ApiError(409, f"task {found.txid.hex()} is pending: its transaction is in the mempool, not yet in a block")
+    return found
 
 
 async def get_task(node: Node, request: web.Request) -> web.Response:
-    task = _task(node, request)
+    found = _task_or_pending(node, request)
+    if isinstance(found, Transaction):
+        return _json({**pending_task_json(node, found), "state": None})
+    task = found
     out = task_json(node, task)
 
     def describe() -> dict | None:
@@ -362,6 +494,7 @@ async def get_task(node: Node, request: web.Request) -> web.Response:
 
 
 async def get_task_result(node: Node, request: web.Request) -> web.StreamResponse:
+    height = node.chain.tip.height  # read before the task: the state below is the task's at this height or later
     task = _task(node, request)
     partial = request.query.get("partial") in ("1", "true")
     if task.is_open and not partial:
@@ -372,8 +505,29 @@ async def get_task_result(node: Node, request: web.Request) -> web.StreamRespons
     return web.Response(
         body=blob,
         content_type="application/octet-stream",
-        headers={"X-Task-Status": "open" if task.is_open else "done", "X-State-Hash": task.state_hash.hex()},
+        headers={"X-Task-Status": "open" if task.is_open else "done", "X-State-Hash": task.state_hash.hex(),
+                 "X-Units-Done": str(task.units_done), "X-Height": str(max(height, task.created_height))},
     )
+
+
+MAX_TASK_BLOCKS_PAGE = 1000
+
+
+async def get_task_blocks(node: Node, request: web.Request) -> web.Response:
+    task = _task(node, request)
+    offset = _int_arg(request, "offset", 0, 0, 1 << 40)
+    limit = _int_arg(request, "limit", MAX_PAGE, 1, MAX_TASK_BLOCKS_PAGE)
+    step = _int_arg(request, "step", 1, 1, 1 << 40)
+    worked = await asyncio.to_thread(node.store.blocks_for_task, task.task_id)
+    picked = worked[offset::step][:limit]
+    return _json({
+        "task_id": task.task_id.hex(),
+        "total_blocks": len(worked),
+        "offset": offset,
+        "limit": limit,
+        "step": step,
+        "blocks": [{"height": height, "hash": h.hex()} for height, h in picked],
+    })
 
 
 async def get_task_manifest(node: Node, request: web.Request) -> web.Response:
@@ -392,7 +546,7 @@ async def get_task_manifest(node: Node, request: web.Request) -> web.Response:
             block = node.chain.get_block(h)
             if block is None:
                 raise ApiError(404, f"block {h.hex()} of the task is not stored here")
-            for claim, proof in zip(block.header.work, block.proofs):
+            for index, (claim, proof) in enumerate(zip(block.header.work, block.proofs)):
                 if claim.task_id != task.task_id:
                     continue
                 credited = min(claim.unit_count, max(0, task.units_total - first)) if task.units_total else claim.unit_count
@@ -401,6 +555,7 @@ async def get_task_manifest(node: Node, request: web.Request) -> web.Response:
                     "hash": h.hex(),
                     "parent": block.header.prev_hash.hex(),
                     "miner": format_address(block.header.miner),
+                    "claim": index,
                     "unit_count": claim.unit_count,
                     "attempt": claim.attempt,
                     "first_unit": first,
@@ -428,20 +583,61 @@ async def get_task_manifest(node: Node, request: web.Request) -> web.Response:
 
 
 async def get_task_metrics(node: Node, request: web.Request) -> web.Response:
-    from p2p.task_metrics import heldout_metrics
+    from p2p.task_metrics import EvaluatorBusy, heldout_metrics
+
+    from useful_work.trace import state_hash
 
     task = _task(node, request)
+    if request.query.get("height", "") != "":
+        # The task's state after the best chain's block at `height`: the output of that block's claim
+        # on the task (what the ledger recorded). One evaluation per call at most, never queued.
+        height = _int_arg(request, "height", 0, 0, 1 << 62)
+        block_hash = node.chain.hash_at(height)
+        if block_hash is None:
+            raise ApiError(404, f"no block at height {height} (tip {node.chain.tip.height})")
+
+        def evaluate_at() -> dict:
+            block = node.chain.get_block(block_hash)
+            if block is None:
+                raise ApiError(404, f"block {block_hash.hex()} is not stored here")
+            outputs = [p.leaves[-1].output_hash for c, p in zip(block.header.work, block.proofs) if c.task_id == task.task_id]
+            if not outputs:
+                raise ApiError(404, f"the block at height {height} did not work on task {task.task_id.hex()}")
+            blob = node.store.get_blob(outputs[-1])
+            if blob is None:
+                raise ApiError(404, f"the task's state after height {height} is not stored here")
+            try:
+                heldout = heldout_metrics(task.spec, blob, wait=False)
+            except EvaluatorBusy:
+                raise ApiError(503, "another evaluation is running; retry in a moment") from None
+            return {"task_id": task.task_id.hex(), "height": height, "block": block_hash.hex(),
+                    "state_hash": outputs[-1].hex(), "heldout": heldout}
+
+        return _json(await asyncio.to_thread(evaluate_at))
+
+    wanted = request.query.get("state")
+    pinned = _hex32(wanted, "state") if wanted else task.state_hash
 
     def evaluate() -> dict | None:
-        blob = _task_state_blob(node, task)
+        if pinned == task.state_hash:
+            blob = _task_state_blob(node, task)
+        elif pinned == ZERO_HASH:
+            blob = initial_state(task.spec)
+        else:  # an earlier state of the task (e.g. the one a download took): stored by hash
+            blob = node.store.get_blob(pinned)
+            if blob is not None and state_hash(blob) != pinned:
+                blob = None
         if blob is None:
-            raise ApiError(404, "the task's state blob is not stored here")
-        return heldout_metrics(task.spec, blob)
+            raise ApiError(404, f"state {pinned.hex()} is not stored here")
+        try:
+            return heldout_metrics(task.spec, blob)
+        except Exception as exc:  # noqa: BLE001 - a stored blob of something else
+            raise ApiError(400, f"state {pinned.hex()} is not a state of this task ({type(exc).__name__})") from None
 
     return _json({
         "task_id": task.task_id.hex(),
-        "state_hash": task.state_hash.hex(),
-        "units_done": task.units_done,
+        "state_hash": pinned.hex(),
+        "units_done": task.units_done if pinned == task.state_hash else None,
         "heldout": await asyncio.to_thread(evaluate),
     })
 
@@ -521,27 +717,47 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/blocks", get_blocks, "Block summaries by height, ascending",
           params=(("start", "query", "first height (default: the last `limit` blocks)"), ("limit", "query", f"1 .. {MAX_PAGE}, default 20"))),
     Route("GET", "/api/blocks/{id}", get_block, "One block by height or hash (with received_ms and connected_ms: when this node first had its body and first connected it, Unix ms, null if not since start)", params=(_ID,), responses={"200": "OK", "400": "bad id", "404": "not found"}),
+    Route("GET", "/api/fees", get_fees,
+          "Fee policy and estimate: this node's minimum relay fee rate and the rate that gets a transaction into the next block now (base units per byte)"),
+    Route("GET", "/api/blocks/{id}/trace", get_block_trace,
+          "A block's work trace: per claim its ticket, winning, challenged and opened units, and a page of its leaves",
+          params=(_ID, ("offset", "query", "first leaf (default 0)"), ("limit", "query", f"leaves, 1 .. {MAX_LEAVES_PAGE}, default 100")),
+          responses={"200": "OK", "400": "bad id, offset or limit", "404": "not found"}),
     Route("GET", "/api/txs/{id}", get_tx, "A transaction: pending or confirmed (with its block)",
-          params=(("id", "path", "transaction id (64 hex digits)"),), responses={"200": "OK", "400": "bad id", "404": "not found"}),
+          params=(("id", "path", "transaction id (64 hex digits, or a unique prefix of at least 4)"),),
+          responses={"200": "OK", "400": "bad or ambiguous id", "404": "not found"}),
     Route("POST", "/api/txs", post_tx, "Submit a signed transaction (JSON {\"tx\": hex} or raw bytes)",
           body='{"tx": "<hex>"} or application/octet-stream', responses={"200": "accepted into the mempool", "400": "malformed or rejected, with the reason"}),
     Route("GET", "/api/accounts/{address}", get_account, "Balance and nonce of an address",
           params=(("address", "path", "checksummed address"),), responses={"200": "OK", "400": "bad address"}),
     Route("GET", "/api/accounts/{address}/txs", get_account_txs, "The address's transactions and rewards, newest first",
           params=(("address", "path", "checksummed address"), ("offset", "query", "items to skip"), ("limit", "query", f"1 .. {MAX_PAGE}"))),
-    Route("GET", "/api/tasks", get_tasks, "All tasks on the ledger"),
-    Route("GET", "/api/tasks/{id}", get_task, "One task with a description of its current state",
-          params=(("id", "path", "task id (64 hex digits)"),), responses={"200": "OK", "404": "not found"}),
-    Route("GET", "/api/tasks/{id}/result", get_task_result, "The task's result: its final state blob (?partial=1: the current state)",
+    Route("GET", "/api/tasks", get_tasks, "All tasks on the ledger, and (pending) tasks whose submit transaction is in the mempool"),
+    Route("GET", "/api/tasks/{id}", get_task,
+          "One task with a description of its current state; status \"pending\" while its transaction is in the mempool",
+          params=(("id", "path", "task id (64 hex digits, or a unique prefix of at least 4; also for the routes below)"),),
+          responses={"200": "OK", "400": "bad or ambiguous id", "404": "not found"}),
+    Route("GET", "/api/tasks/{id}/result", get_task_result,
+          "The task's result: its final state blob (?partial=1: the current state); headers X-State-Hash, X-Units-Done and X-Height name the state sent",
           params=(("id", "path", "task id"), ("partial", "query", "1 to get an open task's current state")),
-          responses={"200": "the state blob", "404": "not found", "409": "task not complete"}, content="application/octet-stream"),
+          responses={"200": "the state blob", "404": "not found", "409": "task not complete or pending"}, content="application/octet-stream"),
+    Route("GET", "/api/tasks/{id}/blocks", get_task_blocks,
+          "Heights and hashes of the best chain's blocks that worked on the task, ascending (every `step`-th from `offset`)",
+          params=(("id", "path", "task id"), ("offset", "query", "blocks to skip"), ("limit", "query", f"1 .. {MAX_TASK_BLOCKS_PAGE}, default {MAX_PAGE}"),
+                  ("step", "query", "take every step-th block (default 1)")),
+          responses={"200": "OK", "400": "bad offset, limit or step", "404": "not found"}),
     Route("GET", "/api/tasks/{id}/manifest", get_task_manifest,
           "The blocks that worked on the task (parent, miner, units, per-unit digests), so a result can be re-computed and checked",
           params=(("id", "path", "task id"), ("offset", "query", "blocks to skip"), ("limit", "query", f"blocks, 1 .. {MAX_PAGE}")),
           responses={"200": "OK", "400": "bad offset or limit", "404": "not found"}),
     Route("GET", "/api/tasks/{id}/metrics", get_task_metrics,
-          "Held-out metrics of a training task's current state (accuracy of the chain's model and of its plain PyTorch export); null for render tasks",
-          params=(("id", "path", "task id"),), responses={"200": "OK", "404": "not found"}),
+          "Held-out metrics of a training task's current state, of an earlier one (?state=HASH), or of its state after the "
+          "best chain's block at a height (?height=H: that block must have worked on it; 503 while another such evaluation "
+          "runs: retry), for the chain's model and its plain PyTorch export; null for render tasks",
+          params=(("id", "path", "task id"), ("state", "query", "state hash to score (default: the task's current state)"),
+                  ("height", "query", "a height whose block worked on the task")),
+          responses={"200": "OK", "400": "bad height, or not a state of this task", "404": "not found", "409": "task pending",
+                     "503": "busy evaluating: retry"}),
     Route("GET", "/api/params", get_params, "The network's consensus parameters"),
     Route("GET", "/api/peers", get_peers, "Connected peers, bans and known addresses"),
     Route("GET", "/metrics", get_metrics, "Prometheus metrics", content="text/plain"),
@@ -588,7 +804,10 @@ def build_api(node: Node) -> web.Application:
         try:
             return await handler(request)
         except ApiError as exc:
-            return _json({"error": exc.message}, status=exc.status)
+            resp = _json({"error": exc.message}, status=exc.status)
+            if exc.status == 503:
+                resp.headers["Retry-After"] = "1"
+            return resp
         except web.HTTPException as exc:
             if exc.status >= 400:
                 return _json({"error": exc.reason}, status=exc.status)

@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "arrives for this long, and disconnect the peers that announced it (default 60)")
     node.add_argument("--max-headers-ahead", type=int, default=4096, metavar="N",
                       help="hold headers without bodies at most N blocks above the validated tip (default 4096)")
+    node.add_argument("--min-relay-fee-rate", type=int, default=None, metavar="UNITS",
+                      help="relay policy: the least fee per transaction byte, in base units (1 POUW = 10^8), that the "
+                           "mempool accepts (default 5)")
     node.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     node.set_defaults(func=_cmd_node)
 
@@ -64,7 +67,7 @@ def _cmd_node(args: argparse.Namespace) -> int:
     from consensus.chainstate import Limits
     from consensus.params import ParamsError, load_params
     from p2p.cli import CliError
-    from p2p.node import Node, NodeConfig
+    from p2p.node import DEFAULT_MIN_RELAY_FEE_RATE, Node, NodeConfig
     from p2p.peer import PeerLimits
     from p2p.protocol import parse_hostport
 
@@ -82,6 +85,9 @@ def _cmd_node(args: argparse.Namespace) -> int:
         load_params(args.network)
     except ParamsError as exc:
         raise CliError(f"--network: {exc}") from None
+    min_fee_rate = DEFAULT_MIN_RELAY_FEE_RATE if args.min_relay_fee_rate is None else args.min_relay_fee_rate
+    if not 0 <= min_fee_rate <= 10**8:
+        raise CliError("--min-relay-fee-rate: must be 0 .. 100000000 base units per byte")
     if not 0 < args.verify_budget <= 86_400:
         raise CliError("--verify-budget: must be more than 0 and at most 86400 seconds")
     if not 1 <= args.body_timeout <= 86_400:
@@ -107,6 +113,7 @@ def _cmd_node(args: argparse.Namespace) -> int:
         network=args.network,
         device=args.device,
         reindex=args.reindex,
+        min_relay_fee_rate=min_fee_rate,
         limits=PeerLimits(verify_budget_s=args.verify_budget, verify_refill_per_s=args.verify_budget / 100),
         body_timeout_s=args.body_timeout,
         chain_limits=Limits(max_headers_ahead=args.max_headers_ahead),

@@ -1,11 +1,12 @@
 """`pouw task ...`: pay the network to render a dataset or train a model, follow it, download the result.
 
-    pouw task submit render --count N [--image-size S] [scene options] --bounty B
-    pouw task submit train --steps N [--lr 0.05] [--objective lights|light-direction] --bounty B
-    pouw task status ID        progress, blocks, payout, held-out metrics (training)
+    pouw task submit render --count N [--image-size S] [scene options] --bounty B [--wait]
+    pouw task submit train --steps N [--lr 0.05] [--objective lights|light-direction] --bounty B [--wait]
+    pouw task status ID [--follow]   progress, blocks, payout, held-out metrics (training); pending while in the mempool
     pouw task list
-    pouw task result ID -o PATH   a model file (train) or a re-rendered, digest-checked dataset (render)
+    pouw task result ID -o PATH      a model file (train) or a re-rendered, digest-checked dataset (render)
 
+ID is a task id (the submit transaction's id) or a unique prefix of it (at least 4 hex digits).
 Options are checked against the task rules before anything is signed or sent; see docs/wallet.md.
 """
 
@@ -15,7 +16,9 @@ import argparse
 import sys
 
 from p2p.user_errors import handles_user_errors
-from p2p.wallet_common import DEFAULT_FEE, common_options
+from p2p.wallet_common import common_options
+
+MIN_ID_PREFIX = 4
 
 
 def _scene_options(p: argparse.ArgumentParser) -> None:
@@ -30,8 +33,20 @@ def _scene_options(p: argparse.ArgumentParser) -> None:
 def _payment_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("payment")
     g.add_argument("--bounty", required=True, help="POUW paid to the miners who do the work, shared per unit (escrowed at once)")
-    g.add_argument("--fee", default=DEFAULT_FEE, help=f"transaction fee in POUW (default {DEFAULT_FEE})")
+    g.add_argument("--fee", default=None, help="transaction fee in POUW (default: the node's estimate for this transaction)")
+    g.add_argument("--from", dest="payer", default=None, metavar="ADDRESS|INDEX",
+                   help="the wallet's address that pays and owns the task (default: the first that covers bounty and fee)")
+    g.add_argument("-y", "--yes", action="store_true",
+                   help="do not ask before sending; allow a fee above 10%% of the bounty or above 1 POUW")
     g.add_argument("--dry-run", action="store_true", help="check and show the task, send nothing")
+    g.add_argument("--wait", action="store_true", help="then follow the task until it is done (as task status --follow)")
+    _follow_timing(g)
+
+
+def _follow_timing(g) -> None:
+    g.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="seconds between polls when following (default 1)")
+    g.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS",
+                   help="when following, give up after SECONDS (exit 10; the task goes on; default: no limit)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,15 +81,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=handles_user_errors(_cmd_submit))
 
     s = tsub.add_parser("status", parents=[readonly], help="progress, blocks, payout and held-out metrics of a task")
-    s.add_argument("task_id", metavar="ID", help="task id (64 hex digits, as `task submit` printed it)")
+    s.add_argument("task_id", metavar="ID", help="task id (as `task submit` printed it) or a unique prefix of it")
     s.add_argument("--no-metrics", action="store_true", help="skip the held-out metrics (the node computes them on request)")
+    s.add_argument("-f", "--follow", action="store_true",
+                   help="follow the task until it is done: a progress bar in units, blocks and held-out accuracy (Ctrl-C stops following)")
+    _follow_timing(s)
     s.set_defaults(func=handles_user_errors(_cmd_status))
 
     ls = tsub.add_parser("list", parents=[readonly], help="the tasks on the ledger")
     ls.set_defaults(func=handles_user_errors(_cmd_list))
 
     res = tsub.add_parser("result", parents=[readonly], help="download a task's result: a model file or a checked dataset")
-    res.add_argument("task_id", metavar="ID", help="task id")
+    res.add_argument("task_id", metavar="ID", help="task id or a unique prefix of it")
     res.add_argument("-o", "--output", required=True, metavar="PATH",
                      help="train: the model file to write (e.g. model.pt); render: the directory for dataset.npz and labels.json")
     res.add_argument("--partial", action="store_true", help="the result so far of a task that is not complete")
@@ -84,12 +102,30 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _task_id(text: str) -> str:
+    """The id as typed: 64 hex digits or a prefix of at least 4 (the node resolves a prefix)."""
     from p2p.user_errors import UserError
 
     t = text.strip().lower()
-    if len(t) != 64 or any(c not in "0123456789abcdef" for c in t):
-        raise UserError(f"task id {text!r}: expected 64 hex digits (the txid `pouw task submit` printed)")
+    if not MIN_ID_PREFIX <= len(t) <= 64 or any(c not in "0123456789abcdef" for c in t):
+        raise UserError(f"task id {text!r}: expected 64 hex digits (the txid `pouw task submit` printed) "
+                        f"or a unique prefix of at least {MIN_ID_PREFIX}")
     return t
+
+
+def resolve_task(node, text: str) -> dict:
+    """The node's record of the task with this id or unique id prefix (pending ones included)."""
+    from p2p.user_errors import NodeError, NotFound, UserError
+
+    ident = _task_id(text)
+    try:
+        return node.task(ident)
+    except NotFound:
+        what = f"task {ident}" if len(ident) == 64 else f"no task with id prefix {ident}"
+        raise NotFound(f"{what}: neither on this node's chain nor in its mempool") from None
+    except NodeError as exc:
+        if exc.status == 400 and "ambiguous" in exc.detail:
+            raise UserError(f"{exc.detail}; type more digits") from None
+        raise
 
 
 def _progress(args: argparse.Namespace):
@@ -115,9 +151,22 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
     from chain.tx import make_submit_task
     from p2p.amounts import format_amount
+    from p2p.cli_wallet import _resolve_payer
     from p2p.task_builder import describe_spec, option_hint
-    from p2p.user_errors import BadTaskSpec, UserError
-    from p2p.wallet_common import amount_json, check_funds, client, emit, load_wallet, parse_amount_arg, sign_and_send, unlock
+    from p2p.user_errors import BadTaskSpec
+    from p2p.wallet_common import (
+        amount_json,
+        check_fee,
+        client,
+        confirm_send,
+        describe_fee,
+        emit,
+        load_wallet,
+        parse_amount_arg,
+        plan_payment,
+        sign_and_send,
+        unlock,
+    )
     from useful_work.tasks import TaskSpecError, encode_spec
 
     try:
@@ -126,31 +175,51 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     except TaskSpecError as exc:
         raise BadTaskSpec(f"task spec out of range: {exc}{option_hint(exc)}") from None
     bounty = parse_amount_arg(args.bounty, "--bounty", allow_zero=False)
-    fee = parse_amount_arg(args.fee, "--fee")
-    owner = load_wallet(args).keyfile.address  # a missing wallet is reported before anything else
+    if args.fee is not None:
+        parse_amount_arg(args.fee, "--fee")
+    entry = load_wallet(args)  # a missing wallet is reported before anything else
+    payer = _resolve_payer(args, entry)
     node = client(args)
     params = node.params()
     minimum = params.get("min_bounty_per_unit", 0) * spec.units_total
     if bounty < minimum:
         raise BadTaskSpec(f"task spec out of range: --bounty {format_amount(bounty)} POUW is below this network's minimum "
                           f"of {format_amount(params['min_bounty_per_unit'])} per unit, {format_amount(minimum)} POUW for {spec.units_total} units")
+
+    def build(key, chain_id, nonce, fee):
+        return make_submit_task(key, chain_id, nonce, fee, spec_bytes, bounty)
+
     summary = {"kind": spec.kind, "spec": {"kind": spec.kind, **asdict(spec)}, "units": spec.units_total,
-               "bounty": amount_json(bounty), "fee": amount_json(fee), "per_unit": amount_json(bounty // spec.units_total)}
+               "bounty": amount_json(bounty), "per_unit": amount_json(bounty // spec.units_total)}
     if args.dry_run:
-        emit(args, {**summary, "sent": False},
+        fee_text = f"fee {format_amount(parse_amount_arg(args.fee, '--fee'))}" if args.fee is not None else "fee: the node's estimate"
+        emit(args, {**summary, "fee": amount_json(parse_amount_arg(args.fee, "--fee")) if args.fee is not None else None, "sent": False},
              f"{describe_spec(spec)}\nbounty {format_amount(bounty)} POUW (about {format_amount(bounty // spec.units_total)} per unit), "
-             f"fee {format_amount(fee)}: not sent (--dry-run)")
+             f"{fee_text}: not sent (--dry-run)")
         return 0
-    if bounty + fee > (1 << 64) - 1:
-        raise UserError("--bounty plus --fee exceeds the largest amount")
-    check_funds(node, owner, bounty + fee)  # before the password is asked for
-    entry, key = unlock(args)
-    sent = sign_and_send(node, key, bounty + fee,
-                         lambda chain_id, nonce: make_submit_task(key, chain_id, nonce, fee, spec_bytes, bounty))
+    pay = plan_payment(node, entry, bounty, build, args.fee, payer)
+    check_fee(pay, bounty, args.yes, "the bounty")
+    confirm_send(args, [
+        f"submit: {describe_spec(spec)}",
+        f"bounty {format_amount(bounty)} POUW (about {format_amount(bounty // spec.units_total)} per unit), escrowed at once",
+        f"from {pay.address} (address {pay.index} of wallet {entry.name!r}), which owns the task",
+        describe_fee(pay),
+        f"total {format_amount(pay.cost)} POUW",
+    ])
+    entry, unlocked = unlock(args, entry)
+    sent = sign_and_send(node, unlocked, pay, build)
     task_id = sent.tx.txid.hex()
-    data = {**summary, "task_id": task_id, "txid": task_id, "owner": entry.keyfile.address, "nonce": sent.nonce, "sent": True}
-    emit(args, data, f"submitted: {describe_spec(spec)}\nbounty {format_amount(bounty)} POUW, fee {format_amount(fee)}\n"
-                     f"task id {task_id}\nfollow it with: pouw task status {task_id}")
+    data = {**summary, "fee": amount_json(pay.fee), "task_id": task_id, "txid": task_id, "owner": pay.address,
+            "nonce": sent.nonce, "sent": True}
+    text = (f"submitted: {describe_spec(spec)}\nbounty {format_amount(bounty)} POUW, fee {format_amount(pay.fee)}\n"
+            f"task id {task_id}\nfollow it with: pouw task status {task_id[:12]} --follow")
+    if not args.wait:
+        emit(args, data, text)
+        return 0
+    if not args.json:
+        print(text, flush=True)
+    final, lines = _follow_and_describe(args, node, task_id)
+    emit(args, {**data, "final": final}, "\n".join(lines))
     return 0
 
 
@@ -161,48 +230,76 @@ def _pct(done: int, total: int) -> str:
     return f"{min(done, total) * 100 // total}%" if total else "open-ended"
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
+def _follow_and_describe(args: argparse.Namespace, node, task_id: str) -> tuple[dict, list[str]]:
+    from p2p.task_follow import follow_task
+
+    follow_task(node, task_id, interval=max(0.2, args.interval), timeout=args.timeout,
+                metrics=not getattr(args, "no_metrics", False), quiet=args.json)
+    return task_report(node, node.task(task_id), metrics=not getattr(args, "no_metrics", False))
+
+
+def task_report(node, task: dict, metrics: bool = True) -> tuple[dict, list[str]]:
+    """(JSON data, text lines) of a task record from the node, with held-out metrics of that very state."""
     from p2p.amounts import format_amount
     from p2p.task_builder import describe_spec
-    from p2p.user_errors import NotFound
-    from p2p.wallet_common import amount_json, client, emit
+    from p2p.user_errors import NodeError, NotFound, NotReady
+    from p2p.wallet_common import amount_json
     from useful_work.tasks import parse_spec
 
-    task_id = _task_id(args.task_id)
-    node = client(args)
-    try:
-        task = node.task(task_id)
-    except NotFound:
-        raise NotFound(f"task {task_id}: not on this node's chain (yet? a submitted task appears once its transaction is in a block)") from None
+    task_id = task["task_id"]
     spec = parse_spec(bytes.fromhex(task["spec"]))
-    metrics = None
-    if spec.kind == "train" and not args.no_metrics:
-        metrics = node.task_metrics(task_id).get("heldout")
+    held = None
+    if spec.kind == "train" and metrics and task["status"] != "pending":
+        try:
+            held = node.task_metrics(task_id, state=task["state_hash"]).get("heldout")
+        except (NotFound, NotReady, NodeError):
+            held = None
     total, done = task["units_total"], task["units_done"]
     data = {
         "task_id": task_id, "kind": task["kind"], "status": task["status"], "active": task["active"], "owner": task["owner"],
         "spec": {"kind": spec.kind, **{k: getattr(spec, k) for k in spec.__dataclass_fields__}},
-        "units_done": done, "units_total": total, "blocks": task["blocks"],
+        "units_done": done, "units_total": total, "blocks": task.get("blocks", 0),
         "bounty": amount_json(task["bounty"]), "paid": amount_json(task["paid"]),
         "created_height": task["created_height"], "completed_height": task["completed_height"] or None,
-        "state_hash": task["state_hash"], "state": task.get("state"), "heldout": metrics,
+        "state_hash": task["state_hash"], "state": task.get("state"), "heldout": held,
     }
+    lines = [f"task {task_id}", f"  {describe_spec(spec)}"]
+    if task["status"] == "pending":
+        data["fee"] = amount_json(task.get("fee", 0))
+        lines += [
+            "  status   pending: its transaction is in the node's mempool, waiting for a block",
+            f"  progress 0 of {total or 'open-ended'} units",
+            f"  payment  bounty {format_amount(task['bounty'])} POUW (escrowed once mined), fee {format_amount(task.get('fee', 0))} POUW",
+            f"  owner    {task['owner']}",
+        ]
+        return data, lines
     where = "done at height %d" % task["completed_height"] if task["status"] == "done" else ("open, being worked on now" if task["active"] else "open, queued")
-    lines = [
-        f"task {task_id}",
-        f"  {describe_spec(spec)}",
+    blocks = task.get("blocks", 0)
+    lines += [
         f"  status   {where}",
         f"  progress {min(done, total) if total else done} of {total or 'open-ended'} units ({_pct(done, total)}), "
-        f"{task['blocks']} block{'s' if task['blocks'] != 1 else ''}" + (f" (+{done - total} extra units carried by the last block)" if total and done > total else ""),
+        f"{blocks} block{'s' if blocks != 1 else ''}" + (f" (+{done - total} extra units carried by the last block)" if total and done > total else ""),
         f"  payment  bounty {format_amount(task['bounty'])} POUW, paid so far {format_amount(task['paid'])} POUW",
         f"  owner    {task['owner']}, created at height {task['created_height']}",
     ]
-    if metrics:
-        line = f"  held-out {metrics['images']} images: accuracy {metrics['accuracy']:.1%} (chain's fixed-point model), " \
-               f"{metrics['exported_accuracy']:.1%} (exported PyTorch model), loss {metrics['loss']:.3f}, step {metrics['step']}"
-        if metrics.get("direction_error_deg") is not None:
-            line += f", direction error {metrics['direction_error_deg']:.1f} deg"
+    if held:
+        line = f"  held-out {held['images']} images: accuracy {held['accuracy']:.1%} (chain's fixed-point model), " \
+               f"{held['exported_accuracy']:.1%} (exported PyTorch model), loss {held['loss']:.3f}, step {held['step']}"
+        if held.get("direction_error_deg") is not None:
+            line += f", direction error {held['direction_error_deg']:.1f} deg"
         lines.append(line)
+    return data, lines
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from p2p.wallet_common import client, emit
+
+    node = client(args)
+    task = resolve_task(node, args.task_id)
+    if args.follow and task["status"] != "done":
+        data, lines = _follow_and_describe(args, node, task["task_id"])
+    else:
+        data, lines = task_report(node, task, metrics=not args.no_metrics)
     emit(args, data, "\n".join(lines))
     return 0
 
@@ -211,13 +308,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from p2p.amounts import format_amount
     from p2p.wallet_common import client, emit
 
-    tasks = client(args).tasks()["tasks"]
-    lines = [f"{'task id':64s}  {'kind':6s} {'status':6s} {'units':>15s}  bounty"]
+    answer = client(args).tasks()
+    tasks = answer["tasks"] + answer.get("pending", [])
+    lines = [f"{'task id':64s}  {'kind':6s} {'status':7s} {'units':>15s}  bounty"]
     for t in tasks:
         units = f"{t['units_done']}/{t['units_total'] or '-'}"
-        lines.append(f"{t['task_id']}  {t['kind']:6s} {t['status']:6s} {units:>15s}  {format_amount(t['bounty'])}"
+        lines.append(f"{t['task_id']}  {t['kind']:6s} {t['status']:7s} {units:>15s}  {format_amount(t['bounty'])}"
                      + ("  (default)" if t["default"] else "") + ("  *active" if t["active"] else ""))
-    emit(args, {"tasks": tasks}, "\n".join(lines))
+    emit(args, {"tasks": answer["tasks"], "pending": answer.get("pending", [])}, "\n".join(lines))
     return 0
 
 
@@ -229,10 +327,15 @@ def _cmd_result(args: argparse.Namespace) -> int:
     from p2p.wallet_common import client, emit
     from useful_work.tasks import parse_spec
 
-    task_id = _task_id(args.task_id)
     node = client(args)
-    task = node.task(task_id)
+    task = resolve_task(node, args.task_id)
+    task_id = task["task_id"]
     spec = parse_spec(bytes.fromhex(task["spec"]))
+    if task["status"] == "pending":
+        from p2p.user_errors import NotReady
+
+        raise NotReady(f"task {task_id} is pending: its transaction is in the mempool, not yet in a block; "
+                       f"follow it with: pouw task status {task_id[:12]} --follow")
     if spec.kind == "render":
         r = download_render_dataset(node, task_id, args.output, args.partial, args.device, _progress(args))
         data = {"task_id": task_id, "kind": "render", "directory": str(r.directory), "units": r.units, "images": r.images,
@@ -245,13 +348,15 @@ def _cmd_result(args: argparse.Namespace) -> int:
         return 0
     r = download_model(node, task_id, args.output, args.partial, not args.no_eval, _progress(args))
     data = {"task_id": task_id, "kind": "train", "path": str(r.path), "step": r.step, "state_hash": r.state_hash,
-            "heldout": r.metrics, "node_heldout": r.node_metrics, "verified": True}
-    lines = [f"wrote {r.path}: {spec.arch} after {r.step} SGD steps (state {r.state_hash[:16]}, checked against the chain)",
-             "load it with torch.load(path, weights_only=True); see docs/wallet.md"]
+            "height": r.height, "units_done": r.units_done, "heldout": r.metrics, "node_heldout": r.node_metrics, "verified": True}
+    at = f", the task's state at height {r.height} ({r.units_done} units)" if r.height is not None and args.partial else ""
+    lines = [f"wrote {r.path}: {spec.arch} after {r.step} SGD steps{at} (state {r.state_hash[:16]}, checked against the chain)",
+             "load it with torch.load(path, weights_only=True), or useful_work.export_model.load_model; see docs/wallet.md"]
     if r.metrics:
         line = f"held-out accuracy of this file: {r.metrics['accuracy']:.1%} on {r.metrics['images']} images"
         if r.node_metrics:
-            line += f" (the node reports {r.node_metrics['accuracy']:.1%} for the chain's model, {r.node_metrics['exported_accuracy']:.1%} for its export)"
+            line += (f" (the node reports {r.node_metrics['accuracy']:.1%} for the chain's model, "
+                     f"{r.node_metrics['exported_accuracy']:.1%} for its export, of the same state)")
         lines.append(line)
     emit(args, data, "\n".join(lines))
     return 0

@@ -104,6 +104,10 @@ class NodeClient:
     def params(self) -> dict:
         return self.get_json("/api/params")
 
+    def fees(self) -> dict:
+        """The node's minimum relay fee rate and its fee estimate (base units per byte)."""
+        return self.get_json("/api/fees")
+
     def account(self, address: str) -> dict:
         return self.get_json(f"/api/accounts/{address}")
 
@@ -132,8 +136,9 @@ class NodeClient:
     def task(self, task_id: str) -> dict:
         return self.get_json(f"/api/tasks/{task_id}")
 
-    def task_metrics(self, task_id: str) -> dict:
-        return self.get_json(f"/api/tasks/{task_id}/metrics")
+    def task_metrics(self, task_id: str, state: str | None = None) -> dict:
+        """Held-out metrics of the task's current state, or of the state with hash `state`."""
+        return self.get_json(f"/api/tasks/{task_id}/metrics", state=state)
 
     def task_manifest(self, task_id: str, offset: int = 0, limit: int = 100) -> dict:
         return self.get_json(f"/api/tasks/{task_id}/manifest", offset=offset, limit=limit)

@@ -1,14 +1,22 @@
-"""Encrypted key files: an Ed25519 seed under AES-256-GCM with a key derived from a password by scrypt.
+"""Encrypted key files: a wallet's secret under AES-256-GCM with a key derived from a password by scrypt.
 
-One JSON file per key, in the spirit of Ethereum's keystore v3:
+One JSON file per wallet, in the spirit of Ethereum's keystore v3. Two kinds:
 
-    {"format": "pouw-keystore", "version": 1, "address": "pw...",
-     "crypto": {"cipher": "aes-256-gcm", "nonce": hex, "ciphertext": hex (seed + 16-byte tag),
+- version 2, an HD wallet (`pouw wallet create`, `restore`): the secret is the BIP39 phrase's
+  entropy and the 64-byte seed derived from it (see p2p/hd_wallet.py); the file lists the
+  addresses derived so far (address i is the key at m/44'/1'/0'/0'/i'):
+
+    {"format": "pouw-keystore", "version": 2, "address": "pw..." (address 0),
+     "hd": {"derivation": "...", "path": "m/44'/1'/0'/0'/i'", "words": 24, "addresses": ["pw...", ...]},
+     "crypto": {"cipher": "aes-256-gcm", "nonce": hex, "ciphertext": hex (JSON secret + 16-byte tag),
                 "kdf": "scrypt", "kdfparams": {"n": 131072, "r": 8, "p": 1, "dklen": 32, "salt": hex}}}
 
-The GCM tag also covers the file's header (format, version, address, cipher, KDF and its
-parameters) as associated data, so an altered address or weakened KDF cost fails like a wrong
-password; after decryption the seed's address must equal the recorded one. Files are written
+- version 1, a plain key (`pouw wallet import`, and wallets made before phrases): one address,
+  the ciphertext is the 32-byte Ed25519 seed plus the tag; no "hd" field.
+
+The GCM tag also covers the file's header (format, version, addresses, derivation, cipher, KDF
+and its parameters) as associated data, so an altered address or weakened KDF cost fails like a
+wrong password; after decryption every listed address must be the one its key gives. Files are written
 atomically (a temporary file in the same directory, fsync, then link or rename, then fsync of
 the directory) with mode 0600; reading a file, with any password, never writes it.
 
@@ -22,7 +30,7 @@ import json
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -32,8 +40,13 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from chain.address import AddressError, address_of, format_address, parse_address
 from chain.keys import InvalidKey, PrivateKey
 
+from p2p.hd_wallet import DERIVATION, MAX_ADDRESSES, PATH_TEMPLATE, WORD_COUNTS, HdSecret
+
 FORMAT = "pouw-keystore"
-VERSION = 1
+VERSION = 1  # a plain key
+HD_VERSION = 2  # a BIP39 phrase with derived addresses
+VERSIONS = (VERSION, HD_VERSION)
+MAX_SECRET_BYTES = 1024
 CIPHER = "aes-256-gcm"
 KDF = "scrypt"
 DEFAULT_SCRYPT_N = 1 << 17
@@ -95,35 +108,85 @@ class ScryptParams:
 
 
 @dataclass(frozen=True)
-class KeyFile:
-    """One encrypted key as stored; `address` is readable without the password."""
+class HdInfo:
+    """The clear part of an HD key file: its derivation and the addresses derived so far (index = position)."""
 
-    address: str
+    words: int
+    addresses: tuple[str, ...]
+    path: str = PATH_TEMPLATE
+
+    def to_json(self) -> dict:
+        return {"derivation": DERIVATION, "path": self.path, "words": self.words, "addresses": list(self.addresses)}
+
+    @classmethod
+    def from_json(cls, data: object) -> HdInfo:
+        if not isinstance(data, dict):
+            raise ValueError("hd: missing")
+        if data.get("path") != PATH_TEMPLATE:
+            raise ValueError(f"hd.path: this wallet derives keys at {PATH_TEMPLATE}, got {data.get('path')!r}")
+        if data.get("derivation") != DERIVATION:
+            raise ValueError(f"hd.derivation: expected {DERIVATION!r}")
+        words = data.get("words")
+        if not isinstance(words, int) or isinstance(words, bool) or words not in WORD_COUNTS:
+            raise ValueError(f"hd.words: expected {' or '.join(map(str, WORD_COUNTS))}, got {words!r}")
+        addresses = data.get("addresses")
+        if not isinstance(addresses, list) or not 1 <= len(addresses) <= MAX_ADDRESSES:
+            raise ValueError(f"hd.addresses: expected a list of 1 .. {MAX_ADDRESSES} addresses")
+        for i, a in enumerate(addresses):
+            try:
+                parse_address(a)
+            except AddressError as exc:
+                raise ValueError(f"hd.addresses[{i}]: {exc}") from None
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("hd.addresses: an address is listed twice")
+        return cls(words=words, addresses=tuple(addresses))
+
+
+@dataclass(frozen=True)
+class KeyFile:
+    """One encrypted wallet as stored; its addresses are readable without the password."""
+
+    address: str  # the first (for a plain key: the only) address
     kdf: ScryptParams
     nonce: bytes
-    ciphertext: bytes  # the 32-byte seed encrypted, followed by the 16-byte GCM tag
+    ciphertext: bytes  # the encrypted secret followed by the 16-byte GCM tag
     version: int = VERSION
+    hd: HdInfo | None = None
+
+    @property
+    def is_hd(self) -> bool:
+        return self.hd is not None
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return self.hd.addresses if self.hd is not None else (self.address,)
 
     def header(self) -> dict:
-        return {"format": FORMAT, "version": self.version, "address": self.address, "cipher": CIPHER, "kdf": KDF,
-                "kdfparams": self.kdf.to_json()}
+        out = {"format": FORMAT, "version": self.version, "address": self.address, "cipher": CIPHER, "kdf": KDF,
+               "kdfparams": self.kdf.to_json()}
+        if self.hd is not None:
+            out["hd"] = self.hd.to_json()
+        return out
 
     def associated_data(self) -> bytes:
         return json.dumps(self.header(), sort_keys=True, separators=(",", ":")).encode()
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "format": FORMAT,
             "version": self.version,
             "address": self.address,
-            "crypto": {
-                "cipher": CIPHER,
-                "nonce": self.nonce.hex(),
-                "ciphertext": self.ciphertext.hex(),
-                "kdf": KDF,
-                "kdfparams": self.kdf.to_json(),
-            },
         }
+        if self.hd is not None:
+            out["hd"] = self.hd.to_json()
+        out["crypto"] = {
+            "cipher": CIPHER,
+            "nonce": self.nonce.hex(),
+            "ciphertext": self.ciphertext.hex(),
+            "kdf": KDF,
+            "kdfparams": self.kdf.to_json(),
+        }
+        return out
 
     def to_bytes(self) -> bytes:
         return (json.dumps(self.to_json(), indent=2) + "\n").encode()
@@ -135,12 +198,20 @@ class KeyFile:
             raise ValueError("not a JSON object")
         if data.get("format") != FORMAT:
             raise ValueError(f"format: expected {FORMAT!r}, got {data.get('format')!r}")
-        if data.get("version") != VERSION:
-            raise ValueError(f"version: this wallet reads version {VERSION}, got {data.get('version')!r}")
+        version = data.get("version")
+        if version not in VERSIONS or isinstance(version, bool):
+            raise ValueError(f"version: this wallet reads versions {', '.join(map(str, VERSIONS))}, got {version!r}")
         try:
             parse_address(data.get("address"))
         except AddressError as exc:
             raise ValueError(f"address: {exc}") from None
+        hd = None
+        if version == HD_VERSION:
+            hd = HdInfo.from_json(data.get("hd"))
+            if hd.addresses[0] != data["address"]:
+                raise ValueError("address: must be hd.addresses[0]")
+        elif "hd" in data:
+            raise ValueError("hd: a version 1 file holds a plain key, not an HD wallet")
         crypto = data.get("crypto")
         if not isinstance(crypto, dict):
             raise ValueError("crypto: missing")
@@ -160,9 +231,11 @@ class KeyFile:
             raise ValueError(f"crypto: {exc}") from None
         if len(nonce) != NONCE_BYTES:
             raise ValueError(f"crypto.nonce: expected {NONCE_BYTES} bytes, got {len(nonce)}")
-        if len(ciphertext) != 32 + 16:
+        if hd is None and len(ciphertext) != 32 + 16:
             raise ValueError(f"crypto.ciphertext: expected 48 bytes, got {len(ciphertext)}")
-        return cls(address=data["address"], kdf=params, nonce=nonce, ciphertext=ciphertext, version=VERSION)
+        if hd is not None and not 16 < len(ciphertext) <= MAX_SECRET_BYTES + 16:
+            raise ValueError(f"crypto.ciphertext: expected 17 .. {MAX_SECRET_BYTES + 16} bytes, got {len(ciphertext)}")
+        return cls(address=data["address"], kdf=params, nonce=nonce, ciphertext=ciphertext, version=version, hd=hd)
 
 
 def _int(d: dict, key: str) -> int:
@@ -203,7 +276,7 @@ def scrypt_params(scrypt_n: int | None = None) -> ScryptParams:
 
 
 def encrypt_key(key: PrivateKey, password: str, scrypt_n: int | None = None) -> KeyFile:
-    """A new key file for `key` under `password` (fresh salt and nonce)."""
+    """A new plain key file for `key` under `password` (fresh salt and nonce)."""
     if not password:
         raise KeystoreError("the password must not be empty")
     kdf = scrypt_params(scrypt_n)
@@ -213,20 +286,88 @@ def encrypt_key(key: PrivateKey, password: str, scrypt_n: int | None = None) -> 
     return KeyFile(address=address, kdf=kdf, nonce=unsealed.nonce, ciphertext=ciphertext)
 
 
-def decrypt_key(keyfile: KeyFile, password: str) -> PrivateKey:
-    """The private key in `keyfile`; WrongPasswordError when the password (or the file) is wrong."""
-    aes = AESGCM(keyfile.kdf.derive(password))
+def _secret_bytes(secret: HdSecret) -> bytes:
+    return json.dumps({"entropy": secret.entropy.hex(), "seed": secret.seed.hex(), "passphrase": secret.passphrase},
+                      sort_keys=True, separators=(",", ":")).encode()
+
+
+def _secret_from_bytes(raw: bytes) -> HdSecret:
     try:
-        seed = aes.decrypt(keyfile.nonce, keyfile.ciphertext, keyfile.associated_data())
+        data = json.loads(raw)
+        secret = HdSecret(bytes.fromhex(data["entropy"]), bytes.fromhex(data["seed"]), bool(data["passphrase"]))
+    except (ValueError, KeyError, TypeError):
+        raise KeystoreError("key file's secret is not readable") from None
+    if len(secret.entropy) * 8 not in WORD_COUNTS.values() or len(secret.seed) != 64:
+        raise KeystoreError("key file's secret has the wrong size")
+    return secret
+
+
+def seal_hd(secret: HdSecret, addresses: tuple[str, ...] | list[str], aes_key: bytes, kdf: ScryptParams) -> KeyFile:
+    """An HD key file for `secret` listing `addresses`, encrypted under an scrypt output (fresh nonce)."""
+    hd = HdInfo(words=len(secret.words), addresses=tuple(addresses))
+    unsealed = KeyFile(address=hd.addresses[0], kdf=kdf, nonce=secrets.token_bytes(NONCE_BYTES), ciphertext=b"",
+                       version=HD_VERSION, hd=hd)
+    ciphertext = AESGCM(aes_key).encrypt(unsealed.nonce, _secret_bytes(secret), unsealed.associated_data())
+    return KeyFile(address=hd.addresses[0], kdf=kdf, nonce=unsealed.nonce, ciphertext=ciphertext, version=HD_VERSION, hd=hd)
+
+
+def encrypt_hd(secret: HdSecret, password: str, addresses: tuple[str, ...] | list[str] | None = None,
+               scrypt_n: int | None = None) -> KeyFile:
+    """A new HD key file (fresh salt and nonce) listing `addresses` (default: address 0)."""
+    if not password:
+        raise KeystoreError("the password must not be empty")
+    kdf = scrypt_params(scrypt_n)
+    return seal_hd(secret, tuple(addresses or (secret.address(0),)), kdf.derive(password), kdf)
+
+
+@dataclass(frozen=True)
+class Unlocked:
+    """A key file opened with its password: the signing key of each of its addresses."""
+
+    keyfile: KeyFile
+    aes_key: bytes = field(repr=False)  # the scrypt output: re-seals the file without asking again
+    keys: dict[str, PrivateKey] = field(repr=False)
+    secret: HdSecret | None = field(default=None, repr=False)
+
+    def key_for(self, address: str) -> PrivateKey:
+        try:
+            return self.keys[address]
+        except KeyError:
+            raise KeystoreError(f"address {address} is not one of this wallet's") from None
+
+    @property
+    def first_key(self) -> PrivateKey:
+        return self.keys[self.keyfile.address]
+
+
+def open_keyfile(keyfile: KeyFile, password: str) -> Unlocked:
+    """Decrypt `keyfile`; WrongPasswordError when the password (or the file) is wrong."""
+    aes_key = keyfile.kdf.derive(password)
+    try:
+        plain = AESGCM(aes_key).decrypt(keyfile.nonce, keyfile.ciphertext, keyfile.associated_data())
     except InvalidTag:
         raise WrongPasswordError("wrong password (or the key file was altered)") from None
-    try:
-        key = PrivateKey.from_bytes(seed)
-    except InvalidKey as exc:  # pragma: no cover - the tag makes this unreachable
-        raise KeystoreError(f"key file holds no valid key: {exc}") from None
-    if format_address(address_of(key.public_key())) != keyfile.address:
-        raise KeystoreError(f"key file's key does not match its address {keyfile.address}")
-    return key
+    if keyfile.hd is None:
+        try:
+            key = PrivateKey.from_bytes(plain)
+        except InvalidKey as exc:  # pragma: no cover - the tag makes this unreachable
+            raise KeystoreError(f"key file holds no valid key: {exc}") from None
+        keys = {format_address(address_of(key.public_key())): key}
+        secret = None
+    else:
+        secret = _secret_from_bytes(plain)
+        keys = {}
+        for i in range(len(keyfile.hd.addresses)):
+            key = secret.key(i)
+            keys[format_address(address_of(key.public_key()))] = key
+    if tuple(keys) != keyfile.addresses:
+        raise KeystoreError(f"key file's keys do not match its addresses (first: {keyfile.address})")
+    return Unlocked(keyfile, aes_key, keys, secret)
+
+
+def decrypt_key(keyfile: KeyFile, password: str) -> PrivateKey:
+    """The key of the file's first address; WrongPasswordError when the password (or the file) is wrong."""
+    return open_keyfile(keyfile, password).first_key
 
 
 # --- files -----------------------------------------------------------------------------------------
@@ -300,7 +441,7 @@ class WalletEntry:
 
 @dataclass(frozen=True)
 class Keystore:
-    """A wallet directory: one key file `<name>.json` per named key."""
+    """A wallet directory: one key file `<name>.json` per named wallet."""
 
     directory: Path
 
@@ -310,18 +451,53 @@ class Keystore:
     def exists(self, name: str) -> bool:
         return self.path_for(name).exists()
 
-    def create(self, name: str, key: PrivateKey, password: str, scrypt_n: int | None = None) -> WalletEntry:
-        """Encrypt and store a key under a new name; WalletExistsError if the name is taken."""
+    def owner_of(self, addresses: tuple[str, ...] | list[str]) -> WalletEntry | None:
+        """The wallet in this directory that already holds one of `addresses`, if any."""
+        wanted = set(addresses)
+        for entry in self.entries():
+            if wanted.intersection(entry.keyfile.addresses):
+                return entry
+        return None
+
+    def _check_new(self, name: str, addresses: tuple[str, ...]) -> Path:
         path = self.path_for(name)
         if path.exists():
-            raise WalletExistsError(f"wallet {name!r} already exists ({path}); pick another name with --wallet")
-        keyfile = encrypt_key(key, password, scrypt_n)
+            raise WalletExistsError(f"wallet {name!r} already exists ({path}); pick another name with -w NAME")
+        other = self.owner_of(addresses)
+        if other is not None:
+            shared = next(a for a in addresses if a in other.keyfile.addresses)
+            raise WalletExistsError(f"wallet {other.name!r} already holds this key (address {shared}); "
+                                    f"use -w {other.name}, or delete {other.path} first")
+        return path
+
+    def _write_new(self, name: str, path: Path, keyfile: KeyFile) -> WalletEntry:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             write_atomic(path, keyfile.to_bytes(), overwrite=False)
         except FileExistsError:
             raise WalletExistsError(f"wallet {name!r} already exists ({path})") from None
         return WalletEntry(name, path, keyfile)
+
+    def create(self, name: str, key: PrivateKey, password: str, scrypt_n: int | None = None) -> WalletEntry:
+        """Encrypt and store a plain key under a new name; WalletExistsError if the name is taken
+        or another wallet here already holds the key."""
+        path = self._check_new(name, (format_address(address_of(key.public_key())),))
+        return self._write_new(name, path, encrypt_key(key, password, scrypt_n))
+
+    def create_hd(self, name: str, secret: HdSecret, password: str, addresses: list[str] | tuple[str, ...] | None = None,
+                  scrypt_n: int | None = None) -> WalletEntry:
+        """Encrypt and store an HD wallet listing `addresses` (default: address 0) under a new name."""
+        keyfile = encrypt_hd(secret, password, addresses, scrypt_n)
+        path = self._check_new(name, keyfile.addresses)
+        return self._write_new(name, path, keyfile)
+
+    def save_addresses(self, entry: WalletEntry, unlocked: Unlocked, addresses: list[str] | tuple[str, ...]) -> WalletEntry:
+        """Rewrite an HD wallet's file (atomically, same password) listing `addresses`."""
+        if unlocked.secret is None:
+            raise KeystoreError(f"wallet {entry.name!r} holds one plain key; only a wallet made from a phrase derives new addresses")
+        keyfile = seal_hd(unlocked.secret, tuple(addresses), unlocked.aes_key, entry.keyfile.kdf)
+        write_atomic(entry.path, keyfile.to_bytes(), overwrite=True)
+        return WalletEntry(entry.name, entry.path, keyfile)
 
     def load(self, name: str) -> WalletEntry:
         path = self.path_for(name)
@@ -335,6 +511,7 @@ class Keystore:
         return WalletEntry(name, path, _parse(raw, path))
 
     def unlock(self, name: str, password: str) -> tuple[WalletEntry, PrivateKey]:
+        """The wallet and the key of its first address."""
         entry = self.load(name)
         return entry, decrypt_key(entry.keyfile, password)
 

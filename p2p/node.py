@@ -56,6 +56,9 @@ COOKIE_FILE = "api.cookie"
 CHAIN_DIR = "chain"
 PING_EVERY_S = 30.0
 MAX_KNOWN_ADDRS = 1_000
+# Relay policy, not consensus: the least fee per encoded byte this node's mempool takes (a
+# transfer is about 166 bytes, so 830 base units = 0.0000083 POUW at the default).
+DEFAULT_MIN_RELAY_FEE_RATE = 5
 
 
 @dataclass
@@ -71,6 +74,7 @@ class NodeConfig:
     reindex: bool = False
     max_outbound: int = 8
     mempool_bytes: int = 32 << 20
+    min_relay_fee_rate: int = DEFAULT_MIN_RELAY_FEE_RATE  # base units per byte
     limits: PeerLimits = field(default_factory=PeerLimits)
     # Node policy against fake header chains: how long a heavier header branch may go without a
     # body arriving before it is given up, and the chain state's bounds on unproven headers.
@@ -155,7 +159,7 @@ class Node:
         else:
             recover_swap(chain_dir)
         self.store = ChainStore(str(chain_dir))
-        self.mempool = Mempool(self.config.mempool_bytes)
+        self.mempool = Mempool(self.config.mempool_bytes, min_fee_rate=self.config.min_relay_fee_rate)
         self.chain = ChainState(self.store, self.params, mempool=self.mempool, device=self.device, limits=self.config.chain_limits)
         log.info(
             "network %s, genesis %s, tip height %d %s, device %s",
@@ -176,7 +180,12 @@ class Node:
             p2p_app = web.Application(client_max_size=1024)
             p2p_app.router.add_get("/p2p", self._accept)
             await self._serve(p2p_app, self.config.listen)
-        await self._serve(build_api(self), self.config.api)
+        from p2p.explorer import mount as mount_explorer
+        from p2p.explorer.source import loopback_url
+
+        api_app = build_api(self)
+        self.explorer = mount_explorer(api_app, loopback_url(self.config.api))  # the web explorer at /, a client of the API
+        await self._serve(api_app, self.config.api)
         self.api_url = f"http://{self.config.api}"
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))

@@ -156,9 +156,10 @@ class Sync:
         # Bodies of a heavier branch arrived until this monotonic time; the branch's work then.
         self._catching_up_until = 0.0
         self._catching_up_work = 0
-        # hash -> [received_ms, connected_ms]: wall-clock times (Unix ms, float) at which this node
-        # first had the block's body (from a peer or its own miner) and first connected it to its
-        # best chain; shown by GET /api/blocks/{id} (propagation measurements). Bounded, not stored.
+        # hash -> [received_ms, connected_ms, verify_ms]: wall-clock times (Unix ms, float) at which
+        # this node first had the block's body (from a peer or its own miner) and first connected it
+        # to its best chain, and the milliseconds it took to validate and connect it; shown by
+        # GET /api/blocks/{id} (propagation measurements). Bounded, not stored.
         self.block_times: OrderedDict[bytes, list[float | None]] = OrderedDict()
 
     # --- block timing ------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ class Sync:
     def _times(self, block_hash: bytes) -> list[float | None]:
         times = self.block_times.get(block_hash)
         if times is None:
-            times = self.block_times[block_hash] = [None, None]
+            times = self.block_times[block_hash] = [None, None, None]
             while len(self.block_times) > MAX_BLOCK_TIMES:
                 self.block_times.popitem(last=False)
         return times
@@ -538,6 +539,10 @@ class Sync:
     async def after_block(self, result: BlockResult, seconds: float, source: Peer | None = None) -> None:
         """Metrics, relay and listeners for a processed block (ours or a peer's)."""
         self.note_connected(result.connected)
+        if result.outcome == Outcome.NEW_TIP and result.block_hash in self.block_times:
+            times = self.block_times[result.block_hash]
+            if times[2] is None:
+                times[2] = round(seconds * 1000, 3)
         reason = result.reason.value if result.reason else ""
         self.metrics.blocks.labels(result.outcome.value, reason).inc()
         self.metrics.verify_seconds.observe(seconds)

@@ -13,29 +13,53 @@ from collections import OrderedDict
 
 from useful_work.tasks import TrainSpec, parse_spec
 
-_CACHE_SIZE = 16
+_CACHE_SIZE = 256  # a learning curve's worth of states (the explorer samples at most 48 heights a task)
 _cache: OrderedDict[tuple[bytes, bytes], dict] = OrderedDict()
+_cache_lock = threading.Lock()  # guards _cache (held only for dictionary operations)
 _lock = threading.Lock()  # one evaluation at a time: a burst of requests costs the node one run
 
 
-def heldout_metrics(spec_bytes: bytes, state: bytes) -> dict | None:
-    """Metrics of a train task's state bytes on the held-out set; None for other kinds of task."""
+class EvaluatorBusy(RuntimeError):
+    """Another evaluation is running and the caller asked not to wait for it."""
+
+
+def _cached(key: tuple[bytes, bytes]) -> dict | None:
+    with _cache_lock:
+        found = _cache.get(key)
+        if found is not None:
+            _cache.move_to_end(key)
+        return dict(found) if found is not None else None
+
+
+def heldout_metrics(spec_bytes: bytes, state: bytes, wait: bool = True) -> dict | None:
+    """Metrics of a train task's state bytes on the held-out set; None for other kinds of task.
+
+    wait=False: raise EvaluatorBusy rather than queue behind a running evaluation (a cached
+    state still answers at once), so callers cannot pile up threads waiting for the evaluator.
+    """
     spec = parse_spec(spec_bytes)
     if not isinstance(spec, TrainSpec):
         return None
     from useful_work.trace import state_hash
 
     key = (spec_bytes, state_hash(state))
-    with _lock:
-        cached = _cache.get(key)
-        if cached is None:
-            cached = _evaluate(spec, state)
-            _cache[key] = cached
+    found = _cached(key)
+    if found is not None:
+        return found
+    if not _lock.acquire(blocking=wait):
+        raise EvaluatorBusy("an evaluation is running")
+    try:
+        found = _cached(key)  # evaluated by the call this one waited for
+        if found is not None:
+            return found
+        result = _evaluate(spec, state)
+        with _cache_lock:
+            _cache[key] = result
             while len(_cache) > _CACHE_SIZE:
                 _cache.popitem(last=False)
-        else:
-            _cache.move_to_end(key)
-        return dict(cached)
+        return dict(result)
+    finally:
+        _lock.release()
 
 
 def _evaluate(spec: TrainSpec, state: bytes) -> dict:

@@ -11,7 +11,9 @@ nothing behind).
 
 Train task: the final state blob must hash to the task's state hash; it is exported as a plain
 PyTorch model file (useful_work.export_model) and, unless asked not to, scored on the held-out
-set here, next to the figures the node reports.
+set here, next to the figures the node reports for that same state: a partial download names
+the state it took (hash, units done, the height it was read at) and asks the node's metrics of
+exactly that state, so the file and the figure next to it never come from two heights.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ class TrainResult:
     state_hash: str
     metrics: dict | None = None  # held-out figures of the downloaded file, measured here
     node_metrics: dict | None = None  # what the node reports for the same state
+    height: int | None = None  # the chain height at which this was the task's state
+    units_done: int | None = None
 
 
 def _spec_of(task: dict) -> TaskSpec:
@@ -245,16 +249,28 @@ def download_model(
     from useful_work.train_task import model_config
 
     step = decode_state(blob.data, model_config(spec)).step
+    height = _int_header(blob.headers, "x-height")
+    units_done = _int_header(blob.headers, "x-units-done")
     metrics = node_metrics = None
     if evaluate:
         if progress:
             progress("scoring the downloaded model on the held-out set")
         metrics = evaluate_model_file(out, spec)
-        try:
-            node_metrics = node.task_metrics(task_id).get("heldout")
+        try:  # the node's figures for the state in the file, not for wherever the task is now
+            answer = node.task_metrics(task_id, state=claimed)
+            node_metrics = answer.get("heldout") if answer.get("state_hash") == claimed else None
         except NodeError:
             node_metrics = None
-    return TrainResult(out, step, claimed, metrics, node_metrics)
+        if node_metrics is not None and node_metrics.get("step") != step:
+            raise ResultMismatch(f"the node scored step {node_metrics.get('step')} for state {claimed}, the file is at step {step}")
+    return TrainResult(out, step, claimed, metrics, node_metrics, height, units_done)
+
+
+def _int_header(headers: dict[str, str], name: str) -> int | None:
+    try:
+        return int(headers[name])
+    except (KeyError, ValueError):
+        return None
 
 
 def evaluate_model_file(path: Path, spec: TrainSpec) -> dict:

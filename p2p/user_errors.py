@@ -17,6 +17,8 @@ Exit codes (documented in docs/wallet.md):
 | 10 | not-found (a task or transaction the node does not know) / not ready (task not complete) |
 | 11 | result-mismatch (a download does not match the chain's digests or state hash) |
 | 12 | node-error (the node answered with an unexpected error) |
+| 13 | needs-confirmation (a fee far above the need, without --yes) |
+| 130 | interrupted (Ctrl-C while following a task: the task goes on) |
 """
 
 from __future__ import annotations
@@ -87,6 +89,16 @@ class NotReady(UserError):
 class ResultMismatch(UserError):
     exit_code = 11
     kind = "result-mismatch"
+
+
+class NeedsConfirmation(UserError):
+    exit_code = 13
+    kind = "needs-confirmation"
+
+
+class Interrupted(UserError):
+    exit_code = 130
+    kind = "interrupted"
 
 
 class NodeError(UserError):

@@ -1,7 +1,14 @@
-"""What `pouw wallet` and `pouw task` share: options, passwords, unlocking a key, signing and sending.
+"""What `pouw wallet` and `pouw task` share: options, passwords, unlocking, fees, paying addresses, sending.
 
 Password sources, first that is given wins: --password-file FILE (its first line), the
-environment variable POUW_WALLET_PASSWORD, then a prompt on the terminal (getpass).
+environment variable POUW_WALLET_PASSWORD, then a prompt on the terminal (getpass; three tries
+to get it right). A new password must have at least 8 characters; its strength (zxcvbn's
+estimate of the guesses needed) is shown at the prompt, which refuses an easily guessed one.
+
+Fees: the default fee is the node's estimate (GET /api/fees: a rate in base units per byte,
+times this transaction's size); a fee below the node's minimum relay fee is refused naming the
+minimum; a fee above 10% of the amount (unless it is no more than the estimate) or above
+1 POUW needs --yes. On a terminal, a send shows what it will do and asks before signing.
 """
 
 from __future__ import annotations
@@ -19,23 +26,25 @@ from typing import Any
 
 from chain.address import PREFIX as ADDRESS_PREFIX
 from chain.address import TEXT_LENGTH as ADDRESS_TEXT_LENGTH
-from chain.address import AddressError, address_of, format_address, parse_address
+from chain.address import AddressError, format_address, parse_address
 from chain.keys import PrivateKey
 from chain.tx import Transaction
 
-from p2p.amounts import AmountError, format_amount, parse_amount
+from p2p.amounts import UNITS_PER_COIN, AmountError, format_amount, parse_amount
 from p2p.client import NodeClient, resolve_node_url
 from p2p.keystore import (
     Keystore,
     KeystoreError,
+    Unlocked,
     WalletEntry,
     WrongPasswordError,
-    decrypt_key,
+    open_keyfile,
     resolve_wallet_dir,
 )
 from p2p.user_errors import (
     BadAddress,
     InsufficientBalance,
+    NeedsConfirmation,
     NodeError,
     NotFound,
     NotReady,
@@ -47,7 +56,12 @@ from p2p.user_errors import (
 PASSWORD_ENV = "POUW_WALLET_PASSWORD"
 WALLET_NAME_ENV = "POUW_WALLET"
 DEFAULT_WALLET_NAME = "default"
-DEFAULT_FEE = "0.0001"
+MIN_PASSWORD_LENGTH = 8
+MIN_PROMPT_SCORE = 2  # zxcvbn score (0 .. 4) a password typed at the prompt must reach
+PASSWORD_TRIES = 3
+FEE_SHARE_PERCENT = 10  # a fee above this share of the amount needs --yes (unless it is at most the estimate)
+FEE_CEILING = 1 * UNITS_PER_COIN  # a fee above this needs --yes
+_STRENGTH = ("very weak", "weak", "fair", "strong", "very strong")
 
 
 def common_options(wallet: bool = True, node: bool = True, password: bool = True) -> argparse.ArgumentParser:
@@ -98,23 +112,67 @@ def wallet_name(args: argparse.Namespace) -> str:
     return getattr(args, "wallet", None) or os.environ.get(WALLET_NAME_ENV) or DEFAULT_WALLET_NAME
 
 
-def read_password(args: argparse.Namespace, confirm: bool = False, prompt: str = "Wallet password: ") -> str:
+def _password_source(args: argparse.Namespace) -> str | None:
+    """The password from --password-file or the environment; None when it must be asked for."""
     path = getattr(args, "password_file", None)
     if path:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"--password-file {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-        password = text.splitlines()[0] if text else ""
-    elif os.environ.get(PASSWORD_ENV) is not None:
-        password = os.environ[PASSWORD_ENV]
-    else:
+        return text.splitlines()[0] if text else ""
+    if os.environ.get(PASSWORD_ENV) is not None:
+        return os.environ[PASSWORD_ENV]
+    return None
+
+
+def password_strength(password: str) -> tuple[int, str]:
+    """(zxcvbn score 0 .. 4, one line of feedback) for a new password."""
+    from zxcvbn import zxcvbn
+
+    result = zxcvbn(password[:100])  # zxcvbn's cost grows with length; 100 characters is plenty
+    score = int(result["score"])
+    feedback = result.get("feedback") or {}
+    notes = [feedback.get("warning") or "", *(feedback.get("suggestions") or [])]
+    text = " ".join(n for n in notes if n)
+    return score, f"password strength: {_STRENGTH[score]} ({score}/4)" + (f": {text}" if text else "")
+
+
+def _too_short(password: str) -> str | None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return (f"the password has {len(password)} characters; use at least {MIN_PASSWORD_LENGTH} "
+                "(four or five random words make a strong one)")
+    return None
+
+
+def read_new_password(args: argparse.Namespace, prompt: str = "New password: ") -> str:
+    """A password for a new key file: at least 8 characters; at the prompt, strong enough and typed twice."""
+    given = _password_source(args)
+    if given is not None:
+        if not given:
+            raise UserError("the password is empty")
+        problem = _too_short(given)
+        if problem:
+            raise UserError(problem)
+        score, feedback = password_strength(given)
+        if score < MIN_PROMPT_SCORE and not getattr(args, "json", False):
+            print(f"warning: {feedback}", file=sys.stderr)
+        return given
+    for attempt in range(PASSWORD_TRIES):
         password = ask_secret(prompt)
-        if confirm and _has_terminal() and ask_secret("Repeat the password: ") != password:
+        problem = _too_short(password)
+        score, feedback = password_strength(password) if not problem else (0, "")
+        if not problem and score < MIN_PROMPT_SCORE:
+            problem = f"{feedback.rstrip('.')}. Pick one that is harder to guess"
+        if problem:
+            left = PASSWORD_TRIES - attempt - 1
+            say(f"{problem}" + (f" ({left} {'try' if left == 1 else 'tries'} left)" if left else ""))
+            continue
+        say(feedback)
+        if _has_terminal() and ask_secret("Repeat the password: ") != password:
             raise UserError("the passwords do not match; nothing was written")
-    if not password:
-        raise UserError("the password is empty")
-    return password
+        return password
+    raise UserError(f"no acceptable password in {PASSWORD_TRIES} tries; nothing was written")
 
 
 def _has_terminal() -> bool:
@@ -123,6 +181,19 @@ def _has_terminal() -> bool:
         return True
     except OSError:
         return False
+
+
+def interactive() -> bool:
+    """A person at a terminal: standard input is one and /dev/tty opens (prompts may ask and wait)."""
+    try:
+        return sys.stdin.isatty() and _has_terminal()
+    except (AttributeError, ValueError):
+        return False
+
+
+def say(text: str) -> None:
+    """A line for the person at the terminal (stderr), never part of the command's output."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def ask_secret(prompt: str) -> str:
@@ -136,6 +207,21 @@ def ask_secret(prompt: str) -> str:
     if not line:
         raise UserError(f"no password: no terminal to ask on and nothing on stdin; use --password-file FILE or ${PASSWORD_ENV}")
     return line.rstrip("\r\n")
+
+
+def ask_line(prompt: str) -> str:
+    """Ask on the terminal with echo (stderr prompt); with no terminal, read one line of stdin."""
+    if interactive():
+        print(prompt, end="", file=sys.stderr, flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        raise UserError("no answer: standard input ended")
+    return line.rstrip("\r\n")
+
+
+def ask_yes(prompt: str) -> bool:
+    """y/yes on the terminal; anything else (or Enter) is no."""
+    return ask_line(f"{prompt} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def keystore_error(exc: KeystoreError) -> UserError:
@@ -152,14 +238,27 @@ def load_wallet(args: argparse.Namespace) -> WalletEntry:
         raise keystore_error(exc) from None
 
 
-def unlock(args: argparse.Namespace) -> tuple[WalletEntry, PrivateKey]:
-    """The wallet's key: the file is found (and checked) before the password is asked for."""
-    entry = load_wallet(args)
-    password = read_password(args, prompt=f"Password for wallet {entry.name!r} ({entry.keyfile.address}): ")
-    try:
-        return entry, decrypt_key(entry.keyfile, password)
-    except KeystoreError as exc:
-        raise keystore_error(exc) from None
+def unlock(args: argparse.Namespace, entry: WalletEntry | None = None) -> tuple[WalletEntry, Unlocked]:
+    """The wallet's keys: the file is found (and checked) before the password is asked for; at a
+    prompt a wrong password may be typed again, three tries in all."""
+    entry = entry or load_wallet(args)
+    prompt = f"Password for wallet {entry.name!r} ({entry.keyfile.address}): "
+    given = _password_source(args)
+    tries = 1 if given is not None else PASSWORD_TRIES
+    for attempt in range(tries):
+        password = given if given is not None else ask_secret(prompt)
+        if not password:
+            raise UserError("the password is empty")
+        try:
+            return entry, open_keyfile(entry.keyfile, password)
+        except WrongPasswordError as exc:
+            left = tries - attempt - 1
+            if not left:
+                raise WrongPassword(str(exc) + (f" ({tries} tries)" if tries > 1 else "")) from None
+            say(f"wrong password; {left} {'try' if left == 1 else 'tries'} left")
+        except KeystoreError as exc:
+            raise keystore_error(exc) from None
+    raise AssertionError("unreachable")
 
 
 def resolve_address(text: str, store: Keystore, what: str = "address") -> bytes:
@@ -177,15 +276,170 @@ def resolve_address(text: str, store: Keystore, what: str = "address") -> bytes:
     raise BadAddress(f"{what}: {text!r} is neither an address ({problem}) nor the name of a wallet in {store.directory}")
 
 
-def address_text(args: argparse.Namespace, explicit: str | None) -> str:
-    """The address a read-only command looks at: an explicit address or wallet name, else the wallet's."""
+def addresses_of(args: argparse.Namespace, explicit: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """(wallet name or None, addresses) that a balance or history covers: every address of a
+    wallet (-w, or a wallet name given), or the one address given."""
+    store = keystore(args)
     if explicit:
-        return format_address(resolve_address(explicit, keystore(args)))
-    return load_wallet(args).keyfile.address
+        try:
+            return None, (format_address(parse_address(explicit)),)
+        except AddressError:
+            pass
+        resolve_address(explicit, store)  # raises BadAddress for a typo or an unknown name
+        entry = store.load(explicit)
+        return entry.name, entry.keyfile.addresses
+    entry = load_wallet(args)
+    return entry.name, entry.keyfile.addresses
 
 
 def client(args: argparse.Namespace) -> NodeClient:
     return NodeClient(resolve_node_url(getattr(args, "node", None)))
+
+
+# --- fees and paying addresses -------------------------------------------------------------------
+
+
+Build = Callable[[PrivateKey, bytes, int, int], Transaction]  # (key, chain id, nonce, fee) -> signed transaction
+_SIZING_KEY = PrivateKey(bytes(range(32)))  # sizes only: a transaction's size does not depend on its key
+
+
+def tx_size(build: Build, chain_id: bytes, nonce: int, fee: int) -> int:
+    return build(_SIZING_KEY, chain_id, nonce, fee).size
+
+
+def fee_at_rate(build: Build, chain_id: bytes, nonce: int, rate: int) -> tuple[int, int]:
+    """(fee, size): `rate` per byte of the transaction that carries that very fee."""
+    fee = 0
+    for _ in range(6):  # the fee's own encoding adds a byte or two; this settles in two rounds
+        size = tx_size(build, chain_id, nonce, fee)
+        if fee == size * rate:
+            break
+        fee = size * rate
+    return fee, tx_size(build, chain_id, nonce, fee)
+
+
+def spendable(account: dict) -> int:
+    """What an account can pay now: its spendable balance where the node reports one, else its balance."""
+    value = account.get("spendable")
+    return value if isinstance(value, int) else account["balance"]
+
+
+@dataclass(frozen=True)
+class Payment:
+    """Who pays, with which nonce and fee, for a transaction of `value` (amount or bounty)."""
+
+    address: str
+    index: int  # position among the wallet's addresses
+    account: dict
+    nonce: int
+    fee: int
+    size: int
+    min_fee: int
+    estimate_fee: int
+    fee_rate: int  # the node's estimate, base units per byte
+    min_rate: int
+    fee_given: bool  # --fee was given (else the fee is the node's estimate)
+    chain_id: bytes
+    value: int
+
+    @property
+    def cost(self) -> int:
+        return self.fee + self.value
+
+
+def immature_note(account: dict, cost: int) -> str:
+    """Why a balance that holds fresh mining rewards cannot pay yet ("" when that is not the reason)."""
+    immature = account.get("immature_rewards") or []
+    if not immature or cost > spendable(account) + sum(r["amount"] for r in immature):
+        return ""
+    return (
+        f"; {format_amount(sum(r['amount'] for r in immature))} POUW more are mining rewards not spendable yet "
+        f"(a reward becomes spendable {account.get('reward_maturity')} blocks after its block: the next at "
+        f"height {immature[0]['spendable_at_height']})"
+    )
+
+
+def plan_payment(node: NodeClient, entry: WalletEntry, value: int, build: Build, fee_text: str | None,
+                 payer: str | None = None, nonce: int | None = None) -> Payment:
+    """Pick the paying address (the first of the wallet's that covers value plus fee, or --from),
+    its nonce, and the fee (--fee, else the node's estimate); InsufficientBalance when none can pay."""
+    status = node.status()
+    chain_id = bytes.fromhex(status["chain_id"])
+    fees = node.fees()
+    rate, min_rate = int(fees["estimate_fee_rate"]), int(fees["min_relay_fee_rate"])
+    fixed = parse_amount_arg(fee_text, "--fee") if fee_text is not None else None
+    addresses = entry.keyfile.addresses
+    candidates = list(enumerate(addresses))
+    if payer is not None:
+        candidates = [(i, a) for i, a in candidates if a == payer]
+        if not candidates:
+            raise BadAddress(f"--from: {payer} is not an address of wallet {entry.name!r}")
+    best: tuple[int, str, int] | None = None  # (spendable, address, what it needed)
+    total = 0
+    for index, address in candidates:
+        account = node.account(address)
+        have = spendable(account)
+        total += have
+        use_nonce = account.get("next_nonce", account["nonce"]) if nonce is None else nonce
+        est_fee, size = fee_at_rate(build, chain_id, use_nonce, rate)
+        fee = est_fee if fixed is None else fixed
+        size = tx_size(build, chain_id, use_nonce, fee)
+        min_fee = size * min_rate
+        if fixed is None:
+            fee = max(fee, min_fee)
+        if value + fee > (1 << 64) - 1:
+            raise UserError("the amount plus the fee exceeds the largest amount")
+        if have >= value + fee:
+            return Payment(address, index, account, use_nonce, fee, size, min_fee, est_fee, rate, min_rate,
+                           fixed is not None, chain_id, value)
+        if best is None or have > best[0]:
+            best = (have, address, value + fee)
+    assert best is not None
+    if len(candidates) == 1:
+        raise InsufficientBalance(f"insufficient balance: {best[1]} has {format_amount(best[0])} POUW, "
+                                  f"this needs {format_amount(best[2])} POUW (amount and fee)"
+                                  f"{immature_note(node.account(best[1]), best[2])}")
+    raise InsufficientBalance(
+        f"insufficient balance: no address of wallet {entry.name!r} has {format_amount(best[2])} POUW (amount and fee) "
+        f"on its own (the most is {format_amount(best[0])} POUW at {best[1]}; {format_amount(total)} POUW over "
+        f"{len(addresses)} addresses); send in parts with --from ADDRESS"
+    )
+
+
+def check_fee(pay: Payment, value: int, yes: bool, what: str = "the amount") -> None:
+    """Refuse a fee under the node's minimum relay fee; a fee far above need asks for --yes."""
+    if pay.fee < pay.min_fee:
+        raise UserError(
+            f"--fee {format_amount(pay.fee)} POUW is below the node's minimum relay fee of {format_amount(pay.min_fee)} POUW "
+            f"for this transaction ({pay.size} bytes at {pay.min_rate} base units per byte); it would be refused"
+        )
+    if yes:
+        return
+    estimate = f"the node's estimate is {format_amount(pay.estimate_fee)} POUW"
+    if pay.fee > FEE_CEILING:
+        raise NeedsConfirmation(f"--fee {format_amount(pay.fee)} POUW is more than {format_amount(FEE_CEILING)} POUW "
+                                f"({estimate}); pass --yes to pay it anyway")
+    if pay.fee > pay.estimate_fee and pay.fee * 100 > value * FEE_SHARE_PERCENT:
+        share = f"{pay.fee / value:.0%}" if pay.fee < 100 * value else f"{pay.fee // value}x"
+        raise NeedsConfirmation(f"--fee {format_amount(pay.fee)} POUW is {share} of {what} {format_amount(value)} POUW "
+                                f"({estimate}); pass --yes to pay it anyway")
+
+
+def describe_fee(pay: Payment) -> str:
+    if pay.fee_given:
+        return f"fee {format_amount(pay.fee)} POUW (--fee; the node's estimate is {format_amount(pay.estimate_fee)})"
+    return (f"fee {format_amount(pay.fee)} POUW (the node's estimate: {pay.fee_rate} base units per byte x {pay.size} bytes; "
+            f"its minimum is {format_amount(pay.min_fee)})")
+
+
+def confirm_send(args: argparse.Namespace, lines: list[str]) -> None:
+    """On a terminal and without --yes: show what is about to be signed and ask."""
+    if getattr(args, "yes", False) or getattr(args, "json", False) or not interactive():
+        return
+    for line in lines:
+        say(line)
+    if not ask_yes("Send?"):
+        raise UserError("not sent")
 
 
 # --- sending ---------------------------------------------------------------------------------------
@@ -198,47 +452,15 @@ class Sent:
     balance_before: int
 
 
-def check_funds(node: NodeClient, sender: str, cost: int) -> dict:
-    """The sender's account from the node; InsufficientBalance when it cannot pay `cost` (value plus fee)."""
-    account = node.account(sender)
-    if cost > account["balance"]:
-        immature = account.get("immature_rewards") or []
-        why = ""
-        if immature and cost <= account["balance"] + sum(r["amount"] for r in immature):
-            first = immature[0]
-            why = (
-                f"; {format_amount(sum(r['amount'] for r in immature))} POUW more are mining rewards not spendable yet "
-                f"(a reward becomes spendable {account.get('reward_maturity')} blocks after its block: the next at "
-                f"height {first['spendable_at_height']})"
-            )
-        raise InsufficientBalance(
-            f"insufficient balance: {sender} has {format_amount(account['balance'])} POUW, "
-            f"this needs {format_amount(cost)} POUW (amount and fee){why}"
-        )
-    return account
-
-
-def sign_and_send(
-    node: NodeClient,
-    key: PrivateKey,
-    cost: int,
-    build: Callable[[bytes, int], Transaction],
-    nonce: int | None = None,
-) -> Sent:
-    """Sign a transaction for the node's chain with the account's next nonce and submit it.
-
-    `cost` (value plus fee) is checked against the balance the node reports before anything is
-    signed; the node's mempool still has the last word (pending spends), with its reason.
-    """
-    sender = format_address(address_of(key.public_key()))
-    status = node.status()
-    account = check_funds(node, sender, cost)
-    use_nonce = account.get("next_nonce", account["nonce"]) if nonce is None else nonce
-    tx = build(bytes.fromhex(status["chain_id"]), use_nonce)
+def sign_and_send(node: NodeClient, unlocked: Unlocked, pay: Payment, build: Build) -> Sent:
+    """Sign the planned transaction with the paying address's key and submit it; the node's
+    mempool has the last word (pending spends, its fee policy), with its reason."""
+    key = unlocked.key_for(pay.address)
+    tx = build(key, pay.chain_id, pay.nonce, pay.fee)
     answer = node.submit_tx(tx.to_bytes())
     if answer.get("txid") != tx.txid.hex():
         raise NodeError(f"the node acknowledged txid {answer.get('txid')}, expected {tx.txid.hex()}")
-    return Sent(tx, use_nonce, account["balance"])
+    return Sent(tx, pay.nonce, pay.account["balance"])
 
 
 def wait_confirmed(node: NodeClient, txid: str, timeout: float) -> dict:

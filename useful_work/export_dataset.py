@@ -9,8 +9,12 @@ Loading into PyTorch:
     from torch.utils.data import DataLoader
     from useful_work.export_dataset import RenderedDataset
     ds = RenderedDataset("out/dataset", target="lights")    # verifies every unit's digest
-    image, num_lights = ds[0]                                # float32 [3,H,W] in 0..1, int 0..2
-    loader = DataLoader(ds, batch_size=64, shuffle=True)
+    image, label = ds[0]                                     # float32 [3,H,W] = (p - 128) / 128; light count - 1
+    loader = DataLoader(ds, batch_size=64, shuffle=True)     # batches go straight into an exported model
+
+The default transform is export_model.MODEL_INPUT, the normalisation an exported model records
+in its file (config["normalization"]); `transform=None` gives the stored uint8 pixels [H,W,3],
+`transform=InputTransform(0, 255)` pixels in 0..1, channels first.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from useful_work.export_model import MODEL_INPUT, InputTransform
 from useful_work.render import render_batch
 from useful_work.render_task import canonical_arrays, unit_digest
 from useful_work.scene import DIR_ONE
@@ -137,21 +142,28 @@ TARGETS = ("lights", "dominant_dir", "mask", "depth")
 
 
 class RenderedDataset(Dataset):
-    """An exported dataset as (image, target): image float32 [3,H,W] in 0..1; target by name:
-    "lights" (int, light count - 1), "dominant_dir" (float32 [3] unit vector), "mask" (int64 [H,W]),
-    "depth" (float32 [H,W] metres)."""
+    """An exported dataset as (image, target).
 
-    def __init__(self, directory: str | Path, target: str = "lights", verify: bool = True) -> None:
+    image: `transform` of the stored uint8 pixels [H,W,3]; by default MODEL_INPUT, float32 [3,H,W]
+    = (p - 128) / 128, what an exported model expects (its file records it); None for the uint8
+    pixels as stored. target by name: "lights" (int, light count - 1, the index of the model's
+    logit), "dominant_dir" (float32 [3] unit vector), "mask" (int64 [H,W]), "depth" (float32 [H,W] metres).
+    """
+
+    def __init__(self, directory: str | Path, target: str = "lights", verify: bool = True,
+                 transform: InputTransform | None = MODEL_INPUT) -> None:
         if target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}")
         self.data = load_dataset(directory, verify=verify)
         self.target = target
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.data.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor | int]:
-        image = torch.from_numpy(self.data.images[i]).permute(2, 0, 1).float() / 255.0
+        pixels = torch.from_numpy(self.data.images[i])
+        image = self.transform(pixels) if self.transform is not None else pixels
         lab = self.data.labels[i]
         if self.target == "lights":
             return image, lab["num_lights"] - 1

@@ -1,15 +1,23 @@
 """Export a trained fixed-point "cnn-small" state as a plain float PyTorch model.
 
-The file is `torch.save({"arch", "state_dict", "config"})` with plain tensors, strings and ints
-only (loadable with weights_only=True). The weights are the fixed-point model's compute weights
-(Q12 weights, biases at their accumulator scale) as float32, so the float model's predictions
-follow the integer model's. Rebuilding it needs nothing from this package:
+The file is `torch.save({"arch", "state_dict", "config"})` with plain tensors, strings, ints
+and floats only (loadable with weights_only=True). The weights are the fixed-point model's
+compute weights (Q12 weights, biases at their accumulator scale) as float32, so the float
+model's predictions follow the integer model's.
+
+The model's input: uint8 RGB pixels, channels last as rendered, become float32 channels first
+as (p - 128) / 128. That is `MODEL_INPUT` (an InputTransform), recorded in the file as
+config["normalization"] = {"mean": 128.0, "scale": 128.0}, and the transform that
+useful_work.export_dataset.RenderedDataset applies by default, so a DataLoader batch of a
+downloaded dataset goes into a downloaded model as it is. Rebuilding the model needs nothing
+from this package:
 
     import torch, torch.nn as nn
     ck = torch.load("model.pt", weights_only=True)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(ck["config"]["feat_dim"], ck["config"]["outputs"]))
     net.load_state_dict(ck["state_dict"]); net.eval()
-    out = net((images.permute(0, 3, 1, 2).float() - 128) / 128)  # images: uint8 [B, H, W, 3]
+    norm = ck["config"]["normalization"]
+    out = net((images.permute(0, 3, 1, 2).float() - norm["mean"]) / norm["scale"])  # images: uint8 [B, H, W, 3]
 
 out[:, :3] are the logits of 1, 2, 3 lights; with the light-direction objective, out[:, 3:] is
 the dominant light direction (a unit vector when the model is right).
@@ -17,20 +25,53 @@ the dominant light direction (a unit vector when the model is right).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from useful_work.model import ACC1_FRAC, ACC2_FRAC, FRAC_W, ModelConfig, Params, compute_weights
-from useful_work.reference import conv_weight_from_gemm, images_to_float
+from useful_work.reference import conv_weight_from_gemm
 from useful_work.tasks import TrainSpec
 from useful_work.train_task import model_config
 from useful_work.trainer import decode_state
 
 ARCH = "cnn-small"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: config["normalization"] records the input transform
+INPUT_MEAN = 128.0
+INPUT_SCALE = 128.0  # the fixed-point model reads pixels as Q7: (p - 128) / 2^7
+
+
+@dataclass(frozen=True)
+class InputTransform:
+    """uint8 RGB pixels [..., H, W, 3] (numpy or torch) -> float32 [..., 3, H, W] = (p - mean) / scale.
+
+    Works on one image or a batch, so it serves as a Dataset transform as well as on whole arrays.
+    """
+
+    mean: float = INPUT_MEAN
+    scale: float = INPUT_SCALE
+
+    def __call__(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(np.asarray(pixels)) if not isinstance(pixels, torch.Tensor) else pixels
+        if t.dtype != torch.uint8 or t.dim() < 3 or t.shape[-1] != 3:
+            raise ValueError(f"expected uint8 RGB pixels [..., H, W, 3], got {tuple(t.shape)} {t.dtype}")
+        return (t.movedim(-1, -3).to(torch.float32) - self.mean) / self.scale
+
+    def to_json(self) -> dict[str, float]:
+        return {"mean": float(self.mean), "scale": float(self.scale)}
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: dict[str, Any]) -> InputTransform:
+        """The transform a model file records (files before version 2 took MODEL_INPUT, unrecorded)."""
+        norm = checkpoint.get("config", {}).get("normalization")
+        return cls(float(norm["mean"]), float(norm["scale"])) if norm else MODEL_INPUT
+
+
+MODEL_INPUT = InputTransform()  # what an exported model expects; RenderedDataset's default transform
 
 
 class ExportedCNN(nn.Sequential):
@@ -82,7 +123,8 @@ def export_checkpoint(state: bytes, spec: TrainSpec) -> dict[str, Any]:
             "outputs": config.head_outputs,
             "objective": spec.objective,
             "classes": [1, 2, 3],
-            "input": "float32 NCHW = (uint8 NHWC pixels permuted to NCHW - 128) / 128",
+            "input": "float32 NCHW = (uint8 NHWC pixels permuted to NCHW - mean) / scale",
+            "normalization": MODEL_INPUT.to_json(),
             "step": ts.step,
         },
     }
@@ -112,5 +154,5 @@ def load_model(path: str | Path) -> ExportedCNN:
 @torch.no_grad()
 def predict_exported(net: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(predicted light counts 1..3 [B], direction [B, 3] or None) for uint8 images [B, H, W, 3]."""
-    out = net(images_to_float(images.cpu()))
+    out = net(MODEL_INPUT(images.cpu()))
     return out[:, :3].argmax(dim=1) + 1, (out[:, 3:] if out.shape[1] > 3 else None)

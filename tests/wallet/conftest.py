@@ -29,9 +29,16 @@ def wallet_env(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def pouw(capsys, wallet_env):
-    """Run `pouw ARGS...` in this process; returns its exit code, stdout and stderr."""
+def pouw(capsys, wallet_env, monkeypatch):
+    """Run `pouw ARGS...` in this process; returns its exit code, stdout and stderr.
+
+    Standard input is empty and no terminal, as in a script (even under `pytest -s` at a
+    terminal): nothing waits for an answer. Prompts are tested in test_wallet_pty.py."""
+    import io
+
     from p2p.cli import main
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
 
     def run(*args: str) -> Result:
         capsys.readouterr()
@@ -44,16 +51,16 @@ def pouw(capsys, wallet_env):
 
 @pytest.fixture
 def start_node(tmp_path) -> Iterator:
-    """start_node(miner_address) -> a mining NodeProcess on a fast render network (fixed difficulty)."""
+    """start_node(miner_address, name, extra) -> a mining NodeProcess on a fast render network (fixed difficulty)."""
     nodes: list[NodeProcess] = []
     # A fixed target (no retarget) keeps blocks at ~8 units whatever the task, so a training
     # task's blocks come as quickly as a render task's units allow.
     network = write_network(tmp_path / "wallet-net.toml", retarget_half_life_ms=10**10)
 
-    def factory(miner_address: str, name: str = "node") -> NodeProcess:
+    def factory(miner_address: str, name: str = "node", extra: tuple[str, ...] = ()) -> NodeProcess:
         node = NodeProcess(tmp_path / name, network=network, name=name)
         nodes.append(node)
-        return node.start(mine=True, extra=["--miner-address", miner_address]).wait_ready()
+        return node.start(mine=True, extra=["--miner-address", miner_address, *extra]).wait_ready()
 
     yield factory
     for node in nodes:

@@ -21,22 +21,30 @@ def test_create_list_address_export_import(pouw, wallet_env, tmp_path):
     assert r.code == 0, r.err
     alice = r.json()
     assert alice["name"] == "alice" and alice["address"].startswith("pw") and alice["file"] == str(wallet_env / "alice.json")
+    assert len(alice["phrase"].split()) == 24 and alice["path"] == "m/44'/1'/0'/0'/i'"  # no terminal: the phrase is output
     assert pouw("wallet", "address", "-w", "alice").out.strip() == alice["address"]
     assert pouw("wallet", "create", "-w", "bob").code == 0
     listing = pouw("wallet", "list", "--json").json()
-    assert [w["name"] for w in listing["wallets"]] == ["alice", "bob"]
+    assert [(w["name"], w["kind"]) for w in listing["wallets"]] == [("alice", "hd"), ("bob", "hd")]
 
     r = pouw("wallet", "export", "-w", "alice", "--json")
     assert r.code == 0
     key_hex = r.json()["private_key"]
-    assert len(key_hex) == 64
+    assert len(key_hex) == 64 and r.json()["path"] == "m/44'/1'/0'/0'/0'"
     (tmp_path / "key.hex").write_text(key_hex + "\n")
     (tmp_path / "pw").write_text("another password\n")
-    r = pouw("wallet", "import", "-w", "copy", "--key-file", tmp_path / "key.hex", "--password-file", tmp_path / "pw", "--json")
+    # The same key under a second name in the same directory is noticed, and refused naming the wallet.
+    r = pouw("wallet", "import", "-w", "copy", "--key-file", tmp_path / "key.hex", "--password-file", tmp_path / "pw")
+    assert r.code == WALLET_FILE and "wallet 'alice' already holds this key" in r.err and not (wallet_env / "copy.json").exists()
+    # Plain-key wallets keep working: imported into another directory, it opens with its own password.
+    other = ["--wallet-dir", tmp_path / "other"]
+    r = pouw("wallet", "import", "-w", "copy", *other, "--key-file", tmp_path / "key.hex", "--password-file", tmp_path / "pw", "--json")
     assert r.code == 0 and r.json()["address"] == alice["address"]
-    # The copy opens with its own password (the file's first line), not the environment's.
-    assert pouw("wallet", "export", "-w", "copy", "--password-file", tmp_path / "pw").out.strip() == key_hex
-    assert pouw("wallet", "export", "-w", "copy").code == WRONG_PASSWORD
+    assert pouw("wallet", "list", *other, "--json").json()["wallets"][0]["kind"] == "key"
+    assert pouw("wallet", "export", "-w", "copy", *other, "--password-file", tmp_path / "pw").out.strip() == key_hex
+    assert pouw("wallet", "export", "-w", "copy", *other).code == WRONG_PASSWORD
+    r = pouw("wallet", "address", "-w", "copy", *other, "--new")
+    assert r.code == USAGE and "plain key" in r.err
 
     # Names are never reused, and a bad key is refused before anything is written.
     r = pouw("wallet", "create", "-w", "alice")
@@ -87,6 +95,7 @@ def test_user_errors_are_one_line_with_distinct_codes(pouw, wallet_env):
         (("wallet", "history", "--node", dead), UNREACHABLE, dead),
         (("task", "status", "ab" * 32, "--node", dead), UNREACHABLE, dead),
         (("task", "status", "xyz", "--node", dead), USAGE, "64 hex digits"),
+        (("task", "status", "abc", "--node", dead), USAGE, "prefix of at least 4"),
         # A task spec out of range is refused before anything is sent (the node is not even asked).
         (("task", "submit", "render", "--count", "8", "--image-size", "8", "--bounty", "1", "--node", dead), BAD_SPEC,
          "render.image_size: 8 out of range 16 .. 128 (option --image-size)"),

@@ -94,7 +94,7 @@ def test_two_wallets_transfer_history_and_errors(pouw, start_node, wallet_env, t
     assert key_file.read_bytes() == before
 
     # More than the balance: refused before signing, with both amounts.
-    r = pouw("wallet", "send", "one", "100", "-w", "two", "--node", url)
+    r = pouw("wallet", "send", "one", "100", "--fee", "0.0001", "-w", "two", "--node", url)
     assert r.code == INSUFFICIENT and "has 12.5 POUW, this needs 100.0001 POUW" in r.err
     # A reused nonce: the node refuses it and says why.
     r = pouw("wallet", "send", "two", "1", "-w", "one", "--node", url, "--nonce", "0")
@@ -104,7 +104,7 @@ def test_two_wallets_transfer_history_and_errors(pouw, start_node, wallet_env, t
     r = pouw("wallet", "send", typo, "1", "-w", "one", "--node", url)
     assert r.code == BAD_ADDRESS and "bad checksum" in r.err
     r = pouw("task", "status", "00" * 32, "--node", url)
-    assert r.code == NOT_FOUND and "not on this node's chain" in r.err
+    assert r.code == NOT_FOUND and "neither on this node's chain nor in its mempool" in r.err
     assert _balance(pouw, node, "two") == 1_250_000_000
 
 
@@ -142,7 +142,7 @@ def test_paid_render_and_training_tasks(pouw, start_node, wallet_env, tmp_path):
     client = NodeClient(url)
     status = client.status()
     key = Keystore(wallet_env).unlock("owner", PASSWORD)[1]
-    cheap = make_submit_task(key, bytes.fromhex(status["chain_id"]), 2, 0, encode_spec(RenderSpec(units=6)), 5)
+    cheap = make_submit_task(key, bytes.fromhex(status["chain_id"]), 2, 10_000, encode_spec(RenderSpec(units=6)), 5)
     with pytest.raises(TxRejectedByNode, match="bounty 5 is below the minimum of 1 per unit for 6 units"):
         client.submit_tx(cheap.to_bytes())
 
