@@ -43,8 +43,6 @@ RENDER = RenderSpec(units=8, images_per_unit=3, image_size=16, max_objects=3)
 TRAIN = TrainSpec(units=24, batch_size=8, steps_per_unit=1, image_size=16, max_objects=2)
 
 
-@pytest.fixture(scope="module")
-
 def _seed(node, block_hash: str, claim_index: int, unit: int) -> bytes:
     """A unit's seed computed here from the block's leaves (chained seeds), not taken from the node."""
     block = node.get(f"/api/blocks/{block_hash}")
@@ -55,6 +53,8 @@ def _seed(node, block_hash: str, claim_index: int, unit: int) -> bytes:
     return unit_seed(bytes.fromhex(block["prev_hash"]), parse_address(block["miner"]), claim["attempt"], unit, prefix,
                      leaves[unit].commitment)
 
+
+@pytest.fixture(scope="module")
 def devnet(tmp_path_factory):
     net = start_devnet(tmp_path_factory.mktemp("explorer"), RENDER, TRAIN)
     try:
