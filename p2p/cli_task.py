@@ -115,7 +115,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
     from chain.tx import make_submit_task
     from p2p.amounts import format_amount
-    from p2p.task_builder import describe_spec, option_hint
+    from p2p.task_builder import SMALLER_UNITS, describe_spec, market_terms, option_hint
     from p2p.user_errors import BadTaskSpec, UserError
     from p2p.wallet_common import amount_json, check_funds, client, emit, load_wallet, parse_amount_arg, sign_and_send, unlock
     from useful_work.tasks import TaskSpecError, encode_spec
@@ -129,16 +129,23 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     fee = parse_amount_arg(args.fee, "--fee")
     owner = load_wallet(args).keyfile.address  # a missing wallet is reported before anything else
     node = client(args)
-    params = node.params()
-    minimum = params.get("min_bounty_per_unit", 0) * spec.units_total
-    if bounty < minimum:
+    terms = market_terms(spec, node.params())
+    if terms.over_limit:
+        raise BadTaskSpec(f"task spec out of range: unit cost {terms.unit_cost:,} operations exceeds this network's limit of "
+                          f"{terms.max_unit_cost:,} (max_unit_cost); make units smaller ({SMALLER_UNITS[spec.kind]})")
+    if bounty < terms.min_bounty:
         raise BadTaskSpec(f"task spec out of range: --bounty {format_amount(bounty)} POUW is below this network's minimum "
-                          f"of {format_amount(params['min_bounty_per_unit'])} per unit, {format_amount(minimum)} POUW for {spec.units_total} units")
+                          f"of {format_amount(terms.unit_price)} per unit, {format_amount(terms.min_bounty)} POUW for "
+                          f"{spec.units_total} units (unit cost {terms.unit_cost:,} operations)")
     summary = {"kind": spec.kind, "spec": {"kind": spec.kind, **asdict(spec)}, "units": spec.units_total,
-               "bounty": amount_json(bounty), "fee": amount_json(fee), "per_unit": amount_json(bounty // spec.units_total)}
+               "bounty": amount_json(bounty), "fee": amount_json(fee), "per_unit": amount_json(bounty // spec.units_total),
+               "unit_cost": terms.unit_cost, "max_unit_cost": terms.max_unit_cost, "min_bounty": amount_json(terms.min_bounty)}
+    limit = f" (limit {terms.max_unit_cost:,})" if terms.max_unit_cost is not None else ""
+    cost_line = (f"unit cost {terms.unit_cost:,} operations{limit}, minimum bounty {format_amount(terms.min_bounty)} POUW "
+                 f"({format_amount(terms.unit_price)} per unit)")
     if args.dry_run:
         emit(args, {**summary, "sent": False},
-             f"{describe_spec(spec)}\nbounty {format_amount(bounty)} POUW (about {format_amount(bounty // spec.units_total)} per unit), "
+             f"{describe_spec(spec)}\n{cost_line}\nbounty {format_amount(bounty)} POUW (about {format_amount(bounty // spec.units_total)} per unit), "
              f"fee {format_amount(fee)}: not sent (--dry-run)")
         return 0
     if bounty + fee > (1 << 64) - 1:
@@ -149,7 +156,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
                          lambda chain_id, nonce: make_submit_task(key, chain_id, nonce, fee, spec_bytes, bounty))
     task_id = sent.tx.txid.hex()
     data = {**summary, "task_id": task_id, "txid": task_id, "owner": entry.keyfile.address, "nonce": sent.nonce, "sent": True}
-    emit(args, data, f"submitted: {describe_spec(spec)}\nbounty {format_amount(bounty)} POUW, fee {format_amount(fee)}\n"
+    emit(args, data, f"submitted: {describe_spec(spec)}\n{cost_line}\nbounty {format_amount(bounty)} POUW, fee {format_amount(fee)}\n"
                      f"task id {task_id}\nfollow it with: pouw task status {task_id}")
     return 0
 
