@@ -1,4 +1,5 @@
-"""The task market: which task blocks work on, where each task's state starts, and submission rules.
+"""The task market: which task blocks work on, where each task's state starts, and submission rules
+(a cap on a task's unit cost and a minimum bounty that grows with it).
 
 Tasks run in order: the oldest open paid task (by creation height, then id), else the chain's
 default public task. Payment of bounty shares is part of the ledger transition (chain.state).
@@ -12,7 +13,7 @@ from chain.address import ZERO_ADDRESS
 from chain.state import LedgerState, TaskRecord, open_tasks
 from chain.tx import SubmitTask, Transaction
 from useful_work.hashing import ZERO_HASH
-from useful_work.tasks import Task, parse_spec, task_from_bytes
+from useful_work.tasks import Task, TaskSpec, parse_spec, task_from_bytes, unit_cost
 from useful_work.trace import state_hash
 
 from consensus.params import ConsensusParams
@@ -49,13 +50,34 @@ def task_start_hash(task: TaskRecord) -> bytes:
     return state_hash(initial_state(task.spec)) if task.state_hash == ZERO_HASH else task.state_hash
 
 
+def unit_price(min_bounty_per_unit: int, reference_unit_cost: int, cost: int) -> int:
+    """The least bounty one unit of `cost` operations may pay: `min_bounty_per_unit` up to
+    `reference_unit_cost`, then in proportion, rounded up. (Plain integers, so a wallet can apply
+    the rule to the parameters a node publishes.)"""
+    return max(min_bounty_per_unit, -(-min_bounty_per_unit * cost // reference_unit_cost))
+
+
+def minimum_bounty(params: ConsensusParams, spec: TaskSpec) -> int:
+    """The least bounty a task of `spec` may offer: units * unit_price(its unit cost)."""
+    return spec.units_total * unit_price(params.min_bounty_per_unit, params.reference_unit_cost, unit_cost(spec))
+
+
 def check_market_rules(params: ConsensusParams, tx: Transaction) -> None:
-    """Rules of the market beyond the ledger's: a bounty must pay at least the minimum per unit."""
+    """Rules of the market beyond the ledger's: a unit may cost at most `max_unit_cost` operations
+    (each block makes verifiers re-run some), and the bounty must pay at least the cost-scaled
+    minimum per unit (so expensive units cannot be bought for the price of cheap ones)."""
     payload = tx.payload
     if not isinstance(payload, SubmitTask):
         return
-    units = parse_spec(payload.spec).units_total
-    if payload.bounty < params.min_bounty_per_unit * units:
+    spec = parse_spec(payload.spec)
+    units, cost = spec.units_total, unit_cost(spec)
+    if cost > params.max_unit_cost:
         raise MarketError(
-            f"bounty {payload.bounty} is below the minimum of {params.min_bounty_per_unit} per unit for {units} units"
+            f"task unit cost {cost:,} operations exceeds this network's limit of {params.max_unit_cost:,} (max_unit_cost)"
+        )
+    price = unit_price(params.min_bounty_per_unit, params.reference_unit_cost, cost)
+    if payload.bounty < price * units:
+        raise MarketError(
+            f"bounty {payload.bounty} is below the minimum of {price} per unit for {units} units "
+            f"({price * units} in all; unit cost {cost:,} operations)"
         )

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from useful_work.tasks import RenderSpec, TaskSpec, TaskSpecError, TrainSpec, validate_spec
+from useful_work.tasks import RenderSpec, TaskSpec, TaskSpecError, TrainSpec, unit_cost, validate_spec
 
 COIN = 100_000_000
 MAX_TARGET = (1 << 256) - 1
@@ -51,7 +51,11 @@ class ConsensusParams:
     block_reward: int = 50 * COIN
     halving_interval: int = 210_000
     reward_maturity: int = 100  # blocks before a block's reward is spendable (the fraud-proof window)
-    min_bounty_per_unit: int = 1
+    # The task market: a unit's cost is useful_work.tasks.unit_cost(spec), in operations (one
+    # operation: one training multiply-accumulate, about 0.14 ns on one CPU thread).
+    min_bounty_per_unit: int = 1  # the least a unit pays, and the price of a unit of reference_unit_cost
+    reference_unit_cost: int = 100_000_000  # a unit costing c > this pays ceil(min_bounty_per_unit * c / this)
+    max_unit_cost: int = 600_000_000  # no task (the default task included) may cost more per unit
     # Genesis
     genesis_time_ms: int = 1_764_000_000_000
     genesis_message: str = "pouw devnet: useful work secures the ledger"
@@ -91,6 +95,8 @@ _RANGES: dict[str, tuple[int, int]] = {
     "halving_interval": (1, 1 << 40),
     "reward_maturity": (0, 100_000),
     "min_bounty_per_unit": (0, 1 << 62),
+    "reference_unit_cost": (1, 1 << 40),
+    "max_unit_cost": (1, 1 << 40),
     "genesis_time_ms": (0, 1 << 50),
 }
 
@@ -115,6 +121,9 @@ def validate_params(p: ConsensusParams) -> ConsensusParams:
         validate_spec(p.default_task)
     except TaskSpecError as exc:
         raise ParamsError(f"default_task: {exc}") from None
+    cost = unit_cost(p.default_task)
+    if cost > p.max_unit_cost:
+        raise ParamsError(f"default_task: unit cost {cost:,} operations exceeds max_unit_cost {p.max_unit_cost:,}")
     return p
 
 

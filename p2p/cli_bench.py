@@ -10,7 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bsub = bench.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
     for name, help_text in (
         ("chain", "signing, verifying, encoding transactions; connecting blocks of 1,000 transfers"),
-        ("work", "rendering, exact vs float training steps, unit time, accuracy"),
+        ("work", "rendering, exact vs float training steps, unit time, accuracy, unit cost model"),
         ("verify", "block verification time against mining time at devnet parameters"),
     ):
         p = bsub.add_parser(name, help=help_text)
@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--steps", type=int, default=None, help="training steps (default 3000; quick 300)")
             p.add_argument("--direction-steps", type=int, default=None, help="steps of the light-direction run (0 skips it)")
             p.add_argument("--plot", default=None, help="save the learning curves to this PNG")
+            p.add_argument("--cost-only", action="store_true", help="only the unit cost model against measured unit time")
         if name == "verify":
             p.add_argument("--network", default="devnet", help="preset or TOML file (default devnet)")
             p.add_argument("--blocks", type=int, default=None, help="blocks to mine and verify (default 8; quick 2)")
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     argv = (["--json"] if args.json else []) + (["--quick"] if args.quick else [])
+    argv += ["--cost-only"] if getattr(args, "cost_only", False) else []
     for option in ("steps", "direction_steps", "plot", "network", "blocks"):
         value = getattr(args, option, None)
         if value is not None:

@@ -152,7 +152,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from chain.tx import make_submit_task
     from p2p.amounts import format_amount
     from p2p.cli_wallet import _resolve_payer
-    from p2p.task_builder import describe_spec, option_hint
+    from p2p.task_builder import SMALLER_UNITS, describe_spec, market_terms, option_hint
     from p2p.user_errors import BadTaskSpec
     from p2p.wallet_common import (
         amount_json,
@@ -180,27 +180,35 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     entry = load_wallet(args)  # a missing wallet is reported before anything else
     payer = _resolve_payer(args, entry)
     node = client(args)
-    params = node.params()
-    minimum = params.get("min_bounty_per_unit", 0) * spec.units_total
-    if bounty < minimum:
+    terms = market_terms(spec, node.params())
+    if terms.over_limit:
+        raise BadTaskSpec(f"task spec out of range: unit cost {terms.unit_cost:,} operations exceeds this network's limit of "
+                          f"{terms.max_unit_cost:,} (max_unit_cost); make units smaller ({SMALLER_UNITS[spec.kind]})")
+    if bounty < terms.min_bounty:
         raise BadTaskSpec(f"task spec out of range: --bounty {format_amount(bounty)} POUW is below this network's minimum "
-                          f"of {format_amount(params['min_bounty_per_unit'])} per unit, {format_amount(minimum)} POUW for {spec.units_total} units")
+                          f"of {format_amount(terms.unit_price)} per unit, {format_amount(terms.min_bounty)} POUW for "
+                          f"{spec.units_total} units (unit cost {terms.unit_cost:,} operations)")
 
     def build(key, chain_id, nonce, fee):
         return make_submit_task(key, chain_id, nonce, fee, spec_bytes, bounty)
 
     summary = {"kind": spec.kind, "spec": {"kind": spec.kind, **asdict(spec)}, "units": spec.units_total,
-               "bounty": amount_json(bounty), "per_unit": amount_json(bounty // spec.units_total)}
+               "bounty": amount_json(bounty), "per_unit": amount_json(bounty // spec.units_total),
+               "unit_cost": terms.unit_cost, "max_unit_cost": terms.max_unit_cost, "min_bounty": amount_json(terms.min_bounty)}
+    limit = f" (limit {terms.max_unit_cost:,})" if terms.max_unit_cost is not None else ""
+    cost_line = (f"unit cost {terms.unit_cost:,} operations{limit}, minimum bounty {format_amount(terms.min_bounty)} POUW "
+                 f"({format_amount(terms.unit_price)} per unit)")
     if args.dry_run:
         fee_text = f"fee {format_amount(parse_amount_arg(args.fee, '--fee'))}" if args.fee is not None else "fee: the node's estimate"
         emit(args, {**summary, "fee": amount_json(parse_amount_arg(args.fee, "--fee")) if args.fee is not None else None, "sent": False},
-             f"{describe_spec(spec)}\nbounty {format_amount(bounty)} POUW (about {format_amount(bounty // spec.units_total)} per unit), "
-             f"{fee_text}: not sent (--dry-run)")
+             f"{describe_spec(spec)}\n{cost_line}\nbounty {format_amount(bounty)} POUW (about "
+             f"{format_amount(bounty // spec.units_total)} per unit), {fee_text}: not sent (--dry-run)")
         return 0
     pay = plan_payment(node, entry, bounty, build, args.fee, payer)
     check_fee(pay, bounty, args.yes, "the bounty")
     confirm_send(args, [
         f"submit: {describe_spec(spec)}",
+        cost_line,
         f"bounty {format_amount(bounty)} POUW (about {format_amount(bounty // spec.units_total)} per unit), escrowed at once",
         f"from {pay.address} (address {pay.index} of wallet {entry.name!r}), which owns the task",
         describe_fee(pay),
@@ -211,7 +219,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     task_id = sent.tx.txid.hex()
     data = {**summary, "fee": amount_json(pay.fee), "task_id": task_id, "txid": task_id, "owner": pay.address,
             "nonce": sent.nonce, "sent": True}
-    text = (f"submitted: {describe_spec(spec)}\nbounty {format_amount(bounty)} POUW, fee {format_amount(pay.fee)}\n"
+    text = (f"submitted: {describe_spec(spec)}\n{cost_line}\nbounty {format_amount(bounty)} POUW, fee {format_amount(pay.fee)}\n"
             f"task id {task_id}\nfollow it with: pouw task status {task_id[:12]} --follow")
     if not args.wait:
         emit(args, data, text)

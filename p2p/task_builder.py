@@ -4,14 +4,16 @@ Render: `count` images in units of `images_per_unit` (by default the largest div
 to 16, so the dataset has exactly `count` images). Train: `steps` SGD steps in units of
 `steps_per_unit` (default 2 when steps is even, else 1); the learning rate and momentum are exact
 decimals (millionths and thousandths on chain). Every error is a TaskSpecError naming the field.
+`market_terms` applies a network's cost limit and minimum bounty (from GET /api/params) to a spec.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation, localcontext
 
-from useful_work.tasks import RenderSpec, SceneSettings, TaskSpec, TaskSpecError, TrainSpec, validate_spec
+from consensus.market import unit_price
+from useful_work.tasks import RenderSpec, SceneSettings, TaskSpec, TaskSpecError, TrainSpec, unit_cost, validate_spec
 
 MAX_IMAGES_PER_UNIT_DEFAULT = 16
 
@@ -126,3 +128,31 @@ def describe_spec(spec: TaskSpec) -> str:
     return (f"train {spec.arch} on '{spec.objective}' for {spec.units * spec.steps_per_unit} steps "
             f"({spec.units} units of {spec.steps_per_unit}), batch {spec.batch_size}, lr {Decimal(spec.lr_micro) / 1_000_000}, "
             f"momentum {Decimal(spec.momentum_milli) / 1000}, images {spec.image_size}x{spec.image_size}")
+
+
+@dataclass(frozen=True)
+class MarketTerms:
+    """A spec's unit cost against one network's market rules (consensus.market.check_market_rules)."""
+
+    unit_cost: int  # operations per unit (useful_work.tasks.unit_cost)
+    max_unit_cost: int | None  # None: the node does not publish a limit
+    unit_price: int  # the least bounty per unit at this cost
+    min_bounty: int  # unit_price * units
+
+    @property
+    def over_limit(self) -> bool:
+        return self.max_unit_cost is not None and self.unit_cost > self.max_unit_cost
+
+
+SMALLER_UNITS = {"render": "--images-per-unit, --image-size, --max-objects, --max-lights",
+                 "train": "--steps-per-unit, --batch-size, --image-size, --max-objects, --max-lights"}
+
+
+def market_terms(spec: TaskSpec, params: dict) -> MarketTerms:
+    """The terms a node's published parameters (GET /api/params) set for `spec`."""
+    cost = unit_cost(spec)
+    base = int(params.get("min_bounty_per_unit", 0))
+    reference = params.get("reference_unit_cost")
+    price = unit_price(base, int(reference), cost) if reference else base  # a node without cost pricing
+    limit = params.get("max_unit_cost")
+    return MarketTerms(cost, None if limit is None else int(limit), price, price * spec.units_total)

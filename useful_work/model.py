@@ -94,6 +94,20 @@ class ModelConfig:
     def head_outputs(self) -> int:
         return NUM_CLASSES + (3 if self.direction else 0)
 
+    def gemm_macs_per_image(self) -> int:
+        """Multiply-accumulates of one image's forward and backward pass (the GEMMs of `forward`
+        and `backward`; the input image needs no gradient, so conv1 has no input-gradient GEMM).
+
+        conv1: forward (9 c_in + 1) c1 S^2 (the +1 row is the pooling tie-break), weight gradient 9 c_in c1 S^2;
+        conv2: forward (9 c1 + 1) c2 (S/2)^2, weight and input gradients 9 c1 c2 (S/2)^2 each;
+        heads: forward, weight and input gradients F * outputs each.
+        """
+        s1, s2 = self.image_size**2, (self.image_size // 2) ** 2
+        conv1 = ((9 * self.c_in + 1) + 9 * self.c_in) * self.c1 * s1
+        conv2 = ((9 * self.c1 + 1) + 2 * 9 * self.c1) * self.c2 * s2
+        heads = 3 * self.feat_dim * self.head_outputs
+        return conv1 + conv2 + heads
+
     def param_shapes(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """Parameter names and shapes in canonical order; weights are in GEMM layout [K, N]."""
         shapes: list[tuple[str, tuple[int, ...]]] = [

@@ -173,6 +173,64 @@ def parse_spec(data: bytes) -> TaskSpec:
     return spec
 
 
+# ---- cost model ----
+# Unit cost is counted in operations: one operation is one multiply-accumulate of the training
+# GEMMs (with its share of the step's copies, pooling and rescaling, which scale with the same
+# sizes). The ray caster's work is priced in the same currency: its terms follow the structure of
+# useful_work/render.py, and each constant is the measured time of that term over the time of one
+# training MAC, on one CPU thread (`pouw bench work --cost-only` re-measures the fit).
+RENDER_PASS_OPS = 24_000_000
+"""Fixed work of one `render_batch` call, whatever its size: about 1,700 tensor operations whose
+dispatch costs about 3 ms. A render unit makes one call, a train unit one per SGD step."""
+RENDER_IMAGE_OPS = 400_000
+"""Per image: drawing the scene from the PRNG, its projected boxes, and the label records."""
+RENDER_PIXEL_OPS = 480
+"""Per pixel: the ray, the ground hit, the surface palette and tone lookup, the mask, depth and
+digest bytes (about 160 int64 element operations, counted)."""
+RENDER_OBJECT_PIXEL_OPS = 24
+"""Per pixel and per unit of (min_objects + max_objects): each object's exact ray test over the
+pixels of its projected box (about 22 element operations per pixel and object, counted)."""
+RENDER_SHADOW_PIXEL_OPS = 8
+"""Per pixel and per unit of (min_objects + max_objects) * (min_lights + max_lights): each
+(object, light) shadow test over the pixels of its shadow box (about 11 element operations per
+pixel, object and light, counted)."""
+
+
+def render_image_cost(scene: SceneSettings) -> int:
+    """Operations to render one image of `scene` with its labels (see `unit_cost`)."""
+    objects = scene.min_objects + scene.max_objects  # twice the mean number of objects
+    lights = scene.min_lights + scene.max_lights  # twice the mean number of lights
+    per_pixel = RENDER_PIXEL_OPS + RENDER_OBJECT_PIXEL_OPS * objects + RENDER_SHADOW_PIXEL_OPS * objects * lights
+    return RENDER_IMAGE_OPS + scene.image_size**2 * per_pixel
+
+
+def unit_cost(spec: TaskSpec) -> int:
+    """Operations one unit of `spec` costs to run, and so to re-execute: an integer from the spec's fields.
+
+    render: RENDER_PASS_OPS + images_per_unit * image_cost
+    train:  steps_per_unit * (RENDER_PASS_OPS + batch_size * (image_cost + macs_per_image))
+    image_cost = RENDER_IMAGE_OPS + S^2 * (480 + 24 * (min_objects + max_objects)
+                                           + 8 * (min_objects + max_objects) * (min_lights + max_lights))
+    macs_per_image = the forward and backward GEMM multiply-accumulates of the architecture at
+                     image size S (useful_work.model.ModelConfig.gemm_macs_per_image;
+                     cnn-small: 1,317 S^2 for "lights", 1,326 S^2 for "light-direction").
+
+    Object and light counts enter through their means (a unit averages over its images). Measured
+    on one CPU thread an operation takes about 0.14 ns, within a factor 1.4 across render and train
+    specs from 16 to 128 pixels (see docs/protocol.md, "Task cost limits").
+    """
+    validate_spec(spec)
+    image = render_image_cost(spec.scene)
+    if isinstance(spec, RenderSpec):
+        return RENDER_PASS_OPS + spec.images_per_unit * image
+    from useful_work.model import ModelConfig
+
+    if spec.arch != "cnn-small":
+        raise TaskSpecError(f"train.arch: no cost model for {spec.arch!r}")
+    macs = ModelConfig(image_size=spec.image_size, direction=spec.objective == "light-direction").gemm_macs_per_image()
+    return spec.steps_per_unit * (RENDER_PASS_OPS + spec.batch_size * (image + macs))
+
+
 class Task(Protocol):
     """What every task kind offers: an initial state and a unit function, both exact."""
 

@@ -139,6 +139,12 @@ def test_paid_render_and_training_tasks(pouw, start_node, wallet_env, tmp_path):
     r = pouw("task", "submit", "render", "--count", "12", "--images-per-unit", "2", "--bounty", "0.00000005",
              "-w", "owner", "--node", url)
     assert r.code == BAD_SPEC and "below this network's minimum of 0.00000001 per unit" in r.err
+    # The wallet shows a task's unit cost and minimum bounty, and refuses units over the limit.
+    r = pouw("task", "submit", "train", "--steps", "40", "--batch-size", "64", "--bounty", "1", "-w", "owner", "--node", url, "--dry-run")
+    assert r.code == 0 and "unit cost 386,116,608 operations (limit 600,000,000), minimum bounty 0.0000008 POUW (0.00000004 per unit)" in r.out
+    r = pouw("task", "submit", "train", "--steps", "40", "--steps-per-unit", "4", "--batch-size", "64", "--bounty", "1",
+             "-w", "owner", "--node", url)
+    assert r.code == BAD_SPEC and "unit cost 772,233,216 operations exceeds this network's limit of 600,000,000" in r.err
     client = NodeClient(url)
     status = client.status()
     key = Keystore(wallet_env).unlock("owner", PASSWORD)[1]

@@ -78,12 +78,12 @@ def test_wallet_fee_default_minimum_and_guards(pouw, start_node, wallet_env, tmp
         client.submit_tx(low.to_bytes())
 
     # A fee 200x the amount, or above 1 POUW, needs --yes; nothing is sent without it.
-    pending = client.account(payer)["pending_transactions"]
+    next_nonce = client.account(payer)["next_nonce"]  # nonce + pending: unchanged by blocks, moved by a send
     r = pouw("wallet", "send", "other", "0.5", "--fee", "100", "-w", "payer", "--node", url)
     assert r.code == NEEDS_YES and "more than 1 POUW" in r.err and "pass --yes" in r.err
     r = pouw("wallet", "send", "other", "0.01", "--fee", "0.005", "-w", "payer", "--node", url)
     assert r.code == NEEDS_YES and "is 50% of the amount 0.01 POUW" in r.err and "the node's estimate is" in r.err
-    assert client.account(payer)["pending_transactions"] == pending
+    assert client.account(payer)["next_nonce"] == next_nonce
     r = pouw("wallet", "send", "other", "0.01", "--fee", "0.005", "--yes", "-w", "payer", "--node", url, "--json")
     assert r.code == 0 and r.json()["fee"]["units"] == 500_000
     # The estimate itself never trips the share guard, even on a tiny amount.
