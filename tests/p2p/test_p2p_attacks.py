@@ -419,7 +419,9 @@ def test_fake_header_chain_is_given_up_while_the_victim_mines_on(make_node, tmp_
     assert "bodies did not arrive" in reason and "banned" not in reason
     assert BODY_TIMEOUT_S <= drop_s <= BODY_TIMEOUT_S + 10
     assert asked >= 1  # the victim did ask for the bodies
-    assert dropped["height"] > held["height"] and mined_during >= 1, "the victim mines on while the fake headers are held"
+    # Its miner never stopped: it ran units all along (blocks of its own depend on the machine's load).
+    units_during = dropped["units_mined"] - held["units_mined"]
+    assert dropped["height"] > held["height"] and units_during >= 1, "the victim mines on while the fake headers are held"
     assert honest_blocks, "the victim follows the honest chain while the fake headers are held"
     assert dropped["header_height"] <= dropped["height"] + 1
     assert _metric(victim, "pouw_header_branches_dropped_total") == 1.0

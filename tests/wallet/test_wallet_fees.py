@@ -54,7 +54,8 @@ def test_wallet_fee_default_minimum_and_guards(pouw, start_node, wallet_env, tmp
     url = node.api_url
     fees = node.get("/api/fees")
     assert fees["min_relay_fee_rate"] == 7 and fees["estimate_fee_rate"] == 7 and fees["block_room_bytes"] > 0
-    wait_until(lambda: node.get(f"/api/accounts/{payer}")["balance"] >= 5 * COIN, 60, "rewards mined to the payer")
+    # More than the 100 POUW fee below: that send must meet the fee guard, not a short balance.
+    wait_until(lambda: node.get(f"/api/accounts/{payer}")["balance"] >= 101 * COIN, 60, "rewards mined to the payer")
 
     # No --fee: the node's estimate for this very transaction (rate x size).
     r = pouw("wallet", "send", "other", "1", "-w", "payer", "--node", url, "--json")
