@@ -3,12 +3,15 @@
 Every stored body is read from the old store, and replayed by height into a fresh store through
 ChainState.process_block (full validation, re-execution included). The new store is built beside
 the old one and swapped in with renames, so a reindex killed half-way leaves the old store usable.
+Progress shows as a bar with an ETA on a terminal, else as a log line every few seconds; the end
+is one sentence.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +21,16 @@ from consensus.chainstate import ChainState, Outcome
 from consensus.params import ConsensusParams
 
 log = logging.getLogger("pouw.reindex")
+LOG_EVERY_S = 10.0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def recover_swap(chain_dir: Path) -> None:
@@ -55,6 +68,12 @@ def reindex(chain_dir: Path, params: ConsensusParams, device: str = "cpu") -> in
     log.info("reindex: %d stored blocks read from %s", len(blocks), chain_dir)
     tmp = chain_dir.with_name(chain_dir.name + ".reindex")
     store = ChainStore(str(tmp))
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(blocks), unit="block", desc="reindex", disable=not sys.stderr.isatty() or not blocks,
+               file=sys.stderr, dynamic_ncols=True)
+    replayed = time.perf_counter()
+    last_log = replayed
     try:
         chain = ChainState(store, params, device=device)
         counts: dict[str, int] = {}
@@ -63,14 +82,26 @@ def reindex(chain_dir: Path, params: ConsensusParams, device: str = "cpu") -> in
             counts[result.outcome.value] = counts.get(result.outcome.value, 0) + 1
             if result.outcome == Outcome.INVALID:
                 log.warning("reindex: block %s at height %d invalid: %s", block.hash.hex()[:16], block.header.height, result.detail)
-            if i % 100 == 0:
-                log.info("reindex: %d / %d blocks, height %d", i, len(blocks), chain.tip.height)
+            bar.update(1)
+            now = time.perf_counter()
+            if bar.disable and now - last_log >= LOG_EVERY_S:
+                last_log = now
+                rate = i / (now - replayed)
+                log.info("reindex: %d of %d blocks (%.0f%%), height %d, %.2f blocks/s, about %s left",
+                         i, len(blocks), 100 * i / len(blocks), chain.tip.height, rate, _duration((len(blocks) - i) / rate))
         height = chain.tip.height
     finally:
+        bar.close()
         store.close()
     backup = chain_dir.with_name(chain_dir.name + ".old")
     chain_dir.rename(backup)
     tmp.rename(chain_dir)
     shutil.rmtree(backup)
-    log.info("reindex: done in %.1f s, tip height %d (%s)", time.perf_counter() - started, height, counts)
+    elapsed = time.perf_counter() - started
+    connected = counts.get(Outcome.NEW_TIP.value, 0)
+    others = sum(counts.values()) - connected
+    log.info("reindex: rebuilt the chain from %d stored blocks in %s (%.1f blocks/s): tip height %d; %d connected to the "
+             "best chain, %d invalid, %d on side branches or not connected", len(blocks), _duration(elapsed),
+             len(blocks) / elapsed if elapsed > 0 else 0.0, height, connected, counts.get(Outcome.INVALID.value, 0),
+             others - counts.get(Outcome.INVALID.value, 0))
     return height
