@@ -176,6 +176,7 @@ class LiveView:
         self.accuracy: dict[str, str] = {}
         self.refreshes = 0
         self.first_block_s: float | None = None
+        self.start_height: int | None = None  # the height when the first node answered (a restart carries on a chain)
         self.started = time.monotonic()
 
     def poll(self) -> tuple[list[dict], list[str]]:
@@ -184,7 +185,9 @@ class LiveView:
         rows = [_node_row(n, st) for n, st in zip(self.nodes, statuses)]
         extra = []
         up = next((st for st in statuses if st), None)
-        if up is not None and up["height"] > 0 and self.first_block_s is None:
+        if up is not None and self.start_height is None:
+            self.start_height = up["height"]
+        if up is not None and self.first_block_s is None and up["height"] > (self.start_height or 0):
             self.first_block_s = time.monotonic() - self.started
         task = (up or {}).get("active_task") or {}
         api = next((n.api for n, st in zip(self.nodes, statuses) if st), None)
@@ -202,7 +205,7 @@ class LiveView:
                 extra.append(f"wallet {DEV_WALLET}: {acct['spendable'] / 1e8:,.4f} POUW spendable, "
                              f"{acct['immature'] / 1e8:,.4f} immature")
         if self.first_block_s is not None:
-            extra.append(f"first block {self.first_block_s:.1f} s after the launch")
+            extra.append(f"first new block {self.first_block_s:.1f} s after the launch")
         return rows, extra
 
     def table(self, rows: list[dict], extra: list[str]):

@@ -164,7 +164,7 @@ class Node:
             raise StartupError(EXIT_DATADIR, f"{self.datadir / COOKIE_FILE}: cannot write ({exc.strerror})") from None
         chain_dir = self.datadir / CHAIN_DIR
         if self.config.reindex:
-            await asyncio.to_thread(reindex, chain_dir, self.params, self.device)
+            await asyncio.to_thread(reindex, chain_dir, self.params, self.device, self.stop_event.is_set)
         else:
             recover_swap(chain_dir)
         try:
@@ -538,5 +538,6 @@ def _connect_reason(exc: BaseException) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
     if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error is not None:
-        return exc.os_error.strerror or str(exc.os_error) or type(exc.os_error).__name__
+        err = exc.os_error
+        return err.strerror or (os.strerror(err.errno) if err.errno else "") or str(err) or type(err).__name__
     return str(exc) or type(exc).__name__

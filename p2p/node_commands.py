@@ -113,7 +113,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     lines = [
         f"node on {node.datadir} (PID {node.pid}), network {st['network']}, API {node.url}, up {_duration(st['uptime_s'])}",
         f"  height {st['height']}  best {st['best_hash'][:16]}  {sync_text}  peers {st['peers']}",
-        f"  mining {mining} to {st['miner_address']}: {st['units_mined']} units, {st['blocks_mined']} blocks found",
+        f"  miner {mining}, rewards to {st['miner_address']}: {st['units_mined']} units, {st['blocks_mined']} blocks found",
         f"  task {task.get('task_id', '?')[:16]} {task.get('kind', '?')}, {task.get('units_done', 0)} units done;"
         f"  mempool {st['mempool']['transactions']} transactions",
     ]

@@ -13,6 +13,7 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from chain.block import Block
@@ -45,8 +46,9 @@ def recover_swap(chain_dir: Path) -> None:
         shutil.rmtree(tmp)
 
 
-def reindex(chain_dir: Path, params: ConsensusParams, device: str = "cpu") -> int:
-    """Rebuild `chain_dir`; return the new tip height."""
+def reindex(chain_dir: Path, params: ConsensusParams, device: str = "cpu", should_stop: Callable[[], bool] = lambda: False) -> int:
+    """Rebuild `chain_dir`; return the new tip height. When `should_stop()` turns true (a stop
+    signal), the replay ends between two blocks and the old store stays as it was."""
     recover_swap(chain_dir)
     if not chain_dir.exists():
         log.info("reindex: no store at %s yet, nothing to rebuild", chain_dir)
@@ -69,15 +71,23 @@ def reindex(chain_dir: Path, params: ConsensusParams, device: str = "cpu") -> in
     tmp = chain_dir.with_name(chain_dir.name + ".reindex")
     store = ChainStore(str(tmp))
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     bar = tqdm(total=len(blocks), unit="block", desc="reindex", disable=not sys.stderr.isatty() or not blocks,
                file=sys.stderr, dynamic_ncols=True)
     replayed = time.perf_counter()
     last_log = replayed
+    chain_log = logging.getLogger("pouw.chainstate")
+    chain_level = chain_log.level
+    chain_log.setLevel(max(logging.WARNING, chain_log.getEffectiveLevel()))  # no line per replayed tip
+    redirect = logging_redirect_tqdm()  # log lines print above the bar, not through it
+    redirect.__enter__()
     try:
         chain = ChainState(store, params, device=device)
         counts: dict[str, int] = {}
         for i, block in enumerate(blocks, 1):
+            if should_stop():
+                break
             result = chain.process_block(block)
             counts[result.outcome.value] = counts.get(result.outcome.value, 0) + 1
             if result.outcome == Outcome.INVALID:
@@ -92,7 +102,13 @@ def reindex(chain_dir: Path, params: ConsensusParams, device: str = "cpu") -> in
         height = chain.tip.height
     finally:
         bar.close()
+        redirect.__exit__(None, None, None)
+        chain_log.setLevel(chain_level)
         store.close()
+    if should_stop():
+        shutil.rmtree(tmp)
+        log.info("reindex: stopped after %d of %d blocks; the old store is kept as it was", sum(counts.values()), len(blocks))
+        return -1
     backup = chain_dir.with_name(chain_dir.name + ".old")
     chain_dir.rename(backup)
     tmp.rename(chain_dir)
