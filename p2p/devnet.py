@@ -177,6 +177,7 @@ class LiveView:
         self.refreshes = 0
         self.first_block_s: float | None = None
         self.start_height: int | None = None  # the height when the first node answered (a restart carries on a chain)
+        self.up_s: float | None = None  # when every node first answered
         self.started = time.monotonic()
 
     def poll(self) -> tuple[list[dict], list[str]]:
@@ -187,6 +188,8 @@ class LiveView:
         up = next((st for st in statuses if st), None)
         if up is not None and self.start_height is None:
             self.start_height = up["height"]
+        if self.up_s is None and all(statuses):
+            self.up_s = time.monotonic() - self.started
         if up is not None and self.first_block_s is None and up["height"] > (self.start_height or 0):
             self.first_block_s = time.monotonic() - self.started
         task = (up or {}).get("active_task") or {}
@@ -205,7 +208,8 @@ class LiveView:
                 extra.append(f"wallet {DEV_WALLET}: {acct['spendable'] / 1e8:,.4f} POUW spendable, "
                              f"{acct['immature'] / 1e8:,.4f} immature")
         if self.first_block_s is not None:
-            extra.append(f"first new block {self.first_block_s:.1f} s after the launch")
+            after_up = f", {max(0.0, self.first_block_s - self.up_s):.1f} s after the nodes were up" if self.up_s is not None else ""
+            extra.append(f"first new block {self.first_block_s:.1f} s after the launch{after_up}")
         return rows, extra
 
     def table(self, rows: list[dict], extra: list[str]):
@@ -234,7 +238,8 @@ class LiveView:
 
     def run(self, stop: dict) -> None:
         def wait() -> None:
-            end = time.monotonic() + self.interval
+            # Quick refreshes until the first block, so the view shows when it came.
+            end = time.monotonic() + (self.interval if self.first_block_s is not None else min(self.interval, 0.5))
             while not stop["now"] and time.monotonic() < end and not self.all_exited():
                 time.sleep(0.1)
 

@@ -539,5 +539,6 @@ def _connect_reason(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error is not None:
         err = exc.os_error
-        return err.strerror or (os.strerror(err.errno) if err.errno else "") or str(err) or type(err).__name__
+        # asyncio's strerror is "Connect call failed (host, port)"; the errno says why (a resolver error's is negative)
+        return (os.strerror(err.errno) if err.errno and err.errno > 0 else "") or err.strerror or str(err) or type(err).__name__
     return str(exc) or type(exc).__name__
