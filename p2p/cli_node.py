@@ -114,8 +114,9 @@ def _cmd_node(args: argparse.Namespace) -> int:
             raise StartupError(EXIT_CONFIG, f"--log-file {args.log_file}: cannot open ({exc.strerror or exc})") from None
         logged = bool(args.log_file)
         miner_address = _check_args(args)
-        # Lock and bind before the slow imports (torch), so these failures come at once.
+        # Lock and bind before anything slow (the network's check builds its task, torch), so these come at once.
         prepared = prepare(Path(args.datadir), args.api, args.listen)
+        _check_network(args)
 
         import asyncio
 
@@ -153,9 +154,8 @@ def _check_args(args: argparse.Namespace) -> bytes | None:
     """Check the flags' and files' values (a bad one is a StartupError naming its option); return
     the miner address, if one was given."""
     from chain.address import AddressError, parse_address
-    from consensus.params import ParamsError, load_params
 
-    from p2p.lifecycle import EXIT_NETWORK, EXIT_USAGE, StartupError
+    from p2p.lifecycle import EXIT_USAGE, StartupError
     from p2p.protocol import parse_hostport
 
     def usage(message: str) -> StartupError:
@@ -171,19 +171,26 @@ def _check_args(args: argparse.Namespace) -> bytes | None:
             miner_address = parse_address(args.miner_address)
         except AddressError as exc:
             raise usage(f"--miner-address: {exc}") from None
-    try:
-        load_params(args.network)
-    except ParamsError as exc:
-        raise StartupError(EXIT_NETWORK, f"--network {args.network}: {exc}") from None
     if not 0 < args.verify_budget <= 86_400:
         raise usage("--verify-budget: must be more than 0 and at most 86400 seconds")
     if args.threads < 0:
         raise usage("--threads: must be 0 (torch's default) or more")
     if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
         raise usage(f"--device {args.device!r}: expected auto, cpu or cuda")
+    return miner_address
+
+
+def _check_network(args: argparse.Namespace) -> None:
+    from consensus.params import ParamsError, load_params
+
+    from p2p.lifecycle import EXIT_NETWORK, EXIT_USAGE, StartupError
+
+    try:
+        load_params(args.network)
+    except ParamsError as exc:
+        raise StartupError(EXIT_NETWORK, f"--network {args.network}: {exc}") from None
     if args.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise usage("--device cuda: torch sees no CUDA device here")
-    return miner_address
+            raise StartupError(EXIT_USAGE, "--device cuda: torch sees no CUDA device here")

@@ -35,7 +35,7 @@ DEV_PASSWORD = "dev"  # a devnet's coins are worth nothing; the password is prin
 DEV_FUNDS_POUW = 1_000_000
 DEFAULT_API_PORT = 18080
 DEFAULT_P2P_PORT = 18330
-FAST_START_UNITS = 24  # initial_units_per_block of a devnet made from a preset (the preset's is for a settled network)
+FAST_START_UNITS = 10  # initial_units_per_block of a devnet made from a preset (the preset's is for a settled network)
 NETWORK_FILE = "network.toml"
 NODES_FILE = "nodes.json"
 _HEADER = re.compile(r"^# pouw devnet network, from (?P<source>.+?), wallet (?P<wallet>\S+)$")
@@ -196,7 +196,7 @@ class LiveView:
         api = next((n.api for n, st in zip(self.nodes, statuses) if st), None)
         if task.get("task_id") and api:
             if self.refreshes % 5 == 1 and task.get("kind") == "train":
-                m = _get_json(f"{api}/api/tasks/{task['task_id']}/metrics", timeout=10)
+                m = _get_json(f"{api}/api/tasks/{task['task_id']}/metrics", timeout=5)
                 held = (m or {}).get("heldout")
                 if held:
                     self.accuracy[task["task_id"]] = f", held-out accuracy {100 * held['accuracy']:.1f}% after {held['step']} steps"

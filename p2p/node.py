@@ -145,6 +145,8 @@ class Node:
         self.listen_addr = config.listen
         self.mining_error: str | None = None  # why the last mining attempt failed; None once one works
         self.mining_error_since = 0.0
+        self.ready = False  # until start() is done, the API and peer port answer 503 with `phase`
+        self.phase = "starting"
 
     # --- start -----------------------------------------------------------------------------------
 
@@ -162,7 +164,25 @@ class Node:
             self.token = write_cookie(self.datadir / COOKIE_FILE)
         except OSError as exc:
             raise StartupError(EXIT_DATADIR, f"{self.datadir / COOKIE_FILE}: cannot write ({exc.strerror})") from None
+
+        from p2p.api import build_api  # the API module imports this one's types
+
+        # Serve at once (answering 503 until ready), so a long start (a reindex) is seen, not a hang.
+        if self.prepared.p2p_socket is not None:
+            p2p_app = web.Application(client_max_size=1024, middlewares=[self._while_starting])
+            p2p_app.router.add_get("/p2p", self._accept)
+            await self._serve(p2p_app, self.prepared.p2p_socket)
+        api_app = build_api(self)
+        api_app.middlewares.append(self._while_starting)
+        await self._serve(api_app, self.prepared.api_socket)
+        api_addr = lifecycle.bound_address(self.prepared.api_socket)
+        self.api_url = f"http://{api_addr}"
+        lifecycle.write_runtime(self.datadir, {
+            "pid": os.getpid(), "api": api_addr, "listen": self.listen_addr, "network": self.params.network,
+            "network_source": self.config.network, "started_at": int(self.started_at),
+        })
         chain_dir = self.datadir / CHAIN_DIR
+        self.phase = "reindexing the stored blocks" if self.config.reindex else "loading the chain"
         if self.config.reindex:
             await asyncio.to_thread(reindex, chain_dir, self.params, self.device, self.stop_event.is_set)
         else:
@@ -186,27 +206,20 @@ class Node:
         self.miner = Miner(self.chain, self.key, payout=self.miner_address, mempool=self.mempool, device=self.device)
         for addr in self.config.peers:
             self.addresses[addr] = AddrInfo(persistent=True)
-
-        from p2p.api import build_api  # the API module imports this one's types
-
-        if self.prepared.p2p_socket is not None:
-            p2p_app = web.Application(client_max_size=1024)
-            p2p_app.router.add_get("/p2p", self._accept)
-            await self._serve(p2p_app, self.prepared.p2p_socket)
-        await self._serve(build_api(self), self.prepared.api_socket)
-        api_addr = lifecycle.bound_address(self.prepared.api_socket)
-        self.api_url = f"http://{api_addr}"
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
         self._tasks.append(asyncio.create_task(self._connect_loop(), name="connect"))
         self._miner_thread = threading.Thread(target=self._mine_loop, name="miner", daemon=True)
         self._miner_thread.start()
-        lifecycle.write_runtime(self.datadir, {
-            "pid": os.getpid(), "api": api_addr, "listen": self.listen_addr, "network": self.params.network,
-            "network_source": self.config.network, "started_at": int(self.started_at),
-        })
+        self.ready, self.phase = True, "running"
         log.info("API on %s, peers on %s, mining %s to %s", self.api_url, self.config.listen or "(no listener)",
                  "on" if self.mining_enabled else "off", format_address(self.miner_address))
+
+    @web.middleware
+    async def _while_starting(self, request: web.Request, handler) -> web.StreamResponse:
+        if not self.ready:
+            return web.json_response({"error": f"starting: {self.phase}", "starting": True}, status=503)
+        return await handler(request)
 
     async def _serve(self, app: web.Application, sock) -> None:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)

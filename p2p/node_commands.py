@@ -56,7 +56,7 @@ class RunningNode:
             raise NodeUnreachable(f"no node is running on {self.datadir} (pick the data directory with --datadir)")
         runtime = read_runtime(self.datadir)
         if runtime is None or runtime.get("pid") != self.pid:
-            raise NodeUnreachable(f"the node on {self.datadir} (PID {self.pid}) is starting: its API is not up yet")
+            raise NodeUnreachable(f"the node on {self.datadir} (PID {self.pid}) is starting: its API is not bound yet")
         host, _, port = str(runtime["api"]).rpartition(":")
         if host in ("0.0.0.0", "[::]", ""):
             host = "127.0.0.1"
@@ -82,6 +82,8 @@ class RunningNode:
                 message = json.loads(exc.read()).get("error", "")
             except (ValueError, AttributeError):
                 message = ""
+            if exc.code == 503 and message.startswith("starting"):
+                raise NodeUnreachable(f"the node on {self.datadir} (PID {self.pid}) is {message}; try again when it is up") from None
             raise NodeError(f"the node at {self.url} answered HTTP {exc.code} for {path}: {message or exc.reason}", exc.code) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)

@@ -139,7 +139,8 @@ def test_startup_failures_are_one_line_each_with_its_own_code(tmp_path):
     finite = readme_network(tmp_path / "finite.toml", task_extra="units = 16\n")
     with pytest.raises(ParamsError, match="default_task.units"):
         load_params(finite)
-    bad_net = pouw("node", "--datadir", str(tmp_path / "a"), "--network", str(finite))
+    bad_net = pouw("node", "--datadir", str(tmp_path / "a"), "--network", str(finite), "--api", f"127.0.0.1:{free_port()}",
+                   "--listen", "")
     one_line_error(bad_net, EXIT_NETWORK, "default_task.units", "open-ended")
 
     cfg_dir = tmp_path / "b"
