@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,109 @@ _RANGES: dict[str, tuple[int, int]] = {
     "genesis_time_ms": (0, 1 << 50),
 }
 
+# key -> one line of meaning, for `pouw params` (every field of ConsensusParams has one, and every
+# field of the default task as `default_task.FIELD`; the ranges of the task fields are the task's own).
+MEANINGS: dict[str, str] = {
+    "network": "the network's name; the chain id that every transaction signs is derived from it and the genesis",
+    "version": "protocol version of block headers (2: chained unit seeds bound to the header, matured rewards)",
+    "block_interval_ms": "the block interval the difficulty retarget aims for",
+    "retarget_half_life_ms": "how fast the target follows solve times: a block one half-life late makes the next twice as easy",
+    "initial_units_per_block": "expected units of work to find a block at blocks 1 and 2 (sets the initial target)",
+    "min_units_per_block": "the easiest target allowed, as expected units per block",
+    "max_future_block_ms": "how far ahead of the local clock a block's time may be",
+    "median_time_span": "blocks in the median-time-past that a block's time must exceed",
+    "spot_checks": "k: non-winning units a verifier re-executes per claim, besides the winning unit",
+    "max_units_per_block": "the most units one key may search on one tip in one attempt",
+    "max_opening_bytes": "the largest opened input state a block may carry",
+    "max_block_bytes": "the largest encoded block",
+    "max_block_txs": "the most transactions in one block",
+    "max_message_bytes": "the largest peer message (a block travels in one)",
+    "block_reward": "block subsidy at height 1, in base units (1 POUW = 10^8)",
+    "halving_interval": "blocks between halvings of the subsidy",
+    "reward_maturity": "blocks before a block's reward is spendable (the window for fraud proofs)",
+    "min_bounty_per_unit": "the least bounty per unit a submitted task must offer, in base units",
+    "genesis_time_ms": "time of the genesis block (Unix ms); block 1 anchors the retarget, not this",
+    "genesis_message": "text hashed into the genesis block",
+    "allocations": "genesis balances: a list of {address, amount} tables",
+    "default_task": "the chain's default public task, mined when no paid task is open (train or render; open-ended)",
+    "default_task.kind": "train (a shared CNN learns from rendered scenes) or render (labelled images)",
+    "default_task.units": "units of the task; a default task must be open-ended: 0",
+    "default_task.images_per_unit": "images rendered per unit (render)",
+    "default_task.image_size": "image side in pixels",
+    "default_task.min_objects": "fewest objects in a scene",
+    "default_task.max_objects": "most objects in a scene",
+    "default_task.min_lights": "fewest lights in a scene",
+    "default_task.max_lights": "most lights in a scene",
+    "default_task.arch": "model preset (train)",
+    "default_task.objective": "what the model predicts: lights (how many) or light-direction (train)",
+    "default_task.batch_size": "images per SGD step (train)",
+    "default_task.steps_per_unit": "SGD steps per unit (train)",
+    "default_task.lr_micro": "learning rate in millionths (train)",
+    "default_task.momentum_milli": "momentum in thousandths (train)",
+    "default_task.seed": "varies the initial weights (train)",
+}
+
+# The ranges of the fields that are not integers in _RANGES, as text for `pouw params`.
+_RANGE_TEXT: dict[str, str] = {
+    "network": "letters, digits, '-' and '_'",
+    "genesis_message": "any text",
+    "allocations": "amounts 1 .. 2^63-1, checksummed addresses",
+    "default_task": "a train or render table",
+}
+
+
+def parameter_range(name: str) -> str:
+    """The allowed values of a parameter (`default_task.FIELD` for the task's fields), as text."""
+    if name in _RANGES:
+        low, high = _RANGES[name]
+        return f"{low} .. {high}"
+    if name in _RANGE_TEXT:
+        return _RANGE_TEXT[name]
+    if name.startswith("default_task."):
+        from useful_work.tasks import _INT_RANGES, _STR_VALUES
+
+        key = name.removeprefix("default_task.")
+        if key == "kind":
+            return "train, render"
+        if key == "units":
+            return "0"
+        if key in _STR_VALUES:
+            return ", ".join(_STR_VALUES[key])
+        low, high = _INT_RANGES[key]
+        return f"{low} .. {high}"
+    raise KeyError(name)
+
+
+@lru_cache(maxsize=32)
+def _task_state_bytes(spec: TaskSpec) -> int:
+    from useful_work.tasks import make_task
+
+    return len(make_task(spec).initial_state())
+
+
+def _check_default_task(p: ConsensusParams) -> None:
+    """Refuse a default task that the chain could not keep mining (each message names the key)."""
+    try:
+        validate_spec(p.default_task)
+    except TaskSpecError as exc:
+        raise ParamsError(f"default_task: {exc}") from None
+    if p.default_task.units != 0:
+        raise ParamsError(
+            f"default_task.units: a default task must be open-ended (0), got {p.default_task.units}: "
+            "after that many units no task would be open and mining would stop"
+        )
+    size = _task_state_bytes(p.default_task)
+    if size > p.max_opening_bytes:
+        raise ParamsError(
+            f"max_opening_bytes: {p.max_opening_bytes} is less than the default task's state ({size} bytes), "
+            "so no block could carry the openings a verifier needs"
+        )
+    if (p.spot_checks + 1) * size > p.max_block_bytes // 2:
+        raise ParamsError(
+            f"max_block_bytes: {p.max_block_bytes} is too small: a block of the default task carries "
+            f"spot_checks + 1 = {p.spot_checks + 1} openings of {size} bytes, which must fit in half a block"
+        )
+
 
 def validate_params(p: ConsensusParams) -> ConsensusParams:
     for name, (low, high) in _RANGES.items():
@@ -117,10 +221,7 @@ def validate_params(p: ConsensusParams) -> ConsensusParams:
     for i, alloc in enumerate(p.allocations):
         if not isinstance(alloc.amount, int) or not 0 < alloc.amount < 1 << 63:
             raise ParamsError(f"allocations[{i}].amount: {alloc.amount!r} out of range 1 .. 2^63-1")
-    try:
-        validate_spec(p.default_task)
-    except TaskSpecError as exc:
-        raise ParamsError(f"default_task: {exc}") from None
+    _check_default_task(p)
     cost = unit_cost(p.default_task)
     if cost > p.max_unit_cost:
         raise ParamsError(f"default_task: unit cost {cost:,} operations exceeds max_unit_cost {p.max_unit_cost:,}")
@@ -152,7 +253,8 @@ def params_from_dict(data: dict[str, Any], base: ConsensusParams | None = None) 
             kinds = {"train": TrainSpec, "render": RenderSpec}
             if kind not in kinds:
                 raise ParamsError(f"default_task.kind: must be train or render, got {kind!r}")
-            start = base.default_task if base.default_task.kind == kind else kinds[kind]()
+            # A default task is open-ended, whatever the kind's own default for a submitted task.
+            start = base.default_task if base.default_task.kind == kind else replace(kinds[kind](), units=0)
             task_fields = {f.name for f in fields(kinds[kind])}
             for k in value:
                 if k not in task_fields:

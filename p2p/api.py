@@ -251,9 +251,27 @@ def _task_state_blob(node: Node, task: TaskRecord) -> bytes | None:
 # --- handlers ------------------------------------------------------------------------------------
 
 
+def sync_json(node: Node) -> dict:
+    """syncing (with progress) while a heavier chain's blocks arrive; else no-peers or synced."""
+    tip, progress = node.chain.tip.height, node.sync.progress
+    target = max(progress.target_height, tip)
+    rate = progress.blocks_per_second
+    if progress.syncing and target > tip:
+        state = "syncing"
+    else:
+        state = "synced" if node.live_peers() else "no-peers"
+    return {
+        "state": state,
+        "height": tip,
+        "target_height": target,
+        "progress": round(tip / target, 4) if target else 1.0,
+        "blocks_per_second": round(rate, 2),
+        "eta_s": round((target - tip) / rate) if state == "syncing" and rate > 0 else None,
+    }
+
+
 async def get_status(node: Node, request: web.Request) -> web.Response:
     tip = node.chain.tip
-    progress = node.sync.progress
     try:
         task = task_json(node, active_task(node.chain.state))
     except ValueError:
@@ -268,15 +286,12 @@ async def get_status(node: Node, request: web.Request) -> web.Response:
         "header_height": node.sync.best_header.height,
         "peers": len(node.live_peers()),
         "mining": node.mining_enabled,
+        "mining_state": node.mining_state,
+        "mining_error": node.mining_error,
         "miner_address": format_address(node.miner_address),
         "units_mined": node.miner.stats.units,
         "blocks_mined": node.miner.stats.blocks,
-        "sync": {
-            "state": "syncing" if progress.syncing else "synced",
-            "height": tip.height,
-            "target_height": progress.target_height,
-            "blocks_per_second": round(progress.blocks_per_second, 2),
-        },
+        "sync": sync_json(node),
         "active_task": task,
         "mempool": {"transactions": len(node.mempool), "bytes": node.mempool.total_bytes},
         "device": node.device,

@@ -26,6 +26,8 @@ class NodeMetrics:
         )
         self.units_mined = Counter("pouw_units_mined", "Work units run by this node's miner", registry=r)
         self.blocks_mined = Counter("pouw_blocks_mined", "Blocks found by this node's miner", registry=r)
+        self.mining_errors = Counter("pouw_mining_errors", "Mining attempts that failed (each is one log line)", registry=r)
+        self.mining_failing = Gauge("pouw_mining_failing", "1 while the last mining attempt failed, else 0", registry=r)
         self.peer_messages = Counter("pouw_peer_messages", "Peer messages received, by type", ["type"], registry=r)
         self.disconnects = Counter("pouw_peer_disconnects", "Peer disconnections for misbehaviour or bans", ["kind"], registry=r)
         # Label values are fixed codes: message in block/header/tx, reason a consensus Reason value

@@ -3,8 +3,10 @@
 Threads: the event loop (peers, API, scheduling), the chain worker (every change of the chain
 state: block and header processing, mempool additions; see sync.Sync.run_chain) and the miner.
 The event loop never holds the chain lock; it reads the tip and the immutable ledger state.
-Stops cleanly on SIGINT/SIGTERM or the admin stop call; after a SIGKILL the store reopens at
-its last completed connect (each is one atomic LevelDB batch).
+Stops cleanly on SIGINT/SIGTERM/SIGHUP or the admin stop call; after a SIGKILL the store reopens
+at its last completed connect (each is one atomic LevelDB batch). Startup (p2p.lifecycle) locks
+the data directory and binds the ports before it loads anything, so what a user can get wrong
+fails at once as one StartupError line.
 """
 
 from __future__ import annotations
@@ -20,17 +22,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import plyvel
 from aiohttp import web
 
 from chain.address import address_of, format_address
 from chain.block import Block
 from chain.keys import PrivateKey
 from chain.mempool import Mempool
-from chain.storage import ChainStore
+from chain.storage import ChainStore, StoreError
 from consensus.chainstate import BlockResult, ChainState, Limits, Outcome
 from consensus.miner import Miner
 from consensus.params import ConsensusParams, load_params
 
+from p2p import lifecycle
+from p2p.lifecycle import EXIT_DATADIR, EXIT_KEY, Prepared, StartupError
 from p2p.metrics import NodeMetrics
 from p2p.peer import BanList, Peer, PeerLimits
 from p2p.protocol import (
@@ -52,13 +57,14 @@ from p2p.txindex import TxIndex
 log = logging.getLogger("pouw.node")
 
 KEY_FILE = "node.key"
-COOKIE_FILE = "api.cookie"
+COOKIE_FILE = lifecycle.COOKIE_FILE
 CHAIN_DIR = "chain"
 PING_EVERY_S = 30.0
 MAX_KNOWN_ADDRS = 1_000
 # Relay policy, not consensus: the least fee per encoded byte this node's mempool takes (a
 # transfer is about 166 bytes, so 830 base units = 0.0000083 POUW at the default).
 DEFAULT_MIN_RELAY_FEE_RATE = 5
+MINING_BACKOFF_S = (1.0, 30.0)  # a failing mining attempt waits 1 s, doubling up to 30 s
 
 
 @dataclass
@@ -121,8 +127,9 @@ def resolve_device(device: str) -> str:
 
 
 class Node:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, prepared: Prepared | None = None) -> None:
         self.config = config
+        self.prepared = prepared  # the data directory's lock and the bound sockets (p2p.lifecycle.prepare)
         self.params: ConsensusParams = load_params(config.network)
         self.device = resolve_device(config.device)
         self.datadir = config.datadir
@@ -144,26 +151,64 @@ class Node:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.api_url = ""
         self.listen_addr = config.listen
+        self.mining_error: str | None = None  # why the last mining attempt failed; None once one works
+        self.mining_error_since = 0.0
+        self.ready = False  # until start() is done, the API and peer port answer 503 with `phase`
+        self.phase = "starting"
 
     # --- start -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.datadir.mkdir(parents=True, exist_ok=True)
-        self.key = load_or_create_key(self.datadir / KEY_FILE)
+        if self.prepared is None:
+            self.prepared = lifecycle.prepare(self.datadir, self.config.api, self.config.listen)
+        try:
+            self.key = load_or_create_key(self.datadir / KEY_FILE)
+        except (OSError, ValueError) as exc:
+            raise StartupError(EXIT_KEY, f"node key {self.datadir / KEY_FILE}: cannot read it "
+                                         f"({getattr(exc, 'strerror', None) or exc}); move it away to make a new one") from None
         self.miner_address = self.config.miner_address or address_of(self.key.public_key())
-        self.token = write_cookie(self.datadir / COOKIE_FILE)
+        try:
+            self.token = write_cookie(self.datadir / COOKIE_FILE)
+        except OSError as exc:
+            raise StartupError(EXIT_DATADIR, f"{self.datadir / COOKIE_FILE}: cannot write ({exc.strerror})") from None
+
+        from p2p.api import build_api  # the API module imports this one's types
+
+        # Serve at once (answering 503 until ready), so a long start (a reindex) is seen, not a hang.
+        if self.prepared.p2p_socket is not None:
+            p2p_app = web.Application(client_max_size=1024, middlewares=[self._while_starting])
+            p2p_app.router.add_get("/p2p", self._accept)
+            await self._serve(p2p_app, self.prepared.p2p_socket)
+        from p2p.explorer import mount as mount_explorer
+        from p2p.explorer.source import loopback_url
+
+        api_app = build_api(self)
+        api_app.middlewares.append(self._while_starting)
+        api_addr = lifecycle.bound_address(self.prepared.api_socket)
+        self.explorer = mount_explorer(api_app, loopback_url(api_addr))  # the web explorer at /, a client of the API
+        await self._serve(api_app, self.prepared.api_socket)
+        self.api_url = f"http://{api_addr}"
+        lifecycle.write_runtime(self.datadir, {
+            "pid": os.getpid(), "api": api_addr, "listen": self.listen_addr, "network": self.params.network,
+            "network_source": self.config.network, "started_at": int(self.started_at),
+        })
         chain_dir = self.datadir / CHAIN_DIR
+        self.phase = "reindexing the stored blocks" if self.config.reindex else "loading the chain"
         if self.config.reindex:
-            await asyncio.to_thread(reindex, chain_dir, self.params, self.device)
+            await asyncio.to_thread(reindex, chain_dir, self.params, self.device, self.stop_event.is_set)
         else:
             recover_swap(chain_dir)
-        self.store = ChainStore(str(chain_dir))
+        try:
+            self.store = ChainStore(str(chain_dir))
+        except (StoreError, plyvel.Error) as exc:
+            raise StartupError(EXIT_DATADIR, f"store {chain_dir}: cannot open ({exc})") from None
         self.mempool = Mempool(self.config.mempool_bytes, min_fee_rate=self.config.min_relay_fee_rate)
         self.chain = ChainState(self.store, self.params, mempool=self.mempool, device=self.device, limits=self.config.chain_limits)
+        source = "" if self.config.network == self.params.network else f" (from {self.config.network})"
         log.info(
-            "network %s, genesis %s, tip height %d %s, device %s",
-            self.params.network, self.chain.genesis.block.hash.hex()[:16], self.chain.tip.height,
+            "network %s%s, genesis %s, tip height %d %s, device %s",
+            self.params.network, source, self.chain.genesis.block.hash.hex()[:16], self.chain.tip.height,
             self.chain.tip.hash.hex()[:16], self.device,
         )
         self.txindex = await asyncio.to_thread(TxIndex.build, self.chain)
@@ -173,35 +218,25 @@ class Node:
         self.miner = Miner(self.chain, self.key, payout=self.miner_address, mempool=self.mempool, device=self.device)
         for addr in self.config.peers:
             self.addresses[addr] = AddrInfo(persistent=True)
-
-        from p2p.api import build_api  # the API module imports this one's types
-
-        if self.config.listen:
-            p2p_app = web.Application(client_max_size=1024)
-            p2p_app.router.add_get("/p2p", self._accept)
-            await self._serve(p2p_app, self.config.listen)
-        from p2p.explorer import mount as mount_explorer
-        from p2p.explorer.source import loopback_url
-
-        api_app = build_api(self)
-        self.explorer = mount_explorer(api_app, loopback_url(self.config.api))  # the web explorer at /, a client of the API
-        await self._serve(api_app, self.config.api)
-        self.api_url = f"http://{self.config.api}"
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
         self._tasks.append(asyncio.create_task(self._connect_loop(), name="connect"))
         self._miner_thread = threading.Thread(target=self._mine_loop, name="miner", daemon=True)
         self._miner_thread.start()
-        log.info("API on http://%s, peers on %s, mining %s to %s", self.config.api, self.config.listen or "(no listener)",
+        self.ready, self.phase = True, "running"
+        log.info("API on %s, peers on %s, mining %s to %s", self.api_url, self.config.listen or "(no listener)",
                  "on" if self.mining_enabled else "off", format_address(self.miner_address))
 
-    async def _serve(self, app: web.Application, hostport: str) -> None:
-        parsed = parse_hostport(hostport)
-        if parsed is None:
-            raise ValueError(f"{hostport!r} is not HOST:PORT")
+    @web.middleware
+    async def _while_starting(self, request: web.Request, handler) -> web.StreamResponse:
+        if not self.ready:
+            return web.json_response({"error": f"starting: {self.phase}", "starting": True}, status=503)
+        return await handler(request)
+
+    async def _serve(self, app: web.Application, sock) -> None:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        await web.TCPSite(runner, parsed[0], parsed[1], shutdown_timeout=1.0).start()
+        await web.SockSite(runner, sock, shutdown_timeout=1.0).start()
         self._runners.append(runner)
 
     # --- stop ------------------------------------------------------------------------------------
@@ -213,7 +248,7 @@ class Node:
 
     async def run_until_stopped(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, self.request_stop, f"signal {sig.name}")
         await self.start()
         await self.stop_event.wait()
@@ -235,6 +270,9 @@ class Node:
         await self.session.close()
         await asyncio.to_thread(self.sync.close)
         self.store.close()
+        lifecycle.remove_runtime(self.datadir)
+        if self.prepared is not None:
+            self.prepared.close()
         log.info("stopped cleanly at height %d", self.chain.tip.height)
 
     # --- peers -----------------------------------------------------------------------------------
@@ -290,8 +328,11 @@ class Node:
             )
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             info.failures += 1
-            info.next_try = time.monotonic() + min(30.0, 0.5 * 2 ** min(info.failures, 6))
-            log.debug("connect to %s failed: %s", addr, exc)
+            wait = min(30.0, 0.5 * 2 ** min(info.failures, 6))
+            info.next_try = time.monotonic() + wait
+            # Peers the operator named are worth a line each try (the backoff bounds them); gossiped ones are not.
+            log.log(logging.WARNING if info.persistent else logging.DEBUG, "peer %s: cannot connect (%s); retrying in %.0f s",
+                    addr, _connect_reason(exc), wait)
             self._dialing.discard(addr)
             return
         info.failures = 0
@@ -439,27 +480,53 @@ class Node:
     def _should_stop_mining(self) -> bool:
         return self._stopping or not self.mining_enabled
 
+    @property
+    def mining_state(self) -> str:
+        """off, mining, waiting-for-sync (heavier blocks are arriving) or failing (see mining_error)."""
+        if not self.mining_enabled:
+            return "off"
+        if self.mining_error is not None:
+            return "failing"
+        return "waiting-for-sync" if self.sync.catching_up() else "mining"
+
+    def _mining_failed(self, exc: Exception, backoff: float) -> None:
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        if self.mining_error is None:
+            self.mining_error_since = time.time()
+        self.mining_error = reason
+        self.metrics.mining_errors.inc()
+        self.metrics.mining_failing.set(1)
+        log.warning("mining failed: %s; retrying in %.0f s", reason, backoff)
+        log.debug("mining failure", exc_info=exc)
+
+    def _mining_ok(self) -> None:
+        if self.mining_error is not None:
+            log.info("mining works again (it failed for %.0f s)", time.time() - self.mining_error_since)
+            self.mining_error = None
+            self.metrics.mining_failing.set(0)
+
     def _mine_loop(self) -> None:
+        backoff = 0.0
         while not self._stopping:
             # Headers claim work, bodies prove it: mining pauses only while heavier blocks really arrive.
             if not self.mining_enabled or self.sync.catching_up():
                 time.sleep(0.1)
                 continue
+            accepted = True
             try:
                 block = self.miner.mine_block(self._should_stop_mining)
-            except Exception:  # noqa: BLE001 - a template built during a reorg, a mempool race
-                log.exception("mining attempt failed; retrying")
-                time.sleep(0.5)
+                if block is not None and not self._stopping:
+                    assert self.loop is not None
+                    accepted = asyncio.run_coroutine_threadsafe(self._on_mined(block), self.loop).result(timeout=60)
+            except Exception as exc:  # noqa: BLE001 - a template built during a reorg, a bad state, an own block refused
+                backoff = min(MINING_BACKOFF_S[1], max(MINING_BACKOFF_S[0], backoff * 2))
+                self._mining_failed(exc, backoff)
+                end = time.monotonic() + backoff
+                while time.monotonic() < end and not self._should_stop_mining():
+                    time.sleep(0.1)
                 continue
-            if block is None or self._stopping:
-                continue
-            assert self.loop is not None
-            future = asyncio.run_coroutine_threadsafe(self._on_mined(block), self.loop)
-            try:
-                accepted = future.result(timeout=60)
-            except Exception:  # noqa: BLE001
-                log.exception("processing a mined block failed")
-                accepted = False
+            backoff = 0.0
+            self._mining_ok()
             if not accepted:
                 time.sleep(1.0)  # the same template would give the same block: wait for the tip or clock
 
@@ -472,13 +539,17 @@ class Node:
             self.metrics.blocks_mined.inc()
             log.info("mined block %s at height %d (%d units)", block.hash.hex()[:16], block.header.height, block.header.work[0].unit_count)
             return True
-        log.warning("mined block %s at height %d was not accepted: %s %s", block.hash.hex()[:16], block.header.height, result.outcome.value, result.detail)
+        if result.outcome in (Outcome.INVALID, Outcome.BAD_MESSAGE):
+            raise RuntimeError(f"own block at height {block.header.height} refused: {result.outcome.value} {result.detail}")
+        log.info("mined block %s at height %d was not accepted: %s %s", block.hash.hex()[:16], block.header.height, result.outcome.value, result.detail)
         return False
 
     # --- admin -----------------------------------------------------------------------------------
 
     def set_mining(self, enabled: bool) -> None:
         self.mining_enabled = enabled
+        if not enabled:
+            self._mining_ok()  # a failure is reported while mining is on; switching off clears it
         log.info("mining %s", "on" if enabled else "off")
 
     def add_peer(self, addr: str) -> None:
@@ -486,3 +557,13 @@ class Node:
             raise ValueError(f"{addr!r} is not HOST:PORT")
         info = self.addresses.setdefault(addr, AddrInfo(persistent=True))
         info.persistent, info.next_try = True, 0.0
+
+
+def _connect_reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error is not None:
+        err = exc.os_error
+        # asyncio's strerror is "Connect call failed (host, port)"; the errno says why (a resolver error's is negative)
+        return (os.strerror(err.errno) if err.errno and err.errno > 0 else "") or err.strerror or str(err) or type(err).__name__
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,51 @@
+"""The node's log: ISO 8601 UTC timestamps, to stderr or to a file rotated by size.
+
+A log line never raises into the node: a closed pipe or a full disk loses the line, not the node.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+import time
+from pathlib import Path
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class IsoFormatter(logging.Formatter):
+    """`2026-12-01T22:32:01.123Z INFO    pouw.node: message`."""
+
+    converter = time.gmtime
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def setup_logging(level: str = "INFO", log_file: str | Path | None = None, max_mb: float = 10.0, backups: int = 5) -> logging.Handler:
+    """Log at `level` to `log_file` (rotated at `max_mb`, keeping `backups` old files) or to stderr.
+
+    Raises ValueError for a bad level and OSError for a log file that cannot be opened."""
+    name = level.upper()
+    if name not in LEVELS:
+        raise ValueError(f"--log-level {level!r}: expected one of {', '.join(LEVELS)}")
+    if log_file:
+        path = Path(log_file).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=max(1, int(max_mb * (1 << 20))), backupCount=backups, encoding="utf-8"
+        )
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(IsoFormatter(FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, name))
+    logging.raiseExceptions = False  # a failed write (closed pipe, full disk) drops the line quietly
+    return handler
