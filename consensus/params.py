@@ -52,6 +52,9 @@ class ConsensusParams:
     halving_interval: int = 210_000
     reward_maturity: int = 100  # blocks before a block's reward is spendable (the fraud-proof window)
     min_bounty_per_unit: int = 1
+    # Fraud proofs (the window is reward_maturity)
+    fraud_prover_share_pct: int = 50  # percent of a forfeit (its bounty share aside) paid to the prover; the rest is burned
+    max_fraud_proofs_per_block: int = 4  # each costs a verifier one unit
     # Genesis
     genesis_time_ms: int = 1_764_000_000_000
     genesis_message: str = "pouw devnet: useful work secures the ledger"
@@ -91,6 +94,8 @@ _RANGES: dict[str, tuple[int, int]] = {
     "halving_interval": (1, 1 << 40),
     "reward_maturity": (0, 100_000),
     "min_bounty_per_unit": (0, 1 << 62),
+    "fraud_prover_share_pct": (0, 100),
+    "max_fraud_proofs_per_block": (0, 64),
     "genesis_time_ms": (0, 1 << 50),
 }
 
