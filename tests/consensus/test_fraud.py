@@ -275,3 +275,26 @@ def test_balance_sheet_over_a_random_run_with_fraud_proofs_and_reorgs(tmp_path, 
     finally:
         for n in nodes:
             n.close()
+
+
+def test_auditor_replays_recent_blocks_and_proves_the_poisoned_one(make_node, fraud_params):
+    from consensus.audit import AUDIT_FRAUD, AUDIT_OK, Auditor
+
+    node = make_node(fraud_params)
+    node.mine(2)
+    block, poisoner = mine_poisoned(node)
+    node.mine(1)
+    auditor = Auditor(node.chain, PROVER, share=1.0)
+    outcomes = []
+    while (outcome := auditor.step()) is not None:
+        outcomes.append(outcome)
+        if outcome.proof is not None:
+            node.chain.add_transaction(outcome.proof)
+    verdicts = {o.block_hash: o.verdict for o in outcomes}
+    assert verdicts[block.hash] == AUDIT_FRAUD
+    assert [o.unit for o in outcomes if o.proof is not None] == [poisoner.jump_at]
+    assert sum(v == AUDIT_OK for v in verdicts.values()) == len(verdicts) - 1
+    assert auditor.lag() == 0 and auditor.stats.blocks == len(verdicts) - 1
+    [proving] = node.mine(1)
+    assert any(t.is_fraud_proof for t in proving.txs)
+    assert block.header.height not in node.chain.state.rewards
