@@ -38,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     node.add_argument("--min-relay-fee-rate", type=int, default=None, metavar="UNITS",
                       help="relay policy: the least fee per transaction byte, in base units (1 POUW = 10^8), that the "
                            "mempool accepts (default 5)")
+    node.add_argument("--audit", action="store_true",
+                      help="replay every unit of recent best-chain blocks in the background and publish fraud proofs")
+    node.add_argument("--audit-share", type=float, default=0.5, metavar="S",
+                      help="the share of one CPU the auditor may use, 0 < S <= 1 (default 0.5)")
+    node.add_argument("--poison-at", type=int, default=None, metavar="U", help=argparse.SUPPRESS)  # attack for tests only
     node.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     node.set_defaults(func=_cmd_node)
 
@@ -99,6 +104,8 @@ def _cmd_node(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise CliError("--device cuda: torch sees no CUDA device here")
+    if not 0 < args.audit_share <= 1:
+        raise CliError("--audit-share: must be greater than 0 and at most 1")
     if args.threads:
         import torch
 
@@ -117,6 +124,9 @@ def _cmd_node(args: argparse.Namespace) -> int:
         limits=PeerLimits(verify_budget_s=args.verify_budget, verify_refill_per_s=args.verify_budget / 100),
         body_timeout_s=args.body_timeout,
         chain_limits=Limits(max_headers_ahead=args.max_headers_ahead),
+        audit=args.audit,
+        audit_share=args.audit_share,
+        poison_at=args.poison_at,
     )
     node = Node(config)
     asyncio.run(node.run_until_stopped())
