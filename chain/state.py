@@ -32,7 +32,7 @@ from useful_work.tasks import MAX_SPEC_BYTES, parse_spec
 
 from chain.address import ADDRESS_SIZE, ZERO_ADDRESS
 from chain.block import MAX_CLAIMS, MAX_TXS, Block, BlockHeader, BlockStructureError, check_block_structure
-from chain.encoding import U32, U64, U64_MAX, Bytes, ListOf, Maybe, Nested, Record, UInt, VarBytes, encode_unsigned
+from chain.encoding import U32, U64, U64_MAX, Bytes, ListOf, Maybe, Nested, Record, UInt, VarBytes
 from chain.tx import FraudProof, SubmitTask, Transaction, Transfer, TxError, check_tx, task_units
 
 TASK_OPEN = 0
