@@ -7,6 +7,8 @@ nonces, which could never be mined without it.
 
 Relay policy (this node's, not consensus): a transaction whose fee is below `min_fee_rate` base
 units per encoded byte is refused, naming the minimum; blocks may still carry cheaper ones.
+Fraud proofs are exempt (the node re-ran their unit before admitting them: consensus checks
+them, not this pool) and go first into block templates: they are what keeps the chain honest.
 `fee_estimate` is the fee rate that would put a transaction into the next block's room as the
 pool stands (the minimum while the pool fits in one block).
 """
@@ -55,6 +57,11 @@ def _locked(method: F) -> F:
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _priority(entry: "_Entry") -> tuple[int, Fraction]:
+    """Heap key for block templates: fraud proofs first, then by fee rate (highest first)."""
+    return (0 if entry.tx.is_fraud_proof else 1, -entry.rate)
 
 
 def min_fee(size: int, rate: int) -> int:
@@ -114,7 +121,7 @@ class Mempool:
             check_tx(tx, chain_id)
         except TxError as exc:
             raise TxRejected(exc.reason) from None
-        if tx.fee < min_fee(size, self.min_fee_rate):
+        if tx.fee < min_fee(size, self.min_fee_rate) and not tx.is_fraud_proof:
             raise TxRejected(f"fee {tx.fee} is below this node's minimum relay fee of {min_fee(size, self.min_fee_rate)} "
                              f"for {size} bytes ({self.min_fee_rate} per byte)")
         account = state.account(tx.sender)
@@ -252,13 +259,13 @@ class Mempool:
         """
         chosen: list[Transaction] = []
         balance: dict[bytes, int] = {}
-        ready: list[tuple[Fraction, int, bytes]] = []
+        ready: list[tuple[tuple[int, Fraction], int, bytes]] = []
         for sender, nonces in self._by_sender.items():
             account = state.account(sender)
             if account.nonce in nonces:
                 balance[sender] = account.balance
                 entry = self._entries[nonces[account.nonce]]
-                heapq.heappush(ready, (-entry.rate, entry.seq, entry.tx.txid))
+                heapq.heappush(ready, (_priority(entry), entry.seq, entry.tx.txid))
         room = max_bytes
         while ready and len(chosen) < max_txs:
             _, _, txid = heapq.heappop(ready)
@@ -272,5 +279,5 @@ class Mempool:
             next_txid = self._by_sender[tx.sender].get(tx.nonce + 1)
             if next_txid is not None:
                 following = self._entries[next_txid]
-                heapq.heappush(ready, (-following.rate, following.seq, next_txid))
+                heapq.heappush(ready, (_priority(following), following.seq, next_txid))
         return chosen

@@ -8,9 +8,19 @@ and an undo record holding the previous value of every key it touched, so
 `height + maturity` on, so a fraud proof within that window can still take it back.
 Which task a block must work on, its ticket and the re-execution of its units are consensus
 rules, checked before this function; the header's state_root is compared by the caller.
+
+Fraud proofs (docs/protocol.md, "Audits and fraud proofs"). Each immature reward records the
+block's work (`work_id`), the task it worked on, the bounty share inside the amount, whether its
+units are still credited, and the task's progress before the block. A fraud proof's effects are
+applied last in its block, after the claims and this block's own reward record: the guilty
+block's record is removed (forfeited: its bounty share returns to the task's escrow, a share of
+the rest pays the prover, the remainder is burned); if its units were still credited, the task
+goes back to its progress before the guilty block, and every later credited record on that task
+(this block's own included) is uncredited: its bounty share returns to escrow, it keeps the rest.
+That re-execution shows the unit does not reproduce is a consensus check, made before this function.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
@@ -21,9 +31,9 @@ from useful_work.merkle import merkle_root
 from useful_work.tasks import MAX_SPEC_BYTES, parse_spec
 
 from chain.address import ADDRESS_SIZE, ZERO_ADDRESS
-from chain.block import MAX_CLAIMS, MAX_TXS, Block, BlockStructureError, check_block_structure
+from chain.block import MAX_CLAIMS, MAX_TXS, Block, BlockHeader, BlockStructureError, check_block_structure
 from chain.encoding import U32, U64, U64_MAX, Bytes, ListOf, Maybe, Nested, Record, UInt, VarBytes
-from chain.tx import SubmitTask, Transaction, Transfer, TxError, check_tx, task_units
+from chain.tx import FraudProof, SubmitTask, Transaction, Transfer, TxError, check_tx, task_units
 
 TASK_OPEN = 0
 TASK_DONE = 1
@@ -72,12 +82,49 @@ class TaskRecord(Record):
 
 
 @dataclass(frozen=True)
+class TaskProgress(Record):
+    """The fields of a task record that work changes: what a fraud proof rewinds."""
+
+    units_done: Annotated[int, U64]
+    paid: Annotated[int, U64]
+    state_hash: Annotated[bytes, Bytes(HASH_SIZE)]
+    completed_height: Annotated[int, U64]
+    status: Annotated[int, UInt(8, choices=(TASK_OPEN, TASK_DONE))]
+
+
+def progress_of(task: TaskRecord) -> TaskProgress:
+    return TaskProgress(task.units_done, task.paid, task.state_hash, task.completed_height, task.status)
+
+
+def with_progress(task: TaskRecord, p: TaskProgress) -> TaskRecord:
+    return TaskRecord(
+        task_id=task.task_id, spec=task.spec, owner=task.owner, bounty=task.bounty, paid=p.paid,
+        units_total=task.units_total, units_done=p.units_done, state_hash=p.state_hash,
+        created_height=task.created_height, completed_height=p.completed_height, status=p.status,
+    )
+
+
+@dataclass(frozen=True)
 class PendingReward(Record):
-    """A block's reward, credited to its payout address once it matures."""
+    """A block's reward, credited to its payout address once it matures, and what a fraud proof
+    against the block needs: which work it was (`work_id`), its task, the bounty share inside
+    `amount`, whether its units still count (`credited`), and the task's progress before it."""
 
     height: Annotated[int, U64]
     payout: Annotated[bytes, Bytes(ADDRESS_SIZE)]
     amount: Annotated[int, U64]
+    work_id: Annotated[bytes, Bytes(HASH_SIZE)] = ZERO_HASH
+    task_id: Annotated[bytes, Bytes(HASH_SIZE)] = ZERO_HASH
+    share: Annotated[int, U64] = 0
+    credited: Annotated[int, UInt(8, choices=(0, 1))] = 1
+    task_before: Annotated[TaskProgress | None, Maybe(Nested(TaskProgress))] = None
+
+
+def work_id(header: BlockHeader) -> bytes:
+    """What identifies a block's work without its state root (which depends on the state that
+    holds this id): parent, miner and claims. Blocks with one work id have the same leaves and seeds."""
+    return tagged_hash("work-id", header.prev_hash, header.miner, header.height.to_bytes(8, "big"),
+                       b"".join(c.to_bytes() for c in header.work))
 
 
 @dataclass(frozen=True)
@@ -178,6 +225,9 @@ class RewardUndo(Record):
     before: Annotated[PendingReward | None, Maybe(Nested(PendingReward))]
 
 
+MAX_REWARD_UNDOS = 200_002  # matured + own + every record a fraud proof touches (maturity at most 100_000)
+
+
 @dataclass(frozen=True)
 class Undo(Record):
     """Previous values of every key a block touched, sorted by key.
@@ -188,8 +238,9 @@ class Undo(Record):
 
     accounts: Annotated[tuple[AccountUndo, ...], ListOf(Nested(AccountUndo), 2 * MAX_TXS + 2)]
     tasks: Annotated[tuple[TaskUndo, ...], ListOf(Nested(TaskUndo), MAX_TXS + MAX_CLAIMS)]
-    rewards: Annotated[tuple[RewardUndo, ...], ListOf(Nested(RewardUndo), 2)]
+    rewards: Annotated[tuple[RewardUndo, ...], ListOf(Nested(RewardUndo), MAX_REWARD_UNDOS)]
     miner_reward: Annotated[int, U64]  # subsidy + fees + bounty shares this block earns its miner, for histories
+    burned: Annotated[int, U64] = 0  # forfeited by this block's fraud proofs and paid to nobody
 
 
 # --- the state transition --------------------------------------------------------------------
@@ -212,6 +263,11 @@ class _Changes:
         found = self.tasks.get(task_id)
         return found if found is not None else self.state.tasks.get(task_id)
 
+    def reward(self, height: int) -> PendingReward | None:
+        if height in self.rewards:
+            return self.rewards[height]  # None: paid out or forfeited in this block
+        return self.state.rewards.get(height)
+
 
 def apply_block(
     state: LedgerState,
@@ -221,6 +277,8 @@ def apply_block(
     *,
     verify_signatures: bool = True,
     check_structure: bool = True,
+    headers: Callable[[bytes], BlockHeader | None] | None = None,
+    prover_share_pct: int = 0,
 ) -> tuple[LedgerState, Undo]:
     """The state after `block`, and its undo record; raises StateError naming the broken rule.
 
@@ -231,6 +289,10 @@ def apply_block(
     this very block (a batch check), and `check_structure=False` only for one that has already
     run `check_block_structure` on it (consensus does, before re-execution); the ledger rules are
     always applied.
+
+    `headers` looks up the blocks that fraud proofs name (a block with a fraud proof and no
+    lookup is refused); `prover_share_pct` is the percentage of a forfeit (bounty share aside)
+    paid to the prover. The re-execution that shows the fraud is the caller's (consensus) check.
     """
     if type(subsidy) is not int or not 0 <= subsidy <= U64_MAX:
         raise ValueError(f"subsidy {subsidy!r} is not a u64")
@@ -245,21 +307,108 @@ def apply_block(
     changes = _Changes(state)
     if maturity and height > maturity:
         _mature(changes, height - maturity)
+    if type(prover_share_pct) is not int or not 0 <= prover_share_pct <= 100:
+        raise ValueError(f"prover_share_pct {prover_share_pct!r} is not a percentage")
     fees = 0
+    frauds: list[tuple[int, Transaction, int]] = []  # (tx index, tx, guilty height)
     for i, tx in enumerate(block.txs):
         _apply_tx(changes, i, tx, height, verify_signatures)
         fees += tx.fee
+        if isinstance(tx.payload, FraudProof):
+            guilty = _fraud_height(changes, i, tx.payload, headers, height, maturity)
+            if any(g == guilty for _, _, g in frauds):
+                raise StateError(f"tx {i}: duplicate fraud proof: this block already proves block {guilty} guilty")
+            frauds.append((i, tx, guilty))
     shares = 0
+    before: TaskProgress | None = None
+    task_id = ZERO_HASH
     for j, (claim, proof) in enumerate(zip(block.header.work, block.proofs, strict=True)):
+        task = changes.task(claim.task_id)
+        if j == 0 and task is not None:
+            before, task_id = progress_of(task), claim.task_id
         shares += _apply_claim(changes, j, claim.task_id, claim.unit_count, proof.leaves[-1].output_hash, height)
     reward = subsidy + fees + shares
     if reward > U64_MAX:
         raise StateError("miner reward overflows u64")
     if maturity:
-        changes.rewards[height] = PendingReward(height, block.header.payout, reward)
+        changes.rewards[height] = PendingReward(
+            height, block.header.payout, reward, work_id(block.header), task_id, shares, 1, before
+        )
     else:
         _credit(changes, block.header.payout, reward, "miner reward")
-    return _commit(state, changes, reward)
+    burned = 0
+    for i, tx, guilty in frauds:
+        burned += _apply_fraud(changes, i, tx, guilty, prover_share_pct)
+    return _commit(state, changes, reward, burned)
+
+
+def fraud_target(
+    state: LedgerState, proof: FraudProof, header: BlockHeader | None, height: int, maturity: int
+) -> PendingReward:
+    """The immature reward a fraud proof in a block at `height` would forfeit; StateError when the
+    named block is unknown, not this chain's, outside the fraud window or already proven guilty."""
+    return _fraud_record(state.rewards.get, proof, header, height, maturity)
+
+
+def _fraud_height(changes: _Changes, i: int, proof: FraudProof, headers, height: int, maturity: int) -> int:
+    header = headers(proof.block_hash) if headers is not None else None
+    try:
+        record = _fraud_record(changes.reward, proof, header, height, maturity)
+    except StateError as exc:
+        raise StateError(f"tx {i}: {exc.reason}") from None
+    return record.height
+
+
+def _fraud_record(get_reward, proof: FraudProof, header: BlockHeader | None, height: int, maturity: int) -> PendingReward:
+    name = proof.block_hash.hex()[:16]
+    if not maturity:
+        raise StateError("fraud proof: this chain has no fraud window (reward maturity 0)")
+    if header is None or header.hash != proof.block_hash:
+        raise StateError(f"fraud proof: block {name} is unknown")
+    if not height - maturity < header.height < height:
+        raise StateError(f"fraud proof: block {name} at height {header.height} is outside the fraud window "
+                         f"(heights {max(1, height - maturity + 1)} .. {height - 1})")
+    if proof.claim_index >= len(header.work):
+        raise StateError(f"fraud proof: block {name} has no claim {proof.claim_index}")
+    if proof.unit_index >= header.work[proof.claim_index].unit_count:
+        raise StateError(f"fraud proof: claim {proof.claim_index} of block {name} has no unit {proof.unit_index}")
+    record = get_reward(header.height)
+    if record is None or record.work_id != work_id(header):
+        if record is None:
+            raise StateError(f"fraud proof: block {name}'s reward is already forfeited (proven guilty) or not this chain's")
+        raise StateError(f"fraud proof: block {name} is not on this chain")
+    return record
+
+
+def _apply_fraud(changes: _Changes, i: int, tx: Transaction, guilty: int, prover_share_pct: int) -> int:
+    """Forfeit the guilty record, rewind its task if its units still count; return what is burned."""
+    record = changes.reward(guilty)
+    if record is None:  # proven twice in one block: refused above, so unreachable
+        raise StateError(f"tx {i}: block {guilty}'s reward is already forfeited")
+    changes.rewards[guilty] = None
+    rest = record.amount - record.share
+    if record.credited and record.task_before is not None:
+        task = changes.task(record.task_id)
+        if task is None:
+            raise StateError(f"tx {i}: the guilty block's task {record.task_id.hex()} is missing")
+        returned = record.share
+        for h in sorted(k for k in {*changes.state.rewards, *changes.rewards} if k > guilty):
+            later = changes.reward(h)
+            if later is None or not later.credited or later.task_id != record.task_id:
+                continue
+            returned += later.share
+            changes.rewards[h] = PendingReward(
+                later.height, later.payout, later.amount - later.share, later.work_id, later.task_id, 0, 0, later.task_before
+            )
+        if task.paid - returned != record.task_before.paid:
+            raise StateError(f"tx {i}: task {record.task_id.hex()} escrow does not balance "
+                             f"(paid {task.paid}, returned {returned}, before {record.task_before.paid})")
+        changes.tasks[record.task_id] = with_progress(task, record.task_before)
+    else:
+        rest = record.amount  # uncredited: its share was returned already (0)
+    prize = rest * prover_share_pct // 100
+    _credit(changes, tx.sender, prize, f"tx {i}: prover")
+    return rest - prize
 
 
 def _mature(changes: _Changes, height: int) -> None:
@@ -351,7 +500,7 @@ def _credit(changes: _Changes, address: bytes, amount: int, who: str) -> None:
     changes.accounts[address] = Account(balance=account.balance + amount, nonce=account.nonce)
 
 
-def _commit(state: LedgerState, changes: _Changes, miner_reward: int) -> tuple[LedgerState, Undo]:
+def _commit(state: LedgerState, changes: _Changes, miner_reward: int, burned: int = 0) -> tuple[LedgerState, Undo]:
     accounts = dict(state.accounts)
     accounts.update(changes.accounts)
     tasks = dict(state.tasks)
@@ -363,6 +512,7 @@ def _commit(state: LedgerState, changes: _Changes, miner_reward: int) -> tuple[L
         tasks=tuple(TaskUndo(t, state.tasks.get(t)) for t in sorted(changes.tasks)),
         rewards=tuple(RewardUndo(h, state.rewards.get(h)) for h in sorted(changes.rewards)),
         miner_reward=miner_reward,
+        burned=burned,
     )
     return _sealed(state.chain_id, accounts, tasks, rewards), undo
 

@@ -1,4 +1,4 @@
-"""Transactions: transfer and submit-task, signed over the chain id and the unsigned body.
+"""Transactions: transfer, submit-task and fraud proof, signed over the chain id and the unsigned body.
 
 The signature covers H("tx-sig", chain_id, unsigned body), so a transaction signed for one chain
 is invalid on any other. The txid is H("txid", full encoding), signature included.
@@ -12,11 +12,14 @@ from useful_work.hashing import tagged_hash
 from useful_work.tasks import MAX_SPEC_BYTES, TaskSpecError, parse_spec
 
 from chain.address import ADDRESS_SIZE, address_of
-from chain.encoding import U64, U64_MAX, Bytes, Record, UInt, VarBytes, Variant, encode_unsigned
+from chain.encoding import U32, U64, U64_MAX, Bytes, Record, UInt, VarBytes, Variant, encode_unsigned
 from chain.keys import PrivateKey, verify_signature
 
 TX_TRANSFER = 0
 TX_SUBMIT_TASK = 1
+TX_FRAUD_PROOF = 2
+
+MAX_FRAUD_STATE_BYTES = 1 << 26  # the opened input state of the disputed unit (consensus bounds it further)
 
 CHAIN_ID_SIZE = 32
 NO_SIGNATURE = bytes(64)
@@ -42,17 +45,28 @@ class SubmitTask(Record):
     bounty: Annotated[int, U64]
 
 
-Payload = Transfer | SubmitTask
+@dataclass(frozen=True)
+class FraudProof(Record):
+    """Unit `unit_index` of claim `claim_index` of block `block_hash` does not reproduce its leaf
+    when re-run from `state` (which must hash to the leaf's input). The sender is the prover."""
+
+    block_hash: Annotated[bytes, Bytes(32)]
+    claim_index: Annotated[int, U32]
+    unit_index: Annotated[int, U32]
+    state: Annotated[bytes, VarBytes(MAX_FRAUD_STATE_BYTES)]
+
+
+Payload = Transfer | SubmitTask | FraudProof
 
 
 @dataclass(frozen=True)
 class Transaction(Record):
-    kind: Annotated[int, UInt(8, choices=(TX_TRANSFER, TX_SUBMIT_TASK))]
+    kind: Annotated[int, UInt(8, choices=(TX_TRANSFER, TX_SUBMIT_TASK, TX_FRAUD_PROOF))]
     chain_id: Annotated[bytes, Bytes(CHAIN_ID_SIZE)]
     sender_key: Annotated[bytes, Bytes(32)]
     nonce: Annotated[int, U64]
     fee: Annotated[int, U64]
-    payload: Annotated[Payload, Variant("kind", {TX_TRANSFER: Transfer, TX_SUBMIT_TASK: SubmitTask})]
+    payload: Annotated[Payload, Variant("kind", {TX_TRANSFER: Transfer, TX_SUBMIT_TASK: SubmitTask, TX_FRAUD_PROOF: FraudProof})]
     signature: Annotated[bytes, Bytes(64)]
 
     @cached_property
@@ -73,8 +87,16 @@ class Transaction(Record):
 
     @property
     def value(self) -> int:
-        """What the payload takes from the sender besides the fee: the amount or the bounty."""
-        return self.payload.amount if isinstance(self.payload, Transfer) else self.payload.bounty
+        """What the payload takes from the sender besides the fee: the amount, the bounty, or nothing (a fraud proof)."""
+        if isinstance(self.payload, Transfer):
+            return self.payload.amount
+        if isinstance(self.payload, SubmitTask):
+            return self.payload.bounty
+        return 0
+
+    @property
+    def is_fraud_proof(self) -> bool:
+        return isinstance(self.payload, FraudProof)
 
     @property
     def cost(self) -> int:
@@ -106,6 +128,13 @@ def make_submit_task(
 ) -> Transaction:
     payload = SubmitTask(spec=spec, bounty=bounty)
     return sign_tx(_unsigned(TX_SUBMIT_TASK, chain_id, nonce, fee, payload), key)
+
+
+def make_fraud_proof(
+    key: PrivateKey, chain_id: bytes, nonce: int, fee: int, block_hash: bytes, claim_index: int, unit_index: int, state: bytes
+) -> Transaction:
+    payload = FraudProof(block_hash=block_hash, claim_index=claim_index, unit_index=unit_index, state=state)
+    return sign_tx(_unsigned(TX_FRAUD_PROOF, chain_id, nonce, fee, payload), key)
 
 
 def _unsigned(kind: int, chain_id: bytes, nonce: int, fee: int, payload: Payload) -> Transaction:

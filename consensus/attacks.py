@@ -6,6 +6,9 @@ not as a feature: an honest node never runs them.
 `forge_header` and `forge_unrun_block` make what a peer can make with hashes only: headers
 that pass the header rules, and blocks that pass the body rules but whose units were never run.
 
+`PoisonMiner` is the poisoner: one fabricated "jump" leaf that the spot checks miss; audits and
+fraud proofs (consensus.fraud) are what catch it.
+
 `RerollMiner` is the free-ticket attack. A lottery whose ticket covers leaves that nobody
 re-executes lets a miner fabricate one leaf (a made-up digest: hashes only) and re-roll it until
 the ticket wins. Under chained seeds (useful_work.trace) every later unit's seed depends on that
@@ -42,7 +45,7 @@ from useful_work.trace import TRACE_START, Leaf, next_prefix, state_hash, trace_
 
 from consensus.chainstate import ChainState
 from consensus.market import task_for_spec
-from consensus.miner import Miner, Template
+from consensus.miner import HeaderDraft, Miner, Template
 from consensus.params import ConsensusParams
 from consensus.tickets import ticket, ticket_wins
 from consensus.validation import ParentInfo, required_openings
@@ -117,6 +120,79 @@ class RerollMiner(Miner):
             if ticket_wins(ticket(parent, miner, trace_root(trace)), template.target):
                 self.reroll.ground_blocks += 1
                 return self.assemble(template, trace, opened, attempt, draft)
+        return None
+
+
+@dataclass
+class PoisonStats:
+    attempts: int = 0  # traces started
+    challenged: int = 0  # winning traces thrown away because a spot check would hit the jump
+    blocks: int = 0  # poisoned blocks returned
+
+
+class PoisonMiner(Miner):
+    """The poisoner: unit `jump_at` of each trace is a fabricated "jump" leaf (the task's state
+    replaced by `poison(state)`, a state of the miner's choosing; the default runs the unit with
+    another seed, a valid-looking but wrong state), then honest units from the poisoned state.
+    A winning trace whose spot checks would challenge the jump is thrown away and a new attempt
+    started, so every block it returns passes validation; only a fraud proof catches it
+    (consensus.fraud). `last_jump` is (block hash, unit index) of the last block returned."""
+
+    def __init__(
+        self,
+        chain: ChainState,
+        key: PrivateKey,
+        *,
+        jump_at: int = 1,
+        poison: Callable[[bytes, bytes], bytes] | None = None,
+        **kw,
+    ) -> None:
+        super().__init__(chain, key, **kw)
+        self.jump_at = jump_at
+        self.poison_state = poison
+        self.poison = PoisonStats()
+        self.last_jump: tuple[bytes, int] | None = None
+
+    def _poisoned(self, task, state: bytes, seed: bytes) -> bytes:
+        if self.poison_state is not None:
+            return self.poison_state(state, seed)
+        out, _ = task.run_unit(state, tagged_hash("poison", seed), self.device)
+        return out
+
+    def _attempt(self, template: Template, attempt: int, limit: int, should_stop: Callable[[], bool]) -> Block | None:
+        task = task_for_spec(template.task_spec)
+        parent, miner = template.parent_hash, self.address
+        self.poison.attempts += 1
+        leaves: list[Leaf] = []
+        inputs: list[bytes] = []
+        state, prefix = template.start_state, TRACE_START
+        draft = self.draft(template)
+        while len(leaves) < limit:
+            if should_stop() or self.chain.tip_version != template.tip_version:
+                return None
+            u = len(leaves)
+            draft = HeaderDraft(draft.txs, self._time(template), self.payout)
+            seed = unit_seed(parent, miner, attempt, u, prefix, draft.commitment)
+            if u == self.jump_at:
+                out = self._poisoned(task, state, seed)
+                digest = tagged_hash("jump", seed)
+            else:
+                out, digest = task.run_unit(state, seed, self.device)
+                self.stats.units += 1
+            leaf = Leaf(state_hash(state), state_hash(out), digest, draft.commitment)
+            leaves.append(leaf)
+            inputs.append(state)
+            if ticket_wins(ticket(parent, miner, trace_root(leaves)), template.target):
+                if u <= self.jump_at:
+                    return None  # won before (or at) the jump: not a poisoned block worth publishing
+                block = self.assemble(template, leaves, inputs, attempt, draft)
+                if self.jump_at in required_openings(self.params, block.header):
+                    self.poison.challenged += 1
+                    return None  # the spot checks would catch it: try another trace
+                self.poison.blocks += 1
+                self.last_jump = (block.hash, self.jump_at)
+                return block
+            state, prefix = out, next_prefix(prefix, leaf)
         return None
 
 

@@ -30,10 +30,11 @@ from enum import Enum
 
 from chain.block import Block, BlockHeader
 from chain.mempool import Mempool, TxRejected
-from chain.state import LedgerState, undo_block, undo_blocks
+from chain.state import LedgerState, StateError, fraud_target, undo_block, undo_blocks
 from chain.storage import STATUS_BODY, STATUS_HEADER, STATUS_INVALID, STATUS_VALID, ChainStore, IndexEntry
-from chain.tx import Transaction
+from chain.tx import FraudProof, Transaction
 
+from consensus.fraud import FraudError, check_fraud_proof
 from consensus.forkchoice import chain_work_after, prefer
 from consensus.genesis import Genesis, build_genesis
 from consensus.market import check_market_rules
@@ -462,7 +463,10 @@ class ChainState:
             block = self.store.get_block(entry.hash)
             assert block is not None
             try:
-                done = connect_checks(self.params, block, state, device=self.device, reexecute=entry.status != STATUS_VALID)
+                done = connect_checks(
+                    self.params, block, state, device=self.device, reexecute=entry.status != STATUS_VALID,
+                    load_block=self.store.get_block,
+                )
             except InvalidBlock as exc:
                 self._mark_invalid(entry.hash, str(exc))
                 result.invalidated.append((entry.hash, str(exc)))
@@ -525,9 +529,18 @@ class ChainState:
         self.mempool.remove(tx.txid for block in result.connected for tx in block.txs)
         self.mempool.readd((tx for block in result.disconnected for tx in block.txs), self.state, self.chain_id)
         self.mempool.revalidate(self.state)
+        stale = []
+        for tx in self.mempool.transactions():
+            if isinstance(tx.payload, FraudProof):
+                try:
+                    fraud_target(self.state, tx.payload, self.header(tx.payload.block_hash), self.tip.height + 1, self.params.reward_maturity)
+                except StateError:
+                    stale.append(tx.txid)  # matured, forfeited already or reorganised away
+        self.mempool.remove(stale)
 
     def add_transaction(self, tx: Transaction) -> None:
         """Admit a transaction to the mempool: the market's rules, then the mempool's own against the tip.
+        A fraud proof is checked first (one unit re-run), and only one per guilty block is kept.
 
         Raises TxRejected with the reason (a bounty under the minimum would otherwise wait forever).
         """
@@ -537,4 +550,21 @@ class ChainState:
             check_market_rules(self.params, tx)
         except ValueError as exc:
             raise TxRejected(str(exc)) from None
+        if isinstance(tx.payload, FraudProof):
+            if tx.txid in self.mempool:
+                raise TxRejected("already in the mempool")
+            for pending in self.mempool.transactions():
+                if isinstance(pending.payload, FraudProof) and pending.payload.block_hash == tx.payload.block_hash:
+                    raise TxRejected(f"duplicate: a fraud proof against block {tx.payload.block_hash.hex()[:16]} is already pending")
+            with self.lock:
+                state, height = self.state, self.tip.height + 1
+            try:
+                check_fraud_proof(self.params, tx.payload, state, height, self.store.get_block, self.device)
+            except FraudError as exc:
+                raise TxRejected(exc.reason) from None
         self.mempool.add(tx, self.state, self.chain_id)
+
+    def block_headers(self, block_hash: bytes) -> BlockHeader | None:
+        """The header of a stored block (with its body), for fraud proofs' ledger rules."""
+        block = self.store.get_block(block_hash)
+        return block.header if block is not None else None

@@ -7,9 +7,12 @@ default public task. Payment of bounty shares is part of the ledger transition (
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 
 from chain.address import ZERO_ADDRESS
+from chain.block import Block
 from chain.state import LedgerState, TaskRecord, open_tasks
 from chain.tx import SubmitTask, Transaction
 from useful_work.hashing import ZERO_HASH
@@ -81,3 +84,28 @@ def check_market_rules(params: ConsensusParams, tx: Transaction) -> None:
             f"bounty {payload.bounty} is below the minimum of {price} per unit for {units} units "
             f"({price * units} in all; unit cost {cost:,} operations)"
         )
+
+
+def credited_line(
+    worked: list[tuple[int, bytes]], task: TaskRecord, load_block: Callable[[bytes], Block | None]
+) -> list[tuple[int, bytes]]:
+    """The blocks whose units make the task's current state, oldest first: from `worked` (every
+    best-chain block that claimed work on the task, by height), the chain of claims linked by
+    state hashes that ends at the task's state. Blocks a fraud proof uncredited (the guilty one and
+    those built on its state) are not on it."""
+    if task.state_hash == ZERO_HASH:
+        return []
+    expected, start = task.state_hash, task_start_hash(replace(task, state_hash=ZERO_HASH))
+    line = []
+    for height, h in reversed(worked):
+        if expected == start:
+            break
+        block = load_block(h)
+        if block is None:
+            raise LookupError(f"block {h.hex()} of task {task.task_id.hex()} is not stored")
+        for claim, proof in zip(block.header.work, block.proofs):
+            if claim.task_id == task.task_id and proof.leaves[-1].output_hash == expected:
+                line.append((height, h))
+                expected = proof.leaves[0].input_hash
+                break
+    return line[::-1]

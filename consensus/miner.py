@@ -30,7 +30,7 @@ from chain.address import address_of
 from chain.keys import PrivateKey
 from chain.mempool import Mempool
 from chain.state import LedgerState, StateError, apply_block
-from chain.tx import Transaction
+from chain.tx import FraudProof, Transaction
 from useful_work.hashing import ZERO_HASH, tagged_hash
 from useful_work.prng import Prng
 from useful_work.trace import TRACE_START, Leaf, next_prefix, state_hash, trace_root, unit_seed
@@ -216,10 +216,20 @@ class Miner:
             return []
         budget = self.params.max_block_bytes // 2
         chosen = []
+        proven: set[bytes] = set()
+        held: set[bytes] = set()  # senders with a transaction left out: their later nonces wait too
         for tx in self.mempool.select(template.state, budget, self.params.max_block_txs):
+            if tx.sender in held:
+                continue
             try:
                 check_market_rules(self.params, tx)
+                if isinstance(tx.payload, FraudProof):
+                    # Bounded per block, one per guilty block.
+                    if len(proven) >= self.params.max_fraud_proofs_per_block or tx.payload.block_hash in proven:
+                        raise ValueError("fraud proof over the block's limit")
+                    proven.add(tx.payload.block_hash)
             except ValueError:
+                held.add(tx.sender)
                 continue
             chosen.append(tx)
         if chosen:
@@ -229,7 +239,8 @@ class Miner:
                 (WorkProof((Leaf(ZERO_HASH, ZERO_HASH, ZERO_HASH, ZERO_HASH),), ()),),
             )
             try:
-                apply_block(template.state, probe, 0, self.params.reward_maturity, check_structure=False)
+                apply_block(template.state, probe, 0, self.params.reward_maturity, check_structure=False,
+                            headers=self.chain.block_headers, prover_share_pct=self.params.fraud_prover_share_pct)
             except StateError as exc:
                 log.warning("mining without the mempool's transactions: %s", exc)
                 return []
@@ -254,7 +265,8 @@ class Miner:
         openings = tuple(Opening(u, inputs[u]) for u in required_openings(self.params, header))
         block = Block(header, draft.txs, (WorkProof(tuple(leaves), openings),))
         new_state, _ = apply_block(
-            template.state, block, self.params.block_subsidy(template.height), self.params.reward_maturity
+            template.state, block, self.params.block_subsidy(template.height), self.params.reward_maturity,
+            headers=self.chain.block_headers, prover_share_pct=self.params.fraud_prover_share_pct,
         )
         final = sign_header(BlockHeader(**{**_fields(header), "state_root": new_state.root}), self.key)
         self.stats.blocks += 1

@@ -57,6 +57,9 @@ class ConsensusParams:
     min_bounty_per_unit: int = 1  # the least a unit pays, and the price of a unit of reference_unit_cost
     reference_unit_cost: int = 100_000_000  # a unit costing c > this pays ceil(min_bounty_per_unit * c / this)
     max_unit_cost: int = 600_000_000  # no task (the default task included) may cost more per unit
+    # Fraud proofs (the window is reward_maturity)
+    fraud_prover_share_pct: int = 50  # percent of a forfeit (its bounty share aside) paid to the prover; the rest is burned
+    max_fraud_proofs_per_block: int = 4  # each costs a verifier one unit
     # Genesis
     genesis_time_ms: int = 1_764_000_000_000
     genesis_message: str = "pouw devnet: useful work secures the ledger"
@@ -98,6 +101,8 @@ _RANGES: dict[str, tuple[int, int]] = {
     "min_bounty_per_unit": (0, 1 << 62),
     "reference_unit_cost": (1, 1 << 40),
     "max_unit_cost": (1, 1 << 40),
+    "fraud_prover_share_pct": (0, 100),
+    "max_fraud_proofs_per_block": (0, 64),
     "genesis_time_ms": (0, 1 << 50),
 }
 
@@ -124,6 +129,8 @@ MEANINGS: dict[str, str] = {
     "min_bounty_per_unit": "the least bounty per unit a submitted task must offer (base units), for a unit of up to reference_unit_cost",
     "reference_unit_cost": "unit cost (operations) that min_bounty_per_unit buys; a dearer unit pays in proportion",
     "max_unit_cost": "the most operations one unit of any task (the default task included) may cost",
+    "fraud_prover_share_pct": "percent of a forfeited reward (its bounty share aside) paid to the fraud proof's prover; the rest is burned",
+    "max_fraud_proofs_per_block": "fraud proofs one block may carry (each costs a verifier one unit)",
     "genesis_time_ms": "time of the genesis block (Unix ms); block 1 anchors the retarget, not this",
     "genesis_message": "text hashed into the genesis block",
     "allocations": "genesis balances: a list of {address, amount} tables",

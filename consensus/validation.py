@@ -9,7 +9,9 @@
 3. Work (needs the parent's state): the claim is for the active task, leaf 0 starts from the
    task's state at the parent, the winning unit re-executes bit for bit, then the k challenged
    ones, each with its chained seed. Any failure while re-executing is invalid work.
-4. Transactions and the state root (needs the parent's state).
+4. Transactions and the state root (needs the parent's state): market rules, then fraud proofs
+   (at most `max_fraud_proofs_per_block`, each re-running one unit: consensus.fraud), then the
+   ledger transition.
 Each failure raises InvalidBlock with a distinct Reason; `Reason.marks_invalid` says whether the
 block hash may be marked invalid for it.
 """
@@ -23,10 +25,11 @@ from enum import Enum
 from chain.address import address_of
 from chain.block import Block, BlockHeader, BlockStructureError, BodyMismatch, check_body_matches, check_proof_rules
 from chain.state import LedgerState, StateError, Undo, apply_block
-from chain.tx import TxError
+from chain.tx import FraudProof, TxError
 from useful_work.trace import prefix_commitments, unit_seed
 from useful_work.verify import verify_unit
 
+from consensus.fraud import BlockLoader, FraudError, check_fraud_proof
 from consensus.market import MarketError, active_task, check_market_rules, initial_state, task_for_spec, task_start_hash
 from consensus.params import ConsensusParams
 from consensus.targets import next_target
@@ -57,6 +60,7 @@ class Reason(str, Enum):
     BAD_WINNING_UNIT = "bad-winning-unit"
     BAD_SPOT_CHECK = "bad-spot-check"
     BAD_MARKET_RULE = "bad-market-rule"
+    BAD_FRAUD_PROOF = "bad-fraud-proof"
     BAD_TRANSACTIONS = "bad-transactions"
     BAD_STATE_ROOT = "bad-state-root"
     INVALID_PARENT = "invalid-parent"
@@ -204,16 +208,44 @@ def check_work(params: ConsensusParams, block: Block, state: LedgerState, device
 # --- 4. transactions and state ---------------------------------------------------------------
 
 
-def check_transactions(params: ConsensusParams, block: Block, state: LedgerState) -> tuple[LedgerState, Undo]:
+def check_transactions(
+    params: ConsensusParams,
+    block: Block,
+    state: LedgerState,
+    load_block: BlockLoader | None = None,
+    *,
+    device: str = "cpu",
+    reexecute: bool = True,
+) -> tuple[LedgerState, Undo]:
+    """Market rules, fraud proofs (re-run one unit each unless `reexecute` is False: a block
+    validated before), then the ledger transition and the state root."""
+    frauds = 0
     for i, tx in enumerate(block.txs):
         try:
             check_market_rules(params, tx)
         except (MarketError, TxError, ValueError) as exc:
             raise InvalidBlock(Reason.BAD_MARKET_RULE, f"tx {i}: {exc}") from None
+        if isinstance(tx.payload, FraudProof):
+            frauds += 1
+            if frauds > params.max_fraud_proofs_per_block:
+                raise InvalidBlock(Reason.BAD_FRAUD_PROOF, f"tx {i}: more than {params.max_fraud_proofs_per_block} fraud proofs")
+            if load_block is None:
+                raise InvalidBlock(Reason.BAD_FRAUD_PROOF, f"tx {i}: no block store to check the fraud proof against")
+            if reexecute:
+                try:
+                    check_fraud_proof(params, tx.payload, state, block.header.height, load_block, device)
+                except FraudError as exc:
+                    raise InvalidBlock(Reason.BAD_FRAUD_PROOF, f"tx {i}: {exc.reason}") from None
+
+    def headers(block_hash: bytes) -> BlockHeader | None:
+        found = load_block(block_hash) if load_block is not None else None
+        return found.header if found is not None else None
+
     try:
         # check_body ran the structure rules before the block was stored: not again here.
         new_state, undo = apply_block(
-            state, block, params.block_subsidy(block.header.height), params.reward_maturity, check_structure=False
+            state, block, params.block_subsidy(block.header.height), params.reward_maturity, check_structure=False,
+            headers=headers, prover_share_pct=params.fraud_prover_share_pct,
         )
     except StateError as exc:
         raise InvalidBlock(Reason.BAD_TRANSACTIONS, exc.reason) from None
@@ -230,11 +262,18 @@ class Connected:
 
 
 def connect_checks(
-    params: ConsensusParams, block: Block, state: LedgerState, *, device: str = "cpu", reexecute: bool = True
+    params: ConsensusParams,
+    block: Block,
+    state: LedgerState,
+    *,
+    device: str = "cpu",
+    reexecute: bool = True,
+    load_block: BlockLoader | None = None,
 ) -> Connected:
-    """Rules 3 and 4 on the parent's state. `reexecute=False` only for a block validated before."""
+    """Rules 3 and 4 on the parent's state. `reexecute=False` only for a block validated before.
+    `load_block` finds the blocks that fraud proofs name (the node's block store)."""
     task_state = check_work(params, block, state, device) if reexecute else None
-    new_state, undo = check_transactions(params, block, state)
+    new_state, undo = check_transactions(params, block, state, load_block, device=device, reexecute=reexecute)
     return Connected(new_state, undo, task_state)
 
 

@@ -25,7 +25,7 @@ from chain.mempool import TxRejected
 from chain.storage import STATUS_NAMES
 from chain.state import TaskRecord
 from chain.tx import SubmitTask, Transaction, Transfer
-from consensus.market import active_task, initial_state, task_for_spec
+from consensus.market import active_task, credited_line, initial_state, task_for_spec
 from useful_work.hashing import ZERO_HASH
 
 from p2p.metrics import CONTENT_TYPE_LATEST
@@ -119,7 +119,7 @@ def _address(text: str) -> bytes:
 def tx_json(tx: Transaction) -> dict:
     out: dict[str, Any] = {
         "txid": tx.txid.hex(),
-        "kind": "transfer" if isinstance(tx.payload, Transfer) else "submit-task",
+        "kind": "transfer" if isinstance(tx.payload, Transfer) else "submit-task" if isinstance(tx.payload, SubmitTask) else "fraud-proof",
         "from": format_address(tx.sender),
         "nonce": tx.nonce,
         "fee": tx.fee,
@@ -129,6 +129,9 @@ def tx_json(tx: Transaction) -> dict:
         out.update(to=format_address(tx.payload.to), amount=tx.payload.amount)
     elif isinstance(tx.payload, SubmitTask):
         out.update(bounty=tx.payload.bounty, spec=tx.payload.spec.hex())
+    else:
+        p = tx.payload
+        out.update(block=p.block_hash.hex(), claim=p.claim_index, unit=p.unit_index, state_bytes=len(p.state))
     return out
 
 
@@ -242,6 +245,26 @@ def _pending_tasks(node: Node) -> dict[bytes, Transaction]:
     return {tx.txid: tx for tx in node.mempool.transactions() if isinstance(tx.payload, SubmitTask)}
 
 
+def _credited(node: Node, task: TaskRecord) -> tuple[list[tuple[int, bytes]], int]:
+    """(the task's credited blocks, oldest first; how many of its blocks a fraud proof uncredited)."""
+    worked = node.store.blocks_for_task(task.task_id)
+    line = credited_line(worked, task, node.chain.get_block)
+    return line, len(worked) - len(line)
+
+
+def audit_json(node: Node, line: list[tuple[int, bytes]], rolled_back: int) -> dict:
+    """Whether this node's auditor replayed every unit of the task's credited blocks."""
+    auditor = node.auditor
+    audited = sum(1 for _, h in line if auditor is not None and auditor.audited(h) == "ok")
+    return {
+        "auditing": auditor is not None,
+        "blocks": len(line),
+        "audited_blocks": audited,
+        "fully_audited": auditor is not None and audited == len(line),
+        "rolled_back_blocks": rolled_back,
+    }
+
+
 def _task_state_blob(node: Node, task: TaskRecord) -> bytes | None:
     if task.state_hash == ZERO_HASH:
         return initial_state(task.spec)
@@ -295,9 +318,25 @@ async def get_status(node: Node, request: web.Request) -> web.Response:
         "active_task": task,
         "mempool": {"transactions": len(node.mempool), "bytes": node.mempool.total_bytes},
         "device": node.device,
+        "audit": _auditor_json(node),
         "listen": node.listen_addr,
         "uptime_s": round(__import__("time").time() - node.started_at, 1),
     })
+
+
+def _auditor_json(node: Node) -> dict | None:
+    auditor = node.auditor
+    if auditor is None:
+        return None
+    st = auditor.stats
+    return {
+        "share": auditor.share,
+        "units": st.units,
+        "blocks": st.blocks,
+        "proofs_found": st.proofs_found,
+        "units_per_second": round(st.units / st.seconds, 2) if st.seconds else None,
+        "lag_blocks": auditor.lag(),
+    }
 
 
 async def get_fees(node: Node, request: web.Request) -> web.Response:
@@ -504,7 +543,9 @@ async def get_task(node: Node, request: web.Request) -> web.Response:
         return task_for_spec(task.spec).describe_state(blob) if blob is not None else None
 
     out["state"] = await asyncio.to_thread(describe)
-    out["blocks"] = len(await asyncio.to_thread(node.store.blocks_for_task, task.task_id))
+    line, rolled_back = await asyncio.to_thread(_credited, node, task)
+    out["blocks"] = len(line)
+    out["audit"] = audit_json(node, line, rolled_back)
     return _json(out)
 
 
@@ -533,7 +574,7 @@ async def get_task_blocks(node: Node, request: web.Request) -> web.Response:
     offset = _int_arg(request, "offset", 0, 0, 1 << 40)
     limit = _int_arg(request, "limit", MAX_PAGE, 1, MAX_TASK_BLOCKS_PAGE)
     step = _int_arg(request, "step", 1, 1, 1 << 40)
-    worked = await asyncio.to_thread(node.store.blocks_for_task, task.task_id)
+    worked, _ = await asyncio.to_thread(_credited, node, task)
     picked = worked[offset::step][:limit]
     return _json({
         "task_id": task.task_id.hex(),
@@ -551,7 +592,7 @@ async def get_task_manifest(node: Node, request: web.Request) -> web.Response:
     limit = _int_arg(request, "limit", MAX_PAGE, 1, MAX_PAGE)
 
     def load() -> tuple[int, list[dict]]:
-        worked = node.store.blocks_for_task(task.task_id)
+        worked, _ = _credited(node, task)  # blocks a fraud proof uncredited are not the task's
         first = 0
         for _, h in worked[:offset]:
             header = node.store.get_header(h)

@@ -33,6 +33,8 @@ DEFAULTS = {
     "body_timeout": 60.0,
     "max_headers_ahead": 4096,
     "min_relay_fee_rate": 5,  # p2p.node.DEFAULT_MIN_RELAY_FEE_RATE (kept here so startup need not import the node)
+    "audit": False,
+    "audit_share": 0.5,
     "log_level": "INFO",
     "log_max_mb": 10.0,
     "log_backups": 5,
@@ -70,6 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     node.add_argument("--min-relay-fee-rate", type=int, default=None, metavar="UNITS",
                       help="relay policy: the least fee per transaction byte, in base units (1 POUW = 10^8), that the "
                            "mempool accepts (default 5)")
+    node.add_argument("--audit", action=argparse.BooleanOptionalAction, default=None,
+                      help="replay every unit of recent best-chain blocks in the background and publish fraud proofs")
+    node.add_argument("--audit-share", type=float, default=None, metavar="S",
+                      help="the share of one CPU the auditor may use, 0 < S <= 1 (default 0.5)")
+    node.add_argument("--poison-at", type=int, default=None, metavar="U", help=argparse.SUPPRESS)  # attack for tests only
     node.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     node.add_argument("--log-file", default=None, metavar="FILE", help="write the log to FILE, rotated by size, instead of stderr")
     node.add_argument("--log-max-mb", type=float, default=None, metavar="MB", help="rotate the log file at this size (default 10)")
@@ -153,6 +160,9 @@ def _cmd_node(args: argparse.Namespace) -> int:
             limits=PeerLimits(verify_budget_s=args.verify_budget, verify_refill_per_s=args.verify_budget / 100),
             body_timeout_s=args.body_timeout,
             chain_limits=Limits(max_headers_ahead=args.max_headers_ahead),
+            audit=args.audit,
+            audit_share=args.audit_share,
+            poison_at=args.poison_at,
         )
         node = holder["node"] = Node(config, prepared)
         try:
@@ -193,6 +203,8 @@ def _check_args(args: argparse.Namespace) -> bytes | None:
         raise usage("--max-headers-ahead: must be 1 .. 1000000")
     if not 0 <= args.min_relay_fee_rate <= 10**8:
         raise usage("--min-relay-fee-rate: must be 0 .. 100000000 base units per byte")
+    if not 0 < args.audit_share <= 1:
+        raise usage("--audit-share: must be greater than 0 and at most 1")
     if args.threads < 0:
         raise usage("--threads: must be 0 (torch's default) or more")
     if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from p2p.user_errors import handles_user_errors
 from p2p.wallet_common import common_options
@@ -290,6 +291,10 @@ def task_report(node, task: dict, metrics: bool = True) -> tuple[dict, list[str]
         f"  payment  bounty {format_amount(task['bounty'])} POUW, paid so far {format_amount(task['paid'])} POUW",
         f"  owner    {task['owner']}, created at height {task['created_height']}",
     ]
+    audit = task.get("audit")
+    if audit is not None:
+        data["audit"] = audit
+        lines.append("  audit    " + audit_line(audit))
     if held:
         line = f"  held-out {held['images']} images: accuracy {held['accuracy']:.1%} (chain's fixed-point model), " \
                f"{held['exported_accuracy']:.1%} (exported PyTorch model), loss {held['loss']:.3f}, step {held['step']}"
@@ -297,6 +302,20 @@ def task_report(node, task: dict, metrics: bool = True) -> tuple[dict, list[str]
             line += f", direction error {held['direction_error_deg']:.1f} deg"
         lines.append(line)
     return data, lines
+
+
+def audit_line(audit: dict) -> str:
+    """Whether this node replayed every unit of the task's blocks, and what fraud proofs rolled back."""
+    if not audit["auditing"]:
+        text = "this node does not audit (pouw node --audit): only the spot checks vouch for these blocks"
+    elif audit["fully_audited"]:
+        text = f"every unit of all {audit['blocks']} blocks replayed by this node and reproduced"
+    else:
+        text = f"{audit['audited_blocks']} of {audit['blocks']} blocks fully replayed by this node (not all audited)"
+    if audit["rolled_back_blocks"]:
+        n = audit["rolled_back_blocks"]
+        text += f"; fraud proofs rolled back {n} block{'s' if n != 1 else ''} of this task (their units were redone)"
+    return text
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -330,6 +349,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
 # --- result --------------------------------------------------------------------------------------------
 
 
+def _not_rolled_back(node, task_id: str, state_hash: str, files: list) -> None:
+    """Refuse a downloaded result that the chain no longer holds (a fraud proof rolled it back
+    meanwhile): the files written are removed."""
+    from p2p.user_errors import NotReady
+
+    now = node.task(task_id)
+    if now["state_hash"] != state_hash:
+        for f in files:
+            Path(f).unlink(missing_ok=True)
+        raise NotReady(f"task {task_id}: the downloaded result (state {state_hash[:16]}) is no longer the chain's "
+                       f"(now {now['state_hash'][:16]}, {now['status']}): a fraud proof rolled it back; nothing is handed over")
+
+
 def _cmd_result(args: argparse.Namespace) -> int:
     from p2p.task_results import download_model, download_render_dataset
     from p2p.wallet_common import client, emit
@@ -344,10 +376,19 @@ def _cmd_result(args: argparse.Namespace) -> int:
 
         raise NotReady(f"task {task_id} is pending: its transaction is in the mempool, not yet in a block; "
                        f"follow it with: pouw task status {task_id[:12]} --follow")
+    audit = task.get("audit") or {}
+    if task["status"] == "open" and audit.get("rolled_back_blocks") and not args.partial:
+        from p2p.user_errors import NotReady
+
+        raise NotReady(f"task {task_id}: a fraud proof rolled back {audit['rolled_back_blocks']} of its blocks; the units are "
+                       f"being redone ({task['units_done']} of {task['units_total']} now); follow it with: pouw task status {task_id[:12]} --follow")
     if spec.kind == "render":
         r = download_render_dataset(node, task_id, args.output, args.partial, args.device, _progress(args))
+        if not args.partial:
+            _not_rolled_back(node, task_id, r.state_hash, [r.directory / "dataset.npz", r.directory / "labels.json"])
         data = {"task_id": task_id, "kind": "render", "directory": str(r.directory), "units": r.units, "images": r.images,
                 "units_on_chain": r.units_on_chain, "blocks": r.blocks, "state_hash": r.state_hash, "verified": True,
+                "fully_audited": audit.get("fully_audited", False),
                 "files": [str(r.directory / "dataset.npz"), str(r.directory / "labels.json")]}
         extra = (f"\n(the last block did {r.units_on_chain - r.units} units more than the task asked for; they count in the "
                  "chain of digests checked, but are not in the dataset)") if r.units_on_chain > r.units else ""
@@ -355,8 +396,11 @@ def _cmd_result(args: argparse.Namespace) -> int:
                          f"and labels.json\nevery unit re-rendered here from the chain's seeds matches the chain's digest{extra}")
         return 0
     r = download_model(node, task_id, args.output, args.partial, not args.no_eval, _progress(args))
+    if not args.partial:
+        _not_rolled_back(node, task_id, r.state_hash, [r.path])
     data = {"task_id": task_id, "kind": "train", "path": str(r.path), "step": r.step, "state_hash": r.state_hash,
-            "height": r.height, "units_done": r.units_done, "heldout": r.metrics, "node_heldout": r.node_metrics, "verified": True}
+            "height": r.height, "units_done": r.units_done, "heldout": r.metrics, "node_heldout": r.node_metrics, "verified": True,
+            "fully_audited": audit.get("fully_audited", False)}
     at = f", the task's state at height {r.height} ({r.units_done} units)" if r.height is not None and args.partial else ""
     lines = [f"wrote {r.path}: {spec.arch} after {r.step} SGD steps{at} (state {r.state_hash[:16]}, checked against the chain)",
              "load it with torch.load(path, weights_only=True), or useful_work.export_model.load_model; see docs/wallet.md"]

@@ -43,5 +43,12 @@ class NodeMetrics:
             "pouw_header_branches_dropped", "Heavier header branches given up because no body of theirs arrived in time", registry=r
         )
 
+        # Audits (pouw node --audit)
+        self.audit_units = Counter("pouw_audit_units", "Units re-run by this node's auditor", registry=r)
+        self.audit_blocks = Counter("pouw_audit_blocks", "Blocks whose every unit this node's auditor reproduced", registry=r)
+        self.audit_proofs_found = Counter("pouw_audit_proofs_found", "Fraud proofs this node's auditor built", registry=r)
+        self.audit_proofs_included = Counter("pouw_audit_proofs_included", "This auditor's fraud proofs in connected blocks", registry=r)
+        self.audit_lag = Gauge("pouw_audit_lag_blocks", "Blocks of the fraud window not audited yet", registry=r)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -30,6 +30,7 @@ from chain.block import Block
 from chain.keys import PrivateKey
 from chain.mempool import Mempool
 from chain.storage import ChainStore, StoreError
+from consensus.audit import Auditor
 from consensus.chainstate import BlockResult, ChainState, Limits, Outcome
 from consensus.miner import Miner
 from consensus.params import ConsensusParams, load_params
@@ -86,6 +87,10 @@ class NodeConfig:
     # body arriving before it is given up, and the chain state's bounds on unproven headers.
     body_timeout_s: float = BODY_TIMEOUT_S
     chain_limits: Limits = field(default_factory=Limits)
+    # Audits: replay whole traces of recent blocks and publish fraud proofs (consensus/audit.py).
+    audit: bool = False
+    audit_share: float = 0.5  # of one CPU
+    poison_at: int | None = None  # attack mode for tests: mine with consensus.attacks.PoisonMiner
 
 
 @dataclass
@@ -147,6 +152,8 @@ class Node:
         self._dialing: set[str] = set()
         self._runners: list[web.AppRunner] = []
         self._miner_thread: threading.Thread | None = None
+        self._audit_thread: threading.Thread | None = None
+        self.auditor: Auditor | None = None
         self._units_reported = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.api_url = ""
@@ -215,7 +222,15 @@ class Node:
         self.metrics.height.set(self.chain.tip.height)
         self.sync = Sync(self.chain, self.mempool, self.metrics, self.live_peers, body_timeout_s=self.config.body_timeout_s)
         self.sync.on_new_tip.append(self._index_result)
-        self.miner = Miner(self.chain, self.key, payout=self.miner_address, mempool=self.mempool, device=self.device)
+        if self.config.poison_at is not None:
+            from consensus.attacks import PoisonMiner  # an attack, for tests only
+
+            log.warning("attack mode: poisoning unit %d of every block", self.config.poison_at)
+            self.miner = PoisonMiner(self.chain, self.key, jump_at=self.config.poison_at, payout=self.miner_address,
+                                     mempool=self.mempool, device=self.device)
+        else:
+            self.miner = Miner(self.chain, self.key, payout=self.miner_address, mempool=self.mempool, device=self.device)
+        self.auditor = Auditor(self.chain, self.key, share=self.config.audit_share, device=self.device) if self.config.audit else None
         for addr in self.config.peers:
             self.addresses[addr] = AddrInfo(persistent=True)
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
@@ -223,6 +238,9 @@ class Node:
         self._tasks.append(asyncio.create_task(self._connect_loop(), name="connect"))
         self._miner_thread = threading.Thread(target=self._mine_loop, name="miner", daemon=True)
         self._miner_thread.start()
+        if self.auditor is not None:
+            self._audit_thread = threading.Thread(target=self._audit_loop, name="auditor", daemon=True)
+            self._audit_thread.start()
         self.ready, self.phase = True, "running"
         log.info("API on %s, peers on %s, mining %s to %s", self.api_url, self.config.listen or "(no listener)",
                  "on" if self.mining_enabled else "off", format_address(self.miner_address))
@@ -265,6 +283,8 @@ class Node:
             await asyncio.wait(list(self._peer_tasks), timeout=5)
         if self._miner_thread is not None:
             await asyncio.to_thread(self._miner_thread.join, 30)
+        if self._audit_thread is not None:
+            await asyncio.to_thread(self._audit_thread.join, 30)
         for runner in self._runners:
             await runner.cleanup()
         await self.session.close()
@@ -474,6 +494,42 @@ class Node:
             undo = self.chain.store.get_undo(block.hash)
             if undo is not None:  # None: connected, then disconnected again within this result
                 self.txindex.connect(block, undo.miner_reward)
+            if self.auditor is not None:
+                mine = sum(1 for tx in block.txs if tx.is_fraud_proof and tx.sender == self.auditor.address)
+                if mine:
+                    self.metrics.audit_proofs_included.inc(mine)
+
+    # --- audits ----------------------------------------------------------------------------------
+
+    def _audit_loop(self) -> None:
+        """Replay recent blocks (consensus/audit.py) on its own thread; submit each fraud proof found."""
+        assert self.auditor is not None
+        auditor, reported = self.auditor, 0
+        while not self._stopping:
+            try:
+                outcome = auditor.step(lambda: self._stopping)
+            except Exception:  # noqa: BLE001 - a block pruned or reorganised away mid-audit
+                log.exception("audit step failed; retrying")
+                outcome = None
+                time.sleep(0.5)
+            self.metrics.audit_units.inc(auditor.stats.units - reported)
+            reported = auditor.stats.units
+            self.metrics.audit_lag.set(auditor.lag())
+            if outcome is None:
+                time.sleep(0.2)
+                continue
+            if outcome.proof is None:
+                self.metrics.audit_blocks.inc()
+                continue
+            self.metrics.audit_proofs_found.inc()
+            log.warning("audit: unit %d of block %s at height %d does not reproduce; publishing a fraud proof",
+                        outcome.unit, outcome.block_hash.hex()[:16], outcome.height)
+            assert self.loop is not None
+            future = asyncio.run_coroutine_threadsafe(self.sync.submit_tx(outcome.proof), self.loop)
+            try:
+                future.result(timeout=60)
+            except Exception as exc:  # noqa: BLE001 - refused (e.g. another node's proof came first)
+                log.warning("audit: fraud proof against %s not admitted: %s", outcome.block_hash.hex()[:16], exc)
 
     # --- mining ----------------------------------------------------------------------------------
 

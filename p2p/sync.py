@@ -583,6 +583,9 @@ class Sync:
             await self.submit_tx(tx, source=peer)
         except TxRejected as exc:
             log.debug("%s: transaction %s rejected: %s", peer, tx.txid.hex()[:16], exc.reason)
+            if tx.is_fraud_proof and ("no fraud" in exc.reason or "does not hash" in exc.reason):
+                # It cost this node a unit re-run (or a hash) and proves nothing: the sender's fault.
+                raise Misbehaving(20, f"fraud proof that proves nothing: {exc.reason}") from None
 
     async def submit_tx(self, tx: Transaction, source: Peer | None = None) -> None:
         """Add to the mempool (on the chain worker) and announce; raises TxRejected."""

@@ -25,7 +25,7 @@ class TxLocation:
 class AccountEvent:
     height: int
     block_hash: bytes
-    kind: str  # transfer-out, transfer-in, submit-task, reward
+    kind: str  # transfer-out, transfer-in, submit-task, fraud-proof, reward
     txid: bytes | None
     amount: int
     fee: int
@@ -48,6 +48,8 @@ class TxIndex:
                 self._add(p.to, AccountEvent(height, h, "transfer-in", tx.txid, p.amount, 0, tx.sender))
             elif isinstance(p, SubmitTask):
                 self._add(tx.sender, AccountEvent(height, h, "submit-task", tx.txid, p.bounty, tx.fee, None))
+            else:  # a fraud proof: the prover's share of the forfeit is in its balance, not listed here
+                self._add(tx.sender, AccountEvent(height, h, "fraud-proof", tx.txid, 0, tx.fee, None))
         self._add(block.header.payout, AccountEvent(height, h, "reward", None, miner_reward, 0, None))
 
     def disconnect(self, block: Block) -> None:

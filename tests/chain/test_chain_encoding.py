@@ -197,7 +197,7 @@ def test_truncation_names_the_field():
         (3, "5", "Transaction.nonce: expected u64, got str"),
         (3, 5.0, "Transaction.nonce: expected u64, got float"),
         (3, True, "Transaction.nonce: expected u64, got bool True"),
-        (0, 7, "Transaction.kind: expected one of 0, 1, got 7"),
+        (0, 7, "Transaction.kind: expected one of 0, 1, 2, got 7"),
         (1, bytes(31), "Transaction.chain_id: expected 32 bytes, got 31 bytes"),
         (2, "k" * 32, "Transaction.sender_key: expected 32 bytes, got str"),
         (5, {"to": 1}, "Transaction.payload: expected an array of 2 fields, got dict"),
