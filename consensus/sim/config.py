@@ -25,13 +25,13 @@ class ExperimentError(ValueError):
 
 TOPOLOGIES = ("mesh", "random-regular", "ring", "line")
 MODES = ("modelled", "real")
-ADVERSARIES = ("none", "selfish", "fabricator", "withholder", "flooder", "reroller")
-MINING_ADVERSARIES = ("selfish", "fabricator", "withholder", "reroller")
+ADVERSARIES = ("none", "selfish", "fabricator", "withholder", "flooder", "reroller", "poisoner")
+MINING_ADVERSARIES = ("selfish", "fabricator", "withholder", "reroller", "poisoner")
 REAL_ADVERSARIES = ("none", "fabricator", "reroller")
 FLOOD_KINDS = ("bad-ticket", "fake-work")
 # consensus.attacks.REROLL_STRATEGIES (kept here so that parsing a file does not import the kernels; a test checks they agree)
 REROLL_STRATEGIES = ("last", "chained")
-SECTIONS = ("name", "description", "chain", "network", "miners", "work", "adversary", "events", "run", "sweep", "plot")
+SECTIONS = ("name", "description", "chain", "network", "miners", "work", "adversary", "auditors", "events", "run", "sweep", "plot")
 
 
 @dataclass(frozen=True)
@@ -71,12 +71,25 @@ class AdversaryConfig:
     flood_kind: str
     reroll_strategy: str  # reroller: "chained" (a fabricated leaf, then one honest unit) or "last" (the fabricated leaf wins)
     honest_prefix: int  # reroller: honest units before the fabricated leaf
+    jump_at: int  # poisoner: index of the fabricated "jump" leaf in each trace (consensus.attacks.PoisonMiner)
+    poison_gain: float  # poisoner: what a poisoned state that outlives the fraud window is worth to it, in block rewards
     ban: bool  # honest peers ban a peer that sent invalid work, for ban_seconds
     ban_seconds: float
     budget_seconds: float | None  # per-peer verification seconds per window; None: unlimited
     budget_window_s: float
     start_s: float
     stop_s: float | None
+
+
+@dataclass(frozen=True)
+class AuditorsConfig:
+    """Auditing nodes (consensus.audit.Auditor) as a population: `share` of the honest nodes audit,
+    each replays a random `blocks_share` of the best chain's blocks in full, oldest first, at
+    `audit_speed` times the mean honest miner's unit rate; the fraud window is chain.reward_maturity."""
+
+    share: float
+    blocks_share: float
+    audit_speed: float
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,7 @@ class Experiment:
     events: tuple[PartitionEvent, ...]
     run: RunConfig
     plot: PlotConfig
+    auditors: AuditorsConfig = AuditorsConfig(0.0, 1.0, 1.0)
     sweep: dict[str, list[Any]] = field(default_factory=dict)
     sweep_zip: bool = False
     auto_initial_units: bool = False  # initial_units_per_block was set from the miners' rates
@@ -257,6 +271,7 @@ def _work(data: Any) -> WorkConfig:
 _ADVERSARY_KEYS = {
     "kind", "share", "peers", "gamma", "fabricate", "withhold", "delay_s", "rate", "flood_kind", "ban",
     "ban_seconds", "budget_seconds", "budget_window_s", "start_s", "stop_s", "reroll_strategy", "honest_prefix",
+    "jump_at", "poison_gain",
 }
 
 
@@ -284,12 +299,24 @@ def _adversary(data: Any, network: NetworkConfig) -> AdversaryConfig:
         flood_kind=_choice(table, section, "flood_kind", "fake-work", FLOOD_KINDS),
         reroll_strategy=_choice(table, section, "reroll_strategy", "chained", REROLL_STRATEGIES),
         honest_prefix=_num(table, section, "honest_prefix", 8, 0, 1_000_000, integer=True),
+        jump_at=_num(table, section, "jump_at", 1, 0, 1_000_000, integer=True),
+        poison_gain=_num(table, section, "poison_gain", 1.0, 0.0, 1e6),
         ban=_bool(table, section, "ban", False),
         ban_seconds=_num(table, section, "ban_seconds", 600.0, 0.0),
         budget_seconds=_num(table, section, "budget_seconds", None, 0.0, optional=True),
         budget_window_s=_num(table, section, "budget_window_s", 60.0, 1e-6),
         start_s=_num(table, section, "start_s", 0.0, 0.0),
         stop_s=_num(table, section, "stop_s", None, 0.0, optional=True),
+    )
+
+
+def _auditors(data: Any) -> AuditorsConfig:
+    section = "auditors"
+    table = _keys(data if data is not None else {}, section, {"share", "blocks_share", "audit_speed"})
+    return AuditorsConfig(
+        share=_num(table, section, "share", 0.0, 0.0, 1.0),
+        blocks_share=_num(table, section, "blocks_share", 1.0, 0.0, 1.0),
+        audit_speed=_num(table, section, "audit_speed", 1.0, 1e-9, 1e9),
     )
 
 
@@ -412,6 +439,7 @@ def parse_experiment(data: dict, name: str = "experiment") -> Experiment:
         events=_events(data.get("events")),
         run=run,
         plot=_plot(data.get("plot")),
+        auditors=_auditors(data.get("auditors")),
         sweep=sweep,
         sweep_zip=zipped,
         auto_initial_units=auto,
@@ -423,6 +451,11 @@ def parse_experiment(data: dict, name: str = "experiment") -> Experiment:
         raise ExperimentError(
             f"adversary.honest_prefix: {adversary.honest_prefix} leaves no room for the re-rolled leaves under chain.max_units_per_block ({chain.max_units_per_block})"
         )
+    if adversary.kind == "poisoner":
+        if chain.reward_maturity < 2:
+            raise ExperimentError("chain.reward_maturity: a poisoner run needs a fraud window (reward_maturity >= 2: a proof goes in a block above the guilty one and below its height plus reward_maturity)")
+        if adversary.jump_at + 2 > chain.max_units_per_block:
+            raise ExperimentError(f"adversary.jump_at: {adversary.jump_at} leaves no winning unit under chain.max_units_per_block ({chain.max_units_per_block})")
     if run.mode == "real":
         if adversary.kind not in REAL_ADVERSARIES:
             raise ExperimentError(f"adversary.kind: {adversary.kind} runs in run.mode = \"modelled\" only (real mode: {', '.join(REAL_ADVERSARIES)})")

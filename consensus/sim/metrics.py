@@ -157,7 +157,7 @@ def compute(record: RunRecord, exp: Experiment) -> tuple[dict, dict]:
             m[f"block_share.{g['group']}"] = g["block_share"]
             m[f"work_share.{g['group']}"] = g["work_share"]
     adv = exp.adversary
-    if pop.adversary is not None and adv.kind in ("selfish", "withholder", "fabricator", "reroller"):
+    if pop.adversary is not None and adv.kind in ("selfish", "withholder", "fabricator", "reroller", "poisoner"):
         series = is_adv[main_ids[(height[main_ids] > lo) & (height[main_ids] <= hi)]].astype(float)
         m["adversary_work_share"] = _r(float(pop.rate[pop.adversary]) / total_rate, 6)
         m["relative_revenue"] = _r(series.mean()) if len(series) else None
@@ -188,6 +188,10 @@ def compute(record: RunRecord, exp: Experiment) -> tuple[dict, dict]:
             m["theory_detection"] = _r(theory.detection(adv.fabricate, k))
     if adv.kind == "reroller" and pop.adversary is not None:
         m.update(reroller_metrics(record, exp, is_adv, honest_block, valid_pub))
+    if adv.kind == "poisoner" and pop.adversary is not None and "poisoned" in record.extras:
+        pm, pd = poisoner_metrics(record, exp, on_main, chain, lo)
+        m.update(pm)
+        d.update(pd)
     # verification against mining work
     units_run = float(record.units_run.sum())
     honest_verify = float(record.verify_units[honest_node].sum())
@@ -287,3 +291,84 @@ def reroller_metrics(record: RunRecord, exp: Experiment, is_adv: np.ndarray, hon
     if "reroll_idle_s" in record.extras:
         m["reroller_idle_share"] = _r(record.extras["reroll_idle_s"] / record.duration_s, 6) if record.duration_s > 0 else None
     return m
+
+
+def poisoner_metrics(record: RunRecord, exp: Experiment, on_main: np.ndarray, chain: np.ndarray, lo: int) -> tuple[dict, dict]:
+    """The poisoner's blocks (consensus/sim/poison.py) against the auditors (consensus/sim/audits.py).
+
+    Counted: its blocks whose trace holds the jump leaf, above run.warmup_blocks and low enough that
+    the fraud window closed inside the run (height <= final height - reward_maturity + 1). A block is
+    decided when the spot checks refused it or it is on the best chain (a stale one earns nothing,
+    poisoned or not, and is left out). Per decided block, in block rewards (bounty share aside):
+
+    - `poison_survival`: share that passed the spot checks and that no fraud proof took within the
+      window; with no auditors it is the spot checks' pass rate, about 1 - k/(n-1);
+    - `poison_reward`: the expected reward of poisoning over mining the same trace honestly:
+      survival * (1 + G) - 1, with G = adversary.poison_gain the worth to the poisoner of a poisoned
+      state that outlives the window (an honest trace earns 1; a refused or proven block earns 0);
+    - `poison_survival_blocks`: over its best-chain blocks, blocks from the block to the one carrying
+      its proof, or reward_maturity when none did (the window's end);
+    - `poison_prover_reward`, `poison_burned`: what the forfeits paid provers and burned;
+    - `theory_poison_survival`, `theory_poison_reward`: the closed forms, the mean of 1 - k/(n-1)
+      over its blocks times (1 - blocks_share)^auditors (auditors that keep up with the window).
+    """
+    from consensus.sim.poison import spot_pass
+
+    log = record.blocks
+    x = record.extras
+    maturity = exp.chain.reward_maturity
+    k = exp.chain.spot_checks
+    gain = exp.adversary.poison_gain
+    top = int(log.height[record.best_tip])
+    proven: dict = x["poison_proven"]
+    m: dict = {"auditors": x["auditors"], "audit_unit_rate": _r(x["audit_unit_rate"], 6)}
+    blocks = [b for b in x["poisoned"] if lo < log.height[b] <= top - maturity + 1]
+    refused = [b for b in blocks if x["poisoned"][b][1]]
+    main = [b for b in blocks if on_main[b]]
+    caught = [b for b in main if b in proven]
+    decided = len(refused) + len(main)
+    m["poisoned_blocks"] = len(blocks)
+    m["poison_refused"] = len(refused)
+    m["poison_main"] = len(main)
+    m["poison_stale"] = len(blocks) - decided
+    m["poison_proven"] = len(caught)
+    d: dict = {}
+    if decided:
+        passed = len(main) / decided
+        survival = (len(main) - len(caught)) / decided
+        se = math.sqrt(max(survival * (1 - survival), 1e-12) / decided)
+        m["poison_spot_pass"] = _r(passed)
+        m["poison_spot_pass_stderr"] = _r(math.sqrt(max(passed * (1 - passed), 1e-12) / decided))
+        m["theory_poison_spot_pass"] = _r(float(np.mean([spot_pass(exp.adversary.jump_at, x["poisoned"][b][0], k) for b in refused + main])))
+        m["poison_survival"] = _r(survival)
+        m["poison_survival_stderr"] = _r(se)
+        m["poison_reward"] = _r(survival * (1 + gain) - 1)
+        m["poison_reward_stderr"] = _r((1 + gain) * se)
+        m["poison_reward_unaudited"] = _r(passed * (1 + gain) - 1)  # the same blocks with no fraud proofs
+        # Closed form for auditors that keep up (every pick replayed within the window): each of the
+        # A auditors misses a block with probability 1 - blocks_share.
+        missed = (1 - exp.auditors.blocks_share) ** x["auditors"]
+        m["theory_poison_survival"] = _r(m["theory_poison_spot_pass"] * missed)
+        m["theory_poison_reward"] = _r(m["theory_poison_spot_pass"] * missed * (1 + gain) - 1)
+        share = exp.chain.fraud_prover_share_pct / 100
+        m["poison_prover_reward"] = _r(len(caught) / decided * share)
+        m["poison_burned"] = _r(len(caught) / decided * (1 - share))
+    if main:
+        m["poison_detection"] = _r(len(caught) / len(main))
+        lives = np.array([proven[b] - log.height[b] if b in proven else maturity for b in main], dtype=float)
+        m["poison_survival_blocks"] = _r(float(lives.mean()), 6)
+        m["poison_survival_blocks_stderr"] = _r(float(lives.std(ddof=1) / math.sqrt(len(lives))) if len(lives) > 1 else None, 6)
+        if caught:
+            m["poison_survival_blocks_proven"] = _r(float(np.mean([proven[b] - log.height[b] for b in caught])), 6)
+        counts, edges = np.histogram(lives, bins=min(maturity, 40), range=(0.0, float(maturity) + 1e-9))
+        d["poison_survival_histogram"] = {"edges": [_r(e, 6) for e in edges.tolist()], "counts": counts.tolist()}
+    window = [b for b in chain[1:].tolist() if lo < log.height[b] <= top - maturity + 1]
+    if window:
+        replayed = x["audit_replayed"]
+        m["audit_coverage"] = _r(sum(1 for b in window if b in replayed) / len(window))
+    units_run = float(record.units_run.sum())
+    m["audit_units"] = int(x["audit_units"])
+    m["audit_to_mining"] = _r(x["audit_units"] / units_run, 9) if units_run else None
+    m["audit_skipped"] = x["audit_skipped"]
+    m["audit_late"] = x["audit_late"]
+    return m, d

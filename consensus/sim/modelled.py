@@ -30,6 +30,7 @@ from consensus.sim.events import Draws, EventQueue
 from consensus.sim.fabrication import fabricated_block
 from consensus.sim.flood import FloodPlan, plan_flood
 from consensus.sim.network import INF, build_network
+from consensus.sim.poison import PoisonedBlock, poisoned_block
 from consensus.sim.population import build_population
 from consensus.sim.record import BlockLog, RunRecord
 from consensus.sim.reroll import RerollAttempts, rerolled_block
@@ -70,7 +71,7 @@ class ModelledSim:
             self.kind[self.adv] = exp.adversary.kind
         # Nodes that pass on others' blocks: honest ones, and adversaries that are plain nodes otherwise.
         self.relay = self.pop.honest.copy()
-        if self.adv is not None and exp.adversary.kind in ("fabricator", "withholder", "reroller"):
+        if self.adv is not None and exp.adversary.kind in ("fabricator", "withholder", "reroller", "poisoner"):
             self.relay[self.adv] = True
         self.honest = self.pop.honest
         self.miners = self.pop.miners
@@ -125,6 +126,11 @@ class ModelledSim:
         self.waits: dict = {}
         self.reroll: RerollAttempts | None = None
         self.mining_end: float | None = None  # set when mining stops; the re-roller's events are void after it
+        self.poisoned: dict[int, PoisonedBlock] = {}  # the poisoner's blocks whose trace holds its jump leaf
+        if exp.adversary.kind == "poisoner":
+            from consensus.tickets import challenged_units
+
+            self._challenged = challenged_units
         if exp.adversary.kind == "reroller":
             from consensus.tickets import challenged_units  # the real challenge rule (imports the kernels' PRNG)
 
@@ -384,6 +390,20 @@ class ModelledSim:
             else:
                 self._publish(b, t)
             return b
+        if kind == "poisoner" and real > adv.jump_at:
+            pb = poisoned_block(self.rng, real, adv.jump_at, self.k, self._challenged)
+            if pb.claimed > self.params.max_units_per_block:
+                self.cap_hits += 1
+                return None
+            b = self._new_block(m, parent, t, pb.claimed, real, pb.jump)  # the units after the jump work on the poisoned state
+            self.poisoned[b] = pb
+            self.last_own[m] = t
+            if pb.refused:
+                self.block_verify_units[b] = pb.verify_units
+                self._reject_everywhere(b, pb.verify_units)
+            else:
+                self._publish(b, t)
+            return b
         b = self._new_block(m, parent, t, real, real, real)
         self.last_own[m] = t
         if kind == "withholder" and self.draws.uniform() < adv.withhold:
@@ -520,6 +540,8 @@ class ModelledSim:
                 "reroll_idle_s": rr.idle_s,
                 "reroll_hashes": rr.hashes if rr.strategy == "last" else int(rr.roll_units),  # chained: a fabricated leaf per re-roll unit
             }
+        if self.exp.adversary.kind == "poisoner":
+            extras.update(self._audits(best))
         flood = {}
         if self.flood is not None:
             flood = flood_summary(self.flood, end, self.exp.adversary.flood_kind)
@@ -544,6 +566,30 @@ class ModelledSim:
                 **extras,
             },
         )
+
+
+    def _audits(self, best: int) -> dict:
+        """The auditors' replays over the best chain (consensus/sim/audits.py) and the poisoner's blocks."""
+        from consensus.sim.audits import audit_chain
+        from consensus.sim.metrics import main_chain
+
+        chain = main_chain(self.log.parent, best)[1:]
+        found = np.array(self.log.found)[chain]
+        units = np.array(self.log.units)[chain]
+        jump = np.array([self.poisoned[b].jump if b in self.poisoned else -1 for b in chain.tolist()], dtype=np.int64)
+        honest_miners = self.miners[self.honest[self.miners]]
+        unit_rate = float(self.pop.rate[honest_miners].mean()) if len(honest_miners) else float(self.pop.rate[self.miners].mean())
+        audit = audit_chain(self.exp.auditors, self.exp.run.seed, self.honest_idx, found, units, jump, self.params.reward_maturity, unit_rate)
+        return {
+            "poisoned": {b: (pb.claimed, pb.refused) for b, pb in self.poisoned.items()},
+            "poison_proven": {int(chain[i]): int(self.log.height[chain[j]]) for i, j in audit.proven.items()},
+            "audit_replayed": {int(chain[i]) for i in np.flatnonzero(audit.replayed).tolist()},
+            "auditors": audit.auditors,
+            "audit_unit_rate": audit.unit_rate,
+            "audit_units": audit.units,
+            "audit_skipped": audit.skipped,
+            "audit_late": audit.late,
+        }
 
 
 def flood_summary(plan: FloodPlan, end: float, kind: str) -> dict:

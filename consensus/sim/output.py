@@ -72,6 +72,10 @@ SUMMARY_METRICS = {
         "reroller_ratio", "reroller_ratio_stderr", "reroller_ratio_expected", "theory_reroller_ratio", "reroller_ratio_rerolled",
         "reroll_acceptance", "theory_reroll_acceptance", "rerolled_blocks", "reroller_blocks", "reroller_units_run",
     ],
+    "poisoner": [
+        "auditors", "poison_reward", "poison_reward_stderr", "theory_poison_reward", "poison_survival", "theory_poison_survival",
+        "poison_spot_pass", "theory_poison_spot_pass", "poison_survival_blocks", "audit_coverage", "audit_to_mining", "poison_main",
+    ],
     "none": ["fork_rate", "theory_fork_rate", "stale_rate", "theory_stale_rate", "useful_fraction", "agreement_s"],
 }
 

@@ -27,6 +27,7 @@ DEFAULTS: dict[str, tuple[str | None, list[str]]] = {
     "withholder": ("adversary.withhold", ["relative_revenue", "useful_fraction"]),
     "flooder": (None, ["flood_verify_seconds", "flood_max_wait_s", "honest_stale_rate"]),
     "reroller": ("adversary.honest_prefix", ["reroller_ratio", "reroll_acceptance"]),
+    "poisoner": ("auditors.share", ["poison_reward", "poison_survival", "poison_survival_blocks"]),
     "none": (None, ["fork_rate", "stale_rate"]),
 }
 
@@ -134,6 +135,8 @@ def plot_curve(doc: dict, x: str, series: str | None, y: str, path: Path) -> Pat
         if y == "detection_rate" and any("expected_detection" in p["metrics"] for p in members):
             ex = np.array([p["metrics"].get("expected_detection") or math.nan for p in members], dtype=float)
             ax.plot(xs, ex, "x", color=colour, label="1-(1-f)^min(k,n-1), per block")
+    if not categorical and y == "poison_reward":
+        ax.axhline(0.0, color="grey", linestyle=":", label="honest mining (0)")
     if not categorical and y.startswith("reroller_ratio"):
         ax.axhline(1.0, color="grey", linestyle=":", label="honest mining (1.0)")
     if not categorical and x in ("adversary.honest_prefix", "chain.spot_checks") and min(float(v) for v in xs_all) >= 0 and max(float(v) for v in xs_all) >= 16:
