@@ -22,7 +22,7 @@ from chain.address import AddressError, format_address, parse_address
 from chain.block import Block
 from chain.encoding import DecodeError
 from chain.mempool import TxRejected
-from chain.storage import STATUS_NAMES
+from chain.storage import STATUS_NAMES, CorruptRecord, StoreCorrupt
 from chain.state import TaskRecord
 from chain.tx import SubmitTask, Transaction, Transfer
 from consensus.market import active_task, initial_state, task_for_spec
@@ -267,7 +267,9 @@ async def get_status(node: Node, request: web.Request) -> web.Response:
         "chain_work": str(tip.chain_work),
         "header_height": node.sync.best_header.height,
         "peers": len(node.live_peers()),
-        "mining": node.mining_enabled,
+        "mining": node.mining_enabled and node.storage_failure is None,
+        "storage": {"state": node.storage_failure[0] if node.storage_failure else "ok",
+                    "error": node.storage_failure[1] if node.storage_failure else None},
         "miner_address": format_address(node.miner_address),
         "units_mined": node.miner.stats.units,
         "blocks_mined": node.miner.stats.blocks,
@@ -807,6 +809,10 @@ def build_api(node: Node) -> web.Application:
             resp = _json({"error": exc.message}, status=exc.status)
             if exc.status == 503:
                 resp.headers["Retry-After"] = "1"
+            return resp
+        except (StoreCorrupt, CorruptRecord) as exc:  # damaged data met on a read: said once by the node, 503 here
+            node.storage_failed(exc)
+            resp = _json({"error": f"storage: {exc}"}, status=503)
             return resp
         except web.HTTPException as exc:
             if exc.status >= 400:

@@ -26,7 +26,7 @@ from chain.address import address_of, format_address
 from chain.block import Block
 from chain.keys import PrivateKey
 from chain.mempool import Mempool
-from chain.storage import ChainStore
+from chain.storage import ChainStore, StoreCorrupt, StoreError, StoreWriteFailed
 from consensus.chainstate import BlockResult, ChainState, Limits, Outcome
 from consensus.miner import Miner
 from consensus.params import ConsensusParams, load_params
@@ -37,17 +37,22 @@ from p2p.protocol import (
     AGENT,
     PROTOCOL_VERSION,
     Addr,
+    BlockMsg,
     GetAddr,
+    Headers,
     Hello,
+    Inv,
     Message,
     Ping,
     Pong,
+    TxMsg,
     int_to_wire,
     parse_hostport,
 )
 from p2p.reindex import recover_swap, reindex
 from p2p.sync import BODY_TIMEOUT_S, Sync
 from p2p.txindex import TxIndex
+from p2p.user_errors import UserError
 
 log = logging.getLogger("pouw.node")
 
@@ -59,6 +64,18 @@ MAX_KNOWN_ADDRS = 1_000
 # Relay policy, not consensus: the least fee per encoded byte this node's mempool takes (a
 # transfer is about 166 bytes, so 830 base units = 0.0000083 POUW at the default).
 DEFAULT_MIN_RELAY_FEE_RATE = 5
+# After a write error: how often the node tries whether the disk takes writes again, and how much.
+STORAGE_PROBE_EVERY_S = 2.0
+STORAGE_PROBE_BYTES = 4 << 20
+# Messages that would change the chain or the mempool: dropped while the store cannot write.
+_WRITING_MESSAGES = (BlockMsg, Headers, Inv, TxMsg)
+
+
+class StoreUnusable(UserError):
+    """The chain store cannot be opened as it is (damaged files, a missing CURRENT): one line with the remedy."""
+
+    exit_code = 14
+    kind = "storage"
 
 
 @dataclass
@@ -144,6 +161,9 @@ class Node:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.api_url = ""
         self.listen_addr = config.listen
+        # None while the store works; else ("write-failed" | "corrupt", the one-line reason).
+        self.storage_failure: tuple[str, str] | None = None
+        self._next_storage_probe = 0.0
 
     # --- start -----------------------------------------------------------------------------------
 
@@ -158,7 +178,13 @@ class Node:
             await asyncio.to_thread(reindex, chain_dir, self.params, self.device)
         else:
             recover_swap(chain_dir)
-        self.store = ChainStore(str(chain_dir))
+        checked = time.perf_counter()
+        try:
+            self.store = ChainStore(str(chain_dir), check=True)
+        except StoreCorrupt as exc:
+            raise StoreUnusable(str(exc)) from None
+        log.info("store %s opened with paranoid checks, every record read back in %.2f s", chain_dir, time.perf_counter() - checked)
+        self.metrics.storage_ok.set(1)
         self.mempool = Mempool(self.config.mempool_bytes, min_fee_rate=self.config.min_relay_fee_rate)
         self.chain = ChainState(self.store, self.params, mempool=self.mempool, device=self.device, limits=self.config.chain_limits)
         log.info(
@@ -386,8 +412,13 @@ class Node:
             for a in msg.addrs:
                 if a and a != self.listen_addr and len(self.addresses) < MAX_KNOWN_ADDRS:
                     self.addresses.setdefault(a, AddrInfo(persistent=False))
+        elif self.storage_failure is not None and isinstance(msg, _WRITING_MESSAGES):
+            return  # nothing is accepted while the store cannot write (the peer is not at fault)
         else:
-            await self.sync.handle(peer, msg)
+            try:
+                await self.sync.handle(peer, msg)
+            except StoreError as exc:  # our disk's fault, not the peer's: keep the connection
+                self.storage_failed(exc)
 
     async def on_close(self, peer: Peer) -> None:
         self.peers.pop(peer.id, None)
@@ -410,6 +441,9 @@ class Node:
         while True:
             await asyncio.sleep(1.0)
             try:
+                if self.storage_failure is not None:
+                    await self._probe_storage()
+                    continue
                 await self.sync.tick()
                 units = self.miner.stats.units
                 if units > self._units_reported:
@@ -423,6 +457,8 @@ class Node:
                         nonce = secrets.randbits(63)
                         p.ping_sent = (nonce, last_ping)
                         p.send(Ping(nonce))
+            except StoreError as exc:
+                self.storage_failed(exc)
             except Exception:  # noqa: BLE001
                 log.exception("periodic work failed")
 
@@ -442,7 +478,7 @@ class Node:
     def _mine_loop(self) -> None:
         while not self._stopping:
             # Headers claim work, bodies prove it: mining pauses only while heavier blocks really arrive.
-            if not self.mining_enabled or self.sync.catching_up():
+            if not self.mining_enabled or self.storage_failure is not None or self.sync.catching_up():
                 time.sleep(0.1)
                 continue
             try:
@@ -466,7 +502,11 @@ class Node:
     async def _on_mined(self, block: Block) -> bool:
         self.sync.note_received(block.hash)
         started = time.perf_counter()
-        result = await self.sync.run_chain(self.chain.process_block, block, None)
+        try:
+            result = await self.sync.run_chain(self.chain.process_block, block, None)
+        except StoreError as exc:
+            self.storage_failed(exc)
+            return False
         await self.sync.after_block(result, time.perf_counter() - started)
         if result.outcome == Outcome.NEW_TIP:
             self.metrics.blocks_mined.inc()
@@ -474,6 +514,33 @@ class Node:
             return True
         log.warning("mined block %s at height %d was not accepted: %s %s", block.hash.hex()[:16], block.header.height, result.outcome.value, result.detail)
         return False
+
+    # --- storage failures ------------------------------------------------------------------------
+
+    def storage_failed(self, exc: BaseException) -> None:
+        """Stop accepting blocks and mining after a write error or damaged data; said once."""
+        if self.storage_failure is not None:
+            return
+        kind = "write-failed" if isinstance(exc, StoreWriteFailed) else "corrupt"
+        self.storage_failure = (kind, str(exc))
+        self.metrics.storage_ok.set(0)
+        self.metrics.storage_failures.labels(kind).inc()
+        if kind == "corrupt":
+            log.error("STORAGE: %s; block acceptance and mining stopped", exc)
+        else:
+            log.error(
+                "STORAGE: %s; block acceptance and mining stopped, the chain stays at height %d (what is on disk); "
+                "the node stops cleanly once the disk takes writes again, then restart it", exc, self.chain.tip.height,
+            )
+
+    async def _probe_storage(self) -> None:
+        """While writes fail: once a test write of STORAGE_PROBE_BYTES succeeds, stop cleanly (a
+        restart reopens LevelDB, which refuses writes after its first failure)."""
+        if self.storage_failure is None or self.storage_failure[0] != "write-failed" or time.monotonic() < self._next_storage_probe:
+            return
+        self._next_storage_probe = time.monotonic() + STORAGE_PROBE_EVERY_S
+        if await asyncio.to_thread(_disk_takes, self.datadir / ".space-probe", STORAGE_PROBE_BYTES):
+            self.request_stop("storage: the disk takes writes again; restart the node to carry on")
 
     # --- admin -----------------------------------------------------------------------------------
 
@@ -486,3 +553,20 @@ class Node:
             raise ValueError(f"{addr!r} is not HOST:PORT")
         info = self.addresses.setdefault(addr, AddrInfo(persistent=True))
         info.persistent, info.next_try = True, 0.0
+
+
+def _disk_takes(path: Path, size: int) -> bool:
+    """Whether `size` bytes can be written and synced at `path` (removed again)."""
+    try:
+        with open(path, "wb") as f:
+            f.write(b"\0" * size)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+    except OSError:
+        return False
+    finally:
+        try:
+            path.unlink()
+        except OSError:
+            pass
