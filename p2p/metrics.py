@@ -41,6 +41,8 @@ class NodeMetrics:
             "pouw_header_branches_dropped", "Heavier header branches given up because no body of theirs arrived in time", registry=r
         )
 
+        self.refused = Counter("pouw_refused_connections", "Connections refused at accept or upgrade, by limit (connections, inbound, inbound-per-host)", ["limit"], registry=r)
+        self.throttled = Counter("pouw_peer_requests_throttled", "Peer requests delayed because the peer's serving budget was spent, by message type", ["type"], registry=r)
         self.storage_ok = Gauge("pouw_storage_ok", "1 while the chain store reads and writes, 0 after a write error or damaged data", registry=r)
         self.storage_failures = Counter("pouw_storage_failures", "Storage failures, by kind (write-failed, corrupt)", ["kind"], registry=r)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import secrets
 import signal
 import threading
@@ -31,14 +32,17 @@ from consensus.chainstate import BlockResult, ChainState, Limits, Outcome
 from consensus.miner import Miner
 from consensus.params import ConsensusParams, load_params
 
+from p2p import log_limits
 from p2p.metrics import NodeMetrics
-from p2p.peer import BanList, Peer, PeerLimits
+from p2p.peer import HANDSHAKE_TIMEOUT_S, BanList, Peer, PeerLimits
 from p2p.protocol import (
     AGENT,
     PROTOCOL_VERSION,
     Addr,
     BlockMsg,
     GetAddr,
+    GetData,
+    GetHeaders,
     Headers,
     Hello,
     Inv,
@@ -69,6 +73,58 @@ STORAGE_PROBE_EVERY_S = 2.0
 STORAGE_PROBE_BYTES = 4 << 20
 # Messages that would change the chain or the mempool: dropped while the store cannot write.
 _WRITING_MESSAGES = (BlockMsg, Headers, Inv, TxMsg)
+
+
+# Connections at once on each listener (handshakes, peers, API clients); past it new ones are closed
+# at accept. An HTTP connection that sends no complete request within HTTP_IDLE_S is closed.
+MAX_CONNECTIONS_PER_LISTENER = 256
+HTTP_IDLE_S = HANDSHAKE_TIMEOUT_S
+FD_SPARE = 128  # descriptors beyond the listeners' connections: LevelDB files, outbound peers, logs
+
+
+class _Refuse(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.abort()  # type: ignore[attr-defined]
+
+
+class CappedSite(web.BaseSite):
+    """A TCP listener that closes new connections at accept while `cap` are open."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, cap: int, on_refused=None) -> None:
+        super().__init__(runner, shutdown_timeout=1.0)
+        self.runner, self.host, self.port, self.cap = runner, host, port, cap
+        self.on_refused = on_refused
+
+    @property
+    def name(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self.runner.server
+        assert server is not None
+
+        def factory() -> asyncio.BaseProtocol:
+            if len(server.connections) >= self.cap:
+                if self.on_refused is not None:
+                    self.on_refused()
+                return _Refuse()
+            return server()
+
+        self._server = await asyncio.get_running_loop().create_server(factory, self.host, self.port, reuse_address=True)
+
+
+def ensure_fd_headroom(needed: int) -> tuple[int, int]:
+    """Raise the soft open-file limit towards the hard one when it is below `needed`; (soft, hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft, hard
 
 
 class StoreUnusable(UserError):
@@ -155,6 +211,7 @@ class Node:
         self._tasks: list[asyncio.Task] = []
         self._peer_tasks: set[asyncio.Task] = set()
         self._dialing: set[str] = set()
+        self._inbound: dict[int, str] = {}  # peer id -> remote host, from the WebSocket upgrade to the close
         self._runners: list[web.AppRunner] = []
         self._miner_thread: threading.Thread | None = None
         self._units_reported = 0
@@ -169,6 +226,13 @@ class Node:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        log_limits.install()
+        needed = 2 * MAX_CONNECTIONS_PER_LISTENER + self.config.max_outbound + FD_SPARE
+        soft, hard = ensure_fd_headroom(needed)
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            log.warning("open-file limit %d is below the %d this node may need (%d connections per listener); "
+                        "raise it (ulimit -n %d) or expect refused connections under load", soft, needed,
+                        MAX_CONNECTIONS_PER_LISTENER, needed)
         self.datadir.mkdir(parents=True, exist_ok=True)
         self.key = load_or_create_key(self.datadir / KEY_FILE)
         self.miner_address = self.config.miner_address or address_of(self.key.public_key())
@@ -225,9 +289,13 @@ class Node:
         parsed = parse_hostport(hostport)
         if parsed is None:
             raise ValueError(f"{hostport!r} is not HOST:PORT")
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # keepalive_timeout also applies from the connection's start: a socket that never sends a
+        # request, or an idle keep-alive one, is closed after HTTP_IDLE_S. A WebSocket peer's
+        # connection is a request in progress; the peer layer times it out (hello, then idle).
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=HTTP_IDLE_S)
         await runner.setup()
-        await web.TCPSite(runner, parsed[0], parsed[1], shutdown_timeout=1.0).start()
+        await CappedSite(runner, parsed[0], parsed[1], MAX_CONNECTIONS_PER_LISTENER,
+                         on_refused=lambda: self.metrics.refused.labels("connections").inc()).start()
         self._runners.append(runner)
 
     # --- stop ------------------------------------------------------------------------------------
@@ -288,18 +356,29 @@ class Node:
     async def _accept(self, request: web.Request) -> web.StreamResponse:
         peername = request.transport.get_extra_info("peername") if request.transport else None
         remote = f"{peername[0]}:{peername[1]}" if peername else f"{request.remote}:0"
-        ban = self.bans.banned(remote.rpartition(":")[0])
+        host = remote.rpartition(":")[0]
+        ban = self.bans.banned(host)
         if ban or self._stopping:
             return web.Response(status=403, text=f"refused: {ban or 'stopping'}")
+        limits = self.config.limits
+        if len(self._inbound) >= limits.max_inbound:
+            self.metrics.refused.labels("inbound").inc()
+            return web.Response(status=503, text=f"refused: {limits.max_inbound} inbound peers already")
+        if sum(1 for h in self._inbound.values() if h == host) >= limits.max_inbound_per_host:
+            self.metrics.refused.labels("inbound-per-host").inc()
+            return web.Response(status=503, text=f"refused: {limits.max_inbound_per_host} inbound peers from {host} already")
         ws = web.WebSocketResponse(max_msg_size=self.params.max_message_bytes + 4096, autoping=True)
         await ws.prepare(request)
         peer = self._new_peer(ws, remote, inbound=True)
+        peer.transport = request.transport
+        self._inbound[peer.id] = host
         task = asyncio.current_task()
         if task is not None:
             self._peer_tasks.add(task)
         try:
             await peer.run(self, self.our_hello())
         finally:
+            self._inbound.pop(peer.id, None)
             if task is not None:
                 self._peer_tasks.discard(task)
         return ws
@@ -414,11 +493,25 @@ class Node:
                     self.addresses.setdefault(a, AddrInfo(persistent=False))
         elif self.storage_failure is not None and isinstance(msg, _WRITING_MESSAGES):
             return  # nothing is accepted while the store cannot write (the peer is not at fault)
+        elif isinstance(msg, (GetHeaders, GetData)):
+            await self._serve_request(peer, msg)
         else:
             try:
                 await self.sync.handle(peer, msg)
             except StoreError as exc:  # our disk's fault, not the peer's: keep the connection
                 self.storage_failed(exc)
+
+    async def _serve_request(self, peer: Peer, msg: Message) -> None:
+        """Answer getheaders/getdata within the peer's serving budget: Sync charges what each reply
+        cost (time reading and encoding it, not waiting for the worker or the network); a peer in
+        debt waits before its next request is read (TCP pushes back), so a flood gets a bounded
+        share of the node and is never banned for it."""
+        budget = peer.serve_budget
+        budget.refill()
+        if budget.tokens < 0:
+            self.metrics.throttled.labels(msg.NAME).inc()
+            await asyncio.sleep(min(30.0, -budget.tokens / budget.rate))
+        await self.sync.handle(peer, msg)
 
     async def on_close(self, peer: Peer) -> None:
         self.peers.pop(peer.id, None)

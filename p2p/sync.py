@@ -193,6 +193,17 @@ class Sync:
 
     # --- the chain worker ------------------------------------------------------------------------
 
+    async def _served(self, peer: Peer, fn: Callable[[], T]) -> T:
+        """Run a reply's work on the chain worker and charge the time it took (not the wait for
+        the worker) to the peer's serving budget (see Node._serve_request)."""
+        def timed() -> tuple[T, float]:
+            started = time.perf_counter()
+            return fn(), time.perf_counter() - started
+
+        result, spent = await self.run_chain(timed)
+        peer.serve_budget.charge(spent)
+        return result
+
     async def run_chain(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` on the chain worker thread (the only thread that changes the chain)."""
         return await asyncio.get_running_loop().run_in_executor(self.worker, fn, *args)
@@ -311,8 +322,11 @@ class Sync:
 
     async def handle(self, peer: Peer, msg: Message) -> None:
         if isinstance(msg, GetHeaders):
-            headers = await self.run_chain(self.chain.headers_after, list(msg.locator), MAX_HEADERS)
-            peer.send(Headers(tuple(h.to_bytes() for h in headers)))
+            def answer() -> Headers:
+                return Headers(tuple(h.to_bytes() for h in self.chain.headers_after(list(msg.locator), MAX_HEADERS)))
+
+            if await peer.drain():  # a peer that does not read gets no more replies queued
+                peer.send(await self._served(peer, answer))
         elif isinstance(msg, Headers):
             await self._on_headers(peer, msg)
         elif isinstance(msg, Inv):
@@ -441,10 +455,16 @@ class Sync:
             raise Misbehaving(50, f"getdata for {len(msg.blocks)} blocks, at most {MAX_GETDATA_BLOCKS}")
         missing_blocks, missing_txs = [], []
         for h in msg.blocks:
+            if not await peer.drain():  # one block at a time into a peer that reads: bounded memory
+                return
+            started = time.perf_counter()
             block = await asyncio.to_thread(self.chain.get_block, h)
             if block is None:
                 missing_blocks.append(h)
-            elif not peer.send(BlockMsg(block.to_bytes())):
+                continue
+            reply = BlockMsg(block.to_bytes())
+            peer.serve_budget.charge(time.perf_counter() - started)
+            if not peer.send(reply):
                 return
         for h in msg.txs:
             tx = self.mempool.get(h)
