@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
@@ -802,6 +803,24 @@ def openapi_document() -> dict:
 
 def build_api(node: Node) -> web.Application:
     @web.middleware
+    async def timed(request: web.Request, handler: Callable) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            resp = await handler(request)
+            status = resp.status
+            return resp
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            info = request.match_info
+            route = info.route.resource.canonical if info.route.resource is not None else "other"
+            if not route.startswith(("/api", "/metrics")):
+                route = "explorer"  # the web explorer's pages and files: one series
+            node.metrics.api_seconds.labels(route, f"{status // 100}xx").observe(time.perf_counter() - started)
+
+    @web.middleware
     async def errors(request: web.Request, handler: Callable) -> web.StreamResponse:
         try:
             return await handler(request)
@@ -816,7 +835,10 @@ def build_api(node: Node) -> web.Application:
             return resp
         except web.HTTPException as exc:
             if exc.status >= 400:
-                return _json({"error": exc.reason}, status=exc.status)
+                resp = _json({"error": exc.reason}, status=exc.status)
+                if "Allow" in exc.headers:  # 405: the methods the path takes
+                    resp.headers["Allow"] = exc.headers["Allow"]
+                return resp
             raise
         except Exception as exc:  # noqa: BLE001 - an API bug must not take the node down
             import logging
@@ -824,7 +846,7 @@ def build_api(node: Node) -> web.Application:
             logging.getLogger("pouw.api").exception("API error on %s", request.path)
             return _json({"error": f"internal error: {type(exc).__name__}"}, status=500)
 
-    app = web.Application(middlewares=[errors], client_max_size=1 << 20)
+    app = web.Application(middlewares=[timed, errors], client_max_size=1 << 20)
 
     def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:

@@ -260,6 +260,7 @@ class Node:
         self.metrics.height.set(self.chain.tip.height)
         self.sync = Sync(self.chain, self.mempool, self.metrics, self.live_peers, body_timeout_s=self.config.body_timeout_s)
         self.sync.on_new_tip.append(self._index_result)
+        self.metrics.bind(self)
         self.miner = Miner(self.chain, self.key, payout=self.miner_address, mempool=self.mempool, device=self.device)
         for addr in self.config.peers:
             self.addresses[addr] = AddrInfo(persistent=True)
@@ -503,14 +504,14 @@ class Node:
 
     async def _serve_request(self, peer: Peer, msg: Message) -> None:
         """Answer getheaders/getdata within the peer's serving budget: Sync charges what each reply
-        cost (time reading and encoding it, not waiting for the worker or the network); a peer in
-        debt waits before its next request is read (TCP pushes back), so a flood gets a bounded
+        cost (time reading and encoding it, not waiting for the worker or the network) to the peer
+        and to all peers together (p2p.sync.TOTAL_SERVE_SHARE); a peer in debt, or any peer while
+        the total is, waits before its next request is read (TCP pushes back), so a flood gets a bounded
         share of the node and is never banned for it."""
-        budget = peer.serve_budget
-        budget.refill()
-        if budget.tokens < 0:
+        wait = self.sync.serve_wait(peer)
+        if wait > 0:
             self.metrics.throttled.labels(msg.NAME).inc()
-            await asyncio.sleep(min(30.0, -budget.tokens / budget.rate))
+            await asyncio.sleep(min(30.0, wait))
         await self.sync.handle(peer, msg)
 
     async def on_close(self, peer: Peer) -> None:

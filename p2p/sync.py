@@ -45,8 +45,8 @@ from consensus.chainstate import BlockResult, ChainState, Outcome
 from consensus.forkchoice import prefer
 from consensus.validation import Reason
 
-from p2p.metrics import NodeMetrics
-from p2p.peer import Misbehaving, Peer
+from p2p.metrics import NodeMetrics, tx_reason_code
+from p2p.peer import Misbehaving, Peer, TokenBucket
 from p2p.protocol import (
     MAX_HEADERS,
     MAX_LOCATOR,
@@ -65,6 +65,8 @@ log = logging.getLogger("pouw.sync")
 T = TypeVar("T")
 
 BODY_TIMEOUT_S = 60.0  # default: a heavier header branch with no body arriving for this long is given up
+TOTAL_SERVE_SHARE = 0.2  # seconds per second that serving headers and blocks to all peers may take
+TOTAL_SERVE_BURST_S = 3.0
 BLOCK_TIMEOUT_S = 30.0  # one body request (at most; half the body timeout when that is shorter)
 HEADERS_TIMEOUT_S = 30.0
 HEADERS_RETRY_S = 30.0  # a peer whose headers were refused for now is asked again after this long at most
@@ -137,6 +139,8 @@ class Sync:
         self.body_timeout_s = body_timeout_s
         self.block_timeout_s = min(BLOCK_TIMEOUT_S, body_timeout_s / 2)
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
+        # All peers' requests together: at most this share of the node's time (see _served).
+        self.serve_budget = TokenBucket(TOTAL_SERVE_SHARE, TOTAL_SERVE_BURST_S)
         self.best_header: IndexEntry = chain.tip
         self.in_flight: dict[bytes, int] = {}  # block hash -> peer id
         self.body_senders: OrderedDict[bytes, Peer] = OrderedDict()  # recent block bodies -> who sent them
@@ -201,8 +205,21 @@ class Sync:
             return fn(), time.perf_counter() - started
 
         result, spent = await self.run_chain(timed)
-        peer.serve_budget.charge(spent)
+        self.charge(peer, spent)
         return result
+
+    def charge(self, peer: Peer, seconds: float) -> None:
+        peer.serve_budget.charge(seconds)
+        self.serve_budget.charge(seconds)
+
+    def serve_wait(self, peer: Peer) -> float:
+        """Seconds a request from `peer` waits before it is served: until both its own budget
+        and the budget of all peers together are out of debt."""
+        waits = []
+        for bucket in (peer.serve_budget, self.serve_budget):
+            bucket.refill()
+            waits.append(-bucket.tokens / bucket.rate if bucket.tokens < 0 else 0.0)
+        return max(waits)
 
     async def run_chain(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` on the chain worker thread (the only thread that changes the chain)."""
@@ -463,7 +480,7 @@ class Sync:
                 missing_blocks.append(h)
                 continue
             reply = BlockMsg(block.to_bytes())
-            peer.serve_budget.charge(time.perf_counter() - started)
+            self.charge(peer, time.perf_counter() - started)
             if not peer.send(reply):
                 return
         for h in msg.txs:
@@ -566,6 +583,9 @@ class Sync:
         reason = result.reason.value if result.reason else ""
         self.metrics.blocks.labels(result.outcome.value, reason).inc()
         self.metrics.verify_seconds.observe(seconds)
+        if result.disconnected:
+            self.metrics.reorgs.inc()
+            self.metrics.reorg_depth.observe(len(result.disconnected))
         if result.tip_changed:
             tip = self.chain.tip
             self.metrics.height.set(tip.height)
@@ -613,7 +633,7 @@ class Sync:
         try:
             await self.run_chain(add)
         except TxRejected as exc:
-            self.metrics.txs.labels("rejected", exc.reason.split(":")[0][:40]).inc()
+            self.metrics.txs.labels("rejected", tx_reason_code(exc.reason)).inc()
             raise
         self.metrics.txs.labels("accepted", "").inc()
         self.metrics.mempool_txs.set(len(self.mempool))
