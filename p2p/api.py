@@ -96,7 +96,7 @@ def _unique(prefix: str, candidates: Any, what: str) -> bytes:
 
 def _int_arg(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     text = request.query.get(name)
-    if text is None or text == "":
+    if text is None:
         return default
     try:
         value = int(text)
@@ -773,20 +773,70 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+def _integer(low: int, high: int) -> dict:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+_HEX64 = "^[0-9a-fA-F]{64}$"
+# Parameter schemas, as the handlers check them (_int_arg's bounds, the id parsers).
+_PARAM_SCHEMAS: dict[str, dict] = {
+    "start": _integer(0, 1 << 62),
+    "offset": _integer(0, 1 << 40),
+    "step": _integer(1, 1 << 40),
+    "height": _integer(0, 1 << 62),
+    "state": {"type": "string", "pattern": _HEX64},
+    "partial": {"type": "string"},
+    "address": {"type": "string", "minLength": 1},
+}
+_ROUTE_PARAM_SCHEMAS: dict[tuple[str, str], dict] = {
+    ("/api/blocks/{id}/trace", "offset"): _integer(0, 1 << 32),
+    ("/api/blocks/{id}", "id"): {"type": "string", "pattern": "^([0-9]{1,19}|[0-9a-fA-F]{64})$"},
+    ("/api/blocks/{id}/trace", "id"): {"type": "string", "pattern": "^([0-9]{1,19}|[0-9a-fA-F]{64})$"},
+}
+_ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+
+
+def _param_schema(path: str, name: str, description: str) -> dict:
+    if (path, name) in _ROUTE_PARAM_SCHEMAS:
+        return _ROUTE_PARAM_SCHEMAS[(path, name)]
+    if name == "limit":
+        import re
+
+        found = re.search(r"1 \.\. (\d+)", description)
+        return _integer(1, int(found.group(1)) if found else 1 << 31)
+    if name == "id":
+        return {"type": "string", "pattern": "^[0-9a-fA-F]{4,64}$"}
+    return _PARAM_SCHEMAS.get(name, {"type": "string"})
+
+
+def _responses(r: Route) -> dict:
+    codes = dict(r.responses)
+    if r.params or r.body:
+        codes.setdefault("400", "bad parameter or body")
+    codes.setdefault("503", "storage failure or busy: retry later")
+    out = {}
+    for code, text in codes.items():
+        if code == "200":
+            schema = {"type": "string", "format": "binary"} if r.content == "application/octet-stream" else \
+                {"type": "string"} if r.content != "application/json" else {"type": "object"}
+            out[code] = {"description": text, "content": {r.content: {"schema": schema}}}
+        else:
+            out[code] = {"description": text, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+    return out
+
+
 def openapi_document() -> dict:
     paths: dict[str, dict] = {}
     for r in ROUTES:
         op: dict[str, Any] = {
             "summary": r.summary,
             "operationId": r.handler.__name__,
-            "responses": {
-                code: {"description": text, "content": {r.content if code == "200" else "application/json": {"schema": {"type": "string" if r.content != "application/json" and code == "200" else "object"}}}}
-                for code, text in r.responses.items()
-            },
+            "responses": _responses(r),
         }
         if r.params:
             op["parameters"] = [
-                {"name": n, "in": where, "required": where == "path", "description": d, "schema": {"type": "string"}} for n, where, d in r.params
+                {"name": n, "in": where, "required": where == "path", "description": d, "schema": _param_schema(r.path, n, d)}
+                for n, where, d in r.params
             ]
         if r.body:
             op["requestBody"] = {"description": r.body, "required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
