@@ -187,7 +187,12 @@ class Peer:
         """Queue a message; False (and the peer is closed) if its pending data is over the limit."""
         if self._closed.is_set():
             return False
-        frame = encode(msg)
+        return self.send_frame(encode(msg))
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Queue an already encoded message (see send)."""
+        if self._closed.is_set():
+            return False
         if self._queued_bytes + len(frame) > self.limits.max_send_queue_bytes:
             self.close(f"pending outgoing data over {self.limits.max_send_queue_bytes} bytes (peer not reading)")
             return False

@@ -58,6 +58,7 @@ from p2p.protocol import (
     Message,
     NotFound,
     TxMsg,
+    encode,
 )
 
 MAX_REMEMBERED_SENDERS = 4_096  # block bodies whose sender we can still blame
@@ -339,11 +340,11 @@ class Sync:
 
     async def handle(self, peer: Peer, msg: Message) -> None:
         if isinstance(msg, GetHeaders):
-            def answer() -> Headers:
-                return Headers(tuple(h.to_bytes() for h in self.chain.headers_after(list(msg.locator), MAX_HEADERS)))
+            def answer() -> bytes:  # read and encoded on the chain worker, charged to the peer
+                return encode(Headers(tuple(h.to_bytes() for h in self.chain.headers_after(list(msg.locator), MAX_HEADERS))))
 
             if await peer.drain():  # a peer that does not read gets no more replies queued
-                peer.send(await self._served(peer, answer))
+                peer.send_frame(await self._served(peer, answer))
         elif isinstance(msg, Headers):
             await self._on_headers(peer, msg)
         elif isinstance(msg, Inv):
@@ -479,9 +480,9 @@ class Sync:
             if block is None:
                 missing_blocks.append(h)
                 continue
-            reply = BlockMsg(block.to_bytes())
+            frame = encode(BlockMsg(block.to_bytes()))
             self.charge(peer, time.perf_counter() - started)
-            if not peer.send(reply):
+            if not peer.send_frame(frame):
                 return
         for h in msg.txs:
             tx = self.mempool.get(h)

@@ -30,6 +30,8 @@ def test_a_two_against_one_partition_heals_without_bans_or_request_storms(make_n
     b.start(peers=[a.p2p_addr], mine=True).wait_ready()
     c.start(mine=True).wait_ready()  # the minority side: no peers
     wait_until(lambda: a.height() >= 15 and c.height() >= 15, 90, "both sides to mine 15 blocks")
+    for n in (a, b, c):  # all off first: a node of the majority settles only when its peer stops too
+        n.admin("mining", {"enabled": False})
     for n in (a, b, c):
         n.pause_mining()
     split = {n.name: n.status() for n in (a, b, c)}
