@@ -4,10 +4,22 @@ Keys are a one-byte prefix and a fixed-size key (see the table below). Connectin
 index, state deltas, undo record, height index, tip) and disconnecting one are each one atomic,
 synced WriteBatch, so a process killed at any moment reopens onto the chain as of its last
 completed connect or disconnect, with the state that belongs to that tip.
+
+Trust in the disk (docs/reliability.md):
+- LevelDB runs with paranoid checks, and every read verifies block checksums, so a damaged file
+  is an error, never a silently different record or a dropped log tail.
+- An existing directory is opened without create_if_missing: a store whose CURRENT file is gone
+  is refused (StoreCorrupt) instead of being replaced by an empty one that deletes the old tables.
+- The first write that fails (disk full, I/O error) puts the store in a failed state: every
+  later write is refused at once without touching LevelDB (`write_failure` says why), so nothing
+  is appended after a torn record and no caller believes a record that was not persisted.
 """
 
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import plyvel
@@ -37,6 +49,9 @@ _UNDO = b"u"  # block hash                      Undo
 _TASK_BLOCKS = b"w"  # task id + height (8 BE) + block hash   b"" (blocks that worked on a task)
 _REWARD = b"r"  # height, 8 bytes big-endian    PendingReward (immature block rewards)
 
+# For p2p.reindex, which salvages these prefixes from a damaged store.
+BLOCK_PREFIX, INDEX_PREFIX, HEIGHT_PREFIX = _BLOCK, _INDEX, _HEIGHT
+
 STATUS_HEADER = 0  # header known, body not yet
 STATUS_BODY = 1  # body stored, not yet validated
 STATUS_VALID = 2  # validated (connected now or in the past)
@@ -50,6 +65,19 @@ class StoreError(RuntimeError):
 
 class CorruptRecord(StoreError):
     """A stored record that does not decode; names the key."""
+
+
+REINDEX_HINT = "restart the node with --reindex to rebuild the chain from the readable blocks (peers supply the rest)"
+
+
+class StoreCorrupt(StoreError):
+    """The store's files are damaged or incomplete (LevelDB corruption, a missing CURRENT file).
+    The message is one line naming the file and the remedy."""
+
+
+class StoreWriteFailed(StoreError):
+    """A write that did not reach the disk (disk full, I/O error); the store refuses writes from
+    then on, so no caller goes on as if the record were stored."""
 
 
 @dataclass(frozen=True)
@@ -66,14 +94,94 @@ def _height_key(height: int) -> bytes:
     return _HEIGHT + height.to_bytes(8, "big")
 
 
+def _has_files(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+def open_leveldb(path: str, create: bool) -> "plyvel.DB":
+    """Open with paranoid checks; `create` only for a directory that is missing or empty."""
+    try:
+        return plyvel.DB(path, create_if_missing=create, paranoid_checks=True)
+    except plyvel.CorruptionError as exc:
+        raise StoreCorrupt(f"{path}: LevelDB found damaged data at open ({_text(exc)}); {REINDEX_HINT}") from None
+    except plyvel.Error as exc:
+        if not create and not (Path(path) / "CURRENT").exists():
+            raise StoreCorrupt(
+                f"{path}/CURRENT is missing, so this store cannot be opened (nothing was changed or deleted); {REINDEX_HINT}, "
+                "or restore the data directory from a backup"
+            ) from None
+        raise StoreError(f"{path}: cannot open the store: {_text(exc)}") from None
+
+
+def _text(exc: BaseException) -> str:
+    arg = exc.args[0] if exc.args else exc
+    return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+
+
 class ChainStore:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, check: bool = False) -> None:
+        """Open (or, for a missing or empty directory, create) the store at `path`; with `check`,
+        read every record once with checksums verified, so damage is found now, not mid-sync."""
         self.path = str(path)
-        self.db = plyvel.DB(self.path, create_if_missing=True)
-        version = self.db.get(_META + b"format")
+        self.write_failure: str | None = None
+        self.db = open_leveldb(self.path, create=not _has_files(Path(self.path)))
+        try:
+            if check:
+                self.verify()
+            version = self._get(_META + b"format")
+        except StoreError:
+            self.db.close()
+            raise
         if version is not None and version != FORMAT_VERSION:
             self.db.close()
             raise StoreError(f"{self.path}: store format {version!r}, this code reads {FORMAT_VERSION!r}")
+
+    def verify(self) -> tuple[int, int]:
+        """Read every record with checksums verified; (records, bytes), or StoreCorrupt naming the file."""
+        records = size = 0
+        try:
+            for key, value in self.db.iterator(verify_checksums=True, fill_cache=False):
+                records += 1
+                size += len(key) + len(value)
+        except plyvel.CorruptionError as exc:
+            raise self._corrupt(exc) from None
+        return records, size
+
+    def _corrupt(self, exc: BaseException) -> StoreCorrupt:
+        bad = find_damaged_tables(self.path)
+        where = ", ".join(f"{self.path}/{name}" for name in bad) if bad else self.path
+        return StoreCorrupt(f"{where}: damaged LevelDB data ({_text(exc)}); {REINDEX_HINT}")
+
+    def _get(self, key: bytes) -> bytes | None:
+        try:
+            return self.db.get(key, verify_checksums=True)
+        except plyvel.CorruptionError as exc:
+            raise self._corrupt(exc) from None
+
+    def _iter(self, **kw) -> Iterator:
+        try:
+            yield from self.db.iterator(verify_checksums=True, **kw)
+        except plyvel.CorruptionError as exc:
+            raise self._corrupt(exc) from None
+
+    def _check_writable(self) -> None:
+        if self.write_failure is not None:
+            raise StoreWriteFailed(f"{self.path}: writes stopped after an earlier failure: {self.write_failure}")
+
+    def _write_batch(self) -> "_Batch":
+        self._check_writable()
+        return _Batch(self)
+
+    def _put(self, key: bytes, value: bytes) -> None:
+        self._check_writable()
+        try:
+            self.db.put(key, value, sync=True)
+        except plyvel.Error as exc:
+            raise self._write_failed(exc) from None
+
+    def _write_failed(self, exc: BaseException) -> StoreWriteFailed:
+        self.write_failure = _text(exc)
+        return StoreWriteFailed(f"{self.path}: write failed, nothing more will be written: {self.write_failure}")
 
     def close(self) -> None:
         if not self.db.closed:
@@ -88,7 +196,7 @@ class ChainStore:
     # --- reading -------------------------------------------------------------------------------
 
     def _read(self, cls: type[R], key: bytes, what: str) -> R | None:
-        raw = self.db.get(key)
+        raw = self._get(key)
         if raw is None:
             return None
         try:
@@ -97,13 +205,13 @@ class ChainStore:
             raise CorruptRecord(f"{self.path}: {what}: {exc}") from None
 
     def _meta(self, name: bytes) -> bytes:
-        value = self.db.get(_META + name)
+        value = self._get(_META + name)
         if value is None:
             raise StoreError(f"{self.path}: store not initialised (no {name.decode()})")
         return value
 
     def is_initialised(self) -> bool:
-        return self.db.get(_TIP) is not None
+        return self._get(_TIP) is not None
 
     @property
     def chain_id(self) -> bytes:
@@ -114,7 +222,7 @@ class ChainStore:
         return self._meta(b"genesis")
 
     def tip(self) -> bytes:
-        tip = self.db.get(_TIP)
+        tip = self._get(_TIP)
         if tip is None:
             raise StoreError(f"{self.path}: store not initialised (no tip)")
         return tip
@@ -130,7 +238,7 @@ class ChainStore:
 
     def index_entries(self) -> Iterator[IndexEntry]:
         """Every block index entry (any status), for rebuilding the block tree at start-up."""
-        for key, raw in self.db.iterator(prefix=_INDEX):
+        for key, raw in self._iter(prefix=_INDEX):
             try:
                 yield IndexEntry.from_bytes(raw)
             except DecodeError as exc:
@@ -143,11 +251,11 @@ class ChainStore:
         return self._read(Block, _BLOCK + block_hash, f"block {block_hash.hex()}")
 
     def has_block(self, block_hash: bytes) -> bool:
-        return self.db.get(_BLOCK + block_hash) is not None
+        return self._get(_BLOCK + block_hash) is not None
 
     def hash_at(self, height: int) -> bytes | None:
         """Hash of the best chain's block at `height`."""
-        return self.db.get(_height_key(height))
+        return self._get(_height_key(height))
 
     def get_undo(self, block_hash: bytes) -> Undo | None:
         return self._read(Undo, _UNDO + block_hash, f"undo record {block_hash.hex()}")
@@ -161,13 +269,13 @@ class ChainStore:
     def load_state(self) -> LedgerState:
         """The ledger state at the best tip."""
         accounts = {}
-        for key, raw in self.db.iterator(prefix=_ACCOUNT):
+        for key, raw in self._iter(prefix=_ACCOUNT):
             accounts[key[1:]] = self._decode(Account, raw, f"account {key[1:].hex()}")
         tasks = {}
-        for key, raw in self.db.iterator(prefix=_TASK):
+        for key, raw in self._iter(prefix=_TASK):
             tasks[key[1:]] = self._decode(TaskRecord, raw, f"task {key[1:].hex()}")
         rewards = {}
-        for key, raw in self.db.iterator(prefix=_REWARD):
+        for key, raw in self._iter(prefix=_REWARD):
             rewards[int.from_bytes(key[1:], "big")] = self._decode(PendingReward, raw, f"reward of block {key[1:].hex()}")
         return LedgerState(self.chain_id, accounts, tasks, rewards)
 
@@ -178,21 +286,21 @@ class ChainStore:
             raise CorruptRecord(f"{self.path}: {what}: {exc}") from None
 
     def get_blob(self, blob_hash: bytes) -> bytes | None:
-        return self.db.get(_BLOB + blob_hash)
+        return self._get(_BLOB + blob_hash)
 
     def blocks_for_task(self, task_id: bytes) -> list[tuple[int, bytes]]:
         """(height, block hash) of the best chain's blocks that worked on the task, by height."""
         prefix = _TASK_BLOCKS + task_id
         return [
             (int.from_bytes(key[len(prefix) : len(prefix) + 8], "big"), key[len(prefix) + 8 :])
-            for key in self.db.iterator(prefix=prefix, include_value=False)
+            for key in self._iter(prefix=prefix, include_value=False)
         ]
 
     # --- writing outside the best chain ----------------------------------------------------------
 
     def put_blob(self, blob: bytes) -> bytes:
         key = state_hash(blob)
-        self.db.put(_BLOB + key, blob, sync=True)
+        self._put(_BLOB + key, blob)
         return key
 
     def put_header(self, header: BlockHeader, chain_work: int) -> IndexEntry:
@@ -201,7 +309,7 @@ class ChainStore:
         if entry is not None:
             return entry
         entry = IndexEntry(header.hash, header.prev_hash, header.height, chain_work, STATUS_HEADER, "")
-        with self.db.write_batch(transaction=True, sync=True) as batch:
+        with self._write_batch() as batch:
             batch.put(_HEADER + header.hash, header.to_bytes())
             batch.put(_INDEX + header.hash, entry.to_bytes())
         return entry
@@ -211,7 +319,7 @@ class ChainStore:
         entry = self.get_index(block.hash)
         if entry is None or entry.status == STATUS_HEADER:
             entry = IndexEntry(block.hash, block.header.prev_hash, block.header.height, chain_work, STATUS_BODY, "")
-        with self.db.write_batch(transaction=True, sync=True) as batch:
+        with self._write_batch() as batch:
             batch.put(_HEADER + block.hash, block.header.to_bytes())
             batch.put(_BLOCK + block.hash, block.to_bytes())
             batch.put(_INDEX + block.hash, entry.to_bytes())
@@ -222,7 +330,7 @@ class ChainStore:
         if entry is None:
             raise StoreError(f"no index entry for block {block_hash.hex()}")
         entry = IndexEntry(entry.hash, entry.prev_hash, entry.height, entry.chain_work, status, reason[:500])
-        self.db.put(_INDEX + block_hash, entry.to_bytes(), sync=True)
+        self._put(_INDEX + block_hash, entry.to_bytes())
         return entry
 
     # --- the best chain: genesis, connect, disconnect ---------------------------------------------
@@ -236,7 +344,7 @@ class ChainStore:
                 raise StoreError(f"{self.path}: store is not empty")
         h = block.hash
         entry = IndexEntry(h, block.header.prev_hash, block.header.height, chain_work, STATUS_VALID, "")
-        with self.db.write_batch(transaction=True, sync=True) as batch:
+        with self._write_batch() as batch:
             batch.put(_META + b"format", FORMAT_VERSION)
             batch.put(_META + b"chain_id", state.chain_id)
             batch.put(_META + b"genesis", h)
@@ -275,7 +383,7 @@ class ChainStore:
                 raise StoreError(f"block {h.hex()} is not indexed and no chain work was given")
             chain_work = known.chain_work
         entry = IndexEntry(h, block.header.prev_hash, block.header.height, chain_work, STATUS_VALID, "")
-        with self.db.write_batch(transaction=True, sync=True) as batch:
+        with self._write_batch() as batch:
             batch.put(_HEADER + h, block.header.to_bytes())
             batch.put(_BLOCK + h, block.to_bytes())
             batch.put(_INDEX + h, entry.to_bytes())
@@ -306,7 +414,7 @@ class ChainStore:
         undo = self.get_undo(h)
         if block is None or undo is None:
             raise CorruptRecord(f"{self.path}: tip {h.hex()} has no {'block' if block is None else 'undo record'}")
-        with self.db.write_batch(transaction=True, sync=True) as batch:
+        with self._write_batch() as batch:
             for item in undo.accounts:
                 _put_or_delete(batch, _ACCOUNT + item.address, item.before)
             for item in undo.tasks:
@@ -330,3 +438,81 @@ def _put_or_delete(batch: "plyvel.WriteBatch", key: bytes, value: Record | None)
         batch.delete(key)
     else:
         batch.put(key, value.to_bytes())
+
+
+class _Batch:
+    """One atomic, synced WriteBatch; a failed write marks the store failed."""
+
+    def __init__(self, store: ChainStore) -> None:
+        self.store = store
+        self.batch = store.db.write_batch(sync=True)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.batch.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        self.batch.delete(key)
+
+    def __enter__(self) -> "_Batch":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.batch.clear()
+            return
+        try:
+            self.batch.write()
+        except plyvel.Error as error:
+            raise self.store._write_failed(error) from None
+
+
+def find_damaged_tables(path: str) -> list[str]:
+    """Names of the LevelDB table files under `path` that fail a checksum-verified read.
+
+    Each table is copied alone into a scratch store beside `path` (repaired into a store of its
+    own, so the original files are never touched) and read through once. Only on the error path.
+    """
+    root = Path(path)
+    bad = []
+    for table in sorted(list(root.glob("*.ldb")) + list(root.glob("*.sst"))):
+        scratch = Path(tempfile.mkdtemp(prefix=".check-", dir=root.parent))
+        try:
+            shutil.copy2(table, scratch / table.name)
+            plyvel.repair_db(str(scratch))
+            db = plyvel.DB(str(scratch), create_if_missing=False)
+            try:
+                for _ in db.iterator(verify_checksums=True, fill_cache=False):
+                    pass
+            except plyvel.CorruptionError:
+                bad.append(table.name)
+            finally:
+                db.close()
+        except (plyvel.Error, OSError):
+            bad.append(table.name)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return bad
+
+
+def read_prefix_salvaging(db: "plyvel.DB", prefix: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
+    """Every readable (key, value) under `prefix`, reading forward and then backward around
+    damaged blocks; (records, whether any damage was met)."""
+    forward: list[tuple[bytes, bytes]] = []
+    damaged = False
+    try:
+        for kv in db.iterator(prefix=prefix, verify_checksums=True, fill_cache=False):
+            forward.append(kv)
+    except plyvel.CorruptionError:
+        damaged = True
+    if not damaged:
+        return forward, False
+    last = forward[-1][0] if forward else None
+    backward: list[tuple[bytes, bytes]] = []
+    try:
+        for kv in db.iterator(prefix=prefix, reverse=True, verify_checksums=True, fill_cache=False):
+            if last is not None and kv[0] <= last:
+                break
+            backward.append(kv)
+    except plyvel.CorruptionError:
+        pass
+    return forward + backward[::-1], True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
@@ -22,7 +23,7 @@ from chain.address import AddressError, format_address, parse_address
 from chain.block import Block
 from chain.encoding import DecodeError
 from chain.mempool import TxRejected
-from chain.storage import STATUS_NAMES
+from chain.storage import STATUS_NAMES, CorruptRecord, StoreCorrupt
 from chain.state import TaskRecord
 from chain.tx import SubmitTask, Transaction, Transfer
 from consensus.market import active_task, credited_line, initial_state, task_for_spec
@@ -95,7 +96,7 @@ def _unique(prefix: str, candidates: Any, what: str) -> bytes:
 
 def _int_arg(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     text = request.query.get(name)
-    if text is None or text == "":
+    if text is None:
         return default
     try:
         value = int(text)
@@ -308,9 +309,11 @@ async def get_status(node: Node, request: web.Request) -> web.Response:
         "chain_work": str(tip.chain_work),
         "header_height": node.sync.best_header.height,
         "peers": len(node.live_peers()),
-        "mining": node.mining_enabled,
+        "mining": node.mining_enabled and node.storage_failure is None,
         "mining_state": node.mining_state,
         "mining_error": node.mining_error,
+        "storage": {"state": node.storage_failure[0] if node.storage_failure else "ok",
+                    "error": node.storage_failure[1] if node.storage_failure else None},
         "miner_address": format_address(node.miner_address),
         "units_mined": node.miner.stats.units,
         "blocks_mined": node.miner.stats.blocks,
@@ -826,20 +829,70 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+def _integer(low: int, high: int) -> dict:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+_HEX64 = "^[0-9a-fA-F]{64}$"
+# Parameter schemas, as the handlers check them (_int_arg's bounds, the id parsers).
+_PARAM_SCHEMAS: dict[str, dict] = {
+    "start": _integer(0, 1 << 62),
+    "offset": _integer(0, 1 << 40),
+    "step": _integer(1, 1 << 40),
+    "height": _integer(0, 1 << 62),
+    "state": {"type": "string", "pattern": _HEX64},
+    "partial": {"type": "string"},
+    "address": {"type": "string", "minLength": 1},
+}
+_ROUTE_PARAM_SCHEMAS: dict[tuple[str, str], dict] = {
+    ("/api/blocks/{id}/trace", "offset"): _integer(0, 1 << 32),
+    ("/api/blocks/{id}", "id"): {"type": "string", "pattern": "^([0-9]{1,19}|[0-9a-fA-F]{64})$"},
+    ("/api/blocks/{id}/trace", "id"): {"type": "string", "pattern": "^([0-9]{1,19}|[0-9a-fA-F]{64})$"},
+}
+_ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+
+
+def _param_schema(path: str, name: str, description: str) -> dict:
+    if (path, name) in _ROUTE_PARAM_SCHEMAS:
+        return _ROUTE_PARAM_SCHEMAS[(path, name)]
+    if name == "limit":
+        import re
+
+        found = re.search(r"1 \.\. (\d+)", description)
+        return _integer(1, int(found.group(1)) if found else 1 << 31)
+    if name == "id":
+        return {"type": "string", "pattern": "^[0-9a-fA-F]{4,64}$"}
+    return _PARAM_SCHEMAS.get(name, {"type": "string"})
+
+
+def _responses(r: Route) -> dict:
+    codes = dict(r.responses)
+    if r.params or r.body:
+        codes.setdefault("400", "bad parameter or body")
+    codes.setdefault("503", "storage failure or busy: retry later")
+    out = {}
+    for code, text in codes.items():
+        if code == "200":
+            schema = {"type": "string", "format": "binary"} if r.content == "application/octet-stream" else \
+                {"type": "string"} if r.content != "application/json" else {"type": "object"}
+            out[code] = {"description": text, "content": {r.content: {"schema": schema}}}
+        else:
+            out[code] = {"description": text, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+    return out
+
+
 def openapi_document() -> dict:
     paths: dict[str, dict] = {}
     for r in ROUTES:
         op: dict[str, Any] = {
             "summary": r.summary,
             "operationId": r.handler.__name__,
-            "responses": {
-                code: {"description": text, "content": {r.content if code == "200" else "application/json": {"schema": {"type": "string" if r.content != "application/json" and code == "200" else "object"}}}}
-                for code, text in r.responses.items()
-            },
+            "responses": _responses(r),
         }
         if r.params:
             op["parameters"] = [
-                {"name": n, "in": where, "required": where == "path", "description": d, "schema": {"type": "string"}} for n, where, d in r.params
+                {"name": n, "in": where, "required": where == "path", "description": d, "schema": _param_schema(r.path, n, d)}
+                for n, where, d in r.params
             ]
         if r.body:
             op["requestBody"] = {"description": r.body, "required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
@@ -856,6 +909,24 @@ def openapi_document() -> dict:
 
 def build_api(node: Node) -> web.Application:
     @web.middleware
+    async def timed(request: web.Request, handler: Callable) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            resp = await handler(request)
+            status = resp.status
+            return resp
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            info = request.match_info
+            route = info.route.resource.canonical if info.route.resource is not None else "other"
+            if not route.startswith(("/api", "/metrics")):
+                route = "explorer"  # the web explorer's pages and files: one series
+            node.metrics.api_seconds.labels(route, f"{status // 100}xx").observe(time.perf_counter() - started)
+
+    @web.middleware
     async def errors(request: web.Request, handler: Callable) -> web.StreamResponse:
         try:
             return await handler(request)
@@ -864,9 +935,16 @@ def build_api(node: Node) -> web.Application:
             if exc.status == 503:
                 resp.headers["Retry-After"] = "1"
             return resp
+        except (StoreCorrupt, CorruptRecord) as exc:  # damaged data met on a read: said once by the node, 503 here
+            node.storage_failed(exc)
+            resp = _json({"error": f"storage: {exc}"}, status=503)
+            return resp
         except web.HTTPException as exc:
             if exc.status >= 400:
-                return _json({"error": exc.reason}, status=exc.status)
+                resp = _json({"error": exc.reason}, status=exc.status)
+                if "Allow" in exc.headers:  # 405: the methods the path takes
+                    resp.headers["Allow"] = exc.headers["Allow"]
+                return resp
             raise
         except Exception as exc:  # noqa: BLE001 - an API bug must not take the node down
             import logging
@@ -874,7 +952,7 @@ def build_api(node: Node) -> web.Application:
             logging.getLogger("pouw.api").exception("API error on %s", request.path)
             return _json({"error": f"internal error: {type(exc).__name__}"}, status=500)
 
-    app = web.Application(middlewares=[errors], client_max_size=1 << 20)
+    app = web.Application(middlewares=[timed, errors], client_max_size=1 << 20)
 
     def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from p2p.user_errors import UserError
 from p2p import cli_bench, cli_node, cli_params, cli_sim, cli_task, cli_wallet, cli_work
 
 # Each module registers its subcommands on the parser it is given.
@@ -84,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"pouw: error: {exc}", file=sys.stderr)
         return 2
+    except UserError as exc:  # raised past a subcommand's own handling (the node's unusable store)
+        print(f"pouw: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("pouw: interrupted", file=sys.stderr)
         return 130

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import secrets
 import signal
 import threading
@@ -29,7 +30,7 @@ from chain.address import address_of, format_address
 from chain.block import Block
 from chain.keys import PrivateKey
 from chain.mempool import Mempool
-from chain.storage import ChainStore, StoreError
+from chain.storage import ChainStore, StoreCorrupt, StoreError, StoreWriteFailed
 from consensus.audit import Auditor
 from consensus.chainstate import BlockResult, ChainState, Limits, Outcome
 from consensus.miner import Miner
@@ -37,23 +38,31 @@ from consensus.params import ConsensusParams, load_params
 
 from p2p import lifecycle
 from p2p.lifecycle import EXIT_DATADIR, EXIT_KEY, Prepared, StartupError
+from p2p import log_limits
 from p2p.metrics import NodeMetrics
-from p2p.peer import BanList, Peer, PeerLimits
+from p2p.peer import HANDSHAKE_TIMEOUT_S, BanList, Peer, PeerLimits
 from p2p.protocol import (
     AGENT,
     PROTOCOL_VERSION,
     Addr,
+    BlockMsg,
     GetAddr,
+    GetData,
+    GetHeaders,
+    Headers,
     Hello,
+    Inv,
     Message,
     Ping,
     Pong,
+    TxMsg,
     int_to_wire,
     parse_hostport,
 )
 from p2p.reindex import recover_swap, reindex
 from p2p.sync import BODY_TIMEOUT_S, Sync
 from p2p.txindex import TxIndex
+from p2p.user_errors import UserError
 
 log = logging.getLogger("pouw.node")
 
@@ -66,6 +75,71 @@ MAX_KNOWN_ADDRS = 1_000
 # transfer is about 166 bytes, so 830 base units = 0.0000083 POUW at the default).
 DEFAULT_MIN_RELAY_FEE_RATE = 5
 MINING_BACKOFF_S = (1.0, 30.0)  # a failing mining attempt waits 1 s, doubling up to 30 s
+# After a write error: how often the node tries whether the disk takes writes again, and how much.
+STORAGE_PROBE_EVERY_S = 2.0
+STORAGE_PROBE_BYTES = 4 << 20
+# Messages that would change the chain or the mempool: dropped while the store cannot write.
+_WRITING_MESSAGES = (BlockMsg, Headers, Inv, TxMsg)
+
+
+# Connections at once on each listener (handshakes, peers, API clients); past it new ones are closed
+# at accept. An HTTP connection that sends no complete request within HTTP_IDLE_S is closed.
+MAX_CONNECTIONS_PER_LISTENER = 256
+HTTP_IDLE_S = HANDSHAKE_TIMEOUT_S
+FD_SPARE = 128  # descriptors beyond the listeners' connections: LevelDB files, outbound peers, logs
+
+
+class _Refuse(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.abort()  # type: ignore[attr-defined]
+
+
+class CappedSite(web.BaseSite):
+    """A listener on an already bound socket that closes new connections at accept while `cap` are open."""
+
+    def __init__(self, runner: web.AppRunner, sock, cap: int, on_refused=None) -> None:
+        super().__init__(runner, shutdown_timeout=1.0)
+        self.runner, self.sock, self.cap = runner, sock, cap
+        self.on_refused = on_refused
+
+    @property
+    def name(self) -> str:
+        host, port = self.sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self.runner.server
+        assert server is not None
+
+        def factory() -> asyncio.BaseProtocol:
+            if len(server.connections) >= self.cap:
+                if self.on_refused is not None:
+                    self.on_refused()
+                return _Refuse()
+            return server()
+
+        self._server = await asyncio.get_running_loop().create_server(factory, sock=self.sock)
+
+
+def ensure_fd_headroom(needed: int) -> tuple[int, int]:
+    """Raise the soft open-file limit towards the hard one when it is below `needed`; (soft, hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft, hard
+
+
+class StoreUnusable(UserError):
+    """The chain store cannot be opened as it is (damaged files, a missing CURRENT): one line with the remedy."""
+
+    exit_code = 14
+    kind = "storage"
 
 
 @dataclass
@@ -150,6 +224,7 @@ class Node:
         self._tasks: list[asyncio.Task] = []
         self._peer_tasks: set[asyncio.Task] = set()
         self._dialing: set[str] = set()
+        self._inbound: dict[int, str] = {}  # peer id -> remote host, from the WebSocket upgrade to the close
         self._runners: list[web.AppRunner] = []
         self._miner_thread: threading.Thread | None = None
         self._audit_thread: threading.Thread | None = None
@@ -162,11 +237,21 @@ class Node:
         self.mining_error_since = 0.0
         self.ready = False  # until start() is done, the API and peer port answer 503 with `phase`
         self.phase = "starting"
+        # None while the store works; else ("write-failed" | "corrupt", the one-line reason).
+        self.storage_failure: tuple[str, str] | None = None
+        self._next_storage_probe = 0.0
 
     # --- start -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        log_limits.install()
+        needed = 2 * MAX_CONNECTIONS_PER_LISTENER + self.config.max_outbound + FD_SPARE
+        soft, hard = ensure_fd_headroom(needed)
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            log.warning("open-file limit %d is below the %d this node may need (%d connections per listener); "
+                        "raise it (ulimit -n %d) or expect refused connections under load", soft, needed,
+                        MAX_CONNECTIONS_PER_LISTENER, needed)
         if self.prepared is None:
             self.prepared = lifecycle.prepare(self.datadir, self.config.api, self.config.listen)
         try:
@@ -206,10 +291,13 @@ class Node:
             await asyncio.to_thread(reindex, chain_dir, self.params, self.device, self.stop_event.is_set)
         else:
             recover_swap(chain_dir)
+        checked = time.perf_counter()
         try:
-            self.store = ChainStore(str(chain_dir))
-        except (StoreError, plyvel.Error) as exc:
-            raise StartupError(EXIT_DATADIR, f"store {chain_dir}: cannot open ({exc})") from None
+            self.store = ChainStore(str(chain_dir), check=True)
+        except StoreCorrupt as exc:
+            raise StoreUnusable(str(exc)) from None
+        log.info("store %s opened with paranoid checks, every record read back in %.2f s", chain_dir, time.perf_counter() - checked)
+        self.metrics.storage_ok.set(1)
         self.mempool = Mempool(self.config.mempool_bytes, min_fee_rate=self.config.min_relay_fee_rate)
         self.chain = ChainState(self.store, self.params, mempool=self.mempool, device=self.device, limits=self.config.chain_limits)
         source = "" if self.config.network == self.params.network else f" (from {self.config.network})"
@@ -222,6 +310,7 @@ class Node:
         self.metrics.height.set(self.chain.tip.height)
         self.sync = Sync(self.chain, self.mempool, self.metrics, self.live_peers, body_timeout_s=self.config.body_timeout_s)
         self.sync.on_new_tip.append(self._index_result)
+        self.metrics.bind(self)
         if self.config.poison_at is not None:
             from consensus.attacks import PoisonMiner  # an attack, for tests only
 
@@ -252,9 +341,13 @@ class Node:
         return await handler(request)
 
     async def _serve(self, app: web.Application, sock) -> None:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # keepalive_timeout also applies from the connection's start: a socket that never sends a
+        # request, or an idle keep-alive one, is closed after HTTP_IDLE_S. A WebSocket peer's
+        # connection is a request in progress; the peer layer times it out (hello, then idle).
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=HTTP_IDLE_S)
         await runner.setup()
-        await web.SockSite(runner, sock, shutdown_timeout=1.0).start()
+        await CappedSite(runner, sock, MAX_CONNECTIONS_PER_LISTENER,
+                         on_refused=lambda: self.metrics.refused.labels("connections").inc()).start()
         self._runners.append(runner)
 
     # --- stop ------------------------------------------------------------------------------------
@@ -320,18 +413,29 @@ class Node:
     async def _accept(self, request: web.Request) -> web.StreamResponse:
         peername = request.transport.get_extra_info("peername") if request.transport else None
         remote = f"{peername[0]}:{peername[1]}" if peername else f"{request.remote}:0"
-        ban = self.bans.banned(remote.rpartition(":")[0])
+        host = remote.rpartition(":")[0]
+        ban = self.bans.banned(host)
         if ban or self._stopping:
             return web.Response(status=403, text=f"refused: {ban or 'stopping'}")
+        limits = self.config.limits
+        if len(self._inbound) >= limits.max_inbound:
+            self.metrics.refused.labels("inbound").inc()
+            return web.Response(status=503, text=f"refused: {limits.max_inbound} inbound peers already")
+        if sum(1 for h in self._inbound.values() if h == host) >= limits.max_inbound_per_host:
+            self.metrics.refused.labels("inbound-per-host").inc()
+            return web.Response(status=503, text=f"refused: {limits.max_inbound_per_host} inbound peers from {host} already")
         ws = web.WebSocketResponse(max_msg_size=self.params.max_message_bytes + 4096, autoping=True)
         await ws.prepare(request)
         peer = self._new_peer(ws, remote, inbound=True)
+        peer.transport = request.transport
+        self._inbound[peer.id] = host
         task = asyncio.current_task()
         if task is not None:
             self._peer_tasks.add(task)
         try:
             await peer.run(self, self.our_hello())
         finally:
+            self._inbound.pop(peer.id, None)
             if task is not None:
                 self._peer_tasks.discard(task)
         return ws
@@ -447,8 +551,27 @@ class Node:
             for a in msg.addrs:
                 if a and a != self.listen_addr and len(self.addresses) < MAX_KNOWN_ADDRS:
                     self.addresses.setdefault(a, AddrInfo(persistent=False))
+        elif self.storage_failure is not None and isinstance(msg, _WRITING_MESSAGES):
+            return  # nothing is accepted while the store cannot write (the peer is not at fault)
+        elif isinstance(msg, (GetHeaders, GetData)):
+            await self._serve_request(peer, msg)
         else:
-            await self.sync.handle(peer, msg)
+            try:
+                await self.sync.handle(peer, msg)
+            except StoreError as exc:  # our disk's fault, not the peer's: keep the connection
+                self.storage_failed(exc)
+
+    async def _serve_request(self, peer: Peer, msg: Message) -> None:
+        """Answer getheaders/getdata within the peer's serving budget: Sync charges what each reply
+        cost (time reading and encoding it, not waiting for the worker or the network) to the peer
+        and to all peers together (p2p.sync.TOTAL_SERVE_SHARE); a peer in debt, or any peer while
+        the total is, waits before its next request is read (TCP pushes back), so a flood gets a bounded
+        share of the node and is never banned for it."""
+        wait = self.sync.serve_wait(peer)
+        if wait > 0:
+            self.metrics.throttled.labels(msg.NAME).inc()
+            await asyncio.sleep(min(30.0, wait))
+        await self.sync.handle(peer, msg)
 
     async def on_close(self, peer: Peer) -> None:
         self.peers.pop(peer.id, None)
@@ -471,6 +594,9 @@ class Node:
         while True:
             await asyncio.sleep(1.0)
             try:
+                if self.storage_failure is not None:
+                    await self._probe_storage()
+                    continue
                 await self.sync.tick()
                 units = self.miner.stats.units
                 if units > self._units_reported:
@@ -484,6 +610,8 @@ class Node:
                         nonce = secrets.randbits(63)
                         p.ping_sent = (nonce, last_ping)
                         p.send(Ping(nonce))
+            except StoreError as exc:
+                self.storage_failed(exc)
             except Exception:  # noqa: BLE001
                 log.exception("periodic work failed")
 
@@ -565,7 +693,7 @@ class Node:
         backoff = 0.0
         while not self._stopping:
             # Headers claim work, bodies prove it: mining pauses only while heavier blocks really arrive.
-            if not self.mining_enabled or self.sync.catching_up():
+            if not self.mining_enabled or self.storage_failure is not None or self.sync.catching_up():
                 time.sleep(0.1)
                 continue
             accepted = True
@@ -589,7 +717,11 @@ class Node:
     async def _on_mined(self, block: Block) -> bool:
         self.sync.note_received(block.hash)
         started = time.perf_counter()
-        result = await self.sync.run_chain(self.chain.process_block, block, None)
+        try:
+            result = await self.sync.run_chain(self.chain.process_block, block, None)
+        except StoreError as exc:
+            self.storage_failed(exc)
+            return False
         await self.sync.after_block(result, time.perf_counter() - started)
         if result.outcome == Outcome.NEW_TIP:
             self.metrics.blocks_mined.inc()
@@ -599,6 +731,33 @@ class Node:
             raise RuntimeError(f"own block at height {block.header.height} refused: {result.outcome.value} {result.detail}")
         log.info("mined block %s at height %d was not accepted: %s %s", block.hash.hex()[:16], block.header.height, result.outcome.value, result.detail)
         return False
+
+    # --- storage failures ------------------------------------------------------------------------
+
+    def storage_failed(self, exc: BaseException) -> None:
+        """Stop accepting blocks and mining after a write error or damaged data; said once."""
+        if self.storage_failure is not None:
+            return
+        kind = "write-failed" if isinstance(exc, StoreWriteFailed) else "corrupt"
+        self.storage_failure = (kind, str(exc))
+        self.metrics.storage_ok.set(0)
+        self.metrics.storage_failures.labels(kind).inc()
+        if kind == "corrupt":
+            log.error("STORAGE: %s; block acceptance and mining stopped", exc)
+        else:
+            log.error(
+                "STORAGE: %s; block acceptance and mining stopped, the chain stays at height %d (what is on disk); "
+                "the node stops cleanly once the disk takes writes again, then restart it", exc, self.chain.tip.height,
+            )
+
+    async def _probe_storage(self) -> None:
+        """While writes fail: once a test write of STORAGE_PROBE_BYTES succeeds, stop cleanly (a
+        restart reopens LevelDB, which refuses writes after its first failure)."""
+        if self.storage_failure is None or self.storage_failure[0] != "write-failed" or time.monotonic() < self._next_storage_probe:
+            return
+        self._next_storage_probe = time.monotonic() + STORAGE_PROBE_EVERY_S
+        if await asyncio.to_thread(_disk_takes, self.datadir / ".space-probe", STORAGE_PROBE_BYTES):
+            self.request_stop("storage: the disk takes writes again; restart the node to carry on")
 
     # --- admin -----------------------------------------------------------------------------------
 
@@ -623,3 +782,20 @@ def _connect_reason(exc: BaseException) -> str:
         # asyncio's strerror is "Connect call failed (host, port)"; the errno says why (a resolver error's is negative)
         return (os.strerror(err.errno) if err.errno and err.errno > 0 else "") or err.strerror or str(err) or type(err).__name__
     return str(exc) or type(exc).__name__
+
+
+def _disk_takes(path: Path, size: int) -> bool:
+    """Whether `size` bytes can be written and synced at `path` (removed again)."""
+    try:
+        with open(path, "wb") as f:
+            f.write(b"\0" * size)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+    except OSError:
+        return False
+    finally:
+        try:
+            path.unlink()
+        except OSError:
+            pass

@@ -26,15 +26,24 @@ from p2p.protocol import FrameTooLarge, Hello, Message, ProtocolError, decode, e
 
 log = logging.getLogger("pouw.peer")
 
-HANDSHAKE_TIMEOUT_S = 10.0
+HANDSHAKE_TIMEOUT_S = 10.0  # from the TCP connection to the peer's hello (the HTTP upgrade has the same deadline)
 IDLE_TIMEOUT_S = 120.0  # no frame at all for this long (pings come every 30 s): drop
+SEND_LOW_WATER_BYTES = 4 << 20  # replies (blocks) wait until the peer's pending data is below this
+DRAIN_TIMEOUT_S = 30.0  # a peer that reads nothing of its pending data for this long is dropped
 
 
 @dataclass(frozen=True)
 class PeerLimits:
     messages_per_second: float = 500.0
     burst: int = 2_000
-    max_send_queue_bytes: int = 64 << 20  # pending outgoing data per peer
+    max_send_queue_bytes: int = 40 << 20  # pending outgoing data per peer (above two of the largest messages)
+    max_inbound: int = 64  # inbound peers at once, handshakes included
+    max_inbound_per_host: int = 16  # of which from one IP address (a 16-node devnet shares 127.0.0.1)
+    # Serving budget: seconds of the node's time (chain worker, encoding) one peer's requests for
+    # headers and blocks may take per second, with a burst; past it the peer's next request
+    # waits (its reads pause, TCP pushes back), so a flood costs a bounded share and no ban.
+    serve_share: float = 0.1
+    serve_burst_s: float = 3.0
     max_blocks_in_flight: int = 16  # blocks we ask one peer for at once
     ban_score: int = 100
     ban_seconds: float = 600.0
@@ -123,6 +132,7 @@ class Peer:
         self.ping_ms: float | None = None
         self.rate = TokenBucket(limits.messages_per_second, limits.burst)
         self.verify_budget = TokenBucket(limits.verify_refill_per_s, limits.verify_budget_s)
+        self.serve_budget = TokenBucket(limits.serve_share, limits.serve_burst_s)
         self.blocks_in_flight: dict[bytes, float] = {}  # hash -> when asked
         self.last_header: bytes | None = None  # the last header it gave us that we accepted (its locator start)
         self.known: OrderedDict[bytes, None] = OrderedDict()  # block/tx hashes the peer has (bounded)
@@ -132,6 +142,7 @@ class Peer:
         self._queued_bytes = 0
         self._writer: asyncio.Task | None = None
         self._closed = asyncio.Event()
+        self.transport: asyncio.Transport | None = None  # the TCP connection (inbound), aborted after a stuck close
 
     # --- identity ------------------------------------------------------------------------------
 
@@ -176,7 +187,12 @@ class Peer:
         """Queue a message; False (and the peer is closed) if its pending data is over the limit."""
         if self._closed.is_set():
             return False
-        frame = encode(msg)
+        return self.send_frame(encode(msg))
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Queue an already encoded message (see send)."""
+        if self._closed.is_set():
+            return False
         if self._queued_bytes + len(frame) > self.limits.max_send_queue_bytes:
             self.close(f"pending outgoing data over {self.limits.max_send_queue_bytes} bytes (peer not reading)")
             return False
@@ -184,14 +200,29 @@ class Peer:
         self._queue.put_nowait(frame)
         return True
 
+    async def drain(self, below: int = SEND_LOW_WATER_BYTES, timeout: float = DRAIN_TIMEOUT_S) -> bool:
+        """Wait until the pending outgoing data is under `below`; False (the peer is closed) if
+        it does not get there within `timeout` or the peer went."""
+        deadline = time.monotonic() + timeout
+        while self._queued_bytes > below and not self.closed:
+            if time.monotonic() > deadline:
+                self.close(f"pending outgoing data not read for {timeout:.0f} s (peer not reading)")
+                return False
+            await asyncio.sleep(0.05)
+        return not self.closed
+
     async def _write_loop(self) -> None:
         try:
             while True:
                 frame = await self._queue.get()
                 if frame is None:
                     return
+                try:
+                    await asyncio.wait_for(self.ws.send_bytes(frame), DRAIN_TIMEOUT_S)
+                except asyncio.TimeoutError:
+                    self.close(f"a frame not taken for {DRAIN_TIMEOUT_S:.0f} s (peer not reading)")
+                    return
                 self._queued_bytes -= len(frame)
-                await self.ws.send_bytes(frame)
                 self.bytes_out += len(frame)
         except (ConnectionError, RuntimeError, asyncio.CancelledError, aiohttp.ClientError) as exc:
             if not isinstance(exc, asyncio.CancelledError):
@@ -204,6 +235,9 @@ class Peer:
             return
         self.close_reason = reason
         self._closed.set()
+        while not self._queue.empty():  # free the pending frames now, not when the writer ends
+            self._queue.get_nowait()
+        self._queued_bytes = 0
         self._queue.put_nowait(None)
         log.info("%s disconnected: %s", self, reason)
         asyncio.get_running_loop().create_task(self._close_ws(reason))
@@ -213,6 +247,8 @@ class Peer:
             await asyncio.wait_for(self.ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION, message=reason[:120].encode()), 5)
         except Exception:  # noqa: BLE001 - the socket may already be gone
             pass
+        if self.transport is not None:
+            self.transport.abort()  # a peer that reads nothing does not take the close frame either
 
     @property
     def closed(self) -> bool:

@@ -45,8 +45,8 @@ from consensus.chainstate import BlockResult, ChainState, Outcome
 from consensus.forkchoice import prefer
 from consensus.validation import Reason
 
-from p2p.metrics import NodeMetrics
-from p2p.peer import Misbehaving, Peer
+from p2p.metrics import NodeMetrics, tx_reason_code
+from p2p.peer import Misbehaving, Peer, TokenBucket
 from p2p.protocol import (
     MAX_HEADERS,
     MAX_LOCATOR,
@@ -58,6 +58,7 @@ from p2p.protocol import (
     Message,
     NotFound,
     TxMsg,
+    encode,
 )
 
 MAX_REMEMBERED_SENDERS = 4_096  # block bodies whose sender we can still blame
@@ -65,6 +66,8 @@ log = logging.getLogger("pouw.sync")
 T = TypeVar("T")
 
 BODY_TIMEOUT_S = 60.0  # default: a heavier header branch with no body arriving for this long is given up
+TOTAL_SERVE_SHARE = 0.2  # seconds per second that serving headers and blocks to all peers may take
+TOTAL_SERVE_BURST_S = 3.0
 BLOCK_TIMEOUT_S = 30.0  # one body request (at most; half the body timeout when that is shorter)
 HEADERS_TIMEOUT_S = 30.0
 HEADERS_RETRY_S = 30.0  # a peer whose headers were refused for now is asked again after this long at most
@@ -137,6 +140,8 @@ class Sync:
         self.body_timeout_s = body_timeout_s
         self.block_timeout_s = min(BLOCK_TIMEOUT_S, body_timeout_s / 2)
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
+        # All peers' requests together: at most this share of the node's time (see _served).
+        self.serve_budget = TokenBucket(TOTAL_SERVE_SHARE, TOTAL_SERVE_BURST_S)
         self.best_header: IndexEntry = chain.tip
         self.in_flight: dict[bytes, int] = {}  # block hash -> peer id
         self.body_senders: OrderedDict[bytes, Peer] = OrderedDict()  # recent block bodies -> who sent them
@@ -192,6 +197,30 @@ class Sync:
                 times[1] = now
 
     # --- the chain worker ------------------------------------------------------------------------
+
+    async def _served(self, peer: Peer, fn: Callable[[], T]) -> T:
+        """Run a reply's work on the chain worker and charge the time it took (not the wait for
+        the worker) to the peer's serving budget (see Node._serve_request)."""
+        def timed() -> tuple[T, float]:
+            started = time.perf_counter()
+            return fn(), time.perf_counter() - started
+
+        result, spent = await self.run_chain(timed)
+        self.charge(peer, spent)
+        return result
+
+    def charge(self, peer: Peer, seconds: float) -> None:
+        peer.serve_budget.charge(seconds)
+        self.serve_budget.charge(seconds)
+
+    def serve_wait(self, peer: Peer) -> float:
+        """Seconds a request from `peer` waits before it is served: until both its own budget
+        and the budget of all peers together are out of debt."""
+        waits = []
+        for bucket in (peer.serve_budget, self.serve_budget):
+            bucket.refill()
+            waits.append(-bucket.tokens / bucket.rate if bucket.tokens < 0 else 0.0)
+        return max(waits)
 
     async def run_chain(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` on the chain worker thread (the only thread that changes the chain)."""
@@ -311,8 +340,11 @@ class Sync:
 
     async def handle(self, peer: Peer, msg: Message) -> None:
         if isinstance(msg, GetHeaders):
-            headers = await self.run_chain(self.chain.headers_after, list(msg.locator), MAX_HEADERS)
-            peer.send(Headers(tuple(h.to_bytes() for h in headers)))
+            def answer() -> bytes:  # read and encoded on the chain worker, charged to the peer
+                return encode(Headers(tuple(h.to_bytes() for h in self.chain.headers_after(list(msg.locator), MAX_HEADERS))))
+
+            if await peer.drain():  # a peer that does not read gets no more replies queued
+                peer.send_frame(await self._served(peer, answer))
         elif isinstance(msg, Headers):
             await self._on_headers(peer, msg)
         elif isinstance(msg, Inv):
@@ -441,10 +473,16 @@ class Sync:
             raise Misbehaving(50, f"getdata for {len(msg.blocks)} blocks, at most {MAX_GETDATA_BLOCKS}")
         missing_blocks, missing_txs = [], []
         for h in msg.blocks:
+            if not await peer.drain():  # one block at a time into a peer that reads: bounded memory
+                return
+            started = time.perf_counter()
             block = await asyncio.to_thread(self.chain.get_block, h)
             if block is None:
                 missing_blocks.append(h)
-            elif not peer.send(BlockMsg(block.to_bytes())):
+                continue
+            frame = encode(BlockMsg(block.to_bytes()))
+            self.charge(peer, time.perf_counter() - started)
+            if not peer.send_frame(frame):
                 return
         for h in msg.txs:
             tx = self.mempool.get(h)
@@ -546,6 +584,9 @@ class Sync:
         reason = result.reason.value if result.reason else ""
         self.metrics.blocks.labels(result.outcome.value, reason).inc()
         self.metrics.verify_seconds.observe(seconds)
+        if result.disconnected:
+            self.metrics.reorgs.inc()
+            self.metrics.reorg_depth.observe(len(result.disconnected))
         if result.tip_changed:
             tip = self.chain.tip
             self.metrics.height.set(tip.height)
@@ -596,7 +637,7 @@ class Sync:
         try:
             await self.run_chain(add)
         except TxRejected as exc:
-            self.metrics.txs.labels("rejected", exc.reason.split(":")[0][:40]).inc()
+            self.metrics.txs.labels("rejected", tx_reason_code(exc.reason)).inc()
             raise
         self.metrics.txs.labels("accepted", "").inc()
         self.metrics.mempool_txs.set(len(self.mempool))

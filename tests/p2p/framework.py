@@ -115,8 +115,9 @@ class NodeProcess:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
-    def start(self, peers: list[str] = (), mine: bool = False, extra: list[str] = ()) -> NodeProcess:
-        cmd = [sys.executable, "-m", "p2p.cli", "node", "--datadir", str(self.datadir), "--listen", self.p2p_addr,
+    def start(self, peers: list[str] = (), mine: bool = False, extra: list[str] = (), prefix: list[str] = ()) -> NodeProcess:
+        """`prefix`: a command the node runs under (prlimit ...)."""
+        cmd = [*prefix, sys.executable, "-m", "p2p.cli", "node", "--datadir", str(self.datadir), "--listen", self.p2p_addr,
                "--api", f"127.0.0.1:{self.api_port}", "--network", self.network, "--device", "cpu", "--threads", "1"]
         for p in peers:
             cmd += ["--peer", p]
