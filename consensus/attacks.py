@@ -196,6 +196,17 @@ class PoisonMiner(Miner):
         return None
 
 
+def _empty_header(
+    params: ConsensusParams, parent: BlockHeader, target: int, miner: bytes, time_ms: int, claim: WorkClaim
+) -> BlockHeader:
+    """An unsigned header on `parent` with no transactions, paying `miner`, for one claim."""
+    return BlockHeader(
+        version=params.version, height=parent.height + 1, prev_hash=parent.hash, time_ms=time_ms, target=target,
+        miner=miner, miner_key=bytes(32), payout=miner, tx_root=tx_root(()), state_root=ZERO_HASH,
+        work=(claim,), signature=NO_SIGNATURE,
+    )
+
+
 def forge_header(
     params: ConsensusParams, parent: BlockHeader, info: ParentInfo, key: PrivateKey, task_id: bytes, time_ms: int
 ) -> BlockHeader:
@@ -207,12 +218,7 @@ def forge_header(
         root = tagged_hash("fake trace", parent.hash, int_bytes(i))
         if ticket_wins(ticket(parent.hash, miner, root), target):
             break
-    header = BlockHeader(
-        version=params.version, height=parent.height + 1, prev_hash=parent.hash, time_ms=time_ms, target=target,
-        miner=miner, miner_key=bytes(32), payout=miner, tx_root=tx_root(()), state_root=ZERO_HASH,
-        work=(WorkClaim(task_id, 1, root, 0),), signature=NO_SIGNATURE,
-    )
-    return sign_header(header, key)
+    return sign_header(_empty_header(params, parent, target, miner, time_ms, WorkClaim(task_id, 1, root, 0)), key)
 
 
 def forge_unrun_block(
@@ -237,11 +243,7 @@ def forge_unrun_block(
         root = trace_root([fake, winner])
         if ticket_wins(ticket(parent.hash, miner, root), target):
             break
-    header = BlockHeader(
-        version=params.version, height=parent.height + 1, prev_hash=parent.hash, time_ms=time_ms, target=target,
-        miner=miner, miner_key=bytes(32), payout=miner, tx_root=tx_root(()), state_root=ZERO_HASH,
-        work=(WorkClaim(task_id, 2, root, 0),), signature=NO_SIGNATURE,
-    )
+    header = _empty_header(params, parent, target, miner, time_ms, WorkClaim(task_id, 2, root, 0))
     inputs = [start, winner_input]
     openings = tuple(Opening(u, inputs[u]) for u in required_openings(params, header))
     return Block(sign_header(header, key), (), (WorkProof((fake, winner), openings),))

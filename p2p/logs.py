@@ -49,3 +49,13 @@ def setup_logging(level: str = "INFO", log_file: str | Path | None = None, max_m
     root.setLevel(getattr(logging, name))
     logging.raiseExceptions = False  # a failed write (closed pipe, full disk) drops the line quietly
     return handler
+
+
+def format_duration(seconds: float) -> str:
+    """A duration for people: "42 s", "3 min 07 s", "2 h 05 min"."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from p2p.user_errors import NodeError, NodeUnreachable, handles_user_errors
+from p2p.logs import format_duration
 
 
 def register(node_sub: argparse._SubParsersAction) -> None:
@@ -94,17 +95,12 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=2) if args.json else text)
 
 
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s} s" if s < 120 else f"{s // 60} min" if s < 7200 else f"{s // 3600} h {s % 3600 // 60} min"
-
-
 def _cmd_status(args: argparse.Namespace) -> int:
     node = RunningNode(args)
     st = node.request("GET", "/api/status")
     sync = st["sync"]
     if sync["state"] == "syncing":
-        eta = f", about {_duration(sync['eta_s'])} left" if sync.get("eta_s") else ""
+        eta = f", about {format_duration(sync['eta_s'])} left" if sync.get("eta_s") else ""
         sync_text = f"syncing {sync['height']} of {sync['target_height']} ({100 * sync['progress']:.1f}%{eta})"
     else:
         sync_text = sync["state"]
@@ -113,7 +109,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         mining += f" ({st['mining_error']})"
     task = st.get("active_task") or {}
     lines = [
-        f"node on {node.datadir} (PID {node.pid}), network {st['network']}, API {node.url}, up {_duration(st['uptime_s'])}",
+        f"node on {node.datadir} (PID {node.pid}), network {st['network']}, API {node.url}, up {format_duration(st['uptime_s'])}",
         f"  height {st['height']}  best {st['best_hash'][:16]}  {sync_text}  peers {st['peers']}",
         f"  miner {mining}, rewards to {st['miner_address']}: {st['units_mined']} units, {st['blocks_mined']} blocks found",
         f"  task {task.get('task_id', '?')[:16]} {task.get('kind', '?')}, {task.get('units_done', 0)} units done;"

@@ -36,18 +36,10 @@ from chain.storage import (
 )
 from consensus.chainstate import ChainState, Outcome
 from consensus.params import ConsensusParams
+from p2p.logs import format_duration
 
 log = logging.getLogger("pouw.reindex")
 LOG_EVERY_S = 10.0
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def recover_swap(chain_dir: Path) -> None:
@@ -80,6 +72,16 @@ def _decode(cls, raw: bytes):
         return None
 
 
+def _any_damage(db: plyvel.DB) -> bool:
+    """Whether any record of the store fails its checksum (state, blobs, undo: not only blocks)."""
+    try:
+        for _ in db.iterator(verify_checksums=True, fill_cache=False):
+            pass
+    except plyvel.CorruptionError:
+        return True
+    return False
+
+
 def _read_old(chain_dir: Path) -> tuple[list[Block], dict[int, bytes], int, bool]:
     """(readable blocks by height, the old best chain's hashes by height, unreadable bodies, damaged?)."""
     db, damaged = _open_salvaging(chain_dir)
@@ -87,7 +89,7 @@ def _read_old(chain_dir: Path) -> tuple[list[Block], dict[int, bytes], int, bool
         raw_blocks, d1 = read_prefix_salvaging(db, BLOCK_PREFIX)
         raw_index, d2 = read_prefix_salvaging(db, INDEX_PREFIX)
         raw_heights, d3 = read_prefix_salvaging(db, HEIGHT_PREFIX)
-        damaged = damaged or d1 or d2 or d3
+        damaged = damaged or d1 or d2 or d3 or _any_damage(db)
     finally:
         db.close()
     blocks: list[Block] = []
@@ -155,7 +157,7 @@ def reindex(chain_dir: Path, params: ConsensusParams, device: str = "cpu", shoul
                 last_log = now
                 rate = i / (now - replayed)
                 log.info("reindex: %d of %d blocks (%.0f%%), height %d, %.2f blocks/s, about %s left",
-                         i, len(blocks), 100 * i / len(blocks), chain.tip.height, rate, _duration((len(blocks) - i) / rate))
+                         i, len(blocks), 100 * i / len(blocks), chain.tip.height, rate, format_duration((len(blocks) - i) / rate))
         height = chain.tip.height
         lost = sum(1 for h, x in old_best.items() if h > 0 and chain.hash_at(h) != x)
     finally:
@@ -185,6 +187,6 @@ def reindex(chain_dir: Path, params: ConsensusParams, device: str = "cpu", shoul
     invalid = counts.get(Outcome.INVALID.value, 0)
     log.info("reindex: rebuilt the chain from %d stored blocks in %s (%.1f blocks/s): tip height %d; %d connected to the "
              "best chain, %d invalid, %d on side branches or not connected; %d blocks of the old best chain lost",
-             len(blocks), _duration(elapsed), len(blocks) / elapsed if elapsed > 0 else 0.0, height, connected, invalid,
+             len(blocks), format_duration(elapsed), len(blocks) / elapsed if elapsed > 0 else 0.0, height, connected, invalid,
              sum(counts.values()) - connected - invalid, lost)
     return height
