@@ -169,7 +169,7 @@ def branch_costs(tmp: Path, depth: int) -> dict:
     }
 
 
-def ticket_costs(tmp: Path, blocks: int = 40) -> dict:
+def ticket_costs(tmp: Path, blocks: int = 300) -> dict:
     params = replace(_fast_params(), initial_units_per_block=12)
     clock = Clock(params.genesis_time_ms + 1_000, 1_000)
     chain = ChainState(ChainStore(str(tmp / "tickets")), params, clock=clock)
