@@ -403,3 +403,22 @@ class HeightWatch:
     def drops(self) -> list[tuple[int, int]]:
         """(height before, height after) wherever a sample was lower than the one before it."""
         return [(a[1], b[1]) for a, b in zip(self.samples, self.samples[1:]) if b[1] < a[1]]
+
+
+def agree_on_one_tip(nodes: list, breaker, tries: int = 5, wait_s: float = 10.0) -> list[dict]:
+    """The nodes' statuses once they share one tip, their miners being switched off. Blocks found
+    at one height just before the switch are a tie that no node leaves (the first seen stays): then
+    `breaker` mines one more block, which all of them follow."""
+    def same() -> list[dict] | None:
+        statuses = [n.status() for n in nodes]
+        return statuses if len({s["best_hash"] for s in statuses}) == 1 else None
+
+    for _ in range(tries):
+        try:
+            return wait_until(same, wait_s, "one tip on every node")
+        except AssertionError:
+            height = breaker.height()
+            breaker.admin("mining", {"enabled": True})
+            wait_until(lambda: breaker.height() > height, 30, f"{breaker.name} to break the tie")
+            breaker.pause_mining()
+    raise AssertionError("the nodes never agreed on one tip")

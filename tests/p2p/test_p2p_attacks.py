@@ -41,7 +41,7 @@ from p2p.protocol import BlockMsg, GetData, GetHeaders, Headers
 from useful_work.hashing import ZERO_HASH, tagged_hash
 from useful_work.trace import Leaf, state_hash, trace_root
 
-from framework import ApiError, ChainFollower, HeightWatch, TestPeer, wait_until, write_network
+from framework import ApiError, ChainFollower, HeightWatch, TestPeer, agree_on_one_tip, wait_until, write_network
 
 pytestmark = pytest.mark.integration
 
@@ -176,8 +176,7 @@ def test_body_poisoning_bans_the_sender_and_the_real_block_is_accepted(make_node
     honest.admin("mining", {"enabled": False})
     victim.pause_mining()
     honest.pause_mining()
-    tip = wait_until(lambda: (lambda a, b: a if a["best_hash"] == b["best_hash"] else None)(honest.status(), victim.status()),
-                     30, "one tip on both nodes")
+    tip = agree_on_one_tip([honest, victim], honest)[0]
     height = tip["height"]
     mined_before = victim.status()["blocks_mined"]
     follower = ChainFollower(tmp_path / "follower", network, mempool=Mempool(1 << 20))

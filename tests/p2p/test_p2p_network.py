@@ -9,7 +9,7 @@ from chain.keys import PrivateKey
 from chain.tx import make_transfer
 from useful_work.hashing import tagged_hash
 
-from framework import ApiError, wait_until, write_network
+from framework import ApiError, agree_on_one_tip, wait_until, write_network
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +28,7 @@ def test_three_mining_nodes_agree_on_every_block(make_node, tmp_path):
     wait_until(lambda: min(n.height() for n in (a, b, c)) >= 12, 90, "12 blocks on every node")
     for n in (a, b, c):
         assert n.admin("mining", {"enabled": False}) == {"mining": False}
-    tips = wait_until(
-        lambda: (lambda s: s if len({x["best_hash"] for x in s}) == 1 else None)([n.status() for n in (a, b, c)]),
-        30, "one tip on all three nodes",
-    )
+    tips = agree_on_one_tip([a, b, c], a)
     height = tips[0]["height"]
     assert height >= 10
     chains = [n.block_hashes(height) for n in (a, b, c)]
