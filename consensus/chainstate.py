@@ -111,7 +111,6 @@ class ChainState:
         mempool: Mempool | None = None,
         device: str = "cpu",
         clock: Callable[[], int] = now_ms,
-        max_orphans: int = 256,
         limits: Limits | None = None,
     ) -> None:
         self.store = store
@@ -119,7 +118,7 @@ class ChainState:
         self.mempool = mempool
         self.device = device
         self.clock = clock
-        self.limits = limits or Limits(max_orphans=max_orphans)
+        self.limits = limits or Limits()
         self.lock = threading.RLock()
         self.genesis: Genesis = build_genesis(params)
         if not store.is_initialised():

@@ -157,16 +157,11 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from p2p.user_errors import BadTaskSpec
     from p2p.wallet_common import (
         amount_json,
-        check_fee,
         client,
-        confirm_send,
-        describe_fee,
         emit,
         load_wallet,
         parse_amount_arg,
-        plan_payment,
-        sign_and_send,
-        unlock,
+        pay_and_send,
     )
     from useful_work.tasks import TaskSpecError, encode_spec
 
@@ -205,18 +200,12 @@ def _cmd_submit(args: argparse.Namespace) -> int:
              f"{describe_spec(spec)}\n{cost_line}\nbounty {format_amount(bounty)} POUW (about "
              f"{format_amount(bounty // spec.units_total)} per unit), {fee_text}: not sent (--dry-run)")
         return 0
-    pay = plan_payment(node, entry, bounty, build, args.fee, payer)
-    check_fee(pay, bounty, args.yes, "the bounty")
-    confirm_send(args, [
+    pay, sent = pay_and_send(args, node, entry, bounty, build, payer, lambda pay: [
         f"submit: {describe_spec(spec)}",
         cost_line,
         f"bounty {format_amount(bounty)} POUW (about {format_amount(bounty // spec.units_total)} per unit), escrowed at once",
         f"from {pay.address} (address {pay.index} of wallet {entry.name!r}), which owns the task",
-        describe_fee(pay),
-        f"total {format_amount(pay.cost)} POUW",
-    ])
-    entry, unlocked = unlock(args, entry)
-    sent = sign_and_send(node, unlocked, pay, build)
+    ], what="the bounty")
     task_id = sent.tx.txid.hex()
     data = {**summary, "fee": amount_json(pay.fee), "task_id": task_id, "txid": task_id, "owner": pay.address,
             "nonce": sent.nonce, "sent": True}

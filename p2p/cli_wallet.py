@@ -507,20 +507,15 @@ def _cmd_send(args: argparse.Namespace) -> int:
     from p2p.user_errors import UserError
     from p2p.wallet_common import (
         amount_json,
-        check_fee,
         client,
-        confirm_send,
-        describe_fee,
         emit,
         keystore,
         load_wallet,
         parse_amount_arg,
-        plan_payment,
+        pay_and_send,
         resolve_address,
         say,
-        sign_and_send,
         spendable,
-        unlock,
         wait_confirmed,
     )
 
@@ -538,16 +533,10 @@ def _cmd_send(args: argparse.Namespace) -> int:
     def build(key, chain_id, nonce, fee):
         return make_transfer(key, chain_id, nonce, fee, to, amount)
 
-    pay = plan_payment(node, entry, amount, build, args.fee, payer, args.nonce)
-    check_fee(pay, amount, args.yes)
-    confirm_send(args, [
+    pay, sent = pay_and_send(args, node, entry, amount, build, payer, lambda pay: [
         f"send {format_amount(amount)} POUW to {format_address(to)}",
         f"from {pay.address} (address {pay.index} of wallet {entry.name!r}, {format_amount(spendable(pay.account))} POUW)",
-        describe_fee(pay),
-        f"total {format_amount(pay.cost)} POUW",
-    ])
-    entry, unlocked = unlock(args, entry)
-    sent = sign_and_send(node, unlocked, pay, build)
+    ], nonce=args.nonce)
     txid = sent.tx.txid.hex()
     data = {"txid": txid, "from": pay.address, "to": format_address(to), "amount": amount_json(amount),
             "fee": amount_json(pay.fee), "fee_source": "--fee" if pay.fee_given else "estimate", "nonce": sent.nonce,

@@ -463,6 +463,26 @@ def sign_and_send(node: NodeClient, unlocked: Unlocked, pay: Payment, build: Bui
     return Sent(tx, pay.nonce, pay.account["balance"])
 
 
+def pay_and_send(
+    args: argparse.Namespace,
+    node: NodeClient,
+    entry: WalletEntry,
+    value: int,
+    build: Build,
+    payer: str | None,
+    describe: Callable[[Payment], list[str]],
+    what: str = "the amount",
+    nonce: int | None = None,
+) -> tuple[Payment, Sent]:
+    """The whole way from a planned payment to a submitted transaction: pick the payer and fee,
+    check the fee, show `describe(pay)` and ask, unlock, sign and submit."""
+    pay = plan_payment(node, entry, value, build, args.fee, payer, nonce)
+    check_fee(pay, value, args.yes, what)
+    confirm_send(args, [*describe(pay), describe_fee(pay), f"total {format_amount(pay.cost)} POUW"])
+    _, unlocked = unlock(args, entry)
+    return pay, sign_and_send(node, unlocked, pay, build)
+
+
 def wait_confirmed(node: NodeClient, txid: str, timeout: float) -> dict:
     """Poll until the transaction is in a block on the best chain; NotReady after `timeout` seconds."""
     deadline = time.monotonic() + timeout
