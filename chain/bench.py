@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from useful_work.hashing import ZERO_HASH, int_bytes, tagged_hash
-from useful_work.tasks import TrainSpec, encode_spec
+from useful_work.specs import TrainSpec, encode_spec
 from useful_work.trace import Leaf, trace_root
 
 from chain.address import address_of

@@ -28,7 +28,7 @@ from typing import Annotated
 
 from useful_work.hashing import HASH_SIZE, ZERO_HASH, tagged_hash
 from useful_work.merkle import merkle_root
-from useful_work.tasks import MAX_SPEC_BYTES, parse_spec
+from useful_work.specs import MAX_SPEC_BYTES, parse_spec
 
 from chain.address import ADDRESS_SIZE, ZERO_ADDRESS
 from chain.block import MAX_CLAIMS, MAX_TXS, Block, BlockHeader, BlockStructureError, check_block_structure

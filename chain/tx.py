@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Annotated
 
 from useful_work.hashing import tagged_hash
-from useful_work.tasks import MAX_SPEC_BYTES, TaskSpecError, parse_spec
+from useful_work.specs import MAX_SPEC_BYTES, TaskSpecError, parse_spec
 
 from chain.address import ADDRESS_SIZE, address_of
 from chain.encoding import U32, U64, U64_MAX, Bytes, Record, UInt, VarBytes, Variant, encode_unsigned

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from useful_work.tasks import RenderSpec, TaskSpec, TaskSpecError, TrainSpec, unit_cost, validate_spec
+from useful_work.specs import RenderSpec, TaskSpec, TaskSpecError, TrainSpec, unit_cost, validate_spec
 
 COIN = 100_000_000
 MAX_TARGET = (1 << 256) - 1
@@ -52,7 +52,7 @@ class ConsensusParams:
     block_reward: int = 50 * COIN
     halving_interval: int = 210_000
     reward_maturity: int = 100  # blocks before a block's reward is spendable (the fraud-proof window)
-    # The task market: a unit's cost is useful_work.tasks.unit_cost(spec), in operations (one
+    # The task market: a unit's cost is useful_work.specs.unit_cost(spec), in operations (one
     # operation: one training multiply-accumulate, about 0.14 ns on one CPU thread).
     min_bounty_per_unit: int = 1  # the least a unit pays, and the price of a unit of reference_unit_cost
     reference_unit_cost: int = 100_000_000  # a unit costing c > this pays ceil(min_bounty_per_unit * c / this)
@@ -169,7 +169,7 @@ def parameter_range(name: str) -> str:
     if name in _RANGE_TEXT:
         return _RANGE_TEXT[name]
     if name.startswith("default_task."):
-        from useful_work.tasks import _INT_RANGES, _STR_VALUES
+        from useful_work.specs import _INT_RANGES, _STR_VALUES
 
         key = name.removeprefix("default_task.")
         if key == "kind":

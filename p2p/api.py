@@ -12,10 +12,10 @@ import asyncio
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -32,9 +32,56 @@ from useful_work.hashing import ZERO_HASH
 from p2p.metrics import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
-    from p2p.node import Node
+    from chain.mempool import Mempool
+    from chain.storage import ChainStore
+    from consensus.audit import Auditor
+    from consensus.chainstate import ChainState
+    from consensus.miner import Miner
+    from consensus.params import ConsensusParams
+    from p2p.metrics import NodeMetrics
+    from p2p.peer import BanList, Peer
+    from p2p.sync import Sync
+    from p2p.txindex import TxIndex
 
-Handler = Callable[["Node", web.Request], Awaitable[web.StreamResponse]]
+
+class NodeView(Protocol):
+    """What the API reads and drives of a running node (p2p.node.Node is one); nothing else."""
+
+    params: ConsensusParams
+    chain: ChainState
+    store: ChainStore
+    mempool: Mempool
+    sync: Sync
+    txindex: TxIndex
+    metrics: NodeMetrics
+    miner: Miner
+    auditor: Auditor | None
+    bans: BanList
+    addresses: Mapping[str, object]  # the address book, by HOST:PORT
+    token: str  # the admin cookie
+    device: str
+    started_at: float
+    listen_addr: str
+    miner_address: bytes
+    mining_enabled: bool
+    mining_error: str | None
+    storage_failure: tuple[str, str] | None
+
+    @property
+    def mining_state(self) -> str: ...
+
+    def live_peers(self) -> list[Peer]: ...
+
+    def set_mining(self, enabled: bool) -> None: ...
+
+    def add_peer(self, addr: str) -> None: ...
+
+    def request_stop(self, why: str = ...) -> None: ...
+
+    def storage_failed(self, exc: BaseException) -> None: ...
+
+
+Handler = Callable[[NodeView, web.Request], Awaitable[web.StreamResponse]]
 MAX_PAGE = 100
 MIN_PREFIX = 4  # hex digits of an id prefix (task and transaction ids)
 
@@ -141,7 +188,7 @@ def record_json(record: Any) -> dict:
     return {f.name: (v.hex() if isinstance(v, bytes) else v) for f in dataclass_fields(record) for v in (getattr(record, f.name),)}
 
 
-def block_summary(node: Node, block: Block) -> dict:
+def block_summary(node: NodeView, block: Block) -> dict:
     h = block.header
     entry = node.chain.entry(block.hash)
     times = node.sync.block_times.get(block.hash)
@@ -164,7 +211,7 @@ def block_summary(node: Node, block: Block) -> dict:
     }
 
 
-def block_json(node: Node, block: Block) -> dict:
+def block_json(node: NodeView, block: Block) -> dict:
     h = block.header
     out = block_summary(node, block)
     entry = node.chain.entry(block.hash)
@@ -186,7 +233,7 @@ def block_json(node: Node, block: Block) -> dict:
     return out
 
 
-def task_json(node: Node, task: TaskRecord) -> dict:
+def task_json(node: NodeView, task: TaskRecord) -> dict:
     try:
         active = active_task(node.chain.state).task_id == task.task_id
     except ValueError:
@@ -213,7 +260,7 @@ def task_json(node: Node, task: TaskRecord) -> dict:
     }
 
 
-def pending_task_json(node: Node, tx: Transaction) -> dict:
+def pending_task_json(node: NodeView, tx: Transaction) -> dict:
     """A task whose submit transaction is still in the mempool: what the task will be once mined."""
     payload = tx.payload
     assert isinstance(payload, SubmitTask)
@@ -242,18 +289,18 @@ def pending_task_json(node: Node, tx: Transaction) -> dict:
     }
 
 
-def _pending_tasks(node: Node) -> dict[bytes, Transaction]:
+def _pending_tasks(node: NodeView) -> dict[bytes, Transaction]:
     return {tx.txid: tx for tx in node.mempool.transactions() if isinstance(tx.payload, SubmitTask)}
 
 
-def _credited(node: Node, task: TaskRecord) -> tuple[list[tuple[int, bytes]], int]:
+def _credited(node: NodeView, task: TaskRecord) -> tuple[list[tuple[int, bytes]], int]:
     """(the task's credited blocks, oldest first; how many of its blocks a fraud proof uncredited)."""
     worked = node.store.blocks_for_task(task.task_id)
     line = credited_line(worked, task, node.chain.get_block)
     return line, len(worked) - len(line)
 
 
-def audit_json(node: Node, line: list[tuple[int, bytes]], rolled_back: int) -> dict:
+def audit_json(node: NodeView, line: list[tuple[int, bytes]], rolled_back: int) -> dict:
     """Whether this node's auditor replayed every unit of the task's credited blocks."""
     auditor = node.auditor
     audited = sum(1 for _, h in line if auditor is not None and auditor.audited(h) == "ok")
@@ -266,7 +313,7 @@ def audit_json(node: Node, line: list[tuple[int, bytes]], rolled_back: int) -> d
     }
 
 
-def _task_state_blob(node: Node, task: TaskRecord) -> bytes | None:
+def _task_state_blob(node: NodeView, task: TaskRecord) -> bytes | None:
     if task.state_hash == ZERO_HASH:
         return initial_state(task.spec)
     return node.store.get_blob(task.state_hash)
@@ -275,7 +322,7 @@ def _task_state_blob(node: Node, task: TaskRecord) -> bytes | None:
 # --- handlers ------------------------------------------------------------------------------------
 
 
-def sync_json(node: Node) -> dict:
+def sync_json(node: NodeView) -> dict:
     """syncing (with progress) while a heavier chain's blocks arrive; else no-peers or synced."""
     tip, progress = node.chain.tip.height, node.sync.progress
     target = max(progress.target_height, tip)
@@ -294,7 +341,7 @@ def sync_json(node: Node) -> dict:
     }
 
 
-async def get_status(node: Node, request: web.Request) -> web.Response:
+async def get_status(node: NodeView, request: web.Request) -> web.Response:
     tip = node.chain.tip
     try:
         task = task_json(node, active_task(node.chain.state))
@@ -327,7 +374,7 @@ async def get_status(node: Node, request: web.Request) -> web.Response:
     })
 
 
-def _auditor_json(node: Node) -> dict | None:
+def _auditor_json(node: NodeView) -> dict | None:
     auditor = node.auditor
     if auditor is None:
         return None
@@ -342,7 +389,7 @@ def _auditor_json(node: Node) -> dict | None:
     }
 
 
-async def get_fees(node: Node, request: web.Request) -> web.Response:
+async def get_fees(node: NodeView, request: web.Request) -> web.Response:
     room = node.params.max_block_bytes // 2  # the share of a block the miner gives transactions
     return _json({
         "min_relay_fee_rate": node.mempool.min_fee_rate,
@@ -354,7 +401,7 @@ async def get_fees(node: Node, request: web.Request) -> web.Response:
     })
 
 
-async def _block_by_id(node: Node, ident: str) -> Block:
+async def _block_by_id(node: NodeView, ident: str) -> Block:
     if ident.isascii() and ident.isdigit() and len(ident) != 64:  # 64 digits: a hash that happens to be all digits
         h = node.chain.hash_at(int(ident)) if len(ident) <= 20 else None  # int() refuses 4300+ digits
         if h is None:
@@ -367,7 +414,7 @@ async def _block_by_id(node: Node, ident: str) -> Block:
     return block
 
 
-async def get_block(node: Node, request: web.Request) -> web.Response:
+async def get_block(node: NodeView, request: web.Request) -> web.Response:
     block = await _block_by_id(node, request.match_info["id"])
     return _json(block_json(node, block))
 
@@ -375,7 +422,7 @@ async def get_block(node: Node, request: web.Request) -> web.Response:
 MAX_LEAVES_PAGE = 500
 
 
-async def get_block_trace(node: Node, request: web.Request) -> web.Response:
+async def get_block_trace(node: NodeView, request: web.Request) -> web.Response:
     from consensus.tickets import challenged_units, ticket
     from useful_work.trace import prefix_commitments, unit_seed
 
@@ -405,7 +452,7 @@ async def get_block_trace(node: Node, request: web.Request) -> web.Response:
                   "offset": offset, "limit": limit, "claims": claims})
 
 
-async def get_blocks(node: Node, request: web.Request) -> web.Response:
+async def get_blocks(node: NodeView, request: web.Request) -> web.Response:
     tip = node.chain.tip.height
     limit = _int_arg(request, "limit", 20, 1, MAX_PAGE)
     start = _int_arg(request, "start", max(0, tip - limit + 1), 0, 1 << 62)
@@ -422,7 +469,7 @@ async def get_blocks(node: Node, request: web.Request) -> web.Response:
     return _json({"tip": tip, "start": start, "limit": limit, "blocks": await asyncio.to_thread(load)})
 
 
-async def get_tx(node: Node, request: web.Request) -> web.Response:
+async def get_tx(node: NodeView, request: web.Request) -> web.Response:
     txid, prefix = _id_or_prefix(request.match_info["id"], "txid")
     if txid is None:
         txid = _unique(prefix, [tx.txid for tx in node.mempool.transactions()] + list(node.txindex.locations), "transaction")
@@ -445,7 +492,7 @@ async def get_tx(node: Node, request: web.Request) -> web.Response:
     })
 
 
-async def post_tx(node: Node, request: web.Request) -> web.Response:
+async def post_tx(node: NodeView, request: web.Request) -> web.Response:
     if request.content_type == "application/json":
         try:
             body = await request.json()
@@ -465,7 +512,7 @@ async def post_tx(node: Node, request: web.Request) -> web.Response:
     return _json({"txid": tx.txid.hex(), "status": "pending"})
 
 
-async def get_account(node: Node, request: web.Request) -> web.Response:
+async def get_account(node: NodeView, request: web.Request) -> web.Response:
     address = _address(request.match_info["address"])
     state = node.chain.state
     account = state.account(address)
@@ -488,7 +535,7 @@ async def get_account(node: Node, request: web.Request) -> web.Response:
     })
 
 
-async def get_account_txs(node: Node, request: web.Request) -> web.Response:
+async def get_account_txs(node: NodeView, request: web.Request) -> web.Response:
     address = _address(request.match_info["address"])
     offset = _int_arg(request, "offset", 0, 0, 1 << 40)
     limit = _int_arg(request, "limit", 20, 1, MAX_PAGE)
@@ -505,13 +552,13 @@ async def get_account_txs(node: Node, request: web.Request) -> web.Response:
     return _json({"address": format_address(address), "total": total, "offset": offset, "limit": limit, "items": items})
 
 
-async def get_tasks(node: Node, request: web.Request) -> web.Response:
+async def get_tasks(node: NodeView, request: web.Request) -> web.Response:
     tasks = sorted(node.chain.state.tasks.values(), key=lambda t: (t.created_height, t.task_id))
     pending = sorted(_pending_tasks(node).values(), key=lambda tx: tx.txid)
     return _json({"tasks": [task_json(node, t) for t in tasks], "pending": [pending_task_json(node, tx) for tx in pending]})
 
 
-def _task_or_pending(node: Node, request: web.Request) -> TaskRecord | Transaction:
+def _task_or_pending(node: NodeView, request: web.Request) -> TaskRecord | Transaction:
     """The ledger's task for the id (or a unique prefix of it), else its submit transaction in the mempool."""
     task_id, prefix = _id_or_prefix(request.match_info["id"], "task id")
     tasks = node.chain.state.tasks
@@ -527,14 +574,14 @@ def _task_or_pending(node: Node, request: web.Request) -> TaskRecord | Transacti
     raise ApiError(404, f"task {task_id.hex()} not found")
 
 
-def _task(node: Node, request: web.Request) -> TaskRecord:
+def _task(node: NodeView, request: web.Request) -> TaskRecord:
     found = _task_or_pending(node, request)
     if isinstance(found, Transaction):
         raise ApiError(409, f"task {found.txid.hex()} is pending: its transaction is in the mempool, not yet in a block")
     return found
 
 
-async def get_task(node: Node, request: web.Request) -> web.Response:
+async def get_task(node: NodeView, request: web.Request) -> web.Response:
     found = _task_or_pending(node, request)
     if isinstance(found, Transaction):
         return _json({**pending_task_json(node, found), "state": None})
@@ -552,7 +599,7 @@ async def get_task(node: Node, request: web.Request) -> web.Response:
     return _json(out)
 
 
-async def get_task_result(node: Node, request: web.Request) -> web.StreamResponse:
+async def get_task_result(node: NodeView, request: web.Request) -> web.StreamResponse:
     height = node.chain.tip.height  # read before the task: the state below is the task's at this height or later
     task = _task(node, request)
     partial = request.query.get("partial") in ("1", "true")
@@ -572,7 +619,7 @@ async def get_task_result(node: Node, request: web.Request) -> web.StreamRespons
 MAX_TASK_BLOCKS_PAGE = 1000
 
 
-async def get_task_blocks(node: Node, request: web.Request) -> web.Response:
+async def get_task_blocks(node: NodeView, request: web.Request) -> web.Response:
     task = _task(node, request)
     offset = _int_arg(request, "offset", 0, 0, 1 << 40)
     limit = _int_arg(request, "limit", MAX_PAGE, 1, MAX_TASK_BLOCKS_PAGE)
@@ -589,7 +636,7 @@ async def get_task_blocks(node: Node, request: web.Request) -> web.Response:
     })
 
 
-async def get_task_manifest(node: Node, request: web.Request) -> web.Response:
+async def get_task_manifest(node: NodeView, request: web.Request) -> web.Response:
     task = _task(node, request)
     offset = _int_arg(request, "offset", 0, 0, 1 << 40)
     limit = _int_arg(request, "limit", MAX_PAGE, 1, MAX_PAGE)
@@ -641,7 +688,7 @@ async def get_task_manifest(node: Node, request: web.Request) -> web.Response:
     })
 
 
-async def get_task_metrics(node: Node, request: web.Request) -> web.Response:
+async def get_task_metrics(node: NodeView, request: web.Request) -> web.Response:
     from p2p.task_metrics import EvaluatorBusy, heldout_metrics
 
     from useful_work.trace import state_hash
@@ -701,7 +748,7 @@ async def get_task_metrics(node: Node, request: web.Request) -> web.Response:
     })
 
 
-async def get_params(node: Node, request: web.Request) -> web.Response:
+async def get_params(node: NodeView, request: web.Request) -> web.Response:
     p = node.params
     out: dict[str, Any] = {f.name: getattr(p, f.name) for f in dataclass_fields(p) if isinstance(getattr(p, f.name), (int, str))}
     out["default_task"] = {"kind": p.default_task.kind, **asdict(p.default_task)}
@@ -709,7 +756,7 @@ async def get_params(node: Node, request: web.Request) -> web.Response:
     return _json(out)
 
 
-async def get_peers(node: Node, request: web.Request) -> web.Response:
+async def get_peers(node: NodeView, request: web.Request) -> web.Response:
     peers = [{
         "id": p.id,
         "address": p.remote,
@@ -727,13 +774,13 @@ async def get_peers(node: Node, request: web.Request) -> web.Response:
     return _json({"peers": peers, "banned": node.bans.listing(), "known_addresses": sorted(node.addresses)})
 
 
-async def get_metrics(node: Node, request: web.Request) -> web.Response:
+async def get_metrics(node: NodeView, request: web.Request) -> web.Response:
     resp = web.Response(body=node.metrics.render())
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return resp
 
 
-async def get_openapi(node: Node, request: web.Request) -> web.Response:
+async def get_openapi(node: NodeView, request: web.Request) -> web.Response:
     return _json(openapi_document())
 
 
@@ -747,7 +794,7 @@ async def _json_body(request: web.Request) -> dict:
     return body
 
 
-async def admin_mining(node: Node, request: web.Request) -> web.Response:
+async def admin_mining(node: NodeView, request: web.Request) -> web.Response:
     body = await _json_body(request)
     enabled = body.get("enabled")
     if not isinstance(enabled, bool):
@@ -756,7 +803,7 @@ async def admin_mining(node: Node, request: web.Request) -> web.Response:
     return _json({"mining": node.mining_enabled})
 
 
-async def admin_add_peer(node: Node, request: web.Request) -> web.Response:
+async def admin_add_peer(node: NodeView, request: web.Request) -> web.Response:
     body = await _json_body(request)
     try:
         node.add_peer(str(body.get("address", "")))
@@ -765,7 +812,7 @@ async def admin_add_peer(node: Node, request: web.Request) -> web.Response:
     return _json({"added": body["address"]})
 
 
-async def admin_stop(node: Node, request: web.Request) -> web.Response:
+async def admin_stop(node: NodeView, request: web.Request) -> web.Response:
     asyncio.get_running_loop().call_later(0.1, node.request_stop, "admin stop call")
     return _json({"stopping": True})
 
@@ -907,7 +954,7 @@ def openapi_document() -> dict:
     }
 
 
-def build_api(node: Node) -> web.Application:
+def build_api(node: NodeView) -> web.Application:
     @web.middleware
     async def timed(request: web.Request, handler: Callable) -> web.StreamResponse:
         started = time.perf_counter()

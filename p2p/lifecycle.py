@@ -4,7 +4,7 @@ watchdog pipe that stops a node when the process that launched it is gone.
 
 Every startup failure a user can cause is a StartupError: one line, and an exit code of its own
 (documented in docs/operators.md). The codes start at 20 so they never clash with the wallet's
-(p2p/user_errors.py, 2 .. 12).
+(p2p/wallet/errors.py, 2 .. 12).
 """
 
 from __future__ import annotations

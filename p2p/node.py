@@ -39,6 +39,7 @@ from consensus.params import ConsensusParams, load_params
 from p2p import lifecycle
 from p2p.lifecycle import EXIT_DATADIR, EXIT_KEY, Prepared, StartupError
 from p2p import log_limits
+from p2p.api import build_api
 from p2p.metrics import NodeMetrics
 from p2p.peer import HANDSHAKE_TIMEOUT_S, BanList, Peer, PeerLimits
 from p2p.protocol import (
@@ -62,7 +63,7 @@ from p2p.protocol import (
 from p2p.reindex import recover_swap, reindex
 from p2p.sync import BODY_TIMEOUT_S, Sync
 from p2p.txindex import TxIndex
-from p2p.user_errors import UserError
+from p2p.errors import UserError
 
 log = logging.getLogger("pouw.node")
 
@@ -264,8 +265,6 @@ class Node:
             self.token = write_cookie(self.datadir / COOKIE_FILE)
         except OSError as exc:
             raise StartupError(EXIT_DATADIR, f"{self.datadir / COOKIE_FILE}: cannot write ({exc.strerror})") from None
-
-        from p2p.api import build_api  # the API module imports this one's types
 
         # Serve at once (answering 503 until ready), so a long start (a reindex) is seen, not a hang.
         if self.prepared.p2p_socket is not None:

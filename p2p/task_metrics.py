@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from useful_work.tasks import TrainSpec, parse_spec
+from useful_work.specs import TrainSpec, parse_spec
 
 _CACHE_SIZE = 256  # a learning curve's worth of states (the explorer samples at most 48 heights a task)
 _cache: OrderedDict[tuple[bytes, bytes], dict] = OrderedDict()

@@ -34,7 +34,7 @@ from consensus.params import Allocation, ConsensusParams, load_params
 from consensus.tickets import ticket
 from consensus.validation import InvalidBlock, check_body, check_header
 from useful_work.hashing import int_bytes, tagged_hash
-from useful_work.tasks import RenderSpec
+from useful_work.specs import RenderSpec
 
 
 def _key(label: str, i: int = 0) -> PrivateKey:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "tests" / "p2p"))
 
 from explorer_devnet import start_devnet, wait_synced  # noqa: E402
 
-from useful_work.tasks import RenderSpec, TrainSpec  # noqa: E402
+from useful_work.specs import RenderSpec, TrainSpec  # noqa: E402
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--hide-scrollbars"]

@@ -1,5 +1,5 @@
 """`pouw bench work`: rendering rate, exact vs float training step, unit time, held-out accuracy,
-and how well the unit cost model (useful_work.tasks.unit_cost) tracks measured unit time.
+and how well the unit cost model (useful_work.specs.unit_cost) tracks measured unit time.
 
 Every ratio is measured in one run on one machine (exact and float steps alternate on the same
 minibatches), since these machines are shared and absolute times drift. The learning curves of
@@ -22,7 +22,8 @@ from useful_work.cpu_memory import keep_freed_memory
 from useful_work.hashing import int_bytes, tagged_hash
 from useful_work.render import render_batch
 from useful_work.render_task import RenderTask
-from useful_work.tasks import RenderSpec, SceneSettings, TaskSpec, TrainSpec, make_task, unit_cost
+from useful_work.specs import RenderSpec, SceneSettings, TaskSpec, TrainSpec, unit_cost
+from useful_work.tasks import make_task
 
 
 def render_rate(threads: int, repeats: int = 15, batch: int = 64, size: int = 32) -> dict[str, float]:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from useful_work.evaluate import HELDOUT_COUNT, EvalResult, evaluate_fixed, evaluate_float, heldout_set
 from useful_work.hashing import ZERO_HASH, int_bytes, tagged_hash
 from useful_work.reference import ReferenceTrainer
-from useful_work.tasks import TrainSpec
+from useful_work.specs import TrainSpec
 from useful_work.train_task import TrainTask, render_minibatch, step_seed
 from useful_work.trainer import decode_state, encode_state, train_step
 

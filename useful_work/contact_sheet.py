@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from useful_work.render import RenderBatch, render_batch  # noqa: E402
 from useful_work.scene import DIR_ONE  # noqa: E402
-from useful_work.tasks import SceneSettings  # noqa: E402
+from useful_work.specs import SceneSettings  # noqa: E402
 
 _SHORT = {"sphere": "S", "box": "B", "cylinder": "C"}
 

@@ -17,7 +17,7 @@ from useful_work.hashing import tagged_hash
 from useful_work.intmath import first_argmax, softmax_xent
 from useful_work.model import FRAC_OUT, ModelConfig, Params, compute_weights, forward
 from useful_work.reference import ReferenceCNN, images_to_float
-from useful_work.tasks import SceneSettings, TrainSpec
+from useful_work.specs import SceneSettings, TrainSpec
 from useful_work.train_task import Minibatch, model_config, render_minibatch
 from useful_work.trainer import decode_state
 

@@ -32,7 +32,7 @@ from useful_work.export_model import MODEL_INPUT, InputTransform
 from useful_work.render import render_batch
 from useful_work.render_task import canonical_arrays, unit_digest
 from useful_work.scene import DIR_ONE
-from useful_work.tasks import RenderSpec, SceneSettings
+from useful_work.specs import RenderSpec, SceneSettings
 
 FORMAT = "pouw-render-dataset/1"
 ARRAYS = "dataset.npz"

@@ -35,7 +35,7 @@ from torch import nn
 
 from useful_work.model import ACC1_FRAC, ACC2_FRAC, FRAC_W, ModelConfig, Params, compute_weights
 from useful_work.reference import conv_weight_from_gemm
-from useful_work.tasks import TrainSpec
+from useful_work.specs import TrainSpec
 from useful_work.train_task import model_config
 from useful_work.trainer import decode_state
 

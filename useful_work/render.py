@@ -31,7 +31,7 @@ from useful_work.scene import (
     pixel_box,
     project_points,
 )
-from useful_work.tasks import SceneSettings
+from useful_work.specs import SceneSettings
 
 T_FRAC = 4  # ray parameters t are in 1/16 mm along a unit direction
 _T_SHIFT = DIR_BITS + T_FRAC

@@ -17,7 +17,7 @@ import numpy as np
 
 from useful_work.hashing import HASH_SIZE, ZERO_HASH, tagged_hash
 from useful_work.render import RenderBatch, render_batch
-from useful_work.tasks import RenderSpec, validate_spec
+from useful_work.specs import RenderSpec, validate_spec
 
 STATE_MAGIC = b"PRS1"
 STATE_SIZE = len(STATE_MAGIC) + 8 + HASH_SIZE

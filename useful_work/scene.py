@@ -16,7 +16,7 @@ import torch
 
 from useful_work.exact import floor_div, isqrt, shift_round
 from useful_work.prng import Prng
-from useful_work.tasks import SceneSettings
+from useful_work.specs import SceneSettings
 
 DIR_BITS = 14
 DIR_ONE = 1 << DIR_BITS

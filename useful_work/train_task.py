@@ -16,7 +16,7 @@ from useful_work.cpu_memory import keep_freed_memory
 from useful_work.hashing import int_bytes, tagged_hash
 from useful_work.model import FRAC_MASTER, ModelConfig, init_params
 from useful_work.render import render_batch
-from useful_work.tasks import SceneSettings, TrainSpec, encode_spec, validate_spec
+from useful_work.specs import SceneSettings, TrainSpec, encode_spec, validate_spec
 from useful_work.trace import state_hash
 from useful_work.trainer import (
     Hyper,

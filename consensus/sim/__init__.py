@@ -7,5 +7,5 @@ One job per module:
 - selfish, fabrication, reroll, flood: adversary mechanics (pre_v2: what re-rolling gained under the old rule)
 - record, metrics, theory: what a run leaves, what is measured from it, the closed forms it is compared with
 - runner, output, plots, bench, measure: sweeps in worker processes, files, PNGs, the scale benchmark
-It imports nothing from p2p; `pouw sim` lives in p2p/cli_sim.py.
+It imports nothing from p2p; `pouw sim` lives in p2p/cli/sim.py.
 """

@@ -25,7 +25,7 @@ from PIL import Image
 from useful_work.render import render_batch
 from useful_work.render_task import batch_digest
 from useful_work.scene import CLASSES, DIR_ONE
-from useful_work.tasks import RenderSpec
+from useful_work.specs import RenderSpec
 from useful_work.trace import Leaf, prefix_commitments, unit_seed
 
 from p2p.explorer.source import PageError

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from useful_work.tasks import RenderSpec, TaskSpecError, TrainSpec, parse_spec
+from useful_work.specs import RenderSpec, TaskSpecError, TrainSpec, parse_spec
 
 from p2p.explorer.gallery import Gallery, UnitJob, manifest_seeds
 from p2p.explorer.source import ApiSource, PageError

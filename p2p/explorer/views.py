@@ -10,7 +10,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from p2p.amounts import format_amount
+from p2p.wallet.amounts import format_amount
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"

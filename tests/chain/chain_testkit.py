@@ -16,7 +16,7 @@ from chain.keys import PrivateKey
 from chain.state import LedgerState, TaskRecord, Undo, apply_block, default_task_record, genesis_state, open_tasks
 from chain.tx import Transaction, make_submit_task, make_transfer
 from useful_work.hashing import ZERO_HASH, int_bytes, tagged_hash
-from useful_work.tasks import RenderSpec, TrainSpec, encode_spec
+from useful_work.specs import RenderSpec, TrainSpec, encode_spec
 from useful_work.trace import Leaf, trace_root
 
 CHAIN_ID = tagged_hash("test-chain")

@@ -143,7 +143,7 @@ def test_submit_task_checks_its_spec():
     assert tx.cost == 1005
     with pytest.raises(TxError, match=r"^bad task spec: spec: not valid msgpack"):
         check_tx(make_submit_task(ALICE, CHAIN_ID, 0, 5, b"\xc1", 1000), CHAIN_ID)
-    from useful_work.tasks import TrainSpec, encode_spec
+    from useful_work.specs import TrainSpec, encode_spec
 
     open_ended = make_submit_task(ALICE, CHAIN_ID, 0, 5, encode_spec(TrainSpec(units=0)), 1000)
     with pytest.raises(TxError, match="at least 1 unit"):

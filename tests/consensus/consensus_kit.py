@@ -12,7 +12,7 @@ from chain.storage import ChainStore
 from consensus.chainstate import ChainState
 from consensus.miner import Miner
 from consensus.params import Allocation, ConsensusParams
-from useful_work.tasks import RenderSpec
+from useful_work.specs import RenderSpec
 
 FUNDED_KEY = PrivateKey.from_bytes(bytes(range(32)))
 FUNDED = address_of(FUNDED_KEY.public_key())

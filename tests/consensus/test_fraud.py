@@ -21,7 +21,7 @@ from useful_work.hashing import tagged_hash
 from useful_work.trace import state_hash
 
 from consensus_kit import FUNDED, FUNDED_KEY, Node, small_params
-from useful_work.tasks import RenderSpec, encode_spec
+from useful_work.specs import RenderSpec, encode_spec
 
 PROVER = PrivateKey.from_bytes(tagged_hash("prover-key"))
 

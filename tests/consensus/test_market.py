@@ -5,7 +5,7 @@ import pytest
 from chain.mempool import TxRejected
 from chain.tx import make_submit_task
 from consensus.market import active_task
-from useful_work.tasks import RenderSpec, encode_spec
+from useful_work.specs import RenderSpec, encode_spec
 
 from consensus_kit import FUNDED, FUNDED_KEY
 

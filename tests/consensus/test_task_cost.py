@@ -19,7 +19,7 @@ from consensus.chainstate import Outcome
 from consensus.market import minimum_bounty, unit_price
 from consensus.params import ParamsError, load_params, params_from_dict
 from consensus.validation import Reason
-from useful_work.tasks import TrainSpec, encode_spec, unit_cost
+from useful_work.specs import TrainSpec, encode_spec, unit_cost
 
 from consensus_kit import FUNDED, FUNDED_KEY
 

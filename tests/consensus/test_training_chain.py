@@ -2,7 +2,7 @@
 
 from chain.keys import PrivateKey
 from useful_work.evaluate import evaluate_state
-from useful_work.tasks import TrainSpec
+from useful_work.specs import TrainSpec
 
 from consensus_kit import small_params
 

@@ -26,7 +26,7 @@ from consensus.miner import Miner, make_template
 from consensus.validation import InvalidBlock, Reason, check_body, check_header, connect_checks, required_openings
 from useful_work.hashing import tagged_hash
 from useful_work.runner import iter_units
-from useful_work.tasks import TrainSpec
+from useful_work.specs import TrainSpec
 from useful_work.trace import Leaf, prefix_commitments, state_hash, trace_root, unit_seed
 
 from consensus_kit import FUNDED_KEY, small_params

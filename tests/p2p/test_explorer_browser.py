@@ -20,7 +20,7 @@ from useful_work.trace import Leaf, prefix_commitments, unit_seed
 from useful_work.render import render_batch
 
 from explorer_devnet import FUNDED, start_devnet, wait_synced
-from useful_work.tasks import RenderSpec, TrainSpec
+from useful_work.specs import RenderSpec, TrainSpec
 
 # One worker runs the whole module (with `--dist loadgroup`, as scripts/test.sh runs the suite), so
 # the devnet and the browser start once.

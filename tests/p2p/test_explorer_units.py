@@ -17,7 +17,7 @@ from p2p.explorer.views import make_environment
 from useful_work.hashing import tagged_hash
 from useful_work.render import render_batch
 from useful_work.render_task import batch_digest
-from useful_work.tasks import RenderSpec
+from useful_work.specs import RenderSpec
 
 SPEC = RenderSpec(units=4, images_per_unit=4, image_size=16, max_objects=2)
 UNIT_PIXELS = SPEC.images_per_unit * SPEC.image_size**2

@@ -23,7 +23,7 @@ import plyvel
 import pytest
 
 from consensus.params import MEANINGS, ConsensusParams, ParamsError, load_params
-from p2p.cli_params import parameter_rows
+from p2p.cli.params import parameter_rows
 from p2p.lifecycle import (
     EXIT_CONFIG,
     EXIT_KEY,

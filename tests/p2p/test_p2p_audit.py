@@ -16,7 +16,7 @@ from chain.address import address_of, format_address, parse_address
 from chain.keys import PrivateKey
 from chain.tx import make_submit_task
 from useful_work.hashing import tagged_hash
-from useful_work.tasks import RenderSpec, encode_spec
+from useful_work.specs import RenderSpec, encode_spec
 
 from framework import REPO, wait_until, write_network
 

@@ -182,7 +182,7 @@ def test_a_prefix_the_spot_checks_cover_earns_only_its_honest_wins():
 
 
 def test_cli_runs_the_reroller_experiment_and_draws_the_ratio(tmp_path, capsys):
-    from p2p.cli import main
+    from p2p.cli.main import main
 
     out = tmp_path / "out"
     source = REPO / "experiments" / "reroller.toml"

@@ -35,7 +35,7 @@ def test_worker_processes_give_the_serial_results():
 
 
 def _cli(argv: list[str]) -> int:
-    from p2p.cli import main
+    from p2p.cli.main import main
 
     return main(argv)
 

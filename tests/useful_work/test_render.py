@@ -14,7 +14,8 @@ from useful_work.hashing import tagged_hash
 from useful_work.render import RenderBatch, render_batch
 from useful_work.render_task import STATE_SIZE, RenderTask, canonical_arrays, unit_digest
 from useful_work.scene import DIR_ONE, SPHERE
-from useful_work.tasks import RenderSpec, SceneSettings, make_task
+from useful_work.specs import RenderSpec, SceneSettings
+from useful_work.tasks import make_task
 
 SEED = tagged_hash("test-render", b"0")
 SETTINGS = SceneSettings()

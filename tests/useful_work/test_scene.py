@@ -21,7 +21,7 @@ from useful_work.scene import (
     generate_scenes,
     projected_boxes,
 )
-from useful_work.tasks import SceneSettings
+from useful_work.specs import SceneSettings
 
 SEED = tagged_hash("test-scene", b"0")
 

@@ -4,7 +4,8 @@ from dataclasses import replace
 
 from useful_work.hashing import tagged_hash
 from useful_work.runner import iter_units
-from useful_work.tasks import RenderSpec, make_task
+from useful_work.specs import RenderSpec
+from useful_work.tasks import make_task
 from useful_work.trace import TRACE_START, next_prefix, prefix_commitments, trace_root, unit_seed
 
 PARENT = tagged_hash("test-parent")

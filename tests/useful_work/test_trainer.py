@@ -13,7 +13,8 @@ from useful_work import model as M
 from useful_work.exact import ExactnessError
 from useful_work.hashing import tagged_hash
 from useful_work.prng import Prng
-from useful_work.tasks import TrainSpec, make_task
+from useful_work.specs import TrainSpec
+from useful_work.tasks import make_task
 from useful_work.trace import state_hash
 from useful_work.train_task import TrainTask, step_seed
 from useful_work.trainer import (

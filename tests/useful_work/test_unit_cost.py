@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from useful_work.model import ModelConfig
-from useful_work.tasks import RenderSpec, TaskSpecError, TrainSpec, unit_cost
+from useful_work.specs import RenderSpec, TaskSpecError, TrainSpec, unit_cost
 
 # (spec, field, values in increasing order): every other field stays as in the spec
 GROWS = [

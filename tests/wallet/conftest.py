@@ -36,7 +36,7 @@ def pouw(capsys, wallet_env, monkeypatch):
     terminal): nothing waits for an answer. Prompts are tested in test_wallet_pty.py."""
     import io
 
-    from p2p.cli import main
+    from p2p.cli.main import main
 
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
 

@@ -66,7 +66,7 @@ def downloads(tmp_path_factory) -> Path:
     from useful_work.export_dataset import export_render_task
     from useful_work.export_model import export_model
     from useful_work.render_task import RenderTask
-    from useful_work.tasks import RenderSpec, TrainSpec
+    from useful_work.specs import RenderSpec, TrainSpec
     from useful_work.train_task import TrainTask
 
     root = tmp_path_factory.mktemp("downloads")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2p.amounts import MAX_UNITS, AmountError, format_amount, parse_amount
+from p2p.wallet.amounts import MAX_UNITS, AmountError, format_amount, parse_amount
 
 
 @pytest.mark.parametrize(

@@ -143,8 +143,8 @@ def test_console_entry_point_exit_code(wallet_env):
 
 
 def test_node_url_option(monkeypatch):
-    from p2p.client import DEFAULT_NODE_URL, resolve_node_url
-    from p2p.user_errors import UserError
+    from p2p.wallet.client import DEFAULT_NODE_URL, resolve_node_url
+    from p2p.wallet.errors import UserError
 
     monkeypatch.delenv("POUW_NODE", raising=False)
     assert resolve_node_url(None) == DEFAULT_NODE_URL == "http://127.0.0.1:8080"  # `pouw node --api`'s default

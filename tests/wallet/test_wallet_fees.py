@@ -11,7 +11,7 @@ from chain.state import default_task_record, genesis_state
 from chain.tx import make_transfer
 from framework import wait_until
 from useful_work.hashing import tagged_hash
-from useful_work.tasks import TrainSpec, encode_spec
+from useful_work.specs import TrainSpec, encode_spec
 
 from wallet_testkit import PASSWORD
 
@@ -67,9 +67,9 @@ def test_wallet_fee_default_minimum_and_guards(pouw, start_node, wallet_env, tmp
     # Below the minimum: refused by the wallet with the minimum, and by the node for a transaction sent anyway.
     r = pouw("wallet", "send", "other", "1", "--fee", "0", "-w", "payer", "--node", url)
     assert r.code == USAGE and "below the node's minimum relay fee of 0.0000116" in r.err and "7 base units per byte" in r.err, r.err
-    from p2p.client import NodeClient
-    from p2p.keystore import Keystore
-    from p2p.user_errors import TxRejectedByNode
+    from p2p.wallet.client import NodeClient
+    from p2p.wallet.keystore import Keystore
+    from p2p.wallet.errors import TxRejectedByNode
 
     client = NodeClient(url)
     signer = Keystore(wallet_env).unlock("payer", PASSWORD)[1]

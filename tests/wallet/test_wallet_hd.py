@@ -38,7 +38,7 @@ ABANDON = "abandon " * 11 + "about"
 
 
 def test_slip10_ed25519_published_vectors():
-    from p2p.hd_wallet import slip10_derive
+    from p2p.wallet.hd_wallet import slip10_derive
 
     for seed, rows in SLIP10_VECTORS.items():
         for path, chain_code, key in rows:
@@ -47,7 +47,7 @@ def test_slip10_ed25519_published_vectors():
 
 
 def test_bip39_vector_and_the_wallet_path():
-    from p2p.hd_wallet import PATH_TEMPLATE, derive_key, path_of, secret_from_phrase, slip10_derive
+    from p2p.wallet.hd_wallet import PATH_TEMPLATE, derive_key, path_of, secret_from_phrase, slip10_derive
 
     # BIP39's first English vector (passphrase "TREZOR").
     s = secret_from_phrase(ABANDON, "TREZOR")
@@ -61,7 +61,7 @@ def test_bip39_vector_and_the_wallet_path():
 
 
 def test_phrase_checks_name_the_problem():
-    from p2p.hd_wallet import PhraseError, new_secret, normalize_phrase
+    from p2p.wallet.hd_wallet import PhraseError, new_secret, normalize_phrase
 
     words = new_secret(12).words
     assert len(new_secret().words) == 24 and len(words) == 12
@@ -81,8 +81,8 @@ def test_phrase_checks_name_the_problem():
 
 
 def test_hd_key_file_round_trip_new_addresses_and_tampering(tmp_path):
-    from p2p.hd_wallet import secret_from_phrase
-    from p2p.keystore import KeyFile, Keystore, KeystoreError, WalletExistsError, WrongPasswordError, open_keyfile
+    from p2p.wallet.hd_wallet import secret_from_phrase
+    from p2p.wallet.keystore import KeyFile, Keystore, KeystoreError, WalletExistsError, WrongPasswordError, open_keyfile
 
     secret = secret_from_phrase(ABANDON, "extra")
     store = Keystore(tmp_path / "w")

@@ -10,8 +10,8 @@ import pytest
 
 from chain.address import address_of, format_address
 from chain.keys import PrivateKey
-from p2p import keystore as ks
-from p2p.keystore import (
+from p2p.wallet import keystore as ks
+from p2p.wallet.keystore import (
     DEFAULT_SCRYPT_N,
     KeyFile,
     Keystore,

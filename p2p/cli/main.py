@@ -8,22 +8,22 @@ pipe that closes early (`pouw ... | head`) ends the command quietly.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 
-from p2p.user_errors import UserError
-from p2p import cli_bench, cli_node, cli_params, cli_sim, cli_task, cli_wallet, cli_work
+from p2p.cli import bench, node, params, sim, task, wallet, work
+from p2p.cli.exits import quiet_broken_pipe
+from p2p.errors import UserError
 
 # Each module registers its subcommands on the parser it is given.
 _SUBCOMMAND_MODULES: list[Callable[[argparse._SubParsersAction], None]] = [
-    cli_work.register,
-    cli_bench.register,
-    cli_node.register,
-    cli_wallet.register,
-    cli_task.register,
-    cli_sim.register,
-    cli_params.register,
+    work.register,
+    bench.register,
+    node.register,
+    wallet.register,
+    task.register,
+    sim.register,
+    params.register,
 ]
 
 
@@ -49,10 +49,6 @@ def _add_version_everywhere(parser: argparse.ArgumentParser, text: str) -> None:
                 _add_version_everywhere(child, text)
 
 
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pouw",
@@ -65,16 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_broken_pipe() -> int:
-    """The reader of our output went away (`| head`): say nothing more, as a Unix tool would."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail again
-    except (OSError, ValueError):
-        pass
-    return 141  # 128 + SIGPIPE, what a shell reports for a process ended by it
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -82,17 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # inside the try: a reader gone by now is a broken pipe too
         return code
-    except CliError as exc:
-        print(f"pouw: error: {exc}", file=sys.stderr)
-        return 2
-    except UserError as exc:  # raised past a subcommand's own handling (the node's unusable store)
+    except UserError as exc:  # a bad option (exit 2), or past a subcommand's own handling
         print(f"pouw: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("pouw: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        return _quiet_broken_pipe()
+        return quiet_broken_pipe()
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def dev_wallet(wallet_dir: str | None) -> tuple[str, Path, bool]:
     """The dev wallet's address, its file, and whether it was created now (with DEV_PASSWORD)."""
     from chain.keys import PrivateKey
 
-    from p2p.keystore import Keystore, KeystoreError, resolve_wallet_dir
+    from p2p.wallet.keystore import Keystore, KeystoreError, resolve_wallet_dir
 
     store = Keystore(resolve_wallet_dir(wallet_dir))
     try:
@@ -106,9 +106,9 @@ def dev_wallet(wallet_dir: str | None) -> tuple[str, Path, bool]:
             return entry.keyfile.address, entry.path, False
         entry = store.create(DEV_WALLET, PrivateKey.generate(), DEV_PASSWORD)
     except KeystoreError as exc:
-        from p2p.cli import CliError
+        from p2p.errors import UserError
 
-        raise CliError(f"dev wallet: {exc}") from None
+        raise UserError(f"dev wallet: {exc}") from None
     return entry.keyfile.address, entry.path, True
 
 
@@ -117,13 +117,13 @@ def network_file(root: Path, source: str, address: str | None) -> tuple[Path, bo
     earlier start made (it must come from the same source). Returns the path and whether it is new."""
     from consensus.params import PRESETS, ParamsError, load_params
 
-    from p2p.cli import CliError
+    from p2p.errors import UserError
 
     path = root / NETWORK_FILE
     if path.exists():
         match = _HEADER.match(path.read_text().splitlines()[0] if path.read_text() else "")
         if match and match["source"] != source:
-            raise CliError(f"{root} holds a devnet made from {match['source']}, not {source}: "
+            raise UserError(f"{root} holds a devnet made from {match['source']}, not {source}: "
                            f"delete {root} or pick another --datadir")
         return path, False
     if source in PRESETS:
@@ -264,13 +264,13 @@ class LiveView:
 
 
 def _cmd_devnet(args: argparse.Namespace) -> int:
-    from p2p.cli import CliError
+    from p2p.errors import UserError
 
     if not 1 <= args.nodes <= 16:
-        raise CliError("--nodes must be 1 .. 16")
+        raise UserError("--nodes must be 1 .. 16")
     for option, base in (("--api-port", args.api_port), ("--p2p-port", args.p2p_port)):
         if not 1 <= base <= 65535 - args.nodes:
-            raise CliError(f"{option} {base}: out of range 1 .. {65535 - args.nodes}")
+            raise UserError(f"{option} {base}: out of range 1 .. {65535 - args.nodes}")
     root = Path(args.datadir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     nodes = [DevNode(f"node{i}", root / f"node{i}", args.api_port + i, args.p2p_port + i) for i in range(args.nodes)]
@@ -346,9 +346,9 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
                 print(f"devnet: {n.name} exited with code {n.proc.returncode}: {n.last_error() or 'see ' + str(n.datadir / 'node.log')}",
                       file=sys.stderr)
     except BrokenPipeError:
-        from p2p.cli import _quiet_broken_pipe
+        from p2p.cli.exits import quiet_broken_pipe
 
-        code = _quiet_broken_pipe()
+        code = quiet_broken_pipe()
     finally:
         for s, h in old.items():
             signal.signal(s, h)

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from p2p.client import NodeClient
-from p2p.user_errors import Interrupted, NodeError, NotFound, NotReady
+from p2p.wallet.client import NodeClient
+from p2p.wallet.errors import Interrupted, NodeError, NotFound, NotReady
 
 Sleep = Callable[[float], None]
 

@@ -27,11 +27,11 @@ from pathlib import Path
 
 from chain.address import AddressError, parse_address
 from useful_work.hashing import ZERO_HASH, tagged_hash
-from useful_work.tasks import RenderSpec, TaskSpec, TaskSpecError, TrainSpec, parse_spec
+from useful_work.specs import RenderSpec, TaskSpec, TaskSpecError, TrainSpec, parse_spec
 from useful_work.trace import Leaf, prefix_commitments, state_hash, unit_seed
 
-from p2p.client import NodeClient
-from p2p.user_errors import NodeError, NotReady, ResultMismatch, UserError
+from p2p.wallet.client import NodeClient
+from p2p.wallet.errors import NodeError, NotReady, ResultMismatch, UserError
 
 Progress = Callable[[str], None]
 

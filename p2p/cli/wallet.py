@@ -11,7 +11,7 @@
     pouw wallet import [-w NAME] [--key-file FILE]   a plain private key (64 hex digits)
     pouw wallet export [-w NAME] [--index I]  print one address's private key (hex): keep it secret
 
-Keys derive from the phrase along m/44'/1'/0'/0'/i' (SLIP-0010 Ed25519; see p2p/hd_wallet.py).
+Keys derive from the phrase along m/44'/1'/0'/0'/i' (SLIP-0010 Ed25519; see p2p/wallet/hd_wallet.py).
 Every command takes --json; --node URL picks the node; see docs/wallet.md.
 """
 
@@ -21,8 +21,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from p2p.user_errors import handles_user_errors
-from p2p.wallet_common import common_options
+from p2p.cli.exits import handles_user_errors
+from p2p.wallet.session import common_options
 
 CONFIRM_WORDS = 3  # words of a new phrase the user types back before the wallet is written
 
@@ -107,7 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def backup_text(name: str, secret, first_address: str) -> str:
     """The words, numbered, and what restoring needs: the derivation path and whether a passphrase was used."""
-    from p2p.hd_wallet import PATH_TEMPLATE
+    from p2p.wallet.hd_wallet import PATH_TEMPLATE
 
     words = secret.words
     rows = []
@@ -127,8 +127,8 @@ def backup_text(name: str, secret, first_address: str) -> str:
 
 
 def _read_passphrase(args: argparse.Namespace, new: bool) -> str:
-    from p2p.user_errors import UserError
-    from p2p.wallet_common import ask_secret, interactive
+    from p2p.wallet.errors import UserError
+    from p2p.wallet.session import ask_secret, interactive
 
     if args.passphrase_file:
         try:
@@ -153,9 +153,9 @@ def _confirm_words(secret) -> None:
     """Ask for CONFIRM_WORDS random words of the phrase back; UserError (nothing written) after three misses."""
     import secrets as pysecrets
 
-    from p2p.hd_wallet import normalize_word
-    from p2p.user_errors import UserError
-    from p2p.wallet_common import ask_line, say
+    from p2p.wallet.hd_wallet import normalize_word
+    from p2p.wallet.errors import UserError
+    from p2p.wallet.session import ask_line, say
 
     words = secret.words
     ask_line("Write the words down in order, then press Enter: ")
@@ -177,9 +177,9 @@ def _confirm_words(secret) -> None:
 
 
 def _check_new_name(args: argparse.Namespace):
-    from p2p.keystore import KeystoreError, scrypt_params
-    from p2p.user_errors import UserError, WalletFileError
-    from p2p.wallet_common import keystore, keystore_error, wallet_name
+    from p2p.wallet.keystore import KeystoreError, scrypt_params
+    from p2p.wallet.errors import UserError, WalletFileError
+    from p2p.wallet.session import keystore, keystore_error, wallet_name
 
     store, name = keystore(args), wallet_name(args)
     try:  # a bad or taken name is reported before the password is asked for
@@ -196,7 +196,7 @@ def _check_new_name(args: argparse.Namespace):
 
 
 def _created(args: argparse.Namespace, entry, extra: dict, text: str) -> None:
-    from p2p.wallet_common import emit
+    from p2p.wallet.session import emit
 
     emit(args, {"name": entry.name, "address": entry.keyfile.address, "addresses": list(entry.keyfile.addresses),
                 "file": str(entry.path), **extra},
@@ -205,9 +205,9 @@ def _created(args: argparse.Namespace, entry, extra: dict, text: str) -> None:
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
-    from p2p.hd_wallet import DERIVATION, PATH_TEMPLATE, new_secret
-    from p2p.keystore import KeystoreError
-    from p2p.wallet_common import interactive, keystore_error, read_new_password, say
+    from p2p.wallet.hd_wallet import DERIVATION, PATH_TEMPLATE, new_secret
+    from p2p.wallet.keystore import KeystoreError
+    from p2p.wallet.session import interactive, keystore_error, read_new_password, say
 
     store, name = _check_new_name(args)
     password = read_new_password(args, prompt=f"New password for wallet {name!r}: ")
@@ -231,9 +231,9 @@ def _cmd_create(args: argparse.Namespace) -> int:
 
 
 def _read_phrase(args: argparse.Namespace):
-    from p2p.hd_wallet import PhraseError, normalize_phrase
-    from p2p.user_errors import UserError
-    from p2p.wallet_common import ask_line, interactive, say
+    from p2p.wallet.hd_wallet import PhraseError, normalize_phrase
+    from p2p.wallet.errors import UserError
+    from p2p.wallet.session import ask_line, interactive, say
 
     if args.phrase_file:
         try:
@@ -255,10 +255,10 @@ def _read_phrase(args: argparse.Namespace):
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    from p2p.hd_wallet import DERIVATION, PATH_TEMPLATE, scan_used, secret_from_phrase
-    from p2p.keystore import KeystoreError
-    from p2p.user_errors import UserError, WalletFileError
-    from p2p.wallet_common import client, keystore_error, read_new_password, say
+    from p2p.wallet.hd_wallet import DERIVATION, PATH_TEMPLATE, scan_used, secret_from_phrase
+    from p2p.wallet.keystore import KeystoreError
+    from p2p.wallet.errors import UserError, WalletFileError
+    from p2p.wallet.session import client, keystore_error, read_new_password, say
 
     store, name = _check_new_name(args)
     if args.gap_limit < 1 or args.gap_limit > 1000:
@@ -297,9 +297,9 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
-    from p2p.hd_wallet import DERIVATION, PATH_TEMPLATE
-    from p2p.user_errors import UserError
-    from p2p.wallet_common import emit, load_wallet, unlock
+    from p2p.wallet.hd_wallet import DERIVATION, PATH_TEMPLATE
+    from p2p.wallet.errors import UserError
+    from p2p.wallet.session import emit, load_wallet, unlock
 
     entry = load_wallet(args)
     if not entry.keyfile.is_hd:
@@ -318,9 +318,9 @@ def _cmd_backup(args: argparse.Namespace) -> int:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from chain.keys import InvalidKey, PrivateKey
-    from p2p.keystore import KeystoreError
-    from p2p.user_errors import UserError
-    from p2p.wallet_common import ask_secret, keystore_error, read_new_password
+    from p2p.wallet.keystore import KeystoreError
+    from p2p.wallet.errors import UserError
+    from p2p.wallet.session import ask_secret, keystore_error, read_new_password
 
     store, name = _check_new_name(args)
     if args.key_file:
@@ -351,9 +351,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from p2p.hd_wallet import path_of
-    from p2p.user_errors import UserError
-    from p2p.wallet_common import emit, load_wallet, unlock
+    from p2p.wallet.hd_wallet import path_of
+    from p2p.wallet.errors import UserError
+    from p2p.wallet.session import emit, load_wallet, unlock
 
     entry = load_wallet(args)
     addresses = entry.keyfile.addresses
@@ -375,7 +375,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from p2p.wallet_common import emit, keystore
+    from p2p.wallet.session import emit, keystore
 
     store = keystore(args)
     entries = store.entries()
@@ -391,10 +391,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_address(args: argparse.Namespace) -> int:
-    from p2p.hd_wallet import path_of
-    from p2p.keystore import KeystoreError
-    from p2p.user_errors import UserError
-    from p2p.wallet_common import emit, keystore, keystore_error, load_wallet, unlock
+    from p2p.wallet.hd_wallet import path_of
+    from p2p.wallet.keystore import KeystoreError
+    from p2p.wallet.errors import UserError
+    from p2p.wallet.session import emit, keystore, keystore_error, load_wallet, unlock
 
     entry = load_wallet(args)
     addresses = entry.keyfile.addresses
@@ -424,8 +424,8 @@ def _cmd_address(args: argparse.Namespace) -> int:
 
 
 def _cmd_balance(args: argparse.Namespace) -> int:
-    from p2p.amounts import format_amount
-    from p2p.wallet_common import addresses_of, amount_json, client, emit, spendable
+    from p2p.wallet.amounts import format_amount
+    from p2p.wallet.session import addresses_of, amount_json, client, emit, spendable
 
     name, addresses = addresses_of(args, args.target)
     node = client(args)
@@ -480,7 +480,7 @@ def _cmd_balance(args: argparse.Namespace) -> int:
 
 def _resolve_payer(args: argparse.Namespace, entry) -> str | None:
     from chain.address import AddressError, format_address, parse_address
-    from p2p.user_errors import BadAddress
+    from p2p.wallet.errors import BadAddress
 
     text = args.payer
     if text is None:
@@ -503,9 +503,9 @@ def _resolve_payer(args: argparse.Namespace, entry) -> str | None:
 def _cmd_send(args: argparse.Namespace) -> int:
     from chain.address import format_address
     from chain.tx import make_transfer
-    from p2p.amounts import format_amount
-    from p2p.user_errors import UserError
-    from p2p.wallet_common import (
+    from p2p.wallet.amounts import format_amount
+    from p2p.wallet.errors import UserError
+    from p2p.wallet.session import (
         amount_json,
         client,
         emit,
@@ -570,9 +570,9 @@ def merged_history(node, addresses: tuple[str, ...], offset: int, limit: int) ->
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from p2p.amounts import format_amount
-    from p2p.user_errors import UserError
-    from p2p.wallet_common import addresses_of, client, emit
+    from p2p.wallet.amounts import format_amount
+    from p2p.wallet.errors import UserError
+    from p2p.wallet.session import addresses_of, client, emit
 
     if not 1 <= args.limit <= 100 or args.offset < 0:
         raise UserError("--limit must be 1 .. 100 and --offset at least 0")

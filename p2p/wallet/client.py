@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from p2p.user_errors import InsufficientBalance, NodeError, NodeUnreachable, NotFound, NotReady, TxRejectedByNode, UserError
+from p2p.wallet.errors import InsufficientBalance, NodeError, NodeUnreachable, NotFound, NotReady, TxRejectedByNode, UserError
 
 DEFAULT_API_PORT = 8080  # `pouw node --api` default
 DEFAULT_NODE_URL = f"http://127.0.0.1:{DEFAULT_API_PORT}"

@@ -16,8 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from p2p.user_errors import handles_user_errors
-from p2p.wallet_common import common_options
+from p2p.cli.exits import handles_user_errors
+from p2p.wallet.session import common_options
 
 MIN_ID_PREFIX = 4
 
@@ -104,7 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _task_id(text: str) -> str:
     """The id as typed: 64 hex digits or a prefix of at least 4 (the node resolves a prefix)."""
-    from p2p.user_errors import UserError
+    from p2p.wallet.errors import UserError
 
     t = text.strip().lower()
     if not MIN_ID_PREFIX <= len(t) <= 64 or any(c not in "0123456789abcdef" for c in t):
@@ -115,7 +115,7 @@ def _task_id(text: str) -> str:
 
 def resolve_task(node, text: str) -> dict:
     """The node's record of the task with this id or unique id prefix (pending ones included)."""
-    from p2p.user_errors import NodeError, NotFound, UserError
+    from p2p.wallet.errors import NodeError, NotFound, UserError
 
     ident = _task_id(text)
     try:
@@ -137,8 +137,8 @@ def _progress(args: argparse.Namespace):
 
 
 def _build_spec(args: argparse.Namespace):
-    from p2p.task_builder import render_spec, train_spec
-    from useful_work.tasks import SceneSettings
+    from p2p.wallet.task_options import render_spec, train_spec
+    from useful_work.specs import SceneSettings
 
     scene = SceneSettings(args.image_size, args.min_objects, args.max_objects, args.min_lights, args.max_lights)
     if args.kind == "render":
@@ -151,11 +151,11 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from chain.tx import make_submit_task
-    from p2p.amounts import format_amount
-    from p2p.cli_wallet import _resolve_payer
-    from p2p.task_builder import SMALLER_UNITS, describe_spec, market_terms, option_hint
-    from p2p.user_errors import BadTaskSpec
-    from p2p.wallet_common import (
+    from p2p.wallet.amounts import format_amount
+    from p2p.cli.wallet import _resolve_payer
+    from p2p.wallet.task_options import SMALLER_UNITS, describe_spec, market_terms, option_hint
+    from p2p.wallet.errors import BadTaskSpec
+    from p2p.wallet.session import (
         amount_json,
         client,
         emit,
@@ -163,7 +163,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         parse_amount_arg,
         pay_and_send,
     )
-    from useful_work.tasks import TaskSpecError, encode_spec
+    from useful_work.specs import TaskSpecError, encode_spec
 
     try:
         spec = _build_spec(args)
@@ -229,7 +229,7 @@ def _pct(done: int, total: int) -> str:
 
 
 def _follow_and_describe(args: argparse.Namespace, node, task_id: str) -> tuple[dict, list[str]]:
-    from p2p.task_follow import follow_task
+    from p2p.wallet.task_follow import follow_task
 
     follow_task(node, task_id, interval=max(0.2, args.interval), timeout=args.timeout,
                 metrics=not getattr(args, "no_metrics", False), quiet=args.json)
@@ -238,11 +238,11 @@ def _follow_and_describe(args: argparse.Namespace, node, task_id: str) -> tuple[
 
 def task_report(node, task: dict, metrics: bool = True) -> tuple[dict, list[str]]:
     """(JSON data, text lines) of a task record from the node, with held-out metrics of that very state."""
-    from p2p.amounts import format_amount
-    from p2p.task_builder import describe_spec
-    from p2p.user_errors import NodeError, NotFound, NotReady
-    from p2p.wallet_common import amount_json
-    from useful_work.tasks import parse_spec
+    from p2p.wallet.amounts import format_amount
+    from p2p.wallet.task_options import describe_spec
+    from p2p.wallet.errors import NodeError, NotFound, NotReady
+    from p2p.wallet.session import amount_json
+    from useful_work.specs import parse_spec
 
     task_id = task["task_id"]
     spec = parse_spec(bytes.fromhex(task["spec"]))
@@ -308,7 +308,7 @@ def audit_line(audit: dict) -> str:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from p2p.wallet_common import client, emit
+    from p2p.wallet.session import client, emit
 
     node = client(args)
     task = resolve_task(node, args.task_id)
@@ -321,8 +321,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from p2p.amounts import format_amount
-    from p2p.wallet_common import client, emit
+    from p2p.wallet.amounts import format_amount
+    from p2p.wallet.session import client, emit
 
     answer = client(args).tasks()
     tasks = answer["tasks"] + answer.get("pending", [])
@@ -341,7 +341,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _not_rolled_back(node, task_id: str, state_hash: str, files: list) -> None:
     """Refuse a downloaded result that the chain no longer holds (a fraud proof rolled it back
     meanwhile): the files written are removed."""
-    from p2p.user_errors import NotReady
+    from p2p.wallet.errors import NotReady
 
     now = node.task(task_id)
     if now["state_hash"] != state_hash:
@@ -352,22 +352,22 @@ def _not_rolled_back(node, task_id: str, state_hash: str, files: list) -> None:
 
 
 def _cmd_result(args: argparse.Namespace) -> int:
-    from p2p.task_results import download_model, download_render_dataset
-    from p2p.wallet_common import client, emit
-    from useful_work.tasks import parse_spec
+    from p2p.wallet.task_results import download_model, download_render_dataset
+    from p2p.wallet.session import client, emit
+    from useful_work.specs import parse_spec
 
     node = client(args)
     task = resolve_task(node, args.task_id)
     task_id = task["task_id"]
     spec = parse_spec(bytes.fromhex(task["spec"]))
     if task["status"] == "pending":
-        from p2p.user_errors import NotReady
+        from p2p.wallet.errors import NotReady
 
         raise NotReady(f"task {task_id} is pending: its transaction is in the mempool, not yet in a block; "
                        f"follow it with: pouw task status {task_id[:12]} --follow")
     audit = task.get("audit") or {}
     if task["status"] == "open" and audit.get("rolled_back_blocks") and not args.partial:
-        from p2p.user_errors import NotReady
+        from p2p.wallet.errors import NotReady
 
         raise NotReady(f"task {task_id}: a fraud proof rolled back {audit['rolled_back_blocks']} of its blocks; the units are "
                        f"being redone ({task['units_done']} of {task['units_total']} now); follow it with: pouw task status {task_id[:12]} --follow")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation, localcontext
 
 from consensus.market import unit_price
-from useful_work.tasks import RenderSpec, SceneSettings, TaskSpec, TaskSpecError, TrainSpec, unit_cost, validate_spec
+from useful_work.specs import RenderSpec, SceneSettings, TaskSpec, TaskSpecError, TrainSpec, unit_cost, validate_spec
 
 MAX_IMAGES_PER_UNIT_DEFAULT = 16
 
@@ -134,7 +134,7 @@ def describe_spec(spec: TaskSpec) -> str:
 class MarketTerms:
     """A spec's unit cost against one network's market rules (consensus.market.check_market_rules)."""
 
-    unit_cost: int  # operations per unit (useful_work.tasks.unit_cost)
+    unit_cost: int  # operations per unit (useful_work.specs.unit_cost)
     max_unit_cost: int | None  # None: the node does not publish a limit
     unit_price: int  # the least bounty per unit at this cost
     min_bounty: int  # unit_price * units

@@ -49,7 +49,7 @@ def _json_value(value: object) -> object:
 
 def parameter_rows(network: str) -> list[dict]:
     from consensus.params import MEANINGS, ConsensusParams, load_params, parameter_range
-    from useful_work.tasks import RenderSpec, TrainSpec
+    from useful_work.specs import RenderSpec, TrainSpec
 
     params = load_params(network)
     defaults = ConsensusParams()

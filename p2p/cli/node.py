@@ -1,5 +1,5 @@
 """`pouw node` (a full node), its control commands (`pouw node status|peers|stop|mining`) and
-`pouw devnet` (N local nodes peered on loopback, with a live view: p2p/devnet.py).
+`pouw devnet` (N local nodes peered on loopback, with a live view: p2p/cli/devnet.py).
 
 Every flag of `pouw node` can also be set in `--config FILE` or `<datadir>/pouw.toml`
 (p2p/config.py); what a user can get wrong at startup is one line and an exit code of its own
@@ -15,7 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
-from p2p import devnet, node_commands
+from p2p.cli import devnet, node_commands
 
 log = logging.getLogger("pouw.node")
 

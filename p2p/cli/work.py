@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _resolve_task(name: str):
-    from useful_work.tasks import RenderSpec, make_task
+    from useful_work.specs import RenderSpec
+    from useful_work.tasks import make_task
 
     if name == "render":
         return make_task(RenderSpec())
@@ -49,20 +50,20 @@ def _resolve_task(name: str):
 def _cmd_run(args: argparse.Namespace) -> int:
     import torch
 
-    from p2p.cli import CliError
+    from p2p.errors import UserError
     from useful_work.runner import iter_units
     from useful_work.trace import trace_root
 
     if args.units < 1:
-        raise CliError("--units must be at least 1")
+        raise UserError("--units must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise CliError("--device cuda: torch sees no CUDA device here")
+        raise UserError("--device cuda: torch sees no CUDA device here")
     try:
         parent, miner = bytes.fromhex(args.parent), bytes.fromhex(args.miner)
     except ValueError as exc:
-        raise CliError(f"--parent/--miner must be hex: {exc}") from None
+        raise UserError(f"--parent/--miner must be hex: {exc}") from None
     task = _resolve_task(args.task)
     leaves, rows = [], []
     started = time.perf_counter()
@@ -105,11 +106,11 @@ def _cmd_crosscheck(args: argparse.Namespace) -> int:
     """Exit 0 when CPU and CUDA agree bit for bit on every unit of both task kinds, 1 when not."""
     import torch
 
-    from p2p.cli import CliError
+    from p2p.errors import UserError
     from useful_work.trace import trace_root
 
     if not torch.cuda.is_available():
-        raise CliError("crosscheck: torch sees no CUDA device here; run it on a machine with a GPU")
+        raise UserError("crosscheck: torch sees no CUDA device here; run it on a machine with a GPU")
     rows, agree = [], True
     for name in ("default", "render"):
         task = _resolve_task(name)
@@ -128,16 +129,16 @@ def _cmd_crosscheck(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from p2p.cli import CliError
+    from p2p.errors import UserError
     from useful_work.contact_sheet import save_contact_sheet
     from useful_work.hashing import int_bytes, tagged_hash
     from useful_work.render import render_batch
-    from useful_work.tasks import SceneSettings
+    from useful_work.specs import SceneSettings
 
     if not 1 <= args.count <= 256:
-        raise CliError("-n must be between 1 and 256")
+        raise UserError("-n must be between 1 and 256")
     if not 16 <= args.size <= 128:
-        raise CliError("--size must be between 16 and 128")
+        raise UserError("--size must be between 16 and 128")
     seed = tagged_hash("cli-render", int_bytes(args.seed))
     batch = render_batch(seed, args.count, SceneSettings(image_size=args.size))
     print(f"wrote {save_contact_sheet(batch, args.output, show_mask=args.masks)}")

@@ -1,4 +1,4 @@
-"""Errors a wallet or task user meets, each with its own exit code, and the wrapper that prints them.
+"""Errors a wallet or task user meets, each with its own exit code (p2p/cli/exits.py prints them).
 
 Every error is one line on stderr (`pouw: error: ...`); with `--json` the same error is also
 written to stdout as {"error": message, "kind": ..., "exit_code": ...} so scripts can branch on it.
@@ -23,18 +23,13 @@ Exit codes (documented in docs/wallet.md):
 
 from __future__ import annotations
 
-import argparse
-import functools
-import json
-import sys
-from collections.abc import Callable
+from p2p.errors import UserError
 
-
-class UserError(Exception):
-    """Base of the errors shown to a user: one line, a kind and an exit code."""
-
-    exit_code = 2
-    kind = "usage"
+__all__ = [
+    "UserError", "WrongPassword", "InsufficientBalance", "BadAddress", "NodeUnreachable",
+    "TxRejectedByNode", "BadTaskSpec", "WalletFileError", "NotFound", "NotReady",
+    "ResultMismatch", "NeedsConfirmation", "Interrupted", "NodeError",
+]
 
 
 class WrongPassword(UserError):
@@ -110,19 +105,3 @@ class NodeError(UserError):
         self.status = status
         self.detail = detail  # the node's own error text
 
-
-def handles_user_errors(func: Callable[[argparse.Namespace], int | None]) -> Callable[[argparse.Namespace], int]:
-    """Wrap a subcommand: a UserError becomes its one-line message and exit code, nothing else changes."""
-
-    @functools.wraps(func)
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return int(func(args) or 0)
-        except UserError as exc:
-            message = str(exc).splitlines()[0] if str(exc) else exc.kind
-            print(f"pouw: error: {message}", file=sys.stderr)
-            if getattr(args, "json", False):
-                print(json.dumps({"error": message, "kind": exc.kind, "exit_code": exc.exit_code}))
-            return exc.exit_code
-
-    return wrapper

@@ -16,7 +16,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from p2p.user_errors import NodeError, NodeUnreachable, handles_user_errors
+from p2p.cli.exits import handles_user_errors
+from p2p.wallet.errors import NodeError, NodeUnreachable
 from p2p.logs import format_duration
 
 

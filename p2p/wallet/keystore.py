@@ -3,7 +3,7 @@
 One JSON file per wallet, in the spirit of Ethereum's keystore v3. Two kinds:
 
 - version 2, an HD wallet (`pouw wallet create`, `restore`): the secret is the BIP39 phrase's
-  entropy and the 64-byte seed derived from it (see p2p/hd_wallet.py); the file lists the
+  entropy and the 64-byte seed derived from it (see p2p/wallet/hd_wallet.py); the file lists the
   addresses derived so far (address i is the key at m/44'/1'/0'/0'/i'):
 
     {"format": "pouw-keystore", "version": 2, "address": "pw..." (address 0),
@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from chain.address import AddressError, address_of, format_address, parse_address
 from chain.keys import InvalidKey, PrivateKey
 
-from p2p.hd_wallet import DERIVATION, MAX_ADDRESSES, PATH_TEMPLATE, WORD_COUNTS, HdSecret
+from p2p.wallet.hd_wallet import DERIVATION, MAX_ADDRESSES, PATH_TEMPLATE, WORD_COUNTS, HdSecret
 
 FORMAT = "pouw-keystore"
 VERSION = 1  # a plain key

@@ -30,9 +30,9 @@ from chain.address import AddressError, format_address, parse_address
 from chain.keys import PrivateKey
 from chain.tx import Transaction
 
-from p2p.amounts import UNITS_PER_COIN, AmountError, format_amount, parse_amount
-from p2p.client import NodeClient, resolve_node_url
-from p2p.keystore import (
+from p2p.wallet.amounts import UNITS_PER_COIN, AmountError, format_amount, parse_amount
+from p2p.wallet.client import NodeClient, resolve_node_url
+from p2p.wallet.keystore import (
     Keystore,
     KeystoreError,
     Unlocked,
@@ -41,7 +41,7 @@ from p2p.keystore import (
     open_keyfile,
     resolve_wallet_dir,
 )
-from p2p.user_errors import (
+from p2p.wallet.errors import (
     BadAddress,
     InsufficientBalance,
     NeedsConfirmation,

@@ -44,7 +44,7 @@ def _load(args: argparse.Namespace) -> tuple[dict, str]:
         parse_override,
         set_path,
     )
-    from p2p.cli import CliError
+    from p2p.errors import UserError
 
     try:
         data = load_experiment_data(args.experiment)
@@ -52,7 +52,7 @@ def _load(args: argparse.Namespace) -> tuple[dict, str]:
             key, value = parse_override(item)
             set_path(data, key, value)
     except ExperimentError as exc:
-        raise CliError(str(exc)) from None
+        raise UserError(str(exc)) from None
     return data, Path(args.experiment).stem
 
 
@@ -65,17 +65,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         write_outputs,
     )
     from consensus.sim.runner import run_experiment
-    from p2p.cli import CliError
+    from p2p.errors import UserError
 
     if args.workers < 1:
-        raise CliError("--workers must be at least 1")
+        raise UserError("--workers must be at least 1")
     data, name = _load(args)
     out = Path(args.out) if args.out else Path("out") / "sim" / name
     started = time.perf_counter()
     try:
         results = run_experiment(data, name, workers=args.workers, progress=not args.no_progress)
     except (ExperimentError, ValueError) as exc:
-        raise CliError(str(exc)) from None
+        raise UserError(str(exc)) from None
     wall = time.perf_counter() - started
     paths = write_outputs(out, name, data, results, wall, args.workers)
     doc = results_document(name, data, results)
@@ -97,13 +97,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from consensus.sim.config import ExperimentError, expand
-    from p2p.cli import CliError
+    from p2p.errors import UserError
 
     data, name = _load(args)
     try:
         points = expand(data, name)
     except ExperimentError as exc:
-        raise CliError(str(exc)) from None
+        raise UserError(str(exc)) from None
     exp = points[0].experiment
     print(f"{name}: mode {exp.run.mode}, adversary {exp.adversary.kind}, {exp.network.nodes} honest nodes ({exp.network.topology}), {len(points)} point(s)")
     for p in points:
@@ -116,12 +116,12 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     import json
 
     from consensus.sim.plots import make_plots
-    from p2p.cli import CliError
+    from p2p.errors import UserError
 
     folder = Path(args.folder)
     source = folder / "points.json"
     if not source.is_file():
-        raise CliError(f"{source}: no such file (run `pouw sim run` first)")
+        raise UserError(f"{source}: no such file (run `pouw sim run` first)")
     for p in make_plots(json.loads(source.read_text()), folder):
         print(f"plot {p}")
     return 0
