@@ -10,9 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 
-from useful_work.hashing import tagged_hash
-
 from chain.keys import PublicKey
+from useful_work.hashing import tagged_hash
 
 ADDRESS_SIZE = 20
 CHECKSUM_SIZE = 4
@@ -44,7 +43,7 @@ def format_address(address: bytes) -> str:
     return PREFIX + body
 
 
-def parse_address(text: str) -> bytes:
+def parse_address(text: object) -> bytes:
     """The 20-byte address written in `text`, or AddressError saying what is wrong with it."""
     if not isinstance(text, str):
         raise AddressError(f"an address is text, got {type(text).__name__}")

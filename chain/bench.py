@@ -11,16 +11,25 @@ import time
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from useful_work.hashing import ZERO_HASH, int_bytes, tagged_hash
-from useful_work.specs import TrainSpec, encode_spec
-from useful_work.trace import Leaf, trace_root
 
 from chain.address import address_of
-from chain.block import NO_SIGNATURE, Block, BlockHeader, WorkClaim, WorkProof, header_commitment, sign_header, tx_root
+from chain.block import (
+    NO_SIGNATURE,
+    Block,
+    BlockHeader,
+    WorkClaim,
+    WorkProof,
+    header_commitment,
+    sign_header,
+    tx_root,
+)
 from chain.keys import PrivateKey
 from chain.state import apply_block, default_task_record, genesis_state
 from chain.storage import ChainStore
 from chain.tx import Transaction, make_transfer
+from useful_work.hashing import ZERO_HASH, int_bytes, tagged_hash
+from useful_work.specs import TrainSpec, encode_spec
+from useful_work.trace import Leaf, trace_root
 
 CHAIN_ID = tagged_hash("bench-chain")
 TXS_PER_BLOCK = 1000

@@ -14,14 +14,24 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Annotated
 
+from chain.address import ADDRESS_SIZE
+from chain.encoding import (
+    U32,
+    U64,
+    U256,
+    Bytes,
+    ListOf,
+    Nested,
+    Packed,
+    Record,
+    VarBytes,
+    encode_unsigned,
+)
+from chain.keys import PrivateKey, verify_signature
+from chain.tx import Transaction
 from useful_work.hashing import HASH_SIZE, int_bytes, tagged_hash
 from useful_work.merkle import merkle_proof, merkle_root, verify_merkle_proof
 from useful_work.trace import LEAF_SIZE, Leaf, leaves_chain, state_hash, trace_root
-
-from chain.address import ADDRESS_SIZE
-from chain.encoding import U32, U64, U256, Bytes, ListOf, Nested, Packed, Record, VarBytes, encode_unsigned
-from chain.keys import PrivateKey, verify_signature
-from chain.tx import Transaction
 
 MAX_CLAIMS = 16
 MAX_TXS = 100_000

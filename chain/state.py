@@ -26,14 +26,20 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Annotated
 
+from chain.address import ADDRESS_SIZE, ZERO_ADDRESS
+from chain.block import (
+    MAX_CLAIMS,
+    MAX_TXS,
+    Block,
+    BlockHeader,
+    BlockStructureError,
+    check_block_structure,
+)
+from chain.encoding import U32, U64, U64_MAX, Bytes, ListOf, Maybe, Nested, Record, UInt, VarBytes
+from chain.tx import FraudProof, SubmitTask, Transaction, Transfer, TxError, check_tx, task_units
 from useful_work.hashing import HASH_SIZE, ZERO_HASH, tagged_hash
 from useful_work.merkle import merkle_root
 from useful_work.specs import MAX_SPEC_BYTES, parse_spec
-
-from chain.address import ADDRESS_SIZE, ZERO_ADDRESS
-from chain.block import MAX_CLAIMS, MAX_TXS, Block, BlockHeader, BlockStructureError, check_block_structure
-from chain.encoding import U32, U64, U64_MAX, Bytes, ListOf, Maybe, Nested, Record, UInt, VarBytes
-from chain.tx import FraudProof, SubmitTask, Transaction, Transfer, TxError, check_tx, task_units
 
 TASK_OPEN = 0
 TASK_DONE = 1

@@ -24,12 +24,11 @@ from typing import Annotated, TypeVar
 
 import plyvel
 
-from useful_work.hashing import HASH_SIZE
-from useful_work.trace import state_hash
-
 from chain.block import Block, BlockHeader
 from chain.encoding import U64, BigUInt, Bytes, DecodeError, Record, Text, UInt
 from chain.state import Account, LedgerState, PendingReward, TaskRecord, Undo
+from useful_work.hashing import HASH_SIZE
+from useful_work.trace import state_hash
 
 R = TypeVar("R", bound=Record)
 
@@ -389,8 +388,8 @@ class ChainStore:
             batch.put(_INDEX + h, entry.to_bytes())
             for item in undo.accounts:
                 _put_or_delete(batch, _ACCOUNT + item.address, new_state.accounts.get(item.address))
-            for item in undo.tasks:
-                _put_or_delete(batch, _TASK + item.task_id, new_state.tasks.get(item.task_id))
+            for task_undo in undo.tasks:
+                _put_or_delete(batch, _TASK + task_undo.task_id, new_state.tasks.get(task_undo.task_id))
             for r in undo.rewards:
                 _put_or_delete(batch, _REWARD + r.height.to_bytes(8, "big"), new_state.rewards.get(r.height))
             for blob in blobs:
@@ -417,8 +416,8 @@ class ChainStore:
         with self._write_batch() as batch:
             for item in undo.accounts:
                 _put_or_delete(batch, _ACCOUNT + item.address, item.before)
-            for item in undo.tasks:
-                _put_or_delete(batch, _TASK + item.task_id, item.before)
+            for task_undo in undo.tasks:
+                _put_or_delete(batch, _TASK + task_undo.task_id, task_undo.before)
             for r in undo.rewards:
                 _put_or_delete(batch, _REWARD + r.height.to_bytes(8, "big"), r.before)
             for claim in block.header.work:

@@ -8,12 +8,21 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Annotated
 
+from chain.address import ADDRESS_SIZE, address_of
+from chain.encoding import (
+    U32,
+    U64,
+    U64_MAX,
+    Bytes,
+    Record,
+    UInt,
+    VarBytes,
+    Variant,
+    encode_unsigned,
+)
+from chain.keys import PrivateKey, verify_signature
 from useful_work.hashing import tagged_hash
 from useful_work.specs import MAX_SPEC_BYTES, TaskSpecError, parse_spec
-
-from chain.address import ADDRESS_SIZE, address_of
-from chain.encoding import U32, U64, U64_MAX, Bytes, Record, UInt, VarBytes, Variant, encode_unsigned
-from chain.keys import PrivateKey, verify_signature
 
 TX_TRANSFER = 0
 TX_SUBMIT_TASK = 1

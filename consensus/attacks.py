@@ -40,15 +40,14 @@ from chain.block import (
     tx_root,
 )
 from chain.keys import PrivateKey
-from useful_work.hashing import ZERO_HASH, int_bytes, tagged_hash
-from useful_work.trace import TRACE_START, Leaf, next_prefix, state_hash, trace_root, unit_seed
-
 from consensus.chainstate import ChainState
 from consensus.market import task_for_spec
 from consensus.miner import HeaderDraft, Miner, Template
 from consensus.params import ConsensusParams
 from consensus.tickets import ticket, ticket_wins
 from consensus.validation import ParentInfo, required_openings
+from useful_work.hashing import ZERO_HASH, int_bytes, tagged_hash
+from useful_work.trace import TRACE_START, Leaf, next_prefix, state_hash, trace_root, unit_seed
 
 REROLL_STRATEGIES = ("last", "chained")
 

@@ -22,7 +22,6 @@ from chain.address import address_of
 from chain.block import Block
 from chain.keys import PrivateKey
 from chain.tx import Transaction, make_fraud_proof
-
 from consensus.chainstate import ChainState
 from consensus.fraud import block_start_state, find_fraud
 

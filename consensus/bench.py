@@ -17,7 +17,6 @@ from chain.address import address_of
 from chain.keys import PrivateKey
 from chain.storage import ChainStore
 from chain.tx import make_transfer
-
 from consensus.chainstate import ChainState, Outcome
 from consensus.miner import Miner
 from consensus.params import Allocation, ConsensusParams, load_params

@@ -31,11 +31,17 @@ from enum import Enum
 from chain.block import Block, BlockHeader
 from chain.mempool import Mempool, TxRejected
 from chain.state import LedgerState, StateError, fraud_target, undo_block, undo_blocks
-from chain.storage import STATUS_BODY, STATUS_HEADER, STATUS_INVALID, STATUS_VALID, ChainStore, IndexEntry
+from chain.storage import (
+    STATUS_BODY,
+    STATUS_HEADER,
+    STATUS_INVALID,
+    STATUS_VALID,
+    ChainStore,
+    IndexEntry,
+)
 from chain.tx import FraudProof, Transaction
-
-from consensus.fraud import FraudError, check_fraud_proof
 from consensus.forkchoice import chain_work_after, prefer
+from consensus.fraud import FraudError, check_fraud_proof
 from consensus.genesis import Genesis, build_genesis
 from consensus.market import check_market_rules
 from consensus.params import ConsensusParams
@@ -186,8 +192,9 @@ class ChainState:
         times = [header.time_ms]
         h = header
         while len(times) < self.params.median_time_span and h.height > 0:
-            h = self.header(h.prev_hash)
-            assert h is not None
+            parent = self.header(h.prev_hash)
+            assert parent is not None
+            h = parent
             times.append(h.time_ms)
         grandparent = self.header(header.prev_hash) if header.height > 0 else None
         grandparent_time = grandparent.time_ms if grandparent is not None else header.time_ms

@@ -20,11 +20,10 @@ from collections.abc import Callable
 from chain.block import Block
 from chain.state import LedgerState, StateError, fraud_target
 from chain.tx import FraudProof
-from useful_work.trace import prefix_commitments, state_hash, unit_seed
-from useful_work.verify import verify_unit
-
 from consensus.market import initial_state, task_for_spec
 from consensus.params import ConsensusParams
+from useful_work.trace import prefix_commitments, state_hash, unit_seed
+from useful_work.verify import verify_unit
 
 BlockLoader = Callable[[bytes], Block | None]
 

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from chain.address import ZERO_ADDRESS, parse_address
 from chain.block import NO_SIGNATURE, Block, BlockHeader, tx_root
 from chain.state import LedgerState, TaskRecord, default_task_record, genesis_state
+from consensus.params import ConsensusParams, ParamsError
+from consensus.targets import block_work
 from useful_work.hashing import ZERO_HASH, tagged_hash
 from useful_work.specs import encode_spec
 from useful_work.tasks import make_task
 from useful_work.trace import state_hash
-
-from consensus.params import ConsensusParams, ParamsError
-from consensus.targets import block_work
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,11 @@ from chain.address import ZERO_ADDRESS
 from chain.block import Block
 from chain.state import LedgerState, TaskRecord, open_tasks
 from chain.tx import SubmitTask, Transaction
+from consensus.params import ConsensusParams
 from useful_work.hashing import ZERO_HASH
 from useful_work.specs import TaskSpec, parse_spec, unit_cost
 from useful_work.tasks import Task, task_from_bytes
 from useful_work.trace import state_hash
-
-from consensus.params import ConsensusParams
 
 
 class MarketError(ValueError):

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chain.address import address_of
 from chain.block import (
     NO_SIGNATURE,
     Block,
@@ -26,20 +27,18 @@ from chain.block import (
     sign_header,
     tx_root,
 )
-from chain.address import address_of
 from chain.keys import PrivateKey
 from chain.mempool import Mempool
 from chain.state import LedgerState, StateError, apply_block
 from chain.tx import FraudProof, Transaction
-from useful_work.hashing import ZERO_HASH, tagged_hash
-from useful_work.prng import Prng
-from useful_work.trace import TRACE_START, Leaf, next_prefix, state_hash, trace_root, unit_seed
-
 from consensus.chainstate import ChainState
 from consensus.market import check_market_rules, task_for_spec
 from consensus.params import ConsensusParams
 from consensus.tickets import ticket, ticket_wins
 from consensus.validation import required_openings
+from useful_work.hashing import ZERO_HASH, tagged_hash
+from useful_work.prng import Prng
+from useful_work.trace import TRACE_START, Leaf, next_prefix, state_hash, trace_root, unit_seed
 
 log = logging.getLogger("pouw.miner")
 

@@ -13,7 +13,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from useful_work.specs import RenderSpec, TaskSpec, TaskSpecError, TrainSpec, unit_cost, validate_spec
+from useful_work.specs import (
+    RenderSpec,
+    TaskSpec,
+    TaskSpecError,
+    TrainSpec,
+    unit_cost,
+    validate_spec,
+)
 
 COIN = 100_000_000
 MAX_TARGET = (1 << 256) - 1

@@ -23,17 +23,30 @@ from dataclasses import dataclass
 from enum import Enum
 
 from chain.address import address_of
-from chain.block import Block, BlockHeader, BlockStructureError, BodyMismatch, check_body_matches, check_proof_rules
+from chain.block import (
+    Block,
+    BlockHeader,
+    BlockStructureError,
+    BodyMismatch,
+    check_body_matches,
+    check_proof_rules,
+)
 from chain.state import LedgerState, StateError, Undo, apply_block
 from chain.tx import FraudProof, TxError
-from useful_work.trace import prefix_commitments, unit_seed
-from useful_work.verify import verify_unit
-
 from consensus.fraud import BlockLoader, FraudError, check_fraud_proof
-from consensus.market import MarketError, active_task, check_market_rules, initial_state, task_for_spec, task_start_hash
+from consensus.market import (
+    MarketError,
+    active_task,
+    check_market_rules,
+    initial_state,
+    task_for_spec,
+    task_start_hash,
+)
 from consensus.params import ConsensusParams
 from consensus.targets import next_target
 from consensus.tickets import challenged_units, ticket, ticket_wins
+from useful_work.trace import prefix_commitments, unit_seed
+from useful_work.verify import verify_unit
 
 
 class Reason(str, Enum):

@@ -23,13 +23,12 @@ from chain.address import AddressError, format_address, parse_address
 from chain.block import Block
 from chain.encoding import DecodeError
 from chain.mempool import TxRejected
-from chain.storage import STATUS_NAMES, CorruptRecord, StoreCorrupt
 from chain.state import TaskRecord
+from chain.storage import STATUS_NAMES, CorruptRecord, StoreCorrupt
 from chain.tx import SubmitTask, Transaction, Transfer
 from consensus.market import active_task, credited_line, initial_state, task_for_spec
-from useful_work.hashing import ZERO_HASH
-
 from p2p.metrics import CONTENT_TYPE_LATEST
+from useful_work.hashing import ZERO_HASH
 
 if TYPE_CHECKING:
     from chain.mempool import Mempool
@@ -57,7 +56,6 @@ class NodeView(Protocol):
     miner: Miner
     auditor: Auditor | None
     bans: BanList
-    addresses: Mapping[str, object]  # the address book, by HOST:PORT
     token: str  # the admin cookie
     device: str
     started_at: float
@@ -66,6 +64,9 @@ class NodeView(Protocol):
     mining_enabled: bool
     mining_error: str | None
     storage_failure: tuple[str, str] | None
+
+    @property
+    def addresses(self) -> Mapping[str, object]: ...  # the address book, by HOST:PORT
 
     @property
     def mining_state(self) -> str: ...
@@ -239,7 +240,7 @@ def task_json(node: NodeView, task: TaskRecord) -> dict:
     except ValueError:
         active = False
     try:
-        kind = task_for_spec(task.spec).spec.kind  # type: ignore[attr-defined]
+        kind = task_for_spec(task.spec).spec.kind
     except Exception:  # noqa: BLE001 - display only
         kind = "?"
     return {
@@ -266,7 +267,7 @@ def pending_task_json(node: NodeView, tx: Transaction) -> dict:
     assert isinstance(payload, SubmitTask)
     try:
         task = task_for_spec(payload.spec)
-        kind, units_total = task.spec.kind, task.units_total  # type: ignore[attr-defined]
+        kind, units_total = task.spec.kind, task.units_total
     except Exception:  # noqa: BLE001 - display only; the mempool checked the spec
         kind, units_total = "?", 0
     return {
@@ -690,7 +691,6 @@ async def get_task_manifest(node: NodeView, request: web.Request) -> web.Respons
 
 async def get_task_metrics(node: NodeView, request: web.Request) -> web.Response:
     from p2p.task_metrics import EvaluatorBusy, heldout_metrics
-
     from useful_work.trace import state_hash
 
     task = _task(node, request)

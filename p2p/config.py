@@ -97,7 +97,7 @@ def apply_file(parser: argparse.ArgumentParser, args: argparse.Namespace, path: 
             raise StartupError(EXIT_CONFIG, f"config {path}: {raw_key}: unknown setting (known: {known})")
         value = _convert(action, raw_key, value, str(path))
         if dest in PATH_KEYS or (dest == "network" and value not in PRESETS):
-            value = str((base / Path(value).expanduser()))
+            value = str(base / Path(value).expanduser())
         if dest in given:
             continue
         setattr(args, dest, value)

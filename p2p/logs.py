@@ -17,10 +17,8 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 class IsoFormatter(logging.Formatter):
     """`2026-12-01T22:32:01.123Z INFO    pouw.node: message`."""
 
-    converter = time.gmtime
-
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
-        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-import plyvel
 from aiohttp import web
 
 from chain.address import address_of, format_address
@@ -35,11 +34,10 @@ from consensus.audit import Auditor
 from consensus.chainstate import BlockResult, ChainState, Limits, Outcome
 from consensus.miner import Miner
 from consensus.params import ConsensusParams, load_params
-
-from p2p import lifecycle
-from p2p.lifecycle import EXIT_DATADIR, EXIT_KEY, Prepared, StartupError
-from p2p import log_limits
+from p2p import lifecycle, log_limits
 from p2p.api import build_api
+from p2p.errors import UserError
+from p2p.lifecycle import EXIT_DATADIR, EXIT_KEY, Prepared, StartupError
 from p2p.metrics import NodeMetrics
 from p2p.peer import HANDSHAKE_TIMEOUT_S, BanList, Peer, PeerLimits
 from p2p.protocol import (
@@ -63,7 +61,6 @@ from p2p.protocol import (
 from p2p.reindex import recover_swap, reindex
 from p2p.sync import BODY_TIMEOUT_S, Sync
 from p2p.txindex import TxIndex
-from p2p.errors import UserError
 
 log = logging.getLogger("pouw.node")
 
@@ -314,7 +311,7 @@ class Node:
             from consensus.attacks import PoisonMiner  # an attack, for tests only
 
             log.warning("attack mode: poisoning unit %d of every block", self.config.poison_at)
-            self.miner = PoisonMiner(self.chain, self.key, jump_at=self.config.poison_at, payout=self.miner_address,
+            self.miner: Miner = PoisonMiner(self.chain, self.key, jump_at=self.config.poison_at, payout=self.miner_address,
                                      mempool=self.mempool, device=self.device)
         else:
             self.miner = Miner(self.chain, self.key, payout=self.miner_address, mempool=self.mempool, device=self.device)
@@ -449,7 +446,7 @@ class Node:
             ws = await self.session.ws_connect(
                 f"http://{addr}/p2p", max_msg_size=self.params.max_message_bytes + 4096, autoping=True, timeout=aiohttp.ClientWSTimeout(ws_close=5)
             )
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             info.failures += 1
             wait = min(30.0, 0.5 * 2 ** min(info.failures, 6))
             info.next_try = time.monotonic() + wait

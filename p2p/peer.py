@@ -219,7 +219,7 @@ class Peer:
                     return
                 try:
                     await asyncio.wait_for(self.ws.send_bytes(frame), DRAIN_TIMEOUT_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     self.close(f"a frame not taken for {DRAIN_TIMEOUT_S:.0f} s (peer not reading)")
                     return
                 self._queued_bytes -= len(frame)
@@ -269,7 +269,7 @@ class Peer:
         timeout = HANDSHAKE_TIMEOUT_S if self.hello is None else IDLE_TIMEOUT_S
         try:
             msg = await self.ws.receive(timeout=timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.close("handshake timeout" if self.hello is None else f"no message for {IDLE_TIMEOUT_S:.0f} s")
             return None
         if msg.type == aiohttp.WSMsgType.BINARY:
@@ -315,7 +315,7 @@ class Peer:
             if self._writer is not None:
                 try:
                     await asyncio.wait_for(self._writer, 5)
-                except (asyncio.TimeoutError, asyncio.CancelledError, Exception):  # noqa: BLE001
+                except (TimeoutError, asyncio.CancelledError, Exception):  # noqa: BLE001
                     self._writer.cancel()
 
     async def _read_loop(self, handler: Handler, our_hello: Hello) -> None:

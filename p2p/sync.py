@@ -44,7 +44,6 @@ from chain.tx import Transaction
 from consensus.chainstate import BlockResult, ChainState, Outcome
 from consensus.forkchoice import prefer
 from consensus.validation import Reason
-
 from p2p.metrics import NodeMetrics, tx_reason_code
 from p2p.peer import Misbehaving, Peer, TokenBucket
 from p2p.protocol import (
@@ -389,10 +388,10 @@ class Sync:
         self.metrics.header_height.set(self.best_header.height)
         index = batch.index
         if index > 0:
-            last = headers[index - 1]
-            entry = self.chain.entry(last.hash)
-            peer.best_height = max(peer.best_height, last.height)
-            peer.last_header = last.hash
+            newest = headers[index - 1]
+            entry = self.chain.entry(newest.hash)
+            peer.best_height = max(peer.best_height, newest.height)
+            peer.last_header = newest.hash
             for h in headers[:index]:
                 peer.mark_known(h.hash)
             if entry is not None:

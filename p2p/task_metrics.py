@@ -63,7 +63,13 @@ def heldout_metrics(spec_bytes: bytes, state: bytes, wait: bool = True) -> dict 
 
 
 def _evaluate(spec: TrainSpec, state: bytes) -> dict:
-    from useful_work.evaluate import HELDOUT_COUNT, HELDOUT_SEED, angular_error_deg, evaluate_state, heldout_set
+    from useful_work.evaluate import (
+        HELDOUT_COUNT,
+        HELDOUT_SEED,
+        angular_error_deg,
+        evaluate_state,
+        heldout_set,
+    )
     from useful_work.export_model import export_checkpoint, model_from_checkpoint, predict_exported
     from useful_work.train_task import model_config
     from useful_work.trainer import decode_state

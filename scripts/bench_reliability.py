@@ -33,9 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "p2p"))
 
-from framework import NodeProcess, TestPeer, wait_until, write_network  # noqa: E402
-from p2p.protocol import AGENT, PROTOCOL_VERSION, GetHeaders, Hello, int_to_wire  # noqa: E402
+from framework import NodeProcess, TestPeer, write_network  # noqa: E402
 from test_p2p_resources import RawPeer, _rss_mb  # noqa: E402
+
+from p2p.protocol import AGENT, PROTOCOL_VERSION, GetHeaders, Hello, int_to_wire  # noqa: E402
 
 
 def measure(node: NodeProcess, seconds: float, during=None) -> dict:
@@ -102,7 +103,7 @@ def main() -> int:
                                 if frame.type != aiohttp.WSMsgType.BINARY:
                                     return
                                 answered["n"] += 1
-                        except asyncio.TimeoutError:
+                        except TimeoutError:
                             pass
                         await asyncio.sleep(1 / args.rate)
                     await p.close()

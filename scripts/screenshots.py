@@ -1,6 +1,6 @@
 """Screenshots of the explorer's main pages, at 1280x800 and at a phone's width (390 px).
 
-Starts the browser tests' devnet (tests/p2p/explorer_devnet.py: a mining node, a peer, a paid
+Starts the browser tests' devnet (tests/p2p/explorer_kit.py: a mining node, a peer, a paid
 render task and a paid training task), waits for both tasks, and photographs the pages with the
 same headless Chromium the tests use. Writes docs/img/explorer-*.png by default.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "p2p"))
 
-from explorer_devnet import start_devnet, wait_synced  # noqa: E402
+from explorer_kit import start_devnet, wait_synced  # noqa: E402
 
 from useful_work.specs import RenderSpec, TrainSpec  # noqa: E402
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets everything up and runs the test suite (the README's test command; .ci/run calls it).
+# Sets everything up, runs the lint and type checks, then the test suite (the README's test
+# command; .ci/run calls it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
@@ -14,5 +15,10 @@ if [ -z "${POUW_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
         echo "[test] no chromium (apt-get install chromium): the explorer's browser tests will skip"
     fi
 fi
+# Lint and type checks first: a failure ends the command before the tests run.
+echo "[test] ruff check"
+.venv/bin/ruff check .
+echo "[test] mypy"
+.venv/bin/mypy
 # loadgroup: tests marked xdist_group (the browser tests' shared devnet) stay on one worker.
 exec .venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"

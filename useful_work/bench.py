@@ -109,7 +109,7 @@ def cost_model(quick: bool = False) -> dict[str, Any]:
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name, spec in chosen:
             seconds = unit_cpu_seconds(spec, 2 if quick else 4)
             cost = unit_cost(spec)

@@ -16,7 +16,13 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from useful_work.evaluate import HELDOUT_COUNT, EvalResult, evaluate_fixed, evaluate_float, heldout_set
+from useful_work.evaluate import (
+    HELDOUT_COUNT,
+    EvalResult,
+    evaluate_fixed,
+    evaluate_float,
+    heldout_set,
+)
 from useful_work.hashing import ZERO_HASH, int_bytes, tagged_hash
 from useful_work.reference import ReferenceTrainer
 from useful_work.specs import TrainSpec

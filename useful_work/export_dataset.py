@@ -74,7 +74,10 @@ def export_dataset(
     """
     if expected_digests is not None and len(expected_digests) != len(units):
         raise ValueError(f"{len(expected_digests)} expected digests for {len(units)} units")
-    images, masks, depths, labels, records = [], [], [], [], []
+    images: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    depths: list[np.ndarray] = []
+    labels, records = [], []
     first = 0
     for u, (seed, count) in enumerate(units):
         batch = render_batch(seed, count, settings, device)

@@ -9,7 +9,7 @@ comparisons on int64 tensors, so results are identical on any device and thread 
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Context, Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import torch
 
@@ -34,7 +34,7 @@ def _ln2() -> Decimal:
     return _CTX.ln(Decimal(2))
 
 
-@lru_cache(maxsize=None)
+@cache
 def exp2_neg_table() -> tuple[int, ...]:
     """round(2^30 * 2^(-j/256)) for j = 0 .. 256."""
     ln2 = _ln2()
@@ -42,26 +42,26 @@ def exp2_neg_table() -> tuple[int, ...]:
     return tuple(_round_decimal(_CTX.exp(_CTX.multiply(ln2, Decimal(-j) / n)) * (1 << TABLE_FRAC)) for j in range(n + 1))
 
 
-@lru_cache(maxsize=None)
+@cache
 def ln1p_table() -> tuple[int, ...]:
     """round(2^30 * ln(1 + j/256)) for j = 0 .. 256."""
     n = 1 << TABLE_BITS
     return tuple(_round_decimal(_CTX.ln(Decimal(n + j) / n) * (1 << TABLE_FRAC)) for j in range(n + 1))
 
 
-@lru_cache(maxsize=None)
+@cache
 def log2e_q() -> int:
     """log2(e) in Q24."""
     return _round_decimal(_CTX.divide(Decimal(1), _ln2()) * (1 << _LOG2E_FRAC))
 
 
-@lru_cache(maxsize=None)
+@cache
 def ln2_q() -> int:
     """ln(2) in Q30."""
     return _round_decimal(_ln2() * (1 << TABLE_FRAC))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _table_tensor(name: str, device: torch.device) -> torch.Tensor:
     values = exp2_neg_table() if name == "exp2" else ln1p_table()
     return torch.tensor(values, dtype=torch.int64, device=device)

@@ -41,8 +41,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from useful_work.exact import FLOAT_EXACT_BITS, clamp_bits, exact_matmul, exact_matmul_fp, shift_round
-from useful_work.intmath import first_argmax, max_pool2x2_tie_broken, max_unpool2x2, tie_break_pattern
+from useful_work.exact import (
+    FLOAT_EXACT_BITS,
+    clamp_bits,
+    exact_matmul,
+    exact_matmul_fp,
+    shift_round,
+)
+from useful_work.intmath import (
+    first_argmax,
+    max_pool2x2_tie_broken,
+    max_unpool2x2,
+    tie_break_pattern,
+)
 from useful_work.prng import Prng
 
 FRAC_IN = 7

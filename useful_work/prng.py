@@ -57,7 +57,8 @@ class Prng:
         if not isinstance(seed, bytes) or len(seed) != 32:
             raise ValueError("a PRNG seed is 32 bytes")
         k = tagged_hash("prng-key", seed)
-        self.key = tuple(int.from_bytes(k[4 * i : 4 * i + 4], "little") for i in range(4))
+        words = [int.from_bytes(k[4 * i : 4 * i + 4], "little") for i in range(4)]
+        self.key = (words[0], words[1], words[2], words[3])
         self.device = torch.device(device)
 
     def words(self, stream: int | str, n: int, offset: int = 0) -> torch.Tensor:

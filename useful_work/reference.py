@@ -43,13 +43,14 @@ class ReferenceCNN(nn.Module):
         return self.head(f), (self.direction(f) if self.direction is not None else None)
 
     @torch.no_grad()
-    def load_fixed(self, params: Params) -> "ReferenceCNN":
+    def load_fixed(self, params: Params) -> ReferenceCNN:
         """Copy Q24 master parameters into this module (float32)."""
         def f(name: str) -> torch.Tensor:
             return (params[name].to(torch.float64) / (1 << FRAC_MASTER)).to(torch.float32)
 
         c = self.config
         self.conv1.weight.copy_(conv_weight_from_gemm(f("conv1.weight"), c.c_in))
+        assert self.conv1.bias is not None and self.conv2.bias is not None  # built with biases
         self.conv1.bias.copy_(f("conv1.bias"))
         self.conv2.weight.copy_(conv_weight_from_gemm(f("conv2.weight"), c.c1))
         self.conv2.bias.copy_(f("conv2.bias"))
@@ -81,7 +82,7 @@ class ReferenceTrainer:
     optimizer: torch.optim.Optimizer
 
     @classmethod
-    def create(cls, config: ModelConfig, params: Params, lr: float, momentum: float) -> "ReferenceTrainer":
+    def create(cls, config: ModelConfig, params: Params, lr: float, momentum: float) -> ReferenceTrainer:
         model = ReferenceCNN(config).load_fixed(params)
         return cls(model, torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum))
 

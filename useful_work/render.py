@@ -19,13 +19,13 @@ import torch
 from useful_work.exact import floor_div, isqrt, shift_round
 from useful_work.scene import (
     CLASSES,
-    SPHERE,
     DIR_BITS,
     DIR_ONE,
     MAX_LIGHTS,
     MAX_OBJECTS,
-    SceneBatch,
     PROJ_SUB,
+    SPHERE,
+    SceneBatch,
     box_corners,
     generate_scenes,
     pixel_box,

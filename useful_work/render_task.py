@@ -32,7 +32,7 @@ class RenderState:
         return STATE_MAGIC + struct.pack("<Q", self.units_done) + self.accumulator
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "RenderState":
+    def from_bytes(cls, data: bytes) -> RenderState:
         if not isinstance(data, bytes):
             raise ValueError("render state: must be bytes")
         if len(data) != STATE_SIZE:

@@ -11,6 +11,7 @@ scaled by 2^14, sizes and positions are millimetres.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 
@@ -126,9 +127,10 @@ class SceneBatch:
     def focal(self) -> int:
         return focal_half_pixels(self.image_size)
 
-    def to(self, device: str | torch.device) -> "SceneBatch":
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return SceneBatch(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in values.items()})
+    def to(self, device: str | torch.device) -> SceneBatch:
+        values: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        moved: dict[str, Any] = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in values.items()}
+        return SceneBatch(**moved)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The tensor fields by name, in declaration order (the order used for hashing)."""
@@ -233,7 +235,7 @@ def generate_scenes(seed: bytes, count: int, settings: SceneSettings, device: st
         raise ValueError(f"light counts must satisfy 1 <= min <= max <= {MAX_LIGHTS}")
     dev = torch.device(device)
     w = Prng(seed, dev).words("scene.v1", count * WORDS_PER_SCENE).view(count, WORDS_PER_SCENE)
-    i64 = dict(dtype=torch.int64, device=dev)
+    i64: dict[str, Any] = dict(dtype=torch.int64, device=dev)
     slots = torch.arange(MAX_OBJECTS, **i64)
     lslots = torch.arange(MAX_LIGHTS, **i64)
 

@@ -8,6 +8,7 @@ naming the field, so a spec that cannot run is refused when submitted, not when 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import TypeVar
 
 import msgpack
 
@@ -82,6 +83,7 @@ class TrainSpec:
 
 
 TaskSpec = RenderSpec | TrainSpec
+AnySpec = TypeVar("AnySpec", bound=TaskSpec)  # a function that returns the spec it was given
 
 ARCH_PRESETS = ("cnn-small",)
 OBJECTIVES = ("lights", "light-direction")
@@ -105,7 +107,7 @@ _STR_VALUES: dict[str, tuple[str, ...]] = {"arch": ARCH_PRESETS, "objective": OB
 _KINDS: dict[str, type] = {"render": RenderSpec, "train": TrainSpec}
 
 
-def validate_spec(spec: TaskSpec) -> TaskSpec:
+def validate_spec(spec: AnySpec) -> AnySpec:
     """Check every field's type and range and the cross-field rules; return the spec."""
     kind = spec.kind
     for f in fields(spec):

@@ -14,7 +14,8 @@ from useful_work.specs import RenderSpec, TaskSpec, parse_spec, validate_spec
 class Task(Protocol):
     """What every task kind offers: an initial state and a unit function, both exact."""
 
-    spec: TaskSpec
+    @property
+    def spec(self) -> TaskSpec: ...
 
     @property
     def units_total(self) -> int: ...

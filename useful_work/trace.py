@@ -46,7 +46,7 @@ class Leaf:
         return self.input_hash + self.output_hash + self.digest + self.commitment
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Leaf":
+    def from_bytes(cls, data: bytes) -> Leaf:
         if len(data) != LEAF_SIZE:
             raise ValueError(f"a leaf is {LEAF_SIZE} bytes, got {len(data)}")
         return cls(data[:32], data[32:64], data[64:96], data[96:])

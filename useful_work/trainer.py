@@ -55,7 +55,7 @@ class Hyper:
     momentum_q: int
 
     @classmethod
-    def from_spec(cls, lr_micro: int, momentum_milli: int) -> "Hyper":
+    def from_spec(cls, lr_micro: int, momentum_milli: int) -> Hyper:
         # Round half up, in Python integers (exact).
         lr_q = ((lr_micro << (LR_FRAC + 1)) + 1_000_000) // 2_000_000
         momentum_q = ((momentum_milli << (MOMENTUM_FRAC + 1)) + 1000) // 2000
@@ -140,7 +140,7 @@ def sgd_update(params: Params, momentum: Params, grads: Params, hyper: Hyper) ->
 def check_labels(counts: torch.Tensor, dirs: torch.Tensor | None, batch: int, config: ModelConfig) -> None:
     if counts.dtype != torch.int64 or counts.shape != (batch,):
         raise ValueError(f"light counts must be int64 [{batch}], got {counts.dtype} {tuple(counts.shape)}")
-    if batch and not (1 <= int(counts.min()) and int(counts.max()) <= NUM_CLASSES):
+    if batch and not (int(counts.min()) >= 1 and int(counts.max()) <= NUM_CLASSES):
         raise ValueError("light counts must be in 1 .. 3")
     if config.direction and (dirs is None or dirs.dtype != torch.int64 or dirs.shape != (batch, 3)):
         raise ValueError(f"the direction objective needs int64 directions [{batch}, 3]")

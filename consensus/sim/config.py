@@ -261,10 +261,7 @@ def _work(data: Any) -> WorkConfig:
     section = "work"
     table = _keys(data if data is not None else {}, section, {"unit_seconds", "header_check_seconds"})
     unit = table.get("unit_seconds", 0.02)
-    if unit == "measure":
-        unit_seconds = None
-    else:
-        unit_seconds = _num(table, section, "unit_seconds", 0.02, 0)
+    unit_seconds = None if unit == "measure" else _num(table, section, "unit_seconds", 0.02, 0)
     return WorkConfig(unit_seconds, _num(table, section, "header_check_seconds", 0.0005, 0))
 
 
@@ -418,7 +415,7 @@ def parse_experiment(data: dict, name: str = "experiment") -> Experiment:
     auto = False
     if "initial_units_per_block" not in chain_table:
         # Start at the difficulty the configured miners need, so no warm-up run is spent retargeting.
-        probe, _ = _chain({k: v for k, v in chain_table.items()})
+        probe, _ = _chain(dict(chain_table))
         honest = sum(g.count * g.unit_rate for g in miners)
         total = honest / (1 - adversary.share) if adversary.share else honest
         if total > 0:

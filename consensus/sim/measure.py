@@ -26,10 +26,9 @@ def measure_unit_seconds(params: ConsensusParams, units: int = 5, device: str = 
 def measure_reroll_seconds(leaves: int, rolls: int = 2000) -> float:
     """Mean wall seconds of one re-roll of a fabricated leaf's digest in a trace of `leaves` leaves:
     the made-up digest, the trace root and the ticket (hashes only, as consensus.attacks.RerollMiner's "last")."""
+    from consensus.tickets import ticket
     from useful_work.hashing import ZERO_HASH
     from useful_work.trace import Leaf, trace_root
-
-    from consensus.tickets import ticket
 
     base = [Leaf(tagged_hash("leaf-in", int_bytes(u)), tagged_hash("leaf-out", int_bytes(u)), tagged_hash("leaf", int_bytes(u)), ZERO_HASH) for u in range(leaves)]
     fake = leaves - 2 if leaves >= 2 else 0

@@ -43,7 +43,7 @@ class _Grow:
     """A numpy column that grows by doubling, for per-block values read with fancy indexing."""
 
     def __init__(self, dtype: type, first: float) -> None:
-        self.a = np.empty(1024, dtype=dtype)
+        self.a: np.ndarray = np.empty(1024, dtype=dtype)
         self.a[0] = first
         self.n = 1
 
@@ -132,12 +132,15 @@ class ModelledSim:
 
             self._challenged = challenged_units
         if exp.adversary.kind == "reroller":
-            from consensus.tickets import challenged_units  # the real challenge rule (imports the kernels' PRNG)
+            from consensus.tickets import (
+                challenged_units,  # the real challenge rule (imports the kernels' PRNG)
+            )
 
             self._challenged = challenged_units
             self.reroll = RerollAttempts(exp.adversary.reroll_strategy, exp.adversary.honest_prefix, float(self.pop.rate[self.adv]))
             self.queue.push(0.0, "reroll-tip", 0)
         if exp.adversary.kind == "flooder":
+            assert self.adv is not None  # a flooder run has an adversary
             self.flood = plan_flood(
                 exp.adversary, exp.network, self.net, self.adv, unit_seconds, exp.work.header_check_seconds, self._expected_end(), self.rng
             )
@@ -150,6 +153,7 @@ class ModelledSim:
         run = self.exp.run
         if run.duration_s is not None:
             return run.duration_s
+        assert run.blocks is not None  # a run stops after a duration or at a height
         return 1.5 * run.blocks * self.params.block_interval_ms / 1000 + max((e.heal_s for e in self.exp.events), default=0.0)
 
     # --- views -----------------------------------------------------------------------------

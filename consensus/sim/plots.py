@@ -81,7 +81,7 @@ def _theory_curve(y: str, x: str, xs: np.ndarray, points: list[dict]) -> tuple[n
     if y == "detection_rate" and x == "adversary.fabricate":
         k = int(points[0]["metrics"].get("spot_checks", 4))
         grid = np.linspace(0, max(float(xs.max()) * 1.05, 0.05), 200)
-        return grid, theory.detection(grid, k), f"1-(1-f)^k, k={k}"
+        return grid, np.array([theory.detection(f, k) for f in grid]), f"1-(1-f)^k, k={k}"
     if y == "fork_rate" and x == "delay_over_interval":
         grid = np.linspace(0, float(xs.max()) * 1.1, 200)
         return grid, 1 - np.exp(-grid), "1-exp(-d/T)"
@@ -105,7 +105,7 @@ def plot_curve(doc: dict, x: str, series: str | None, y: str, path: Path) -> Pat
     if categorical:
         labels = sorted({_label(v) for v in xs_all}, key=lambda s: [_label(_value(p, x)) for p in points].index(s))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for gi, (key, members) in enumerate(groups.items()):
+    for gi, members in enumerate(groups.values()):
         colour = colours[gi % len(colours)]
         members = sorted(members, key=lambda p: labels.index(_label(_value(p, x))) if categorical else _value(p, x))
         xs = np.array([labels.index(_label(_value(p, x))) if categorical else float(_value(p, x)) for p in members])

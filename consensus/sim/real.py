@@ -19,15 +19,16 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from chain.address import address_of
 from chain.block import Block
 from chain.keys import PrivateKey
 from chain.storage import STATUS_INVALID, STATUS_VALID, ChainStore
+from consensus.attacks import RerollMiner, RerollStats
 from consensus.chainstate import ChainState, Outcome
 from consensus.miner import Miner, make_template
 from consensus.sim.config import Experiment
@@ -58,6 +59,12 @@ class _Node:
     units_run: int = 0
     verify_units: int = 0
     verify_seconds: float = 0.0
+
+
+def _reroll(node: _Node) -> RerollStats:
+    """The re-roll counters of an adversary node's miner (a RerollMiner in the re-roller runs)."""
+    assert isinstance(node.miner, RerollMiner)
+    return node.miner.reroll
 
 
 def _real_units(miner: Miner, fakes, claimed: int) -> int:
@@ -94,7 +101,7 @@ class RealSim:
                 node.miner = self._make_miner(i, chain, key, node)
             self.nodes.append(node)
         self.ids[self.nodes[0].chain.genesis.block.hash] = 0
-        self._fakes = None
+        self._fakes: Callable[[int], bool] | None = None
         self.reroll_units = {"prefix": 0, "roll": 0}  # the re-roller's counted units, by phase
         self.reroll_expected = {"prefix": 0.0, "roll": 0.0}  # the blocks those units win on average (units times target / 2^256)
         self.reroll_q = 0.0  # target / 2^256 of the re-roller's current attempt
@@ -172,7 +179,7 @@ class RealSim:
             # The fake decider is the miner's own, so the count of real units matches what it did.
             self._fakes = node.miner.fake_decider(make_template(node.chain))
         rerolling = self._rerolling(node)
-        rolls = node.miner.reroll.tickets if rerolling else 0
+        rolls = _reroll(node).tickets if rerolling else 0
         if rerolling:
             self.reroll_q = make_template(node.chain).target / float(1 << 256)
         started = time.perf_counter()
@@ -186,15 +193,17 @@ class RealSim:
             if not rerolling:
                 node.attempt_real = self.params.max_units_per_block
             else:
-                self._count_computed(node, real, node.miner.reroll.tickets - rolls)
+                self._count_computed(node, real, _reroll(node).tickets - rolls)
             return
-        rerolled = rerolling and node.miner.reroll.tickets > rolls  # a prefix win returns before any re-roll
+        rerolled = rerolling and _reroll(node).tickets > rolls  # a prefix win returns before any re-roll
         if rerolling:
             claimed = len(block.proofs[0].leaves)
-            self._count_computed(node, real, node.miner.reroll.tickets - rolls)
+            self._count_computed(node, real, _reroll(node).tickets - rolls)
         useful = claimed
         if fabricating:
-            faked = [u for u in range(claimed - 1) if self._fakes(u)]
+            fakes = self._fakes
+            assert fakes is not None
+            faked = [u for u in range(claimed - 1) if fakes(u)]
             useful = faked[0] if faked else claimed
         if rerolled:
             useful = claimed - 1 if self.exp.adversary.reroll_strategy == "chained" else 0  # all but the fabricated leaf
@@ -330,13 +339,14 @@ class RealSim:
         honest = [v for v in range(self.pop.n) if self.pop.honest[v]]
         ref = self.nodes[honest[0]].chain
         log = self.log
-        by_hash = {h: b for h, b in self.ids.items()}
+        by_hash = dict(self.ids)
         for h, b in by_hash.items():
             if b == 0:
-                log.work[0] = ref.entry(h).chain_work
+                genesis_entry = ref.entry(h)
+                assert genesis_entry is not None
+                log.work[0] = genesis_entry.chain_work
                 continue
-            verdicts = [self.nodes[v].chain.entry(h) for v in honest]
-            verdicts = [e for e in verdicts if e is not None]
+            verdicts = [e for v in honest if (e := self.nodes[v].chain.entry(h)) is not None]
             log.work[b] = verdicts[0].chain_work if verdicts else 0
             log.checked[b] = any(e.status == STATUS_VALID for e in verdicts) or any(
                 e.status == STATUS_INVALID and e.reason.startswith((Reason.BAD_SPOT_CHECK.value, Reason.BAD_WINNING_UNIT.value)) for e in verdicts
@@ -376,7 +386,7 @@ class RealSim:
     def _reroll_extras(self) -> dict:
         if self.pop.adversary is None or self.exp.adversary.kind != "reroller":
             return {}
-        miner = self.nodes[self.pop.adversary].miner
+        stats = _reroll(self.nodes[self.pop.adversary])
         return {
             "reroll_prefix_units": self.reroll_units["prefix"],
             "reroll_roll_units": self.reroll_units["roll"],
@@ -384,7 +394,7 @@ class RealSim:
             "reroll_expected_roll": self.reroll_expected["roll"],
             "reroll_tickets": self.reroll_computed["tickets"],
             "reroll_roll_units_computed": self.reroll_computed["roll_units"],
-            "reroll_hashes": miner.reroll.hashes,
+            "reroll_hashes": stats.hashes,
             "reroll_refusal_predicted": dict(self.reroll_predicted),
         }
 

@@ -96,7 +96,6 @@ def _get_json(url: str, timeout: float = 2.0) -> dict | None:
 def dev_wallet(wallet_dir: str | None) -> tuple[str, Path, bool]:
     """The dev wallet's address, its file, and whether it was created now (with DEV_PASSWORD)."""
     from chain.keys import PrivateKey
-
     from p2p.wallet.keystore import Keystore, KeystoreError, resolve_wallet_dir
 
     store = Keystore(resolve_wallet_dir(wallet_dir))
@@ -116,7 +115,6 @@ def network_file(root: Path, source: str, address: str | None) -> tuple[Path, bo
     """`root/network.toml`: made now from `source` with `address` funded at genesis, or the one an
     earlier start made (it must come from the same source). Returns the path and whether it is new."""
     from consensus.params import PRESETS, ParamsError, load_params
-
     from p2p.errors import UserError
 
     path = root / NETWORK_FILE
@@ -343,7 +341,8 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
         if view.all_exited():
             code = 1
             for n in nodes:
-                print(f"devnet: {n.name} exited with code {n.proc.returncode}: {n.last_error() or 'see ' + str(n.datadir / 'node.log')}",
+                code_of = n.proc.returncode if n.proc is not None else None
+                print(f"devnet: {n.name} exited with code {code_of}: {n.last_error() or 'see ' + str(n.datadir / 'node.log')}",
                       file=sys.stderr)
     except BrokenPipeError:
         from p2p.cli.exits import quiet_broken_pipe

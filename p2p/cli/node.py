@@ -178,7 +178,6 @@ def _check_args(args: argparse.Namespace) -> bytes | None:
     """Check the flags' and files' values (a bad one is a StartupError naming its option); return
     the miner address, if one was given."""
     from chain.address import AddressError, parse_address
-
     from p2p.lifecycle import EXIT_USAGE, StartupError
     from p2p.protocol import parse_hostport
 
@@ -214,7 +213,6 @@ def _check_args(args: argparse.Namespace) -> bytes | None:
 
 def _check_network(args: argparse.Namespace) -> None:
     from consensus.params import ParamsError, load_params
-
     from p2p.lifecycle import EXIT_NETWORK, EXIT_USAGE, StartupError
 
     try:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from p2p.cli.exits import handles_user_errors
-from p2p.wallet.errors import NodeError, NodeUnreachable
 from p2p.logs import format_duration
+from p2p.wallet.errors import NodeError, NodeUnreachable
 
 
 def register(node_sub: argparse._SubParsersAction) -> None:

@@ -73,7 +73,6 @@ def parameter_rows(network: str) -> list[dict]:
 
 def _cmd_params(args: argparse.Namespace) -> int:
     from consensus.params import ParamsError
-
     from p2p.lifecycle import EXIT_NETWORK
 
     try:

@@ -151,9 +151,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from chain.tx import make_submit_task
-    from p2p.wallet.amounts import format_amount
     from p2p.cli.wallet import _resolve_payer
-    from p2p.wallet.task_options import SMALLER_UNITS, describe_spec, market_terms, option_hint
+    from p2p.wallet.amounts import format_amount
     from p2p.wallet.errors import BadTaskSpec
     from p2p.wallet.session import (
         amount_json,
@@ -163,6 +162,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         parse_amount_arg,
         pay_and_send,
     )
+    from p2p.wallet.task_options import SMALLER_UNITS, describe_spec, market_terms, option_hint
     from useful_work.specs import TaskSpecError, encode_spec
 
     try:
@@ -239,9 +239,9 @@ def _follow_and_describe(args: argparse.Namespace, node, task_id: str) -> tuple[
 def task_report(node, task: dict, metrics: bool = True) -> tuple[dict, list[str]]:
     """(JSON data, text lines) of a task record from the node, with held-out metrics of that very state."""
     from p2p.wallet.amounts import format_amount
-    from p2p.wallet.task_options import describe_spec
     from p2p.wallet.errors import NodeError, NotFound, NotReady
     from p2p.wallet.session import amount_json
+    from p2p.wallet.task_options import describe_spec
     from useful_work.specs import parse_spec
 
     task_id = task["task_id"]
@@ -271,7 +271,7 @@ def task_report(node, task: dict, metrics: bool = True) -> tuple[dict, list[str]
             f"  owner    {task['owner']}",
         ]
         return data, lines
-    where = "done at height %d" % task["completed_height"] if task["status"] == "done" else ("open, being worked on now" if task["active"] else "open, queued")
+    where = f"done at height {task['completed_height']}" if task["status"] == "done" else ("open, being worked on now" if task["active"] else "open, queued")
     blocks = task.get("blocks", 0)
     lines += [
         f"  status   {where}",
@@ -352,9 +352,9 @@ def _not_rolled_back(node, task_id: str, state_hash: str, files: list) -> None:
 
 
 def _cmd_result(args: argparse.Namespace) -> int:
-    from p2p.wallet.task_results import download_model, download_render_dataset
     from p2p.wallet.session import client, emit
-    from useful_work.specs import parse_spec
+    from p2p.wallet.task_results import download_model, download_render_dataset
+    from useful_work.specs import TrainSpec, parse_spec
 
     node = client(args)
     task = resolve_task(node, args.task_id)
@@ -384,20 +384,21 @@ def _cmd_result(args: argparse.Namespace) -> int:
         emit(args, data, f"wrote {r.images} images ({r.units} units from {r.blocks} block{'s' if r.blocks != 1 else ''}) to {r.directory}/dataset.npz "
                          f"and labels.json\nevery unit re-rendered here from the chain's seeds matches the chain's digest{extra}")
         return 0
-    r = download_model(node, task_id, args.output, args.partial, not args.no_eval, _progress(args))
+    assert isinstance(spec, TrainSpec)  # parse_spec gives one of the two kinds
+    model = download_model(node, task_id, args.output, args.partial, not args.no_eval, _progress(args))
     if not args.partial:
-        _not_rolled_back(node, task_id, r.state_hash, [r.path])
-    data = {"task_id": task_id, "kind": "train", "path": str(r.path), "step": r.step, "state_hash": r.state_hash,
-            "height": r.height, "units_done": r.units_done, "heldout": r.metrics, "node_heldout": r.node_metrics, "verified": True,
+        _not_rolled_back(node, task_id, model.state_hash, [model.path])
+    data = {"task_id": task_id, "kind": "train", "path": str(model.path), "step": model.step, "state_hash": model.state_hash,
+            "height": model.height, "units_done": model.units_done, "heldout": model.metrics, "node_heldout": model.node_metrics, "verified": True,
             "fully_audited": audit.get("fully_audited", False)}
-    at = f", the task's state at height {r.height} ({r.units_done} units)" if r.height is not None and args.partial else ""
-    lines = [f"wrote {r.path}: {spec.arch} after {r.step} SGD steps{at} (state {r.state_hash[:16]}, checked against the chain)",
+    at = f", the task's state at height {model.height} ({model.units_done} units)" if model.height is not None and args.partial else ""
+    lines = [f"wrote {model.path}: {spec.arch} after {model.step} SGD steps{at} (state {model.state_hash[:16]}, checked against the chain)",
              "load it with torch.load(path, weights_only=True), or useful_work.export_model.load_model; see docs/wallet.md"]
-    if r.metrics:
-        line = f"held-out accuracy of this file: {r.metrics['accuracy']:.1%} on {r.metrics['images']} images"
-        if r.node_metrics:
-            line += (f" (the node reports {r.node_metrics['accuracy']:.1%} for the chain's model, "
-                     f"{r.node_metrics['exported_accuracy']:.1%} for its export, of the same state)")
+    if model.metrics:
+        line = f"held-out accuracy of this file: {model.metrics['accuracy']:.1%} on {model.metrics['images']} images"
+        if model.node_metrics:
+            line += (f" (the node reports {model.node_metrics['accuracy']:.1%} for the chain's model, "
+                     f"{model.node_metrics['exported_accuracy']:.1%} for its export, of the same state)")
         lines.append(line)
     emit(args, data, "\n".join(lines))
     return 0

@@ -153,8 +153,8 @@ def _confirm_words(secret) -> None:
     """Ask for CONFIRM_WORDS random words of the phrase back; UserError (nothing written) after three misses."""
     import secrets as pysecrets
 
-    from p2p.wallet.hd_wallet import normalize_word
     from p2p.wallet.errors import UserError
+    from p2p.wallet.hd_wallet import normalize_word
     from p2p.wallet.session import ask_line, say
 
     words = secret.words
@@ -177,8 +177,8 @@ def _confirm_words(secret) -> None:
 
 
 def _check_new_name(args: argparse.Namespace):
-    from p2p.wallet.keystore import KeystoreError, scrypt_params
     from p2p.wallet.errors import UserError, WalletFileError
+    from p2p.wallet.keystore import KeystoreError, scrypt_params
     from p2p.wallet.session import keystore, keystore_error, wallet_name
 
     store, name = keystore(args), wallet_name(args)
@@ -231,8 +231,8 @@ def _cmd_create(args: argparse.Namespace) -> int:
 
 
 def _read_phrase(args: argparse.Namespace):
-    from p2p.wallet.hd_wallet import PhraseError, normalize_phrase
     from p2p.wallet.errors import UserError
+    from p2p.wallet.hd_wallet import PhraseError, normalize_phrase
     from p2p.wallet.session import ask_line, interactive, say
 
     if args.phrase_file:
@@ -255,9 +255,9 @@ def _read_phrase(args: argparse.Namespace):
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
+    from p2p.wallet.errors import UserError, WalletFileError
     from p2p.wallet.hd_wallet import DERIVATION, PATH_TEMPLATE, scan_used, secret_from_phrase
     from p2p.wallet.keystore import KeystoreError
-    from p2p.wallet.errors import UserError, WalletFileError
     from p2p.wallet.session import client, keystore_error, read_new_password, say
 
     store, name = _check_new_name(args)
@@ -297,8 +297,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
-    from p2p.wallet.hd_wallet import DERIVATION, PATH_TEMPLATE
     from p2p.wallet.errors import UserError
+    from p2p.wallet.hd_wallet import DERIVATION, PATH_TEMPLATE
     from p2p.wallet.session import emit, load_wallet, unlock
 
     entry = load_wallet(args)
@@ -307,6 +307,7 @@ def _cmd_backup(args: argparse.Namespace) -> int:
                         "or by copying its key file")
     entry, unlocked = unlock(args, entry)
     secret = unlocked.secret
+    assert secret is not None  # an HD key file unlocks to its phrase
     emit(args, {"name": entry.name, "phrase": secret.phrase, "words": len(secret.words), "derivation": DERIVATION,
                 "path": PATH_TEMPLATE, "passphrase": secret.passphrase, "addresses": list(entry.keyfile.addresses)},
          backup_text(entry.name, secret, entry.keyfile.address))
@@ -318,8 +319,8 @@ def _cmd_backup(args: argparse.Namespace) -> int:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from chain.keys import InvalidKey, PrivateKey
-    from p2p.wallet.keystore import KeystoreError
     from p2p.wallet.errors import UserError
+    from p2p.wallet.keystore import KeystoreError
     from p2p.wallet.session import ask_secret, keystore_error, read_new_password
 
     store, name = _check_new_name(args)
@@ -351,8 +352,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from p2p.wallet.hd_wallet import path_of
     from p2p.wallet.errors import UserError
+    from p2p.wallet.hd_wallet import path_of
     from p2p.wallet.session import emit, load_wallet, unlock
 
     entry = load_wallet(args)
@@ -391,9 +392,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_address(args: argparse.Namespace) -> int:
+    from p2p.wallet.errors import UserError
     from p2p.wallet.hd_wallet import path_of
     from p2p.wallet.keystore import KeystoreError
-    from p2p.wallet.errors import UserError
     from p2p.wallet.session import emit, keystore, keystore_error, load_wallet, unlock
 
     entry = load_wallet(args)
@@ -404,6 +405,7 @@ def _cmd_address(args: argparse.Namespace) -> int:
                             "a wallet made from a phrase (pouw wallet create) derives new ones")
         entry, unlocked = unlock(args, entry)
         index = len(addresses)
+        assert unlocked.secret is not None  # an HD key file unlocks to its phrase
         address = unlocked.secret.address(index)
         try:
             entry = keystore(args).save_addresses(entry, unlocked, (*addresses, address))

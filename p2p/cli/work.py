@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from useful_work.trace import Leaf
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,7 +69,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(f"--parent/--miner must be hex: {exc}") from None
     task = _resolve_task(args.task)
-    leaves, rows = [], []
+    leaves: list[Leaf] = []
+    rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     for result in iter_units(task, task.initial_state(), parent, miner, args.device):
         leaves.append(result.leaf)

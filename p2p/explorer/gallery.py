@@ -22,13 +22,12 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from p2p.explorer.source import PageError
 from useful_work.render import render_batch
 from useful_work.render_task import batch_digest
 from useful_work.scene import CLASSES, DIR_ONE
 from useful_work.specs import RenderSpec
 from useful_work.trace import Leaf, prefix_commitments, unit_seed
-
-from p2p.explorer.source import PageError
 
 RENDER_PIXEL_BUDGET = 1 << 21  # per request: 128 images of 128 x 128, or 8192 of 16 x 16
 MAX_WAITING = 8

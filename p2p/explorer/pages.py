@@ -22,11 +22,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from useful_work.specs import RenderSpec, TaskSpecError, TrainSpec, parse_spec
-
 from p2p.explorer.gallery import Gallery, UnitJob, manifest_seeds
 from p2p.explorer.source import ApiSource, PageError
 from p2p.explorer.views import make_environment
+from useful_work.specs import RenderSpec, TaskSpecError, TrainSpec, parse_spec
 
 log = logging.getLogger("pouw.explorer")
 
@@ -182,7 +181,7 @@ class Explorer:
 
     async def _block_images(self, block: dict, claim: dict, spec: RenderSpec) -> list[dict]:
         """Images of a render block's units: the re-executed ones first, then the first units, at most BLOCK_IMAGES."""
-        marks = {u: "spot check" for u in claim.get("challenged", [])}
+        marks = dict.fromkeys(claim.get("challenged", []), "spot check")
         marks[claim["winner"]] = "the winning unit"
         order = sorted(marks) + [u for u in range(claim["unit_count"]) if u not in marks]
         chosen: list[tuple[int, int]] = []

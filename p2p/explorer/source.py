@@ -7,7 +7,6 @@ API gains later does no harm. An API error becomes a PageError with the API's ow
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import urlencode
 
@@ -68,7 +67,7 @@ class ApiSource:
                 message = body.get("error") if isinstance(body, dict) else None
                 status = resp.status if resp.status in (400, 404, 409, 503) else 502
                 raise PageError(status, message or f"the node's API answered HTTP {resp.status} for {path}")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise PageError(502, f"the node's API did not answer ({type(exc).__name__})") from None
 
     async def get_or_none(self, path: str, **query: Any) -> dict | None:

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from p2p.wallet.errors import InsufficientBalance, NodeError, NodeUnreachable, NotFound, NotReady, TxRejectedByNode, UserError
+from p2p.wallet.errors import (
+    InsufficientBalance,
+    NodeError,
+    NodeUnreachable,
+    NotFound,
+    NotReady,
+    TxRejectedByNode,
+    UserError,
+)
 
 DEFAULT_API_PORT = 8080  # `pouw node --api` default
 DEFAULT_NODE_URL = f"http://127.0.0.1:{DEFAULT_API_PORT}"
@@ -33,7 +40,7 @@ def resolve_node_url(option: str | None = None) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise UserError(f"--node {option or text!r}: expected a URL such as {DEFAULT_NODE_URL}")
     try:
-        parsed.port
+        _ = parsed.port  # reading it checks it
     except ValueError:
         raise UserError(f"--node {option or text!r}: bad port") from None
     return text.rstrip("/")
@@ -70,7 +77,7 @@ class NodeClient:
         except urllib.error.URLError as exc:
             reason = exc.reason.strerror if isinstance(exc.reason, OSError) and exc.reason.strerror else exc.reason
             raise NodeUnreachable(f"cannot reach the node at {self.base_url} ({reason}); is `pouw node` running? (--node URL)") from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise NodeUnreachable(f"the node at {self.base_url} did not answer within {timeout or self.timeout:.0f} s") from None
         except (ConnectionError, OSError) as exc:
             raise NodeUnreachable(f"cannot reach the node at {self.base_url} ({exc})") from None

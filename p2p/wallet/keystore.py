@@ -39,7 +39,6 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from chain.address import AddressError, address_of, format_address, parse_address
 from chain.keys import InvalidKey, PrivateKey
-
 from p2p.wallet.hd_wallet import DERIVATION, MAX_ADDRESSES, PATH_TEMPLATE, WORD_COUNTS, HdSecret
 
 FORMAT = "pouw-keystore"

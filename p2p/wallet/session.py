@@ -29,18 +29,8 @@ from chain.address import TEXT_LENGTH as ADDRESS_TEXT_LENGTH
 from chain.address import AddressError, format_address, parse_address
 from chain.keys import PrivateKey
 from chain.tx import Transaction
-
 from p2p.wallet.amounts import UNITS_PER_COIN, AmountError, format_amount, parse_amount
 from p2p.wallet.client import NodeClient, resolve_node_url
-from p2p.wallet.keystore import (
-    Keystore,
-    KeystoreError,
-    Unlocked,
-    WalletEntry,
-    WrongPasswordError,
-    open_keyfile,
-    resolve_wallet_dir,
-)
 from p2p.wallet.errors import (
     BadAddress,
     InsufficientBalance,
@@ -51,6 +41,15 @@ from p2p.wallet.errors import (
     UserError,
     WalletFileError,
     WrongPassword,
+)
+from p2p.wallet.keystore import (
+    Keystore,
+    KeystoreError,
+    Unlocked,
+    WalletEntry,
+    WrongPasswordError,
+    open_keyfile,
+    resolve_wallet_dir,
 )
 
 PASSWORD_ENV = "POUW_WALLET_PASSWORD"

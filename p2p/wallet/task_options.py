@@ -13,7 +13,15 @@ from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation, localcontext
 
 from consensus.market import unit_price
-from useful_work.specs import RenderSpec, SceneSettings, TaskSpec, TaskSpecError, TrainSpec, unit_cost, validate_spec
+from useful_work.specs import (
+    RenderSpec,
+    SceneSettings,
+    TaskSpec,
+    TaskSpecError,
+    TrainSpec,
+    unit_cost,
+    validate_spec,
+)
 
 MAX_IMAGES_PER_UNIT_DEFAULT = 16
 
@@ -58,7 +66,7 @@ def render_spec(count: int, images_per_unit: int | None = None, scene: SceneSett
         images_per_unit = max(d for d in range(1, min(count, MAX_IMAGES_PER_UNIT_DEFAULT) + 1) if count % d == 0)
     elif images_per_unit < 1 or count % images_per_unit:
         raise TaskSpecError(f"render.images_per_unit: {count} images are not a whole number of units of {images_per_unit}")
-    return validate_spec(RenderSpec(units=count // images_per_unit, images_per_unit=images_per_unit, **_scene(scene)))  # type: ignore[return-value]
+    return validate_spec(RenderSpec(units=count // images_per_unit, images_per_unit=images_per_unit, **_scene(scene)))
 
 
 def _fixed(text: str | int | float, scale: int, field: str) -> int:
@@ -117,7 +125,7 @@ def train_spec(
         seed=seed,
         **_scene(scene),
     )
-    return validate_spec(spec)  # type: ignore[return-value]
+    return validate_spec(spec)
 
 
 def describe_spec(spec: TaskSpec) -> str:

@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chain.address import AddressError, parse_address
+from p2p.wallet.client import NodeClient
+from p2p.wallet.errors import NodeError, NotReady, ResultMismatch, UserError
 from useful_work.hashing import ZERO_HASH, tagged_hash
 from useful_work.specs import RenderSpec, TaskSpec, TaskSpecError, TrainSpec, parse_spec
 from useful_work.trace import Leaf, prefix_commitments, state_hash, unit_seed
-
-from p2p.wallet.client import NodeClient
-from p2p.wallet.errors import NodeError, NotReady, ResultMismatch, UserError
 
 Progress = Callable[[str], None]
 
@@ -245,8 +244,8 @@ def download_model(
         raise UserError(f"-o {out}: cannot write ({exc.strerror or exc})") from None
     finally:
         tmp.unlink(missing_ok=True)
-    from useful_work.trainer import decode_state
     from useful_work.train_task import model_config
+    from useful_work.trainer import decode_state
 
     step = decode_state(blob.data, model_config(spec)).step
     height = _int_header(blob.headers, "x-height")

@@ -7,14 +7,11 @@ can rebuild and replay the whole chain from genesis to check the store after a S
 
 import random
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+import chain_kit as kit  # beside this file: the script's directory is first on sys.path
 
-import chain_testkit as kit  # noqa: E402
-
-from chain.state import undo_block  # noqa: E402
-from chain.storage import ChainStore  # noqa: E402
+from chain.state import undo_block
+from chain.storage import ChainStore
 
 CRASH_KEYS = kit.make_keys(8, "crash")
 

@@ -11,8 +11,22 @@ from hypothesis import strategies as st
 
 from chain.block import Block, BlockHeader, Opening, WorkClaim, WorkProof
 from chain.encoding import (
-    BigUInt, Bytes, Codec, DecodeError, EncodeError, ListOf, Maybe, Nested, Packed, Record, Text, UInt,
-    UInt256, VarBytes, Variant, encode_unsigned,
+    BigUInt,
+    Bytes,
+    Codec,
+    DecodeError,
+    EncodeError,
+    ListOf,
+    Maybe,
+    Nested,
+    Packed,
+    Record,
+    Text,
+    UInt,
+    UInt256,
+    VarBytes,
+    Variant,
+    encode_unsigned,
 )
 from chain.state import Account, AccountUndo, TaskRecord, TaskUndo, Undo
 from chain.storage import IndexEntry

@@ -5,18 +5,44 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from chain_kit import (
+    CHAIN_ID,
+    MINER,
+    OTHER_CHAIN_ID,
+    addr,
+    chained_leaves,
+    header,
+    make_keys,
+    render_spec,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chain.address import AddressError, TEXT_LENGTH, address_of, format_address, parse_address
+from chain.address import TEXT_LENGTH, AddressError, address_of, format_address, parse_address
 from chain.block import (
-    Block, BlockStructureError, BodyMismatch, Opening, WorkClaim, WorkProof, check_block_structure, header_commitment,
-    sign_header, tx_proof,
-    tx_root, verify_tx_proof,
+    Block,
+    BlockStructureError,
+    BodyMismatch,
+    Opening,
+    WorkClaim,
+    WorkProof,
+    check_block_structure,
+    header_commitment,
+    sign_header,
+    tx_proof,
+    tx_root,
+    verify_tx_proof,
 )
 from chain.keys import InvalidKey, PrivateKey, PublicKey, verify_signature
-from chain.tx import SubmitTask, Transaction, Transfer, TxError, check_tx, make_submit_task, make_transfer
-from chain_testkit import CHAIN_ID, MINER, OTHER_CHAIN_ID, addr, chained_leaves, header, make_keys, render_spec
+from chain.tx import (
+    SubmitTask,
+    Transaction,
+    Transfer,
+    TxError,
+    check_tx,
+    make_submit_task,
+    make_transfer,
+)
 from useful_work.hashing import ZERO_HASH
 from useful_work.trace import Leaf, state_hash, trace_root
 

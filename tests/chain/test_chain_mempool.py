@@ -5,11 +5,19 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from chain_kit import (
+    CHAIN_ID,
+    OTHER_CHAIN_ID,
+    addr,
+    build_block,
+    make_genesis,
+    make_keys,
+    render_spec,
+)
 
 from chain.mempool import Mempool, TxRejected
 from chain.state import apply_block
 from chain.tx import make_submit_task, make_transfer
-from chain_testkit import CHAIN_ID, OTHER_CHAIN_ID, addr, build_block, make_genesis, make_keys, render_spec
 
 KEYS = make_keys(5, "mempool")
 A, B, C, D, E = KEYS

@@ -6,19 +6,38 @@ import random
 from dataclasses import replace
 
 import pytest
+from chain_kit import (
+    CHAIN_ID,
+    DEFAULT_SPEC,
+    MINER,
+    OTHER_CHAIN_ID,
+    SUBSIDY,
+    addr,
+    build_block,
+    make_genesis,
+    make_keys,
+    random_txs,
+    random_work,
+    render_spec,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chain.encoding import U64_MAX
 from chain.state import (
-    TASK_DONE, TASK_OPEN, Account, LedgerState, StateError, apply_block, default_task_record, genesis_state,
-    open_tasks, state_root, undo_block,
+    TASK_DONE,
+    TASK_OPEN,
+    Account,
+    LedgerState,
+    StateError,
+    apply_block,
+    default_task_record,
+    genesis_state,
+    open_tasks,
+    state_root,
+    undo_block,
 )
 from chain.tx import make_submit_task, make_transfer
-from chain_testkit import (
-    CHAIN_ID, DEFAULT_SPEC, MINER, OTHER_CHAIN_ID, SUBSIDY, addr, build_block, make_genesis, make_keys,
-    random_txs, random_work, render_spec,
-)
 from useful_work.hashing import ZERO_HASH
 
 KEYS = make_keys(6, "state")

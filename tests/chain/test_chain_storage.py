@@ -10,14 +10,20 @@ import sys
 import time
 from pathlib import Path
 
+import chain_kit as kit
 import pytest
+from crash_writer import CRASH_KEYS, blob_of
 
-import chain_testkit as kit
 from chain.state import apply_block, undo_block
 from chain.storage import (
-    STATUS_BODY, STATUS_HEADER, STATUS_INVALID, STATUS_VALID, ChainStore, CorruptRecord, StoreError,
+    STATUS_BODY,
+    STATUS_HEADER,
+    STATUS_INVALID,
+    STATUS_VALID,
+    ChainStore,
+    CorruptRecord,
+    StoreError,
 )
-from crash_writer import CRASH_KEYS, blob_of
 from useful_work.trace import state_hash
 
 KEYS = kit.make_keys(6, "storage")

@@ -3,9 +3,9 @@
 import itertools
 
 import pytest
+from consensus_kit import Node, small_params
 
 from consensus.params import ConsensusParams
-from consensus_kit import Node, small_params
 
 
 @pytest.fixture

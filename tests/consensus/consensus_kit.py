@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
-from chain.address import format_address, address_of
+from chain.address import address_of, format_address
 from chain.keys import PrivateKey
 from chain.mempool import Mempool
 from chain.storage import ChainStore

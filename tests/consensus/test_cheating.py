@@ -4,16 +4,14 @@ import math
 from dataclasses import replace
 
 import pytest
+from consensus_kit import small_params
 
-from chain.address import address_of
 from chain.block import Block, Opening, WorkClaim, WorkProof, sign_header
 from chain.keys import PrivateKey
 from consensus.miner import Miner
 from consensus.validation import InvalidBlock, Reason, check_work, required_openings
 from useful_work.hashing import tagged_hash
 from useful_work.trace import Leaf, state_hash, trace_root
-
-from consensus_kit import small_params
 
 
 def _detection_run(make_node, f: float, k: int, blocks: int):

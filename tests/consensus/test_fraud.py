@@ -6,22 +6,20 @@ from __future__ import annotations
 import random
 
 import pytest
+from consensus_kit import FUNDED, FUNDED_KEY, Node, small_params
 
+from chain.address import address_of
 from chain.keys import PrivateKey
 from chain.mempool import TxRejected
-from chain.state import LedgerState
-from chain.address import address_of
-from chain.state import undo_block
+from chain.state import LedgerState, undo_block
 from chain.tx import make_fraud_proof, make_submit_task, make_transfer
 from consensus.attacks import PoisonMiner
 from consensus.chainstate import Outcome
 from consensus.fraud import block_start_state, find_fraud, unit_seed_of
 from consensus.market import initial_state, task_for_spec
 from useful_work.hashing import tagged_hash
-from useful_work.trace import state_hash
-
-from consensus_kit import FUNDED, FUNDED_KEY, Node, small_params
 from useful_work.specs import RenderSpec, encode_spec
+from useful_work.trace import state_hash
 
 PROVER = PrivateKey.from_bytes(tagged_hash("prover-key"))
 

@@ -15,25 +15,39 @@ import math
 from dataclasses import replace
 
 import pytest
+from consensus_kit import FUNDED, FUNDED_KEY, small_params
 
 from chain.address import address_of
-from chain.block import Block, BlockHeader, Opening, WorkClaim, WorkProof, header_commitment, sign_header, tx_root
+from chain.block import (
+    Block,
+    BlockHeader,
+    Opening,
+    WorkClaim,
+    WorkProof,
+    sign_header,
+    tx_root,
+)
 from chain.keys import PrivateKey
+from chain.mempool import TxRejected
+from chain.state import StateError, apply_block
 from chain.storage import ChainStore
 from chain.tx import make_transfer
 from consensus.attacks import RerollMiner, forge_header, forge_unrun_block
 from consensus.chainstate import ChainState, Limits, Outcome
-from chain.mempool import TxRejected
-from chain.state import StateError, apply_block
 from consensus.market import task_for_spec
 from consensus.miner import HeaderDraft, Miner, make_template
 from consensus.tickets import ticket, ticket_wins
-from consensus.validation import InvalidBlock, Reason, check_body, check_header, connect_checks, required_openings
+from consensus.validation import (
+    InvalidBlock,
+    Reason,
+    check_body,
+    check_header,
+    connect_checks,
+    required_openings,
+)
 from useful_work.hashing import ZERO_HASH, int_bytes, tagged_hash
 from useful_work.runner import iter_units
-from useful_work.trace import Leaf, state_hash, trace_root
-
-from consensus_kit import FUNDED, FUNDED_KEY, small_params
+from useful_work.trace import trace_root
 
 
 def _key(*parts: bytes | str) -> PrivateKey:

@@ -1,13 +1,12 @@
 """The task market: a paid task is worked on first, pays its bounty per unit, completes, keeps its result."""
 
 import pytest
+from consensus_kit import FUNDED, FUNDED_KEY
 
 from chain.mempool import TxRejected
 from chain.tx import make_submit_task
 from consensus.market import active_task
 from useful_work.specs import RenderSpec, encode_spec
-
-from consensus_kit import FUNDED, FUNDED_KEY
 
 
 def test_submitted_task_is_worked_on_pays_out_and_completes(make_node):

@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import pytest
+from consensus_kit import FUNDED, FUNDED_KEY, small_params
 
 from chain.address import address_of
 from chain.block import Block, sign_header
@@ -11,8 +12,6 @@ from chain.storage import ChainStore
 from chain.tx import make_transfer
 from consensus.chainstate import ChainState, Outcome, WrongNetwork
 from consensus.validation import Reason
-
-from consensus_kit import FUNDED, FUNDED_KEY, small_params
 
 
 def test_mined_blocks_connect_and_survive_a_restart(make_node, tmp_path):

@@ -1,11 +1,11 @@
 """Fork choice: the heavier branch wins, the state equals a replay, dropped transactions return."""
 
+from consensus_kit import FUNDED_KEY
+
 from chain.address import address_of
 from chain.keys import PrivateKey
 from chain.tx import make_transfer
 from consensus.chainstate import Outcome
-
-from consensus_kit import FUNDED_KEY
 
 
 def _feed(node, blocks):

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from consensus_kit import FUNDED, FUNDED_KEY
 
 from chain.mempool import TxRejected
 from chain.tx import make_submit_task
@@ -20,8 +21,6 @@ from consensus.market import minimum_bounty, unit_price
 from consensus.params import ParamsError, load_params, params_from_dict
 from consensus.validation import Reason
 from useful_work.specs import TrainSpec, encode_spec, unit_cost
-
-from consensus_kit import FUNDED, FUNDED_KEY
 
 LARGEST = TrainSpec(units=1_000_000, objective="light-direction", batch_size=256, steps_per_unit=64, image_size=64,
                     min_objects=6, min_lights=3)

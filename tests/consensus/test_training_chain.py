@@ -1,10 +1,10 @@
 """50 blocks mined in-process on the default training task: the model on chain learns."""
 
+from consensus_kit import small_params
+
 from chain.keys import PrivateKey
 from useful_work.evaluate import evaluate_state
 from useful_work.specs import TrainSpec
-
-from consensus_kit import small_params
 
 
 def test_heldout_accuracy_rises_over_fifty_blocks(make_node):
@@ -12,7 +12,7 @@ def test_heldout_accuracy_rises_over_fifty_blocks(make_node):
     params = small_params(default_task=spec, initial_units_per_block=3, spot_checks=2)
     node = make_node(params, key=PrivateKey.from_bytes(b"trainer-test-key".ljust(32, b"-")))  # fixed: same units every run
     checkpoints = {}
-    for height in range(0, 51):
+    for height in range(51):
         if height:
             node.mine(1)
         if height in (0, 25, 50):

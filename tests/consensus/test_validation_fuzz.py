@@ -15,6 +15,7 @@ import random
 from dataclasses import replace
 
 import pytest
+from consensus_kit import FUNDED_KEY, small_params
 
 from chain.block import Block, Opening, WorkProof, header_commitment, sign_header, tx_root
 from chain.encoding import DecodeError
@@ -23,13 +24,18 @@ from chain.tx import make_transfer
 from consensus.chainstate import Outcome
 from consensus.market import active_task, task_for_spec
 from consensus.miner import Miner, make_template
-from consensus.validation import InvalidBlock, Reason, check_body, check_header, connect_checks, required_openings
+from consensus.validation import (
+    InvalidBlock,
+    Reason,
+    check_body,
+    check_header,
+    connect_checks,
+    required_openings,
+)
 from useful_work.hashing import tagged_hash
 from useful_work.runner import iter_units
 from useful_work.specs import TrainSpec
 from useful_work.trace import Leaf, prefix_commitments, state_hash, trace_root, unit_seed
-
-from consensus_kit import FUNDED_KEY, small_params
 
 OUTCOMES = set(Outcome)
 
@@ -183,7 +189,7 @@ def _honest_blocks(node, count: int, units: int) -> list[Block]:
         draft = miner.draft(template)
         results = []
         for r in iter_units(task_for_spec(template.task_spec), template.start_state, template.parent_hash, miner.address,
-                            commitment=lambda u: draft.commitment):
+                            commitment=lambda u, draft=draft: draft.commitment):
             results.append(r)
             if len(results) == units:
                 break

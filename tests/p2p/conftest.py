@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from framework import NodeProcess, write_network  # noqa: E402
+from framework import NodeProcess, write_network
 
 
 @pytest.fixture

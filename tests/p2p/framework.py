@@ -7,6 +7,8 @@
   wants (raw bytes included) and reads what the node answers.
 - ChainFollower: a ChainState in the test process on the node's network, fed with the node's own
   blocks fetched over the wire, so a test can build blocks (honest or forged) on the node's chain.
+- send_and_expect_close / send_block_and_expect / reconnect_and_expect: one step of an attack
+  from a fresh peer, asserting on the spot how the node ends the connection.
 - HeightWatch: polls a node's height in a background thread during an attack (a height that
   ever drops shows a tip that was disconnected).
 - wait_until: a bounded poll.
@@ -14,7 +16,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -124,9 +125,8 @@ class NodeProcess:
         if mine:
             cmd.append("--mine")
         cmd += list(extra)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> NodeProcess:
@@ -309,7 +309,7 @@ class TestPeer:
         while time.monotonic() < deadline:
             try:
                 msg = await self.recv(max(0.1, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if msg is None:
                 return self.close_reason() or "closed"
@@ -320,6 +320,56 @@ class TestPeer:
             await self.ws.close()
         if self.session is not None:
             await self.session.close()
+
+
+async def send_and_expect_close(
+    node: NodeProcess,
+    status: dict,
+    frames: list[Message | bytes],
+    *expected: str,
+    handshake: bool = True,
+    peer: TestPeer | None = None,
+) -> str:
+    """From a fresh peer (or `peer`, not yet connected; handshaken unless told not to), send
+    `frames` (messages, or raw bytes as they are) and assert the node closes the connection with
+    a reason containing each of `expected`; returns the reason, so a failing step names itself."""
+    peer = await (peer or TestPeer()).connect(node.p2p_addr)
+    try:
+        if handshake:
+            await peer.handshake(status)
+        for frame in frames:
+            await (peer.send_raw(frame) if isinstance(frame, bytes) else peer.send(frame))
+        reason = await peer.wait_closed()
+    finally:
+        await peer.close()
+    missing = [text for text in expected if text not in reason]
+    assert not missing, f"close reason {reason!r} lacks {missing}"
+    return reason
+
+
+async def send_block_and_expect(
+    node: NodeProcess, status: dict, block: Block, *expected: str, peer: TestPeer | None = None
+) -> str:
+    """Send `block` from a fresh peer; assert how the node ends the connection (see above)."""
+    return await send_and_expect_close(node, status, [BlockMsg(block.to_bytes())], *expected, peer=peer)
+
+
+async def reconnect_and_expect(node: NodeProcess, status: dict, old: TestPeer, *expected: str) -> str:
+    """Connect again as `old` did (same listen address and nonce) and assert how the node ends it
+    (a ban holds: the reason says "banned")."""
+    again = TestPeer()
+    again.nonce, again.listen = old.nonce, old.listen
+    await again.connect(node.p2p_addr)
+    try:
+        await again.handshake(status)
+        reason = await again.wait_closed(timeout=3)
+    except AssertionError as exc:  # refused before or during the handshake
+        reason = str(exc)
+    finally:
+        await again.close()
+    missing = [text for text in expected if text not in reason]
+    assert not missing, f"reconnection ended with {reason!r}, which lacks {missing}"
+    return reason
 
 
 async def fetch_blocks(node: NodeProcess, hashes: list[bytes], status: dict | None = None) -> list[Block]:
@@ -419,6 +469,6 @@ def agree_on_one_tip(nodes: list, breaker, tries: int = 5, wait_s: float = 10.0)
         except AssertionError:
             height = breaker.height()
             breaker.admin("mining", {"enabled": True})
-            wait_until(lambda: breaker.height() > height, 30, f"{breaker.name} to break the tie")
+            wait_until(lambda height=height: breaker.height() > height, 30, f"{breaker.name} to break the tie")
             breaker.pause_mining()
     raise AssertionError("the nodes never agreed on one tip")

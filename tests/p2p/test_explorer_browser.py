@@ -1,6 +1,6 @@
 """The web explorer in a real headless Chromium (Playwright), against a small devnet of real nodes.
 
-One module-wide devnet (explorer_devnet: a mining node and a peer, a paid render task and a paid
+One module-wide devnet (explorer_kit: a mining node and a peer, a paid render task and a paid
 training task, both run to completion) and one browser serve every test. Chromium is Debian's
 `chromium` (scripts/test.sh installs it when it can; POUW_CHROMIUM names another binary); without
 it, or without the playwright package, the module is skipped with one line saying which is missing.
@@ -14,13 +14,12 @@ import urllib.request
 
 import numpy as np
 import pytest
+from explorer_kit import FUNDED, start_devnet, wait_synced
 
 from chain.address import parse_address
-from useful_work.trace import Leaf, prefix_commitments, unit_seed
 from useful_work.render import render_batch
-
-from explorer_devnet import FUNDED, start_devnet, wait_synced
 from useful_work.specs import RenderSpec, TrainSpec
+from useful_work.trace import Leaf, prefix_commitments, unit_seed
 
 # One worker runs the whole module (with `--dist loadgroup`, as scripts/test.sh runs the suite), so
 # the devnet and the browser start once.

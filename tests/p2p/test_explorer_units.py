@@ -73,7 +73,7 @@ def test_the_cache_stays_within_its_byte_limit():
 
 
 def test_mining_rate_and_paging_arithmetic():
-    blocks = [{"height": h, "time_ms": 1000 * h, "units": 4} for h in range(0, 6)]
+    blocks = [{"height": h, "time_ms": 1000 * h, "units": 4} for h in range(6)]
     rate = mining_rate(blocks)  # genesis left out: blocks 1..5, 4 intervals of 1 s, 16 units after block 1
     assert rate == {"units_per_s": 4.0, "blocks_per_min": 60.0, "blocks": 5}
     assert mining_rate(blocks[:2]) is None

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import plyvel
 import pytest
+from framework import FAST_NETWORK, REPO, NodeProcess, free_port, wait_until
 
 from consensus.params import MEANINGS, ConsensusParams, ParamsError, load_params
 from p2p.cli.params import parameter_rows
@@ -33,8 +34,6 @@ from p2p.lifecycle import (
     RUNTIME_FILE,
 )
 from p2p.metrics import NodeMetrics
-
-from framework import FAST_NETWORK, REPO, NodeProcess, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -244,7 +243,7 @@ def test_devnet_wallet_pays_through_pouw_node_and_nodes_die_with_the_launcher(tm
     while abs(api_port - p2p_port) <= 1:
         p2p_port = free_port()
     root = tmp_path / "devnet-data"
-    out = open(tmp_path / "launcher.out", "w")
+    out = open(tmp_path / "launcher.out", "w")  # noqa: SIM115 - the launcher writes to it until the test stops it
     launcher = subprocess.Popen([sys.executable, "-m", "p2p.cli", "devnet", "--nodes", "2", "--datadir", str(root),
                                  "--network", str(FAST_NETWORK), "--api-port", str(api_port), "--p2p-port", str(p2p_port)],
                                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -256,7 +255,7 @@ def test_devnet_wallet_pays_through_pouw_node_and_nodes_die_with_the_launcher(tm
         for n in info["nodes"]:
             probe = NodeProcess(Path(n["datadir"]), FAST_NETWORK)
             probe.api_port = int(n["api"].rsplit(":", 1)[1])
-            wait_until(lambda: (st := status_or_none(probe)) and st["height"] >= 1 and st["peers"] == 1, 60, f"{n['name']} up and peered")
+            wait_until(lambda probe=probe: (st := status_or_none(probe)) and st["height"] >= 1 and st["peers"] == 1, 60, f"{n['name']} up and peered")
         printed = (tmp_path / "launcher.out").read_text()
         export = re.search(r"export POUW_NODE=(\S+)", printed)[1]
         assert "password 'dev'" in printed and "prefunded with 1,000,000 POUW" in printed

@@ -4,10 +4,9 @@ import re
 import time
 
 import pytest
+from framework import ApiError, wait_until
 
 from p2p.api import ROUTES, build_api, openapi_document
-
-from framework import ApiError, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +45,7 @@ def test_api_answers_while_mining_and_guards_admin_calls(make_node):
     for path, ops in doc["paths"].items():
         if "get" not in ops:
             continue
-        concrete = re.sub(r"\{(\w+)\}", lambda m: task if "tasks" in path and m.group(1) == "id" else values[m.group(1)], path)
+        concrete = re.sub(r"\{(\w+)\}", lambda m, path=path: task if "tasks" in path and m.group(1) == "id" else values[m.group(1)], path)
         if concrete.endswith("/result"):
             concrete += "?partial=1"
         if concrete.startswith("/api/txs/"):

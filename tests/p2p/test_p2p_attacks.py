@@ -27,9 +27,28 @@ import dataclasses
 import time
 
 import pytest
+from framework import (
+    ApiError,
+    ChainFollower,
+    HeightWatch,
+    TestPeer,
+    agree_on_one_tip,
+    wait_until,
+    write_network,
+)
 
 from chain.address import address_of, format_address
-from chain.block import Block, BlockHeader, NO_SIGNATURE, Opening, WorkClaim, WorkProof, header_commitment, sign_header, tx_root
+from chain.block import (
+    NO_SIGNATURE,
+    Block,
+    BlockHeader,
+    Opening,
+    WorkClaim,
+    WorkProof,
+    header_commitment,
+    sign_header,
+    tx_root,
+)
 from chain.keys import PrivateKey
 from chain.mempool import Mempool
 from chain.tx import make_transfer
@@ -40,8 +59,6 @@ from consensus.validation import InvalidBlock, Reason, check_body, check_work
 from p2p.protocol import BlockMsg, GetData, GetHeaders, Headers
 from useful_work.hashing import ZERO_HASH, tagged_hash
 from useful_work.trace import Leaf, state_hash, trace_root
-
-from framework import ApiError, ChainFollower, HeightWatch, TestPeer, agree_on_one_tip, wait_until, write_network
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +156,7 @@ async def serve_until_closed(peer: TestPeer, blocks: dict[bytes, Block] | None, 
     while True:
         try:
             msg = await peer.recv(timeout=60)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return "still open after 60 s"
         if msg is None:
             return peer.close_reason() or "closed"

@@ -11,14 +11,13 @@ import subprocess
 import sys
 
 import pytest
+from framework import REPO, wait_until, write_network
 
 from chain.address import address_of, format_address, parse_address
 from chain.keys import PrivateKey
 from chain.tx import make_submit_task
 from useful_work.hashing import tagged_hash
 from useful_work.specs import RenderSpec, encode_spec
-
-from framework import REPO, wait_until, write_network
 
 pytestmark = pytest.mark.integration
 

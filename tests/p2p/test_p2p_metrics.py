@@ -7,12 +7,12 @@ import re
 import urllib.error
 import urllib.request
 
+from framework import ApiError
 from prometheus_client.parser import text_string_to_metric_families
 
 from chain.address import address_of
 from chain.keys import PrivateKey
 from chain.tx import make_transfer
-from framework import ApiError, write_network
 from p2p.metrics import TX_REASON_CODES
 
 

@@ -3,13 +3,12 @@
 import time
 
 import pytest
+from framework import ApiError, agree_on_one_tip, wait_until, write_network
 
 from chain.address import address_of, format_address
 from chain.keys import PrivateKey
 from chain.tx import make_transfer
 from useful_work.hashing import tagged_hash
-
-from framework import ApiError, agree_on_one_tip, wait_until, write_network
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +123,7 @@ def test_transaction_relays_to_every_mempool_and_is_mined_into_an_agreed_block(m
     assert c.request("POST", "/api/txs", {"tx": tx.to_bytes().hex()}) == {"txid": txid, "status": "pending"}
     started = time.monotonic()
     for n in (a, b):
-        wait_until(lambda: _tx_status(n, txid) == "pending", 20, f"the transaction in {n.name}'s mempool")
+        wait_until(lambda n=n: _tx_status(n, txid) == "pending", 20, f"the transaction in {n.name}'s mempool")
     relayed = time.monotonic() - started
     assert all(n.status()["mempool"]["transactions"] == 1 for n in (a, b, c))
     # The one miner (a) includes it; every node confirms it in the same block.

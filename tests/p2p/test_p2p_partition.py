@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from framework import agree_on_one_tip, wait_until, write_network
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def _messages(node) -> dict[str, float]:

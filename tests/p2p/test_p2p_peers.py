@@ -9,15 +9,19 @@ import dataclasses
 import os
 
 import pytest
+from framework import (
+    TestPeer,
+    reconnect_and_expect,
+    send_and_expect_close,
+    send_block_and_expect,
+    wait_until,
+)
 
 from chain.address import address_of
-
 from chain.block import Block, sign_header
 from chain.keys import PrivateKey
 from consensus.tickets import ticket, ticket_wins
 from p2p.protocol import BlockMsg, GetData, Ping, Pong, encode
-
-from framework import TestPeer, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,30 +54,13 @@ def _unknown_parent(block: Block, key: PrivateKey) -> Block:
     return Block(sign_header(header, key), block.txs, block.proofs)
 
 
-async def _reconnect(old: TestPeer, node, status) -> str:
-    """Connect again as the same node (listen address and nonce); how the node ends it."""
-    again = TestPeer()
-    again.nonce, again.listen = old.nonce, old.listen
-    await again.connect(node.p2p_addr)
-    try:
-        await again.handshake(status)
-        return await again.wait_closed(timeout=3)
-    except AssertionError as exc:
-        return str(exc)
-    finally:
-        await again.close()
-
-
-async def _scenarios(node) -> dict[str, str]:
+async def _attacks(node) -> None:
+    """Each attack from its own peer, asserted where it happens."""
     status = node.status()
-    reasons: dict[str, str] = {}
     key = PrivateKey.generate()
 
     # 1. Garbage bytes before anything else.
-    p = await TestPeer().connect(node.p2p_addr)
-    await p.send_raw(os.urandom(300))
-    reasons["garbage"] = await p.wait_closed()
-    await p.close()
+    await send_and_expect_close(node, status, [os.urandom(300)], "malformed", handshake=False)
 
     # 2. Oversized messages after the handshake: a ping-typed frame over the ping limit, a block
     #    frame just over the network's max_message_bytes (refused by our decoder), and one far
@@ -82,51 +69,36 @@ async def _scenarios(node) -> dict[str, str]:
     await p.handshake(status)
     await p.send(Ping(7))
     assert (await p.recv_type(Pong)).nonce == 7
-    await p.send_raw(b"\x92\x02" + b"\x00" * 5000)
-    reasons["oversized-small"] = await p.wait_closed()
     await p.close()
+    await send_and_expect_close(node, status, [b"\x92\x02" + b"\x00" * 5000], "ping", "limit 64")
     max_bytes = node.get("/api/params")["max_message_bytes"]
-    for name, size in (("oversized-block", max_bytes), ("oversized-frame", 3 << 20)):
-        p = await TestPeer().connect(node.p2p_addr)
-        await p.handshake(status)
-        await p.send_raw(encode(BlockMsg(b"\x00" * size)))
-        reasons[name] = await p.wait_closed()
-        await p.close()
-        reasons[name + "-reconnect"] = await _reconnect(p, node, status)
+    block_peer = TestPeer()
+    await send_and_expect_close(node, status, [encode(BlockMsg(b"\x00" * max_bytes))], "banned", "limit 2097152",
+                                peer=block_peer)
+    await reconnect_and_expect(node, status, block_peer, "banned")
+    frame_peer = TestPeer()
+    await send_and_expect_close(node, status, [encode(BlockMsg(b"\x00" * (3 << 20)))], peer=frame_peer)
+    # (the WebSocket layer closes with 1009, message too big, before the node's own check)
+    await reconnect_and_expect(node, status, frame_peer, "banned")
 
     # 3. A block with fabricated work: banned, and the ban holds on reconnection.
     tip = await _fetch_tip_block(node, status)
-    p = await TestPeer().connect(node.p2p_addr)
-    await p.handshake(status)
-    await p.send(BlockMsg(_fabricated_work(tip, key).to_bytes()))
-    reasons["fabricated"] = await p.wait_closed()
-    await p.close()
-    reasons["reconnect"] = await _reconnect(p, node, status)
+    fabricator = TestPeer()
+    await send_block_and_expect(node, status, _fabricated_work(tip, key), "banned", "ticket-above-target",
+                                peer=fabricator)
+    await reconnect_and_expect(node, status, fabricator, "banned")
 
-    # 4. Valid-looking blocks on an unknown parent: tolerated once (the node asks for headers), dropped when repeated.
-    p = await TestPeer().connect(node.p2p_addr)
-    await p.handshake(status)
-    await p.send(BlockMsg(_unknown_parent(tip, key).to_bytes()))
-    await p.send(BlockMsg(_unknown_parent(tip, key).to_bytes()))
-    reasons["unknown-parent"] = await p.wait_closed()
-    await p.close()
-    return reasons
+    # 4. Valid-looking blocks on an unknown parent: tolerated once (the node asks for headers),
+    #    dropped when repeated.
+    await send_and_expect_close(node, status, [BlockMsg(_unknown_parent(tip, key).to_bytes()),
+                                               BlockMsg(_unknown_parent(tip, key).to_bytes())], "unknown parent")
 
 
 def test_misbehaving_peers_are_dropped_while_the_node_mines(make_node):
     node = make_node("victim").start(mine=True).wait_ready()
     wait_until(lambda: node.height() >= 3, 60, "a few blocks")
     before = node.height()
-    reasons = asyncio.run(_scenarios(node))
-    print("\nclose reasons:", reasons)
-    assert "malformed" in reasons["garbage"]
-    assert "ping" in reasons["oversized-small"] and "limit 64" in reasons["oversized-small"]
-    assert "banned" in reasons["oversized-block"] and "limit 2097152" in reasons["oversized-block"]
-    assert reasons["oversized-frame"]  # the WebSocket layer closes with 1009 (message too big) before we do
-    assert "banned" in reasons["oversized-block-reconnect"] and "banned" in reasons["oversized-frame-reconnect"]
-    assert "banned" in reasons["fabricated"] and "ticket-above-target" in reasons["fabricated"]
-    assert "banned" in reasons["reconnect"]
-    assert "unknown parent" in reasons["unknown-parent"]
+    asyncio.run(_attacks(node))
     peers = node.get("/api/peers")
     assert len(peers["banned"]) >= 5 and peers["peers"] == []
     assert any("frame over the message size limit" in b["reason"] for b in peers["banned"])

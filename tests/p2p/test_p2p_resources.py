@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from framework import TestPeer, wait_until
+
 from p2p.peer import HANDSHAKE_TIMEOUT_S
 from p2p.protocol import AGENT, PROTOCOL_VERSION, GetHeaders, Headers, Hello, encode, int_to_wire
 
@@ -144,7 +145,7 @@ def test_peers_that_never_read_are_dropped_and_memory_stays_bounded(make_node):
     rss_before = _rss_mb(node.proc.pid)
     genesis = bytes.fromhex(status["genesis"])
     peers = []
-    for i in range(12):
+    for _ in range(12):
         p = RawPeer(node.p2p_addr)
         p.send(Hello(version=PROTOCOL_VERSION, network=status["network"], chain_id=bytes.fromhex(status["chain_id"]),
                      genesis=genesis, height=0, chain_work=int_to_wire(1), listen="", nonce=os.urandom(8), agent=AGENT + "-raw"))
@@ -188,7 +189,7 @@ def test_a_getheaders_flood_under_the_rate_limit_is_served_not_banned(make_node)
             while True:
                 try:
                     msg = await p.recv(timeout=0.001)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 if msg is None:
                     raise AssertionError(f"closed by the node: {p.close_reason()}")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import plyvel
 import pytest
-
 from framework import NodeProcess, wait_until, write_network
 
 

@@ -15,8 +15,8 @@ import asyncio
 import time
 
 import pytest
+from framework import ApiError, ChainFollower, TestPeer, wait_until
 
-from chain.address import address_of
 from chain.block import Block
 from chain.keys import PrivateKey
 from consensus.miner import Miner, make_template
@@ -25,8 +25,6 @@ from consensus.validation import InvalidBlock, Reason, check_work
 from p2p.protocol import BlockMsg
 from useful_work.hashing import tagged_hash
 from useful_work.trace import Leaf, state_hash, trace_root
-
-from framework import ApiError, ChainFollower, TestPeer, wait_until
 
 pytestmark = pytest.mark.integration
 

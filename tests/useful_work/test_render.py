@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from useful_work.export_dataset import DatasetError, RenderedDataset, export_dataset, export_render_task, load_dataset
+from useful_work.export_dataset import (
+    DatasetError,
+    RenderedDataset,
+    export_dataset,
+    export_render_task,
+    load_dataset,
+)
 from useful_work.hashing import tagged_hash
 from useful_work.render import RenderBatch, render_batch
 from useful_work.render_task import STATE_SIZE, RenderTask, canonical_arrays, unit_digest

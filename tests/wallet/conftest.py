@@ -8,13 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "p2p"))
-
-from framework import NodeProcess, write_network  # noqa: E402
-
-from wallet_testkit import PASSWORD, TEST_SCRYPT_N, Result  # noqa: E402
+from framework import NodeProcess, write_network
+from wallet_kit import PASSWORD, TEST_SCRYPT_N, Result
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import sys
 
 import pytest
 from framework import REPO, free_port
-
-from wallet_testkit import PASSWORD, TEST_SCRYPT_N
+from wallet_kit import PASSWORD, TEST_SCRYPT_N
 
 # Exit codes, as docs/wallet.md lists them.
 USAGE, WRONG_PASSWORD, INSUFFICIENT, BAD_ADDRESS, UNREACHABLE, REJECTED, BAD_SPEC, WALLET_FILE = 2, 3, 4, 5, 6, 7, 8, 9

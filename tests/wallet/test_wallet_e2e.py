@@ -10,10 +10,8 @@ import time
 
 import pytest
 import torch
-
 from framework import wait_until
-
-from wallet_testkit import PASSWORD
+from wallet_kit import PASSWORD
 
 pytestmark = pytest.mark.integration
 
@@ -111,9 +109,9 @@ def test_two_wallets_transfer_history_and_errors(pouw, start_node, wallet_env, t
 def test_paid_render_and_training_tasks(pouw, start_node, wallet_env, tmp_path):
     from chain.tx import make_submit_task
     from p2p.wallet.client import NodeClient
+    from p2p.wallet.errors import ResultMismatch, TxRejectedByNode
     from p2p.wallet.keystore import Keystore
     from p2p.wallet.task_results import check_render_manifest, fetch_manifest
-    from p2p.wallet.errors import ResultMismatch, TxRejectedByNode
     from useful_work.evaluate import HELDOUT_COUNT, heldout_set
     from useful_work.export_dataset import load_dataset
     from useful_work.specs import RenderSpec, encode_spec, parse_spec

@@ -4,16 +4,15 @@
 from __future__ import annotations
 
 import pytest
+from framework import wait_until
+from wallet_kit import PASSWORD
 
 from chain.address import address_of
 from chain.keys import PrivateKey
 from chain.state import default_task_record, genesis_state
 from chain.tx import make_transfer
-from framework import wait_until
 from useful_work.hashing import tagged_hash
 from useful_work.specs import TrainSpec, encode_spec
-
-from wallet_testkit import PASSWORD
 
 USAGE, REJECTED, NEEDS_YES = 2, 7, 13
 COIN = 100_000_000
@@ -68,8 +67,8 @@ def test_wallet_fee_default_minimum_and_guards(pouw, start_node, wallet_env, tmp
     r = pouw("wallet", "send", "other", "1", "--fee", "0", "-w", "payer", "--node", url)
     assert r.code == USAGE and "below the node's minimum relay fee of 0.0000116" in r.err and "7 base units per byte" in r.err, r.err
     from p2p.wallet.client import NodeClient
-    from p2p.wallet.keystore import Keystore
     from p2p.wallet.errors import TxRejectedByNode
+    from p2p.wallet.keystore import Keystore
 
     client = NodeClient(url)
     signer = Keystore(wallet_env).unlock("payer", PASSWORD)[1]

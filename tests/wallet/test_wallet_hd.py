@@ -8,10 +8,8 @@ import json
 import shutil
 
 import pytest
-
 from framework import wait_until
-
-from wallet_testkit import PASSWORD, TEST_SCRYPT_N
+from wallet_kit import PASSWORD, TEST_SCRYPT_N
 
 WALLET_FILE, USAGE = 9, 2
 
@@ -47,7 +45,13 @@ def test_slip10_ed25519_published_vectors():
 
 
 def test_bip39_vector_and_the_wallet_path():
-    from p2p.wallet.hd_wallet import PATH_TEMPLATE, derive_key, path_of, secret_from_phrase, slip10_derive
+    from p2p.wallet.hd_wallet import (
+        PATH_TEMPLATE,
+        derive_key,
+        path_of,
+        secret_from_phrase,
+        slip10_derive,
+    )
 
     # BIP39's first English vector (passphrase "TREZOR").
     s = secret_from_phrase(ABANDON, "TREZOR")
@@ -82,7 +86,14 @@ def test_phrase_checks_name_the_problem():
 
 def test_hd_key_file_round_trip_new_addresses_and_tampering(tmp_path):
     from p2p.wallet.hd_wallet import secret_from_phrase
-    from p2p.wallet.keystore import KeyFile, Keystore, KeystoreError, WalletExistsError, WrongPasswordError, open_keyfile
+    from p2p.wallet.keystore import (
+        KeyFile,
+        Keystore,
+        KeystoreError,
+        WalletExistsError,
+        WrongPasswordError,
+        open_keyfile,
+    )
 
     secret = secret_from_phrase(ABANDON, "extra")
     store = Keystore(tmp_path / "w")

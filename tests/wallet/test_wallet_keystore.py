@@ -7,6 +7,7 @@ import os
 import stat
 
 import pytest
+from wallet_kit import PASSWORD, TEST_SCRYPT_N
 
 from chain.address import address_of, format_address
 from chain.keys import PrivateKey
@@ -24,8 +25,6 @@ from p2p.wallet.keystore import (
     scrypt_params,
     write_atomic,
 )
-
-from wallet_testkit import PASSWORD, TEST_SCRYPT_N
 
 
 def test_round_trip_and_file_format(tmp_path):

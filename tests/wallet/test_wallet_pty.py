@@ -13,10 +13,8 @@ import sys
 
 import pexpect
 import pytest
-
 from framework import REPO, wait_until
-
-from wallet_testkit import TEST_SCRYPT_N
+from wallet_kit import TEST_SCRYPT_N
 
 STRONG = "plum gravel otter lantern"
 COIN = 100_000_000

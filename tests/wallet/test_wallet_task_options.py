@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 
 from p2p.wallet.task_options import option_hint, render_spec, train_spec
-from useful_work.specs import SceneSettings
-from useful_work.specs import RenderSpec, TaskSpecError, TrainSpec, encode_spec, parse_spec
+from useful_work.specs import (
+    RenderSpec,
+    SceneSettings,
+    TaskSpecError,
+    TrainSpec,
+    encode_spec,
+    parse_spec,
+)
 
 
 def test_render_options_give_exactly_the_images_asked_for():

@@ -11,7 +11,6 @@ import time
 
 import pytest
 import torch
-
 from framework import REPO, ApiError, wait_until
 
 pytestmark = pytest.mark.integration

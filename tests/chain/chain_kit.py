@@ -11,9 +11,26 @@ import random
 from dataclasses import dataclass, replace
 
 from chain.address import address_of
-from chain.block import NO_SIGNATURE, Block, BlockHeader, WorkClaim, WorkProof, header_commitment, sign_header, tx_root
+from chain.block import (
+    NO_SIGNATURE,
+    Block,
+    BlockHeader,
+    WorkClaim,
+    WorkProof,
+    header_commitment,
+    sign_header,
+    tx_root,
+)
 from chain.keys import PrivateKey
-from chain.state import LedgerState, TaskRecord, Undo, apply_block, default_task_record, genesis_state, open_tasks
+from chain.state import (
+    LedgerState,
+    TaskRecord,
+    Undo,
+    apply_block,
+    default_task_record,
+    genesis_state,
+    open_tasks,
+)
 from chain.tx import Transaction, make_submit_task, make_transfer
 from useful_work.hashing import ZERO_HASH, int_bytes, tagged_hash
 from useful_work.specs import RenderSpec, TrainSpec, encode_spec

@@ -11,13 +11,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from framework import NodeProcess, wait_until, write_network
+
 from chain.address import address_of, format_address
 from chain.keys import PrivateKey
 from chain.tx import make_submit_task
 from useful_work.hashing import tagged_hash
 from useful_work.specs import RenderSpec, TrainSpec, encode_spec
-
-from framework import NodeProcess, wait_until, write_network
 
 FUNDED_KEY = PrivateKey.from_bytes(tagged_hash("explorer-devnet-key", b"funded"))
 FUNDED = format_address(address_of(FUNDED_KEY.public_key()))
@@ -84,7 +84,7 @@ def wait_synced(devnet: ExplorerDevnet, timeout: float = 60.0) -> None:
                timeout, "the peer to follow the miner")
 
 
-if __name__ == "__main__":  # a devnet to look at by hand: python tests/p2p/explorer_devnet.py DIR
+if __name__ == "__main__":  # a devnet to look at by hand: python tests/p2p/explorer_kit.py DIR
     import sys
 
     d = start_devnet(Path(sys.argv[1]), RenderSpec(units=24, images_per_unit=4, image_size=32, max_objects=4),
