@@ -41,8 +41,3 @@ def next_target(params: ConsensusParams, parent_height: int, parent_target: int,
 def block_work(target: int) -> int:
     """Expected number of tickets drawn to find a block at this target."""
     return (1 << 256) // (target + 1)
-
-
-def expected_units(target: int) -> float:
-    """For display: the mean number of units a miner runs per block at this target."""
-    return (1 << 256) / (target + 1)

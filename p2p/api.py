@@ -12,7 +12,7 @@ import asyncio
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import TYPE_CHECKING, Any, Protocol
@@ -61,12 +61,16 @@ class NodeView(Protocol):
     started_at: float
     listen_addr: str
     miner_address: bytes
-    mining_enabled: bool
-    mining_error: str | None
     storage_failure: tuple[str, str] | None
 
     @property
-    def addresses(self) -> Mapping[str, object]: ...  # the address book, by HOST:PORT
+    def addresses(self) -> Collection[str]: ...  # the address book: HOST:PORT of known peers
+
+    @property
+    def mining_enabled(self) -> bool: ...
+
+    @property
+    def mining_error(self) -> str | None: ...
 
     @property
     def mining_state(self) -> str: ...
@@ -768,7 +772,7 @@ async def get_peers(node: NodeView, request: web.Request) -> web.Response:
         "ping_ms": round(p.ping_ms, 2) if p.ping_ms is not None else None,
         "bytes_in": p.bytes_in,
         "bytes_out": p.bytes_out,
-        "blocks_in_flight": len(p.blocks_in_flight),
+        "blocks_in_flight": node.sync.in_flight.count(p.id),
         "connected_at": int(p.connected_at),
     } for p in node.live_peers()]
     return _json({"peers": peers, "banned": node.bans.listing(), "known_addresses": sorted(node.addresses)})

@@ -1,7 +1,13 @@
 """The node process: chain state, mempool, miner thread, peers and the HTTP API in one asyncio loop.
 
+`Node` composes the parts and holds the peer policy (the handshake: version, network, self and
+duplicate connections, bans; what each message type is handed to). The parts are their own
+modules: sync.py (headers-first sync, relay), chain_worker.py, mining.py (the miner thread),
+addrbook.py (known addresses, who to dial), datadir.py (key, cookie, store directory),
+listeners.py (capped listeners), api.py (the HTTP API, reading the node through `NodeView`).
+
 Threads: the event loop (peers, API, scheduling), the chain worker (every change of the chain
-state: block and header processing, mempool additions; see sync.Sync.run_chain) and the miner.
+state: block and header processing, mempool additions; see chain_worker.py) and the miner.
 The event loop never holds the chain lock; it reads the tip and the immutable ledger state.
 Stops cleanly on SIGINT/SIGTERM/SIGHUP or the admin stop call; after a SIGKILL the store reopens
 at its last completed connect (each is one atomic LevelDB batch). Startup (p2p.lifecycle) locks
@@ -26,20 +32,35 @@ import aiohttp
 from aiohttp import web
 
 from chain.address import address_of, format_address
-from chain.block import Block
-from chain.keys import PrivateKey
 from chain.mempool import Mempool
 from chain.storage import ChainStore, StoreCorrupt, StoreError, StoreWriteFailed
 from consensus.audit import Auditor
-from consensus.chainstate import BlockResult, ChainState, Limits, Outcome
+from consensus.chainstate import BlockResult, ChainState, Limits
 from consensus.miner import Miner
 from consensus.params import ConsensusParams, load_params
 from p2p import lifecycle, log_limits
+from p2p.addrbook import AddressBook
 from p2p.api import build_api
+from p2p.datadir import (
+    CHAIN_DIR,
+    COOKIE_FILE,
+    KEY_FILE,
+    disk_takes,
+    load_or_create_key,
+    write_cookie,
+)
 from p2p.errors import UserError
 from p2p.lifecycle import EXIT_DATADIR, EXIT_KEY, Prepared, StartupError
+from p2p.listeners import (
+    FD_SPARE,
+    HTTP_IDLE_S,
+    MAX_CONNECTIONS_PER_LISTENER,
+    CappedSite,
+    ensure_fd_headroom,
+)
 from p2p.metrics import NodeMetrics
-from p2p.peer import HANDSHAKE_TIMEOUT_S, BanList, Peer, PeerLimits
+from p2p.mining import MiningLoop
+from p2p.peer import BanList, Peer, PeerLimits
 from p2p.protocol import (
     AGENT,
     PROTOCOL_VERSION,
@@ -64,73 +85,15 @@ from p2p.txindex import TxIndex
 
 log = logging.getLogger("pouw.node")
 
-KEY_FILE = "node.key"
-COOKIE_FILE = lifecycle.COOKIE_FILE
-CHAIN_DIR = "chain"
 PING_EVERY_S = 30.0
-MAX_KNOWN_ADDRS = 1_000
 # Relay policy, not consensus: the least fee per encoded byte this node's mempool takes (a
 # transfer is about 166 bytes, so 830 base units = 0.0000083 POUW at the default).
 DEFAULT_MIN_RELAY_FEE_RATE = 5
-MINING_BACKOFF_S = (1.0, 30.0)  # a failing mining attempt waits 1 s, doubling up to 30 s
 # After a write error: how often the node tries whether the disk takes writes again, and how much.
 STORAGE_PROBE_EVERY_S = 2.0
 STORAGE_PROBE_BYTES = 4 << 20
 # Messages that would change the chain or the mempool: dropped while the store cannot write.
 _WRITING_MESSAGES = (BlockMsg, Headers, Inv, TxMsg)
-
-
-# Connections at once on each listener (handshakes, peers, API clients); past it new ones are closed
-# at accept. An HTTP connection that sends no complete request within HTTP_IDLE_S is closed.
-MAX_CONNECTIONS_PER_LISTENER = 256
-HTTP_IDLE_S = HANDSHAKE_TIMEOUT_S
-FD_SPARE = 128  # descriptors beyond the listeners' connections: LevelDB files, outbound peers, logs
-
-
-class _Refuse(asyncio.Protocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.abort()  # type: ignore[attr-defined]
-
-
-class CappedSite(web.BaseSite):
-    """A listener on an already bound socket that closes new connections at accept while `cap` are open."""
-
-    def __init__(self, runner: web.AppRunner, sock, cap: int, on_refused=None) -> None:
-        super().__init__(runner, shutdown_timeout=1.0)
-        self.runner, self.sock, self.cap = runner, sock, cap
-        self.on_refused = on_refused
-
-    @property
-    def name(self) -> str:
-        host, port = self.sock.getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    async def start(self) -> None:
-        await super().start()
-        server = self.runner.server
-        assert server is not None
-
-        def factory() -> asyncio.BaseProtocol:
-            if len(server.connections) >= self.cap:
-                if self.on_refused is not None:
-                    self.on_refused()
-                return _Refuse()
-            return server()
-
-        self._server = await asyncio.get_running_loop().create_server(factory, sock=self.sock)
-
-
-def ensure_fd_headroom(needed: int) -> tuple[int, int]:
-    """Raise the soft open-file limit towards the hard one when it is below `needed`; (soft, hard)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return soft, hard
 
 
 class StoreUnusable(UserError):
@@ -165,33 +128,6 @@ class NodeConfig:
     poison_at: int | None = None  # attack mode for tests: mine with consensus.attacks.PoisonMiner
 
 
-@dataclass
-class AddrInfo:
-    persistent: bool
-    next_try: float = 0.0
-    failures: int = 0
-
-
-def load_or_create_key(path: Path) -> PrivateKey:
-    if path.exists():
-        return PrivateKey.from_bytes(bytes.fromhex(path.read_text().strip()))
-    key = PrivateKey.generate()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key.to_bytes().hex() + "\n")
-    return key
-
-
-def write_cookie(path: Path) -> str:
-    token = secrets.token_hex(32)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    tmp.replace(path)
-    return token
-
-
 def resolve_device(device: str) -> str:
     if device != "auto":
         return device
@@ -215,8 +151,8 @@ class Node:
         self.metrics = NodeMetrics()
         self.bans = BanList()
         self.peers: dict[int, Peer] = {}
-        self.addresses: dict[str, AddrInfo] = {}
-        self.mining_enabled = config.mine
+        self.addresses = AddressBook(config.listen)
+        self.mining: MiningLoop | None = None  # made once the chain is loaded
         self.stop_event = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
@@ -224,15 +160,12 @@ class Node:
         self._dialing: set[str] = set()
         self._inbound: dict[int, str] = {}  # peer id -> remote host, from the WebSocket upgrade to the close
         self._runners: list[web.AppRunner] = []
-        self._miner_thread: threading.Thread | None = None
         self._audit_thread: threading.Thread | None = None
         self.auditor: Auditor | None = None
         self._units_reported = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.api_url = ""
         self.listen_addr = config.listen
-        self.mining_error: str | None = None  # why the last mining attempt failed; None once one works
-        self.mining_error_since = 0.0
         self.ready = False  # until start() is done, the API and peer port answer 503 with `phase`
         self.phase = "starting"
         # None while the store works; else ("write-failed" | "corrupt", the one-line reason).
@@ -317,12 +250,15 @@ class Node:
             self.miner = Miner(self.chain, self.key, payout=self.miner_address, mempool=self.mempool, device=self.device)
         self.auditor = Auditor(self.chain, self.key, share=self.config.audit_share, device=self.device) if self.config.audit else None
         for addr in self.config.peers:
-            self.addresses[addr] = AddrInfo(persistent=True)
+            self.addresses.add_persistent(addr)
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
         self._tasks.append(asyncio.create_task(self._connect_loop(), name="connect"))
-        self._miner_thread = threading.Thread(target=self._mine_loop, name="miner", daemon=True)
-        self._miner_thread.start()
+        self.mining = MiningLoop(self.miner, self.chain, self.sync, self.metrics, self.config.mine,
+                                 stopping=lambda: self._stopping,
+                                 storage_failing=lambda: self.storage_failure is not None,
+                                 storage_failed=self.storage_failed)
+        self.mining.start(self.loop)
         if self.auditor is not None:
             self._audit_thread = threading.Thread(target=self._audit_loop, name="auditor", daemon=True)
             self._audit_thread.start()
@@ -363,15 +299,16 @@ class Node:
 
     async def stop(self) -> None:
         self._stopping = True
-        self.mining_enabled = False
+        if self.mining is not None:
+            self.mining.enabled = False
         for t in self._tasks:
             t.cancel()
         for p in list(self.peers.values()):
             p.close("node stopping")
         if self._peer_tasks:
             await asyncio.wait(list(self._peer_tasks), timeout=5)
-        if self._miner_thread is not None:
-            await asyncio.to_thread(self._miner_thread.join, 30)
+        if self.mining is not None:
+            await asyncio.to_thread(self.mining.join, 30)
         if self._audit_thread is not None:
             await asyncio.to_thread(self._audit_thread.join, 30)
         for runner in self._runners:
@@ -441,28 +378,26 @@ class Node:
         if addr in self._dialing:
             return
         self._dialing.add(addr)
-        info = self.addresses.setdefault(addr, AddrInfo(persistent=False))
+        info = self.addresses.dialling(addr)
         try:
             ws = await self.session.ws_connect(
                 f"http://{addr}/p2p", max_msg_size=self.params.max_message_bytes + 4096, autoping=True, timeout=aiohttp.ClientWSTimeout(ws_close=5)
             )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            info.failures += 1
-            wait = min(30.0, 0.5 * 2 ** min(info.failures, 6))
-            info.next_try = time.monotonic() + wait
+            wait = self.addresses.dial_failed(addr)
             # Peers the operator named are worth a line each try (the backoff bounds them); gossiped ones are not.
             log.log(logging.WARNING if info.persistent else logging.DEBUG, "peer %s: cannot connect (%s); retrying in %.0f s",
                     addr, _connect_reason(exc), wait)
             self._dialing.discard(addr)
             return
-        info.failures = 0
+        self.addresses.dial_worked(addr)
         peer = self._new_peer(ws, addr, inbound=False)
         peer.dial_addr = addr
         try:
             await peer.run(self, self.our_hello())
         finally:
             self._dialing.discard(addr)
-            info.next_try = time.monotonic() + 1.0
+            self.addresses.connection_ended(addr)
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -481,15 +416,7 @@ class Node:
             try:
                 connected = self._connected_addrs()
                 outbound = sum(1 for p in self.peers.values() if not p.inbound) + len(self._dialing)
-                now = time.monotonic()
-                for addr, info in list(self.addresses.items()):
-                    if addr in connected or addr == self.listen_addr or now < info.next_try:
-                        continue
-                    if not info.persistent and outbound >= self.config.max_outbound:
-                        continue
-                    if self.bans.banned(addr.rpartition(":")[0]):
-                        continue
-                    outbound += 1
+                for addr in self.addresses.due(connected, outbound, self.config.max_outbound, self.bans.banned):
                     self._spawn(self.connect(addr))
             except Exception:  # noqa: BLE001
                 log.exception("connection manager error")
@@ -505,7 +432,7 @@ class Node:
         if hello.nonce == self.nonce:
             addr = peer.dial_addr
             if addr:
-                self.addresses.pop(addr, None)
+                self.addresses.forget(addr)
             return "connected to ourselves"
         banned = self.bans.banned(peer.ban_key)
         if banned:
@@ -528,7 +455,7 @@ class Node:
         self.peers[peer.id] = peer
         self.metrics.peers.set(len(self.live_peers()))
         if peer.listen:
-            self.addresses.setdefault(peer.listen, AddrInfo(persistent=False))
+            self.addresses.add(peer.listen)
         peer.send(GetAddr())
         await self.sync.peer_ready(peer)
 
@@ -545,8 +472,7 @@ class Node:
             peer.send(Addr(tuple(addrs[:1000])))
         elif isinstance(msg, Addr):
             for a in msg.addrs:
-                if a and a != self.listen_addr and len(self.addresses) < MAX_KNOWN_ADDRS:
-                    self.addresses.setdefault(a, AddrInfo(persistent=False))
+                self.addresses.learn(a)
         elif self.storage_failure is not None and isinstance(msg, _WRITING_MESSAGES):
             return  # nothing is accepted while the store cannot write (the peer is not at fault)
         elif isinstance(msg, (GetHeaders, GetData)):
@@ -655,78 +581,20 @@ class Node:
             except Exception as exc:  # noqa: BLE001 - refused (e.g. another node's proof came first)
                 log.warning("audit: fraud proof against %s not admitted: %s", outcome.block_hash.hex()[:16], exc)
 
-    # --- mining ----------------------------------------------------------------------------------
+    # --- mining (p2p/mining.py) -----------------------------------------------------------------
 
-    def _should_stop_mining(self) -> bool:
-        return self._stopping or not self.mining_enabled
+    @property
+    def mining_enabled(self) -> bool:
+        return self.mining.enabled if self.mining is not None else self.config.mine
+
+    @property
+    def mining_error(self) -> str | None:
+        return self.mining.error if self.mining is not None else None
 
     @property
     def mining_state(self) -> str:
         """off, mining, waiting-for-sync (heavier blocks are arriving) or failing (see mining_error)."""
-        if not self.mining_enabled:
-            return "off"
-        if self.mining_error is not None:
-            return "failing"
-        return "waiting-for-sync" if self.sync.catching_up() else "mining"
-
-    def _mining_failed(self, exc: Exception, backoff: float) -> None:
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-        if self.mining_error is None:
-            self.mining_error_since = time.time()
-        self.mining_error = reason
-        self.metrics.mining_errors.inc()
-        self.metrics.mining_failing.set(1)
-        log.warning("mining failed: %s; retrying in %.0f s", reason, backoff)
-        log.debug("mining failure", exc_info=exc)
-
-    def _mining_ok(self) -> None:
-        if self.mining_error is not None:
-            log.info("mining works again (it failed for %.0f s)", time.time() - self.mining_error_since)
-            self.mining_error = None
-            self.metrics.mining_failing.set(0)
-
-    def _mine_loop(self) -> None:
-        backoff = 0.0
-        while not self._stopping:
-            # Headers claim work, bodies prove it: mining pauses only while heavier blocks really arrive.
-            if not self.mining_enabled or self.storage_failure is not None or self.sync.catching_up():
-                time.sleep(0.1)
-                continue
-            accepted = True
-            try:
-                block = self.miner.mine_block(self._should_stop_mining)
-                if block is not None and not self._stopping:
-                    assert self.loop is not None
-                    accepted = asyncio.run_coroutine_threadsafe(self._on_mined(block), self.loop).result(timeout=60)
-            except Exception as exc:  # noqa: BLE001 - a template built during a reorg, a bad state, an own block refused
-                backoff = min(MINING_BACKOFF_S[1], max(MINING_BACKOFF_S[0], backoff * 2))
-                self._mining_failed(exc, backoff)
-                end = time.monotonic() + backoff
-                while time.monotonic() < end and not self._should_stop_mining():
-                    time.sleep(0.1)
-                continue
-            backoff = 0.0
-            self._mining_ok()
-            if not accepted:
-                time.sleep(1.0)  # the same template would give the same block: wait for the tip or clock
-
-    async def _on_mined(self, block: Block) -> bool:
-        self.sync.note_received(block.hash)
-        started = time.perf_counter()
-        try:
-            result = await self.sync.run_chain(self.chain.process_block, block, None)
-        except StoreError as exc:
-            self.storage_failed(exc)
-            return False
-        await self.sync.after_block(result, time.perf_counter() - started)
-        if result.outcome == Outcome.NEW_TIP:
-            self.metrics.blocks_mined.inc()
-            log.info("mined block %s at height %d (%d units)", block.hash.hex()[:16], block.header.height, block.header.work[0].unit_count)
-            return True
-        if result.outcome in (Outcome.INVALID, Outcome.BAD_MESSAGE):
-            raise RuntimeError(f"own block at height {block.header.height} refused: {result.outcome.value} {result.detail}")
-        log.info("mined block %s at height %d was not accepted: %s %s", block.hash.hex()[:16], block.header.height, result.outcome.value, result.detail)
-        return False
+        return self.mining.state if self.mining is not None else "off"
 
     # --- storage failures ------------------------------------------------------------------------
 
@@ -752,22 +620,19 @@ class Node:
         if self.storage_failure is None or self.storage_failure[0] != "write-failed" or time.monotonic() < self._next_storage_probe:
             return
         self._next_storage_probe = time.monotonic() + STORAGE_PROBE_EVERY_S
-        if await asyncio.to_thread(_disk_takes, self.datadir / ".space-probe", STORAGE_PROBE_BYTES):
+        if await asyncio.to_thread(disk_takes, self.datadir / ".space-probe", STORAGE_PROBE_BYTES):
             self.request_stop("storage: the disk takes writes again; restart the node to carry on")
 
     # --- admin -----------------------------------------------------------------------------------
 
     def set_mining(self, enabled: bool) -> None:
-        self.mining_enabled = enabled
-        if not enabled:
-            self._mining_ok()  # a failure is reported while mining is on; switching off clears it
-        log.info("mining %s", "on" if enabled else "off")
+        assert self.mining is not None  # the API answers only once the node has started
+        self.mining.set_enabled(enabled)
 
     def add_peer(self, addr: str) -> None:
         if parse_hostport(addr) is None:
             raise ValueError(f"{addr!r} is not HOST:PORT")
-        info = self.addresses.setdefault(addr, AddrInfo(persistent=True))
-        info.persistent, info.next_try = True, 0.0
+        self.addresses.add_persistent(addr)
 
 
 def _connect_reason(exc: BaseException) -> str:
@@ -778,20 +643,3 @@ def _connect_reason(exc: BaseException) -> str:
         # asyncio's strerror is "Connect call failed (host, port)"; the errno says why (a resolver error's is negative)
         return (os.strerror(err.errno) if err.errno and err.errno > 0 else "") or err.strerror or str(err) or type(err).__name__
     return str(exc) or type(exc).__name__
-
-
-def _disk_takes(path: Path, size: int) -> bool:
-    """Whether `size` bytes can be written and synced at `path` (removed again)."""
-    try:
-        with open(path, "wb") as f:
-            f.write(b"\0" * size)
-            f.flush()
-            os.fsync(f.fileno())
-        return True
-    except OSError:
-        return False
-    finally:
-        try:
-            path.unlink()
-        except OSError:
-            pass

@@ -124,7 +124,6 @@ class Peer:
         self.best_work = 0
         self.score = 0
         self.connected_at = time.time()
-        self.last_recv = time.monotonic()
         self.bytes_in = 0
         self.bytes_out = 0
         self.msgs_in = 0
@@ -133,7 +132,6 @@ class Peer:
         self.rate = TokenBucket(limits.messages_per_second, limits.burst)
         self.verify_budget = TokenBucket(limits.verify_refill_per_s, limits.verify_budget_s)
         self.serve_budget = TokenBucket(limits.serve_share, limits.serve_burst_s)
-        self.blocks_in_flight: dict[bytes, float] = {}  # hash -> when asked
         self.last_header: bytes | None = None  # the last header it gave us that we accepted (its locator start)
         self.known: OrderedDict[bytes, None] = OrderedDict()  # block/tx hashes the peer has (bounded)
         self.close_reason = ""
@@ -274,7 +272,6 @@ class Peer:
             return None
         if msg.type == aiohttp.WSMsgType.BINARY:
             self.bytes_in += len(msg.data)
-            self.last_recv = time.monotonic()
             return msg.data
         if msg.type == aiohttp.WSMsgType.TEXT:
             self.misbehave(50, "text frame (the protocol uses binary frames)")

@@ -32,7 +32,6 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -44,6 +43,9 @@ from chain.tx import Transaction
 from consensus.chainstate import BlockResult, ChainState, Outcome
 from consensus.forkchoice import prefer
 from consensus.validation import Reason
+from p2p.block_times import BlockTimes
+from p2p.chain_worker import ChainWorker
+from p2p.inflight import BlocksInFlight
 from p2p.metrics import NodeMetrics, tx_reason_code
 from p2p.peer import Misbehaving, Peer, TokenBucket
 from p2p.protocol import (
@@ -76,7 +78,6 @@ MAX_BRANCHES_FETCHED = 4  # the heaviest ones whose bodies are requested at once
 MAX_MISSING_PER_BRANCH = 1_024  # bodies of one branch considered per scheduling round
 PROGRESS_EVERY_S = 5.0
 CATCHING_UP_S = 5.0  # mining pauses while bodies of a heavier branch arrived this recently
-MAX_BLOCK_TIMES = 10_000  # blocks whose arrival and connection times are kept (for the API)
 
 
 @dataclass
@@ -138,11 +139,11 @@ class Sync:
         self.peers = peers
         self.body_timeout_s = body_timeout_s
         self.block_timeout_s = min(BLOCK_TIMEOUT_S, body_timeout_s / 2)
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
+        self.worker = ChainWorker()
         # All peers' requests together: at most this share of the node's time (see _served).
         self.serve_budget = TokenBucket(TOTAL_SERVE_SHARE, TOTAL_SERVE_BURST_S)
         self.best_header: IndexEntry = chain.tip
-        self.in_flight: dict[bytes, int] = {}  # block hash -> peer id
+        self.in_flight = BlocksInFlight()
         self.body_senders: OrderedDict[bytes, Peer] = OrderedDict()  # recent block bodies -> who sent them
         self.headers_asked: dict[int, float] = {}  # peer id -> when we sent getheaders
         # peer id -> (our tip height, monotonic time) when a header of theirs was refused for now
@@ -160,26 +161,12 @@ class Sync:
         # Bodies of a heavier branch arrived until this monotonic time; the branch's work then.
         self._catching_up_until = 0.0
         self._catching_up_work = 0
-        # hash -> [received_ms, connected_ms, verify_ms]: wall-clock times (Unix ms, float) at which
-        # this node first had the block's body (from a peer or its own miner) and first connected it
-        # to its best chain, and the milliseconds it took to validate and connect it; shown by
-        # GET /api/blocks/{id} (propagation measurements). Bounded, not stored.
-        self.block_times: OrderedDict[bytes, list[float | None]] = OrderedDict()
+        self.block_times = BlockTimes()  # for the API (p2p/block_times.py)
 
     # --- block timing ------------------------------------------------------------------------------
 
-    def _times(self, block_hash: bytes) -> list[float | None]:
-        times = self.block_times.get(block_hash)
-        if times is None:
-            times = self.block_times[block_hash] = [None, None, None]
-            while len(self.block_times) > MAX_BLOCK_TIMES:
-                self.block_times.popitem(last=False)
-        return times
-
     def note_received(self, block_hash: bytes) -> None:
-        times = self._times(block_hash)
-        if times[0] is None:
-            times[0] = round(time.time() * 1000, 3)
+        self.block_times.received(block_hash)
 
     def catching_up(self) -> bool:
         """Bodies of a heavier branch are arriving: mining on the old tip now would be wasted.
@@ -188,14 +175,7 @@ class Sync:
         miner thread: it reads two numbers the event loop sets.)"""
         return time.monotonic() < self._catching_up_until and self._catching_up_work > self.chain.tip.chain_work
 
-    def note_connected(self, blocks: list[Block]) -> None:
-        now = round(time.time() * 1000, 3)
-        for block in blocks:
-            times = self._times(block.hash)
-            if times[1] is None:
-                times[1] = now
-
-    # --- the chain worker ------------------------------------------------------------------------
+    # --- the chain worker (p2p/chain_worker.py) and serving budgets ------------------------------------------------------------------------
 
     async def _served(self, peer: Peer, fn: Callable[[], T]) -> T:
         """Run a reply's work on the chain worker and charge the time it took (not the wait for
@@ -223,10 +203,10 @@ class Sync:
 
     async def run_chain(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` on the chain worker thread (the only thread that changes the chain)."""
-        return await asyncio.get_running_loop().run_in_executor(self.worker, fn, *args)
+        return await self.worker.run(fn, *args)
 
     def close(self) -> None:
-        self.worker.shutdown(wait=True, cancel_futures=True)
+        self.worker.close()
 
     # --- views of the block tree (run on the chain worker) ----------------------------------------
 
@@ -326,9 +306,7 @@ class Sync:
             await self.ask_headers(peer)
 
     def peer_gone(self, peer: Peer) -> None:
-        for h in list(peer.blocks_in_flight):
-            self.in_flight.pop(h, None)
-        peer.blocks_in_flight.clear()
+        self.in_flight.peer_gone(peer.id)
         self.headers_asked.pop(peer.id, None)
         self.headers_paused.pop(peer.id, None)
 
@@ -356,8 +334,7 @@ class Sync:
             await self._on_tx(peer, msg)
         elif isinstance(msg, NotFound):
             for h in msg.blocks:
-                if peer.blocks_in_flight.pop(h, None) is not None:
-                    self.in_flight.pop(h, None)
+                if self.in_flight.not_found(peer.id, h):
                     self.not_found.setdefault(h, set()).add(peer.id)
             await self.schedule()
 
@@ -501,8 +478,7 @@ class Sync:
         h = block.hash
         self.note_received(h)
         peer.mark_known(h)
-        solicited = peer.blocks_in_flight.pop(h, None) is not None
-        self.in_flight.pop(h, None)
+        solicited = self.in_flight.delivered(peer.id, h)
         known = self.chain.entry(h)
         if known is not None and known.status != STATUS_HEADER:
             return  # duplicate (or already known invalid: the header path bans for that)
@@ -575,11 +551,9 @@ class Sync:
 
     async def after_block(self, result: BlockResult, seconds: float, source: Peer | None = None) -> None:
         """Metrics, relay and listeners for a processed block (ours or a peer's)."""
-        self.note_connected(result.connected)
-        if result.outcome == Outcome.NEW_TIP and result.block_hash in self.block_times:
-            times = self.block_times[result.block_hash]
-            if times[2] is None:
-                times[2] = round(seconds * 1000, 3)
+        self.block_times.connected(result.connected)
+        if result.outcome == Outcome.NEW_TIP:
+            self.block_times.verified(result.block_hash, seconds)
         reason = result.reason.value if result.reason else ""
         self.metrics.blocks.labels(result.outcome.value, reason).inc()
         self.metrics.verify_seconds.observe(seconds)
@@ -688,7 +662,7 @@ class Sync:
         ready = [p for p in self.peers() if not p.closed]
         by_id = {p.id: p for p in ready}
         asks: dict[int, list[bytes]] = {}
-        free = sum(max(0, p.limits.max_blocks_in_flight - len(p.blocks_in_flight)) for p in ready)
+        free = sum(max(0, p.limits.max_blocks_in_flight - self.in_flight.count(p.id)) for p in ready)
         for branch, view in looked:
             for h, height in view.missing:
                 if free <= 0:
@@ -698,8 +672,7 @@ class Sync:
                 peer = self._pick_peer(ready, branch, h, height)
                 if peer is None:
                     continue
-                peer.blocks_in_flight[h] = time.monotonic()
-                self.in_flight[h] = peer.id
+                self.in_flight.ask(peer.id, h, time.monotonic())
                 asks.setdefault(peer.id, []).append(h)
                 free -= 1
         for pid, hashes in asks.items():
@@ -715,20 +688,17 @@ class Sync:
         candidates = [p for p in ready if p.id not in refused]
         knowers = [p for p in candidates if p.id in branch.announcers or h in p.known or branch.tip in p.known]
         pool = knowers or [p for p in candidates if p.best_height >= height]
-        free = [p for p in pool if len(p.blocks_in_flight) < p.limits.max_blocks_in_flight]
+        free = [p for p in pool if self.in_flight.count(p.id) < p.limits.max_blocks_in_flight]
         if not free:
             return None
-        return min(free, key=lambda p: (p.id in late, len(p.blocks_in_flight)))
+        return min(free, key=lambda p: (p.id in late, self.in_flight.count(p.id)))
 
     async def tick(self) -> None:
         """Once a second: time out requests, give up on branches whose bodies do not come, ask
         peers for headers, log progress."""
         now = time.monotonic()
         for p in self.peers():
-            late = [h for h, t in p.blocks_in_flight.items() if now - t > self.block_timeout_s]
-            for h in late:
-                del p.blocks_in_flight[h]
-                self.in_flight.pop(h, None)
+            for h in self.in_flight.expire(p.id, now, self.block_timeout_s):
                 self.timed_out.setdefault(h, set()).add(p.id)
                 log.info("%s: block %s not delivered in %.0f s; asking elsewhere", p, h.hex()[:16], self.block_timeout_s)
             asked = self.headers_asked.get(p.id)
@@ -768,10 +738,7 @@ class Sync:
         for h, bid in list(self.branch_of.items()):
             if bid == branch.id:
                 del self.branch_of[h]
-                pid = self.in_flight.pop(h, None)
-                for p in self.peers():
-                    if p.id == pid:
-                        p.blocks_in_flight.pop(h, None)
+                self.in_flight.cancel(h)
         held = time.monotonic() - branch.first_wanted
         self.metrics.header_branches_dropped.inc()
         self.metrics.header_height.set(self.best_header.height)

@@ -164,13 +164,3 @@ def clamp_bits(x: torch.Tensor, bits: int) -> torch.Tensor:
     """Saturate to the signed range of `bits` bits, so values stay inside proven GEMM bounds."""
     lim = (1 << (bits - 1)) - 1
     return x.clamp(-lim, lim)
-
-
-def to_fixed(x: torch.Tensor, frac_bits: int) -> torch.Tensor:
-    """Float -> fixed point (round half to even by torch.round); for export and tests, never consensus."""
-    return torch.round(x.to(torch.float64) * (1 << frac_bits)).to(torch.int64)
-
-
-def from_fixed(x: torch.Tensor, frac_bits: int) -> torch.Tensor:
-    """Fixed point -> float32, for display, metrics and exported models."""
-    return (x.to(torch.float64) / (1 << frac_bits)).to(torch.float32)

@@ -49,7 +49,6 @@ from useful_work.exact import (
     shift_round,
 )
 from useful_work.intmath import (
-    first_argmax,
     max_pool2x2_tie_broken,
     max_unpool2x2,
     tie_break_pattern,
@@ -351,9 +350,3 @@ def backward(cw: ComputeWeights, act: Activations, dout: torch.Tensor, config: M
         grads["direction.weight"] = dwh[:, NUM_CLASSES:]
         grads["direction.bias"] = dbh[NUM_CLASSES:]
     return {k: clamp_bits(v.to(torch.int64).contiguous(), STATE_BITS) for k, v in grads.items()}
-
-
-def predict(params: Params, images: torch.Tensor, config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Integer forward only: (predicted light count 1..3 [B], direction Q16 [B, 3] or None)."""
-    act = forward(compute_weights(params, config), images, config)
-    return first_argmax(act.logits) + 1, act.direction
