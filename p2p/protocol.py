@@ -5,20 +5,21 @@ A frame is the msgpack array `[code, body]`: `code` a positive fixint naming the
 positive fixint is one byte, the type is known from the frame's first two bytes, so each type's
 size limit is checked before anything is decoded. Decoding is strict: unknown or missing fields,
 wrong types, over-long lists and trailing bytes are errors naming the message and field
-("inv.blocks[3]: expected 32 bytes, got 31").
+("inv.blocks[3]: expected 32 bytes, got 31 bytes").
 
+Message fields are declared once, as chain.encoding records (`Annotated[type, codec]`); the body
+is a map of those fields, so frames are the same bytes as before the messages were records.
 Consensus objects (headers, blocks, transactions) travel as their canonical bytes and are decoded
 by their own classes (chain.encoding), never here.
 """
 
-from __future__ import annotations
-
 import ipaddress
-from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import msgpack
+
+from chain.encoding import U32, U64, Bytes, Codec, DecodeError, ListOf, Record, Text, VarBytes
 
 PROTOCOL_VERSION = 2
 AGENT = "pouw/0.1"
@@ -41,61 +42,17 @@ class FrameTooLarge(ProtocolError):
     """A frame over its type's size limit: no honest peer of the same network sends one."""
 
 
-# --- field checks: each returns the decoded value or raises ProtocolError naming `where` -----------
+# --- field codecs: chain.encoding's, plus peer addresses ------------------------------------------
 
 
-Check = Callable[[Any, str], Any]
+class HostPort(Text):
+    """A peer's listening HOST:PORT (IPv6 in brackets), or "" for none."""
 
-
-def _uint(bits: int) -> Check:
-    def check(v: Any, where: str) -> int:
-        if type(v) is not int or not 0 <= v < (1 << bits):
-            raise ProtocolError(f"{where}: expected u{bits}, got {_show(v)}")
-        return v
-
-    return check
-
-
-def _bytes(size: int | None = None, max_len: int | None = None) -> Check:
-    def check(v: Any, where: str) -> bytes:
-        if type(v) is not bytes:
-            raise ProtocolError(f"{where}: expected bytes, got {_show(v)}")
-        if size is not None and len(v) != size:
-            raise ProtocolError(f"{where}: expected {size} bytes, got {len(v)}")
-        if max_len is not None and len(v) > max_len:
-            raise ProtocolError(f"{where}: {len(v)} bytes, at most {max_len}")
-        return v
-
-    return check
-
-
-def _text(max_len: int) -> Check:
-    def check(v: Any, where: str) -> str:
-        if type(v) is not str:
-            raise ProtocolError(f"{where}: expected text, got {_show(v)}")
-        if len(v) > max_len:
-            raise ProtocolError(f"{where}: {len(v)} characters, at most {max_len}")
-        return v
-
-    return check
-
-
-def _list(item: Check, max_len: int) -> Check:
-    def check(v: Any, where: str) -> tuple:
-        if type(v) is not list:
-            raise ProtocolError(f"{where}: expected a list, got {_show(v)}")
-        if len(v) > max_len:
-            raise ProtocolError(f"{where}: {len(v)} items, at most {max_len}")
-        return tuple(item(x, f"{where}[{i}]") for i, x in enumerate(v))
-
-    return check
-
-
-def _address(v: Any, where: str) -> str:
-    text = _text(300)(v, where)
-    if text and parse_hostport(text, where) is None:
-        raise ProtocolError(f"{where}: {text!r} is not HOST:PORT")
-    return text
+    def check(self, value: Any) -> str | None:
+        problem = super().check(value)
+        if problem is None and value and parse_hostport(value) is None:
+            return f"{value!r} is not HOST:PORT"
+        return problem
 
 
 def _show(v: Any) -> str:
@@ -124,11 +81,16 @@ def parse_hostport(text: str, where: str = "address") -> tuple[str, int] | None:
     return host, int(port)
 
 
-HASH = _bytes(HASH_SIZE)
-HASHES = _list(HASH, MAX_INV)
+HASH = Bytes(HASH_SIZE)
+HASHES = ListOf(HASH, MAX_INV)
+ANY_LENGTH = 1 << 62  # a field bounded only by its frame's size limit
 
 
 # --- messages --------------------------------------------------------------------------------
+# Each message with fields is a chain.encoding Record: its fields and their codecs are declared
+# once, as `Annotated[type, codec]`; `encode` writes them as the frame's body map, in order, and
+# `decode` checks each with its codec. (No `from __future__ import annotations` in this module:
+# a record reads its codecs from its annotations when the class is made.)
 
 
 @dataclass(frozen=True)
@@ -136,115 +98,100 @@ class Message:
     CODE: ClassVar[int]
     NAME: ClassVar[str]
     LIMIT: ClassVar[int]  # the most bytes a frame of this type may have; 0: the network's max_message_bytes
-    SCHEMA: ClassVar[dict[str, Check]]
 
 
 @dataclass(frozen=True)
-class Hello(Message):
-    version: int
-    network: str
-    chain_id: bytes
-    genesis: bytes
-    height: int
-    chain_work: bytes  # big-endian, no leading zero bytes (int_to_wire)
-    listen: str  # the sender's listening HOST:PORT, "" when it accepts no connections
-    nonce: bytes  # random per process: detects connections to oneself and duplicate connections
-    agent: str
+class Hello(Message, Record):
+    version: Annotated[int, U32]
+    network: Annotated[str, Text(64)]
+    chain_id: Annotated[bytes, Bytes(HASH_SIZE)]
+    genesis: Annotated[bytes, HASH]
+    height: Annotated[int, U64]
+    chain_work: Annotated[bytes, VarBytes(64)]  # big-endian, no leading zero bytes (int_to_wire)
+    listen: Annotated[str, HostPort(300)]  # the sender's listening HOST:PORT, "" when it accepts no connections
+    nonce: Annotated[bytes, Bytes(NONCE_SIZE)]  # random per process: detects connections to oneself and duplicates
+    agent: Annotated[str, Text(64)]
     CODE, NAME, LIMIT = 1, "hello", SMALL
-    SCHEMA = {
-        "version": _uint(32),
-        "network": _text(64),
-        "chain_id": _bytes(HASH_SIZE),
-        "genesis": HASH,
-        "height": _uint(64),
-        "chain_work": _bytes(max_len=64),
-        "listen": _address,
-        "nonce": _bytes(NONCE_SIZE),
-        "agent": _text(64),
-    }
 
 
 @dataclass(frozen=True)
-class Ping(Message):
-    nonce: int
+class Ping(Message, Record):
+    nonce: Annotated[int, U64]
     CODE, NAME, LIMIT = 2, "ping", 64
-    SCHEMA = {"nonce": _uint(64)}
 
 
 @dataclass(frozen=True)
-class Pong(Message):
-    nonce: int
+class Pong(Message, Record):
+    nonce: Annotated[int, U64]
     CODE, NAME, LIMIT = 3, "pong", 64
-    SCHEMA = {"nonce": _uint(64)}
 
 
 @dataclass(frozen=True)
-class Inv(Message):
+class Inv(Message, Record):
     """Announcement of blocks and transactions the sender has."""
 
-    blocks: tuple[bytes, ...] = ()
-    txs: tuple[bytes, ...] = ()
+    blocks: Annotated[tuple[bytes, ...], HASHES] = ()
+    txs: Annotated[tuple[bytes, ...], HASHES] = ()
     CODE, NAME, LIMIT = 4, "inv", 2 * MAX_INV * (HASH_SIZE + 2) + 64
-    SCHEMA = {"blocks": HASHES, "txs": HASHES}
 
 
 @dataclass(frozen=True)
-class GetData(Message):
-    blocks: tuple[bytes, ...] = ()
-    txs: tuple[bytes, ...] = ()
+class GetData(Message, Record):
+    blocks: Annotated[tuple[bytes, ...], HASHES] = ()
+    txs: Annotated[tuple[bytes, ...], HASHES] = ()
     CODE, NAME, LIMIT = 5, "getdata", Inv.LIMIT
-    SCHEMA = {"blocks": HASHES, "txs": HASHES}
 
 
 @dataclass(frozen=True)
-class NotFound(Message):
-    blocks: tuple[bytes, ...] = ()
-    txs: tuple[bytes, ...] = ()
+class NotFound(Message, Record):
+    blocks: Annotated[tuple[bytes, ...], HASHES] = ()
+    txs: Annotated[tuple[bytes, ...], HASHES] = ()
     CODE, NAME, LIMIT = 6, "notfound", Inv.LIMIT
-    SCHEMA = {"blocks": HASHES, "txs": HASHES}
 
 
 @dataclass(frozen=True)
-class GetHeaders(Message):
+class GetHeaders(Message, Record):
     """Best-chain headers after the first locator hash the receiver knows, up to MAX_HEADERS."""
 
-    locator: tuple[bytes, ...]
+    locator: Annotated[tuple[bytes, ...], ListOf(HASH, MAX_LOCATOR)]
     CODE, NAME, LIMIT = 7, "getheaders", MAX_LOCATOR * (HASH_SIZE + 2) + 64
-    SCHEMA = {"locator": _list(HASH, MAX_LOCATOR)}
 
 
 @dataclass(frozen=True)
-class Headers(Message):
-    headers: tuple[bytes, ...]  # canonical BlockHeader encodings, in chain order
+class Headers(Message, Record):
+    # canonical BlockHeader encodings, in chain order
+    headers: Annotated[tuple[bytes, ...], ListOf(VarBytes(MAX_HEADER_BYTES), MAX_HEADERS)]
     CODE, NAME, LIMIT = 8, "headers", MAX_HEADERS * (MAX_HEADER_BYTES + 3) + 64
-    SCHEMA = {"headers": _list(_bytes(max_len=MAX_HEADER_BYTES), MAX_HEADERS)}
 
 
 @dataclass(frozen=True)
-class BlockMsg(Message):
-    block: bytes  # canonical Block encoding
+class BlockMsg(Message, Record):
+    block: Annotated[bytes, VarBytes(ANY_LENGTH)]  # canonical Block encoding
     CODE, NAME, LIMIT = 9, "block", 0
-    SCHEMA = {"block": _bytes()}
 
 
 @dataclass(frozen=True)
-class TxMsg(Message):
-    tx: bytes  # canonical Transaction encoding
+class TxMsg(Message, Record):
+    tx: Annotated[bytes, VarBytes(MAX_TX_BYTES)]  # canonical Transaction encoding
     CODE, NAME, LIMIT = 10, "tx", MAX_TX_BYTES + 64
-    SCHEMA = {"tx": _bytes(max_len=MAX_TX_BYTES)}
 
 
 @dataclass(frozen=True)
 class GetAddr(Message):
+    """No fields (a record needs one, so this is a plain message)."""
+
     CODE, NAME, LIMIT = 11, "getaddr", 64
-    SCHEMA: ClassVar[dict[str, Check]] = {}
 
 
 @dataclass(frozen=True)
-class Addr(Message):
-    addrs: tuple[str, ...]
+class Addr(Message, Record):
+    addrs: Annotated[tuple[str, ...], ListOf(HostPort(300), MAX_ADDRS)]
     CODE, NAME, LIMIT = 12, "addr", MAX_ADDRS * 304 + 64
-    SCHEMA = {"addrs": _list(_address, MAX_ADDRS)}
+
+
+def fields_of(cls: type[Message]) -> tuple[tuple[str, Codec], ...]:
+    """A message type's fields and their codecs, in wire order."""
+    return cls.__schema__ if issubclass(cls, Record) else ()
 
 
 MESSAGE_TYPES: dict[int, type[Message]] = {
@@ -266,11 +213,6 @@ def int_from_wire(data: bytes) -> int:
 def encode(msg: Message) -> bytes:
     body = {f.name: (list(v) if isinstance(v := getattr(msg, f.name), tuple) else v) for f in fields(msg)}
     return msgpack.packb([msg.CODE, body], use_bin_type=True)
-
-
-def frame_limit(code: int, max_message_bytes: int) -> int:
-    cls = MESSAGE_TYPES[code]
-    return cls.LIMIT or max_message_bytes
 
 
 def peek_type(frame: bytes) -> type[Message]:
@@ -310,11 +252,15 @@ def decode(frame: bytes, max_message_bytes: int) -> Message:
     body = envelope[1]
     if not isinstance(body, dict):
         raise ProtocolError(f"{cls.NAME}: body must be a map, got {_show(body)}")
-    expected = set(cls.SCHEMA)
+    schema = fields_of(cls)
+    expected = {name for name, _ in schema}
     if set(body) != expected:
         missing, extra = sorted(expected - set(body)), sorted(map(str, set(body) - expected))
         raise ProtocolError(f"{cls.NAME}: fields {'missing ' + ', '.join(missing) if missing else ''}{'; ' if missing and extra else ''}{'unknown ' + ', '.join(extra) if extra else ''}")
-    values = {name: check(body[name], f"{cls.NAME}.{name}") for name, check in cls.SCHEMA.items()}
+    try:
+        values = {name: codec.from_plain(body[name], f"{cls.NAME}.{name}") for name, codec in schema}
+    except DecodeError as exc:
+        raise ProtocolError(str(exc)) from None
     return cls(**values)
 
 
