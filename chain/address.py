@@ -11,6 +11,7 @@ import base64
 import binascii
 
 from chain.keys import PublicKey
+from chain.types import Address
 from useful_work.hashing import tagged_hash
 
 ADDRESS_SIZE = 20
@@ -18,18 +19,18 @@ CHECKSUM_SIZE = 4
 PREFIX = "pw"
 _BASE32_CHARS = "abcdefghijklmnopqrstuvwxyz234567"
 TEXT_LENGTH = len(PREFIX) + -(-(ADDRESS_SIZE + CHECKSUM_SIZE) * 8 // 5)
-ZERO_ADDRESS = bytes(ADDRESS_SIZE)
+ZERO_ADDRESS = Address(bytes(ADDRESS_SIZE))
 
 
 class AddressError(ValueError):
     """Text that is not a well-formed address, or whose checksum fails (a typo)."""
 
 
-def address_of(public_key: PublicKey | bytes) -> bytes:
+def address_of(public_key: PublicKey | bytes) -> Address:
     raw = public_key.raw if isinstance(public_key, PublicKey) else public_key
     if len(raw) != 32:
         raise ValueError("a public key is 32 bytes")
-    return tagged_hash("address", raw)[:ADDRESS_SIZE]
+    return Address(tagged_hash("address", raw)[:ADDRESS_SIZE])
 
 
 def _checksum(address: bytes) -> bytes:
@@ -43,7 +44,7 @@ def format_address(address: bytes) -> str:
     return PREFIX + body
 
 
-def parse_address(text: object) -> bytes:
+def parse_address(text: object) -> Address:
     """The 20-byte address written in `text`, or AddressError saying what is wrong with it."""
     if not isinstance(text, str):
         raise AddressError(f"an address is text, got {type(text).__name__}")
@@ -65,4 +66,4 @@ def parse_address(text: object) -> bytes:
     address, checksum = raw[:ADDRESS_SIZE], raw[ADDRESS_SIZE:]
     if checksum != _checksum(address) or format_address(address) != text:
         raise AddressError(f"address {text!r} has a bad checksum (mistyped?)")
-    return address
+    return Address(address)

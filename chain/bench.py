@@ -27,6 +27,7 @@ from chain.keys import PrivateKey
 from chain.state import apply_block, default_task_record, genesis_state
 from chain.storage import ChainStore
 from chain.tx import Transaction, make_transfer
+from chain.types import BlockHash
 from useful_work.hashing import ZERO_HASH, int_bytes, tagged_hash
 from useful_work.specs import TrainSpec, encode_spec
 from useful_work.trace import Leaf, trace_root
@@ -80,7 +81,7 @@ def _connect_rates(blocks: int) -> dict[str, float]:
     task = default_task_record(encode_spec(TrainSpec()))
     state = genesis_state(CHAIN_ID, {address_of(k.public_key()): 10**15 for k in keys}, task)
     genesis = Block(
-        sign_header(_header(0, ZERO_HASH, miner, state.root, [], ()), miner), (), ()
+        sign_header(_header(0, BlockHash(ZERO_HASH), miner, state.root, [], ()), miner), (), ()
     )
     prepared = []  # signed in advance: the timing covers apply_block and the atomic write only
     for b in range(blocks):
@@ -107,7 +108,7 @@ def _connect_rates(blocks: int) -> dict[str, float]:
     return {"connect_blocks_per_s": blocks / elapsed, "connect_tx_per_s": blocks * TXS_PER_BLOCK / elapsed}
 
 
-def _header(height: int, prev: bytes, miner: PrivateKey, root: bytes, txs, work) -> BlockHeader:
+def _header(height: int, prev: BlockHash, miner: PrivateKey, root: bytes, txs, work) -> BlockHeader:
     return BlockHeader(
         version=1, height=height, prev_hash=prev, time_ms=1_700_000_000_000 + height * 10_000,
         target=1 << 255, miner=address_of(miner.public_key()), miner_key=miner.public_key().raw,

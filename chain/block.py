@@ -29,6 +29,7 @@ from chain.encoding import (
 )
 from chain.keys import PrivateKey, verify_signature
 from chain.tx import Transaction
+from chain.types import Address, BlockHash, RawPublicKey, TaskId
 from useful_work.hashing import HASH_SIZE, int_bytes, tagged_hash
 from useful_work.merkle import merkle_proof, merkle_root, verify_merkle_proof
 from useful_work.trace import LEAF_SIZE, Leaf, leaves_chain, state_hash, trace_root
@@ -55,7 +56,7 @@ class BodyMismatch(BlockStructureError):
 
 @dataclass(frozen=True)
 class WorkClaim(Record):
-    task_id: Annotated[bytes, Bytes(HASH_SIZE)]
+    task_id: Annotated[TaskId, Bytes(HASH_SIZE)]
     unit_count: Annotated[int, U32]
     trace_root: Annotated[bytes, Bytes(HASH_SIZE)]
     attempt: Annotated[int, U32] = 0  # which of the miner's traces on this parent: each is new work
@@ -79,20 +80,20 @@ class WorkProof(Record):
 class BlockHeader(Record):
     version: Annotated[int, U32]
     height: Annotated[int, U64]
-    prev_hash: Annotated[bytes, Bytes(HASH_SIZE)]
+    prev_hash: Annotated[BlockHash, Bytes(HASH_SIZE)]
     time_ms: Annotated[int, U64]
     target: Annotated[int, U256]
-    miner: Annotated[bytes, Bytes(ADDRESS_SIZE)]  # the address of miner_key; the unit seeds commit to it
-    miner_key: Annotated[bytes, Bytes(32)]
-    payout: Annotated[bytes, Bytes(ADDRESS_SIZE)]  # where the reward goes; the header commitment covers it
+    miner: Annotated[Address, Bytes(ADDRESS_SIZE)]  # the address of miner_key; the unit seeds commit to it
+    miner_key: Annotated[RawPublicKey, Bytes(32)]
+    payout: Annotated[Address, Bytes(ADDRESS_SIZE)]  # where the reward goes; the header commitment covers it
     tx_root: Annotated[bytes, Bytes(HASH_SIZE)]
     state_root: Annotated[bytes, Bytes(HASH_SIZE)]
     work: Annotated[tuple[WorkClaim, ...], ListOf(Nested(WorkClaim), MAX_CLAIMS)]
     signature: Annotated[bytes, Bytes(64)]
 
     @cached_property
-    def hash(self) -> bytes:
-        return tagged_hash("block", encode_unsigned(self))
+    def hash(self) -> BlockHash:
+        return BlockHash(tagged_hash("block", encode_unsigned(self)))
 
     def sig_hash(self) -> bytes:
         return tagged_hash("header-sig", encode_unsigned(self))
@@ -108,7 +109,7 @@ class Block(Record):
     proofs: Annotated[tuple[WorkProof, ...], ListOf(Nested(WorkProof), MAX_CLAIMS)]
 
     @property
-    def hash(self) -> bytes:
+    def hash(self) -> BlockHash:
         return self.header.hash
 
 

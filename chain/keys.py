@@ -9,6 +9,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from chain.types import RawPublicKey
+
 PUBLIC_KEY_SIZE = 32
 PRIVATE_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
@@ -29,7 +31,7 @@ def _load_public(raw: bytes) -> Ed25519PublicKey | None:
 
 @dataclass(frozen=True)
 class PublicKey:
-    raw: bytes
+    raw: RawPublicKey
 
     def __post_init__(self) -> None:
         if type(self.raw) is not bytes or len(self.raw) != PUBLIC_KEY_SIZE:
@@ -70,7 +72,7 @@ class PrivateKey:
         key = Ed25519PrivateKey.from_private_bytes(self.seed)
         public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         object.__setattr__(self, "_key", key)
-        object.__setattr__(self, "_public", PublicKey(public))
+        object.__setattr__(self, "_public", PublicKey(RawPublicKey(public)))
 
     @classmethod
     def generate(cls) -> PrivateKey:

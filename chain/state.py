@@ -37,6 +37,7 @@ from chain.block import (
 )
 from chain.encoding import U32, U64, U64_MAX, Bytes, ListOf, Maybe, Nested, Record, UInt, VarBytes
 from chain.tx import FraudProof, SubmitTask, Transaction, Transfer, TxError, check_tx, task_units
+from chain.types import Address, TaskId
 from useful_work.hashing import HASH_SIZE, ZERO_HASH, tagged_hash
 from useful_work.merkle import merkle_root
 from useful_work.specs import MAX_SPEC_BYTES, parse_spec
@@ -66,9 +67,9 @@ EMPTY_ACCOUNT = Account(balance=0, nonce=0)
 class TaskRecord(Record):
     """A task on the ledger. `state_hash` is ZERO_HASH until the first unit: the spec's initial state."""
 
-    task_id: Annotated[bytes, Bytes(HASH_SIZE)]
+    task_id: Annotated[TaskId, Bytes(HASH_SIZE)]
     spec: Annotated[bytes, VarBytes(MAX_SPEC_BYTES)]
-    owner: Annotated[bytes, Bytes(ADDRESS_SIZE)]
+    owner: Annotated[Address, Bytes(ADDRESS_SIZE)]
     bounty: Annotated[int, U64]
     paid: Annotated[int, U64]
     units_total: Annotated[int, U32]  # 0: open-ended (the chain's default task)
@@ -186,7 +187,7 @@ def open_tasks(state: LedgerState) -> list[TaskRecord]:
 def default_task_record(spec: bytes, state_hash: bytes = ZERO_HASH) -> TaskRecord:
     """The chain's default public task: no owner, no bounty, id H("default-task", spec)."""
     return TaskRecord(
-        task_id=tagged_hash("default-task", spec),
+        task_id=TaskId(tagged_hash("default-task", spec)),
         spec=spec,
         owner=ZERO_ADDRESS,
         bounty=0,
@@ -451,7 +452,7 @@ def _create_task(changes: _Changes, i: int, tx: Transaction, payload: SubmitTask
     if changes.task(tx.txid) is not None:
         raise StateError(f"tx {i}: task {tx.txid.hex()} already exists")
     changes.tasks[tx.txid] = TaskRecord(
-        task_id=tx.txid,
+        task_id=TaskId(tx.txid),  # a task is named by the transaction that submitted it
         spec=payload.spec,
         owner=tx.sender,
         bounty=payload.bounty,

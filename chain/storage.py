@@ -27,6 +27,7 @@ import plyvel
 from chain.block import Block, BlockHeader
 from chain.encoding import U64, BigUInt, Bytes, DecodeError, Record, Text, UInt
 from chain.state import Account, LedgerState, PendingReward, TaskRecord, Undo
+from chain.types import BlockHash
 from useful_work.hashing import HASH_SIZE
 from useful_work.trace import state_hash
 
@@ -81,8 +82,8 @@ class StoreWriteFailed(StoreError):
 
 @dataclass(frozen=True)
 class IndexEntry(Record):
-    hash: Annotated[bytes, Bytes(HASH_SIZE)]
-    prev_hash: Annotated[bytes, Bytes(HASH_SIZE)]
+    hash: Annotated[BlockHash, Bytes(HASH_SIZE)]
+    prev_hash: Annotated[BlockHash, Bytes(HASH_SIZE)]
     height: Annotated[int, U64]
     chain_work: Annotated[int, BigUInt(64)]
     status: Annotated[int, UInt(8, choices=tuple(STATUS_NAMES))]
@@ -217,8 +218,8 @@ class ChainStore:
         return self._meta(b"chain_id")
 
     @property
-    def genesis_hash(self) -> bytes:
-        return self._meta(b"genesis")
+    def genesis_hash(self) -> BlockHash:
+        return BlockHash(self._meta(b"genesis"))
 
     def tip(self) -> bytes:
         tip = self._get(_TIP)
@@ -252,9 +253,10 @@ class ChainStore:
     def has_block(self, block_hash: bytes) -> bool:
         return self._get(_BLOCK + block_hash) is not None
 
-    def hash_at(self, height: int) -> bytes | None:
+    def hash_at(self, height: int) -> BlockHash | None:
         """Hash of the best chain's block at `height`."""
-        return self._get(_height_key(height))
+        found = self._get(_height_key(height))
+        return None if found is None else BlockHash(found)
 
     def get_undo(self, block_hash: bytes) -> Undo | None:
         return self._read(Undo, _UNDO + block_hash, f"undo record {block_hash.hex()}")

@@ -21,6 +21,7 @@ from chain.encoding import (
     encode_unsigned,
 )
 from chain.keys import PrivateKey, verify_signature
+from chain.types import Address, BlockHash, RawPublicKey, TxId
 from useful_work.hashing import tagged_hash
 from useful_work.specs import MAX_SPEC_BYTES, TaskSpecError, parse_spec
 
@@ -44,7 +45,7 @@ class TxError(ValueError):
 
 @dataclass(frozen=True)
 class Transfer(Record):
-    to: Annotated[bytes, Bytes(ADDRESS_SIZE)]
+    to: Annotated[Address, Bytes(ADDRESS_SIZE)]
     amount: Annotated[int, U64]
 
 
@@ -59,7 +60,7 @@ class FraudProof(Record):
     """Unit `unit_index` of claim `claim_index` of block `block_hash` does not reproduce its leaf
     when re-run from `state` (which must hash to the leaf's input). The sender is the prover."""
 
-    block_hash: Annotated[bytes, Bytes(32)]
+    block_hash: Annotated[BlockHash, Bytes(32)]
     claim_index: Annotated[int, U32]
     unit_index: Annotated[int, U32]
     state: Annotated[bytes, VarBytes(MAX_FRAUD_STATE_BYTES)]
@@ -72,7 +73,7 @@ Payload = Transfer | SubmitTask | FraudProof
 class Transaction(Record):
     kind: Annotated[int, UInt(8, choices=(TX_TRANSFER, TX_SUBMIT_TASK, TX_FRAUD_PROOF))]
     chain_id: Annotated[bytes, Bytes(CHAIN_ID_SIZE)]
-    sender_key: Annotated[bytes, Bytes(32)]
+    sender_key: Annotated[RawPublicKey, Bytes(32)]
     nonce: Annotated[int, U64]
     fee: Annotated[int, U64]
     payload: Annotated[Payload, Variant("kind", {TX_TRANSFER: Transfer, TX_SUBMIT_TASK: SubmitTask, TX_FRAUD_PROOF: FraudProof})]
@@ -83,11 +84,11 @@ class Transaction(Record):
         return self.to_bytes()
 
     @cached_property
-    def txid(self) -> bytes:
-        return tagged_hash("txid", self.encoded)
+    def txid(self) -> TxId:
+        return TxId(tagged_hash("txid", self.encoded))
 
     @cached_property
-    def sender(self) -> bytes:
+    def sender(self) -> Address:
         return address_of(self.sender_key)
 
     @property
@@ -126,7 +127,7 @@ def sign_tx(tx: Transaction, key: PrivateKey) -> Transaction:
 
 
 def make_transfer(
-    key: PrivateKey, chain_id: bytes, nonce: int, fee: int, to: bytes, amount: int
+    key: PrivateKey, chain_id: bytes, nonce: int, fee: int, to: Address, amount: int
 ) -> Transaction:
     payload = Transfer(to=to, amount=amount)
     return sign_tx(_unsigned(TX_TRANSFER, chain_id, nonce, fee, payload), key)
@@ -140,14 +141,14 @@ def make_submit_task(
 
 
 def make_fraud_proof(
-    key: PrivateKey, chain_id: bytes, nonce: int, fee: int, block_hash: bytes, claim_index: int, unit_index: int, state: bytes
+    key: PrivateKey, chain_id: bytes, nonce: int, fee: int, block_hash: BlockHash, claim_index: int, unit_index: int, state: bytes
 ) -> Transaction:
     payload = FraudProof(block_hash=block_hash, claim_index=claim_index, unit_index=unit_index, state=state)
     return sign_tx(_unsigned(TX_FRAUD_PROOF, chain_id, nonce, fee, payload), key)
 
 
 def _unsigned(kind: int, chain_id: bytes, nonce: int, fee: int, payload: Payload) -> Transaction:
-    return Transaction(kind, chain_id, bytes(32), nonce, fee, payload, NO_SIGNATURE)
+    return Transaction(kind, chain_id, RawPublicKey(bytes(32)), nonce, fee, payload, NO_SIGNATURE)
 
 
 def task_units(spec: bytes) -> int:

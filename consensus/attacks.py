@@ -40,6 +40,7 @@ from chain.block import (
     tx_root,
 )
 from chain.keys import PrivateKey
+from chain.types import Address, RawPublicKey, TaskId
 from consensus.chainstate import ChainState
 from consensus.market import task_for_spec
 from consensus.miner import HeaderDraft, Miner, Template
@@ -196,18 +197,18 @@ class PoisonMiner(Miner):
 
 
 def _empty_header(
-    params: ConsensusParams, parent: BlockHeader, target: int, miner: bytes, time_ms: int, claim: WorkClaim
+    params: ConsensusParams, parent: BlockHeader, target: int, miner: Address, time_ms: int, claim: WorkClaim
 ) -> BlockHeader:
     """An unsigned header on `parent` with no transactions, paying `miner`, for one claim."""
     return BlockHeader(
         version=params.version, height=parent.height + 1, prev_hash=parent.hash, time_ms=time_ms, target=target,
-        miner=miner, miner_key=bytes(32), payout=miner, tx_root=tx_root(()), state_root=ZERO_HASH,
+        miner=miner, miner_key=RawPublicKey(bytes(32)), payout=miner, tx_root=tx_root(()), state_root=ZERO_HASH,
         work=(claim,), signature=NO_SIGNATURE,
     )
 
 
 def forge_header(
-    params: ConsensusParams, parent: BlockHeader, info: ParentInfo, key: PrivateKey, task_id: bytes, time_ms: int
+    params: ConsensusParams, parent: BlockHeader, info: ParentInfo, key: PrivateKey, task_id: TaskId, time_ms: int
 ) -> BlockHeader:
     """A header that passes every header rule on `parent` for a trace nobody ran: the ticket is
     put under the target by hashing made-up trace roots (the attack on headers-first sync)."""
@@ -227,7 +228,7 @@ def forge_unrun_block(
     key: PrivateKey,
     start: bytes,
     winner_input: bytes,
-    task_id: bytes,
+    task_id: TaskId,
     time_ms: int,
 ) -> Block:
     """A block that passes the header and body rules on `parent` but whose two-unit trace was never

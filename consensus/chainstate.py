@@ -40,6 +40,7 @@ from chain.storage import (
     IndexEntry,
 )
 from chain.tx import FraudProof, Transaction
+from chain.types import BlockHash, TaskId
 from consensus.forkchoice import chain_work_after, prefer
 from consensus.fraud import FraudError, check_fraud_proof
 from consensus.genesis import Genesis, build_genesis
@@ -169,7 +170,7 @@ class ChainState:
     def entry(self, block_hash: bytes) -> IndexEntry | None:
         return self.entries.get(block_hash)
 
-    def hash_at(self, height: int) -> bytes | None:
+    def hash_at(self, height: int) -> BlockHash | None:
         return self.store.hash_at(height) if 0 <= height <= self.tip.height else None
 
     def on_best_chain(self, block_hash: bytes) -> bool:
@@ -218,7 +219,7 @@ class ChainState:
             out.append(header)
         return out
 
-    def task_state(self) -> tuple[bytes, bytes]:
+    def task_state(self) -> tuple[TaskId, bytes]:
         """(task id, state blob) that the next unit on the tip starts from."""
         return task_state_at(self.state, self.store.get_blob)
 
@@ -276,7 +277,8 @@ class ChainState:
                 e = self.unproven.get(e.prev_hash)
             if lowest is None:
                 return 0
-            stack, dropped = [lowest.hash], 0
+            stack: list[bytes] = [lowest.hash]
+            dropped = 0
             now = time.monotonic()
             while stack:
                 h = stack.pop()

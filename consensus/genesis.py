@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from chain.address import ZERO_ADDRESS, parse_address
 from chain.block import NO_SIGNATURE, Block, BlockHeader, tx_root
 from chain.state import LedgerState, TaskRecord, default_task_record, genesis_state
+from chain.types import BlockHash, RawPublicKey
 from consensus.params import ConsensusParams, ParamsError
 from consensus.targets import block_work
 from useful_work.hashing import ZERO_HASH, tagged_hash
@@ -48,11 +49,11 @@ def build_genesis(params: ConsensusParams) -> Genesis:
     header = BlockHeader(
         version=params.version,
         height=0,
-        prev_hash=ZERO_HASH,
+        prev_hash=BlockHash(ZERO_HASH),
         time_ms=params.genesis_time_ms,
         target=params.initial_target,
         miner=ZERO_ADDRESS,
-        miner_key=message,
+        miner_key=RawPublicKey(message),
         payout=ZERO_ADDRESS,
         tx_root=tx_root(()),
         state_root=root,

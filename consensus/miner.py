@@ -31,6 +31,7 @@ from chain.keys import PrivateKey
 from chain.mempool import Mempool
 from chain.state import LedgerState, StateError, apply_block
 from chain.tx import FraudProof, Transaction
+from chain.types import BlockHash, TaskId
 from consensus.chainstate import ChainState
 from consensus.market import check_market_rules, task_for_spec
 from consensus.params import ConsensusParams
@@ -49,11 +50,11 @@ TX_REFRESH_S = 1.0  # how often the draft's transaction set follows the mempool
 class Template:
     """Everything a block on this parent needs, captured at one moment of the chain."""
 
-    parent_hash: bytes
+    parent_hash: BlockHash
     height: int
     target: int
     min_time_ms: int
-    task_id: bytes
+    task_id: TaskId
     task_spec: bytes
     start_state: bytes
     state: LedgerState

@@ -7,11 +7,12 @@ hash, which the miner could grind through its transaction set or timestamp.
 
 from __future__ import annotations
 
+from chain.types import Address, BlockHash
 from useful_work.hashing import tagged_hash
 from useful_work.prng import Prng
 
 
-def ticket(parent_hash: bytes, miner: bytes, trace_root: bytes) -> bytes:
+def ticket(parent_hash: BlockHash, miner: Address, trace_root: bytes) -> bytes:
     return tagged_hash("ticket", parent_hash, miner, trace_root)
 
 

@@ -33,6 +33,7 @@ from chain.block import (
 )
 from chain.state import LedgerState, StateError, Undo, apply_block
 from chain.tx import FraudProof, TxError
+from chain.types import TaskId
 from consensus.fraud import BlockLoader, FraudError, check_fraud_proof
 from consensus.market import (
     MarketError,
@@ -293,7 +294,7 @@ def connect_checks(
 StateLoader = Callable[[bytes], bytes | None]
 
 
-def task_state_at(state: LedgerState, load_blob: StateLoader) -> tuple[bytes, bytes]:
+def task_state_at(state: LedgerState, load_blob: StateLoader) -> tuple[TaskId, bytes]:
     """(task id, full state blob) the next unit of the active task starts from."""
     record = active_task(state)
     start = task_start_hash(record)

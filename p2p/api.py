@@ -408,9 +408,10 @@ async def get_fees(node: NodeView, request: web.Request) -> web.Response:
 
 async def _block_by_id(node: NodeView, ident: str) -> Block:
     if ident.isascii() and ident.isdigit() and len(ident) != 64:  # 64 digits: a hash that happens to be all digits
-        h = node.chain.hash_at(int(ident)) if len(ident) <= 20 else None  # int() refuses 4300+ digits
-        if h is None:
+        at = node.chain.hash_at(int(ident)) if len(ident) <= 20 else None  # int() refuses 4300+ digits
+        if at is None:
             raise ApiError(404, f"no block at height {ident} (tip {node.chain.tip.height})")
+        h: bytes = at
     else:
         h = _hex32(ident, "block hash")
     block = await asyncio.to_thread(node.chain.get_block, h)

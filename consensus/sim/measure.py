@@ -26,6 +26,7 @@ def measure_unit_seconds(params: ConsensusParams, units: int = 5, device: str = 
 def measure_reroll_seconds(leaves: int, rolls: int = 2000) -> float:
     """Mean wall seconds of one re-roll of a fabricated leaf's digest in a trace of `leaves` leaves:
     the made-up digest, the trace root and the ticket (hashes only, as consensus.attacks.RerollMiner's "last")."""
+    from chain.types import Address, BlockHash
     from consensus.tickets import ticket
     from useful_work.hashing import ZERO_HASH
     from useful_work.trace import Leaf, trace_root
@@ -35,5 +36,5 @@ def measure_reroll_seconds(leaves: int, rolls: int = 2000) -> float:
     started = time.perf_counter()
     for roll in range(rolls):
         base[fake] = Leaf(base[fake].input_hash, base[fake].output_hash, tagged_hash("reroll", int_bytes(roll)), ZERO_HASH)
-        ticket(ZERO_HASH, bytes(20), trace_root(base))
+        ticket(BlockHash(ZERO_HASH), Address(bytes(20)), trace_root(base))
     return (time.perf_counter() - started) / rolls
