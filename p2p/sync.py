@@ -142,7 +142,7 @@ class Sync:
         self.worker = ChainWorker()
         # All peers' requests together: at most this share of the node's time (see _served).
         self.serve_budget = TokenBucket(TOTAL_SERVE_SHARE, TOTAL_SERVE_BURST_S)
-        self.best_header: IndexEntry = chain.tip
+        self.best_header: IndexEntry = chain.tip  # a copy: see _refresh_best_header
         self.in_flight = BlocksInFlight()
         self.body_senders: OrderedDict[bytes, Peer] = OrderedDict()  # recent block bodies -> who sent them
         self.headers_asked: dict[int, float] = {}  # peer id -> when we sent getheaders
@@ -241,10 +241,10 @@ class Sync:
                 continue
             if result.outcome == Outcome.DUPLICATE:
                 continue
-            self.best_header = self.chain.best_header()
+            self._refresh_best_header()
             detail = (result.reason.value + ": " if result.reason else "") + result.detail
             return HeaderBatch(result.outcome, result.reason, detail, i, new, counts)
-        self.best_header = self.chain.best_header()
+        self._refresh_best_header()
         return HeaderBatch(Outcome.HEADER, None, "", len(headers), new, counts)
 
     def _branch_containing(self, block_hash: bytes, tips: frozenset[bytes]) -> bytes | None:
@@ -286,8 +286,13 @@ class Sync:
 
     def _drop_branch(self, lowest_missing: bytes) -> int:
         dropped = self.chain.drop_header_branch(lowest_missing)
-        self.best_header = self.chain.best_header()
+        self._refresh_best_header()
         return dropped
+
+    def _refresh_best_header(self) -> None:
+        """Copy the chain state's best header (ChainState.best_header owns that fact) for the event
+        loop to read; on the chain worker, after every change of the headers or the tip."""
+        self.best_header = self.chain.best_header()
 
     # --- handlers --------------------------------------------------------------------------------
 
@@ -567,9 +572,7 @@ class Sync:
             self.metrics.mempool_bytes.set(self.mempool.total_bytes)
             if result.invalidated:
                 self._catching_up_until = 0.0  # the branch we were catching up with failed
-                self.best_header = await self.run_chain(self.chain.best_header)
-            elif tip.chain_work > self.best_header.chain_work:
-                self.best_header = tip
+            await self.run_chain(self._refresh_best_header)
             self.announce_block(tip.hash, exclude=source)
             for listener in self.on_new_tip:
                 done = listener(result)
@@ -578,7 +581,7 @@ class Sync:
             await self._resume_headers(time.monotonic())
         elif result.invalidated or result.outcome == Outcome.INVALID:
             self._catching_up_until = 0.0
-            self.best_header = await self.run_chain(self.chain.best_header)
+            await self.run_chain(self._refresh_best_header)
 
     def announce_block(self, block_hash: bytes, exclude: Peer | None = None) -> None:
         for p in self.peers():
