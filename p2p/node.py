@@ -3,8 +3,9 @@
 `Node` composes the parts and holds the peer policy (the handshake: version, network, self and
 duplicate connections, bans; what each message type is handed to). The parts are their own
 modules: sync.py (headers-first sync, relay), chain_worker.py, mining.py (the miner thread),
-addrbook.py (known addresses, who to dial), datadir.py (key, cookie, store directory),
-listeners.py (capped listeners), api.py (the HTTP API, reading the node through `NodeView`).
+audit_loop.py (the auditor thread), addrbook.py (known addresses, who to dial), datadir.py
+(key, cookie, store directory), listeners.py (capped listeners), api.py (the HTTP API, reading
+the node through `NodeView`).
 
 Threads: the event loop (peers, API, scheduling), the chain worker (every change of the chain
 state: block and header processing, mempool additions; see chain_worker.py) and the miner.
@@ -23,7 +24,6 @@ import os
 import resource
 import secrets
 import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,7 @@ from consensus.params import ConsensusParams, load_params
 from p2p import lifecycle, log_limits
 from p2p.addrbook import AddressBook
 from p2p.api import build_api
+from p2p.audit_loop import AuditLoop
 from p2p.datadir import (
     CHAIN_DIR,
     COOKIE_FILE,
@@ -160,7 +161,7 @@ class Node:
         self._dialing: set[str] = set()
         self._inbound: dict[int, str] = {}  # peer id -> remote host, from the WebSocket upgrade to the close
         self._runners: list[web.AppRunner] = []
-        self._audit_thread: threading.Thread | None = None
+        self._audit_loop: AuditLoop | None = None
         self.auditor: Auditor | None = None
         self._units_reported = 0
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -260,8 +261,8 @@ class Node:
                                  storage_failed=self.storage_failed)
         self.mining.start(self.loop)
         if self.auditor is not None:
-            self._audit_thread = threading.Thread(target=self._audit_loop, name="auditor", daemon=True)
-            self._audit_thread.start()
+            self._audit_loop = AuditLoop(self.auditor, self.metrics, self.sync.submit_tx, stopping=lambda: self._stopping)
+            self._audit_loop.start(self.loop)
         self.ready, self.phase = True, "running"
         log.info("API on %s, peers on %s, mining %s to %s", self.api_url, self.config.listen or "(no listener)",
                  "on" if self.mining_enabled else "off", format_address(self.miner_address))
@@ -309,8 +310,8 @@ class Node:
             await asyncio.wait(list(self._peer_tasks), timeout=5)
         if self.mining is not None:
             await asyncio.to_thread(self.mining.join, 30)
-        if self._audit_thread is not None:
-            await asyncio.to_thread(self._audit_thread.join, 30)
+        if self._audit_loop is not None:
+            await asyncio.to_thread(self._audit_loop.join, 30)
         for runner in self._runners:
             await runner.cleanup()
         await self.session.close()
@@ -548,38 +549,6 @@ class Node:
                 mine = sum(1 for tx in block.txs if tx.is_fraud_proof and tx.sender == self.auditor.address)
                 if mine:
                     self.metrics.audit_proofs_included.inc(mine)
-
-    # --- audits ----------------------------------------------------------------------------------
-
-    def _audit_loop(self) -> None:
-        """Replay recent blocks (consensus/audit.py) on its own thread; submit each fraud proof found."""
-        assert self.auditor is not None
-        auditor, reported = self.auditor, 0
-        while not self._stopping:
-            try:
-                outcome = auditor.step(lambda: self._stopping)
-            except Exception:  # noqa: BLE001 - a block pruned or reorganised away mid-audit
-                log.exception("audit step failed; retrying")
-                outcome = None
-                time.sleep(0.5)
-            self.metrics.audit_units.inc(auditor.stats.units - reported)
-            reported = auditor.stats.units
-            self.metrics.audit_lag.set(auditor.lag())
-            if outcome is None:
-                time.sleep(0.2)
-                continue
-            if outcome.proof is None:
-                self.metrics.audit_blocks.inc()
-                continue
-            self.metrics.audit_proofs_found.inc()
-            log.warning("audit: unit %d of block %s at height %d does not reproduce; publishing a fraud proof",
-                        outcome.unit, outcome.block_hash.hex()[:16], outcome.height)
-            assert self.loop is not None
-            future = asyncio.run_coroutine_threadsafe(self.sync.submit_tx(outcome.proof), self.loop)
-            try:
-                future.result(timeout=60)
-            except Exception as exc:  # noqa: BLE001 - refused (e.g. another node's proof came first)
-                log.warning("audit: fraud proof against %s not admitted: %s", outcome.block_hash.hex()[:16], exc)
 
     # --- mining (p2p/mining.py) -----------------------------------------------------------------
 
