@@ -39,7 +39,7 @@ class AuditLoop:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        """Replay recent blocks (consensus/audit.py) on its own thread; submit each fraud proof found."""
+        """Replay recent blocks (consensus/audit.py); submit each fraud proof found."""
         auditor, reported = self.auditor, 0
         while not self._stopping():
             try:
@@ -64,5 +64,6 @@ class AuditLoop:
             future = asyncio.run_coroutine_threadsafe(self._submit(outcome.proof), self._loop)
             try:
                 future.result(timeout=60)
-            except Exception as exc:  # noqa: BLE001 - refused (e.g. another node's proof came first)
+            # Refused, e.g. because another node's proof came first.
+            except Exception as exc:  # noqa: BLE001
                 log.warning("audit: fraud proof against %s not admitted: %s", outcome.block_hash.hex()[:16], exc)

@@ -15,7 +15,8 @@ MAX_BLOCK_TIMES = 10_000  # blocks whose arrival and connection times are kept
 class BlockTimes:
     def __init__(self, limit: int = MAX_BLOCK_TIMES) -> None:
         self.limit = limit
-        self._times: OrderedDict[bytes, list[float | None]] = OrderedDict()  # [received, connected, verify]
+        # hash -> [received, connected, verify]
+        self._times: OrderedDict[bytes, list[float | None]] = OrderedDict()
 
     def get(self, block_hash: bytes) -> list[float | None] | None:
         """[received_ms, connected_ms, verify_ms] (each None until known), or None if not seen."""

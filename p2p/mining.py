@@ -100,7 +100,8 @@ class MiningLoop:
                 if block is not None and not self._stopping():
                     assert self._loop is not None
                     accepted = asyncio.run_coroutine_threadsafe(self._on_mined(block), self._loop).result(timeout=60)
-            except Exception as exc:  # noqa: BLE001 - a template built during a reorg, a bad state, an own block refused
+            # Any failure: a template built during a reorg, a bad state, an own block refused.
+            except Exception as exc:  # noqa: BLE001
                 backoff = min(MINING_BACKOFF_S[1], max(MINING_BACKOFF_S[0], backoff * 2))
                 self._failed(exc, backoff)
                 end = time.monotonic() + backoff
@@ -110,7 +111,8 @@ class MiningLoop:
             backoff = 0.0
             self._ok()
             if not accepted:
-                time.sleep(1.0)  # the same template would give the same block: wait for the tip or clock
+                # The same template would give the same block: wait for the tip or the clock.
+                time.sleep(1.0)
 
     async def _on_mined(self, block: Block) -> bool:
         self.sync.note_received(block.hash)
@@ -126,6 +128,9 @@ class MiningLoop:
             log.info("mined block %s at height %d (%d units)", block.hash.hex()[:16], block.header.height, block.header.work[0].unit_count)
             return True
         if result.outcome in (Outcome.INVALID, Outcome.BAD_MESSAGE):
-            raise RuntimeError(f"own block at height {block.header.height} refused: {result.outcome.value} {result.detail}")
+            raise RuntimeError(
+                f"own block at height {block.header.height} refused: "
+                f"{result.outcome.value} {result.detail}"
+            )
         log.info("mined block %s at height %d was not accepted: %s %s", block.hash.hex()[:16], block.header.height, result.outcome.value, result.detail)
         return False

@@ -108,8 +108,10 @@ class Hello(Message, Record):
     genesis: Annotated[bytes, HASH]
     height: Annotated[int, U64]
     chain_work: Annotated[bytes, VarBytes(64)]  # big-endian, no leading zero bytes (int_to_wire)
-    listen: Annotated[str, HostPort(300)]  # the sender's listening HOST:PORT, "" when it accepts no connections
-    nonce: Annotated[bytes, Bytes(NONCE_SIZE)]  # random per process: detects connections to oneself and duplicates
+    # the sender's listening HOST:PORT, "" when it accepts no connections
+    listen: Annotated[str, HostPort(300)]
+    # random per process: detects connections to oneself and duplicate connections
+    nonce: Annotated[bytes, Bytes(NONCE_SIZE)]
     agent: Annotated[str, Text(64)]
     CODE, NAME, LIMIT = 1, "hello", SMALL
 

@@ -15,7 +15,8 @@ from p2p.errors import UserError
 
 
 def handles_user_errors(func: Callable[[argparse.Namespace], int | None]) -> Callable[[argparse.Namespace], int]:
-    """Wrap a subcommand: a UserError becomes its one-line message and exit code, nothing else changes."""
+    """Wrap a subcommand: a UserError becomes its one-line message and exit code; nothing else
+    changes."""
 
     @functools.wraps(func)
     def wrapper(args: argparse.Namespace) -> int:
