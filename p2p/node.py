@@ -3,9 +3,9 @@
 `Node` composes the parts and holds the peer policy (the handshake: version, network, self and
 duplicate connections, bans; what each message type is handed to). The parts are their own
 modules: sync.py (headers-first sync, relay), chain_worker.py, mining.py (the miner thread),
-audit_loop.py (the auditor thread), addrbook.py (known addresses, who to dial), datadir.py
-(key, cookie, store directory), listeners.py (capped listeners), api.py (the HTTP API, reading
-the node through `NodeView`).
+audit_loop.py (the auditor thread), addrbook.py and dialer.py (known addresses, dialling out),
+datadir.py (key, cookie, store directory), listeners.py (capped listeners), api.py (the HTTP
+API, reading the node through `NodeView`).
 
 Threads: the event loop (peers, API, scheduling), the chain worker (every change of the chain
 state: block and header processing, mempool additions; see chain_worker.py) and the miner.
@@ -25,8 +25,10 @@ import resource
 import secrets
 import signal
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -50,6 +52,7 @@ from p2p.datadir import (
     load_or_create_key,
     write_cookie,
 )
+from p2p.dialer import Dialer
 from p2p.errors import UserError
 from p2p.lifecycle import EXIT_DATADIR, EXIT_KEY, Prepared, StartupError
 from p2p.listeners import (
@@ -158,7 +161,6 @@ class Node:
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
         self._peer_tasks: set[asyncio.Task] = set()
-        self._dialing: set[str] = set()
         self._inbound: dict[int, str] = {}  # peer id -> remote host, from the WebSocket upgrade to the close
         self._runners: list[web.AppRunner] = []
         self._audit_loop: AuditLoop | None = None
@@ -254,7 +256,12 @@ class Node:
             self.addresses.add_persistent(addr)
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
-        self._tasks.append(asyncio.create_task(self._connect_loop(), name="connect"))
+        self.dialer = Dialer(
+            self.addresses, self.session, self.params.max_message_bytes, self._run_outbound,
+            peer_addrs=self._peer_addrs, outbound=lambda: sum(1 for p in self.peers.values() if not p.inbound),
+            max_outbound=self.config.max_outbound, banned=self.bans.banned, spawn=self._spawn,
+        )
+        self._tasks.append(asyncio.create_task(self.dialer.run(), name="connect"))
         self.mining = MiningLoop(self.miner, self.chain, self.sync, self.metrics, self.config.mine,
                                  stopping=lambda: self._stopping,
                                  storage_failing=lambda: self.storage_failure is not None,
@@ -374,54 +381,23 @@ class Node:
                 self._peer_tasks.discard(task)
         return ws
 
-    async def connect(self, addr: str) -> None:
-        """Dial a peer's listen address and run the connection until it ends."""
-        if addr in self._dialing:
-            return
-        self._dialing.add(addr)
-        info = self.addresses.dialling(addr)
-        try:
-            ws = await self.session.ws_connect(
-                f"http://{addr}/p2p", max_msg_size=self.params.max_message_bytes + 4096, autoping=True, timeout=aiohttp.ClientWSTimeout(ws_close=5)
-            )
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            wait = self.addresses.dial_failed(addr)
-            # Peers the operator named are worth a line each try (the backoff bounds them); gossiped ones are not.
-            log.log(logging.WARNING if info.persistent else logging.DEBUG, "peer %s: cannot connect (%s); retrying in %.0f s",
-                    addr, _connect_reason(exc), wait)
-            self._dialing.discard(addr)
-            return
-        self.addresses.dial_worked(addr)
+    async def _run_outbound(self, ws: aiohttp.ClientWebSocketResponse, addr: str) -> None:
+        """Run a connection the dialer opened to `addr` until it ends."""
         peer = self._new_peer(ws, addr, inbound=False)
         peer.dial_addr = addr
-        try:
-            await peer.run(self, self.our_hello())
-        finally:
-            self._dialing.discard(addr)
-            self.addresses.connection_ended(addr)
+        await peer.run(self, self.our_hello())
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._peer_tasks.add(task)
         task.add_done_callback(self._peer_tasks.discard)
 
-    def _connected_addrs(self) -> set[str]:
+    def _peer_addrs(self) -> set[str]:
         out = set()
         for p in self.peers.values():
             out.add(p.listen)
             out.add(p.dial_addr)
-        return out | self._dialing
-
-    async def _connect_loop(self) -> None:
-        while True:
-            try:
-                connected = self._connected_addrs()
-                outbound = sum(1 for p in self.peers.values() if not p.inbound) + len(self._dialing)
-                for addr in self.addresses.due(connected, outbound, self.config.max_outbound, self.bans.banned):
-                    self._spawn(self.connect(addr))
-            except Exception:  # noqa: BLE001
-                log.exception("connection manager error")
-            await asyncio.sleep(1.0)
+        return out
 
     # --- the peer handler (p2p.peer.Handler) -----------------------------------------------------
 
@@ -602,13 +578,3 @@ class Node:
         if parse_hostport(addr) is None:
             raise ValueError(f"{addr!r} is not HOST:PORT")
         self.addresses.add_persistent(addr)
-
-
-def _connect_reason(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error is not None:
-        err = exc.os_error
-        # asyncio's strerror is "Connect call failed (host, port)"; the errno says why (a resolver error's is negative)
-        return (os.strerror(err.errno) if err.errno and err.errno > 0 else "") or err.strerror or str(err) or type(err).__name__
-    return str(exc) or type(exc).__name__
