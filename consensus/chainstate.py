@@ -338,7 +338,8 @@ class ChainState:
             entry = self.entries[h]
             if entry.status == STATUS_INVALID:
                 result.outcome = Outcome.INVALID
-                result.reason = next((r for r in Reason if entry.reason.startswith(r.value)), None)
+                code = entry.reason.split(":")[0]
+                result.reason = next((r for r in Reason if code == r.value), None)
                 result.detail = entry.reason
             elif self.on_best_chain(h):
                 result.outcome = Outcome.NEW_TIP

@@ -32,6 +32,14 @@ from useful_work.verify import verify_unit
 from consensus.fraud import BlockLoader, FraudError, check_fraud_proof
 from consensus.market import MarketError, active_task, check_market_rules, initial_state, task_for_spec, task_start_hash
 from consensus.params import ConsensusParams
+from consensus.shares import (
+    ShareRuleError,
+    check_share_body,
+    check_share_openings,
+    check_share_work,
+    check_task_state,
+    merged_state,
+)
 from consensus.targets import next_target
 from consensus.tickets import challenged_units, ticket, ticket_wins
 
@@ -59,6 +67,19 @@ class Reason(str, Enum):
     BAD_TRACE_START = "bad-trace-start"
     BAD_WINNING_UNIT = "bad-winning-unit"
     BAD_SPOT_CHECK = "bad-spot-check"
+    # share claims (consensus/shares.py), cheap rules first
+    SHARES_OFF = "shares-off"
+    TOO_MANY_SHARES = "too-many-shares"
+    SHARES_TOO_LARGE = "shares-too-large"
+    SHARE_WRONG_PARENT = "share-wrong-parent"
+    BAD_SHARE_SIGNATURE = "bad-share-signature"
+    DUPLICATE_SHARE = "duplicate-share"
+    BAD_SHARE = "bad-share"
+    SHARE_ABOVE_TARGET = "share-above-target"
+    BAD_SHARE_START = "bad-share-start"
+    BAD_SHARE_UNIT = "bad-share-unit"
+    BAD_SHARE_SPOT_CHECK = "bad-share-spot-check"
+    BAD_TASK_STATE = "bad-task-state"
     BAD_MARKET_RULE = "bad-market-rule"
     BAD_FRAUD_PROOF = "bad-fraud-proof"
     BAD_TRANSACTIONS = "bad-transactions"
@@ -159,6 +180,10 @@ def check_body(params: ConsensusParams, block: Block, encoded_size: int | None =
     if opened != needed:
         # The openings are fixed by the header (the ticket picks them, the leaves fix their bytes).
         raise InvalidBlock(Reason.BODY_MISMATCH, f"opened units {opened}, a verifier needs {needed}")
+    try:
+        check_share_openings(params, block)
+    except ShareRuleError as exc:
+        raise InvalidBlock(Reason(exc.reason), exc.detail) from None
     size = encoded_size if encoded_size is not None else len(block.to_bytes())
     if size > params.max_block_bytes:
         raise InvalidBlock(Reason.TOO_LARGE, f"{size} bytes, limit {params.max_block_bytes}")
@@ -171,13 +196,18 @@ def check_body(params: ConsensusParams, block: Block, encoded_size: int | None =
     for o in block.proofs[0].openings:
         if len(o.state) > params.max_opening_bytes:
             raise InvalidBlock(Reason.BAD_OPENINGS, f"opening of unit {o.unit_index} is {len(o.state)} bytes")
+    try:
+        check_share_body(params, block, block.header.target)
+    except ShareRuleError as exc:
+        raise InvalidBlock(Reason(exc.reason), exc.detail) from None
 
 
 # --- 3. work ---------------------------------------------------------------------------------
 
 
 def check_work(params: ConsensusParams, block: Block, state: LedgerState, device: str = "cpu") -> bytes:
-    """Re-execute the winner, then the challenged units; return the winner's output state."""
+    """Re-execute the winner, then the challenged units, then every share claim's shares and
+    spot checks; return the task's next state (the merge of the winner's and the claims')."""
     header, proof = block.header, block.proofs[0]
     claim = header.work[0]
     task_record = active_task(state)
@@ -202,7 +232,15 @@ def check_work(params: ConsensusParams, block: Block, state: LedgerState, device
     for u in sorted(openings):
         if u != winner:
             rerun(u, Reason.BAD_SPOT_CHECK)
-    return output
+    if not block.shares:
+        return output
+    try:
+        outputs = check_share_work(task, task_record, task_start_hash(task_record), block, device)
+        merged = merged_state(task, task_record, output, claim.unit_count, block, outputs)
+        check_task_state(merged, header.task_state)
+    except ShareRuleError as exc:
+        raise InvalidBlock(Reason(exc.reason), exc.detail) from None
+    return merged
 
 
 # --- 4. transactions and state ---------------------------------------------------------------
@@ -243,9 +281,11 @@ def check_transactions(
 
     try:
         # check_body ran the structure rules before the block was stored: not again here.
+        subsidy, share_rewards = params.share_split(block.header.height)
         new_state, undo = apply_block(
-            state, block, params.block_subsidy(block.header.height), params.reward_maturity, check_structure=False,
+            state, block, subsidy, params.reward_maturity, check_structure=False,
             headers=headers, prover_share_pct=params.fraud_prover_share_pct,
+            share_rewards=share_rewards,
         )
     except StateError as exc:
         raise InvalidBlock(Reason.BAD_TRANSACTIONS, exc.reason) from None

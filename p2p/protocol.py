@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 3: share claims in block bodies, merged task states
 AGENT = "pouw/0.1"
 HASH_SIZE = 32
 NONCE_SIZE = 8

@@ -103,7 +103,8 @@ def forge_fake_chain(chain: ChainState, count: int, key: PrivateKey, label: str)
                 break
         header = sign_header(
             BlockHeader(params.version, info.height + 1, parent, when, target, miner, bytes(32), miner, empty_root,
-                        ZERO_HASH, (WorkClaim(template.task_id, 1, root, 0),), NO_SIGNATURE),
+                        ZERO_HASH, (WorkClaim(template.task_id, 1, root, 0),),
+                        task_state=leaf.output_hash),
             key,
         )
         result = chain.process_header(header)
