@@ -75,6 +75,7 @@ class HeaderDraft:
     time_ms: int
     payout: bytes
     claims: tuple[PooledClaim, ...] = ()  # verified share claims the block would carry
+    pool_version: int = 0  # the share pool's version the claims were taken at
     tx_root: bytes = field(init=False)
     shares_root: bytes = field(init=False)
     commitment: bytes = field(init=False)
@@ -230,11 +231,18 @@ class Miner:
     def draft(self, template: Template, attempt: int = 0) -> HeaderDraft:
         """A header draft for the next unit: the mempool's best transactions now, the share
         claims on the parent the pool holds (not this trace's own), and the time."""
+        return self._draft_with(template, attempt, tuple(self._select_txs(template)))
+
+    def _draft_with(
+        self, template: Template, attempt: int, txs: tuple[Transaction, ...]
+    ) -> HeaderDraft:
         claims: tuple[PooledClaim, ...] = ()
+        version = 0
         if self.share_pool is not None and self.params.shares_per_block:
-            claims = tuple(self.share_pool.for_block(template.parent_hash, (self.address, attempt)))
-        txs = tuple(self._select_txs(template))
-        return HeaderDraft(txs, self._time(template), self.payout, claims)
+            version = self.share_pool.version
+            exclude = (self.address, attempt)
+            claims = tuple(self.share_pool.for_block(template.parent_hash, exclude))
+        return HeaderDraft(txs, self._time(template), self.payout, claims, version)
 
     def _follow(
         self, template: Template, draft: HeaderDraft, refreshed: float, attempt: int = 0
@@ -242,10 +250,14 @@ class Miner:
         """The draft for the next unit: the current time, and the mempool's transactions and the
         pool's share claims once a second."""
         now = time.monotonic()
-        follows = self.mempool is not None or self.share_pool is not None
-        if follows and now - refreshed >= TX_REFRESH_S:
+        if self.mempool is not None and now - refreshed >= TX_REFRESH_S:
             return self.draft(template, attempt), now
-        return HeaderDraft(draft.txs, self._time(template), self.payout, draft.claims), refreshed
+        if self.share_pool is not None and self.share_pool.version != draft.pool_version:
+            # Claims arrived (or left): the next unit commits to the new set at once.
+            return self._draft_with(template, attempt, draft.txs), refreshed
+        time_ms = self._time(template)
+        kept = HeaderDraft(draft.txs, time_ms, self.payout, draft.claims, draft.pool_version)
+        return kept, refreshed
 
     def _time(self, template: Template) -> int:
         return max(self.clock(), template.min_time_ms)

@@ -44,12 +44,14 @@ class SharePool:
         self._lock = threading.Lock()
         self._parent = b""
         self._claims: dict[tuple[bytes, int], PooledClaim] = {}
+        self.version = 0  # changes whenever the held claims do (the miner follows it)
 
     def reset(self, parent_hash: bytes) -> None:
         """Forget claims on other parents."""
         with self._lock:
             if parent_hash != self._parent:
                 self._parent, self._claims = parent_hash, {}
+                self.version += 1
 
     def has_better(self, claim: ShareClaim) -> bool:
         """Whether the pool holds a claim of this (miner, attempt, parent) at least as long."""
@@ -102,6 +104,7 @@ class SharePool:
             if held is not None and len(held.claim.shares) >= len(claim.shares):
                 raise ShareRuleError("duplicate-share", "a claim as long arrived meanwhile")
             self._claims[key] = pooled
+            self.version += 1
             return "replaced" if held is not None else "added"
 
     def keep_own(self, claim: ShareClaim, output: bytes) -> None:
@@ -109,9 +112,9 @@ class SharePool:
         self.reset(claim.parent_hash)
         with self._lock:
             if claim.parent_hash == self._parent:
-                self._claims[(share_miner(claim), claim.attempt)] = PooledClaim(
-                    claim, output, len(claim.to_bytes())
-                )
+                key = (share_miner(claim), claim.attempt)
+                self._claims[key] = PooledClaim(claim, output, len(claim.to_bytes()))
+                self.version += 1
 
     def for_block(self, parent_hash: bytes, exclude: tuple[bytes, int] | None) -> list[PooledClaim]:
         """Claims to include in a block on `parent_hash`, most shares first, within the

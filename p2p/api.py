@@ -27,6 +27,7 @@ from chain.storage import STATUS_NAMES, CorruptRecord, StoreCorrupt
 from chain.state import TaskRecord
 from chain.tx import SubmitTask, Transaction, Transfer
 from consensus.market import active_task, credited_line, initial_state, task_for_spec
+from consensus.shares import share_miner
 from useful_work.hashing import ZERO_HASH
 
 from p2p.metrics import CONTENT_TYPE_LATEST
@@ -589,6 +590,20 @@ async def get_task_blocks(node: Node, request: web.Request) -> web.Response:
     })
 
 
+def _task_traces(block: Block | None, task_id: bytes) -> list[tuple[int, bytes, int, tuple, int]]:
+    """(claim index, miner, attempt, leaves, unit count) of each of the block's traces on the
+    task: the winner's (claim 0), then its share claims (1, 2, ...)."""
+    if block is None:
+        return []
+    out = [(i, block.header.miner, c.attempt, p.leaves, c.unit_count)
+           for i, (c, p) in enumerate(zip(block.header.work, block.proofs, strict=True))
+           if c.task_id == task_id]
+    base = len(block.header.work)
+    out += [(base + i, share_miner(s), s.attempt, s.leaves, len(s.leaves))
+            for i, s in enumerate(block.shares) if s.task_id == task_id]
+    return out
+
+
 async def get_task_manifest(node: Node, request: web.Request) -> web.Response:
     task = _task(node, request)
     offset = _int_arg(request, "offset", 0, 0, 1 << 40)
@@ -598,32 +613,31 @@ async def get_task_manifest(node: Node, request: web.Request) -> web.Response:
         worked, _ = _credited(node, task)  # blocks a fraud proof uncredited are not the task's
         first = 0
         for _, h in worked[:offset]:
-            header = node.store.get_header(h)
-            first += sum(c.unit_count for c in header.work if c.task_id == task.task_id) if header else 0
+            first += sum(n for *_, n in _task_traces(node.chain.get_block(h), task.task_id))
         out = []
         for height, h in worked[offset : offset + limit]:
             block = node.chain.get_block(h)
             if block is None:
                 raise ApiError(404, f"block {h.hex()} of the task is not stored here")
-            for index, (claim, proof) in enumerate(zip(block.header.work, block.proofs)):
-                if claim.task_id != task.task_id:
-                    continue
-                credited = min(claim.unit_count, max(0, task.units_total - first)) if task.units_total else claim.unit_count
+            for index, miner, attempt, leaves, count in _task_traces(block, task.task_id):
+                left = max(0, task.units_total - first)
+                credited = min(count, left) if task.units_total else count
                 out.append({
                     "height": height,
                     "hash": h.hex(),
                     "parent": block.header.prev_hash.hex(),
-                    "miner": format_address(block.header.miner),
+                    "miner": format_address(miner),
                     "claim": index,
-                    "unit_count": claim.unit_count,
-                    "attempt": claim.attempt,
+                    "unit_count": count,
+                    "attempt": attempt,
                     "first_unit": first,
                     "credited": credited,
-                    "output_hash": proof.leaves[-1].output_hash.hex(),
-                    "digests": [leaf.digest.hex() for leaf in proof.leaves],
-                    "leaves": [leaf.to_bytes().hex() for leaf in proof.leaves],
+                    "output_hash": leaves[-1].output_hash.hex(),
+                    "block_state": block.header.task_state.hex(),
+                    "digests": [leaf.digest.hex() for leaf in leaves],
+                    "leaves": [leaf.to_bytes().hex() for leaf in leaves],
                 })
-                first += claim.unit_count
+                first += count
         return len(worked), out
 
     total, blocks = await asyncio.to_thread(load)

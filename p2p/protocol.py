@@ -247,8 +247,19 @@ class Addr(Message):
     SCHEMA = {"addrs": _list(_address, MAX_ADDRS)}
 
 
+@dataclass(frozen=True)
+class ShareMsg(Message):
+    """A share claim on the sender's tip (p2p/shares.py); bounded by `max_share_bytes` there."""
+
+    claim: bytes  # canonical ShareClaim encoding
+    CODE, NAME, LIMIT = 13, "share", 0
+    SCHEMA = {"claim": _bytes()}
+
+
 MESSAGE_TYPES: dict[int, type[Message]] = {
-    cls.CODE: cls for cls in (Hello, Ping, Pong, Inv, GetData, NotFound, GetHeaders, Headers, BlockMsg, TxMsg, GetAddr, Addr)
+    cls.CODE: cls
+    for cls in (Hello, Ping, Pong, Inv, GetData, NotFound, GetHeaders, Headers, BlockMsg, TxMsg,
+                GetAddr, Addr, ShareMsg)
 }
 
 
@@ -335,6 +346,7 @@ __all__ = [
     "TxMsg",
     "GetAddr",
     "Addr",
+    "ShareMsg",
     "encode",
     "decode",
     "peek_type",

@@ -1,0 +1,142 @@
+"""Shares on the wire, with real node processes.
+
+- Three mining nodes on a network with shares: each gossips the share claims its miner finds,
+  the others verify and keep them, and blocks carry other nodes' claims; the task's manifest
+  (the `pouw task result` path) lists every claim's units and checks against the chain.
+- A peer that sends a share claim whose last unit was never run (its digest ground until the
+  prefix ticket is a share) is banned, and the claim is not relayed or included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from chain.address import address_of
+from chain.block import Block, ShareClaim, sign_share_claim
+from chain.keys import PrivateKey
+from consensus.market import task_for_spec
+from consensus.miner import Miner, make_template
+from consensus.shares import prefix_ticket, share_miner
+from consensus.tickets import ticket_wins
+from p2p.client import NodeClient
+from p2p.protocol import ShareMsg
+from p2p.task_results import check_render_manifest, fetch_manifest
+from useful_work.hashing import int_bytes, tagged_hash
+from useful_work.trace import TRACE_START, Leaf, state_hash, unit_seed
+
+from framework import ChainFollower, TestPeer, fetch_blocks, wait_until, write_network
+
+pytestmark = pytest.mark.integration
+
+
+def shares_network(tmp_path, name: str):
+    # Blocks of about 2 s and 24 units; a share every 3 units: claims have time to travel.
+    return write_network(
+        tmp_path / name, shares_per_block=8, block_interval_ms=2000, initial_units_per_block=24
+    )
+
+
+def test_three_nodes_gossip_and_include_each_others_shares(make_node, tmp_path):
+    network = shares_network(tmp_path, "shares.toml")
+    a = make_node("a", network=network).start(mine=True).wait_ready()
+    b = make_node("b", network=network).start(peers=[a.p2p_addr], mine=True).wait_ready()
+    c = (
+        make_node("c", network=network)
+        .start(peers=[a.p2p_addr, b.p2p_addr], mine=True)
+        .wait_ready()
+    )
+    nodes = [a, b, c]
+
+    def included() -> list[Block] | None:
+        height = min(n.height() for n in nodes)
+        if height < 6:
+            return None
+        hashes = [bytes.fromhex(h) for h in a.block_hashes(height)]
+        blocks = asyncio.run(fetch_blocks(a, hashes[1:]))
+        foreign = [bl for bl in blocks if any(share_miner(s) != bl.header.miner for s in bl.shares)]
+        return blocks if len(foreign) >= 2 else None
+
+    blocks = wait_until(included, 180, "blocks carrying other nodes' share claims")
+    claims = sum(len(bl.shares) for bl in blocks)
+    units = sum(
+        bl.header.work[0].unit_count + sum(len(s.leaves) for s in bl.shares) for bl in blocks
+    )
+    print(f"\n{len(blocks)} blocks, {claims} share claims, {units} units credited")
+    # The task result path lists every claim's units and checks them against the chain.
+    task_id = blocks[0].header.work[0].task_id.hex()
+    for n in nodes:
+        n.pause_mining()
+    manifest = fetch_manifest(NodeClient(a.api_url), task_id)
+    assert any(b.miner != blocks[0].header.miner for b in manifest.blocks)
+    assert sum(len(b.leaves) for b in manifest.blocks) == manifest.units_done
+    check_render_manifest(manifest)
+    for n in nodes:
+        assert n.stop() == 0
+
+
+def _fabricated_claim(chain, key: PrivateKey) -> ShareClaim:
+    """A claim on the chain's tip: one honest unit, then a last unit never run, its digest
+    ground (hashes only) until the prefix ticket is under the share target."""
+    template = make_template(chain)
+    miner = Miner(chain, key)
+    task = task_for_spec(template.task_spec)
+    draft = miner.draft(template)
+    start = template.start_state
+    seed = unit_seed(template.parent_hash, miner.address, 0, 0, TRACE_START, draft.commitment)
+    out, digest = task.run_unit(start, seed)
+    first = Leaf(state_hash(start), state_hash(out), digest, draft.commitment)
+    share_target = chain.params.share_target(template.target)
+    for i in range(1 << 20):
+        fake = Leaf(
+            state_hash(out),
+            tagged_hash("fake out", int_bytes(i)),
+            tagged_hash("fake digest", int_bytes(i)),
+            draft.commitment,
+        )
+        claim = miner.share_claim(template, [first, fake], [start, out], 0, [1])
+        if ticket_wins(prefix_ticket(claim, 1), share_target):
+            return claim
+    raise AssertionError("no share ticket in 2^20 hashes")
+
+
+def test_a_fabricated_share_claim_gets_its_sender_banned(make_node, tmp_path):
+    network = shares_network(tmp_path, "shares.toml")
+    node = make_node("victim", network=network).start(mine=True).wait_ready()
+    wait_until(lambda: node.height() >= 2, 60, "a couple of blocks")
+    height = node.pause_mining()
+    follower = ChainFollower(tmp_path / "follower", network)
+    try:
+        asyncio.run(follower.sync(node))
+        assert follower.chain.tip.height == height
+        claim = _fabricated_claim(follower.chain, PrivateKey.from_bytes(tagged_hash("forger")))
+        stolen = sign_share_claim(
+            replace(claim, payout=address_of(PrivateKey.from_bytes(b"t" * 32).public_key())),
+            PrivateKey.from_bytes(b"t" * 32),
+        )
+    finally:
+        follower.close()
+    status = node.status()
+
+    async def send(c: ShareClaim) -> str:
+        peer = await TestPeer().connect(node.p2p_addr)
+        await peer.handshake(status)
+        await peer.send(ShareMsg(c.to_bytes()))
+        reason = await peer.wait_closed(timeout=30)
+        await peer.close()
+        return reason
+
+    reason = asyncio.run(send(claim))
+    print(f"\nfabricated share claim: {reason}")
+    assert "banned" in reason and "bad-share-unit" in reason
+    reason = asyncio.run(send(stolen))
+    print(f"claim copied under another key: {reason}")
+    assert "banned" in reason and ("share-above-target" in reason or "bad-share-unit" in reason)
+    node.admin("mining", {"enabled": True})
+    wait_until(lambda: node.height() >= height + 2, 60, "mining to carry on")
+    hashes = [bytes.fromhex(h) for h in node.block_hashes(node.height(), start=height + 1)]
+    for block in asyncio.run(fetch_blocks(node, hashes)):
+        assert claim.claim_id not in {s.claim_id for s in block.shares}
+    assert node.stop() == 0
