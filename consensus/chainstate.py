@@ -48,6 +48,7 @@ from consensus.validation import (
     check_header,
     connect_checks,
     median_time_past,
+    VerifiedClaims,
     task_state_at,
 )
 
@@ -117,6 +118,8 @@ class ChainState:
         self.params = params
         self.mempool = mempool
         self.device = device
+        # Output states of share claims verified already (the share pool's), not re-run again.
+        self.verified_claims: VerifiedClaims | None = None
         self.clock = clock
         self.limits = limits or Limits()
         self.lock = threading.RLock()
@@ -465,7 +468,7 @@ class ChainState:
             try:
                 done = connect_checks(
                     self.params, block, state, device=self.device, reexecute=entry.status != STATUS_VALID,
-                    load_block=self.store.get_block,
+                    load_block=self.store.get_block, verified_claims=self.verified_claims,
                 )
             except InvalidBlock as exc:
                 self._mark_invalid(entry.hash, str(exc))

@@ -11,6 +11,7 @@ verified output state, so assembling a block merges without running a unit again
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from chain.block import ShareClaim
@@ -26,6 +27,9 @@ from consensus.shares import (
     rerun_share_claim,
     share_miner,
 )
+
+
+MAX_VERIFIED = 1024  # verified claim outputs remembered (claims of the last few parents)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class SharePool:
         self._parent = b""
         self._claims: dict[tuple[bytes, int], PooledClaim] = {}
         self.version = 0  # changes whenever the held claims do (the miner follows it)
+        self._verified: OrderedDict[bytes, bytes] = OrderedDict()  # claim id -> output state
 
     def reset(self, parent_hash: bytes) -> None:
         """Forget claims on other parents."""
@@ -104,8 +109,19 @@ class SharePool:
             if held is not None and len(held.claim.shares) >= len(claim.shares):
                 raise ShareRuleError("duplicate-share", "a claim as long arrived meanwhile")
             self._claims[key] = pooled
+            self._remember(claim.claim_id, output)
             self.version += 1
             return "replaced" if held is not None else "added"
+
+    def _remember(self, claim_id: bytes, output: bytes) -> None:
+        self._verified[claim_id] = output
+        while len(self._verified) > MAX_VERIFIED:
+            self._verified.popitem(last=False)
+
+    def verified_output(self, claim_id: bytes) -> bytes | None:
+        """The output of a claim this pool verified (or made) lately, for block validation."""
+        with self._lock:
+            return self._verified.get(claim_id)
 
     def keep_own(self, claim: ShareClaim, output: bytes) -> None:
         """A claim this node's miner made itself (its units ran here): kept without re-running."""
@@ -114,6 +130,7 @@ class SharePool:
             if claim.parent_hash == self._parent:
                 key = (share_miner(claim), claim.attempt)
                 self._claims[key] = PooledClaim(claim, output, len(claim.to_bytes()))
+                self._remember(claim.claim_id, output)
                 self.version += 1
 
     def for_block(self, parent_hash: bytes, exclude: tuple[bytes, int] | None) -> list[PooledClaim]:

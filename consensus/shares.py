@@ -22,7 +22,7 @@ keyed by its last ticket; the merge of every output state must hash to the heade
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from chain.address import address_of
 from chain.block import Block, ShareClaim
@@ -157,10 +157,20 @@ def rerun_share_claim(task: Task, claim: ShareClaim, index: int, device: str = "
     return output
 
 
+VerifiedClaims = Callable[[bytes], bytes | None]  # claim id -> its verified output state, or None
+
+
 def check_share_work(
-    task: Task, task_record: TaskRecord, start_hash: bytes, block: Block, device: str = "cpu"
+    task: Task,
+    task_record: TaskRecord,
+    start_hash: bytes,
+    block: Block,
+    device: str = "cpu",
+    verified: VerifiedClaims | None = None,
 ) -> list[bytes]:
-    """Work rules of every claim on the parent's state; the claims' output states in order."""
+    """Work rules of every claim on the parent's state; the claims' output states in order.
+    A claim `verified` knows (the same claim id: same parent, leaves and openings, checked by
+    these same rules before) is not re-run."""
     outputs = []
     for i, claim in enumerate(block.shares):
         if claim.task_id != task_record.task_id:
@@ -171,7 +181,8 @@ def check_share_work(
                 f"share claim {i}: leaf 0 does not start from the task's state at the parent",
             )
     for i, claim in enumerate(block.shares):
-        outputs.append(rerun_share_claim(task, claim, i, device))
+        known = verified(claim.claim_id) if verified is not None else None
+        outputs.append(known if known is not None else rerun_share_claim(task, claim, i, device))
     return outputs
 
 

@@ -34,6 +34,7 @@ from consensus.market import MarketError, active_task, check_market_rules, initi
 from consensus.params import ConsensusParams
 from consensus.shares import (
     ShareRuleError,
+    VerifiedClaims,
     check_share_body,
     check_share_openings,
     check_share_work,
@@ -205,9 +206,13 @@ def check_body(params: ConsensusParams, block: Block, encoded_size: int | None =
 # --- 3. work ---------------------------------------------------------------------------------
 
 
-def check_work(params: ConsensusParams, block: Block, state: LedgerState, device: str = "cpu") -> bytes:
+def check_work(
+    params: ConsensusParams, block: Block, state: LedgerState, device: str = "cpu",
+    verified_claims: VerifiedClaims | None = None,
+) -> bytes:
     """Re-execute the winner, then the challenged units, then every share claim's shares and
-    spot checks; return the task's next state (the merge of the winner's and the claims')."""
+    spot checks (those in `verified_claims` were re-run on this parent already: their outputs are
+    taken from it); return the task's next state (the merge of the winner's and the claims')."""
     header, proof = block.header, block.proofs[0]
     claim = header.work[0]
     task_record = active_task(state)
@@ -235,7 +240,8 @@ def check_work(params: ConsensusParams, block: Block, state: LedgerState, device
     if not block.shares:
         return output
     try:
-        outputs = check_share_work(task, task_record, task_start_hash(task_record), block, device)
+        start = task_start_hash(task_record)
+        outputs = check_share_work(task, task_record, start, block, device, verified_claims)
         merged = merged_state(task, task_record, output, claim.unit_count, block, outputs)
         check_task_state(merged, header.task_state)
     except ShareRuleError as exc:
@@ -309,10 +315,11 @@ def connect_checks(
     device: str = "cpu",
     reexecute: bool = True,
     load_block: BlockLoader | None = None,
+    verified_claims: VerifiedClaims | None = None,
 ) -> Connected:
     """Rules 3 and 4 on the parent's state. `reexecute=False` only for a block validated before.
     `load_block` finds the blocks that fraud proofs name (the node's block store)."""
-    task_state = check_work(params, block, state, device) if reexecute else None
+    task_state = check_work(params, block, state, device, verified_claims) if reexecute else None
     new_state, undo = check_transactions(params, block, state, load_block, device=device, reexecute=reexecute)
     return Connected(new_state, undo, task_state)
 

@@ -71,6 +71,7 @@ class ShareRelay:
             self.loop = asyncio.get_running_loop()
             miner.share_pool = self.pool
             miner.on_share = self.publish
+            self.chain.verified_claims = self.pool.verified_output
 
     def publish(self, claim: ShareClaim) -> None:
         """From the miner's thread: send the miner's own claim to every peer."""
