@@ -37,6 +37,7 @@ class PooledClaim:
     claim: ShareClaim
     output: bytes  # the claim's last unit's output state, as re-executed
     size: int  # encoded bytes
+    checked: frozenset[int] = frozenset()  # units re-run (its shares' and its spot checks)
 
 
 class SharePool:
@@ -49,6 +50,7 @@ class SharePool:
         self._parent = b""
         self._claims: dict[tuple[bytes, int], PooledClaim] = {}
         self.version = 0  # changes whenever the held claims do (the miner follows it)
+        self.units_checked = 0  # units re-run to verify claims
         self._verified: OrderedDict[bytes, bytes] = OrderedDict()  # claim id -> output state
 
     def reset(self, parent_hash: bytes) -> None:
@@ -97,8 +99,15 @@ class SharePool:
                 "bad-share-start", "leaf 0 does not start from the task's state at the parent"
             )
         task: Task = task_for_spec(record.spec)
-        output = rerun_share_claim(task, claim, 0, self.device)
-        pooled = PooledClaim(claim, output, len(claim.to_bytes()))
+        with self._lock:
+            held = self._claims.get((share_miner(claim), claim.attempt))
+        skip: frozenset[int] = frozenset()
+        if held is not None and claim.leaves[: len(held.claim.leaves)] == held.claim.leaves:
+            skip = held.checked  # the same trace, longer: its earlier units were re-run already
+        output = rerun_share_claim(task, claim, 0, self.device, skip)
+        checked = frozenset(claim.shares) | {o.unit_index for o in claim.openings}
+        self.units_checked += len(checked - skip) + (len(claim.leaves) - 1 in skip)
+        pooled = PooledClaim(claim, output, len(claim.to_bytes()), checked | skip)
         with self._lock:
             if self._parent != parent_hash:
                 raise ShareRuleError(

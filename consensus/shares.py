@@ -137,8 +137,13 @@ def check_share_openings(params: ConsensusParams, block: Block) -> None:
             )
 
 
-def rerun_share_claim(task: Task, claim: ShareClaim, index: int, device: str = "cpu") -> bytes:
-    """Re-execute every share's last unit, then the spot checks; return the last unit's output."""
+def rerun_share_claim(
+    task: Task, claim: ShareClaim, index: int, device: str = "cpu",
+    skip: frozenset[int] = frozenset(),
+) -> bytes:
+    """Re-execute every share's last unit, then the spot checks; return the last unit's output.
+    `skip`: units re-run already in a claim with the very same leaves up to them (a shorter
+    claim of the same trace: same seeds, same leaves), never the last unit."""
     miner = share_miner(claim)
     openings = {o.unit_index: o.state for o in claim.openings}
     prefixes = prefix_commitments(claim.leaves[:-1])
@@ -146,6 +151,8 @@ def rerun_share_claim(task: Task, claim: ShareClaim, index: int, device: str = "
     output = b""
     shares = set(claim.shares)
     for u in [*claim.shares, *(u for u in sorted(openings) if u not in shares)]:
+        if u in skip and u != last:
+            continue
         leaf = claim.leaves[u]
         seed = unit_seed(claim.parent_hash, miner, claim.attempt, u, prefixes[u], leaf.commitment)
         check = verify_unit(task, openings[u], seed, leaf, device)

@@ -317,6 +317,8 @@ async def get_status(node: Node, request: web.Request) -> web.Response:
                     "error": node.storage_failure[1] if node.storage_failure else None},
         "miner_address": format_address(node.miner_address),
         "units_mined": node.miner.stats.units,
+        "mining_seconds": round(node.miner.stats.unit_seconds, 3),
+        "share_units_checked": node.shares.pool.units_checked if node.shares is not None else 0,
         "blocks_mined": node.miner.stats.blocks,
         "sync": sync_json(node),
         "active_task": task,
@@ -673,7 +675,8 @@ async def get_task_metrics(node: Node, request: web.Request) -> web.Response:
             block = node.chain.get_block(block_hash)
             if block is None:
                 raise ApiError(404, f"block {block_hash.hex()} is not stored here")
-            outputs = [p.leaves[-1].output_hash for c, p in zip(block.header.work, block.proofs) if c.task_id == task.task_id]
+            # The block's task state: the merge of its winner's and share claims' outputs.
+            outputs = [block.header.task_state for c in block.header.work if c.task_id == task.task_id]
             if not outputs:
                 raise ApiError(404, f"the block at height {height} did not work on task {task.task_id.hex()}")
             blob = node.store.get_blob(outputs[-1])

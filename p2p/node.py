@@ -322,7 +322,7 @@ class Node:
                                      mempool=self.mempool, device=self.device)
         else:
             self.miner = Miner(self.chain, self.key, payout=self.miner_address, mempool=self.mempool, device=self.device)
-        self.shares = ShareRelay(self.chain, self.live_peers, self.device)
+        self.shares = ShareRelay(self.chain, self.live_peers, self.device, self.metrics.registry)
         self.shares.attach(self.miner)
         self.auditor = Auditor(self.chain, self.key, share=self.config.audit_share, device=self.device) if self.config.audit else None
         for addr in self.config.peers:

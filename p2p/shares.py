@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry, Counter
+
 from chain.block import ShareClaim
 from chain.encoding import DecodeError
 from consensus.chainstate import ChainState
@@ -49,7 +51,11 @@ class ShareRelay:
     """The node's share pool, fed by its miner and its peers, relayed after verification."""
 
     def __init__(
-        self, chain: ChainState, peers: Callable[[], list[Peer]], device: str = "cpu"
+        self,
+        chain: ChainState,
+        peers: Callable[[], list[Peer]],
+        device: str = "cpu",
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.chain = chain
         self.params = chain.params
@@ -60,6 +66,15 @@ class ShareRelay:
         self.accepted = 0
         self.refused = 0
         self.relayed = 0
+        self.verify_seconds = 0.0  # re-running claims' units before relay
+        self._claims: Counter | None = None
+        self._seconds: Counter | None = None
+        if registry is not None:
+            self._claims = Counter("pouw_share_claims", "Share claims received from peers, by result",
+                                   ["result"], registry=registry)
+            self._seconds = Counter("pouw_share_verify_seconds",
+                                    "Seconds spent re-running share claims' units before relay",
+                                    registry=registry)
 
     @property
     def enabled(self) -> bool:
@@ -96,6 +111,13 @@ class ShareRelay:
         self._buckets[peer.id] = (tokens - 1, now)
         return True
 
+    def _count(self, result: str, started: float) -> None:
+        took = time.perf_counter() - started
+        self.verify_seconds += took
+        if self._claims is not None and self._seconds is not None:
+            self._claims.labels(result).inc()
+            self._seconds.inc(took)
+
     def peer_gone(self, peer: Peer) -> None:
         self._buckets.pop(peer.id, None)
 
@@ -125,14 +147,17 @@ class ShareRelay:
         parent, target, state = self._parent()
         if claim.parent_hash != parent or self.pool.has_better(claim):
             return  # a claim on another tip, or one we hold as long: nothing to check or relay
+        started = time.perf_counter()
         try:
             outcome = await asyncio.to_thread(self.pool.add, claim, parent, target, state)
         except ShareRuleError as exc:
+            self._count("refused", started)
             self.refused += 1
             if exc.reason in BENIGN:
                 log.debug("%s: share claim not kept: %s", peer, exc)
                 return
             raise Misbehaving(100, f"invalid share claim: {exc}") from None
+        self._count("accepted", started)
         self.accepted += 1
         log.debug("%s: share claim %s %s", peer, claim.claim_id.hex()[:16], outcome)
         self._relay(claim, peer)
