@@ -125,8 +125,8 @@ class ClaimReward(Record):
 
 @dataclass(frozen=True)
 class ShareRewards:
-    """How a block with share claims pays (consensus.params computes it per height): the
-    winner's part of the subsidy, the fixed amount per share, and the includer's fee out of it."""
+    """How a block's share claims are paid (consensus.params computes it per height): the fixed
+    amount per share, and the includer's fee out of it (the winner's subsidy is `subsidy`)."""
 
     per_share: int = 0
     fee: int = 0
@@ -420,7 +420,8 @@ def _apply_share_claims(
             raise StateError(f"share claim {i}: unknown task {claim.task_id.hex()}")
         bounty = 0
         if task.is_open:  # a task the winner completed takes no more units
-            bounty = _apply_claim(changes, MAX_CLAIMS + i, claim.task_id, len(claim.leaves),
+            j = len(block.header.work) + i  # claim 1, 2, ...: the numbering of fraud proofs
+            bounty = _apply_claim(changes, j, claim.task_id, len(claim.leaves),
                                   block.header.task_state, height)
         amount = len(claim.shares) * (rewards.per_share - rewards.fee) + bounty
         if amount > U64_MAX:

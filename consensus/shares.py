@@ -29,7 +29,13 @@ from chain.block import Block, ShareClaim
 from chain.state import TaskRecord, credited_units
 from useful_work.merge import MergeError, merge_states
 from useful_work.tasks import Task
-from useful_work.trace import prefix_commitments, state_hash, trace_root, unit_seed
+from useful_work.trace import (
+    prefix_commitments,
+    prefix_trace_roots,
+    state_hash,
+    trace_root,
+    unit_seed,
+)
 from useful_work.verify import verify_unit
 
 from consensus.params import ConsensusParams
@@ -111,8 +117,10 @@ def check_claim(params: ConsensusParams, claim: ShareClaim, i: int, share_target
             "bad-share",
             f"share claim {i}: shares {listed[:8]} must increase and end at unit {n - 1}",
         )
+    roots = prefix_trace_roots(claim.leaves, listed)  # O(n log n) hashes whatever the shares
+    miner = share_miner(claim)
     for u in listed:
-        if not ticket_wins(prefix_ticket(claim, u), share_target):
+        if not ticket_wins(ticket(claim.parent_hash, miner, roots[u]), share_target):
             raise ShareRuleError(
                 "share-above-target", f"share claim {i}: the ticket after unit {u} is not a share"
             )

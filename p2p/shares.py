@@ -70,7 +70,7 @@ class ShareRelay:
         self._claims: Counter | None = None
         self._seconds: Counter | None = None
         if registry is not None:
-            self._claims = Counter("pouw_share_claims", "Share claims received from peers, by result",
+            self._claims = Counter("pouw_share_claims", "Share claims from peers, by result",
                                    ["result"], registry=registry)
             self._seconds = Counter("pouw_share_verify_seconds",
                                     "Seconds spent re-running share claims' units before relay",

@@ -54,8 +54,17 @@ class Point:
     reward_cv_no_shares: float
 
 
-def simulate(shares: int, miners: int, units: int, blocks: int, k: int, state_bytes: int,
-             share_reward_pct: int = 50, fee_pct: int = 10, seed: int = 0) -> Point:
+def simulate(
+    shares: int,
+    miners: int,
+    units: int,
+    blocks: int,
+    k: int,
+    state_bytes: int,
+    share_reward_pct: int = 50,
+    fee_pct: int = 10,
+    seed: int = 0,
+) -> Point:
     """Monte Carlo of `blocks` intervals of `miners` equal miners (u = `units` each)."""
     rng = np.random.default_rng(seed)
     total = miners * units  # expected units per block: the block target gives 1 / total
@@ -71,10 +80,23 @@ def simulate(shares: int, miners: int, units: int, blocks: int, k: int, state_by
     reward_none = np.zeros((blocks, miners))
     reward_none[np.arange(blocks), winner] = subsidy
     if not shares:
-        return Point(0, miners, units, useful_none, useful_none, 1 + k, 0.0, (1 + k) / total,
-                     (1 + k) / units, float(per_miner[np.arange(blocks), winner].mean()) * LEAF_BYTES
-                     + (1 + k) * state_bytes, _cv(reward_none), _cv(reward_none))
-    q = min(1.0, (shares - 1) / (total - 1)) if total > 1 else 0.0  # a non-winning unit's share chance
+        return Point(
+            0,
+            miners,
+            units,
+            useful_none,
+            useful_none,
+            1 + k,
+            0.0,
+            (1 + k) / total,
+            (1 + k) / units,
+            float(per_miner[np.arange(blocks), winner].mean()) * LEAF_BYTES + (1 + k) * state_bytes,
+            _cv(reward_none),
+            _cv(reward_none),
+        )
+    q = (
+        min(1.0, (shares - 1) / (total - 1)) if total > 1 else 0.0
+    )  # a non-winning unit's share chance
     n_shares = rng.binomial(per_miner, q)
     # The trailing run of non-shares after a trace's last share: min(geometric, n).
     tail = np.minimum(rng.geometric(q, size=per_miner.shape) - 1, per_miner) if q > 0 else per_miner
@@ -94,9 +116,20 @@ def simulate(shares: int, miners: int, units: int, blocks: int, k: int, state_by
     opened = block_verify
     block_bytes = leaves * LEAF_BYTES + opened * state_bytes + claims * CLAIM_OVERHEAD_BYTES
     verify = block_verify.mean() + gossip_verify.mean()
-    return Point(shares, miners, units, credited.sum() / mined, useful_none,
-                 float(block_verify.mean()), float(gossip_verify.mean()), verify / total,
-                 verify / units, float(block_bytes.mean()), _cv(reward), _cv(reward_none))
+    return Point(
+        shares,
+        miners,
+        units,
+        credited.sum() / mined,
+        useful_none,
+        float(block_verify.mean()),
+        float(gossip_verify.mean()),
+        verify / total,
+        verify / units,
+        float(block_bytes.mean()),
+        _cv(reward),
+        _cv(reward_none),
+    )
 
 
 def _cv(reward: np.ndarray) -> float:
@@ -105,8 +138,14 @@ def _cv(reward: np.ndarray) -> float:
     return float(reward.std() / reward.mean())
 
 
-def sweep(shares_values: list[int], miners_values: list[int], units_values: list[int], blocks: int,
-          k: int, state_bytes: int) -> list[Point]:
+def sweep(
+    shares_values: list[int],
+    miners_values: list[int],
+    units_values: list[int],
+    blocks: int,
+    k: int,
+    state_bytes: int,
+) -> list[Point]:
     out = []
     for m in miners_values:
         for u in units_values:
@@ -123,13 +162,25 @@ def plot(points: list[Point], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     groups = sorted({(p.miners, p.units_per_miner) for p in points})
-    for ax, attr, title in ((axes[0], "verify_over_block_work", "a node's verification / the block's work"),
-                            (axes[1], "verify_over_own_mining", "a node's verification / its own mining")):
+    for ax, attr, title in (
+        (axes[0], "verify_over_block_work", "a node's verification / the block's work"),
+        (axes[1], "verify_over_own_mining", "a node's verification / its own mining"),
+    ):
         for m, u in groups:
-            pts = sorted((p for p in points if (p.miners, p.units_per_miner) == (m, u) and p.shares_per_block),
-                         key=lambda p: p.shares_per_block)
-            ax.plot([getattr(p, attr) for p in pts], [p.useful for p in pts], marker="o",
-                    label=f"{m} miners, {u} units each")
+            pts = sorted(
+                (
+                    p
+                    for p in points
+                    if (p.miners, p.units_per_miner) == (m, u) and p.shares_per_block
+                ),
+                key=lambda p: p.shares_per_block,
+            )
+            ax.plot(
+                [getattr(p, attr) for p in pts],
+                [p.useful for p in pts],
+                marker="o",
+                label=f"{m} miners, {u} units each",
+            )
         ax.set_xscale("log")
         ax.set_xlabel(title)
         ax.set_ylabel("useful fraction of all units")
@@ -145,25 +196,40 @@ def plot(points: list[Point], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shares", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[0, 100, 300, 1000, 3000, 10000, 30000])
-    parser.add_argument("--miners", type=lambda s: [int(x) for x in s.split(",")], default=[100, 1000])
-    parser.add_argument("--units", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[500, 2000, 5000])
+    parser.add_argument(
+        "--shares",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[0, 100, 300, 1000, 3000, 10000, 30000],
+    )
+    parser.add_argument(
+        "--miners", type=lambda s: [int(x) for x in s.split(",")], default=[100, 1000]
+    )
+    parser.add_argument(
+        "--units", type=lambda s: [int(x) for x in s.split(",")], default=[500, 2000, 5000]
+    )
     parser.add_argument("--blocks", type=int, default=400)
     parser.add_argument("--spot-checks", type=int, default=3)
-    parser.add_argument("--state-bytes", type=int, default=35_852, help="one opening (devnet train state)")
+    parser.add_argument(
+        "--state-bytes", type=int, default=35_852, help="one opening (devnet train state)"
+    )
     parser.add_argument("--plot", type=Path, default=Path("docs/img/shares_frontier.png"))
     args = parser.parse_args(argv)
-    points = sweep(args.shares, args.miners, args.units, args.blocks, args.spot_checks, args.state_bytes)
-    head = (f"{'miners':>6} {'u':>5} {'N':>6} {'useful':>7} {'(none)':>7} {'blk ver':>8} {'gossip':>8} "
-            f"{'ver/B':>7} {'ver/u':>8} {'MB/blk':>7} {'CV':>6} {'(none)':>7}")
+    points = sweep(
+        args.shares, args.miners, args.units, args.blocks, args.spot_checks, args.state_bytes
+    )
+    head = (
+        f"{'miners':>6} {'u':>5} {'N':>6} {'useful':>7} {'(none)':>7} {'blk ver':>8} {'gossip':>8} "
+        f"{'ver/B':>7} {'ver/u':>8} {'MB/blk':>7} {'CV':>6} {'(none)':>7}"
+    )
     print(head)
     for p in points:
-        print(f"{p.miners:>6} {p.units_per_miner:>5} {p.shares_per_block:>6} {p.useful:>7.1%} "
-              f"{p.useful_no_shares:>7.1%} {p.block_verify_units:>8.0f} {p.gossip_verify_units:>8.0f} "
-              f"{p.verify_over_block_work:>7.2%} {p.verify_over_own_mining:>8.1%} "
-              f"{p.block_bytes / 1e6:>7.2f} {p.reward_cv:>6.2f} {p.reward_cv_no_shares:>7.2f}")
+        print(
+            f"{p.miners:>6} {p.units_per_miner:>5} {p.shares_per_block:>6} {p.useful:>7.1%} "
+            f"{p.useful_no_shares:>7.1%} {p.block_verify_units:>8.0f} "
+            f"{p.gossip_verify_units:>8.0f} "
+            f"{p.verify_over_block_work:>7.2%} {p.verify_over_own_mining:>8.1%} "
+            f"{p.block_bytes / 1e6:>7.2f} {p.reward_cv:>6.2f} {p.reward_cv_no_shares:>7.2f}"
+        )
     plot(points, args.plot)
     print(f"plot: {args.plot}")
     return 0

@@ -102,11 +102,14 @@ def test_a_claim_copied_under_another_key_is_refused(make_node, params):
     # Re-signed by the thief (paying the thief): the tickets name the thief's address now.
     stolen = sign_share_claim(replace(claim, payout=address_of(thief.public_key())), thief)
     assert share_miner(stolen) != share_miner(claim)
-    with pytest.raises(ShareRuleError, match="share-above-target|bad-share-unit"):
+    # Its tickets name the thief now: not shares (but for chance, share target / 2^256 of the
+    # time: then it needs other openings, or its units re-run under the thief's seeds differ).
+    refusals = ("share-above-target", "body-mismatch", "bad-share-unit")
+    with pytest.raises(ShareRuleError, match="|".join(refusals)):
         pool_add(node, stolen)
     _block, result = mine_forced(node, [(stolen, out)])
-    assert result.outcome is Outcome.INVALID
-    assert result.reason.value in ("share-above-target", "bad-share-unit"), result
+    assert result.outcome in (Outcome.INVALID, Outcome.BAD_MESSAGE)
+    assert result.reason.value in refusals, result
     # Only the payout changed, the signature kept: the key did not sign it.
     redirected = replace(claim, payout=address_of(thief.public_key()))
     with pytest.raises(ShareRuleError, match="bad-share-signature"):

@@ -267,3 +267,18 @@ def test_merge_refuses_what_cannot_merge():
         merge_states(train, [train.initial_state(), b"junk"], [1, 1], [1, 1])
     merged = merge_states(task, [one, one], [1, 1], [1, 1])
     assert RenderState.from_bytes(merged).units_done == 2
+
+
+def test_a_block_with_claims_undoes_exactly(make_node, params):
+    from chain.state import apply_block, undo_block
+
+    node, pool = pooled_node(make_node, params)
+    for i in range(2):
+        assert add(node, pool, run_trace(node, key_of(20 + i), 0, 1)[0]) == "added"
+    before = node.chain.state
+    (block,) = node.mine(1)
+    subsidy, rewards = params.share_split(block.header.height)
+    after, undo = apply_block(before, block, subsidy, params.reward_maturity,
+                              share_rewards=rewards, headers=node.chain.block_headers)
+    assert after.root == block.header.state_root == node.chain.state.root
+    assert undo_block(after, undo).root == before.root
