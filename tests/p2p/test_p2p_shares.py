@@ -5,6 +5,8 @@
   (the `pouw task result` path) lists every claim's units and checks against the chain.
 - A peer that sends a share claim whose last unit was never run (its digest ground until the
   prefix ticket is a share) is banned, and the claim is not relayed or included.
+- Share messages over `max_share_bytes`, or more than the per-peer rate, get their sender banned
+  before anything is re-run.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from chain.keys import PrivateKey
 from consensus.market import task_for_spec
 from consensus.miner import Miner, make_template
 from consensus.shares import prefix_ticket, share_miner
-from consensus.tickets import ticket_wins
+from consensus.tickets import ticket, ticket_wins
 from p2p.client import NodeClient
 from p2p.protocol import ShareMsg
 from p2p.task_results import check_render_manifest, fetch_manifest
 from useful_work.hashing import int_bytes, tagged_hash
-from useful_work.trace import TRACE_START, Leaf, state_hash, unit_seed
+from useful_work.trace import TRACE_START, Leaf, next_prefix, state_hash, trace_root, unit_seed
 
 from framework import ChainFollower, TestPeer, fetch_blocks, wait_until, write_network
 
@@ -141,3 +143,59 @@ def test_a_fabricated_share_claim_gets_its_sender_banned(make_node, tmp_path):
     for block in asyncio.run(fetch_blocks(node, hashes)):
         assert claim.claim_id not in {s.claim_id for s in block.shares}
     assert node.stop() == 0
+
+
+def test_share_messages_are_bounded_in_size_and_rate(make_node, tmp_path):
+    network = write_network(tmp_path / "small.toml", shares_per_block=8, max_share_bytes=4096)
+    node = make_node("bounded", network=network).start(mine=True).wait_ready()
+    wait_until(lambda: node.height() >= 2, 60, "a couple of blocks")
+    height = node.pause_mining()
+    follower = ChainFollower(tmp_path / "follower", network)
+    try:
+        asyncio.run(follower.sync(node, upto=height - 1))
+        # An honest claim, but on the tip's parent: dropped without a check, never relayed.
+        stale, _, _ = _honest_claim(follower.chain, PrivateKey.from_bytes(tagged_hash("stale")))
+    finally:
+        follower.close()
+    status = node.status()
+
+    async def flood(frames: list[bytes]) -> str:
+        peer = await TestPeer().connect(node.p2p_addr)
+        await peer.handshake(status)
+        for frame in frames:
+            await peer.send(ShareMsg(frame))
+        reason = await peer.wait_closed(timeout=30)
+        await peer.close()
+        return reason
+
+    reason = asyncio.run(flood([bytes(5000)]))
+    print(f"\noversized share message: {reason}")
+    assert "banned" in reason and "limit 4096" in reason
+    assert len(stale.to_bytes()) <= 4096
+    reason = asyncio.run(flood([stale.to_bytes()] * 40))
+    print(f"40 share messages at once: {reason}")
+    assert "banned" in reason and "share claims a second" in reason
+    assert node.status()["height"] == height
+    assert node.stop() == 0
+
+
+def _honest_claim(chain, key: PrivateKey):
+    """An honest one-share claim on the chain's tip (units run until a prefix is a share)."""
+    template = make_template(chain)
+    miner = Miner(chain, key)
+    task = task_for_spec(template.task_spec)
+    draft = miner.draft(template)
+    share_target = chain.params.share_target(template.target)
+    leaves, inputs, state = [], [], template.start_state
+    prefix = TRACE_START
+    while True:
+        u = len(leaves)
+        seed = unit_seed(template.parent_hash, miner.address, 0, u, prefix, draft.commitment)
+        out, digest = task.run_unit(state, seed)
+        leaf = Leaf(state_hash(state), state_hash(out), digest, draft.commitment)
+        leaves.append(leaf)
+        inputs.append(state)
+        t = ticket(template.parent_hash, miner.address, trace_root(leaves))
+        if ticket_wins(t, share_target):
+            return miner.share_claim(template, leaves, inputs, 0, [u]), out, inputs
+        state, prefix = out, next_prefix(prefix, leaf)
