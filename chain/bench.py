@@ -9,6 +9,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -97,6 +98,7 @@ def _connect_rates(blocks: int) -> dict[str, float]:
             leaves = _leaves(task.state_hash if b == 0 else parent.work[0].trace_root, b, committed)
             claim = WorkClaim(task.task_id, len(leaves), trace_root(leaves))
             header = _header(parent.height + 1, parent.hash, miner, ZERO_HASH, txs, (claim,))
+            header = replace(header, task_state=leaves[-1].output_hash)
             block = Block(sign_header(header, miner), tuple(txs), (WorkProof(tuple(leaves), ()),))
             start = time.perf_counter()
             new_state, undo = apply_block(state, block, subsidy=5_000_000_000)

@@ -21,7 +21,7 @@ That re-execution shows the unit does not reproduce is a consensus check, made b
 """
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
 from typing import Annotated
@@ -29,6 +29,7 @@ from typing import Annotated
 from chain.address import ADDRESS_SIZE, ZERO_ADDRESS
 from chain.block import (
     MAX_CLAIMS,
+    MAX_SHARE_CLAIMS,
     MAX_TXS,
     Block,
     BlockHeader,
@@ -112,6 +113,29 @@ def with_progress(task: TaskRecord, p: TaskProgress) -> TaskRecord:
 
 
 @dataclass(frozen=True)
+class ClaimReward(Record):
+    """What one share claim of a block earns (its shares' reward less the includer's fee, plus
+    the bounty `share` of its credited units), paid to its payout address at maturity."""
+
+    payout: Annotated[bytes, Bytes(ADDRESS_SIZE)]
+    amount: Annotated[int, U64]
+    share: Annotated[int, U64] = 0
+    forfeited: Annotated[int, UInt(8, choices=(0, 1))] = 0
+
+
+@dataclass(frozen=True)
+class ShareRewards:
+    """How a block's share claims are paid (consensus.params computes it per height): the fixed
+    amount per share, and the includer's fee out of it (the winner's subsidy is `subsidy`)."""
+
+    per_share: int = 0
+    fee: int = 0
+
+
+NO_SHARE_REWARDS = ShareRewards()
+
+
+@dataclass(frozen=True)
 class PendingReward(Record):
     """A block's reward, credited to its payout address once it matures, and what a fraud proof
     against the block needs: which work it was (`work_id`), its task, the bounty share inside
@@ -125,13 +149,20 @@ class PendingReward(Record):
     share: Annotated[int, U64] = 0
     credited: Annotated[int, UInt(8, choices=(0, 1))] = 1
     task_before: Annotated[TaskProgress | None, Maybe(Nested(TaskProgress))] = None
+    claims: Annotated[tuple[ClaimReward, ...], ListOf(Nested(ClaimReward), MAX_SHARE_CLAIMS)] = ()
+    forfeited: Annotated[int, UInt(8, choices=(0, 1))] = 0  # the block miner's part (claims stay)
+
+    @property
+    def bounty(self) -> int:
+        """The bounty paid for the block's units: its miner's share and every claim's."""
+        return self.share + sum(c.share for c in self.claims)
 
 
 def work_id(header: BlockHeader) -> bytes:
     """What identifies a block's work without its state root (which depends on the state that
     holds this id): parent, miner and claims. Blocks with one work id have the same leaves and seeds."""
     return tagged_hash("work-id", header.prev_hash, header.miner, header.height.to_bytes(8, "big"),
-                       b"".join(c.to_bytes() for c in header.work))
+                       b"".join(c.to_bytes() for c in header.work), header.shares_root)
 
 
 @dataclass(frozen=True)
@@ -286,6 +317,7 @@ def apply_block(
     check_structure: bool = True,
     headers: Callable[[bytes], BlockHeader | None] | None = None,
     prover_share_pct: int = 0,
+    share_rewards: ShareRewards = NO_SHARE_REWARDS,
 ) -> tuple[LedgerState, Undo]:
     """The state after `block`, and its undo record; raises StateError naming the broken rule.
 
@@ -300,6 +332,11 @@ def apply_block(
     `headers` looks up the blocks that fraud proofs name (a block with a fraud proof and no
     lookup is refused); `prover_share_pct` is the percentage of a forfeit (bounty share aside)
     paid to the prover. The re-execution that shows the fraud is the caller's (consensus) check.
+
+    Share claims (`block.shares`) are credited after the winner's claim, in block order; each
+    earns `share_rewards.per_share` per share less `fee`, which goes to the block's miner, and
+    the bounty of its credited units. The task's state becomes the header's `task_state` (the
+    merge, checked by consensus by re-execution).
     """
     if type(subsidy) is not int or not 0 <= subsidy <= U64_MAX:
         raise ValueError(f"subsidy {subsidy!r} is not a u64")
@@ -329,24 +366,68 @@ def apply_block(
     shares = 0
     before: TaskProgress | None = None
     task_id = ZERO_HASH
-    for j, (claim, proof) in enumerate(zip(block.header.work, block.proofs, strict=True)):
+    end_state = block.header.task_state
+    for j, claim in enumerate(block.header.work):
         task = changes.task(claim.task_id)
         if j == 0 and task is not None:
             before, task_id = progress_of(task), claim.task_id
-        shares += _apply_claim(changes, j, claim.task_id, claim.unit_count, proof.leaves[-1].output_hash, height)
-    reward = subsidy + fees + shares
+        shares += _apply_claim(changes, j, claim.task_id, claim.unit_count, end_state, height)
+    claim_rewards = _apply_share_claims(changes, block, height, share_rewards)
+    included = sum(len(c.shares) for c in block.shares)
+    reward = subsidy + fees + shares + included * share_rewards.fee
     if reward > U64_MAX:
         raise StateError("miner reward overflows u64")
     if maturity:
         changes.rewards[height] = PendingReward(
-            height, block.header.payout, reward, work_id(block.header), task_id, shares, 1, before
+            height, block.header.payout, reward, work_id(block.header), task_id, shares, 1, before,
+            tuple(claim_rewards),
         )
     else:
         _credit(changes, block.header.payout, reward, "miner reward")
+        for i, c in enumerate(claim_rewards):
+            _credit(changes, c.payout, c.amount, f"share claim {i}")
     burned = 0
     for i, tx, guilty in frauds:
         burned += _apply_fraud(changes, i, tx, guilty, prover_share_pct)
     return _commit(state, changes, reward, burned)
+
+
+def credited_units(task: TaskRecord, unit_counts: list[int]) -> list[int]:
+    """Units of each claim (winner first, then share claims in block order) that count toward
+    the task: all of them for an open-ended task, else up to what is left, in that order."""
+    if not task.is_open:
+        return [0] * len(unit_counts)
+    if not task.units_total:
+        return list(unit_counts)
+    left = task.units_total - task.units_done
+    out = []
+    for n in unit_counts:
+        out.append(min(n, left))
+        left -= out[-1]
+    return out
+
+
+def _apply_share_claims(
+    changes: _Changes, block: Block, height: int, rewards: ShareRewards
+) -> list[ClaimReward]:
+    """Credit each share claim's units to the task (after the winner's) and price its reward."""
+    out: list[ClaimReward] = []
+    if block.shares and rewards.fee > rewards.per_share:
+        raise StateError("share fee exceeds the reward per share")
+    for i, claim in enumerate(block.shares):
+        task = changes.task(claim.task_id)
+        if task is None:
+            raise StateError(f"share claim {i}: unknown task {claim.task_id.hex()}")
+        bounty = 0
+        if task.is_open:  # a task the winner completed takes no more units
+            j = len(block.header.work) + i  # claim 1, 2, ...: the numbering of fraud proofs
+            bounty = _apply_claim(changes, j, claim.task_id, len(claim.leaves),
+                                  block.header.task_state, height)
+        amount = len(claim.shares) * (rewards.per_share - rewards.fee) + bounty
+        if amount > U64_MAX:
+            raise StateError(f"share claim {i}: reward overflows u64")
+        out.append(ClaimReward(claim.payout, amount, bounty))
+    return out
 
 
 def fraud_target(
@@ -375,44 +456,63 @@ def _fraud_record(get_reward, proof: FraudProof, header: BlockHeader | None, hei
     if not height - maturity < header.height < height:
         raise StateError(f"fraud proof: block {name} at height {header.height} is outside the fraud window "
                          f"(heights {max(1, height - maturity + 1)} .. {height - 1})")
-    if proof.claim_index >= len(header.work):
-        raise StateError(f"fraud proof: block {name} has no claim {proof.claim_index}")
-    if proof.unit_index >= header.work[proof.claim_index].unit_count:
+    winner_claim = proof.claim_index < len(header.work)
+    if winner_claim and proof.unit_index >= header.work[proof.claim_index].unit_count:
         raise StateError(f"fraud proof: claim {proof.claim_index} of block {name} has no unit {proof.unit_index}")
     record = get_reward(header.height)
     if record is None or record.work_id != work_id(header):
         if record is None:
             raise StateError(f"fraud proof: block {name}'s reward is already forfeited (proven guilty) or not this chain's")
         raise StateError(f"fraud proof: block {name} is not on this chain")
+    # Claim 0 is the winner's; claims 1.. are the block's share claims (their units: consensus).
+    if proof.claim_index > len(record.claims):
+        raise StateError(f"fraud proof: block {name} has no claim {proof.claim_index}")
+    c = proof.claim_index
+    if record.forfeited if c == 0 else record.claims[c - 1].forfeited:
+        raise StateError(f"fraud proof: claim {c} of block {name} is already proven guilty")
     return record
 
 
+def _uncredited(record: PendingReward) -> PendingReward:
+    """The record with its units no longer counting: every bounty share returns to escrow; the
+    miner and the claims keep the rest of what they earned."""
+    claims = tuple(replace(c, amount=c.amount - c.share, share=0) for c in record.claims)
+    return replace(record, amount=record.amount - record.share, share=0, credited=0, claims=claims)
+
+
 def _apply_fraud(changes: _Changes, i: int, tx: Transaction, guilty: int, prover_share_pct: int) -> int:
-    """Forfeit the guilty record, rewind its task if its units still count; return what is burned."""
+    """Forfeit the guilty claim's reward (the block miner's for claim 0, else that share claim's),
+    rewind the task if the block's units still count; return what is burned."""
     record = changes.reward(guilty)
     if record is None:  # proven twice in one block: refused above, so unreachable
         raise StateError(f"tx {i}: block {guilty}'s reward is already forfeited")
-    changes.rewards[guilty] = None
-    rest = record.amount - record.share
     if record.credited and record.task_before is not None:
+        task_before = record.task_before
         task = changes.task(record.task_id)
         if task is None:
             raise StateError(f"tx {i}: the guilty block's task {record.task_id.hex()} is missing")
-        returned = record.share
+        returned = record.bounty
+        record = _uncredited(record)
         for h in sorted(k for k in {*changes.state.rewards, *changes.rewards} if k > guilty):
             later = changes.reward(h)
             if later is None or not later.credited or later.task_id != record.task_id:
                 continue
-            returned += later.share
-            changes.rewards[h] = PendingReward(
-                later.height, later.payout, later.amount - later.share, later.work_id, later.task_id, 0, 0, later.task_before
-            )
-        if task.paid - returned != record.task_before.paid:
+            returned += later.bounty
+            changes.rewards[h] = _uncredited(later)
+        if task.paid - returned != task_before.paid:
             raise StateError(f"tx {i}: task {record.task_id.hex()} escrow does not balance "
-                             f"(paid {task.paid}, returned {returned}, before {record.task_before.paid})")
-        changes.tasks[record.task_id] = with_progress(task, record.task_before)
+                             f"(paid {task.paid}, returned {returned}, before {task_before.paid})")
+        changes.tasks[record.task_id] = with_progress(task, task_before)
+    c = tx.payload.claim_index if isinstance(tx.payload, FraudProof) else 0
+    if c == 0:
+        rest = record.amount
+        # Without share claims the record goes (as before shares); with them, the claims stay.
+        changes.rewards[guilty] = replace(record, amount=0, forfeited=1) if record.claims else None
     else:
-        rest = record.amount  # uncredited: its share was returned already (0)
+        claims = list(record.claims)
+        rest = claims[c - 1].amount
+        claims[c - 1] = replace(claims[c - 1], amount=0, forfeited=1)
+        changes.rewards[guilty] = replace(record, claims=tuple(claims))
     prize = rest * prover_share_pct // 100
     _credit(changes, tx.sender, prize, f"tx {i}: prover")
     return rest - prize
@@ -425,6 +525,9 @@ def _mature(changes: _Changes, height: int) -> None:
         return  # forfeited, or a block of a chain that started with maturity off
     changes.rewards[height] = None
     _credit(changes, pending.payout, pending.amount, f"matured reward of block {height}")
+    for i, claim in enumerate(pending.claims):
+        who = f"matured reward of block {height} claim {i + 1}"
+        _credit(changes, claim.payout, claim.amount, who)
 
 
 def _apply_tx(changes: _Changes, i: int, tx: Transaction, height: int, verify_signatures: bool) -> None:

@@ -33,7 +33,7 @@ from useful_work.trace import state_hash
 
 R = TypeVar("R", bound=Record)
 
-FORMAT_VERSION = b"3"  # 3: pending rewards record their work for fraud proofs; undo records what was burned (2: chained seeds)
+FORMAT_VERSION = b"4"  # 4: share claims in blocks and rewards (3: work records; 2: chained seeds)
 
 # prefix      key after the prefix              value
 _META = b"m"  # name                            bytes (chain id, genesis hash, format version)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chain.address import address_of
 from chain.block import (
@@ -244,6 +244,7 @@ def forge_unrun_block(
         if ticket_wins(ticket(parent.hash, miner, root), target):
             break
     header = _empty_header(params, parent, target, miner, time_ms, WorkClaim(task_id, 2, root, 0))
+    header = replace(header, task_state=winner.output_hash)
     inputs = [start, winner_input]
     openings = tuple(Opening(u, inputs[u]) for u in required_openings(params, header))
     return Block(sign_header(header, key), (), (WorkProof((fake, winner), openings),))

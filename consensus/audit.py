@@ -23,7 +23,7 @@ from chain.block import Block
 from chain.keys import PrivateKey
 from chain.tx import Transaction, make_fraud_proof
 from consensus.chainstate import ChainState
-from consensus.fraud import block_start_state, find_fraud
+from consensus.fraud import block_start_state, claim_count, find_fraud
 
 AUDIT_OK = "ok"  # every unit reproduced
 AUDIT_FRAUD = "fraud"  # a unit did not: a proof was built
@@ -83,7 +83,8 @@ class Auditor:
         return self.verdicts.get(block_hash)
 
     def audit(self, block: Block, should_stop: Callable[[], bool] = lambda: False) -> AuditOutcome | None:
-        """Replay every unit of `block`; None when stopped, the block left the best chain, or its
+        """Replay every unit of `block` (the winner's, then each share claim's); None when stopped,
+        the block left the best chain, or its
         start state is not held here (then it is not marked)."""
         state = self.chain.state
         claim = block.header.work[0]
@@ -105,7 +106,13 @@ class Auditor:
             last[0] = time.perf_counter()
             return not should_stop() and self.chain.on_best_chain(block.hash)
 
-        found = find_fraud(block, start, self.device, on_unit=on_unit, spec=record.spec)
+        found, guilty = None, 0
+        for c in range(claim_count(block)):  # the winner's trace, then every share claim's
+            guilty = c
+            found = find_fraud(block, start, self.device, on_unit=on_unit, spec=record.spec,
+                               claim_index=c)
+            if found is not None or should_stop() or not self.chain.on_best_chain(block.hash):
+                break
         if found is None:
             if should_stop() or not self.chain.on_best_chain(block.hash):
                 return None
@@ -118,7 +125,9 @@ class Auditor:
             nonce = self.chain.state.account(self.address).nonce
             if self.chain.mempool is not None:
                 nonce += len(self.chain.mempool.pending(self.address))
-        proof = make_fraud_proof(self.key, self.chain.chain_id, nonce, 0, block.hash, 0, unit, input_state)
+        proof = make_fraud_proof(
+            self.key, self.chain.chain_id, nonce, 0, block.hash, guilty, unit, input_state
+        )
         self.verdicts[block.hash] = AUDIT_FRAUD
         self.stats.proofs_found += 1
         return AuditOutcome(block.hash, block.header.height, AUDIT_FRAUD, proof, unit)

@@ -51,6 +51,7 @@ from consensus.validation import (
     InvalidBlock,
     ParentInfo,
     Reason,
+    VerifiedClaims,
     check_body,
     check_header,
     connect_checks,
@@ -124,6 +125,8 @@ class ChainState:
         self.params = params
         self.mempool = mempool
         self.device = device
+        # Output states of share claims verified already (the share pool's), not re-run again.
+        self.verified_claims: VerifiedClaims | None = None
         self.clock = clock
         self.limits = limits or Limits()
         self.lock = threading.RLock()
@@ -347,7 +350,8 @@ class ChainState:
             entry = self.entries[h]
             if entry.status == STATUS_INVALID:
                 result.outcome = Outcome.INVALID
-                result.reason = next((r for r in Reason if entry.reason.startswith(r.value)), None)
+                code = entry.reason.split(":")[0]
+                result.reason = next((r for r in Reason if code == r.value), None)
                 result.detail = entry.reason
             elif self.on_best_chain(h):
                 result.outcome = Outcome.NEW_TIP
@@ -473,7 +477,7 @@ class ChainState:
             try:
                 done = connect_checks(
                     self.params, block, state, device=self.device, reexecute=entry.status != STATUS_VALID,
-                    load_block=self.store.get_block,
+                    load_block=self.store.get_block, verified_claims=self.verified_claims,
                 )
             except InvalidBlock as exc:
                 self._mark_invalid(entry.hash, str(exc))

@@ -16,13 +16,15 @@ Its effects on the ledger are chain.state's (forfeit, prover share, burn, task r
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from chain.block import Block
 from chain.state import LedgerState, StateError, fraud_target
 from chain.tx import FraudProof
 from consensus.market import initial_state, task_for_spec
 from consensus.params import ConsensusParams
-from useful_work.trace import prefix_commitments, state_hash, unit_seed
+from consensus.shares import share_miner
+from useful_work.trace import Leaf, prefix_commitments, state_hash, unit_seed
 from useful_work.verify import verify_unit
 
 BlockLoader = Callable[[bytes], Block | None]
@@ -36,13 +38,38 @@ class FraudError(ValueError):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class TraceRef:
+    """One trace of a block: claim 0 is the winner's, claim i >= 1 the share claim i - 1."""
+
+    miner: bytes
+    attempt: int
+    task_id: bytes
+    leaves: tuple[Leaf, ...]
+
+
+def claim_count(block: Block) -> int:
+    """The traces a fraud proof may name: the winner's and every share claim."""
+    return len(block.header.work) + len(block.shares)
+
+
+def trace_of(block: Block, claim_index: int) -> TraceRef:
+    header = block.header
+    if claim_index < len(header.work):
+        claim = header.work[claim_index]
+        leaves = block.proofs[claim_index].leaves
+        return TraceRef(header.miner, claim.attempt, claim.task_id, leaves)
+    share = block.shares[claim_index - len(header.work)]
+    return TraceRef(share_miner(share), share.attempt, share.task_id, share.leaves)
+
+
 def unit_seed_of(block: Block, claim_index: int, unit_index: int) -> bytes:
-    """The chained seed of one unit of a block's trace."""
-    header, proof = block.header, block.proofs[claim_index]
-    claim = header.work[claim_index]
-    prefixes = prefix_commitments(proof.leaves[:unit_index])
-    leaf = proof.leaves[unit_index]
-    return unit_seed(header.prev_hash, header.miner, claim.attempt, unit_index, prefixes[unit_index], leaf.commitment)
+    """The chained seed of one unit of a block's trace (the winner's or a share claim's)."""
+    trace = trace_of(block, claim_index)
+    prefixes = prefix_commitments(trace.leaves[:unit_index])
+    leaf = trace.leaves[unit_index]
+    return unit_seed(block.header.prev_hash, trace.miner, trace.attempt, unit_index,
+                     prefixes[unit_index], leaf.commitment)
 
 
 def check_fraud_proof(
@@ -63,13 +90,18 @@ def check_fraud_proof(
     except StateError as exc:
         raise FraudError(exc.reason) from None
     assert block is not None
-    leaf = block.proofs[proof.claim_index].leaves[proof.unit_index]
+    if proof.claim_index >= claim_count(block):
+        name = proof.block_hash.hex()[:16]
+        raise FraudError(f"fraud proof: block {name} has no claim {proof.claim_index}")
+    trace = trace_of(block, proof.claim_index)
+    if proof.unit_index >= len(trace.leaves):
+        raise FraudError(f"fraud proof: claim {proof.claim_index} has no unit {proof.unit_index}")
+    leaf = trace.leaves[proof.unit_index]
     if state_hash(proof.state) != leaf.input_hash:
         raise FraudError(f"fraud proof: the state does not hash to unit {proof.unit_index}'s input")
-    claim = block.header.work[proof.claim_index]
-    task_record = state.tasks.get(claim.task_id)
+    task_record = state.tasks.get(trace.task_id)
     if task_record is None:
-        raise FraudError(f"fraud proof: task {claim.task_id.hex()} is unknown")
+        raise FraudError(f"fraud proof: task {trace.task_id.hex()} is unknown")
     task = task_for_spec(task_record.spec)
     check = verify_unit(task, proof.state, unit_seed_of(block, proof.claim_index, proof.unit_index), leaf, device)
     if check.ok:
@@ -78,21 +110,22 @@ def check_fraud_proof(
 
 
 def find_fraud(block: Block, start_state: bytes, device: str = "cpu", *, on_unit: Callable[[int], bool] | None = None,
-               spec: bytes) -> tuple[int, bytes] | None:
-    """Replay every unit of claim 0 of `block` from `start_state` (the task's state at its parent):
-    (unit index, its input state) of the first unit that does not reproduce its leaf, else None.
+               spec: bytes, claim_index: int = 0) -> tuple[int, bytes] | None:
+    """Replay every unit of one claim of `block` (0: the winner's; every claim starts from the
+    task's state at the parent, `start_state`): (unit index, its input state) of the first unit
+    that does not reproduce its leaf, else None.
 
     A leaf whose input does not follow on from the replayed state cannot be reached honestly
     either: the unit before it is then the one that does not reproduce (its output differs).
     `on_unit(u)` is called after each unit; returning False stops the replay (None is returned).
     """
     task = task_for_spec(spec)
-    header, proof = block.header, block.proofs[0]
-    claim = header.work[0]
-    prefixes = prefix_commitments(proof.leaves[:-1])
+    trace = trace_of(block, claim_index)
+    prefixes = prefix_commitments(trace.leaves[:-1])
     state = start_state
-    for u, leaf in enumerate(proof.leaves):
-        seed = unit_seed(header.prev_hash, header.miner, claim.attempt, u, prefixes[u], leaf.commitment)
+    for u, leaf in enumerate(trace.leaves):
+        seed = unit_seed(block.header.prev_hash, trace.miner, trace.attempt, u, prefixes[u],
+                         leaf.commitment)
         check = verify_unit(task, state, seed, leaf, device)
         if not check.ok or check.output_state is None:
             return u, state

@@ -104,7 +104,8 @@ def credited_line(
         if block is None:
             raise LookupError(f"block {h.hex()} of task {task.task_id.hex()} is not stored")
         for claim, proof in zip(block.header.work, block.proofs):
-            if claim.task_id == task.task_id and proof.leaves[-1].output_hash == expected:
+            # The block's task state (the merge of its winner's and share claims' outputs).
+            if claim.task_id == task.task_id and block.header.task_state == expected:
                 line.append((height, h))
                 expected = proof.leaves[0].input_hash
                 break

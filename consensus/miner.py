@@ -13,28 +13,34 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from chain.address import address_of
 from chain.block import (
+    EMPTY_SHARES_ROOT,
     NO_SIGNATURE,
     Block,
     BlockHeader,
     Opening,
+    ShareClaim,
     WorkClaim,
     WorkProof,
     header_commitment,
+    shares_root,
     sign_header,
+    sign_share_claim,
     tx_root,
 )
 from chain.keys import PrivateKey
 from chain.mempool import Mempool
 from chain.state import LedgerState, StateError, apply_block
 from chain.tx import FraudProof, Transaction
-from chain.types import BlockHash, TaskId
+from chain.types import Address, BlockHash, TaskId
 from consensus.chainstate import ChainState
 from consensus.market import check_market_rules, task_for_spec
 from consensus.params import ConsensusParams
+from consensus.share_pool import PooledClaim, SharePool
+from consensus.shares import merged_state, required_share_openings
 from consensus.tickets import ticket, ticket_wins
 from consensus.validation import required_openings
 from useful_work.hashing import ZERO_HASH, tagged_hash
@@ -68,13 +74,19 @@ class HeaderDraft:
     txs: tuple[Transaction, ...]
     time_ms: int
     payout: bytes
+    claims: tuple[PooledClaim, ...] = ()  # verified share claims the block would carry
+    pool_version: int = 0  # the share pool's version the claims were taken at
     tx_root: bytes = field(init=False)
+    shares_root: bytes = field(init=False)
     commitment: bytes = field(init=False)
 
     def __post_init__(self) -> None:
         root = tx_root(self.txs)
+        shares = shares_root([p.claim for p in self.claims])
         object.__setattr__(self, "tx_root", root)
-        object.__setattr__(self, "commitment", header_commitment(root, self.time_ms, self.payout))
+        object.__setattr__(self, "shares_root", shares)
+        commitment = header_commitment(root, self.time_ms, self.payout, shares)
+        object.__setattr__(self, "commitment", commitment)
 
 
 @dataclass
@@ -121,17 +133,21 @@ class Miner:
         device: str = "cpu",
         clock: Callable[[], int] | None = None,
         fabricate: float = 0.0,
+        share_pool: SharePool | None = None,
+        on_share: Callable[[ShareClaim], None] | None = None,
     ) -> None:
         self.chain = chain
         self.params: ConsensusParams = chain.params
         self.key = key
         self.address = address_of(key.public_key())
-        self.payout = payout if payout is not None else self.address
+        self.payout: Address = Address(payout) if payout is not None else self.address
         self.mempool = mempool
         self.device = device
         self.clock = clock or chain.clock
         self.fabricate = fabricate
         self.stats = MiningStats()
+        self.share_pool = share_pool  # claims on the parent to include (shares_per_block > 0)
+        self.on_share = on_share  # called with each share claim this miner finds (to gossip it)
 
     def mine_block(self, should_stop: Callable[[], bool] = lambda: False, max_units: int | None = None) -> Block | None:
         """Mine one block on the current tip; None if stopped or the tip moved.
@@ -160,12 +176,15 @@ class Miner:
         leaves: list[Leaf] = []
         inputs: list[bytes] = []
         state, prefix = template.start_state, TRACE_START
-        draft, refreshed = self.draft(template), time.monotonic()
+        draft, refreshed = self.draft(template, attempt), time.monotonic()
+        shares_on = self.params.shares_per_block > 0
+        share_target = self.params.share_target(template.target) if shares_on else 0
+        shares: list[int] = []
         while len(leaves) < limit:
             if should_stop() or self.chain.tip_version != template.tip_version:
                 return None
             u = len(leaves)
-            draft, refreshed = self._follow(template, draft, refreshed)
+            draft, refreshed = self._follow(template, draft, refreshed, attempt)
             seed = unit_seed(parent, miner, attempt, u, prefix, draft.commitment)
             started = time.perf_counter()
             faked = fakes(u)
@@ -182,20 +201,63 @@ class Miner:
             self.stats.units += 1
             self.stats.unit_seconds += time.perf_counter() - started
             if ticket_wins(t, template.target):
-                return self.assemble(template, leaves, inputs, attempt, draft)
+                return self.assemble(template, leaves, inputs, attempt, draft, out)
+            if share_target and ticket_wins(t, share_target):
+                # A share: publish the claim so far and keep extending the same trace.
+                shares.append(u)
+                self._found_share(self.share_claim(template, leaves, inputs, attempt, shares), out)
             state, prefix = out, next_prefix(prefix, leaf)
         return None
 
-    def draft(self, template: Template) -> HeaderDraft:
-        """A header draft for the next unit: the mempool's best transactions now, and the time."""
-        return HeaderDraft(tuple(self._select_txs(template)), self._time(template), self.payout)
+    def share_claim(
+        self, template: Template, leaves: list[Leaf], inputs: list[bytes], attempt: int,
+        shares: list[int],
+    ) -> ShareClaim:
+        """The signed share claim of this trace so far (it ends at the share `shares[-1]`)."""
+        unsigned = ShareClaim(
+            template.parent_hash, template.task_id, attempt, self.payout, tuple(shares),
+            tuple(leaves), (), self.key.public_key().raw, NO_SIGNATURE,
+        )
+        needed = required_share_openings(self.params, unsigned)
+        openings = tuple(Opening(u, inputs[u]) for u in needed)
+        return sign_share_claim(replace(unsigned, openings=openings), self.key)
 
-    def _follow(self, template: Template, draft: HeaderDraft, refreshed: float) -> tuple[HeaderDraft, float]:
-        """The draft for the next unit: the current time, and the mempool's transactions once a second."""
+    def _found_share(self, claim: ShareClaim, output: bytes) -> None:
+        if self.share_pool is not None:
+            self.share_pool.keep_own(claim, output)
+        if self.on_share is not None:
+            self.on_share(claim)
+
+    def draft(self, template: Template, attempt: int = 0) -> HeaderDraft:
+        """A header draft for the next unit: the mempool's best transactions now, the share
+        claims on the parent the pool holds (not this trace's own), and the time."""
+        return self._draft_with(template, attempt, tuple(self._select_txs(template)))
+
+    def _draft_with(
+        self, template: Template, attempt: int, txs: tuple[Transaction, ...]
+    ) -> HeaderDraft:
+        claims: tuple[PooledClaim, ...] = ()
+        version = 0
+        if self.share_pool is not None and self.params.shares_per_block:
+            version = self.share_pool.version
+            exclude = (self.address, attempt)
+            claims = tuple(self.share_pool.for_block(template.parent_hash, exclude))
+        return HeaderDraft(txs, self._time(template), self.payout, claims, version)
+
+    def _follow(
+        self, template: Template, draft: HeaderDraft, refreshed: float, attempt: int = 0
+    ) -> tuple[HeaderDraft, float]:
+        """The draft for the next unit: the current time, and the mempool's transactions and the
+        pool's share claims once a second."""
         now = time.monotonic()
         if self.mempool is not None and now - refreshed >= TX_REFRESH_S:
-            return self.draft(template), now
-        return HeaderDraft(draft.txs, self._time(template), self.payout), refreshed
+            return self.draft(template, attempt), now
+        if self.share_pool is not None and self.share_pool.version != draft.pool_version:
+            # Claims arrived (or left): the next unit commits to the new set at once.
+            return self._draft_with(template, attempt, draft.txs), refreshed
+        time_ms = self._time(template)
+        kept = HeaderDraft(draft.txs, time_ms, self.payout, draft.claims, draft.pool_version)
+        return kept, refreshed
 
     def _time(self, template: Template) -> int:
         return max(self.clock(), template.min_time_ms)
@@ -247,11 +309,25 @@ class Miner:
         return chosen
 
     def assemble(
-        self, template: Template, leaves: list[Leaf], inputs: list[bytes], attempt: int, draft: HeaderDraft
+        self, template: Template, leaves: list[Leaf], inputs: list[bytes], attempt: int,
+        draft: HeaderDraft, output: bytes | None = None,
     ) -> Block:
         """The signed block for a winning trace: `inputs[u]` is unit u's input state (for the
-        openings), `draft` the header the winning unit was run for."""
+        openings), `draft` the header the winning unit was run for, `output` the winner's output
+        state; the block carries every verified share claim on the parent the pool holds."""
         claim = WorkClaim(template.task_id, len(leaves), trace_root(leaves), attempt)
+        pooled = draft.claims
+        share_claims = tuple(p.claim for p in pooled)
+        task_state = leaves[-1].output_hash
+        if share_claims:
+            if output is None:
+                raise ValueError("a block with share claims needs the winner's output to merge")
+            task = task_for_spec(template.task_spec)
+            shell = Block(BlockHeader(**_blank_header(self.params, template)), (), (), share_claims)
+            record = template.state.tasks[template.task_id]
+            outputs = [p.output for p in pooled]
+            merged = merged_state(task, record, output, len(leaves), shell, outputs)
+            task_state = state_hash(merged)
         header = BlockHeader(
             **{
                 **_blank_header(self.params, template),
@@ -260,17 +336,21 @@ class Miner:
                 "miner": self.address,
                 "payout": draft.payout,
                 "work": (claim,),
+                "shares_root": draft.shares_root,
+                "task_state": task_state,
             }
         )
         openings = tuple(Opening(u, inputs[u]) for u in required_openings(self.params, header))
-        block = Block(header, draft.txs, (WorkProof(tuple(leaves), openings),))
+        block = Block(header, draft.txs, (WorkProof(tuple(leaves), openings),), share_claims)
+        subsidy, share_rewards = self.params.share_split(template.height)
         new_state, _ = apply_block(
-            template.state, block, self.params.block_subsidy(template.height), self.params.reward_maturity,
+            template.state, block, subsidy, self.params.reward_maturity,
             headers=self.chain.block_headers, prover_share_pct=self.params.fraud_prover_share_pct,
+            share_rewards=share_rewards,
         )
         final = sign_header(BlockHeader(**{**_fields(header), "state_root": new_state.root}), self.key)
         self.stats.blocks += 1
-        return Block(final, draft.txs, block.proofs)
+        return Block(final, draft.txs, block.proofs, share_claims)
 
 
 def _blank_header(params: ConsensusParams, template: Template) -> dict:
@@ -287,6 +367,8 @@ def _blank_header(params: ConsensusParams, template: Template) -> dict:
         "tx_root": ZERO_HASH,
         "state_root": ZERO_HASH,
         "work": (WorkClaim(template.task_id, 1, ZERO_HASH, 0),),
+        "shares_root": EMPTY_SHARES_ROOT,
+        "task_state": ZERO_HASH,
         "signature": NO_SIGNATURE,
     }
 

@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from chain.state import NO_SHARE_REWARDS, ShareRewards
 from useful_work.specs import (
     RenderSpec,
     TaskSpec,
@@ -39,7 +40,7 @@ class Allocation:
 @dataclass(frozen=True)
 class ConsensusParams:
     network: str = "devnet"
-    version: int = 2  # 2: chained unit seeds bound to the header, matured rewards
+    version: int = 3  # 3: share claims in blocks (2: chained unit seeds, matured rewards)
     # Time and difficulty
     block_interval_ms: int = 5_000
     retarget_half_life_ms: int = 60_000
@@ -51,6 +52,12 @@ class ConsensusParams:
     spot_checks: int = 4
     max_units_per_block: int = 16_384  # the most units one key can search on one tip
     max_opening_bytes: int = 1 << 20
+    # Shares: a prefix ticket under target * shares_per_block is a share (0: no shares)
+    shares_per_block: int = 0
+    share_reward_pct: int = 50  # percent of the subsidy paid per block at shares_per_block shares
+    share_fee_pct: int = 10  # percent of each included share's reward paid to the block's miner
+    max_share_claims: int = 64  # share claims one block may carry
+    max_share_bytes: int = 4 << 20  # encoded bytes of one block's share claims
     # Sizes
     max_block_bytes: int = 8 << 20
     max_block_txs: int = 2_000
@@ -78,6 +85,23 @@ class ConsensusParams:
         halvings = height // self.halving_interval
         return 0 if halvings >= 64 else self.block_reward >> halvings
 
+    def share_target(self, target: int) -> int:
+        """The share target for a block target: target * shares_per_block (at most 2^256 - 1)."""
+        return min(target * self.shares_per_block, MAX_TARGET)
+
+    def share_split(self, height: int) -> tuple[int, ShareRewards]:
+        """(the winner's subsidy, the reward per share and fee) at a height. With N shares per
+        block and a = subsidy * share_reward_pct // 100 // N per share, the winner's block
+        ticket counts as one share: it gets subsidy - a * (N - 1), each included share a (of
+        which the fee goes to the includer), so a block with N - 1 included shares issues
+        exactly the subsidy."""
+        subsidy = self.block_subsidy(height)
+        if not self.shares_per_block:
+            return subsidy, NO_SHARE_REWARDS
+        per_share = subsidy * self.share_reward_pct // 100 // self.shares_per_block
+        fee = per_share * self.share_fee_pct // 100
+        return subsidy - per_share * (self.shares_per_block - 1), ShareRewards(per_share, fee)
+
     @property
     def max_target(self) -> int:
         return MAX_TARGET // self.min_units_per_block
@@ -89,7 +113,7 @@ class ConsensusParams:
 
 # key -> (low, high), inclusive
 _RANGES: dict[str, tuple[int, int]] = {
-    "version": (2, 2),
+    "version": (3, 3),
     "block_interval_ms": (10, 86_400_000),
     "retarget_half_life_ms": (1_000, 10**10),
     "initial_units_per_block": (1, 1 << 40),
@@ -99,6 +123,11 @@ _RANGES: dict[str, tuple[int, int]] = {
     "spot_checks": (0, 64),
     "max_units_per_block": (1, 1 << 20),
     "max_opening_bytes": (1_024, 1 << 26),
+    "shares_per_block": (0, 4_096),
+    "share_reward_pct": (0, 100),
+    "share_fee_pct": (0, 100),
+    "max_share_claims": (0, 1_024),
+    "max_share_bytes": (0, 1 << 28),
     "max_block_bytes": (1_024, 1 << 28),
     "max_block_txs": (0, 1 << 20),
     "max_message_bytes": (1_024, 1 << 28),
@@ -117,7 +146,7 @@ _RANGES: dict[str, tuple[int, int]] = {
 # field of the default task as `default_task.FIELD`; the ranges of the task fields are the task's own).
 MEANINGS: dict[str, str] = {
     "network": "the network's name; the chain id that every transaction signs is derived from it and the genesis",
-    "version": "protocol version of block headers (2: chained unit seeds bound to the header, matured rewards)",
+    "version": "protocol version of block headers (3: share claims, merged task states)",
     "block_interval_ms": "the block interval the difficulty retarget aims for",
     "retarget_half_life_ms": "how fast the target follows solve times: a block one half-life late makes the next twice as easy",
     "initial_units_per_block": "expected units of work to find a block at blocks 1 and 2 (sets the initial target)",
@@ -127,6 +156,12 @@ MEANINGS: dict[str, str] = {
     "spot_checks": "k: non-winning units a verifier re-executes per claim, besides the winning unit",
     "max_units_per_block": "the most units one key may search on one tip in one attempt",
     "max_opening_bytes": "the largest opened input state a block may carry",
+    "shares_per_block": "N: a trace prefix with a ticket under N x the block target is a share "
+    "(paid, merged into the task; 0: no shares)",
+    "share_reward_pct": "percent of the subsidy paid as share rewards at shares_per_block shares",
+    "share_fee_pct": "percent of each included share's reward paid to the block's miner",
+    "max_share_claims": "the most share claims one block may carry",
+    "max_share_bytes": "the most encoded bytes of share claims one block may carry",
     "max_block_bytes": "the largest encoded block",
     "max_block_txs": "the most transactions in one block",
     "max_message_bytes": "the largest peer message (a block travels in one)",

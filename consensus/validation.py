@@ -44,6 +44,15 @@ from consensus.market import (
     task_start_hash,
 )
 from consensus.params import ConsensusParams
+from consensus.shares import (
+    ShareRuleError,
+    VerifiedClaims,
+    check_share_body,
+    check_share_openings,
+    check_share_work,
+    check_task_state,
+    merged_state,
+)
 from consensus.targets import next_target
 from consensus.tickets import challenged_units, ticket, ticket_wins
 from useful_work.trace import prefix_commitments, unit_seed
@@ -73,6 +82,19 @@ class Reason(str, Enum):
     BAD_TRACE_START = "bad-trace-start"
     BAD_WINNING_UNIT = "bad-winning-unit"
     BAD_SPOT_CHECK = "bad-spot-check"
+    # share claims (consensus/shares.py), cheap rules first
+    SHARES_OFF = "shares-off"
+    TOO_MANY_SHARES = "too-many-shares"
+    SHARES_TOO_LARGE = "shares-too-large"
+    SHARE_WRONG_PARENT = "share-wrong-parent"
+    BAD_SHARE_SIGNATURE = "bad-share-signature"
+    DUPLICATE_SHARE = "duplicate-share"
+    BAD_SHARE = "bad-share"
+    SHARE_ABOVE_TARGET = "share-above-target"
+    BAD_SHARE_START = "bad-share-start"
+    BAD_SHARE_UNIT = "bad-share-unit"
+    BAD_SHARE_SPOT_CHECK = "bad-share-spot-check"
+    BAD_TASK_STATE = "bad-task-state"
     BAD_MARKET_RULE = "bad-market-rule"
     BAD_FRAUD_PROOF = "bad-fraud-proof"
     BAD_TRANSACTIONS = "bad-transactions"
@@ -173,6 +195,10 @@ def check_body(params: ConsensusParams, block: Block, encoded_size: int | None =
     if opened != needed:
         # The openings are fixed by the header (the ticket picks them, the leaves fix their bytes).
         raise InvalidBlock(Reason.BODY_MISMATCH, f"opened units {opened}, a verifier needs {needed}")
+    try:
+        check_share_openings(params, block)
+    except ShareRuleError as exc:
+        raise InvalidBlock(Reason(exc.reason), exc.detail) from None
     size = encoded_size if encoded_size is not None else len(block.to_bytes())
     if size > params.max_block_bytes:
         raise InvalidBlock(Reason.TOO_LARGE, f"{size} bytes, limit {params.max_block_bytes}")
@@ -185,13 +211,22 @@ def check_body(params: ConsensusParams, block: Block, encoded_size: int | None =
     for o in block.proofs[0].openings:
         if len(o.state) > params.max_opening_bytes:
             raise InvalidBlock(Reason.BAD_OPENINGS, f"opening of unit {o.unit_index} is {len(o.state)} bytes")
+    try:
+        check_share_body(params, block, block.header.target)
+    except ShareRuleError as exc:
+        raise InvalidBlock(Reason(exc.reason), exc.detail) from None
 
 
 # --- 3. work ---------------------------------------------------------------------------------
 
 
-def check_work(params: ConsensusParams, block: Block, state: LedgerState, device: str = "cpu") -> bytes:
-    """Re-execute the winner, then the challenged units; return the winner's output state."""
+def check_work(
+    params: ConsensusParams, block: Block, state: LedgerState, device: str = "cpu",
+    verified_claims: VerifiedClaims | None = None,
+) -> bytes:
+    """Re-execute the winner, then the challenged units, then every share claim's shares and
+    spot checks (those in `verified_claims` were re-run on this parent already: their outputs are
+    taken from it); return the task's next state (the merge of the winner's and the claims')."""
     header, proof = block.header, block.proofs[0]
     claim = header.work[0]
     task_record = active_task(state)
@@ -216,7 +251,16 @@ def check_work(params: ConsensusParams, block: Block, state: LedgerState, device
     for u in sorted(openings):
         if u != winner:
             rerun(u, Reason.BAD_SPOT_CHECK)
-    return output
+    if not block.shares:
+        return output
+    try:
+        start = task_start_hash(task_record)
+        outputs = check_share_work(task, task_record, start, block, device, verified_claims)
+        merged = merged_state(task, task_record, output, claim.unit_count, block, outputs)
+        check_task_state(merged, header.task_state)
+    except ShareRuleError as exc:
+        raise InvalidBlock(Reason(exc.reason), exc.detail) from None
+    return merged
 
 
 # --- 4. transactions and state ---------------------------------------------------------------
@@ -257,9 +301,11 @@ def check_transactions(
 
     try:
         # check_body ran the structure rules before the block was stored: not again here.
+        subsidy, share_rewards = params.share_split(block.header.height)
         new_state, undo = apply_block(
-            state, block, params.block_subsidy(block.header.height), params.reward_maturity, check_structure=False,
+            state, block, subsidy, params.reward_maturity, check_structure=False,
             headers=headers, prover_share_pct=params.fraud_prover_share_pct,
+            share_rewards=share_rewards,
         )
     except StateError as exc:
         raise InvalidBlock(Reason.BAD_TRANSACTIONS, exc.reason) from None
@@ -283,10 +329,11 @@ def connect_checks(
     device: str = "cpu",
     reexecute: bool = True,
     load_block: BlockLoader | None = None,
+    verified_claims: VerifiedClaims | None = None,
 ) -> Connected:
     """Rules 3 and 4 on the parent's state. `reexecute=False` only for a block validated before.
     `load_block` finds the blocks that fraud proofs name (the node's block store)."""
-    task_state = check_work(params, block, state, device) if reexecute else None
+    task_state = check_work(params, block, state, device, verified_claims) if reexecute else None
     new_state, undo = check_transactions(params, block, state, load_block, device=device, reexecute=reexecute)
     return Connected(new_state, undo, task_state)
 

@@ -26,9 +26,12 @@ from chain.mempool import TxRejected
 from chain.state import TaskRecord
 from chain.storage import STATUS_NAMES, CorruptRecord, StoreCorrupt
 from chain.tx import SubmitTask, Transaction, Transfer
+from chain.types import Address
 from consensus.market import active_task, credited_line, initial_state, task_for_spec
+from consensus.shares import share_miner
 from p2p.metrics import CONTENT_TYPE_LATEST
 from useful_work.hashing import ZERO_HASH
+from useful_work.trace import Leaf
 
 if TYPE_CHECKING:
     from chain.mempool import Mempool
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from consensus.params import ConsensusParams
     from p2p.metrics import NodeMetrics
     from p2p.peer import BanList, Peer
+    from p2p.shares import ShareRelay
     from p2p.sync import Sync
     from p2p.txindex import TxIndex
 
@@ -55,6 +59,7 @@ class NodeView(Protocol):
     metrics: NodeMetrics
     miner: Miner
     auditor: Auditor | None
+    shares: ShareRelay | None  # share-claim relay (None until the node has started)
     bans: BanList
     token: str  # the admin cookie
     device: str
@@ -368,6 +373,8 @@ async def get_status(node: NodeView, request: web.Request) -> web.Response:
                     "error": node.storage_failure[1] if node.storage_failure else None},
         "miner_address": format_address(node.miner_address),
         "units_mined": node.miner.stats.units,
+        "mining_seconds": round(node.miner.stats.unit_seconds, 3),
+        "share_units_checked": node.shares.pool.units_checked if node.shares is not None else 0,
         "blocks_mined": node.miner.stats.blocks,
         "sync": sync_json(node),
         "active_task": task,
@@ -642,6 +649,22 @@ async def get_task_blocks(node: NodeView, request: web.Request) -> web.Response:
     })
 
 
+def _task_traces(
+    block: Block | None, task_id: bytes
+) -> list[tuple[int, Address, int, tuple[Leaf, ...], int]]:
+    """(claim index, miner, attempt, leaves, unit count) of each of the block's traces on the
+    task: the winner's (claim 0), then its share claims (1, 2, ...)."""
+    if block is None:
+        return []
+    out = [(i, block.header.miner, c.attempt, p.leaves, c.unit_count)
+           for i, (c, p) in enumerate(zip(block.header.work, block.proofs, strict=True))
+           if c.task_id == task_id]
+    base = len(block.header.work)
+    out += [(base + i, share_miner(s), s.attempt, s.leaves, len(s.leaves))
+            for i, s in enumerate(block.shares) if s.task_id == task_id]
+    return out
+
+
 async def get_task_manifest(node: NodeView, request: web.Request) -> web.Response:
     task = _task(node, request)
     offset = _int_arg(request, "offset", 0, 0, 1 << 40)
@@ -651,32 +674,31 @@ async def get_task_manifest(node: NodeView, request: web.Request) -> web.Respons
         worked, _ = _credited(node, task)  # blocks a fraud proof uncredited are not the task's
         first = 0
         for _, h in worked[:offset]:
-            header = node.store.get_header(h)
-            first += sum(c.unit_count for c in header.work if c.task_id == task.task_id) if header else 0
+            first += sum(n for *_, n in _task_traces(node.chain.get_block(h), task.task_id))
         out = []
         for height, h in worked[offset : offset + limit]:
             block = node.chain.get_block(h)
             if block is None:
                 raise ApiError(404, f"block {h.hex()} of the task is not stored here")
-            for index, (claim, proof) in enumerate(zip(block.header.work, block.proofs)):
-                if claim.task_id != task.task_id:
-                    continue
-                credited = min(claim.unit_count, max(0, task.units_total - first)) if task.units_total else claim.unit_count
+            for index, miner, attempt, leaves, count in _task_traces(block, task.task_id):
+                left = max(0, task.units_total - first)
+                credited = min(count, left) if task.units_total else count
                 out.append({
                     "height": height,
                     "hash": h.hex(),
                     "parent": block.header.prev_hash.hex(),
-                    "miner": format_address(block.header.miner),
+                    "miner": format_address(miner),
                     "claim": index,
-                    "unit_count": claim.unit_count,
-                    "attempt": claim.attempt,
+                    "unit_count": count,
+                    "attempt": attempt,
                     "first_unit": first,
                     "credited": credited,
-                    "output_hash": proof.leaves[-1].output_hash.hex(),
-                    "digests": [leaf.digest.hex() for leaf in proof.leaves],
-                    "leaves": [leaf.to_bytes().hex() for leaf in proof.leaves],
+                    "output_hash": leaves[-1].output_hash.hex(),
+                    "block_state": block.header.task_state.hex(),
+                    "digests": [leaf.digest.hex() for leaf in leaves],
+                    "leaves": [leaf.to_bytes().hex() for leaf in leaves],
                 })
-                first += claim.unit_count
+                first += count
         return len(worked), out
 
     total, blocks = await asyncio.to_thread(load)
@@ -711,7 +733,8 @@ async def get_task_metrics(node: NodeView, request: web.Request) -> web.Response
             block = node.chain.get_block(block_hash)
             if block is None:
                 raise ApiError(404, f"block {block_hash.hex()} is not stored here")
-            outputs = [p.leaves[-1].output_hash for c, p in zip(block.header.work, block.proofs) if c.task_id == task.task_id]
+            # The block's task state: the merge of its winner's and share claims' outputs.
+            outputs = [block.header.task_state for c in block.header.work if c.task_id == task.task_id]
             if not outputs:
                 raise ApiError(404, f"the block at height {height} did not work on task {task.task_id.hex()}")
             blob = node.store.get_blob(outputs[-1])

@@ -79,11 +79,13 @@ from p2p.protocol import (
     Message,
     Ping,
     Pong,
+    ShareMsg,
     TxMsg,
     int_to_wire,
     parse_hostport,
 )
 from p2p.reindex import recover_swap, reindex
+from p2p.shares import ShareRelay
 from p2p.sync import BODY_TIMEOUT_S, Sync
 from p2p.txindex import TxIndex
 
@@ -165,6 +167,7 @@ class Node:
         self._runners: list[web.AppRunner] = []
         self._audit_loop: AuditLoop | None = None
         self.auditor: Auditor | None = None
+        self.shares: ShareRelay | None = None
         self._units_reported = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.api_url = ""
@@ -251,6 +254,8 @@ class Node:
                                      mempool=self.mempool, device=self.device)
         else:
             self.miner = Miner(self.chain, self.key, payout=self.miner_address, mempool=self.mempool, device=self.device)
+        self.shares = ShareRelay(self.chain, self.live_peers, self.device, self.metrics.registry)
+        self.shares.attach(self.miner)
         self.auditor = Auditor(self.chain, self.key, share=self.config.audit_share, device=self.device) if self.config.audit else None
         for addr in self.config.peers:
             self.addresses.add_persistent(addr)
@@ -454,6 +459,8 @@ class Node:
             return  # nothing is accepted while the store cannot write (the peer is not at fault)
         elif isinstance(msg, (GetHeaders, GetData)):
             await self._serve_request(peer, msg)
+        elif isinstance(msg, ShareMsg) and self.shares is not None:
+            await self.shares.on_message(peer, msg)
         else:
             try:
                 await self.sync.handle(peer, msg)
@@ -475,6 +482,8 @@ class Node:
     async def on_close(self, peer: Peer) -> None:
         self.peers.pop(peer.id, None)
         self.sync.peer_gone(peer)
+        if self.shares is not None:
+            self.shares.peer_gone(peer)
         self.metrics.peers.set(len(self.live_peers()))
         if peer.ban_reason:
             self.metrics.disconnects.labels("ban").inc()

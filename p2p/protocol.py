@@ -21,7 +21,7 @@ import msgpack
 
 from chain.encoding import U32, U64, Bytes, Codec, DecodeError, ListOf, Record, Text, VarBytes
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 3: share claims in block bodies, merged task states
 AGENT = "pouw/0.1"
 HASH_SIZE = 32
 NONCE_SIZE = 8
@@ -191,13 +191,23 @@ class Addr(Message, Record):
     CODE, NAME, LIMIT = 12, "addr", MAX_ADDRS * 304 + 64
 
 
+@dataclass(frozen=True)
+class ShareMsg(Message, Record):
+    """A share claim on the sender's tip (p2p/shares.py); bounded by `max_share_bytes` there."""
+
+    claim: Annotated[bytes, VarBytes(ANY_LENGTH)]  # canonical ShareClaim encoding
+    CODE, NAME, LIMIT = 13, "share", 0
+
+
 def fields_of(cls: type[Message]) -> tuple[tuple[str, Codec], ...]:
     """A message type's fields and their codecs, in wire order."""
     return cls.__schema__ if issubclass(cls, Record) else ()
 
 
 MESSAGE_TYPES: dict[int, type[Message]] = {
-    cls.CODE: cls for cls in (Hello, Ping, Pong, Inv, GetData, NotFound, GetHeaders, Headers, BlockMsg, TxMsg, GetAddr, Addr)
+    cls.CODE: cls
+    for cls in (Hello, Ping, Pong, Inv, GetData, NotFound, GetHeaders, Headers, BlockMsg, TxMsg,
+                GetAddr, Addr, ShareMsg)
 }
 
 
@@ -283,6 +293,7 @@ __all__ = [
     "TxMsg",
     "GetAddr",
     "Addr",
+    "ShareMsg",
     "encode",
     "decode",
     "peek_type",

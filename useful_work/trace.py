@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from useful_work.hashing import HASH_SIZE, ZERO_HASH, int_bytes, tagged_hash
-from useful_work.merkle import merkle_root
+from useful_work.merkle import leaf_hash, merkle_root, node_hash
 
 LEAF_SIZE = 4 * HASH_SIZE
 TRACE_START = ZERO_HASH  # C_0: the prefix commitment before the first leaf
@@ -82,3 +82,27 @@ def leaves_chain(leaves: Sequence[Leaf], start_hash: bytes) -> int | None:
             return i
         expected = leaf.output_hash
     return None
+
+
+def prefix_trace_roots(leaves: Sequence[Leaf], wanted: Sequence[int]) -> dict[int, bytes]:
+    """`trace_root(leaves[: u + 1])` for each u in `wanted`, in O(n log n) hashes in all.
+
+    The tree splits at the largest power of two below the leaf count, so a prefix's tree is
+    the complete subtrees of its count's binary digits, joined right to left: a stack of
+    complete subtrees (merged while the top two are the same size) gives every prefix root."""
+    want = set(wanted)
+    out: dict[int, bytes] = {}
+    stack: list[tuple[int, bytes]] = []  # (size, root of a complete subtree), sizes decreasing
+    last = max(want, default=-1)
+    for u, leaf in enumerate(leaves[: last + 1]):
+        size, node = 1, leaf_hash(leaf.to_bytes())
+        while stack and stack[-1][0] == size:
+            left = stack.pop()[1]
+            size, node = 2 * size, node_hash(left, node)
+        stack.append((size, node))
+        if u in want:
+            inner = stack[-1][1]
+            for _, left in reversed(stack[:-1]):
+                inner = node_hash(left, inner)
+            out[u] = tagged_hash("merkle-root", int_bytes(u + 1), inner)
+    return out

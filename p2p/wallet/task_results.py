@@ -45,6 +45,7 @@ class ManifestBlock:
     first_unit: int
     leaves: tuple[Leaf, ...]
     output_hash: bytes
+    block_state: bytes = ZERO_HASH  # the task's state after the block (the merge of its traces)
 
     @property
     def digests(self) -> tuple[bytes, ...]:
@@ -143,6 +144,7 @@ def fetch_manifest(node: NodeClient, task_id: str, progress: Progress | None = N
                 first_unit=b["first_unit"],
                 leaves=tuple(Leaf.from_bytes(bytes.fromhex(leaf)) for leaf in b["leaves"]),
                 output_hash=bytes.fromhex(b["output_hash"]),
+                block_state=bytes.fromhex(b.get("block_state", b["output_hash"])),
             )
             for p in pages
             for b in p["blocks"]
@@ -154,20 +156,50 @@ def fetch_manifest(node: NodeClient, task_id: str, progress: Progress | None = N
 
 
 def check_render_manifest(manifest: Manifest) -> None:
-    """The digests must give the task's state on chain, block after block (ResultMismatch otherwise)."""
+    """The digests must give the task's state on chain, block after block (ResultMismatch
+    otherwise). A block's traces (its winner's and share claims') each start from the state
+    before the block; their outputs merge (useful_work.merge) into the block's task state."""
+    from useful_work.merge import MergeError, merge_states
     from useful_work.render_task import RenderState
+    from useful_work.tasks import make_task
 
     count = sum(len(b.digests) for b in manifest.blocks)
     if count != manifest.units_done:
         raise ResultMismatch(f"the manifest lists {count} units, the task record says {manifest.units_done} were done")
     state = RenderState(0, ZERO_HASH)
+    groups: list[list[ManifestBlock]] = []
     for b in manifest.blocks:
-        if b.first_unit != state.units_done:
-            raise ResultMismatch(f"block {b.height}: starts at unit {b.first_unit}, expected {state.units_done}")
-        for d in b.digests:
-            state = RenderState(state.units_done + 1, tagged_hash("render-acc", state.accumulator, d))
-        if state_hash(state.to_bytes()) != b.output_hash:
-            raise ResultMismatch(f"block {b.height}: its digests do not give the task state the block recorded")
+        if groups and groups[-1][0].block_hash == b.block_hash:
+            groups[-1].append(b)
+        else:
+            groups.append([b])
+    for group in groups:
+        start, outputs, counted = state, [], state.units_done
+        for b in group:
+            if b.first_unit != counted:
+                raise ResultMismatch(
+                    f"block {b.height}: starts at unit {b.first_unit}, expected {counted}"
+                )
+            out = start
+            for d in b.digests:
+                out = RenderState(out.units_done + 1, tagged_hash("render-acc", out.accumulator, d))
+            if state_hash(out.to_bytes()) != b.output_hash:
+                raise ResultMismatch(
+                    f"block {b.height}: its digests do not give the output its trace recorded"
+                )
+            outputs.append(out.to_bytes())
+            counted += len(b.digests)
+        counts = [len(b.digests) for b in group]
+        try:
+            merged = merge_states(make_task(manifest.spec), outputs, counts, counts)
+        except MergeError as exc:
+            where = f"block {group[0].height}"
+            raise ResultMismatch(f"{where}: its traces do not merge ({exc})") from None
+        state = RenderState.from_bytes(merged)
+        if state_hash(merged) != group[0].block_state:
+            raise ResultMismatch(
+                f"block {group[0].height}: its digests do not give the task state the block recorded"
+            )
     if manifest.units_done and state_hash(state.to_bytes()) != manifest.state_hash:
         raise ResultMismatch("the manifest's digests do not give the task's state hash on chain")
 

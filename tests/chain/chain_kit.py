@@ -111,7 +111,8 @@ def build_block(
         task_states[task_id] = leaves[-1].output_hash
         claims.append(WorkClaim(task_id, count, trace_root(leaves)))
         proofs.append(WorkProof(leaves, ()))
-    draft = header(parent.height + 1, parent.hash, miner, tx_root=tx_root(txs), work=tuple(claims))
+    draft = header(parent.height + 1, parent.hash, miner, tx_root=tx_root(txs), work=tuple(claims),
+                   task_state=proofs[0].leaves[-1].output_hash if proofs else ZERO_HASH)
     new_state, undo = apply_block(state, Block(draft, tuple(txs), tuple(proofs)), subsidy)
     block = Block(sign_header(replace(draft, state_root=new_state.root), miner), tuple(txs), tuple(proofs))
     return block, new_state, undo

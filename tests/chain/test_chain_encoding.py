@@ -250,7 +250,7 @@ def test_not_msgpack_and_non_bytes_input():
 
 def test_nested_paths_in_lists():
     header = BlockHeader(1, 2, bytes(32), 3, 4, bytes(20), bytes(32), bytes(20), bytes(32), bytes(32),
-                         (WorkClaim(bytes(32), 1, bytes(32)),) * 2, bytes(64))
+                         (WorkClaim(bytes(32), 1, bytes(32)),) * 2, bytes(32), bytes(32), bytes(64))
     plain = header.to_plain()
     plain[10][1][1] = -3
     with pytest.raises(DecodeError, match=r"^BlockHeader.work\[1\].unit_count: expected u32, got -3$"):
@@ -268,7 +268,8 @@ def test_u32_range():
 
 
 def test_u256_and_biguint_forms():
-    header = BlockHeader(1, 2, bytes(32), 3, (1 << 256) - 1, bytes(20), bytes(32), bytes(20), bytes(32), bytes(32), (), bytes(64))
+    header = BlockHeader(1, 2, bytes(32), 3, (1 << 256) - 1, bytes(20), bytes(32), bytes(20),
+                         bytes(32), bytes(32), (), bytes(32), bytes(32), bytes(64))
     assert BlockHeader.from_bytes(header.to_bytes()).target == (1 << 256) - 1
     plain = header.to_plain()
     plain[4] = b"\x01" * 31

@@ -192,7 +192,7 @@ def _block(txs=(), units=3, openings=(), leaves=None):
     committed = header_commitment(shell.tx_root, shell.time_ms, shell.payout)
     leaves = leaves if leaves is not None else chained_leaves(b"s" * 32, units, b"salt", committed)
     claim = WorkClaim(b"t" * 32, len(leaves), trace_root(leaves))
-    h = replace(shell, work=(claim,))
+    h = replace(shell, work=(claim,), task_state=leaves[-1].output_hash if leaves else ZERO_HASH)
     return Block(sign_header(h, MINER), tuple(txs), (WorkProof(tuple(leaves), tuple(openings)),))
 
 
@@ -262,7 +262,8 @@ def test_openings_must_match_their_leaves_and_be_ordered():
     claim = WorkClaim(b"t" * 32, 3, trace_root(leaves))
 
     def block(openings):
-        return Block(replace(shell, work=(claim,)), (), (WorkProof(leaves, tuple(openings)),))
+        header_ = replace(shell, work=(claim,), task_state=leaves[-1].output_hash)
+        return Block(header_, (), (WorkProof(leaves, tuple(openings)),))
 
     check_block_structure(block([Opening(0, state0)]))
     with pytest.raises(BlockStructureError, match="opened state of unit 1 does not match its leaf"):

@@ -337,6 +337,7 @@ def _mine_with(node, txs) -> Block:
         version=node.params.version, height=template.height, prev_hash=template.parent_hash, time_ms=draft.time_ms,
         target=template.target, miner=node.address, miner_key=bytes(32), payout=node.address, tx_root=draft.tx_root,
         state_root=ZERO_HASH, work=(WorkClaim(template.task_id, len(leaves), trace_root(leaves), 0),), signature=bytes(64),
+        task_state=leaves[-1].output_hash,
     )
     openings = tuple(Opening(u, inputs[u]) for u in required_openings(node.params, header))
     block = Block(header, draft.txs, (WorkProof(tuple(leaves), openings),))

@@ -83,7 +83,8 @@ class Mutator:
 
     def commit(self, block: Block, leaves: list[Leaf], inputs: list[bytes], txs=None) -> Block:
         """Re-derive every commitment: leaf hashes from the input states (so the openings match and
-        the leaves chain), the trace root, the openings the new ticket needs, tx root, signature."""
+        the leaves chain), the trace root, the task state, the openings the new ticket needs,
+        tx root, signature."""
         txs = block.txs if txs is None else tuple(txs)
         leaves = list(leaves)
         for u, state in enumerate(inputs[: len(leaves)]):
@@ -96,7 +97,8 @@ class Mutator:
         if txs is not block.txs or self.rng.random() < 0.7:
             leaves[-1] = self.rerun_winner(block, leaves, inputs[len(leaves) - 1])
         claim = replace(block.header.work[0], unit_count=len(leaves), trace_root=trace_root(leaves))
-        header = replace(block.header, tx_root=tx_root(txs), work=(claim,))
+        header = replace(block.header, tx_root=tx_root(txs), work=(claim,),
+                         task_state=leaves[-1].output_hash)
         openings = tuple(Opening(u, inputs[u]) for u in required_openings(self.node.params, header))
         return Block(sign_header(header, self.key), txs, (WorkProof(tuple(leaves), openings),))
 

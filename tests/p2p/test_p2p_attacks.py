@@ -39,7 +39,6 @@ from framework import (
 
 from chain.address import address_of, format_address
 from chain.block import (
-    NO_SIGNATURE,
     Block,
     BlockHeader,
     Opening,
@@ -120,7 +119,8 @@ def forge_fake_chain(chain: ChainState, count: int, key: PrivateKey, label: str)
                 break
         header = sign_header(
             BlockHeader(params.version, info.height + 1, parent, when, target, miner, bytes(32), miner, empty_root,
-                        ZERO_HASH, (WorkClaim(template.task_id, 1, root, 0),), NO_SIGNATURE),
+                        ZERO_HASH, (WorkClaim(template.task_id, 1, root, 0),),
+                        task_state=leaf.output_hash),
             key,
         )
         result = chain.process_header(header)

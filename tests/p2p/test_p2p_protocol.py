@@ -19,6 +19,7 @@ from p2p.protocol import (
     Ping,
     Pong,
     ProtocolError,
+    ShareMsg,
     TxMsg,
     decode,
     encode,
@@ -101,6 +102,7 @@ GOLDEN_FRAMES = {
     TxMsg(b"t" * 10): "920a81a27478c40a" + "74" * 10,
     GetAddr(): "920b80",
     Addr(("127.0.0.1:1", "[::1]:2")): "920c81a5616464727392ab3132372e302e302e313a31a75b3a3a315d3a32",
+    ShareMsg(b"s" * 10): "920d81a5636c61696dc40a" + "73" * 10,
 }
 
 

@@ -51,3 +51,14 @@ def test_seeds_chain_over_every_earlier_leaf_and_the_header():
     assert base not in others and len(others) == 6
     # Attempts are new work from the first unit on.
     assert _trace(1, attempt=1)[0].leaf != results[0].leaf
+
+
+def test_prefix_trace_roots_equal_the_root_of_each_prefix():
+    from useful_work.trace import Leaf, prefix_trace_roots, trace_root
+
+    leaves = [Leaf(bytes([i % 256]) * 32, bytes([(7 * i) % 256]) * 32, bytes([(3 * i) % 256]) * 32,
+                   bytes(32)) for i in range(67)]
+    roots = prefix_trace_roots(leaves, range(67))
+    assert [roots[u] for u in range(67)] == [trace_root(leaves[: u + 1]) for u in range(67)]
+    assert prefix_trace_roots(leaves, [5, 40]) == {5: roots[5], 40: roots[40]}
+    assert prefix_trace_roots(leaves, []) == {}

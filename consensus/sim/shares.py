@@ -1,0 +1,239 @@
+"""Shares in modelled mode: useful fraction, verification, block size and reward variance.
+
+`python -m consensus.sim.shares` sweeps `shares_per_block` N x miners m x units per miner per
+block interval u and prints, per point, from a Monte Carlo of block intervals:
+
+- useful fraction: units credited to the task / units mined. In each interval every unit is a
+  ticket; the interval ends at the network's first ticket under the block target (B = m * u
+  expected units), a unit is a share with probability N / B. The winner's whole trace is
+  credited; every other miner's trace is credited up to its last share (the units after it
+  are lost when the block arrives), nothing for a miner without a share. Without shares only
+  the winner's trace counts.
+- block verification units: what one node re-runs to validate the block: the winner's last
+  unit and k spot checks, and for each claim its shares' last units and k spot checks.
+- gossip verification units: what one node re-runs for claims before relay when every share
+  is published at once (each version of a claim: its new share and k new spot checks); the
+  block then re-runs none of the claims it saw.
+- verification share of the work, two ways: (block + gossip units) / B, a node's verification
+  against the block's work, and (block + gossip units) / u, against the node's own mining
+  (every node verifies, so this is also all nodes' verification over all mining).
+- bytes per block: 128 per credited leaf, an opening (`--state-bytes`) per re-run unit, and
+  about 250 bytes of fixed fields per claim.
+- reward variance of a small miner: the coefficient of variation of one miner's reward per
+  interval (block rewards as `ConsensusParams.share_split`), with shares and without.
+
+Arrivals of claims are assumed in time for the block (no propagation delay) and every miner
+runs one trace per interval; a real network loses the claims that arrive after the block.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CLAIM_OVERHEAD_BYTES = 250
+LEAF_BYTES = 128
+
+
+@dataclass(frozen=True)
+class Point:
+    shares_per_block: int
+    miners: int
+    units_per_miner: int
+    useful: float
+    useful_no_shares: float
+    block_verify_units: float
+    gossip_verify_units: float
+    verify_over_block_work: float
+    verify_over_own_mining: float
+    block_bytes: float
+    reward_cv: float
+    reward_cv_no_shares: float
+
+
+def simulate(
+    shares: int,
+    miners: int,
+    units: int,
+    blocks: int,
+    k: int,
+    state_bytes: int,
+    share_reward_pct: int = 50,
+    fee_pct: int = 10,
+    seed: int = 0,
+) -> Point:
+    """Monte Carlo of `blocks` intervals of `miners` equal miners (u = `units` each)."""
+    rng = np.random.default_rng(seed)
+    total = miners * units  # expected units per block: the block target gives 1 / total
+    p_block = 1.0 / total
+    # Units each miner ran before the block: the network's count is geometric; its split among
+    # equal miners is multinomial, the winner's last unit included.
+    counts = rng.geometric(p_block, size=blocks)
+    per_miner = np.stack([rng.multinomial(c, np.full(miners, 1.0 / miners)) for c in counts])
+    winner = np.array([rng.choice(miners, p=row / row.sum()) for row in per_miner])
+    mined = per_miner.sum()
+    subsidy = 1.0
+    useful_none = per_miner[np.arange(blocks), winner].sum() / mined
+    reward_none = np.zeros((blocks, miners))
+    reward_none[np.arange(blocks), winner] = subsidy
+    if not shares:
+        return Point(
+            0,
+            miners,
+            units,
+            useful_none,
+            useful_none,
+            1 + k,
+            0.0,
+            (1 + k) / total,
+            (1 + k) / units,
+            float(per_miner[np.arange(blocks), winner].mean()) * LEAF_BYTES + (1 + k) * state_bytes,
+            _cv(reward_none),
+            _cv(reward_none),
+        )
+    q = (
+        min(1.0, (shares - 1) / (total - 1)) if total > 1 else 0.0
+    )  # a non-winning unit's share chance
+    n_shares = rng.binomial(per_miner, q)
+    # The trailing run of non-shares after a trace's last share: min(geometric, n).
+    tail = np.minimum(rng.geometric(q, size=per_miner.shape) - 1, per_miner) if q > 0 else per_miner
+    credited = np.where(n_shares > 0, per_miner - tail, 0)
+    rows = np.arange(blocks)
+    credited[rows, winner] = per_miner[rows, winner]
+    n_shares[rows, winner] = 0  # the winner's trace counts as its block's one share
+    claims = (n_shares > 0).sum(axis=1)
+    included = n_shares.sum(axis=1)
+    block_verify = (1 + k) + included + k * claims
+    gossip_verify = (n_shares * (1 + k)).sum(axis=1)
+    per_share = subsidy * share_reward_pct / 100 / shares
+    fee = per_share * fee_pct / 100
+    reward = n_shares * (per_share - fee)
+    reward[rows, winner] += subsidy - per_share * (shares - 1) + fee * included
+    leaves = credited.sum(axis=1)
+    opened = block_verify
+    block_bytes = leaves * LEAF_BYTES + opened * state_bytes + claims * CLAIM_OVERHEAD_BYTES
+    verify = block_verify.mean() + gossip_verify.mean()
+    return Point(
+        shares,
+        miners,
+        units,
+        credited.sum() / mined,
+        useful_none,
+        float(block_verify.mean()),
+        float(gossip_verify.mean()),
+        verify / total,
+        verify / units,
+        float(block_bytes.mean()),
+        _cv(reward),
+        _cv(reward_none),
+    )
+
+
+def _cv(reward: np.ndarray) -> float:
+    """Coefficient of variation of one (equal, small) miner's reward per interval, over every
+    miner's intervals pooled (the miners are alike)."""
+    return float(reward.std() / reward.mean())
+
+
+def sweep(
+    shares_values: list[int],
+    miners_values: list[int],
+    units_values: list[int],
+    blocks: int,
+    k: int,
+    state_bytes: int,
+) -> list[Point]:
+    out = []
+    for m in miners_values:
+        for u in units_values:
+            for n in shares_values:
+                out.append(simulate(n, m, u, blocks, k, state_bytes, seed=hash((n, m, u)) % 2**32))
+    return out
+
+
+def plot(points: list[Point], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    groups = sorted({(p.miners, p.units_per_miner) for p in points})
+    for ax, attr, title in (
+        (axes[0], "verify_over_block_work", "a node's verification / the block's work"),
+        (axes[1], "verify_over_own_mining", "a node's verification / its own mining"),
+    ):
+        for m, u in groups:
+            pts = sorted(
+                (
+                    p
+                    for p in points
+                    if (p.miners, p.units_per_miner) == (m, u) and p.shares_per_block
+                ),
+                key=lambda p: p.shares_per_block,
+            )
+            ax.plot(
+                [getattr(p, attr) for p in pts],
+                [p.useful for p in pts],
+                marker="o",
+                label=f"{m} miners, {u} units each",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel(title)
+        ax.set_ylabel("useful fraction of all units")
+        ax.axhline(0.9, color="grey", lw=0.8, ls="--")
+        ax.grid(alpha=0.3)
+    axes[0].axvline(0.03, color="grey", lw=0.8, ls="--")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Shares: useful fraction against verification (each point a shares_per_block)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--shares",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[0, 100, 300, 1000, 3000, 10000, 30000],
+    )
+    parser.add_argument(
+        "--miners", type=lambda s: [int(x) for x in s.split(",")], default=[100, 1000]
+    )
+    parser.add_argument(
+        "--units", type=lambda s: [int(x) for x in s.split(",")], default=[500, 2000, 5000]
+    )
+    parser.add_argument("--blocks", type=int, default=400)
+    parser.add_argument("--spot-checks", type=int, default=3)
+    parser.add_argument(
+        "--state-bytes", type=int, default=35_852, help="one opening (devnet train state)"
+    )
+    parser.add_argument("--plot", type=Path, default=Path("docs/img/shares_frontier.png"))
+    args = parser.parse_args(argv)
+    points = sweep(
+        args.shares, args.miners, args.units, args.blocks, args.spot_checks, args.state_bytes
+    )
+    head = (
+        f"{'miners':>6} {'u':>5} {'N':>6} {'useful':>7} {'(none)':>7} {'blk ver':>8} {'gossip':>8} "
+        f"{'ver/B':>7} {'ver/u':>8} {'MB/blk':>7} {'CV':>6} {'(none)':>7}"
+    )
+    print(head)
+    for p in points:
+        print(
+            f"{p.miners:>6} {p.units_per_miner:>5} {p.shares_per_block:>6} {p.useful:>7.1%} "
+            f"{p.useful_no_shares:>7.1%} {p.block_verify_units:>8.0f} "
+            f"{p.gossip_verify_units:>8.0f} "
+            f"{p.verify_over_block_work:>7.2%} {p.verify_over_own_mining:>8.1%} "
+            f"{p.block_bytes / 1e6:>7.2f} {p.reward_cv:>6.2f} {p.reward_cv_no_shares:>7.2f}"
+        )
+    plot(points, args.plot)
+    print(f"plot: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
