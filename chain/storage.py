@@ -17,7 +17,7 @@ Trust in the disk (docs/reliability.md):
 
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -29,11 +29,16 @@ from useful_work.trace import state_hash
 
 from chain.block import Block, BlockHeader
 from chain.encoding import U64, BigUInt, Bytes, DecodeError, Record, Text, UInt
-from chain.state import Account, LedgerState, PendingReward, TaskRecord, Undo
+from chain.smt import Node, Position, TreeView, build_nodes, encode_node, position_key, update
+from chain.state import (
+    Account, LedgerState, PendingReward, TaskRecord, Undo, leaf_changes, state_leaves,
+)
+from chain.state_store import GenerationReader, StateCache, StoredAccounts
 
 R = TypeVar("R", bound=Record)
 
-FORMAT_VERSION = b"3"  # 3: pending rewards record their work for fraud proofs; undo records what was burned (2: chained seeds)
+# 4: the state tree's nodes (3: pending rewards record their work for fraud proofs; 2: chained seeds)
+FORMAT_VERSION = b"4"
 
 # prefix      key after the prefix              value
 _META = b"m"  # name                            bytes (chain id, genesis hash, format version)
@@ -48,6 +53,7 @@ _BLOB = b"s"  # state_hash(blob)                blob (task states; content-addre
 _UNDO = b"u"  # block hash                      Undo
 _TASK_BLOCKS = b"w"  # task id + height (8 BE) + block hash   b"" (blocks that worked on a task)
 _REWARD = b"r"  # height, 8 bytes big-endian    PendingReward (immature block rewards)
+_NODE = b"z"  # depth (2 BE) + path (32)        state-tree node (chain.smt.encode_node)
 
 # For p2p.reindex, which salvages these prefixes from a damaged store.
 BLOCK_PREFIX, INDEX_PREFIX, HEIGHT_PREFIX = _BLOCK, _INDEX, _HEIGHT
@@ -135,6 +141,15 @@ class ChainStore:
         if version is not None and version != FORMAT_VERSION:
             self.db.close()
             raise StoreError(f"{self.path}: store format {version!r}, this code reads {FORMAT_VERSION!r}")
+        self.cache = StateCache()
+        self._state: LedgerState | None = None
+        self._tasks: dict[bytes, TaskRecord] = {}
+        self._rewards: dict[int, PendingReward] = {}
+        try:
+            self._load_tasks_and_rewards()
+        except StoreError:
+            self.db.close()
+            raise
 
     def verify(self) -> tuple[int, int]:
         """Read every record with checksums verified; (records, bytes), or StoreCorrupt naming the file."""
@@ -266,18 +281,32 @@ class ChainStore:
     def task(self, task_id: bytes) -> TaskRecord | None:
         return self._read(TaskRecord, _TASK + task_id, f"task {task_id.hex()}")
 
-    def load_state(self) -> LedgerState:
-        """The ledger state at the best tip."""
-        accounts = {}
-        for key, raw in self._iter(prefix=_ACCOUNT):
-            accounts[key[1:]] = self._decode(Account, raw, f"account {key[1:].hex()}")
-        tasks = {}
+    def _load_tasks_and_rewards(self) -> None:
         for key, raw in self._iter(prefix=_TASK):
-            tasks[key[1:]] = self._decode(TaskRecord, raw, f"task {key[1:].hex()}")
-        rewards = {}
+            self._tasks[key[1:]] = self._decode(TaskRecord, raw, f"task {key[1:].hex()}")
         for key, raw in self._iter(prefix=_REWARD):
-            rewards[int.from_bytes(key[1:], "big")] = self._decode(PendingReward, raw, f"reward of block {key[1:].hex()}")
-        return LedgerState(self.chain_id, accounts, tasks, rewards)
+            what = f"reward of block {key[1:].hex()}"
+            self._rewards[int.from_bytes(key[1:], "big")] = self._decode(PendingReward, raw, what)
+
+    def state(self) -> LedgerState:
+        """The ledger state at the best tip: accounts and tree nodes read from disk as needed
+        (through the cache), tasks and pending rewards from memory. One object per tip."""
+        state = self._state
+        if state is None or state.tree.base.generation != self.cache.generation:  # type: ignore[attr-defined]
+            reader = GenerationReader(self.db, self.cache, _NODE, _ACCOUNT, self._corrupt)
+            accounts: StoredAccounts[Account] = StoredAccounts(reader, self._decode_account)
+            state = LedgerState(
+                self.chain_id, accounts, dict(self._tasks), dict(self._rewards), tree=TreeView(reader)
+            )
+            self._state = state
+        return state
+
+    def load_state(self) -> LedgerState:
+        """The ledger state at the best tip (see `state`)."""
+        return self.state()
+
+    def _decode_account(self, address: bytes, raw: bytes) -> Account:
+        return self._decode(Account, raw, f"account {address.hex()}")
 
     def _decode(self, cls: type[R], raw: bytes, what: str) -> R:
         try:
@@ -355,10 +384,66 @@ class ChainStore:
                 batch.put(_ACCOUNT + address, account.to_bytes())
             for task_id, task in state.tasks.items():
                 batch.put(_TASK + task_id, task.to_bytes())
+            for height, reward in state.rewards.items():
+                batch.put(_REWARD + height.to_bytes(8, "big"), reward.to_bytes())
+            nodes = build_nodes(state_leaves(state))
+            for pos, node in nodes.items():
+                if node is not None:
+                    batch.put(_NODE + position_key(pos), encode_node(node))
             for blob in blobs:
                 batch.put(_BLOB + state_hash(blob), blob)
             batch.put(_height_key(block.header.height), h)
             batch.put(_TIP, h)
+        self._tasks, self._rewards = dict(state.tasks), dict(state.rewards)
+        self.cache.advance({}, {})
+
+    def _tree_writes(
+        self, new_state: LedgerState | None, accounts: Mapping[bytes, Account | None],
+        tasks: Mapping[bytes, TaskRecord | None], rewards: Mapping[int, PendingReward | None],
+    ) -> dict[Position, Node | None]:
+        """The tree positions to write for these changes on the tip's state: taken from
+        `new_state` when it was derived from the tip's state, else computed here."""
+        if new_state is not None:
+            base = new_state.tree.base
+            if isinstance(base, GenerationReader) and base.cache is self.cache \
+                    and base.generation == self.cache.generation:
+                return new_state.tree.writes
+        return update(self.state().tree, leaf_changes(accounts, tasks, rewards))
+
+    def _write_state(
+        self, batch: "_Batch", nodes: Mapping[Position, Node | None],
+        accounts: Mapping[bytes, Account | None], tasks: Mapping[bytes, TaskRecord | None],
+        rewards: Mapping[int, PendingReward | None],
+    ) -> None:
+        for address, account in accounts.items():
+            _put_or_delete(batch, _ACCOUNT + address, account)
+        for task_id, task in tasks.items():
+            _put_or_delete(batch, _TASK + task_id, task)
+        for height, reward in rewards.items():
+            _put_or_delete(batch, _REWARD + height.to_bytes(8, "big"), reward)
+        for pos, node in nodes.items():
+            if node is None:
+                batch.delete(_NODE + position_key(pos))
+            else:
+                batch.put(_NODE + position_key(pos), encode_node(node))
+
+    def _advance(
+        self, nodes: Mapping[Position, Node | None], accounts: Mapping[bytes, Account | None],
+        tasks: Mapping[bytes, TaskRecord | None], rewards: Mapping[int, PendingReward | None],
+    ) -> None:
+        """After a batch reached the disk: the in-memory maps and caches follow it."""
+        for task_id, task in tasks.items():
+            if task is None:
+                self._tasks.pop(task_id, None)
+            else:
+                self._tasks[task_id] = task
+        for height, reward in rewards.items():
+            if reward is None:
+                self._rewards.pop(height, None)
+            else:
+                self._rewards[height] = reward
+        raw = {a: None if acct is None else acct.to_bytes() for a, acct in accounts.items()}
+        self.cache.advance(nodes, raw)
 
     def connect_block(
         self,
@@ -383,16 +468,15 @@ class ChainStore:
                 raise StoreError(f"block {h.hex()} is not indexed and no chain work was given")
             chain_work = known.chain_work
         entry = IndexEntry(h, block.header.prev_hash, block.header.height, chain_work, STATUS_VALID, "")
+        accounts = {u.address: new_state.accounts.get(u.address) for u in undo.accounts}
+        tasks = {u.task_id: new_state.tasks.get(u.task_id) for u in undo.tasks}
+        rewards = {u.height: new_state.rewards.get(u.height) for u in undo.rewards}
+        nodes = self._tree_writes(new_state, accounts, tasks, rewards)
         with self._write_batch() as batch:
             batch.put(_HEADER + h, block.header.to_bytes())
             batch.put(_BLOCK + h, block.to_bytes())
             batch.put(_INDEX + h, entry.to_bytes())
-            for item in undo.accounts:
-                _put_or_delete(batch, _ACCOUNT + item.address, new_state.accounts.get(item.address))
-            for item in undo.tasks:
-                _put_or_delete(batch, _TASK + item.task_id, new_state.tasks.get(item.task_id))
-            for r in undo.rewards:
-                _put_or_delete(batch, _REWARD + r.height.to_bytes(8, "big"), new_state.rewards.get(r.height))
+            self._write_state(batch, nodes, accounts, tasks, rewards)
             for blob in blobs:
                 batch.put(_BLOB + state_hash(blob), blob)
             for claim in block.header.work:
@@ -400,12 +484,13 @@ class ChainStore:
             batch.put(_UNDO + h, undo.to_bytes())
             batch.put(_height_key(block.header.height), h)
             batch.put(_TIP, h)
+        self._advance(nodes, accounts, tasks, rewards)
         return entry
 
     def disconnect_tip(self) -> tuple[Block, Undo]:
         """Undo the tip block on disk in one atomic batch; return it and its undo record.
 
-        The caller brings its in-memory state back with `undo_block(state, undo)`.
+        The store's `state()` is the state before the block from then on.
         """
         h = self.tip()
         if h == self.genesis_hash:
@@ -414,18 +499,18 @@ class ChainStore:
         undo = self.get_undo(h)
         if block is None or undo is None:
             raise CorruptRecord(f"{self.path}: tip {h.hex()} has no {'block' if block is None else 'undo record'}")
+        accounts = {u.address: u.before for u in undo.accounts}
+        tasks = {u.task_id: u.before for u in undo.tasks}
+        rewards = {u.height: u.before for u in undo.rewards}
+        nodes = self._tree_writes(None, accounts, tasks, rewards)
         with self._write_batch() as batch:
-            for item in undo.accounts:
-                _put_or_delete(batch, _ACCOUNT + item.address, item.before)
-            for item in undo.tasks:
-                _put_or_delete(batch, _TASK + item.task_id, item.before)
-            for r in undo.rewards:
-                _put_or_delete(batch, _REWARD + r.height.to_bytes(8, "big"), r.before)
+            self._write_state(batch, nodes, accounts, tasks, rewards)
             for claim in block.header.work:
                 batch.delete(_task_block_key(claim.task_id, block.header.height, h))
             batch.delete(_UNDO + h)
             batch.delete(_height_key(block.header.height))
             batch.put(_TIP, block.header.prev_hash)
+        self._advance(nodes, accounts, tasks, rewards)
         return block, undo
 
 
@@ -433,7 +518,7 @@ def _task_block_key(task_id: bytes, height: int, block_hash: bytes) -> bytes:
     return _TASK_BLOCKS + task_id + height.to_bytes(8, "big") + block_hash
 
 
-def _put_or_delete(batch: "plyvel.WriteBatch", key: bytes, value: Record | None) -> None:
+def _put_or_delete(batch: "_Batch", key: bytes, value: Record | None) -> None:
     if value is None:
         batch.delete(key)
     else:

@@ -30,7 +30,7 @@ from enum import Enum
 
 from chain.block import Block, BlockHeader
 from chain.mempool import Mempool, TxRejected
-from chain.state import LedgerState, StateError, fraud_target, undo_block, undo_blocks
+from chain.state import LedgerState, StateError, fraud_target, undo_blocks
 from chain.storage import STATUS_BODY, STATUS_HEADER, STATUS_INVALID, STATUS_VALID, ChainStore, IndexEntry
 from chain.tx import FraudProof, Transaction
 
@@ -498,13 +498,13 @@ class ChainState:
         old_tip = self.tip
         while self.tip.hash != fork:
             block, undo = self.store.disconnect_tip()
-            self.state = undo_block(self.state, undo)
+            self.state = self.store.state()
             self.tip = self.entries[block.header.prev_hash]
             result.disconnected.append(block)
         for entry, block, done in pending:
             blobs = [done.task_state] if done.task_state is not None else []
             self.entries[entry.hash] = self.store.connect_block(block, done.undo, done.state, entry.chain_work, blobs)
-            self.state = done.state
+            self.state = self.store.state()  # the same state as done.state, read from the store
             self.tip = self.entries[entry.hash]
             result.connected.append(block)
         if not self.on_best_chain(old_tip.hash) and prefer(old_tip.chain_work, self.tip.chain_work):

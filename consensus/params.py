@@ -32,7 +32,7 @@ class Allocation:
 @dataclass(frozen=True)
 class ConsensusParams:
     network: str = "devnet"
-    version: int = 2  # 2: chained unit seeds bound to the header, matured rewards
+    version: int = 3  # 3: the state root is a sparse Merkle tree (2: chained unit seeds, maturity)
     # Time and difficulty
     block_interval_ms: int = 5_000
     retarget_half_life_ms: int = 60_000
@@ -82,7 +82,7 @@ class ConsensusParams:
 
 # key -> (low, high), inclusive
 _RANGES: dict[str, tuple[int, int]] = {
-    "version": (2, 2),
+    "version": (3, 3),
     "block_interval_ms": (10, 86_400_000),
     "retarget_half_life_ms": (1_000, 10**10),
     "initial_units_per_block": (1, 1 << 40),
@@ -110,7 +110,7 @@ _RANGES: dict[str, tuple[int, int]] = {
 # field of the default task as `default_task.FIELD`; the ranges of the task fields are the task's own).
 MEANINGS: dict[str, str] = {
     "network": "the network's name; the chain id that every transaction signs is derived from it and the genesis",
-    "version": "protocol version of block headers (2: chained unit seeds bound to the header, matured rewards)",
+    "version": "protocol version of block headers (3: the state root is the root of the sparse Merkle state tree; 2: chained unit seeds, matured rewards)",
     "block_interval_ms": "the block interval the difficulty retarget aims for",
     "retarget_half_life_ms": "how fast the target follows solve times: a block one half-life late makes the next twice as easy",
     "initial_units_per_block": "expected units of work to find a block at blocks 1 and 2 (sets the initial target)",

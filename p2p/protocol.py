@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 3: state roots are sparse Merkle tree roots
 AGENT = "pouw/0.1"
 HASH_SIZE = 32
 NONCE_SIZE = 8

@@ -171,7 +171,7 @@ def test_corrupt_records_are_reported_by_key(store, tmp_path):
     address = kit.addr(KEYS[0])
     store.db.put(b"a" + address, b"\x92\x01")  # an Account missing its nonce
     with pytest.raises(CorruptRecord, match=rf"account {address.hex()}: Account.nonce: truncated input"):
-        store.load_state()
+        store.load_state().account(address)
     with pytest.raises(CorruptRecord, match=rf"account {address.hex()}"):
         store.account(address)
     store.db.put(b"i" + G.block.hash, b"\xc1")
