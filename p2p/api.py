@@ -29,6 +29,7 @@ from chain.tx import SubmitTask, Transaction, Transfer
 from consensus.market import active_task, credited_line, initial_state, task_for_spec
 from useful_work.hashing import ZERO_HASH
 
+from p2p.api_proofs import MAX_HEADERS_PAGE, account_proof_json, headers_page, tip_state
 from p2p.metrics import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
@@ -468,6 +469,13 @@ async def post_tx(node: Node, request: web.Request) -> web.Response:
 async def get_account(node: Node, request: web.Request) -> web.Response:
     address = _address(request.match_info["address"])
     state = node.chain.state
+    proof = None
+    if _int_arg(request, "proof", 0, 0, 1):
+        found = tip_state(node.chain)
+        if found is None:
+            raise ApiError(503, "the tip moved while reading the proof: retry")
+        state = found[0]
+        proof = await asyncio.to_thread(account_proof_json, state, found[1], found[2], address)
     account = state.account(address)
     pending = node.mempool.pending(address)
     maturity = node.params.reward_maturity
@@ -485,7 +493,14 @@ async def get_account(node: Node, request: web.Request) -> web.Response:
         "nonce": account.nonce,
         "pending_transactions": len(pending),
         "next_nonce": account.nonce + len(pending),
+        **({"proof": proof} if proof is not None else {}),
     })
+
+
+async def get_headers(node: Node, request: web.Request) -> web.Response:
+    limit = _int_arg(request, "limit", MAX_HEADERS_PAGE, 1, MAX_HEADERS_PAGE)
+    start = _int_arg(request, "start", 0, 0, 1 << 62)
+    return _json(await asyncio.to_thread(headers_page, node.chain, start, limit))
 
 
 async def get_account_txs(node: Node, request: web.Request) -> web.Response:
@@ -787,8 +802,12 @@ ROUTES: tuple[Route, ...] = (
           responses={"200": "OK", "400": "bad or ambiguous id", "404": "not found"}),
     Route("POST", "/api/txs", post_tx, "Submit a signed transaction (JSON {\"tx\": hex} or raw bytes)",
           body='{"tx": "<hex>"} or application/octet-stream', responses={"200": "accepted into the mempool", "400": "malformed or rejected, with the reason"}),
-    Route("GET", "/api/accounts/{address}", get_account, "Balance and nonce of an address",
-          params=(("address", "path", "checksummed address"),), responses={"200": "OK", "400": "bad address"}),
+    Route("GET", "/api/accounts/{address}", get_account,
+          "Balance and nonce of an address; with ?proof=1 also its record and state-tree proof against the tip's state root",
+          params=(("address", "path", "checksummed address"), ("proof", "query", "1: add the proof")),
+          responses={"200": "OK", "400": "bad address", "503": "the tip moved: retry"}),
+    Route("GET", "/api/headers", get_headers, "Canonical header encodings (hex) of the best chain by height, ascending",
+          params=(("start", "query", "first height (default 0)"), ("limit", "query", f"1 .. {MAX_HEADERS_PAGE}, default {MAX_HEADERS_PAGE}"))),
     Route("GET", "/api/accounts/{address}/txs", get_account_txs, "The address's transactions and rewards, newest first",
           params=(("address", "path", "checksummed address"), ("offset", "query", "items to skip"), ("limit", "query", f"1 .. {MAX_PAGE}"))),
     Route("GET", "/api/tasks", get_tasks, "All tasks on the ledger, and (pending) tasks whose submit transaction is in the mempool"),

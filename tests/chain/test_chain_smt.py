@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import chain_testkit as kit
 from chain.smt import (
-    EMPTY, Node, Position, Proof, TreeView, build_nodes, leaves, position_key, prove, root_of, update,
+    EMPTY, Node, branch_hash, leaf_hash, Position, Proof, TreeView, build_nodes, leaves, position_key, prove, root_of, update,
     verify,
 )
 from chain.state import LedgerState, apply_block, state_leaves, state_root, undo_block
@@ -40,6 +40,11 @@ class MemoryNodes:
 
 def key(i: int) -> bytes:
     return tagged_hash("k", i.to_bytes(4, "big"))
+
+
+def test_node_hashes_are_the_tagged_hashes():
+    a, b = tagged_hash("a"), tagged_hash("b")
+    assert leaf_hash(a, b) == tagged_hash("smt-leaf", a, b) and branch_hash(a, b) == tagged_hash("smt-branch", a, b)
 
 
 def test_the_empty_tree_and_one_leaf():
