@@ -46,6 +46,7 @@ from consensus.validation import (
     Reason,
     check_body,
     check_header,
+    check_work,
     connect_checks,
     median_time_past,
     task_state_at,
@@ -112,7 +113,10 @@ class ChainState:
         device: str = "cpu",
         clock: Callable[[], int] = now_ms,
         limits: Limits | None = None,
+        assume_valid: bytes | None = None,
     ) -> None:
+        """`assume_valid` (default: the params' `assume_valid`, off when empty) names a block at and
+        below which a branch's blocks are connected without re-executing their units."""
         self.store = store
         self.params = params
         self.mempool = mempool
@@ -146,6 +150,11 @@ class ChainState:
             e.hash: None for e in self.entries.values() if e.status in (STATUS_BODY, STATUS_VALID) and prefer(e.chain_work, self.tip.chain_work)
         }
         self.tip_version = 0  # bumped when the tip moves; the miner watches it
+        if assume_valid is None and params.assume_valid:
+            assume_valid = bytes.fromhex(params.assume_valid)
+        self.assume_valid = assume_valid or None  # b"": turned off
+        self._assumed_chain: dict[int, bytes] | None = None  # height -> hash: the assume-valid block's ancestry
+        self.assumed_connects = 0  # blocks connected without re-executing their units (assume-valid)
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -461,11 +470,14 @@ class ChainState:
         for entry in branch:
             block = self.store.get_block(entry.hash)
             assert block is not None
+            assumed = entry.status != STATUS_VALID and self._assumed(entry)
             try:
                 done = connect_checks(
-                    self.params, block, state, device=self.device, reexecute=entry.status != STATUS_VALID,
-                    load_block=self.store.get_block,
+                    self.params, block, state, device=self.device,
+                    reexecute=entry.status != STATUS_VALID and not assumed, load_block=self.store.get_block,
                 )
+                if assumed:
+                    done = self._assumed_connect(block, state, done)
             except InvalidBlock as exc:
                 self._mark_invalid(entry.hash, str(exc))
                 result.invalidated.append((entry.hash, str(exc)))
@@ -481,6 +493,36 @@ class ChainState:
         if pending:
             self._switch(fork, pending, result)
         return True
+
+    def _assumed(self, entry: IndexEntry) -> bool:
+        """Whether the block is the assume-valid block or one of its ancestors (headers known)."""
+        if self.assume_valid is None:
+            return False
+        if self._assumed_chain is None:
+            target = self.entries.get(self.assume_valid)
+            if target is None or target.status == STATUS_INVALID:
+                return False
+            chain: dict[int, bytes] = {}
+            e: IndexEntry | None = target
+            while e is not None:
+                chain[e.height] = e.hash
+                e = self.entries.get(e.prev_hash) if e.height > 0 else None
+            self._assumed_chain = chain
+            log.info("assume-valid block %s at height %d: its ancestors connect without re-execution",
+                     target.hash.hex()[:16], target.height)
+        return self._assumed_chain.get(entry.height) == entry.hash
+
+    def _assumed_connect(self, block: Block, state: LedgerState, done: Connected) -> Connected:
+        """An assumed block's units are not re-executed, except where the node must keep the
+        winner's output state: the assume-valid block itself (the next unit starts from it) and
+        a block that completes a task (its result)."""
+        self.assumed_connects += 1
+        claim = block.header.work[0]
+        before, after = state.tasks.get(claim.task_id), done.state.tasks.get(claim.task_id)
+        completes = before is not None and after is not None and before.is_open and not after.is_open
+        if block.hash != self.assume_valid and not completes:
+            return done
+        return Connected(done.state, done.undo, check_work(self.params, block, state, self.device))
 
     def _state_at(self, block_hash: bytes) -> LedgerState:
         """The ledger state after a block of the best chain, rebuilt in memory from undo records."""

@@ -64,6 +64,8 @@ class ConsensusParams:
     genesis_time_ms: int = 1_764_000_000_000
     genesis_message: str = "pouw devnet: useful work secures the ledger"
     allocations: tuple[Allocation, ...] = ()
+    # Sync policy, not a rule: blocks at and below this hash are not re-executed while syncing
+    assume_valid: str = ""  # a block hash (64 hex digits); "" off (devnet's default)
     default_task: TaskSpec = field(default_factory=TrainSpec)  # a train or render spec; units 0 = open-ended
 
     def block_subsidy(self, height: int) -> int:
@@ -133,6 +135,8 @@ MEANINGS: dict[str, str] = {
     "max_fraud_proofs_per_block": "fraud proofs one block may carry (each costs a verifier one unit)",
     "genesis_time_ms": "time of the genesis block (Unix ms); block 1 anchors the retarget, not this",
     "genesis_message": "text hashed into the genesis block",
+    "assume_valid": "sync policy, not a rule: a syncing node checks the blocks up to this one (headers, tickets, "
+                    "transactions, state roots) without re-executing their units; --assume-valid overrides it",
     "allocations": "genesis balances: a list of {address, amount} tables",
     "default_task": "the chain's default public task, mined when no paid task is open (train or render; open-ended)",
     "default_task.kind": "train (a shared CNN learns from rendered scenes) or render (labelled images)",
@@ -156,6 +160,7 @@ MEANINGS: dict[str, str] = {
 _RANGE_TEXT: dict[str, str] = {
     "network": "letters, digits, '-' and '_'",
     "genesis_message": "any text",
+    "assume_valid": "empty, or a block hash of 64 hex digits",
     "allocations": "amounts 1 .. 2^63-1, checksummed addresses",
     "default_task": "a train or render table",
 }
@@ -227,6 +232,8 @@ def validate_params(p: ConsensusParams) -> ConsensusParams:
         raise ParamsError("max_block_bytes: must not exceed max_message_bytes (a block travels in one message)")
     if not p.network or not p.network.replace("-", "").replace("_", "").isalnum():
         raise ParamsError(f"network: {p.network!r} must be a short alphanumeric name")
+    if p.assume_valid and (len(p.assume_valid) != 64 or any(c not in "0123456789abcdef" for c in p.assume_valid)):
+        raise ParamsError(f"assume_valid: {p.assume_valid!r} is not a block hash (64 lowercase hex digits)")
     for i, alloc in enumerate(p.allocations):
         if not isinstance(alloc.amount, int) or not 0 < alloc.amount < 1 << 63:
             raise ParamsError(f"allocations[{i}].amount: {alloc.amount!r} out of range 1 .. 2^63-1")

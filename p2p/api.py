@@ -319,6 +319,8 @@ async def get_status(node: Node, request: web.Request) -> web.Response:
         "units_mined": node.miner.stats.units,
         "blocks_mined": node.miner.stats.blocks,
         "sync": sync_json(node),
+        "assume_valid": {"block": node.chain.assume_valid.hex() if node.chain.assume_valid else None,
+                         "connected_without_reexecution": node.chain.assumed_connects},
         "active_task": task,
         "mempool": {"transactions": len(node.mempool), "bytes": node.mempool.total_bytes},
         "device": node.device,

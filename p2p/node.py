@@ -164,6 +164,7 @@ class NodeConfig:
     # Audits: replay whole traces of recent blocks and publish fraud proofs (consensus/audit.py).
     audit: bool = False
     audit_share: float = 0.5  # of one CPU
+    assume_valid: bytes | None = None  # None: the network's assume_valid (off when empty)
     poison_at: int | None = None  # attack mode for tests: mine with consensus.attacks.PoisonMiner
 
 
@@ -299,7 +300,8 @@ class Node:
         log.info("store %s opened with paranoid checks, every record read back in %.2f s", chain_dir, time.perf_counter() - checked)
         self.metrics.storage_ok.set(1)
         self.mempool = Mempool(self.config.mempool_bytes, min_fee_rate=self.config.min_relay_fee_rate)
-        self.chain = ChainState(self.store, self.params, mempool=self.mempool, device=self.device, limits=self.config.chain_limits)
+        self.chain = ChainState(self.store, self.params, mempool=self.mempool, device=self.device, limits=self.config.chain_limits,
+                                assume_valid=self.config.assume_valid)
         source = "" if self.config.network == self.params.network else f" (from {self.config.network})"
         log.info(
             "network %s%s, genesis %s, tip height %d %s, device %s",
