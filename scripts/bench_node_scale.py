@@ -17,6 +17,11 @@
    with its resident memory (VmRSS) at that moment. Python's own start (imports) is in the
    figure: the row for the shortest chain shows it.
 3. Disk per 1,000 blocks: the store's size growth between the chain lengths, per 1,000 blocks.
+4. Sync with and without assume-valid: a real node mines --sync-blocks blocks on the p2p test
+   network with --image-size renders (2 spot checks: a verifier re-executes 3 units per block); the blocks,
+   fetched over the wire, are replayed in this process through ChainState.process_block on a
+   fresh store (what a syncing node does per block), once with full re-execution and once with
+   the last block as the assume-valid block (whose winning unit is still re-run).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from chain.storage import ChainStore  # noqa: E402
 from chain.tx import Transaction, make_transfer  # noqa: E402
 from consensus.genesis import build_genesis  # noqa: E402
 from consensus.params import load_params  # noqa: E402
-from framework import NodeProcess, write_network  # noqa: E402
+from framework import NodeProcess, fetch_blocks, wait_until, write_network  # noqa: E402
 from useful_work.hashing import ZERO_HASH, int_bytes, tagged_hash  # noqa: E402
 from useful_work.tasks import TrainSpec, encode_spec  # noqa: E402
 from useful_work.trace import Leaf, trace_root  # noqa: E402
@@ -194,6 +199,45 @@ def str_address(key: PrivateKey) -> str:
     return format_address(address_of(key.public_key()))
 
 
+# --- 4. sync with and without assume-valid ---------------------------------------------------
+
+
+def sync_rows(blocks: int, workdir: Path, image_size: int) -> dict:
+    import asyncio
+
+    from consensus.chainstate import ChainState, Outcome
+
+    network = write_network(workdir / "sync.toml", block_interval_ms=100)
+    # units of a devnet-like size (64x64 images) rather than the tests' 16x16, so that the share
+    # of re-execution in a block's validation is near a real network's
+    network.write_text(network.read_text().replace("image_size = 16", f"image_size = {image_size}"))
+    node = NodeProcess(workdir / "miner", network, name="scale-miner").start(mine=True).wait_ready()
+    try:
+        wait_until(lambda: node.height() >= blocks, 3600, f"{blocks} mined blocks", interval=1.0)
+        node.pause_mining()
+        hashes = [bytes.fromhex(node.get(f"/api/blocks/{h}")["hash"]) for h in range(1, blocks + 1)]
+        mined = asyncio.run(fetch_blocks(node, hashes))
+    finally:
+        node.stop()
+    params = load_params(network)
+    out = {"blocks": blocks}
+    runs = (("warm-up", None, mined[:5]), ("full", None, mined), ("assume_valid", mined[-1].hash, mined))
+    for name, assume, replayed in runs:  # the warm-up pays the first task set-up and imports
+        store = ChainStore(str(workdir / f"replay-{name}"))
+        chain = ChainState(store, params, assume_valid=assume)
+        t0 = time.perf_counter()
+        for block in replayed:  # headers first, as a syncing node gets them
+            chain.process_header(block.header)
+        for block in tqdm(replayed, desc=f"sync {name}", leave=False):
+            result = chain.process_block(block)
+            if result.outcome != Outcome.NEW_TIP:
+                raise RuntimeError(f"replay at {block.header.height}: {result.outcome.value} {result.detail}")
+        out[f"{name}_s"] = time.perf_counter() - t0
+        out[f"{name}_assumed"] = chain.assumed_connects
+        store.close()
+    return out
+
+
 # --- the table ---------------------------------------------------------------------------------
 
 
@@ -213,6 +257,12 @@ def table(r: dict) -> str:
         a, b = chain[0], chain[-1]
         per_k = (b["store_bytes"] - a["store_bytes"]) / (b["blocks"] - a["blocks"]) * 1000
         lines += ["", f"disk per 1,000 blocks (unpruned, these synthetic blocks): {per_k / 2**20:.2f} MB"]
+    sync = r.get("sync")
+    if sync:
+        lines += ["", f"sync of {sync['blocks']} mined blocks (ChainState.process_block on a fresh store)",
+                  f"  full re-execution {sync['full_s']:.2f} s, assume-valid {sync['assume_valid_s']:.2f} s "
+                  f"({sync['assume_valid_assumed']} blocks not re-executed): "
+                  f"{sync['full_s'] / sync['assume_valid_s']:.1f}x faster"]
     return "\n".join(lines)
 
 
@@ -221,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", default="1000,10000,100000,1000000", help="ledger sizes")
     parser.add_argument("--chain", default="1000,10000,50000", help="chain lengths for start-up")
     parser.add_argument("--blocks", type=int, default=6, help="timed blocks per ledger size")
+    parser.add_argument("--sync-blocks", type=int, default=300, help="mined blocks for the sync rows (0: skip)")
+    parser.add_argument("--image-size", type=int, default=64, help="render image size of the sync network's task")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     rng = random.Random(13)
@@ -230,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="pouw-scale-chain-"))
     try:
         results["chain"] = chain_rows([int(x) for x in args.chain.split(",") if x], workdir, rng)
+        if args.sync_blocks:
+            results["sync"] = sync_rows(args.sync_blocks, workdir, args.image_size)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["cpus"] = os.cpu_count()
