@@ -27,8 +27,9 @@ import plyvel
 from useful_work.hashing import HASH_SIZE
 from useful_work.trace import state_hash
 
-from chain.block import Block, BlockHeader
+from chain.block import Block, BlockHeader, WorkProof
 from chain.encoding import U64, BigUInt, Bytes, DecodeError, Record, Text, UInt
+from chain.history import AccountEvent, TxLocation, account_events, tx_locations
 from chain.smt import Node, Position, TreeView, build_nodes, encode_node, position_key, update
 from chain.state import (
     Account, LedgerState, PendingReward, TaskRecord, Undo, leaf_changes, state_leaves,
@@ -54,6 +55,9 @@ _UNDO = b"u"  # block hash                      Undo
 _TASK_BLOCKS = b"w"  # task id + height (8 BE) + block hash   b"" (blocks that worked on a task)
 _REWARD = b"r"  # height, 8 bytes big-endian    PendingReward (immature block rewards)
 _NODE = b"z"  # depth (2 BE) + path (32)        state-tree node (chain.smt.encode_node)
+_TXLOC = b"x"  # txid                           TxLocation (best chain only)
+_EVENT = b"e"  # address + height (8 BE) + seq (4 BE)   AccountEvent (best chain only)
+_PRUNED = b"P"  # block hash                    b"" (its openings and undo record are deleted)
 
 # For p2p.reindex, which salvages these prefixes from a damaged store.
 BLOCK_PREFIX, INDEX_PREFIX, HEIGHT_PREFIX = _BLOCK, _INDEX, _HEIGHT
@@ -314,6 +318,62 @@ class ChainStore:
         except DecodeError as exc:
             raise CorruptRecord(f"{self.path}: {what}: {exc}") from None
 
+    def tx_location(self, txid: bytes) -> TxLocation | None:
+        """Where a transaction of the best chain is."""
+        return self._read(TxLocation, _TXLOC + txid, f"location of tx {txid.hex()}")
+
+    def txids(self, hex_prefix: str = "") -> Iterator[bytes]:
+        """The best chain's txids starting with these hex digits (whole bytes are seeked)."""
+        whole = bytes.fromhex(hex_prefix[: len(hex_prefix) // 2 * 2])
+        for key in self._iter(prefix=_TXLOC + whole, include_value=False):
+            txid = key[1:]
+            if txid.hex().startswith(hex_prefix):
+                yield txid
+
+    def history(self, address: bytes, offset: int, limit: int) -> tuple[int, list[AccountEvent]]:
+        """(number of events, a page of them newest first) of an address on the best chain."""
+        prefix = _EVENT + address
+        total = sum(1 for _ in self._iter(prefix=prefix, include_value=False))
+        page: list[AccountEvent] = []
+        for i, (key, raw) in enumerate(self._iter(prefix=prefix, reverse=True)):
+            if i >= offset + limit:
+                break
+            if i >= offset:
+                page.append(self._decode(AccountEvent, raw, f"event {key[1:].hex()}"))
+        return total, page
+
+    def is_pruned(self, block_hash: bytes) -> bool:
+        return self._get(_PRUNED + block_hash) is not None
+
+    def pruned_height(self) -> int:
+        """The best chain's blocks at and below this height are pruned (0: none)."""
+        raw = self._get(_META + b"pruned")
+        return int.from_bytes(raw, "big") if raw is not None else 0
+
+    def prune(self, keep: int, max_blocks: int = 256) -> int:
+        """Prune the best chain's blocks more than `keep` below the tip, at most `max_blocks` now:
+        their openings (the bulk of a body) and undo records are deleted; header, transactions
+        and leaves stay (the task manifests and fraud proofs need the leaves, task results are
+        blobs, which are kept). One atomic batch. Returns how many blocks were pruned."""
+        if keep < 1:
+            raise StoreError(f"prune: keep {keep} blocks, at least 1")
+        start = self.pruned_height() + 1
+        end = min(self.tip_entry().height - keep, start + max_blocks - 1)
+        if end < start:
+            return 0
+        with self._write_batch() as batch:
+            for height in range(start, end + 1):
+                h = self.hash_at(height)
+                block = self.get_block(h) if h is not None else None
+                if h is None or block is None:
+                    raise CorruptRecord(f"{self.path}: best-chain block at height {height} is missing")
+                proofs = tuple(WorkProof(p.leaves, ()) for p in block.proofs)
+                batch.put(_BLOCK + h, Block(block.header, block.txs, proofs).to_bytes())
+                batch.delete(_UNDO + h)
+                batch.put(_PRUNED + h, b"")
+            batch.put(_META + b"pruned", end.to_bytes(8, "big"))
+        return end - start + 1
+
     def get_blob(self, blob_hash: bytes) -> bytes | None:
         return self._get(_BLOB + blob_hash)
 
@@ -452,11 +512,14 @@ class ChainStore:
         new_state: LedgerState,
         chain_work: int | None = None,
         blobs: Iterable[bytes] = (),
+        body_stored: bool = False,
     ) -> IndexEntry:
-        """Make `block` the new tip: one atomic batch with its state deltas and undo record.
+        """Make `block` the new tip: one atomic batch with its state deltas, tree nodes, undo
+        record, transaction locations and account events.
 
         `new_state` is apply_block's result for this block on the tip's state; only the keys named
         in `undo` are written. `chain_work` may be left out when the block is already indexed.
+        `body_stored`: put_block wrote the body already (it is not written twice).
         """
         h = block.hash
         tip = self.tip()
@@ -473,10 +536,15 @@ class ChainStore:
         rewards = {u.height: new_state.rewards.get(u.height) for u in undo.rewards}
         nodes = self._tree_writes(new_state, accounts, tasks, rewards)
         with self._write_batch() as batch:
-            batch.put(_HEADER + h, block.header.to_bytes())
-            batch.put(_BLOCK + h, block.to_bytes())
+            if not body_stored:
+                batch.put(_HEADER + h, block.header.to_bytes())
+                batch.put(_BLOCK + h, block.to_bytes())
             batch.put(_INDEX + h, entry.to_bytes())
             self._write_state(batch, nodes, accounts, tasks, rewards)
+            for txid, location in tx_locations(block):
+                batch.put(_TXLOC + txid, location.to_bytes())
+            for address, seq, event in account_events(block, undo.miner_reward):
+                batch.put(_event_key(address, block.header.height, seq), event.to_bytes())
             for blob in blobs:
                 batch.put(_BLOB + state_hash(blob), blob)
             for claim in block.header.work:
@@ -495,6 +563,8 @@ class ChainStore:
         h = self.tip()
         if h == self.genesis_hash:
             raise StoreError("cannot disconnect the genesis block")
+        if self.is_pruned(h):
+            raise StoreError(f"cannot disconnect block {h.hex()[:16]}: it is pruned (its undo record is deleted)")
         block = self.get_block(h)
         undo = self.get_undo(h)
         if block is None or undo is None:
@@ -505,6 +575,10 @@ class ChainStore:
         nodes = self._tree_writes(None, accounts, tasks, rewards)
         with self._write_batch() as batch:
             self._write_state(batch, nodes, accounts, tasks, rewards)
+            for txid, _ in tx_locations(block):
+                batch.delete(_TXLOC + txid)
+            for address, seq, _event in account_events(block, undo.miner_reward):
+                batch.delete(_event_key(address, block.header.height, seq))
             for claim in block.header.work:
                 batch.delete(_task_block_key(claim.task_id, block.header.height, h))
             batch.delete(_UNDO + h)
@@ -512,6 +586,10 @@ class ChainStore:
             batch.put(_TIP, block.header.prev_hash)
         self._advance(nodes, accounts, tasks, rewards)
         return block, undo
+
+
+def _event_key(address: bytes, height: int, seq: int) -> bytes:
+    return _EVENT + address + height.to_bytes(8, "big") + seq.to_bytes(4, "big")
 
 
 def _task_block_key(task_id: bytes, height: int, block_hash: bytes) -> bytes:

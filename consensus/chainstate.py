@@ -114,9 +114,12 @@ class ChainState:
         clock: Callable[[], int] = now_ms,
         limits: Limits | None = None,
         assume_valid: bytes | None = None,
+        prune_keep: int | None = None,
     ) -> None:
         """`assume_valid` (default: the params' `assume_valid`, off when empty) names a block at and
-        below which a branch's blocks are connected without re-executing their units."""
+        below which a branch's blocks are connected without re-executing their units.
+        `prune_keep`: keep the openings and undo records of this many blocks below the tip (the
+        reorg horizon), prune older ones (ChainStore.prune); None keeps everything."""
         self.store = store
         self.params = params
         self.mempool = mempool
@@ -155,6 +158,8 @@ class ChainState:
         self.assume_valid = assume_valid or None  # b"": turned off
         self._assumed_chain: dict[int, bytes] | None = None  # height -> hash: the assume-valid block's ancestry
         self.assumed_connects = 0  # blocks connected without re-executing their units (assume-valid)
+        self._arrived: tuple[bytes, Block] | None = None  # the block just stored, still in memory
+        self.prune_keep = prune_keep
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -338,6 +343,7 @@ class ChainState:
         self.unproven.pop(h, None)
         self.dropped.pop(h, None)
         self._index(self.store.put_block(block, chain_work_after(parent.chain_work, block.header.target)))
+        self._arrived = (h, block)  # validated from memory, not read back from the store
         self.headers[h] = block.header
         entry = self.entries[h]
         result = BlockResult(Outcome.SIDE, h)
@@ -465,10 +471,17 @@ class ChainState:
             e = self.entries[e.prev_hash]
         branch.reverse()
         fork = e.hash
+        if e.height < self.store.pruned_height():
+            # A pruned node has no undo records below its horizon: it cannot go back that far.
+            log.warning("branch to %s forks at height %d, below the pruned height %d: not followed",
+                        target.hash.hex()[:16], e.height, self.store.pruned_height())
+            self.candidates.pop(target.hash, None)
+            return True
         state = self._state_at(fork)
         pending: list[tuple[IndexEntry, Block, Connected]] = []
         for entry in branch:
-            block = self.store.get_block(entry.hash)
+            arrived = self._arrived
+            block = arrived[1] if arrived is not None and arrived[0] == entry.hash else self.store.get_block(entry.hash)
             assert block is not None
             assumed = entry.status != STATUS_VALID and self._assumed(entry)
             try:
@@ -545,13 +558,17 @@ class ChainState:
             result.disconnected.append(block)
         for entry, block, done in pending:
             blobs = [done.task_state] if done.task_state is not None else []
-            self.entries[entry.hash] = self.store.connect_block(block, done.undo, done.state, entry.chain_work, blobs)
+            self.entries[entry.hash] = self.store.connect_block(
+                block, done.undo, done.state, entry.chain_work, blobs, body_stored=True
+            )
             self.state = self.store.state()  # the same state as done.state, read from the store
             self.tip = self.entries[entry.hash]
             result.connected.append(block)
         if not self.on_best_chain(old_tip.hash) and prefer(old_tip.chain_work, self.tip.chain_work):
             self.candidates[old_tip.hash] = None  # a partial switch: the old chain is still a candidate
         self._prune_unproven()
+        if self.prune_keep is not None:
+            self.store.prune(self.prune_keep)
         log.info(
             "tip %s height %d (%d connected, %d disconnected)",
             self.tip.hash.hex()[:16], self.tip.height, len(result.connected), len(result.disconnected),

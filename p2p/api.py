@@ -177,6 +177,7 @@ def block_json(node: Node, block: Block) -> dict:
         state_root=h.state_root.hex(),
         work=[record_json(c) for c in h.work],
         openings=[[o.unit_index for o in p.openings] for p in block.proofs],
+        pruned=node.store.is_pruned(block.hash),
         transactions=[tx_json(tx) for tx in block.txs],
         confirmations=node.chain.tip.height - h.height + 1 if out["on_best_chain"] else 0,
         reason=entry.reason if entry else "",
@@ -319,6 +320,7 @@ async def get_status(node: Node, request: web.Request) -> web.Response:
         "units_mined": node.miner.stats.units,
         "blocks_mined": node.miner.stats.blocks,
         "sync": sync_json(node),
+        "prune": node.chain.prune_keep,
         "assume_valid": {"block": node.chain.assume_valid.hex() if node.chain.assume_valid else None,
                          "connected_without_reexecution": node.chain.assumed_connects},
         "active_task": task,
@@ -385,6 +387,9 @@ async def get_block_trace(node: Node, request: web.Request) -> web.Response:
     block = await _block_by_id(node, request.match_info["id"])
     offset = _int_arg(request, "offset", 0, 0, 1 << 32)
     limit = _int_arg(request, "limit", 100, 1, MAX_LEAVES_PAGE)
+    if node.store.is_pruned(block.hash):
+        raise ApiError(410, f"block {block.header.height} is pruned here: this node keeps the openings of only the "
+                            f"last {node.chain.prune_keep} blocks (its header, transactions and leaves are kept)")
     h = block.header
     claims = []
     for index, (claim, proof) in enumerate(zip(h.work, block.proofs)):
@@ -428,7 +433,7 @@ async def get_blocks(node: Node, request: web.Request) -> web.Response:
 async def get_tx(node: Node, request: web.Request) -> web.Response:
     txid, prefix = _id_or_prefix(request.match_info["id"], "txid")
     if txid is None:
-        txid = _unique(prefix, [tx.txid for tx in node.mempool.transactions()] + list(node.txindex.locations), "transaction")
+        txid = _unique(prefix, [tx.txid for tx in node.mempool.transactions()] + node.txindex.txids(prefix), "transaction")
     pending = node.mempool.get(txid)
     if pending is not None:
         return _json({"status": "pending", "tx": tx_json(pending)})
@@ -733,6 +738,7 @@ async def get_peers(node: Node, request: web.Request) -> web.Response:
         "listen": p.listen,
         "inbound": p.inbound,
         "agent": p.hello.agent if p.hello else "",
+        "pruned": p.hello.pruned if p.hello else 0,
         "best_height": p.best_height,
         "score": p.score,
         "ping_ms": round(p.ping_ms, 2) if p.ping_ms is not None else None,
@@ -798,7 +804,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/blocks/{id}/trace", get_block_trace,
           "A block's work trace: per claim its ticket, winning, challenged and opened units, and a page of its leaves",
           params=(_ID, ("offset", "query", "first leaf (default 0)"), ("limit", "query", f"leaves, 1 .. {MAX_LEAVES_PAGE}, default 100")),
-          responses={"200": "OK", "400": "bad id, offset or limit", "404": "not found"}),
+          responses={"200": "OK", "400": "bad id, offset or limit", "404": "not found",
+                     "410": "pruned here: the openings are deleted"}),
     Route("GET", "/api/txs/{id}", get_tx, "A transaction: pending or confirmed (with its block)",
           params=(("id", "path", "transaction id (64 hex digits, or a unique prefix of at least 4)"),),
           responses={"200": "OK", "400": "bad or ambiguous id", "404": "not found"}),

@@ -150,6 +150,7 @@ class Hello(Message):
     listen: str  # the sender's listening HOST:PORT, "" when it accepts no connections
     nonce: bytes  # random per process: detects connections to oneself and duplicate connections
     agent: str
+    pruned: int = 0  # 0: a full node; else it keeps bodies of only this many blocks below its tip
     CODE, NAME, LIMIT = 1, "hello", SMALL
     SCHEMA = {
         "version": _uint(32),
@@ -161,6 +162,7 @@ class Hello(Message):
         "listen": _address,
         "nonce": _bytes(NONCE_SIZE),
         "agent": _text(64),
+        "pruned": _uint(32),
     }
 
 

@@ -13,7 +13,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import chain_testkit as kit  # noqa: E402
 
-from chain.state import undo_block  # noqa: E402
 from chain.storage import ChainStore  # noqa: E402
 
 CRASH_KEYS = kit.make_keys(8, "crash")
@@ -36,11 +35,12 @@ def main(path: str, seed: int, tx_count: int) -> None:
     while True:
         if parent.height > 0 and moves.random() < 0.25:
             block, undo = store.disconnect_tip()
-            state = undo_block(state, undo)
+            state = store.state()
             parent = store.get_header(block.header.prev_hash)
         else:
             block, state, undo = kit.deterministic_block(seed, state, parent, CRASH_KEYS, tx_count)
             store.connect_block(block, undo, state, chain_work=block.header.height + 1, blobs=[blob_of(block.hash)])
+            state = store.state()
             parent = block.header
         print(parent.height, flush=True)
 
