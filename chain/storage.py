@@ -372,6 +372,7 @@ class ChainStore:
                 batch.delete(_UNDO + h)
                 batch.put(_PRUNED + h, b"")
             batch.put(_META + b"pruned", end.to_bytes(8, "big"))
+        self._state = None  # its snapshot would keep the deleted records from being compacted away
         return end - start + 1
 
     def get_blob(self, blob_hash: bytes) -> bytes | None:

@@ -16,7 +16,9 @@
    a real `pouw node` process is started on it and timed until its API answers (status 200),
    with its resident memory (VmRSS) at that moment. Python's own start (imports) is in the
    figure: the row for the shortest chain shows it.
-3. Disk per 1,000 blocks: the store's size growth between the chain lengths, per 1,000 blocks.
+3. Disk per 1,000 blocks, unpruned and pruned to the last 100: --disk-blocks blocks that open 3
+   states of --opening-bytes each (a devnet block carries about 160 KB of leaves and openings)
+   written as above, the store compacted, then ChainStore.prune (what --prune runs) and compacted.
 4. Sync with and without assume-valid: a real node mines --sync-blocks blocks on the p2p test
    network with --image-size renders (2 spot checks: a verifier re-executes 3 units per block); the blocks,
    fetched over the wire, are replayed in this process through ChainState.process_block on a
@@ -30,6 +32,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -46,7 +49,8 @@ from tqdm import tqdm  # noqa: E402
 
 from chain.address import address_of  # noqa: E402
 from chain.block import (  # noqa: E402
-    NO_SIGNATURE, Block, BlockHeader, WorkClaim, WorkProof, header_commitment, sign_header, tx_root,
+    NO_SIGNATURE, Block, BlockHeader, Opening, WorkClaim, WorkProof, header_commitment, sign_header,
+    tx_root,
 )
 from chain.keys import PrivateKey  # noqa: E402
 from chain.state import LedgerState, apply_block, default_task_record, genesis_state  # noqa: E402
@@ -57,7 +61,7 @@ from consensus.params import load_params  # noqa: E402
 from framework import NodeProcess, fetch_blocks, wait_until, write_network  # noqa: E402
 from useful_work.hashing import ZERO_HASH, int_bytes, tagged_hash  # noqa: E402
 from useful_work.tasks import TrainSpec, encode_spec  # noqa: E402
-from useful_work.trace import Leaf, trace_root  # noqa: E402
+from useful_work.trace import Leaf, state_hash, trace_root  # noqa: E402
 
 MINER = PrivateKey.from_bytes(tagged_hash("scale-miner"))
 SENDERS = [PrivateKey.from_bytes(tagged_hash("scale-key", int_bytes(i))) for i in range(100)]
@@ -72,20 +76,28 @@ def _header(height: int, prev: bytes, version: int, txs: list[Transaction], work
     )
 
 
+OPENED = (2, 5, 7)  # the units a block opens when it carries openings (the winner is unit 7)
+
+
 def make_block(state: LedgerState, parent: BlockHeader, txs: list[Transaction], version: int,
-               subsidy: int, maturity: int) -> tuple[Block, LedgerState, object]:
-    """A signed block on `parent` with these transfers and an 8-unit claim on the active task."""
+               subsidy: int, maturity: int, opening_bytes: int = 0) -> tuple[Block, LedgerState, object]:
+    """A signed block on `parent` with these transfers and an 8-unit claim on the active task;
+    with `opening_bytes`, it opens units OPENED with input states of that size (stand-ins for a
+    task's states, hashing to their leaves as a real body's do)."""
     task = min((t for t in state.tasks.values() if t.is_open), key=lambda t: (t.created_height, t.task_id))
     shell = _header(parent.height + 1, parent.hash, version, txs, ())
     committed = header_commitment(shell.tx_root, shell.time_ms, shell.payout)
+    states = {u: random.Random(parent.hash + bytes([u])).randbytes(opening_bytes)  # incompressible, as weights are
+              for u in OPENED} if opening_bytes else {}
     leaves, current = [], task.state_hash
     for u in range(8):
-        out = tagged_hash("scale-out", current, parent.hash, int_bytes(u))
+        out = state_hash(states[u + 1]) if u + 1 in states else tagged_hash("scale-out", current, parent.hash, int_bytes(u))
         leaves.append(Leaf(current, out, tagged_hash("scale-digest", out), committed))
         current = out
     claim = WorkClaim(task.task_id, len(leaves), trace_root(leaves))
     draft = _header(parent.height + 1, parent.hash, version, txs, (claim,))
-    body = (tuple(txs), (WorkProof(tuple(leaves), ()),))
+    openings = tuple(Opening(u, s) for u, s in sorted(states.items()))
+    body = (tuple(txs), (WorkProof(tuple(leaves), openings),))
     new_state, undo = apply_block(state, Block(draft, *body), subsidy, maturity)
     return Block(sign_header(replace(draft, state_root=new_state.root), MINER), *body), new_state, undo
 
@@ -134,7 +146,7 @@ def connect_cost(accounts: int, blocks: int, rng: random.Random) -> dict:
 # --- 2. start-up against chain length ----------------------------------------------------------
 
 
-def extend_chain(store: ChainStore, params, upto: int, rng: random.Random) -> None:
+def extend_chain(store: ChainStore, params, upto: int, rng: random.Random, opening_bytes: int = 0) -> None:
     genesis = build_genesis(params)
     recipients = [address_of(k.public_key()) for k in SENDERS]
     parent = store.get_header(store.tip())
@@ -143,7 +155,7 @@ def extend_chain(store: ChainStore, params, upto: int, rng: random.Random) -> No
         tip = store.state()
         txs = transfers(tip, genesis.chain_id, 4, recipients, rng)
         block, new_state, undo = make_block(tip, parent, txs, params.version, params.block_subsidy(parent.height + 1),
-                                            params.reward_maturity)
+                                            params.reward_maturity, opening_bytes)
         store.connect_block(block, undo, new_state, chain_work=parent.height + 2)  # type: ignore[arg-type]
         parent = block.header
 
@@ -166,7 +178,10 @@ def start_up(datadir: Path, network: Path) -> dict:
         height = node.status()["height"]
     finally:
         node.stop()
-    return {"start_s": seconds, "rss_mb": rss_kb / 1024, "height": height}
+    log_text = node.log_path.read_text()
+    found = re.search(r"every record read back in ([0-9.]+) s", log_text)
+    check_s = float(found.group(1)) if found else float("nan")
+    return {"start_s": seconds, "rss_mb": rss_kb / 1024, "height": height, "check_s": check_s}
 
 
 def chain_rows(lengths: list[int], workdir: Path, rng: random.Random) -> list[dict]:
@@ -197,6 +212,30 @@ def str_address(key: PrivateKey) -> str:
     from chain.address import format_address
 
     return format_address(address_of(key.public_key()))
+
+
+# --- 3. disk per 1,000 blocks, pruned and unpruned ----------------------------------------------
+
+
+def disk_rows(blocks: int, keep: int, opening_bytes: int, workdir: Path, rng: random.Random) -> dict:
+    """A chain of blocks with openings, its store compacted; then pruned to `keep`, compacted."""
+    network = write_network(workdir / "disk.toml", [(str_address(k), 10**15) for k in SENDERS],
+                            genesis_time_ms=1_600_000_000_000)
+    params = load_params(network)
+    genesis = build_genesis(params)
+    path = workdir / "disk"
+    store = ChainStore(str(path))
+    store.init_genesis(genesis.block, genesis.state, genesis.chain_work, [genesis.default_task_state])
+    extend_chain(store, params, blocks, rng, opening_bytes)
+    store.db.compact_range(start=b"\x00", stop=b"\xff")  # the whole key range (no arguments: not all)
+    unpruned = dir_bytes(path)
+    while store.prune(keep, max_blocks=1000):
+        pass
+    store.db.compact_range(start=b"\x00", stop=b"\xff")  # the whole key range (no arguments: not all)
+    pruned = dir_bytes(path)
+    store.close()
+    return {"blocks": blocks, "keep": keep, "opening_bytes": opening_bytes,
+            "unpruned_per_1000": unpruned / blocks * 1000, "pruned_per_1000": pruned / blocks * 1000}
 
 
 # --- 4. sync with and without assume-valid ---------------------------------------------------
@@ -248,15 +287,16 @@ def table(r: dict) -> str:
         lines.append(f"{row['accounts']:>12,} {row['connect_ms']:>11.1f} {row['connect_ms'] / base:>11.2f} "
                      f"{row['setup_s']:>9.1f}")
     lines += ["", "node start-up (real `pouw node` process, until its API answers)",
-              f"{'blocks':>8} {'start s':>8} {'RSS MB':>8} {'store MB':>9} {'build s':>8}"]
+              f"{'blocks':>8} {'start s':>8} {'of it, check s':>15} {'RSS MB':>8} {'store MB':>9} {'build s':>8}"]
     for row in r["chain"]:
-        lines.append(f"{row['blocks']:>8,} {row['start_s']:>8.2f} {row['rss_mb']:>8.1f} "
+        lines.append(f"{row['blocks']:>8,} {row['start_s']:>8.2f} {row['check_s']:>15.2f} {row['rss_mb']:>8.1f} "
                      f"{row['store_bytes'] / 2**20:>9.1f} {row['build_s']:>8.1f}")
-    chain = r["chain"]
-    if len(chain) >= 2:
-        a, b = chain[0], chain[-1]
-        per_k = (b["store_bytes"] - a["store_bytes"]) / (b["blocks"] - a["blocks"]) * 1000
-        lines += ["", f"disk per 1,000 blocks (unpruned, these synthetic blocks): {per_k / 2**20:.2f} MB"]
+    disk = r.get("disk")
+    if disk:
+        lines += ["", f"disk per 1,000 blocks ({disk['blocks']:,} blocks opening {len(OPENED)} states of "
+                      f"{disk['opening_bytes']:,} bytes each, store compacted)",
+                  f"  unpruned {disk['unpruned_per_1000'] / 2**20:.1f} MB, pruned to the last {disk['keep']} blocks "
+                  f"{disk['pruned_per_1000'] / 2**20:.1f} MB"]
     sync = r.get("sync")
     if sync:
         lines += ["", f"sync of {sync['blocks']} mined blocks (ChainState.process_block on a fresh store)",
@@ -272,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chain", default="1000,10000,50000", help="chain lengths for start-up")
     parser.add_argument("--blocks", type=int, default=6, help="timed blocks per ledger size")
     parser.add_argument("--sync-blocks", type=int, default=300, help="mined blocks for the sync rows (0: skip)")
+    parser.add_argument("--disk-blocks", type=int, default=2000, help="blocks of the disk rows (0: skip)")
+    parser.add_argument("--opening-bytes", type=int, default=40_000, help="size of each opened state there")
     parser.add_argument("--image-size", type=int, default=64, help="render image size of the sync network's task")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
@@ -282,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="pouw-scale-chain-"))
     try:
         results["chain"] = chain_rows([int(x) for x in args.chain.split(",") if x], workdir, rng)
+        if args.disk_blocks:
+            results["disk"] = disk_rows(args.disk_blocks, 100, args.opening_bytes, workdir, rng)
         if args.sync_blocks:
             results["sync"] = sync_rows(args.sync_blocks, workdir, args.image_size)
     finally:
