@@ -10,12 +10,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from useful_work.hashing import HASH_SIZE
-
 from chain.address import ADDRESS_SIZE
 from chain.block import Block
 from chain.encoding import U32, U64, Bytes, Maybe, Record, Text
 from chain.tx import SubmitTask, Transfer
+from useful_work.hashing import HASH_SIZE
 
 EVENT_KINDS = ("transfer-out", "transfer-in", "submit-task", "fraud-proof", "reward")
 
@@ -53,11 +52,21 @@ def account_events(block: Block, miner_reward: int) -> Iterator[tuple[bytes, int
     for tx in block.txs:
         p = tx.payload
         if isinstance(p, Transfer):
-            yield tx.sender, seq, AccountEvent(height, h, "transfer-out", tx.txid, p.amount, tx.fee, p.to)
-            yield p.to, seq + 1, AccountEvent(height, h, "transfer-in", tx.txid, p.amount, 0, tx.sender)
+            yield (
+                tx.sender,
+                seq,
+                AccountEvent(height, h, "transfer-out", tx.txid, p.amount, tx.fee, p.to),
+            )
+            yield (
+                p.to,
+                seq + 1,
+                AccountEvent(height, h, "transfer-in", tx.txid, p.amount, 0, tx.sender),
+            )
             seq += 2
             continue
-        kind, amount = ("submit-task", p.bounty) if isinstance(p, SubmitTask) else ("fraud-proof", 0)
+        kind, amount = (
+            ("submit-task", p.bounty) if isinstance(p, SubmitTask) else ("fraud-proof", 0)
+        )
         yield tx.sender, seq, AccountEvent(height, h, kind, tx.txid, amount, tx.fee, None)
         seq += 1
     yield block.header.payout, seq, AccountEvent(height, h, "reward", None, miner_reward, 0, None)

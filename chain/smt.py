@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Annotated, Protocol
 
-from useful_work.hashing import HASH_SIZE, ZERO_HASH
-
 from chain.encoding import Bytes, ListOf, Maybe, Record
+from useful_work.hashing import HASH_SIZE, ZERO_HASH
 
 EMPTY = ZERO_HASH
 PERSON = b"pouw-v1"  # useful_work.hashing's personalisation
@@ -49,12 +48,16 @@ _BRANCH_HEAD, _BRANCH_MID = _two_part_prefix("smt-branch")
 
 def leaf_hash(key: bytes, value_hash: bytes) -> bytes:
     """tagged_hash("smt-leaf", key, value_hash)."""
-    return blake2b(_LEAF_HEAD + key + _LEAF_MID + value_hash, digest_size=HASH_SIZE, person=PERSON).digest()
+    return blake2b(
+        _LEAF_HEAD + key + _LEAF_MID + value_hash, digest_size=HASH_SIZE, person=PERSON
+    ).digest()
 
 
 def branch_hash(left: bytes, right: bytes) -> bytes:
     """tagged_hash("smt-branch", left, right)."""
-    return blake2b(_BRANCH_HEAD + left + _BRANCH_MID + right, digest_size=HASH_SIZE, person=PERSON).digest()
+    return blake2b(
+        _BRANCH_HEAD + left + _BRANCH_MID + right, digest_size=HASH_SIZE, person=PERSON
+    ).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +120,9 @@ def _bit(key_int: int, depth: int) -> int:
 class TreeView:
     """A tree: the nodes of `base` overlaid by positions written since (None: deleted)."""
 
-    def __init__(self, base: NodeSource, writes: Mapping[Position, Node | None] | None = None) -> None:
+    def __init__(
+        self, base: NodeSource, writes: Mapping[Position, Node | None] | None = None
+    ) -> None:
         self.base = base
         self.writes: dict[Position, Node | None] = dict(writes) if writes else {}
 
@@ -141,7 +146,9 @@ class TreeView:
         return prove(self, key)
 
 
-def update(source: NodeSource, changes: Mapping[bytes, bytes | None]) -> dict[Position, Node | None]:
+def update(
+    source: NodeSource, changes: Mapping[bytes, bytes | None]
+) -> dict[Position, Node | None]:
     """The positions that change when each key is set to its value hash (None: removed)."""
     writes: dict[Position, Node | None] = {}
     if changes:
@@ -154,7 +161,10 @@ _Update = tuple[int, bytes, bytes | None]
 
 
 def _update(
-    source: NodeSource, writes: dict[Position, Node | None], pos: Position, node: Node | None,
+    source: NodeSource,
+    writes: dict[Position, Node | None],
+    pos: Position,
+    node: Node | None,
     ups: list[_Update],
 ) -> Node | None:
     """The new node at `pos` after `ups` (keys under `pos`, sorted); records every write."""
@@ -215,7 +225,9 @@ def _hash_of(side: Node | None | bytes) -> bytes:
 
 
 def _build(
-    writes: dict[Position, Node | None], pos: Position, entries: list[tuple[int, tuple[bytes, bytes]]]
+    writes: dict[Position, Node | None],
+    pos: Position,
+    entries: list[tuple[int, tuple[bytes, bytes]]],
 ) -> Node | None:
     """The subtree at `pos` holding exactly `entries` (sorted by key), where nothing was below."""
     if not entries:
@@ -289,7 +301,7 @@ def prove(source: NodeSource, key: bytes) -> Proof:
 
 
 def verify(root: bytes, key: bytes, value_hash: bytes | None, proof: Proof) -> bool:
-    """Whether `proof` shows that `key` holds `value_hash` (None: that it is absent) under `root`."""
+    """Whether `proof` shows that `key` holds `value_hash` (None: is absent) under `root`."""
     if len(key) != HASH_SIZE or len(proof.siblings) > KEY_BITS:
         return False
     if (proof.leaf_key is None) != (proof.leaf_value is None):

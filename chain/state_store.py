@@ -54,7 +54,9 @@ class StateCache:
         self.nodes: LRU[Position, Node | None] = LRU(nodes)
         self.accounts: LRU[bytes, bytes | None] = LRU(accounts)
 
-    def advance(self, nodes: Mapping[Position, Node | None], accounts: Mapping[bytes, bytes | None]) -> None:
+    def advance(
+        self, nodes: Mapping[Position, Node | None], accounts: Mapping[bytes, bytes | None]
+    ) -> None:
         """A write reached the disk: start the next generation with these values."""
         with self.lock:
             self.generation += 1
@@ -68,7 +70,11 @@ class GenerationReader:
     """Reads of one generation: the cache while it is current, else that generation's snapshot."""
 
     def __init__(
-        self, db: "plyvel.DB", cache: StateCache, node_prefix: bytes, account_prefix: bytes,
+        self,
+        db: "plyvel.DB",
+        cache: StateCache,
+        node_prefix: bytes,
+        account_prefix: bytes,
         on_corrupt: Callable[[BaseException], Exception],
     ) -> None:
         self.cache = cache
@@ -78,7 +84,9 @@ class GenerationReader:
         self.account_prefix = account_prefix
         self.on_corrupt = on_corrupt
 
-    def _read(self, lru: LRU, key: object, db_key: bytes, decode: Callable[[bytes], object]) -> object:
+    def _read(
+        self, lru: LRU, key: object, db_key: bytes, decode: Callable[[bytes], object]
+    ) -> object:
         cache = self.cache
         if self.generation == cache.generation:
             with cache.lock:

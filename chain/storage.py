@@ -38,7 +38,8 @@ from chain.state_store import GenerationReader, StateCache, StoredAccounts
 
 R = TypeVar("R", bound=Record)
 
-# 4: the state tree's nodes (3: pending rewards record their work for fraud proofs; 2: chained seeds)
+# 4: the state tree's nodes, transaction index, account histories, pruning (3: pending rewards
+# record their work for fraud proofs; 2: chained seeds)
 FORMAT_VERSION = b"4"
 
 # prefix      key after the prefix              value
@@ -296,12 +297,12 @@ class ChainStore:
         """The ledger state at the best tip: accounts and tree nodes read from disk as needed
         (through the cache), tasks and pending rewards from memory. One object per tip."""
         state = self._state
-        if state is None or state.tree.base.generation != self.cache.generation:  # type: ignore[attr-defined]
+        base = state.tree.base if state is not None else None
+        if not isinstance(base, GenerationReader) or base.generation != self.cache.generation:
             reader = GenerationReader(self.db, self.cache, _NODE, _ACCOUNT, self._corrupt)
             accounts: StoredAccounts[Account] = StoredAccounts(reader, self._decode_account)
-            state = LedgerState(
-                self.chain_id, accounts, dict(self._tasks), dict(self._rewards), tree=TreeView(reader)
-            )
+            state = LedgerState(self.chain_id, accounts, dict(self._tasks), dict(self._rewards),
+                                tree=TreeView(reader))
             self._state = state
         return state
 
@@ -366,7 +367,7 @@ class ChainStore:
                 h = self.hash_at(height)
                 block = self.get_block(h) if h is not None else None
                 if h is None or block is None:
-                    raise CorruptRecord(f"{self.path}: best-chain block at height {height} is missing")
+                    raise CorruptRecord(f"{self.path}: best-chain block at height {height} missing")
                 proofs = tuple(WorkProof(p.leaves, ()) for p in block.proofs)
                 batch.put(_BLOCK + h, Block(block.header, block.txs, proofs).to_bytes())
                 batch.delete(_UNDO + h)
@@ -565,7 +566,7 @@ class ChainStore:
         if h == self.genesis_hash:
             raise StoreError("cannot disconnect the genesis block")
         if self.is_pruned(h):
-            raise StoreError(f"cannot disconnect block {h.hex()[:16]}: it is pruned (its undo record is deleted)")
+            raise StoreError(f"cannot disconnect block {h.hex()[:16]}: pruned (no undo record)")
         block = self.get_block(h)
         undo = self.get_undo(h)
         if block is None or undo is None:

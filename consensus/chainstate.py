@@ -156,8 +156,9 @@ class ChainState:
         if assume_valid is None and params.assume_valid:
             assume_valid = bytes.fromhex(params.assume_valid)
         self.assume_valid = assume_valid or None  # b"": turned off
-        self._assumed_chain: dict[int, bytes] | None = None  # height -> hash: the assume-valid block's ancestry
-        self.assumed_connects = 0  # blocks connected without re-executing their units (assume-valid)
+        # height -> hash of the assume-valid block's ancestry, once its header is known
+        self._assumed_chain: dict[int, bytes] | None = None
+        self.assumed_connects = 0  # blocks connected without re-executing their units
         self._arrived: tuple[bytes, Block] | None = None  # the block just stored, still in memory
         self.prune_keep = prune_keep
 
@@ -481,13 +482,15 @@ class ChainState:
         pending: list[tuple[IndexEntry, Block, Connected]] = []
         for entry in branch:
             arrived = self._arrived
-            block = arrived[1] if arrived is not None and arrived[0] == entry.hash else self.store.get_block(entry.hash)
+            fresh = arrived is not None and arrived[0] == entry.hash
+            block = arrived[1] if arrived is not None and fresh else self.get_block(entry.hash)
             assert block is not None
             assumed = entry.status != STATUS_VALID and self._assumed(entry)
             try:
                 done = connect_checks(
                     self.params, block, state, device=self.device,
-                    reexecute=entry.status != STATUS_VALID and not assumed, load_block=self.store.get_block,
+                    reexecute=entry.status != STATUS_VALID and not assumed,
+                    load_block=self.store.get_block,
                 )
                 if assumed:
                     done = self._assumed_connect(block, state, done)
@@ -521,8 +524,8 @@ class ChainState:
                 chain[e.height] = e.hash
                 e = self.entries.get(e.prev_hash) if e.height > 0 else None
             self._assumed_chain = chain
-            log.info("assume-valid block %s at height %d: its ancestors connect without re-execution",
-                     target.hash.hex()[:16], target.height)
+            log.info("assume-valid block %s at height %d: its ancestors connect without "
+                     "re-execution", target.hash.hex()[:16], target.height)
         return self._assumed_chain.get(entry.height) == entry.hash
 
     def _assumed_connect(self, block: Block, state: LedgerState, done: Connected) -> Connected:
@@ -532,7 +535,8 @@ class ChainState:
         self.assumed_connects += 1
         claim = block.header.work[0]
         before, after = state.tasks.get(claim.task_id), done.state.tasks.get(claim.task_id)
-        completes = before is not None and after is not None and before.is_open and not after.is_open
+        completes = before is not None and after is not None and before.is_open \
+            and not after.is_open
         if block.hash != self.assume_valid and not completes:
             return done
         return Connected(done.state, done.undo, check_work(self.params, block, state, self.device))

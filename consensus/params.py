@@ -112,7 +112,8 @@ _RANGES: dict[str, tuple[int, int]] = {
 # field of the default task as `default_task.FIELD`; the ranges of the task fields are the task's own).
 MEANINGS: dict[str, str] = {
     "network": "the network's name; the chain id that every transaction signs is derived from it and the genesis",
-    "version": "protocol version of block headers (3: the state root is the root of the sparse Merkle state tree; 2: chained unit seeds, matured rewards)",
+    "version": "protocol version of block headers (3: the state root is the sparse Merkle "
+               "state tree's root; 2: chained unit seeds, matured rewards)",
     "block_interval_ms": "the block interval the difficulty retarget aims for",
     "retarget_half_life_ms": "how fast the target follows solve times: a block one half-life late makes the next twice as easy",
     "initial_units_per_block": "expected units of work to find a block at blocks 1 and 2 (sets the initial target)",
@@ -135,8 +136,9 @@ MEANINGS: dict[str, str] = {
     "max_fraud_proofs_per_block": "fraud proofs one block may carry (each costs a verifier one unit)",
     "genesis_time_ms": "time of the genesis block (Unix ms); block 1 anchors the retarget, not this",
     "genesis_message": "text hashed into the genesis block",
-    "assume_valid": "sync policy, not a rule: a syncing node checks the blocks up to this one (headers, tickets, "
-                    "transactions, state roots) without re-executing their units; --assume-valid overrides it",
+    "assume_valid": "sync policy, not a rule: a syncing node checks the blocks up to this one "
+                    "(headers, tickets, transactions, state roots) without re-executing their "
+                    "units; --assume-valid overrides it",
     "allocations": "genesis balances: a list of {address, amount} tables",
     "default_task": "the chain's default public task, mined when no paid task is open (train or render; open-ended)",
     "default_task.kind": "train (a shared CNN learns from rendered scenes) or render (labelled images)",
@@ -232,8 +234,9 @@ def validate_params(p: ConsensusParams) -> ConsensusParams:
         raise ParamsError("max_block_bytes: must not exceed max_message_bytes (a block travels in one message)")
     if not p.network or not p.network.replace("-", "").replace("_", "").isalnum():
         raise ParamsError(f"network: {p.network!r} must be a short alphanumeric name")
-    if p.assume_valid and (len(p.assume_valid) != 64 or any(c not in "0123456789abcdef" for c in p.assume_valid)):
-        raise ParamsError(f"assume_valid: {p.assume_valid!r} is not a block hash (64 lowercase hex digits)")
+    av = p.assume_valid
+    if av and (len(av) != 64 or any(c not in "0123456789abcdef" for c in av)):
+        raise ParamsError(f"assume_valid: {av!r} is not a block hash (64 lowercase hex digits)")
     for i, alloc in enumerate(p.allocations):
         if not isinstance(alloc.amount, int) or not 0 < alloc.amount < 1 << 63:
             raise ParamsError(f"allocations[{i}].amount: {alloc.amount!r} out of range 1 .. 2^63-1")

@@ -321,7 +321,7 @@ async def get_status(node: Node, request: web.Request) -> web.Response:
         "blocks_mined": node.miner.stats.blocks,
         "sync": sync_json(node),
         "prune": node.chain.prune_keep,
-        "assume_valid": {"block": node.chain.assume_valid.hex() if node.chain.assume_valid else None,
+        "assume_valid": {"block": (node.chain.assume_valid or b"").hex() or None,
                          "connected_without_reexecution": node.chain.assumed_connects},
         "active_task": task,
         "mempool": {"transactions": len(node.mempool), "bytes": node.mempool.total_bytes},
@@ -388,8 +388,9 @@ async def get_block_trace(node: Node, request: web.Request) -> web.Response:
     offset = _int_arg(request, "offset", 0, 0, 1 << 32)
     limit = _int_arg(request, "limit", 100, 1, MAX_LEAVES_PAGE)
     if node.store.is_pruned(block.hash):
-        raise ApiError(410, f"block {block.header.height} is pruned here: this node keeps the openings of only the "
-                            f"last {node.chain.prune_keep} blocks (its header, transactions and leaves are kept)")
+        raise ApiError(410, f"block {block.header.height} is pruned here: this node keeps the openings "
+                            f"of only the last {node.chain.prune_keep} blocks (its header, "
+                            "transactions and leaves are kept)")
     h = block.header
     claims = []
     for index, (claim, proof) in enumerate(zip(h.work, block.proofs)):
@@ -433,7 +434,8 @@ async def get_blocks(node: Node, request: web.Request) -> web.Response:
 async def get_tx(node: Node, request: web.Request) -> web.Response:
     txid, prefix = _id_or_prefix(request.match_info["id"], "txid")
     if txid is None:
-        txid = _unique(prefix, [tx.txid for tx in node.mempool.transactions()] + node.txindex.txids(prefix), "transaction")
+        pending = [tx.txid for tx in node.mempool.transactions()]
+        txid = _unique(prefix, pending + node.txindex.txids(prefix), "transaction")
     pending = node.mempool.get(txid)
     if pending is not None:
         return _json({"status": "pending", "tx": tx_json(pending)})

@@ -40,7 +40,9 @@ def tip_state(chain: ChainState, tries: int = 5) -> tuple[LedgerState, bytes, in
     return None
 
 
-def account_proof_json(state: LedgerState, block_hash: bytes, height: int, address: bytes) -> dict[str, Any]:
+def account_proof_json(
+    state: LedgerState, block_hash: bytes, height: int, address: bytes
+) -> dict[str, Any]:
     """The account's record (null: absent) and its tree proof against the block's state root."""
     proof = state.prove_account(address)
     record = state.accounts.get(address)

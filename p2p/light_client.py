@@ -31,8 +31,10 @@ class VerifyFailed(Exception):
     """What the node sent does not check out; the message says which part and how."""
 
 
-def verify_header_chain(params: ConsensusParams, encoded: list[bytes], now_ms: int) -> list[BlockHeader]:
-    """Decode and check headers 0 .. n: genesis as derived locally, then each by the header rules."""
+def verify_header_chain(
+    params: ConsensusParams, encoded: list[bytes], now_ms: int
+) -> list[BlockHeader]:
+    """Decode and check headers 0 .. n: genesis as derived here, then each by the header rules."""
     genesis = build_genesis(params).block.header
     headers: list[BlockHeader] = []
     for height, raw in enumerate(encoded):
@@ -42,8 +44,10 @@ def verify_header_chain(params: ConsensusParams, encoded: list[bytes], now_ms: i
             raise VerifyFailed(f"header {height} does not decode: {exc}") from None
         if height == 0:
             if header.hash != genesis.hash:
-                raise VerifyFailed(f"the node's genesis {header.hash.hex()[:16]} is not {params.network}'s "
-                                   f"({genesis.hash.hex()[:16]})")
+                raise VerifyFailed(
+                    f"the node's genesis {header.hash.hex()[:16]} is not {params.network}'s "
+                    f"({genesis.hash.hex()[:16]})"
+                )
         else:
             parent = headers[-1]
             if header.prev_hash != parent.hash:
@@ -60,8 +64,14 @@ def _parent_info(params: ConsensusParams, headers: list[BlockHeader]) -> ParentI
     parent = headers[-1]
     times = [h.time_ms for h in headers[-params.median_time_span :]][::-1]
     grandparent_time = headers[-2].time_ms if len(headers) > 1 else parent.time_ms
-    return ParentInfo(parent.hash, parent.height, parent.time_ms, parent.target, grandparent_time,
-                      median_time_past(times))
+    return ParentInfo(
+        parent.hash,
+        parent.height,
+        parent.time_ms,
+        parent.target,
+        grandparent_time,
+        median_time_past(times),
+    )
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,9 @@ class VerifiedAccount:
     block_hash: bytes
 
 
-def verify_account(headers: list[BlockHeader], address: bytes, answer: dict[str, Any]) -> VerifiedAccount:
+def verify_account(
+    headers: list[BlockHeader], address: bytes, answer: dict[str, Any]
+) -> VerifiedAccount:
     """Check the node's account answer (with `proof`) against the verified headers."""
     proof_json = answer.get("proof")
     if not isinstance(proof_json, dict):
@@ -85,20 +97,28 @@ def verify_account(headers: list[BlockHeader], address: bytes, answer: dict[str,
         proof = Proof(
             tuple(bytes.fromhex(s) for s in proof_json["siblings"]),
             bytes.fromhex(proof_json["leaf_key"]) if proof_json["leaf_key"] is not None else None,
-            bytes.fromhex(proof_json["leaf_value"]) if proof_json["leaf_value"] is not None else None,
+            bytes.fromhex(proof_json["leaf_value"])
+            if proof_json["leaf_value"] is not None
+            else None,
         )
         Proof.from_bytes(proof.to_bytes())  # lengths and counts within the schema
     except (KeyError, TypeError, ValueError) as exc:
         raise VerifyFailed(f"the node's proof is malformed: {exc}") from None
     if not 0 <= height < len(headers) or headers[height].hash != block_hash:
-        raise VerifyFailed(f"the proof is for block {block_hash.hex()[:16]} at height {height}, "
-                           "which is not on the header chain this wallet verified")
+        raise VerifyFailed(
+            f"the proof is for block {block_hash.hex()[:16]} at height {height}, "
+            "which is not on the header chain this wallet verified"
+        )
     root = headers[height].state_root
     leaf = value_hash(record.to_bytes()) if record is not None else None
     if not verify(root, account_key(address), leaf, proof):
-        raise VerifyFailed(f"the proof does not match the state root of block {height} ({root.hex()[:16]})")
+        raise VerifyFailed(
+            f"the proof does not match the state root of block {height} ({root.hex()[:16]})"
+        )
     proven = record if record is not None else Account(0, 0)
     if (answer.get("balance"), answer.get("nonce")) != (proven.balance, proven.nonce):
-        raise VerifyFailed(f"the node reported balance {answer.get('balance')} and nonce {answer.get('nonce')}, "
-                           f"its proof shows balance {proven.balance} and nonce {proven.nonce} at height {height}")
+        raise VerifyFailed(
+            f"the node reported balance {answer.get('balance')} and nonce {answer.get('nonce')}, "
+            f"its proof shows balance {proven.balance} and nonce {proven.nonce} at height {height}"
+        )
     return VerifiedAccount(proven.balance, proven.nonce, height, block_hash)

@@ -6,12 +6,24 @@ from __future__ import annotations
 import random
 import tempfile
 
+import chain_testkit as kit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import chain_testkit as kit
 from chain.smt import (
-    EMPTY, Node, branch_hash, leaf_hash, Position, Proof, TreeView, build_nodes, leaves, position_key, prove, root_of, update,
+    EMPTY,
+    Node,
+    Position,
+    Proof,
+    TreeView,
+    branch_hash,
+    build_nodes,
+    leaf_hash,
+    leaves,
+    position_key,
+    prove,
+    root_of,
+    update,
     verify,
 )
 from chain.state import LedgerState, apply_block, state_leaves, state_root, undo_block
@@ -44,25 +56,37 @@ def key(i: int) -> bytes:
 
 def test_node_hashes_are_the_tagged_hashes():
     a, b = tagged_hash("a"), tagged_hash("b")
-    assert leaf_hash(a, b) == tagged_hash("smt-leaf", a, b) and branch_hash(a, b) == tagged_hash("smt-branch", a, b)
+    assert leaf_hash(a, b) == tagged_hash("smt-leaf", a, b) and branch_hash(a, b) == tagged_hash(
+        "smt-branch", a, b
+    )
 
 
 def test_the_empty_tree_and_one_leaf():
     assert root_of({}) == EMPTY and TreeView(MemoryNodes()).root == EMPTY
     tree = TreeView(MemoryNodes()).updated({key(1): b"\x01" * 32})
     assert tree.root == root_of({key(1): b"\x01" * 32}) != EMPTY
-    assert tree.updated({key(1): None}).root == EMPTY and tree.updated({key(1): None}).writes[(0, 0)] is None
+    assert (
+        tree.updated({key(1): None}).root == EMPTY
+        and tree.updated({key(1): None}).writes[(0, 0)] is None
+    )
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(st.tuples(st.integers(0, 40), st.booleans()), min_size=1, max_size=12),
-                min_size=1, max_size=25))
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 40), st.booleans()), min_size=1, max_size=12),
+        min_size=1,
+        max_size=25,
+    )
+)
 def test_incremental_updates_equal_a_from_scratch_tree(batches):
     """After any sequence of batched sets and removals: the same root and the same stored nodes
     as the tree built from scratch (no stale node is left behind), and every key proves."""
     source, truth = MemoryNodes(), {}
     for n, batch in enumerate(batches):
-        changes = {key(i): None if remove else tagged_hash("v", bytes([n, i])) for i, remove in batch}
+        changes = {
+            key(i): None if remove else tagged_hash("v", bytes([n, i])) for i, remove in batch
+        }
         source.write(update(source, changes))
         for k, v in changes.items():
             if v is None:
@@ -95,7 +119,10 @@ def tampered(proof: Proof, rng: random.Random) -> list[Proof]:
 
 def test_proofs_of_presence_and_absence_verify_and_tampered_ones_fail():
     rng = random.Random(7)
-    source, truth = MemoryNodes(), {key(i): tagged_hash("v", i.to_bytes(2, "big")) for i in range(0, 300, 2)}
+    source, truth = (
+        MemoryNodes(),
+        {key(i): tagged_hash("v", i.to_bytes(2, "big")) for i in range(0, 300, 2)},
+    )
     source.write(update(source, truth))
     root = root_of(truth)
     for i in range(0, 60):
@@ -123,7 +150,12 @@ def test_ledger_roots_follow_blocks_and_undo_without_a_rebuild():
         assert undo_block(new_state, undo).root == state.root
         proof = new_state.prove_account(kit.addr(KEYS[n % 5]))
         account = new_state.account(kit.addr(KEYS[n % 5]))
-        assert verify(new_state.root, account_key(kit.addr(KEYS[n % 5])), value_hash(account.to_bytes()), proof)
+        assert verify(
+            new_state.root,
+            account_key(kit.addr(KEYS[n % 5])),
+            value_hash(account.to_bytes()),
+            proof,
+        )
         state, parent = new_state, block.header
 
 
@@ -134,11 +166,18 @@ def stored_nodes(store: ChainStore) -> dict[bytes, bytes]:
 def expected_nodes(state: LedgerState) -> dict[bytes, bytes]:
     from chain.smt import encode_node
 
-    return {position_key(p): encode_node(n) for p, n in build_nodes(state_leaves(state)).items() if n is not None}
+    return {
+        position_key(p): encode_node(n)
+        for p, n in build_nodes(state_leaves(state)).items()
+        if n is not None
+    }
 
 
 @settings(max_examples=8, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 4)), min_size=1, max_size=6), st.integers(0, 10**6))
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(1, 4)), min_size=1, max_size=6),
+    st.integers(0, 10**6),
+)
 def test_store_tree_equals_a_recomputation_after_random_blocks_and_reorgs(moves, seed):
     """Each move disconnects some blocks and connects new ones (another branch): the store's root
     is the from-scratch root of the replayed state, and its nodes are exactly that tree's."""
@@ -152,14 +191,18 @@ def test_store_tree_equals_a_recomputation_after_random_blocks_and_reorgs(moves,
                 chain.pop()
             for _ in range(forward):
                 parent, state = chain[-1]
-                block, new_state, undo = kit.deterministic_block(seed + m, store.state(), parent.header, KEYS, 8)
+                block, new_state, undo = kit.deterministic_block(
+                    seed + m, store.state(), parent.header, KEYS, 8
+                )
                 store.connect_block(block, undo, new_state, chain_work=block.header.height + 1)
                 chain.append((block, new_state))
             # replay from genesis, from scratch, with plain maps: no tree shared with the store
             replay = G.state
             for block, _ in chain[1:]:
                 replay, _ = apply_block(replay, block, kit.SUBSIDY)
-                replay = LedgerState(replay.chain_id, dict(replay.accounts), dict(replay.tasks), dict(replay.rewards))
+                replay = LedgerState(
+                    replay.chain_id, dict(replay.accounts), dict(replay.tasks), dict(replay.rewards)
+                )
             assert store.state().root == state_root(replay) == chain[-1][0].header.state_root
             assert stored_nodes(store) == expected_nodes(replay)
         store.close()

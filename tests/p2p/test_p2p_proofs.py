@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession, web
-
-from chain.address import format_address, parse_address
-from chain.keys import PrivateKey
-from chain.address import address_of
-from consensus.params import load_params
 from framework import REPO, NodeProcess, wait_until, write_network
+
+from chain.address import address_of, format_address, parse_address
+from chain.keys import PrivateKey
+from consensus.params import load_params
 from p2p.light_client import VerifyFailed, verify_account, verify_header_chain
 from useful_work.hashing import tagged_hash
 
@@ -81,8 +80,22 @@ class LyingProxy:
 
 
 def wallet_balance(node_url: str, network: Path, tmp_path: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "p2p.cli", "wallet", "balance", RICH_ADDRESS, "--verify", "--network", str(network),
-           "--node", node_url, "--json", "--wallet-dir", str(tmp_path / "wallets")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "p2p.cli",
+        "wallet",
+        "balance",
+        RICH_ADDRESS,
+        "--verify",
+        "--network",
+        str(network),
+        "--node",
+        node_url,
+        "--json",
+        "--wallet-dir",
+        str(tmp_path / "wallets"),
+    ]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
@@ -96,7 +109,9 @@ def test_balances_verify_against_self_checked_headers_and_lies_are_caught(tmp_pa
         answer = node.get(f"/api/accounts/{RICH_ADDRESS}?proof=1")
         headers = verify_header_chain(params, all_headers(node), int(time.time() * 1000) + 10_000)
         checked = verify_account(headers, parse_address(RICH_ADDRESS), answer)
-        assert (checked.balance, checked.nonce) == (123_456_789, 0) and checked.height == answer["proof"]["height"]
+        assert (checked.balance, checked.nonce) == (123_456_789, 0) and checked.height == answer[
+            "proof"
+        ]["height"]
 
         # an address the ledger has never seen: its absence is proven, and a balance for it is a lie
         nobody = format_address(tagged_hash("nobody")[:20])
@@ -108,23 +123,34 @@ def test_balances_verify_against_self_checked_headers_and_lies_are_caught(tmp_pa
 
         # tampered proofs fail
         proof = answer["proof"]
-        flipped = [("0" if s[0] != "0" else "1") + s[1:] for s in proof["siblings"][:1]] + proof["siblings"][1:]
-        for bad in ({**proof, "siblings": flipped}, {**proof, "siblings": proof["siblings"][1:]},
-                    {**proof, "account": empty["proof"]["account"]}):
+        flipped = [("0" if s[0] != "0" else "1") + s[1:] for s in proof["siblings"][:1]] + proof[
+            "siblings"
+        ][1:]
+        for bad in (
+            {**proof, "siblings": flipped},
+            {**proof, "siblings": proof["siblings"][1:]},
+            {**proof, "account": empty["proof"]["account"]},
+        ):
             with pytest.raises(VerifyFailed, match="does not match the state root"):
                 verify_account(headers, parse_address(RICH_ADDRESS), {**answer, "proof": bad})
         with pytest.raises(VerifyFailed, match="not on the header chain"):
-            verify_account(headers, parse_address(RICH_ADDRESS), {**answer, "proof": {**proof, "height": 1}})
+            verify_account(
+                headers, parse_address(RICH_ADDRESS), {**answer, "proof": {**proof, "height": 1}}
+            )
         forged = bytearray(all_headers(node)[2])
         forged[-5] ^= 1  # a byte of the signature
         with pytest.raises(VerifyFailed, match="header 2"):
-            verify_header_chain(params, all_headers(node)[:2] + [bytes(forged)], int(time.time() * 1000))
+            verify_header_chain(
+                params, all_headers(node)[:2] + [bytes(forged)], int(time.time() * 1000)
+            )
 
         # the wallet CLI: honest node verified; a node inflating the balance is caught
         honest = wallet_balance(node.api_url, network, tmp_path)
         assert honest.returncode == 0, honest.stdout + honest.stderr
         data = json.loads(honest.stdout)
-        assert data["balance"]["units"] == 123_456_789 and data["verified"]["height"] == checked.height
+        assert (
+            data["balance"]["units"] == 123_456_789 and data["verified"]["height"] == checked.height
+        )
 
         def inflate(body: dict) -> dict:
             return {**body, "balance": body["balance"] * 10, "spendable": body["spendable"] * 10}
@@ -135,6 +161,9 @@ def test_balances_verify_against_self_checked_headers_and_lies_are_caught(tmp_pa
         finally:
             proxy.close()
         assert lied.returncode != 0
-        assert "verification failed" in lied.stdout + lied.stderr and "1234567890" in lied.stdout + lied.stderr
+        assert (
+            "verification failed" in lied.stdout + lied.stderr
+            and "1234567890" in lied.stdout + lied.stderr
+        )
     finally:
         node.stop()

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from framework import NodeProcess, TestPeer, wait_until, write_network
 
 from chain.block import Block
-from framework import NodeProcess, TestPeer, wait_until, write_network
 from p2p.protocol import BlockMsg, GetData, NotFound
 
 pytestmark = pytest.mark.integration
@@ -65,16 +65,25 @@ def test_a_pruned_node_serves_headers_and_recent_blocks_and_every_task_result(tm
         headers = b.get("/api/headers?start=0")["headers"]
         assert len(headers) == tip + 1
         assert headers == a.get(f"/api/headers?start=0&limit={tip + 1}")["headers"]
-        hello, replies = asyncio.run(ask_blocks(b, [bytes.fromhex(old["hash"]), bytes.fromhex(recent["hash"])]))
+        hello, replies = asyncio.run(
+            ask_blocks(b, [bytes.fromhex(old["hash"]), bytes.fromhex(recent["hash"])])
+        )
         assert hello.pruned == KEEP
-        assert isinstance(replies[0], NotFound) and replies[0].blocks == (bytes.fromhex(old["hash"]),)
-        assert isinstance(replies[1], BlockMsg) and Block.from_bytes(replies[1].block).hash.hex() == recent["hash"]
+        assert isinstance(replies[0], NotFound) and replies[0].blocks == (
+            bytes.fromhex(old["hash"]),
+        )
+        assert (
+            isinstance(replies[1], BlockMsg)
+            and Block.from_bytes(replies[1].block).hash.hex() == recent["hash"]
+        )
         # every task result: the default task's manifest over all its blocks, and its state
         task = status["active_task"]["task_id"]
         manifest_b = b.get(f"/api/tasks/{task}/manifest?limit=100")
         manifest_a = a.get(f"/api/tasks/{task}/manifest?limit=100")
         assert manifest_b == manifest_a and len(manifest_b["blocks"]) >= tip - 1
-        assert b.get(f"/api/tasks/{task}/result?partial=1") == a.get(f"/api/tasks/{task}/result?partial=1")
+        assert b.get(f"/api/tasks/{task}/result?partial=1") == a.get(
+            f"/api/tasks/{task}/result?partial=1"
+        )
         assert "pruned here" in b.log_path.read_text()
     finally:
         for n in nodes:
