@@ -101,6 +101,11 @@ class IndexEntry(Record):
     reason: Annotated[str, Text(500)]
 
 
+# LevelDB's block cache (its default is 8 MiB): the state tree's reads are random, so a larger
+# cache keeps a block's cost near flat as the ledger grows (scripts/bench_node_scale.py)
+LEVELDB_CACHE_BYTES = 64 << 20
+
+
 def _height_key(height: int) -> bytes:
     return _HEIGHT + height.to_bytes(8, "big")
 
@@ -112,7 +117,9 @@ def _has_files(path: Path) -> bool:
 def open_leveldb(path: str, create: bool) -> "plyvel.DB":
     """Open with paranoid checks; `create` only for a directory that is missing or empty."""
     try:
-        return plyvel.DB(path, create_if_missing=create, paranoid_checks=True)
+        return plyvel.DB(
+            path, create_if_missing=create, paranoid_checks=True, lru_cache_size=LEVELDB_CACHE_BYTES
+        )
     except plyvel.CorruptionError as exc:
         raise StoreCorrupt(f"{path}: LevelDB found damaged data at open ({_text(exc)}); {REINDEX_HINT}") from None
     except plyvel.Error as exc:
