@@ -178,9 +178,9 @@ def _update(
                 entries.pop(key_int, None)
             else:
                 entries[key_int] = (key, value)
-        result = _build(writes, pos, sorted(entries.items()))
-        writes[pos] = result
-        return result
+        built = _build(writes, pos, sorted(entries.items()))
+        writes[pos] = built
+        return built
     cut = 0
     while cut < len(ups) and _bit(ups[cut][0], depth) == 0:
         cut += 1

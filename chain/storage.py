@@ -305,7 +305,8 @@ class ChainStore:
         (through the cache), tasks and pending rewards from memory. One object per tip."""
         state = self._state
         base = state.tree.base if state is not None else None
-        if not isinstance(base, GenerationReader) or base.generation != self.cache.generation:
+        if state is None or not isinstance(base, GenerationReader) \
+                or base.generation != self.cache.generation:
             reader = GenerationReader(self.db, self.cache, _NODE, _ACCOUNT, self._corrupt)
             accounts: StoredAccounts[Account] = StoredAccounts(reader, self._decode_account)
             state = LedgerState(self.chain_id, accounts, dict(self._tasks), dict(self._rewards),
