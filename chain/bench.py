@@ -105,7 +105,7 @@ def _connect_rates(blocks: int) -> dict[str, float]:
             _ = new_state.root  # what a validator compares with the header's state_root
             store.connect_block(block, undo, new_state, chain_work=parent.height + 2)
             elapsed += time.perf_counter() - start
-            state, parent = new_state, block.header
+            state, parent = store.state(), block.header
         store.close()
     return {"connect_blocks_per_s": blocks / elapsed, "connect_tx_per_s": blocks * TXS_PER_BLOCK / elapsed}
 

@@ -1,5 +1,9 @@
 """The ledger state (accounts, tasks, immature rewards), its root, and the pure state transition with undo data.
 
+The state root is the root of a sparse Merkle tree over every entry (chain.smt, keys in
+chain.state_view); a new state lays the block's changes over its parent's state, so applying a
+block costs what the block touches, not what the state holds.
+
 `apply_block(state, block, subsidy, maturity)` first pays out the reward of the block `maturity`
 blocks back, then applies the transactions in order, then advances each claimed task, and last
 records this block's reward (subsidy, fees, bounty shares) as immature; it returns the new state
@@ -21,8 +25,7 @@ That re-execution shows the unit does not reproduce is a consensus check, made b
 """
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from functools import cached_property
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Annotated
 
@@ -37,10 +40,11 @@ from chain.block import (
     check_block_structure,
 )
 from chain.encoding import U32, U64, U64_MAX, Bytes, ListOf, Maybe, Nested, Record, UInt, VarBytes
+from chain.smt import Node, Position, Proof, TreeView, build_nodes, root_of
+from chain.state_view import Overlay, account_key, reward_key, task_key, value_hash
 from chain.tx import FraudProof, SubmitTask, Transaction, Transfer, TxError, check_tx, task_units
 from chain.types import Address, TaskId
 from useful_work.hashing import HASH_SIZE, ZERO_HASH, tagged_hash
-from useful_work.merkle import merkle_root
 from useful_work.specs import MAX_SPEC_BYTES, parse_spec
 
 TASK_OPEN = 0
@@ -165,21 +169,33 @@ def work_id(header: BlockHeader) -> bytes:
                        b"".join(c.to_bytes() for c in header.work), header.shares_root)
 
 
-@dataclass(frozen=True)
 class LedgerState:
     """Accounts by 20-byte address, tasks by 32-byte id and immature rewards by block height,
-    read-only; absent accounts are empty."""
+    read-only; absent accounts are empty. `root` is the state tree's root (chain.smt).
 
-    chain_id: bytes
-    accounts: Mapping[bytes, Account]
-    tasks: Mapping[bytes, TaskRecord]
-    rewards: Mapping[int, PendingReward] = field(default_factory=dict)
+    A state made from plain maps (genesis, tests) builds its tree from scratch when its root is
+    first asked for; a state made by `apply_block` or `undo_blocks` is its parent with the
+    block's changes laid over it, and updates only the touched leaves of its parent's tree.
+    The store's state at its tip (ChainStore.state) reads accounts and tree nodes from disk.
+    Two states are equal when their chain ids and roots are.
+    """
 
-    def __post_init__(self) -> None:
-        for name in ("accounts", "tasks", "rewards"):
-            mapping = getattr(self, name)
-            if not isinstance(mapping, MappingProxyType):
-                object.__setattr__(self, name, MappingProxyType(dict(mapping)))
+    def __init__(
+        self,
+        chain_id: bytes,
+        accounts: Mapping[bytes, Account],
+        tasks: Mapping[bytes, TaskRecord],
+        rewards: Mapping[int, PendingReward] | None = None,
+        *,
+        tree: TreeView | None = None,
+    ) -> None:
+        self.chain_id = chain_id
+        self.accounts = _read_only(accounts)
+        self.tasks = _read_only(tasks)
+        self.rewards = _read_only(rewards if rewards is not None else {})
+        self._tree = tree
+        self._parent: LedgerState | None = None
+        self._leaf_changes: dict[bytes, bytes | None] = {}
 
     def account(self, address: bytes) -> Account:
         return self.accounts.get(address, EMPTY_ACCOUNT)
@@ -188,23 +204,95 @@ class LedgerState:
         """This address's rewards that are not spendable yet, oldest first."""
         return [r for _, r in sorted(self.rewards.items()) if r.payout == address]
 
-    @cached_property
+    def child(
+        self,
+        accounts: Mapping[bytes, Account | None],
+        tasks: Mapping[bytes, TaskRecord | None],
+        rewards: Mapping[int, PendingReward | None],
+    ) -> "LedgerState":
+        """This state with the given entries set (None: removed); nothing of this one is copied
+        but the changes since its base."""
+        new = LedgerState(
+            self.chain_id, Overlay.over(self.accounts, accounts), Overlay.over(self.tasks, tasks),
+            Overlay.over(self.rewards, rewards),
+        )
+        new._parent = self
+        new._leaf_changes = leaf_changes(accounts, tasks, rewards)
+        return new
+
+    @property
+    def tree(self) -> TreeView:
+        if self._tree is None:
+            pending: list[LedgerState] = []
+            s: LedgerState | None = self
+            while s is not None and s._tree is None:
+                pending.append(s)
+                s = s._parent
+            for state in reversed(pending):
+                parent = state._parent
+                if parent is None:
+                    state._tree = TreeView(EMPTY_TREE, build_nodes(state_leaves(state)))
+                else:
+                    state._tree = parent.tree.updated(state._leaf_changes)
+                state._parent, state._leaf_changes = None, {}  # the parent may be freed now
+        assert self._tree is not None
+        return self._tree
+
+    @property
     def root(self) -> bytes:
-        return state_root(self)
+        return self.tree.root
+
+    def prove_account(self, address: bytes) -> Proof:
+        """The tree proof of this address's account (or of its absence)."""
+        return self.tree.prove(account_key(address))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LedgerState):
+            return NotImplemented
+        return self.chain_id == other.chain_id and self.root == other.root
+
+    def __hash__(self) -> int:
+        return hash((self.chain_id, self.root))
 
 
-def _sealed(chain_id: bytes, accounts: dict, tasks: dict, rewards: dict) -> LedgerState:
-    """A state over dicts that nobody else holds (no copy)."""
-    return LedgerState(chain_id, MappingProxyType(accounts), MappingProxyType(tasks), MappingProxyType(rewards))
+class _EmptyTree:
+    def node(self, position: Position) -> Node | None:
+        return None
+
+
+EMPTY_TREE = _EmptyTree()
+
+
+def _read_only(mapping: Mapping) -> Mapping:
+    if isinstance(mapping, (MappingProxyType, Overlay)) or not isinstance(mapping, dict):
+        return mapping
+    return MappingProxyType(dict(mapping))
+
+
+def leaf_changes(
+    accounts: Mapping[bytes, Account | None],
+    tasks: Mapping[bytes, TaskRecord | None],
+    rewards: Mapping[int, PendingReward | None],
+) -> dict[bytes, bytes | None]:
+    """The state tree's (key, value hash) changes for these entries (None: removed)."""
+    out: dict[bytes, bytes | None] = {}
+    for address, account in accounts.items():
+        out[account_key(address)] = None if account is None else value_hash(account.to_bytes())
+    for task_id, task in tasks.items():
+        out[task_key(task_id)] = None if task is None else value_hash(task.to_bytes())
+    for height, reward in rewards.items():
+        out[reward_key(height)] = None if reward is None else value_hash(reward.to_bytes())
+    return out
+
+
+def state_leaves(state: LedgerState) -> dict[bytes, bytes]:
+    leaves = leaf_changes(state.accounts, state.tasks, state.rewards)
+    return {k: v for k, v in leaves.items() if v is not None}
 
 
 def state_root(state: LedgerState) -> bytes:
-    """Merkle root over the sorted entries: b"a" + address + account, then b"t" + task id + task,
-    then b"r" + height (8 bytes, big-endian) + pending reward."""
-    leaves = [b"a" + address + state.accounts[address].to_bytes() for address in sorted(state.accounts)]
-    leaves += [b"t" + task_id + state.tasks[task_id].to_bytes() for task_id in sorted(state.tasks)]
-    leaves += [b"r" + h.to_bytes(8, "big") + state.rewards[h].to_bytes() for h in sorted(state.rewards)]
-    return merkle_root(leaves)
+    """The state tree's root recomputed from scratch over every entry (a check of `state.root`)."""
+    return root_of(state_leaves(state))
 
 
 def open_tasks(state: LedgerState) -> list[TaskRecord]:
@@ -611,12 +699,6 @@ def _credit(changes: _Changes, address: bytes, amount: int, who: str) -> None:
 
 
 def _commit(state: LedgerState, changes: _Changes, miner_reward: int, burned: int = 0) -> tuple[LedgerState, Undo]:
-    accounts = dict(state.accounts)
-    accounts.update(changes.accounts)
-    tasks = dict(state.tasks)
-    tasks.update(changes.tasks)
-    rewards = dict(state.rewards)
-    _restore(rewards, changes.rewards.items())
     undo = Undo(
         accounts=tuple(AccountUndo(a, state.accounts.get(a)) for a in sorted(changes.accounts)),
         tasks=tuple(TaskUndo(t, state.tasks.get(t)) for t in sorted(changes.tasks)),
@@ -624,7 +706,7 @@ def _commit(state: LedgerState, changes: _Changes, miner_reward: int, burned: in
         miner_reward=miner_reward,
         burned=burned,
     )
-    return _sealed(state.chain_id, accounts, tasks, rewards), undo
+    return state.child(changes.accounts, changes.tasks, changes.rewards), undo
 
 
 def undo_block(state: LedgerState, undo: Undo) -> LedgerState:
@@ -633,20 +715,12 @@ def undo_block(state: LedgerState, undo: Undo) -> LedgerState:
 
 
 def undo_blocks(state: LedgerState, undos: Iterable[Undo]) -> LedgerState:
-    """The state before several blocks, their undo records newest first (one copy of the maps)."""
-    accounts = dict(state.accounts)
-    tasks = dict(state.tasks)
-    rewards = dict(state.rewards)
+    """The state before several blocks, their undo records newest first (only touched keys)."""
+    accounts: dict[bytes, Account | None] = {}
+    tasks: dict[bytes, TaskRecord | None] = {}
+    rewards: dict[int, PendingReward | None] = {}
     for undo in undos:
-        _restore(accounts, ((u.address, u.before) for u in undo.accounts))
-        _restore(tasks, ((u.task_id, u.before) for u in undo.tasks))
-        _restore(rewards, ((u.height, u.before) for u in undo.rewards))
-    return _sealed(state.chain_id, accounts, tasks, rewards)
-
-
-def _restore(mapping: dict, entries: Iterable[tuple[object, object]]) -> None:
-    for key, before in entries:
-        if before is None:
-            mapping.pop(key, None)
-        else:
-            mapping[key] = before
+        accounts.update((u.address, u.before) for u in undo.accounts)
+        tasks.update((u.task_id, u.before) for u in undo.tasks)
+        rewards.update((u.height, u.before) for u in undo.rewards)
+    return state.child(accounts, tasks, rewards)

@@ -17,23 +17,36 @@ Trust in the disk (docs/reliability.md):
 
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import plyvel
 
-from chain.block import Block, BlockHeader
+from chain.block import Block, BlockHeader, WorkProof
 from chain.encoding import U64, BigUInt, Bytes, DecodeError, Record, Text, UInt
-from chain.state import Account, LedgerState, PendingReward, TaskRecord, Undo
+from chain.history import AccountEvent, TxLocation, account_events, tx_locations
+from chain.smt import Node, Position, TreeView, build_nodes, encode_node, position_key, update
+from chain.state import (
+    Account,
+    LedgerState,
+    PendingReward,
+    TaskRecord,
+    Undo,
+    leaf_changes,
+    state_leaves,
+)
+from chain.state_store import GenerationReader, StateCache, StoredAccounts
 from chain.types import BlockHash
 from useful_work.hashing import HASH_SIZE
 from useful_work.trace import state_hash
 
 R = TypeVar("R", bound=Record)
 
-FORMAT_VERSION = b"4"  # 4: share claims in blocks and rewards (3: work records; 2: chained seeds)
+# 4: the state tree's nodes, transaction index, account histories, pruning, share claims in
+# blocks and rewards (3: pending rewards record their work for fraud proofs; 2: chained seeds)
+FORMAT_VERSION = b"4"
 
 # prefix      key after the prefix              value
 _META = b"m"  # name                            bytes (chain id, genesis hash, format version)
@@ -48,6 +61,10 @@ _BLOB = b"s"  # state_hash(blob)                blob (task states; content-addre
 _UNDO = b"u"  # block hash                      Undo
 _TASK_BLOCKS = b"w"  # task id + height (8 BE) + block hash   b"" (blocks that worked on a task)
 _REWARD = b"r"  # height, 8 bytes big-endian    PendingReward (immature block rewards)
+_NODE = b"z"  # depth (2 BE) + path (32)        state-tree node (chain.smt.encode_node)
+_TXLOC = b"x"  # txid                           TxLocation (best chain only)
+_EVENT = b"e"  # address + height (8 BE) + seq (4 BE)   AccountEvent (best chain only)
+_PRUNED = b"P"  # block hash                    b"" (its openings and undo record are deleted)
 
 # For p2p.reindex, which salvages these prefixes from a damaged store.
 BLOCK_PREFIX, INDEX_PREFIX, HEIGHT_PREFIX = _BLOCK, _INDEX, _HEIGHT
@@ -90,6 +107,11 @@ class IndexEntry(Record):
     reason: Annotated[str, Text(500)]
 
 
+# LevelDB's block cache (its default is 8 MiB): the state tree's reads are random, so a larger
+# cache keeps a block's cost near flat as the ledger grows (scripts/bench_node_scale.py)
+LEVELDB_CACHE_BYTES = 64 << 20
+
+
 def _height_key(height: int) -> bytes:
     return _HEIGHT + height.to_bytes(8, "big")
 
@@ -101,7 +123,9 @@ def _has_files(path: Path) -> bool:
 def open_leveldb(path: str, create: bool) -> "plyvel.DB":
     """Open with paranoid checks; `create` only for a directory that is missing or empty."""
     try:
-        return plyvel.DB(path, create_if_missing=create, paranoid_checks=True)
+        return plyvel.DB(
+            path, create_if_missing=create, paranoid_checks=True, lru_cache_size=LEVELDB_CACHE_BYTES
+        )
     except plyvel.CorruptionError as exc:
         raise StoreCorrupt(f"{path}: LevelDB found damaged data at open ({_text(exc)}); {REINDEX_HINT}") from None
     except plyvel.Error as exc:
@@ -135,6 +159,15 @@ class ChainStore:
         if version is not None and version != FORMAT_VERSION:
             self.db.close()
             raise StoreError(f"{self.path}: store format {version!r}, this code reads {FORMAT_VERSION!r}")
+        self.cache = StateCache()
+        self._state: LedgerState | None = None
+        self._tasks: dict[bytes, TaskRecord] = {}
+        self._rewards: dict[int, PendingReward] = {}
+        try:
+            self._load_tasks_and_rewards()
+        except StoreError:
+            self.db.close()
+            raise
 
     def verify(self) -> tuple[int, int]:
         """Read every record with checksums verified; (records, bytes), or StoreCorrupt naming the file."""
@@ -267,24 +300,96 @@ class ChainStore:
     def task(self, task_id: bytes) -> TaskRecord | None:
         return self._read(TaskRecord, _TASK + task_id, f"task {task_id.hex()}")
 
-    def load_state(self) -> LedgerState:
-        """The ledger state at the best tip."""
-        accounts = {}
-        for key, raw in self._iter(prefix=_ACCOUNT):
-            accounts[key[1:]] = self._decode(Account, raw, f"account {key[1:].hex()}")
-        tasks = {}
+    def _load_tasks_and_rewards(self) -> None:
         for key, raw in self._iter(prefix=_TASK):
-            tasks[key[1:]] = self._decode(TaskRecord, raw, f"task {key[1:].hex()}")
-        rewards = {}
+            self._tasks[key[1:]] = self._decode(TaskRecord, raw, f"task {key[1:].hex()}")
         for key, raw in self._iter(prefix=_REWARD):
-            rewards[int.from_bytes(key[1:], "big")] = self._decode(PendingReward, raw, f"reward of block {key[1:].hex()}")
-        return LedgerState(self.chain_id, accounts, tasks, rewards)
+            what = f"reward of block {key[1:].hex()}"
+            self._rewards[int.from_bytes(key[1:], "big")] = self._decode(PendingReward, raw, what)
+
+    def state(self) -> LedgerState:
+        """The ledger state at the best tip: accounts and tree nodes read from disk as needed
+        (through the cache), tasks and pending rewards from memory. One object per tip."""
+        state = self._state
+        base = state.tree.base if state is not None else None
+        if state is None or not isinstance(base, GenerationReader) \
+                or base.generation != self.cache.generation:
+            reader = GenerationReader(self.db, self.cache, _NODE, _ACCOUNT, self._corrupt)
+            accounts: StoredAccounts[Account] = StoredAccounts(reader, self._decode_account)
+            state = LedgerState(self.chain_id, accounts, dict(self._tasks), dict(self._rewards),
+                                tree=TreeView(reader))
+            self._state = state
+        return state
+
+    def load_state(self) -> LedgerState:
+        """The ledger state at the best tip (see `state`)."""
+        return self.state()
+
+    def _decode_account(self, address: bytes, raw: bytes) -> Account:
+        return self._decode(Account, raw, f"account {address.hex()}")
 
     def _decode(self, cls: type[R], raw: bytes, what: str) -> R:
         try:
             return cls.from_bytes(raw)
         except DecodeError as exc:
             raise CorruptRecord(f"{self.path}: {what}: {exc}") from None
+
+    def tx_location(self, txid: bytes) -> TxLocation | None:
+        """Where a transaction of the best chain is."""
+        return self._read(TxLocation, _TXLOC + txid, f"location of tx {txid.hex()}")
+
+    def txids(self, hex_prefix: str = "") -> Iterator[bytes]:
+        """The best chain's txids starting with these hex digits (whole bytes are seeked)."""
+        whole = bytes.fromhex(hex_prefix[: len(hex_prefix) // 2 * 2])
+        for key in self._iter(prefix=_TXLOC + whole, include_value=False):
+            txid = key[1:]
+            if txid.hex().startswith(hex_prefix):
+                yield txid
+
+    def history(self, address: bytes, offset: int, limit: int) -> tuple[int, list[AccountEvent]]:
+        """(number of events, a page of them newest first) of an address on the best chain."""
+        prefix = _EVENT + address
+        total = sum(1 for _ in self._iter(prefix=prefix, include_value=False))
+        page: list[AccountEvent] = []
+        for i, (key, raw) in enumerate(self._iter(prefix=prefix, reverse=True)):
+            if i >= offset + limit:
+                break
+            if i >= offset:
+                page.append(self._decode(AccountEvent, raw, f"event {key[1:].hex()}"))
+        return total, page
+
+    def is_pruned(self, block_hash: bytes) -> bool:
+        return self._get(_PRUNED + block_hash) is not None
+
+    def pruned_height(self) -> int:
+        """The best chain's blocks at and below this height are pruned (0: none)."""
+        raw = self._get(_META + b"pruned")
+        return int.from_bytes(raw, "big") if raw is not None else 0
+
+    def prune(self, keep: int, max_blocks: int = 256) -> int:
+        """Prune the best chain's blocks more than `keep` below the tip, at most `max_blocks` now:
+        their openings (the bulk of a body) and undo records are deleted; header, transactions
+        and leaves stay (the task manifests and fraud proofs need the leaves, task results are
+        blobs, which are kept). One atomic batch. Returns how many blocks were pruned."""
+        if keep < 1:
+            raise StoreError(f"prune: keep {keep} blocks, at least 1")
+        start = self.pruned_height() + 1
+        end = min(self.tip_entry().height - keep, start + max_blocks - 1)
+        if end < start:
+            return 0
+        with self._write_batch() as batch:
+            for height in range(start, end + 1):
+                h = self.hash_at(height)
+                block = self.get_block(h) if h is not None else None
+                if h is None or block is None:
+                    raise CorruptRecord(f"{self.path}: best-chain block at height {height} missing")
+                proofs = tuple(WorkProof(p.leaves, ()) for p in block.proofs)
+                batch.put(_BLOCK + h, Block(block.header, block.txs, proofs).to_bytes())
+                batch.delete(_UNDO + h)
+                batch.put(_PRUNED + h, b"")
+            batch.put(_META + b"pruned", end.to_bytes(8, "big"))
+        self._state = None  # its snapshot would keep the deleted records from being compacted away
+        return end - start + 1
 
     def get_blob(self, blob_hash: bytes) -> bytes | None:
         return self._get(_BLOB + blob_hash)
@@ -356,10 +461,66 @@ class ChainStore:
                 batch.put(_ACCOUNT + address, account.to_bytes())
             for task_id, task in state.tasks.items():
                 batch.put(_TASK + task_id, task.to_bytes())
+            for height, reward in state.rewards.items():
+                batch.put(_REWARD + height.to_bytes(8, "big"), reward.to_bytes())
+            nodes = build_nodes(state_leaves(state))
+            for pos, node in nodes.items():
+                if node is not None:
+                    batch.put(_NODE + position_key(pos), encode_node(node))
             for blob in blobs:
                 batch.put(_BLOB + state_hash(blob), blob)
             batch.put(_height_key(block.header.height), h)
             batch.put(_TIP, h)
+        self._tasks, self._rewards = dict(state.tasks), dict(state.rewards)
+        self.cache.advance({}, {})
+
+    def _tree_writes(
+        self, new_state: LedgerState | None, accounts: Mapping[bytes, Account | None],
+        tasks: Mapping[bytes, TaskRecord | None], rewards: Mapping[int, PendingReward | None],
+    ) -> dict[Position, Node | None]:
+        """The tree positions to write for these changes on the tip's state: taken from
+        `new_state` when it was derived from the tip's state, else computed here."""
+        if new_state is not None:
+            base = new_state.tree.base
+            if isinstance(base, GenerationReader) and base.cache is self.cache \
+                    and base.generation == self.cache.generation:
+                return new_state.tree.writes
+        return update(self.state().tree, leaf_changes(accounts, tasks, rewards))
+
+    def _write_state(
+        self, batch: "_Batch", nodes: Mapping[Position, Node | None],
+        accounts: Mapping[bytes, Account | None], tasks: Mapping[bytes, TaskRecord | None],
+        rewards: Mapping[int, PendingReward | None],
+    ) -> None:
+        for address, account in accounts.items():
+            _put_or_delete(batch, _ACCOUNT + address, account)
+        for task_id, task in tasks.items():
+            _put_or_delete(batch, _TASK + task_id, task)
+        for height, reward in rewards.items():
+            _put_or_delete(batch, _REWARD + height.to_bytes(8, "big"), reward)
+        for pos, node in nodes.items():
+            if node is None:
+                batch.delete(_NODE + position_key(pos))
+            else:
+                batch.put(_NODE + position_key(pos), encode_node(node))
+
+    def _advance(
+        self, nodes: Mapping[Position, Node | None], accounts: Mapping[bytes, Account | None],
+        tasks: Mapping[bytes, TaskRecord | None], rewards: Mapping[int, PendingReward | None],
+    ) -> None:
+        """After a batch reached the disk: the in-memory maps and caches follow it."""
+        for task_id, task in tasks.items():
+            if task is None:
+                self._tasks.pop(task_id, None)
+            else:
+                self._tasks[task_id] = task
+        for height, reward in rewards.items():
+            if reward is None:
+                self._rewards.pop(height, None)
+            else:
+                self._rewards[height] = reward
+        raw = {a: None if acct is None else acct.to_bytes() for a, acct in accounts.items()}
+        self.cache.advance(nodes, raw)
 
     def connect_block(
         self,
@@ -368,11 +529,14 @@ class ChainStore:
         new_state: LedgerState,
         chain_work: int | None = None,
         blobs: Iterable[bytes] = (),
+        body_stored: bool = False,
     ) -> IndexEntry:
-        """Make `block` the new tip: one atomic batch with its state deltas and undo record.
+        """Make `block` the new tip: one atomic batch with its state deltas, tree nodes, undo
+        record, transaction locations and account events.
 
         `new_state` is apply_block's result for this block on the tip's state; only the keys named
         in `undo` are written. `chain_work` may be left out when the block is already indexed.
+        `body_stored`: put_block wrote the body already (it is not written twice).
         """
         h = block.hash
         tip = self.tip()
@@ -384,16 +548,20 @@ class ChainStore:
                 raise StoreError(f"block {h.hex()} is not indexed and no chain work was given")
             chain_work = known.chain_work
         entry = IndexEntry(h, block.header.prev_hash, block.header.height, chain_work, STATUS_VALID, "")
+        accounts = {u.address: new_state.accounts.get(u.address) for u in undo.accounts}
+        tasks = {u.task_id: new_state.tasks.get(u.task_id) for u in undo.tasks}
+        rewards = {u.height: new_state.rewards.get(u.height) for u in undo.rewards}
+        nodes = self._tree_writes(new_state, accounts, tasks, rewards)
         with self._write_batch() as batch:
-            batch.put(_HEADER + h, block.header.to_bytes())
-            batch.put(_BLOCK + h, block.to_bytes())
+            if not body_stored:
+                batch.put(_HEADER + h, block.header.to_bytes())
+                batch.put(_BLOCK + h, block.to_bytes())
             batch.put(_INDEX + h, entry.to_bytes())
-            for item in undo.accounts:
-                _put_or_delete(batch, _ACCOUNT + item.address, new_state.accounts.get(item.address))
-            for task_undo in undo.tasks:
-                _put_or_delete(batch, _TASK + task_undo.task_id, new_state.tasks.get(task_undo.task_id))
-            for r in undo.rewards:
-                _put_or_delete(batch, _REWARD + r.height.to_bytes(8, "big"), new_state.rewards.get(r.height))
+            self._write_state(batch, nodes, accounts, tasks, rewards)
+            for txid, location in tx_locations(block):
+                batch.put(_TXLOC + txid, location.to_bytes())
+            for address, seq, event in account_events(block, undo.miner_reward):
+                batch.put(_event_key(address, block.header.height, seq), event.to_bytes())
             for blob in blobs:
                 batch.put(_BLOB + state_hash(blob), blob)
             for claim in block.header.work:
@@ -401,40 +569,51 @@ class ChainStore:
             batch.put(_UNDO + h, undo.to_bytes())
             batch.put(_height_key(block.header.height), h)
             batch.put(_TIP, h)
+        self._advance(nodes, accounts, tasks, rewards)
         return entry
 
     def disconnect_tip(self) -> tuple[Block, Undo]:
         """Undo the tip block on disk in one atomic batch; return it and its undo record.
 
-        The caller brings its in-memory state back with `undo_block(state, undo)`.
+        The store's `state()` is the state before the block from then on.
         """
         h = self.tip()
         if h == self.genesis_hash:
             raise StoreError("cannot disconnect the genesis block")
+        if self.is_pruned(h):
+            raise StoreError(f"cannot disconnect block {h.hex()[:16]}: pruned (no undo record)")
         block = self.get_block(h)
         undo = self.get_undo(h)
         if block is None or undo is None:
             raise CorruptRecord(f"{self.path}: tip {h.hex()} has no {'block' if block is None else 'undo record'}")
+        accounts = {u.address: u.before for u in undo.accounts}
+        tasks = {u.task_id: u.before for u in undo.tasks}
+        rewards = {u.height: u.before for u in undo.rewards}
+        nodes = self._tree_writes(None, accounts, tasks, rewards)
         with self._write_batch() as batch:
-            for item in undo.accounts:
-                _put_or_delete(batch, _ACCOUNT + item.address, item.before)
-            for task_undo in undo.tasks:
-                _put_or_delete(batch, _TASK + task_undo.task_id, task_undo.before)
-            for r in undo.rewards:
-                _put_or_delete(batch, _REWARD + r.height.to_bytes(8, "big"), r.before)
+            self._write_state(batch, nodes, accounts, tasks, rewards)
+            for txid, _ in tx_locations(block):
+                batch.delete(_TXLOC + txid)
+            for address, seq, _event in account_events(block, undo.miner_reward):
+                batch.delete(_event_key(address, block.header.height, seq))
             for claim in block.header.work:
                 batch.delete(_task_block_key(claim.task_id, block.header.height, h))
             batch.delete(_UNDO + h)
             batch.delete(_height_key(block.header.height))
             batch.put(_TIP, block.header.prev_hash)
+        self._advance(nodes, accounts, tasks, rewards)
         return block, undo
+
+
+def _event_key(address: bytes, height: int, seq: int) -> bytes:
+    return _EVENT + address + height.to_bytes(8, "big") + seq.to_bytes(4, "big")
 
 
 def _task_block_key(task_id: bytes, height: int, block_hash: bytes) -> bytes:
     return _TASK_BLOCKS + task_id + height.to_bytes(8, "big") + block_hash
 
 
-def _put_or_delete(batch: "plyvel.WriteBatch", key: bytes, value: Record | None) -> None:
+def _put_or_delete(batch: "_Batch", key: bytes, value: Record | None) -> None:
     if value is None:
         batch.delete(key)
     else:

@@ -30,7 +30,7 @@ from enum import Enum
 
 from chain.block import Block, BlockHeader
 from chain.mempool import Mempool, TxRejected
-from chain.state import LedgerState, StateError, fraud_target, undo_block, undo_blocks
+from chain.state import LedgerState, StateError, fraud_target, undo_blocks
 from chain.storage import (
     STATUS_BODY,
     STATUS_HEADER,
@@ -54,6 +54,7 @@ from consensus.validation import (
     VerifiedClaims,
     check_body,
     check_header,
+    check_work,
     connect_checks,
     median_time_past,
     task_state_at,
@@ -120,7 +121,13 @@ class ChainState:
         device: str = "cpu",
         clock: Callable[[], int] = now_ms,
         limits: Limits | None = None,
+        assume_valid: bytes | None = None,
+        prune_keep: int | None = None,
     ) -> None:
+        """`assume_valid` (default: the params' `assume_valid`, off when empty) names a block at and
+        below which a branch's blocks are connected without re-executing their units.
+        `prune_keep`: keep the openings and undo records of this many blocks below the tip (the
+        reorg horizon), prune older ones (ChainStore.prune); None keeps everything."""
         self.store = store
         self.params = params
         self.mempool = mempool
@@ -156,6 +163,14 @@ class ChainState:
             e.hash: None for e in self.entries.values() if e.status in (STATUS_BODY, STATUS_VALID) and prefer(e.chain_work, self.tip.chain_work)
         }
         self.tip_version = 0  # bumped when the tip moves; the miner watches it
+        if assume_valid is None and params.assume_valid:
+            assume_valid = bytes.fromhex(params.assume_valid)
+        self.assume_valid = assume_valid or None  # b"": turned off
+        # height -> hash of the assume-valid block's ancestry, once its header is known
+        self._assumed_chain: dict[int, bytes] | None = None
+        self.assumed_connects = 0  # blocks connected without re-executing their units
+        self._arrived: tuple[bytes, Block] | None = None  # the block just stored, still in memory
+        self.prune_keep = prune_keep
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -341,6 +356,7 @@ class ChainState:
         self.unproven.pop(h, None)
         self.dropped.pop(h, None)
         self._index(self.store.put_block(block, chain_work_after(parent.chain_work, block.header.target)))
+        self._arrived = (h, block)  # validated from memory, not read back from the store
         self.headers[h] = block.header
         entry = self.entries[h]
         result = BlockResult(Outcome.SIDE, h)
@@ -469,16 +485,28 @@ class ChainState:
             e = self.entries[e.prev_hash]
         branch.reverse()
         fork = e.hash
+        if e.height < self.store.pruned_height():
+            # A pruned node has no undo records below its horizon: it cannot go back that far.
+            log.warning("branch to %s forks at height %d, below the pruned height %d: not followed",
+                        target.hash.hex()[:16], e.height, self.store.pruned_height())
+            self.candidates.pop(target.hash, None)
+            return True
         state = self._state_at(fork)
         pending: list[tuple[IndexEntry, Block, Connected]] = []
         for entry in branch:
-            block = self.store.get_block(entry.hash)
+            arrived = self._arrived
+            fresh = arrived is not None and arrived[0] == entry.hash
+            block = arrived[1] if arrived is not None and fresh else self.get_block(entry.hash)
             assert block is not None
+            assumed = entry.status != STATUS_VALID and self._assumed(entry)
             try:
                 done = connect_checks(
-                    self.params, block, state, device=self.device, reexecute=entry.status != STATUS_VALID,
+                    self.params, block, state, device=self.device,
+                    reexecute=entry.status != STATUS_VALID and not assumed,
                     load_block=self.store.get_block, verified_claims=self.verified_claims,
                 )
+                if assumed:
+                    done = self._assumed_connect(block, state, done)
             except InvalidBlock as exc:
                 self._mark_invalid(entry.hash, str(exc))
                 result.invalidated.append((entry.hash, str(exc)))
@@ -494,6 +522,37 @@ class ChainState:
         if pending:
             self._switch(fork, pending, result)
         return True
+
+    def _assumed(self, entry: IndexEntry) -> bool:
+        """Whether the block is the assume-valid block or one of its ancestors (headers known)."""
+        if self.assume_valid is None:
+            return False
+        if self._assumed_chain is None:
+            target = self.entries.get(self.assume_valid)
+            if target is None or target.status == STATUS_INVALID:
+                return False
+            chain: dict[int, bytes] = {}
+            e: IndexEntry | None = target
+            while e is not None:
+                chain[e.height] = e.hash
+                e = self.entries.get(e.prev_hash) if e.height > 0 else None
+            self._assumed_chain = chain
+            log.info("assume-valid block %s at height %d: its ancestors connect without "
+                     "re-execution", target.hash.hex()[:16], target.height)
+        return self._assumed_chain.get(entry.height) == entry.hash
+
+    def _assumed_connect(self, block: Block, state: LedgerState, done: Connected) -> Connected:
+        """An assumed block's units are not re-executed, except where the node must keep the
+        winner's output state: the assume-valid block itself (the next unit starts from it) and
+        a block that completes a task (its result)."""
+        self.assumed_connects += 1
+        claim = block.header.work[0]
+        before, after = state.tasks.get(claim.task_id), done.state.tasks.get(claim.task_id)
+        completes = before is not None and after is not None and before.is_open \
+            and not after.is_open
+        if block.hash != self.assume_valid and not completes:
+            return done
+        return Connected(done.state, done.undo, check_work(self.params, block, state, self.device))
 
     def _state_at(self, block_hash: bytes) -> LedgerState:
         """The ledger state after a block of the best chain, rebuilt in memory from undo records."""
@@ -511,18 +570,22 @@ class ChainState:
         old_tip = self.tip
         while self.tip.hash != fork:
             block, undo = self.store.disconnect_tip()
-            self.state = undo_block(self.state, undo)
+            self.state = self.store.state()
             self.tip = self.entries[block.header.prev_hash]
             result.disconnected.append(block)
         for entry, block, done in pending:
             blobs = [done.task_state] if done.task_state is not None else []
-            self.entries[entry.hash] = self.store.connect_block(block, done.undo, done.state, entry.chain_work, blobs)
-            self.state = done.state
+            self.entries[entry.hash] = self.store.connect_block(
+                block, done.undo, done.state, entry.chain_work, blobs, body_stored=True
+            )
+            self.state = self.store.state()  # the same state as done.state, read from the store
             self.tip = self.entries[entry.hash]
             result.connected.append(block)
         if not self.on_best_chain(old_tip.hash) and prefer(old_tip.chain_work, self.tip.chain_work):
             self.candidates[old_tip.hash] = None  # a partial switch: the old chain is still a candidate
         self._prune_unproven()
+        if self.prune_keep is not None:
+            self.store.prune(self.prune_keep)
         log.info(
             "tip %s height %d (%d connected, %d disconnected)",
             self.tip.hash.hex()[:16], self.tip.height, len(result.connected), len(result.disconnected),

@@ -40,7 +40,7 @@ class Allocation:
 @dataclass(frozen=True)
 class ConsensusParams:
     network: str = "devnet"
-    version: int = 3  # 3: share claims in blocks (2: chained unit seeds, matured rewards)
+    version: int = 3  # 3: sparse Merkle state root, share claims in blocks (2: chained seeds, maturity)
     # Time and difficulty
     block_interval_ms: int = 5_000
     retarget_half_life_ms: int = 60_000
@@ -78,6 +78,8 @@ class ConsensusParams:
     genesis_time_ms: int = 1_764_000_000_000
     genesis_message: str = "pouw devnet: useful work secures the ledger"
     allocations: tuple[Allocation, ...] = ()
+    # Sync policy, not a rule: blocks at and below this hash are not re-executed while syncing
+    assume_valid: str = ""  # a block hash (64 hex digits); "" off (devnet's default)
     default_task: TaskSpec = field(default_factory=TrainSpec)  # a train or render spec; units 0 = open-ended
 
     def block_subsidy(self, height: int) -> int:
@@ -146,7 +148,9 @@ _RANGES: dict[str, tuple[int, int]] = {
 # field of the default task as `default_task.FIELD`; the ranges of the task fields are the task's own).
 MEANINGS: dict[str, str] = {
     "network": "the network's name; the chain id that every transaction signs is derived from it and the genesis",
-    "version": "protocol version of block headers (3: share claims, merged task states)",
+    "version": "protocol version of block headers (3: the state root is the sparse Merkle "
+               "state tree's root; share claims in blocks, merged task states; 2: chained unit "
+               "seeds, matured rewards)",
     "block_interval_ms": "the block interval the difficulty retarget aims for",
     "retarget_half_life_ms": "how fast the target follows solve times: a block one half-life late makes the next twice as easy",
     "initial_units_per_block": "expected units of work to find a block at blocks 1 and 2 (sets the initial target)",
@@ -175,6 +179,9 @@ MEANINGS: dict[str, str] = {
     "max_fraud_proofs_per_block": "fraud proofs one block may carry (each costs a verifier one unit)",
     "genesis_time_ms": "time of the genesis block (Unix ms); block 1 anchors the retarget, not this",
     "genesis_message": "text hashed into the genesis block",
+    "assume_valid": "sync policy, not a rule: a syncing node checks the blocks up to this one "
+                    "(headers, tickets, transactions, state roots) without re-executing their "
+                    "units; --assume-valid overrides it",
     "allocations": "genesis balances: a list of {address, amount} tables",
     "default_task": "the chain's default public task, mined when no paid task is open (train or render; open-ended)",
     "default_task.kind": "train (a shared CNN learns from rendered scenes) or render (labelled images)",
@@ -198,6 +205,7 @@ MEANINGS: dict[str, str] = {
 _RANGE_TEXT: dict[str, str] = {
     "network": "letters, digits, '-' and '_'",
     "genesis_message": "any text",
+    "assume_valid": "empty, or a block hash of 64 hex digits",
     "allocations": "amounts 1 .. 2^63-1, checksummed addresses",
     "default_task": "a train or render table",
 }
@@ -269,6 +277,9 @@ def validate_params(p: ConsensusParams) -> ConsensusParams:
         raise ParamsError("max_block_bytes: must not exceed max_message_bytes (a block travels in one message)")
     if not p.network or not p.network.replace("-", "").replace("_", "").isalnum():
         raise ParamsError(f"network: {p.network!r} must be a short alphanumeric name")
+    av = p.assume_valid
+    if av and (len(av) != 64 or any(c not in "0123456789abcdef" for c in av)):
+        raise ParamsError(f"assume_valid: {av!r} is not a block hash (64 lowercase hex digits)")
     for i, alloc in enumerate(p.allocations):
         if not isinstance(alloc.amount, int) or not 0 < alloc.amount < 1 << 63:
             raise ParamsError(f"allocations[{i}].amount: {alloc.amount!r} out of range 1 .. 2^63-1")

@@ -29,6 +29,7 @@ from chain.tx import SubmitTask, Transaction, Transfer
 from chain.types import Address
 from consensus.market import active_task, credited_line, initial_state, task_for_spec
 from consensus.shares import share_miner
+from p2p.api_proofs import MAX_HEADERS_PAGE, account_proof_json, headers_page, tip_state
 from p2p.metrics import CONTENT_TYPE_LATEST
 from useful_work.hashing import ZERO_HASH
 from useful_work.trace import Leaf
@@ -233,6 +234,7 @@ def block_json(node: NodeView, block: Block) -> dict:
         state_root=h.state_root.hex(),
         work=[record_json(c) for c in h.work],
         openings=[[o.unit_index for o in p.openings] for p in block.proofs],
+        pruned=node.store.is_pruned(block.hash),
         transactions=[tx_json(tx) for tx in block.txs],
         confirmations=node.chain.tip.height - h.height + 1 if out["on_best_chain"] else 0,
         reason=entry.reason if entry else "",
@@ -377,6 +379,9 @@ async def get_status(node: NodeView, request: web.Request) -> web.Response:
         "share_units_checked": node.shares.pool.units_checked if node.shares is not None else 0,
         "blocks_mined": node.miner.stats.blocks,
         "sync": sync_json(node),
+        "prune": node.chain.prune_keep,
+        "assume_valid": {"block": (node.chain.assume_valid or b"").hex() or None,
+                         "connected_without_reexecution": node.chain.assumed_connects},
         "active_task": task,
         "mempool": {"transactions": len(node.mempool), "bytes": node.mempool.total_bytes},
         "device": node.device,
@@ -442,6 +447,10 @@ async def get_block_trace(node: NodeView, request: web.Request) -> web.Response:
     block = await _block_by_id(node, request.match_info["id"])
     offset = _int_arg(request, "offset", 0, 0, 1 << 32)
     limit = _int_arg(request, "limit", 100, 1, MAX_LEAVES_PAGE)
+    if node.store.is_pruned(block.hash):
+        raise ApiError(410, f"block {block.header.height} is pruned here: this node keeps the openings "
+                            f"of only the last {node.chain.prune_keep} blocks (its header, "
+                            "transactions and leaves are kept)")
     h = block.header
     claims = []
     for index, (claim, proof) in enumerate(zip(h.work, block.proofs)):
@@ -485,7 +494,8 @@ async def get_blocks(node: NodeView, request: web.Request) -> web.Response:
 async def get_tx(node: NodeView, request: web.Request) -> web.Response:
     txid, prefix = _id_or_prefix(request.match_info["id"], "txid")
     if txid is None:
-        txid = _unique(prefix, [tx.txid for tx in node.mempool.transactions()] + list(node.txindex.locations), "transaction")
+        in_pool: list[bytes] = [tx.txid for tx in node.mempool.transactions()]
+        txid = _unique(prefix, in_pool + node.txindex.txids(prefix), "transaction")
     pending = node.mempool.get(txid)
     if pending is not None:
         return _json({"status": "pending", "tx": tx_json(pending)})
@@ -528,6 +538,13 @@ async def post_tx(node: NodeView, request: web.Request) -> web.Response:
 async def get_account(node: NodeView, request: web.Request) -> web.Response:
     address = _address(request.match_info["address"])
     state = node.chain.state
+    proof = None
+    if _int_arg(request, "proof", 0, 0, 1):
+        found = tip_state(node.chain)
+        if found is None:
+            raise ApiError(503, "the tip moved while reading the proof: retry")
+        state = found[0]
+        proof = await asyncio.to_thread(account_proof_json, state, found[1], found[2], address)
     account = state.account(address)
     pending = node.mempool.pending(address)
     maturity = node.params.reward_maturity
@@ -545,7 +562,14 @@ async def get_account(node: NodeView, request: web.Request) -> web.Response:
         "nonce": account.nonce,
         "pending_transactions": len(pending),
         "next_nonce": account.nonce + len(pending),
+        **({"proof": proof} if proof is not None else {}),
     })
+
+
+async def get_headers(node: NodeView, request: web.Request) -> web.Response:
+    limit = _int_arg(request, "limit", MAX_HEADERS_PAGE, 1, MAX_HEADERS_PAGE)
+    start = _int_arg(request, "start", 0, 0, 1 << 62)
+    return _json(await asyncio.to_thread(headers_page, node.chain, start, limit))
 
 
 async def get_account_txs(node: NodeView, request: web.Request) -> web.Response:
@@ -791,6 +815,7 @@ async def get_peers(node: NodeView, request: web.Request) -> web.Response:
         "listen": p.listen,
         "inbound": p.inbound,
         "agent": p.hello.agent if p.hello else "",
+        "pruned": p.hello.pruned if p.hello else 0,
         "best_height": p.best_height,
         "score": p.score,
         "ping_ms": round(p.ping_ms, 2) if p.ping_ms is not None else None,
@@ -856,14 +881,19 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/blocks/{id}/trace", get_block_trace,
           "A block's work trace: per claim its ticket, winning, challenged and opened units, and a page of its leaves",
           params=(_ID, ("offset", "query", "first leaf (default 0)"), ("limit", "query", f"leaves, 1 .. {MAX_LEAVES_PAGE}, default 100")),
-          responses={"200": "OK", "400": "bad id, offset or limit", "404": "not found"}),
+          responses={"200": "OK", "400": "bad id, offset or limit", "404": "not found",
+                     "410": "pruned here: the openings are deleted"}),
     Route("GET", "/api/txs/{id}", get_tx, "A transaction: pending or confirmed (with its block)",
           params=(("id", "path", "transaction id (64 hex digits, or a unique prefix of at least 4)"),),
           responses={"200": "OK", "400": "bad or ambiguous id", "404": "not found"}),
     Route("POST", "/api/txs", post_tx, "Submit a signed transaction (JSON {\"tx\": hex} or raw bytes)",
           body='{"tx": "<hex>"} or application/octet-stream', responses={"200": "accepted into the mempool", "400": "malformed or rejected, with the reason"}),
-    Route("GET", "/api/accounts/{address}", get_account, "Balance and nonce of an address",
-          params=(("address", "path", "checksummed address"),), responses={"200": "OK", "400": "bad address"}),
+    Route("GET", "/api/accounts/{address}", get_account,
+          "Balance and nonce of an address; with ?proof=1 also its record and state-tree proof against the tip's state root",
+          params=(("address", "path", "checksummed address"), ("proof", "query", "1: add the proof")),
+          responses={"200": "OK", "400": "bad address", "503": "the tip moved: retry"}),
+    Route("GET", "/api/headers", get_headers, "Canonical header encodings (hex) of the best chain by height, ascending",
+          params=(("start", "query", "first height (default 0)"), ("limit", "query", f"1 .. {MAX_HEADERS_PAGE}, default {MAX_HEADERS_PAGE}"))),
     Route("GET", "/api/accounts/{address}/txs", get_account_txs, "The address's transactions and rewards, newest first",
           params=(("address", "path", "checksummed address"), ("offset", "query", "items to skip"), ("limit", "query", f"1 .. {MAX_PAGE}"))),
     Route("GET", "/api/tasks", get_tasks, "All tasks on the ledger, and (pending) tasks whose submit transaction is in the mempool"),

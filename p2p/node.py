@@ -131,6 +131,8 @@ class NodeConfig:
     # Audits: replay whole traces of recent blocks and publish fraud proofs (consensus/audit.py).
     audit: bool = False
     audit_share: float = 0.5  # of one CPU
+    assume_valid: bytes | None = None  # None: the network's assume_valid (off when empty)
+    prune: int | None = None  # keep the bodies of this many blocks below the tip; None: all
     poison_at: int | None = None  # attack mode for tests: mine with consensus.attacks.PoisonMiner
 
 
@@ -234,14 +236,15 @@ class Node:
         log.info("store %s opened with paranoid checks, every record read back in %.2f s", chain_dir, time.perf_counter() - checked)
         self.metrics.storage_ok.set(1)
         self.mempool = Mempool(self.config.mempool_bytes, min_fee_rate=self.config.min_relay_fee_rate)
-        self.chain = ChainState(self.store, self.params, mempool=self.mempool, device=self.device, limits=self.config.chain_limits)
+        self.chain = ChainState(self.store, self.params, mempool=self.mempool, device=self.device, limits=self.config.chain_limits,
+                                assume_valid=self.config.assume_valid, prune_keep=self.config.prune)
         source = "" if self.config.network == self.params.network else f" (from {self.config.network})"
         log.info(
             "network %s%s, genesis %s, tip height %d %s, device %s",
             self.params.network, source, self.chain.genesis.block.hash.hex()[:16], self.chain.tip.height,
             self.chain.tip.hash.hex()[:16], self.device,
         )
-        self.txindex = await asyncio.to_thread(TxIndex.build, self.chain)
+        self.txindex = TxIndex(self.store)  # persisted with the blocks: nothing to rebuild
         self.metrics.height.set(self.chain.tip.height)
         self.sync = Sync(self.chain, self.mempool, self.metrics, self.live_peers, body_timeout_s=self.config.body_timeout_s)
         self.sync.on_new_tip.append(self._index_result)
@@ -351,6 +354,7 @@ class Node:
             listen=self.listen_addr,
             nonce=self.nonce,
             agent=AGENT,
+            pruned=self.config.prune or 0,
         )
 
     def _new_peer(self, ws, remote: str, inbound: bool) -> Peer:
@@ -524,12 +528,7 @@ class Node:
                 log.exception("periodic work failed")
 
     async def _index_result(self, result: BlockResult) -> None:
-        for block in result.disconnected:
-            self.txindex.disconnect(block)
         for block in result.connected:
-            undo = self.chain.store.get_undo(block.hash)
-            if undo is not None:  # None: connected, then disconnected again within this result
-                self.txindex.connect(block, undo.miner_reward)
             if self.auditor is not None:
                 mine = sum(1 for tx in block.txs if tx.is_fraud_proof and tx.sender == self.auditor.address)
                 if mine:

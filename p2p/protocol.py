@@ -21,7 +21,7 @@ import msgpack
 
 from chain.encoding import U32, U64, Bytes, Codec, DecodeError, ListOf, Record, Text, VarBytes
 
-PROTOCOL_VERSION = 3  # 3: share claims in block bodies, merged task states
+PROTOCOL_VERSION = 3  # 3: sparse Merkle state roots, share claims in bodies, `pruned` in hello
 AGENT = "pouw/0.1"
 HASH_SIZE = 32
 NONCE_SIZE = 8
@@ -113,6 +113,8 @@ class Hello(Message, Record):
     # random per process: detects connections to oneself and duplicate connections
     nonce: Annotated[bytes, Bytes(NONCE_SIZE)]
     agent: Annotated[str, Text(64)]
+    # 0: a full node; else it keeps bodies of only this many blocks below its tip (since version 3)
+    pruned: Annotated[int, U32] = 0
     CODE, NAME, LIMIT = 1, "hello", SMALL
 
 

@@ -458,7 +458,10 @@ class Sync:
                 return
             started = time.perf_counter()
             block = await asyncio.to_thread(self.chain.get_block, h)
-            if block is None:
+            if block is None or self.chain.store.is_pruned(h):
+                if block is not None:
+                    log.info("%s asked for block %s, pruned here (openings deleted): sent notfound",
+                             peer, h.hex()[:16])
                 missing_blocks.append(h)
                 continue
             frame = encode(BlockMsg(block.to_bytes()))

@@ -42,6 +42,37 @@ DEFAULTS = {
 PARENT_GRACE_S = 4.0  # after the launcher is gone, a clean stop gets this long before the process exits
 
 
+def _assume_valid(text: str | None) -> bytes | None:
+    """--assume-valid: a block hash, 'none' (off, whatever the network file says), or unset (None)."""
+    from p2p.lifecycle import EXIT_USAGE, StartupError
+
+    if text is None:
+        return None
+    if text == "none":
+        return b""
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        value = b""
+    if len(value) != 32:
+        raise StartupError(EXIT_USAGE, f"--assume-valid {text!r}: not a block hash (64 hex digits) or 'none'")
+    return value
+
+
+def _prune(blocks: int | None, network: str) -> int | None:
+    """--prune: at least reward_maturity + 1 blocks, so fraud proofs and audits find their bodies."""
+    from consensus.params import load_params
+    from p2p.lifecycle import EXIT_USAGE, StartupError
+
+    if blocks is None:
+        return None
+    least = load_params(network).reward_maturity + 1
+    if blocks < least:
+        raise StartupError(EXIT_USAGE, f"--prune {blocks}: keep at least {least} blocks (reward_maturity + 1), "
+                                       "so that fraud proofs and audits within the window find their blocks")
+    return blocks
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     node = sub.add_parser(
         "node", help="run a full node (peers, sync, mining, HTTP API); `pouw node status|peers|stop|mining` control one",
@@ -60,6 +91,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     node.add_argument("--device", default=None, help="auto, cpu or cuda: where mining and re-execution run (default auto)")
     node.add_argument("--reindex", action=argparse.BooleanOptionalAction, default=None,
                       help="rebuild the block index and state from the stored blocks, with a progress bar")
+    node.add_argument("--assume-valid", default=None, metavar="HASH",
+                      help="while syncing, connect this block and its ancestors without re-executing their units "
+                           "(headers, tickets, transactions and state roots are still checked); 'none' turns off "
+                           "the network file's assume_valid (default: the network's, off on devnet)")
+    node.add_argument("--prune", type=int, default=None, metavar="BLOCKS",
+                      help="keep the openings and undo records of only the last BLOCKS blocks (at least "
+                           "reward_maturity + 1); headers, transactions, leaves, indexes and task states stay")
     node.add_argument("--threads", type=int, default=None, help="torch CPU threads for mining and verification (0: torch's default)")
     node.add_argument("--verify-budget", type=float, default=None, metavar="SECONDS",
                       help="seconds of block validation one peer may cost on blocks that do not become the best chain; "
@@ -163,6 +201,8 @@ def _cmd_node(args: argparse.Namespace) -> int:
             audit=args.audit,
             audit_share=args.audit_share,
             poison_at=args.poison_at,
+            assume_valid=_assume_valid(args.assume_valid),
+            prune=_prune(args.prune, args.network),
         )
         node = holder["node"] = Node(config, prepared)
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from p2p.cli.exits import handles_user_errors
@@ -79,6 +80,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = wsub.add_parser("balance", parents=[remote_nopw], help="balance over every address of the wallet, from the node")
     p.add_argument("target", nargs="?", default=None, metavar="ADDRESS|NAME", help="another address or wallet (default: -w)")
+    p.add_argument("--verify", action="store_true",
+                   help="check each balance against headers this wallet verifies itself from genesis (a tree proof)")
+    p.add_argument("--network", default=None, metavar="NAME|FILE",
+                   help="with --verify: the network's preset or TOML file (default: the preset the node names)")
     p.set_defaults(func=handles_user_errors(_cmd_balance))
 
     p = wsub.add_parser("send", parents=[remote], help="send POUW to an address or wallet name")
@@ -425,6 +430,40 @@ def _cmd_address(args: argparse.Namespace) -> int:
 # --- node commands ---------------------------------------------------------------------------------
 
 
+def _verify_balances(
+    args: argparse.Namespace, node, addresses: Sequence[str], answers: list[dict]
+) -> dict:
+    """Verify the node's header chain from genesis and each answer's proof; UserError if not."""
+    import time
+
+    from chain.address import parse_address
+    from consensus.params import ParamsError, load_params
+    from p2p.errors import UserError
+    from p2p.wallet.light_client import VerifyFailed, verify_account, verify_header_chain
+
+    network = args.network or node.status()["network"]
+    try:
+        params = load_params(network)
+    except (ParamsError, OSError, ValueError) as exc:
+        raise UserError(f"--verify needs the network's parameters: {exc} (give --network NAME|FILE)") from None
+    upto = max(int(a["proof"]["height"]) for a in answers if isinstance(a.get("proof"), dict)) \
+        if all(isinstance(a.get("proof"), dict) for a in answers) else 0
+    encoded: list[bytes] = []
+    while len(encoded) <= upto:
+        page = node.headers(len(encoded))["headers"]
+        if not page:
+            break
+        encoded += [bytes.fromhex(h) for h in page]
+    try:
+        headers = verify_header_chain(params, encoded, int(time.time() * 1000))
+        results = [verify_account(headers, parse_address(a), ans) for a, ans in zip(addresses, answers, strict=True)]
+    except VerifyFailed as exc:
+        raise UserError(f"verification failed, do not trust this node's balance: {exc}") from None
+    last = results[0]
+    return {"height": last.height, "block": last.block_hash.hex(), "headers_checked": len(headers),
+            "network": params.network}
+
+
 def _cmd_balance(args: argparse.Namespace) -> int:
     from p2p.wallet.amounts import format_amount
     from p2p.wallet.session import addresses_of, amount_json, client, emit, spendable
@@ -433,8 +472,9 @@ def _cmd_balance(args: argparse.Namespace) -> int:
     node = client(args)
     rows = []
     maturity = None
-    for i, address in enumerate(addresses):
-        acct = node.account(address)
+    answers = [node.account(address, proof=args.verify) for address in addresses]
+    verified = _verify_balances(args, node, addresses, answers) if args.verify else None
+    for i, (address, acct) in enumerate(zip(addresses, answers, strict=True)):
         row = {"index": i, "address": address, "balance": amount_json(acct["balance"]), "nonce": acct["nonce"],
                "pending_transactions": acct.get("pending_transactions", 0)}
         if "spendable" in acct:
@@ -456,6 +496,8 @@ def _cmd_balance(args: argparse.Namespace) -> int:
         data["spendable"] = amount_json(sum(r["spendable"]["units"] for r in rows))
     if name is not None:
         data.update(wallet=name, addresses=rows)
+    if verified is not None:
+        data["verified"] = verified
 
     immature_total = sum(r["immature"]["units"] for r in rows if "immature" in r)
     if immature_total:
@@ -476,6 +518,9 @@ def _cmd_balance(args: argparse.Namespace) -> int:
     else:
         text = "\n".join([f"wallet {name!r}: {format_amount(total)} POUW over {len(rows)} addresses"]
                          + [f"  {r['index']:3d}  {line(r)}" for r in rows])
+    if verified is not None:
+        text += (f"\nverified: {verified['headers_checked']} headers checked from {verified['network']}'s genesis, "
+                 f"the state proof against block {verified['height']} ({verified['block'][:16]})")
     emit(args, data, text)
     return 0
 

@@ -115,8 +115,12 @@ class NodeClient:
         """The node's minimum relay fee rate and its fee estimate (base units per byte)."""
         return self.get_json("/api/fees")
 
-    def account(self, address: str) -> dict:
-        return self.get_json(f"/api/accounts/{address}")
+    def account(self, address: str, proof: bool = False) -> dict:
+        return self.get_json(f"/api/accounts/{address}", proof=1 if proof else None)
+
+    def headers(self, start: int, limit: int = 2_000) -> dict:
+        """Canonical header encodings (hex) of the node's best chain from `start`."""
+        return self.get_json("/api/headers", start=start, limit=limit)
 
     def history(self, address: str, offset: int = 0, limit: int = 20) -> dict:
         return self.get_json(f"/api/accounts/{address}/txs", offset=offset, limit=limit)

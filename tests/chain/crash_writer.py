@@ -10,7 +10,6 @@ import sys
 
 import chain_kit as kit  # beside this file: the script's directory is first on sys.path
 
-from chain.state import undo_block
 from chain.storage import ChainStore
 
 CRASH_KEYS = kit.make_keys(8, "crash")
@@ -33,11 +32,12 @@ def main(path: str, seed: int, tx_count: int) -> None:
     while True:
         if parent.height > 0 and moves.random() < 0.25:
             block, undo = store.disconnect_tip()
-            state = undo_block(state, undo)
+            state = store.state()
             parent = store.get_header(block.header.prev_hash)
         else:
             block, state, undo = kit.deterministic_block(seed, state, parent, CRASH_KEYS, tx_count)
             store.connect_block(block, undo, state, chain_work=block.header.height + 1, blobs=[blob_of(block.hash)])
+            state = store.state()
             parent = block.header
         print(parent.height, flush=True)
 

@@ -14,7 +14,9 @@ import chain_kit as kit
 import pytest
 from crash_writer import CRASH_KEYS, blob_of
 
-from chain.state import apply_block, undo_block
+from chain.history import account_events, tx_locations
+from chain.smt import build_nodes, encode_node, position_key
+from chain.state import apply_block, state_leaves, state_root, undo_block
 from chain.storage import (
     STATUS_BODY,
     STATUS_HEADER,
@@ -177,7 +179,7 @@ def test_corrupt_records_are_reported_by_key(store, tmp_path):
     address = kit.addr(KEYS[0])
     store.db.put(b"a" + address, b"\x92\x01")  # an Account missing its nonce
     with pytest.raises(CorruptRecord, match=rf"account {address.hex()}: Account.nonce: truncated input"):
-        store.load_state()
+        store.load_state().account(address)
     with pytest.raises(CorruptRecord, match=rf"account {address.hex()}"):
         store.account(address)
     store.db.put(b"i" + G.block.hash, b"\xc1")
@@ -199,7 +201,9 @@ def test_blobs_are_content_addressed(store):
 
 
 def check_against_replay(path: str, seed: int, tx_count: int) -> int:
-    """The store's state equals a replay from genesis of its best chain, and that chain is the seed's."""
+    """The store's state equals a replay from genesis of its best chain, and that chain is the
+    seed's; its state tree is exactly the replayed state's; its transaction index and account
+    histories are exactly the best chain's (none left of disconnected blocks)."""
     genesis = kit.make_genesis(CRASH_KEYS)
     with ChainStore(path) as s:
         if not s.is_initialised():
@@ -207,18 +211,29 @@ def check_against_replay(path: str, seed: int, tx_count: int) -> int:
         tip = s.tip_entry()
         state, parent = genesis.state, genesis.block.header
         assert s.hash_at(0) == genesis.block.hash
+        locations, events = {}, {}
         for height in range(1, tip.height + 1):
             stored = s.get_block(s.hash_at(height))
             expected, _, _ = kit.deterministic_block(seed, state, parent, CRASH_KEYS, tx_count)
             assert stored == expected, f"block at height {height} is not the chain's"
-            state, _ = apply_block(state, stored, kit.SUBSIDY)
+            state, undo = apply_block(state, stored, kit.SUBSIDY)
+            locations.update(tx_locations(stored))
+            for address, _, event in account_events(stored, undo.miner_reward):
+                events.setdefault(address, []).append(event)
             assert stored.header.state_root == state.root
             assert s.get_blob(state_hash(blob_of(stored.hash))) == blob_of(stored.hash)
             parent = stored.header
         assert tip.hash == s.tip() == parent.hash
         assert s.hash_at(tip.height + 1) is None
         assert tip.height == 0 or s.get_undo(tip.hash) is not None
-        assert s.load_state().root == state.root
+        assert s.load_state().root == state.root == state_root(state)
+        tree = {k[1:]: v for k, v in s.db.iterator(prefix=b"z")}
+        assert tree == {position_key(p): encode_node(n) for p, n in build_nodes(state_leaves(state)).items()
+                        if n is not None}
+        assert {txid: s.tx_location(txid) for txid in s.txids()} == locations
+        for address, items in events.items():
+            assert s.history(address, 0, 10**6) == (len(items), items[::-1])
+        assert sum(1 for _ in s.db.iterator(prefix=b"e")) == sum(len(v) for v in events.values())
         return tip.height
 
 
@@ -259,3 +274,25 @@ def test_sigkill_while_connecting_leaves_a_consistent_store(tmp_path):
 def test_sigkill_soak(tmp_path):
     heights = run_kills(tmp_path, rounds=40, seed=12)
     assert max(heights) > 10
+
+
+def test_pruning_keeps_headers_txs_leaves_and_the_reorg_horizon(store):
+    steps = grow(G.state, G.block.header, 10, seed=21)
+    connect_all(store, steps)
+    assert store.prune(keep=4) == 6 and store.pruned_height() == 6 and store.prune(keep=4) == 0
+    for height, (block, _, _undo) in enumerate(steps, start=1):
+        stored = store.get_block(block.hash)
+        assert stored.header == block.header and stored.txs == block.txs
+        assert [p.leaves for p in stored.proofs] == [p.leaves for p in block.proofs]
+        pruned = height <= 6
+        assert store.is_pruned(block.hash) == pruned
+        assert (stored.proofs[0].openings == ()) if pruned else (stored == block)
+        assert (store.get_undo(block.hash) is None) == pruned
+    for _ in range(4):  # a reorg within the horizon: the kept undo records bring the state back
+        store.disconnect_tip()
+    assert store.state() == steps[5][1] and store.tip() == steps[5][0].hash
+    with pytest.raises(StoreError, match="pruned"):
+        store.disconnect_tip()
+    connect_all(store, steps[6:])
+    assert store.state() == steps[-1][1]
+    assert store.history(kit.addr(KEYS[0]), 0, 1000)[0] > 0

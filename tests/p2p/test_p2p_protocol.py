@@ -73,12 +73,14 @@ def test_size_is_checked_before_decoding():
 
 # Frames as the protocol wrote them before its messages became chain.encoding records: the
 # encoding of every message type must stay byte for byte the same (peers of both builds interoperate).
+# Version 3 added hello's `pruned` field and the `share` message.
 GOLDEN_FRAMES = {
     Hello(2, "devnet", H, H[::-1], 7, int_to_wire(12345), "127.0.0.1:8333", b"12345678", "pouw/0.1"): (
-        "920189a776657273696f6e02a76e6574776f726ba66465766e6574a8636861696e5f6964c420000102030405060708"
+        "92018aa776657273696f6e02a76e6574776f726ba66465766e6574a8636861696e5f6964c420000102030405060708"
         "090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fa767656e65736973c4201f1e1d1c1b1a1918171615141312"
         "11100f0e0d0c0b0a09080706050403020100a668656967687407aa636861696e5f776f726bc4023039a66c69737465"
         "6eae3132372e302e302e313a38333333a56e6f6e6365c4083132333435363738a56167656e74a8706f75772f302e31"
+        "a67072756e656400"  # pruned: 0 (protocol version 3 added it)
     ),
     Ping(5): "920281a56e6f6e636505",
     Pong(2**63): "920381a56e6f6e6365cf8000000000000000",

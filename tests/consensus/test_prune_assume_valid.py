@@ -1,0 +1,58 @@
+"""Pruning and assume-valid in the chain-state manager, with real mined blocks.
+
+A pruned node reorganises within its horizon and refuses a heavier branch that forks below it
+(its undo records are gone), with the tip left where it was. Assume-valid connects the named
+block's ancestry without re-executing units, yet keeps the task state the next unit needs."""
+
+from __future__ import annotations
+
+from consensus.chainstate import ChainState, Outcome
+
+
+def _feed(node, blocks):
+    return [node.chain.process_block(b) for b in blocks]
+
+
+def test_a_pruned_node_reorgs_within_its_horizon_and_refuses_below_it(make_node):
+    a, short, deep = make_node(), make_node(), make_node()
+    common = a.mine(2)
+    _feed(short, common)
+    _feed(deep, common[:1])
+    a.chain.prune_keep = 4
+    mined = a.mine(6)  # heights 3 .. 8; blocks up to height 4 pruned
+    assert a.store.pruned_height() == 4
+    # a heavier branch forking at height 6 (within the horizon) is followed
+    assert a.chain.get_block(mined[0].hash).proofs[0].openings == ()  # pruned: not servable
+    _feed(short, mined[:4])
+    short.clock.now = a.clock.now  # the same schedule from here: equal targets
+    branch = short.mine(4)  # heights 7 .. 10 on the fork at 6
+    results = _feed(a, branch)
+    assert results[-1].outcome is Outcome.NEW_TIP and a.chain.tip.hash == branch[-1].hash
+    assert a.chain.state.root == short.chain.state.root
+    # a heavier branch forking at height 1 (below the pruned height) is not followed
+    tip = a.chain.tip.hash
+    deep.clock.now = common[0].header.time_ms
+    deep_branch = deep.mine(12)
+    assert deep.chain.tip.chain_work > a.chain.tip.chain_work  # it would win on work alone
+    results = _feed(a, deep_branch)
+    assert a.chain.tip.hash == tip and all(r.outcome is not Outcome.NEW_TIP for r in results)
+    assert a.chain.state.root == short.chain.state.root
+
+
+def test_assume_valid_skips_reexecution_below_the_named_block_and_keeps_the_task_state(make_node):
+    miner = make_node()
+    blocks = miner.mine(6)
+    syncing = make_node()
+    syncing.chain = ChainState(syncing.store, syncing.params, clock=syncing.clock,
+                               assume_valid=blocks[3].hash)
+    for block in blocks:
+        assert syncing.chain.process_header(block.header).outcome is Outcome.HEADER
+    assert all(r.outcome is Outcome.NEW_TIP for r in _feed(syncing, blocks))
+    assert syncing.chain.assumed_connects == 4 and syncing.chain.tip.hash == blocks[-1].hash
+    assert syncing.chain.state.root == miner.chain.state.root
+    # the named block's winner was re-run: its output state is stored, as for the tip's
+    for block in (blocks[3], blocks[5]):
+        output = block.proofs[0].leaves[-1].output_hash
+        assert syncing.store.get_blob(output) is not None
+    assert syncing.store.get_blob(blocks[1].proofs[0].leaves[-1].output_hash) is None
+    assert syncing.chain.task_state() == miner.chain.task_state()
