@@ -54,7 +54,11 @@ def _transfers(keys: list[PrivateKey], count: int, first_nonce: int = 0) -> list
     for i in range(count):
         s = i % len(keys)
         nonce = first_nonce + i // len(keys)
-        txs.append(make_transfer(keys[s], CHAIN_ID, nonce, 10 + i % 7, addresses[(s + 1) % len(keys)], 1000 + i))
+        txs.append(
+            make_transfer(
+                keys[s], CHAIN_ID, nonce, 10 + i % 7, addresses[(s + 1) % len(keys)], 1000 + i
+            )
+        )
     return txs
 
 
@@ -71,9 +75,16 @@ def _tx_rates(n: int) -> dict[str, float]:
     raw_pub = raw_key.public_key()
     messages = [tagged_hash("bench-msg", int_bytes(i)) for i in range(n)]
     signatures = [raw_key.sign(m) for m in messages]
-    raw_verify = _rate(lambda: [raw_pub.verify(s, m) for s, m in zip(signatures, messages, strict=True)], n)
-    return {"tx_sign_per_s": sign, "tx_verify_per_s": verify, "tx_encode_per_s": encode,
-            "tx_decode_per_s": decode, "raw_ed25519_verify_per_s": raw_verify}
+    raw_verify = _rate(
+        lambda: [raw_pub.verify(s, m) for s, m in zip(signatures, messages, strict=True)], n
+    )
+    return {
+        "tx_sign_per_s": sign,
+        "tx_verify_per_s": verify,
+        "tx_encode_per_s": encode,
+        "tx_decode_per_s": decode,
+        "raw_ed25519_verify_per_s": raw_verify,
+    }
 
 
 def _connect_rates(blocks: int) -> dict[str, float]:
@@ -107,14 +118,25 @@ def _connect_rates(blocks: int) -> dict[str, float]:
             elapsed += time.perf_counter() - start
             state, parent = store.state(), block.header
         store.close()
-    return {"connect_blocks_per_s": blocks / elapsed, "connect_tx_per_s": blocks * TXS_PER_BLOCK / elapsed}
+    return {
+        "connect_blocks_per_s": blocks / elapsed,
+        "connect_tx_per_s": blocks * TXS_PER_BLOCK / elapsed,
+    }
 
 
 def _header(height: int, prev: BlockHash, miner: PrivateKey, root: bytes, txs, work) -> BlockHeader:
     return BlockHeader(
-        version=1, height=height, prev_hash=prev, time_ms=1_700_000_000_000 + height * 10_000,
-        target=1 << 255, miner=address_of(miner.public_key()), miner_key=miner.public_key().raw,
-        payout=address_of(miner.public_key()), tx_root=tx_root(txs), state_root=root, work=tuple(work),
+        version=1,
+        height=height,
+        prev_hash=prev,
+        time_ms=1_700_000_000_000 + height * 10_000,
+        target=1 << 255,
+        miner=address_of(miner.public_key()),
+        miner_key=miner.public_key().raw,
+        payout=address_of(miner.public_key()),
+        tx_root=tx_root(txs),
+        state_root=root,
+        work=tuple(work),
         signature=NO_SIGNATURE,
     )
 

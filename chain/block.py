@@ -86,9 +86,13 @@ class BlockHeader(Record):
     prev_hash: Annotated[BlockHash, Bytes(HASH_SIZE)]
     time_ms: Annotated[int, U64]
     target: Annotated[int, U256]
-    miner: Annotated[Address, Bytes(ADDRESS_SIZE)]  # the address of miner_key; the unit seeds commit to it
+    miner: Annotated[
+        Address, Bytes(ADDRESS_SIZE)
+    ]  # the address of miner_key; the unit seeds commit to it
     miner_key: Annotated[RawPublicKey, Bytes(32)]
-    payout: Annotated[Address, Bytes(ADDRESS_SIZE)]  # where the reward goes; the header commitment covers it
+    payout: Annotated[
+        Address, Bytes(ADDRESS_SIZE)
+    ]  # where the reward goes; the header commitment covers it
     tx_root: Annotated[bytes, Bytes(HASH_SIZE)]
     state_root: Annotated[bytes, Bytes(HASH_SIZE)]
     work: Annotated[tuple[WorkClaim, ...], ListOf(Nested(WorkClaim), MAX_CLAIMS)]
@@ -133,8 +137,15 @@ class ShareClaim(Record):
         """What the key signs: the claim without its openings and signature."""
         shares = b"".join(int_bytes(u) for u in self.shares)
         return tagged_hash(
-            "share-sig", self.parent_hash, self.task_id, int_bytes(self.attempt), self.payout,
-            int_bytes(len(self.shares)), shares, int_bytes(len(self.leaves)), self.trace_root,
+            "share-sig",
+            self.parent_hash,
+            self.task_id,
+            int_bytes(self.attempt),
+            self.payout,
+            int_bytes(len(self.shares)),
+            shares,
+            int_bytes(len(self.leaves)),
+            self.trace_root,
             self.miner_key,
         )
 
@@ -205,15 +216,21 @@ def check_body_matches(block: Block) -> None:
         raise BodyMismatch(f"{len(block.proofs)} work proofs for {len(header.work)} claims")
     for i, (claim, proof) in enumerate(zip(header.work, block.proofs, strict=True)):
         if claim.unit_count != len(proof.leaves):
-            raise BodyMismatch(f"claim {i}: unit_count {claim.unit_count} but {len(proof.leaves)} leaves")
+            raise BodyMismatch(
+                f"claim {i}: unit_count {claim.unit_count} but {len(proof.leaves)} leaves"
+            )
         if trace_root(proof.leaves) != claim.trace_root:
             raise BodyMismatch(f"claim {i}: trace_root does not match the leaves")
         previous = -1
         for opening in proof.openings:
             if not previous < opening.unit_index < len(proof.leaves):
-                raise BodyMismatch(f"claim {i}: opening of unit {opening.unit_index} out of order or out of range")
+                raise BodyMismatch(
+                    f"claim {i}: opening of unit {opening.unit_index} out of order or out of range"
+                )
             if state_hash(opening.state) != proof.leaves[opening.unit_index].input_hash:
-                raise BodyMismatch(f"claim {i}: opened state of unit {opening.unit_index} does not match its leaf")
+                raise BodyMismatch(
+                    f"claim {i}: opened state of unit {opening.unit_index} does not match its leaf"
+                )
             previous = opening.unit_index
     if tx_root(block.txs) != header.tx_root:
         raise BodyMismatch("tx_root does not match the transactions")
@@ -247,7 +264,9 @@ def check_proof_rules(block: Block) -> None:
             raise BlockStructureError(f"claim {i}: no units")
         broken = leaves_chain(proof.leaves, proof.leaves[0].input_hash)
         if broken is not None:
-            raise BlockStructureError(f"claim {i}: leaf {broken} does not start from the previous leaf's output")
+            raise BlockStructureError(
+                f"claim {i}: leaf {broken} does not start from the previous leaf's output"
+            )
         if proof.leaves[-1].commitment != committed:
             raise BlockStructureError(
                 f"claim {i}: the winning unit was run for another header "

@@ -111,7 +111,9 @@ class BigUInt(Codec[int]):
 
     def check(self, value: Any) -> str | None:
         if type(value) is not int or not 0 <= value < 1 << (8 * self.max_bytes):
-            return f"expected an unsigned integer below 2^{8 * self.max_bytes}, got {_describe(value)}"
+            return (
+                f"expected an unsigned integer below 2^{8 * self.max_bytes}, got {_describe(value)}"
+            )
         return None
 
     def to_plain(self, value: int, where: str) -> bytes:
@@ -120,7 +122,9 @@ class BigUInt(Codec[int]):
 
     def from_plain(self, plain: Any, where: str) -> int:
         if type(plain) is not bytes or len(plain) > self.max_bytes:
-            raise DecodeError(f"{where}: expected at most {self.max_bytes} bytes, got {_describe(plain)}")
+            raise DecodeError(
+                f"{where}: expected at most {self.max_bytes} bytes, got {_describe(plain)}"
+            )
         if plain[:1] == b"\x00":
             raise DecodeError(f"{where}: integer has a leading zero byte")
         return int.from_bytes(plain, "big")
@@ -269,7 +273,9 @@ class Record:
             if get_origin(annotation) is ClassVar:
                 continue
             if isinstance(annotation, str) or get_origin(annotation) is not Annotated:
-                raise TypeError(f"{cls.__name__}.{name}: record fields must be Annotated[type, codec]")
+                raise TypeError(
+                    f"{cls.__name__}.{name}: record fields must be Annotated[type, codec]"
+                )
             codec = get_args(annotation)[1]
             if not isinstance(codec, Codec):
                 raise TypeError(f"{cls.__name__}.{name}: the annotation's metadata must be a codec")
@@ -306,7 +312,9 @@ class Record:
     def from_plain(cls: type[R], plain: Any, where: str | None = None) -> R:
         where = where or cls.__name__
         if type(plain) is not list:
-            raise DecodeError(f"{where}: expected an array of {len(cls.__schema__)} fields, got {_describe(plain)}")
+            raise DecodeError(
+                f"{where}: expected an array of {len(cls.__schema__)} fields, got {_describe(plain)}"
+            )
         if len(plain) != len(cls.__schema__):
             raise DecodeError(f"{where}: expected {len(cls.__schema__)} fields, got {len(plain)}")
         values: dict[str, Any] = {}
@@ -372,7 +380,9 @@ def _array_header(n: int) -> bytes:
 
 
 def _diagnose(cls: type[Record], data: bytes) -> str:
-    unpacker = msgpack.Unpacker(raw=False, use_list=True, strict_map_key=True, max_buffer_size=max(len(data), 1))
+    unpacker = msgpack.Unpacker(
+        raw=False, use_list=True, strict_map_key=True, max_buffer_size=max(len(data), 1)
+    )
     unpacker.feed(data)
     try:
         _walk_record(unpacker, data, cls, cls.__name__)
@@ -440,4 +450,3 @@ def _walk_value(unpacker: msgpack.Unpacker, data: bytes, codec: Codec, where: st
     if msgpack.packb(value, use_bin_type=True) != data[start : unpacker.tell()]:
         raise _Found(f"{where}: non-canonical encoding (a wider msgpack type than needed)")
     return decoded
-

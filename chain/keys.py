@@ -70,14 +70,18 @@ class PrivateKey:
         if type(self.seed) is not bytes or len(self.seed) != PRIVATE_KEY_SIZE:
             raise InvalidKey(f"a private key is {PRIVATE_KEY_SIZE} bytes")
         key = Ed25519PrivateKey.from_private_bytes(self.seed)
-        public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        public = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
         object.__setattr__(self, "_key", key)
         object.__setattr__(self, "_public", PublicKey(RawPublicKey(public)))
 
     @classmethod
     def generate(cls) -> PrivateKey:
         seed = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
         )
         return cls(seed)
 

@@ -70,7 +70,9 @@ def min_fee(size: int, rate: int) -> int:
 
 
 class Mempool:
-    def __init__(self, max_bytes: int, max_nonce_ahead: int = MAX_NONCE_AHEAD, min_fee_rate: int = 0) -> None:
+    def __init__(
+        self, max_bytes: int, max_nonce_ahead: int = MAX_NONCE_AHEAD, min_fee_rate: int = 0
+    ) -> None:
         if min_fee_rate < 0:
             raise ValueError("min_fee_rate must not be negative")
         self._lock = threading.RLock()
@@ -80,9 +82,13 @@ class Mempool:
         self.total_bytes = 0
         self._entries: dict[bytes, _Entry] = {}
         self._by_sender: dict[bytes, dict[int, bytes]] = {}  # sender -> nonce -> txid
-        self._evict_heap: list[tuple[Fraction, int, bytes]] = []  # (rate, -seq, txid), stale allowed
+        self._evict_heap: list[
+            tuple[Fraction, int, bytes]
+        ] = []  # (rate, -seq, txid), stale allowed
         self._seq = 0
-        self._estimate: tuple[tuple[int, int, int, int], int] | None = None  # (pool version, room) -> rate
+        self._estimate: tuple[tuple[int, int, int, int], int] | None = (
+            None  # (pool version, room) -> rate
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -122,8 +128,10 @@ class Mempool:
         except TxError as exc:
             raise TxRejected(exc.reason) from None
         if tx.fee < min_fee(size, self.min_fee_rate) and not tx.is_fraud_proof:
-            raise TxRejected(f"fee {tx.fee} is below this node's minimum relay fee of {min_fee(size, self.min_fee_rate)} "
-                             f"for {size} bytes ({self.min_fee_rate} per byte)")
+            raise TxRejected(
+                f"fee {tx.fee} is below this node's minimum relay fee of {min_fee(size, self.min_fee_rate)} "
+                f"for {size} bytes ({self.min_fee_rate} per byte)"
+            )
         account = state.account(tx.sender)
         if tx.nonce < account.nonce:
             raise TxRejected(f"nonce {tx.nonce} already used (account nonce {account.nonce})")
@@ -136,7 +144,9 @@ class Mempool:
             raise TxRejected(f"nonce {tx.nonce} is already pending with an equal or higher fee")
         spends = sum(self._entries[t].tx.cost for n, t in nonces.items() if n != tx.nonce) + tx.cost
         if spends > account.balance:
-            raise TxRejected(f"balance {account.balance} does not cover the sender's pending spends {spends}")
+            raise TxRejected(
+                f"balance {account.balance} does not cover the sender's pending spends {spends}"
+            )
         freed = replaced.size if replaced is not None else 0
         if self.total_bytes - freed + size > self.max_bytes and rate <= self._lowest_rate():
             raise TxRejected("mempool full: fee rate too low")
@@ -251,7 +261,9 @@ class Mempool:
     # --- block templates -------------------------------------------------------------------------
 
     @_locked
-    def select(self, state: LedgerState, max_bytes: int, max_txs: int = MAX_TXS) -> list[Transaction]:
+    def select(
+        self, state: LedgerState, max_bytes: int, max_txs: int = MAX_TXS
+    ) -> list[Transaction]:
         """Transactions for a block on `state`: valid in this order, best fee rate first, nonce-ordered.
 
         Takes each sender's next executable nonce by fee rate; a sender whose next transaction

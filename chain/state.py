@@ -105,14 +105,24 @@ class TaskProgress(Record):
 
 
 def progress_of(task: TaskRecord) -> TaskProgress:
-    return TaskProgress(task.units_done, task.paid, task.state_hash, task.completed_height, task.status)
+    return TaskProgress(
+        task.units_done, task.paid, task.state_hash, task.completed_height, task.status
+    )
 
 
 def with_progress(task: TaskRecord, p: TaskProgress) -> TaskRecord:
     return TaskRecord(
-        task_id=task.task_id, spec=task.spec, owner=task.owner, bounty=task.bounty, paid=p.paid,
-        units_total=task.units_total, units_done=p.units_done, state_hash=p.state_hash,
-        created_height=task.created_height, completed_height=p.completed_height, status=p.status,
+        task_id=task.task_id,
+        spec=task.spec,
+        owner=task.owner,
+        bounty=task.bounty,
+        paid=p.paid,
+        units_total=task.units_total,
+        units_done=p.units_done,
+        state_hash=p.state_hash,
+        created_height=task.created_height,
+        completed_height=p.completed_height,
+        status=p.status,
     )
 
 
@@ -165,8 +175,14 @@ class PendingReward(Record):
 def work_id(header: BlockHeader) -> bytes:
     """What identifies a block's work without its state root (which depends on the state that
     holds this id): parent, miner and claims. Blocks with one work id have the same leaves and seeds."""
-    return tagged_hash("work-id", header.prev_hash, header.miner, header.height.to_bytes(8, "big"),
-                       b"".join(c.to_bytes() for c in header.work), header.shares_root)
+    return tagged_hash(
+        "work-id",
+        header.prev_hash,
+        header.miner,
+        header.height.to_bytes(8, "big"),
+        b"".join(c.to_bytes() for c in header.work),
+        header.shares_root,
+    )
 
 
 class LedgerState:
@@ -213,7 +229,9 @@ class LedgerState:
         """This state with the given entries set (None: removed); nothing of this one is copied
         but the changes since its base."""
         new = LedgerState(
-            self.chain_id, Overlay.over(self.accounts, accounts), Overlay.over(self.tasks, tasks),
+            self.chain_id,
+            Overlay.over(self.accounts, accounts),
+            Overlay.over(self.tasks, tasks),
             Overlay.over(self.rewards, rewards),
         )
         new._parent = self
@@ -297,7 +315,9 @@ def state_root(state: LedgerState) -> bytes:
 
 def open_tasks(state: LedgerState) -> list[TaskRecord]:
     """Open tasks, oldest first: ordered by (created_height, task_id)."""
-    return sorted((t for t in state.tasks.values() if t.is_open), key=lambda t: (t.created_height, t.task_id))
+    return sorted(
+        (t for t in state.tasks.values() if t.is_open), key=lambda t: (t.created_height, t.task_id)
+    )
 
 
 # --- genesis ---------------------------------------------------------------------------------
@@ -320,11 +340,15 @@ def default_task_record(spec: bytes, state_hash: bytes = ZERO_HASH) -> TaskRecor
     )
 
 
-def genesis_state(chain_id: bytes, allocations: Mapping[bytes, int], default_task: TaskRecord) -> LedgerState:
+def genesis_state(
+    chain_id: bytes, allocations: Mapping[bytes, int], default_task: TaskRecord
+) -> LedgerState:
     accounts = {}
     for address, balance in allocations.items():
         if len(address) != ADDRESS_SIZE:
-            raise ValueError(f"genesis allocation to {address.hex()}: an address is {ADDRESS_SIZE} bytes")
+            raise ValueError(
+                f"genesis allocation to {address.hex()}: an address is {ADDRESS_SIZE} bytes"
+            )
         accounts[address] = Account(balance=balance, nonce=0)
         accounts[address].to_bytes()  # range check of the balance
     return LedgerState(chain_id, accounts, {default_task.task_id: default_task})
@@ -351,7 +375,9 @@ class RewardUndo(Record):
     before: Annotated[PendingReward | None, Maybe(Nested(PendingReward))]
 
 
-MAX_REWARD_UNDOS = 200_002  # matured + own + every record a fraud proof touches (maturity at most 100_000)
+MAX_REWARD_UNDOS = (
+    200_002  # matured + own + every record a fraud proof touches (maturity at most 100_000)
+)
 
 
 @dataclass(frozen=True)
@@ -365,7 +391,9 @@ class Undo(Record):
     accounts: Annotated[tuple[AccountUndo, ...], ListOf(Nested(AccountUndo), 2 * MAX_TXS + 2)]
     tasks: Annotated[tuple[TaskUndo, ...], ListOf(Nested(TaskUndo), MAX_TXS + MAX_CLAIMS)]
     rewards: Annotated[tuple[RewardUndo, ...], ListOf(Nested(RewardUndo), MAX_REWARD_UNDOS)]
-    miner_reward: Annotated[int, U64]  # subsidy + fees + bounty shares this block earns its miner, for histories
+    miner_reward: Annotated[
+        int, U64
+    ]  # subsidy + fees + bounty shares this block earns its miner, for histories
     burned: Annotated[int, U64] = 0  # forfeited by this block's fraud proofs and paid to nobody
 
 
@@ -449,7 +477,9 @@ def apply_block(
         if isinstance(tx.payload, FraudProof):
             guilty = _fraud_height(changes, i, tx.payload, headers, height, maturity)
             if any(g == guilty for _, _, g in frauds):
-                raise StateError(f"tx {i}: duplicate fraud proof: this block already proves block {guilty} guilty")
+                raise StateError(
+                    f"tx {i}: duplicate fraud proof: this block already proves block {guilty} guilty"
+                )
             frauds.append((i, tx, guilty))
     shares = 0
     before: TaskProgress | None = None
@@ -467,7 +497,14 @@ def apply_block(
         raise StateError("miner reward overflows u64")
     if maturity:
         changes.rewards[height] = PendingReward(
-            height, block.header.payout, reward, work_id(block.header), task_id, shares, 1, before,
+            height,
+            block.header.payout,
+            reward,
+            work_id(block.header),
+            task_id,
+            shares,
+            1,
+            before,
             tuple(claim_rewards),
         )
     else:
@@ -509,8 +546,9 @@ def _apply_share_claims(
         bounty = 0
         if task.is_open:  # a task the winner completed takes no more units
             j = len(block.header.work) + i  # claim 1, 2, ...: the numbering of fraud proofs
-            bounty = _apply_claim(changes, j, claim.task_id, len(claim.leaves),
-                                  block.header.task_state, height)
+            bounty = _apply_claim(
+                changes, j, claim.task_id, len(claim.leaves), block.header.task_state, height
+            )
         amount = len(claim.shares) * (rewards.per_share - rewards.fee) + bounty
         if amount > U64_MAX:
             raise StateError(f"share claim {i}: reward overflows u64")
@@ -526,7 +564,9 @@ def fraud_target(
     return _fraud_record(state.rewards.get, proof, header, height, maturity)
 
 
-def _fraud_height(changes: _Changes, i: int, proof: FraudProof, headers, height: int, maturity: int) -> int:
+def _fraud_height(
+    changes: _Changes, i: int, proof: FraudProof, headers, height: int, maturity: int
+) -> int:
     header = headers(proof.block_hash) if headers is not None else None
     try:
         record = _fraud_record(changes.reward, proof, header, height, maturity)
@@ -535,22 +575,30 @@ def _fraud_height(changes: _Changes, i: int, proof: FraudProof, headers, height:
     return record.height
 
 
-def _fraud_record(get_reward, proof: FraudProof, header: BlockHeader | None, height: int, maturity: int) -> PendingReward:
+def _fraud_record(
+    get_reward, proof: FraudProof, header: BlockHeader | None, height: int, maturity: int
+) -> PendingReward:
     name = proof.block_hash.hex()[:16]
     if not maturity:
         raise StateError("fraud proof: this chain has no fraud window (reward maturity 0)")
     if header is None or header.hash != proof.block_hash:
         raise StateError(f"fraud proof: block {name} is unknown")
     if not height - maturity < header.height < height:
-        raise StateError(f"fraud proof: block {name} at height {header.height} is outside the fraud window "
-                         f"(heights {max(1, height - maturity + 1)} .. {height - 1})")
+        raise StateError(
+            f"fraud proof: block {name} at height {header.height} is outside the fraud window "
+            f"(heights {max(1, height - maturity + 1)} .. {height - 1})"
+        )
     winner_claim = proof.claim_index < len(header.work)
     if winner_claim and proof.unit_index >= header.work[proof.claim_index].unit_count:
-        raise StateError(f"fraud proof: claim {proof.claim_index} of block {name} has no unit {proof.unit_index}")
+        raise StateError(
+            f"fraud proof: claim {proof.claim_index} of block {name} has no unit {proof.unit_index}"
+        )
     record = get_reward(header.height)
     if record is None or record.work_id != work_id(header):
         if record is None:
-            raise StateError(f"fraud proof: block {name}'s reward is already forfeited (proven guilty) or not this chain's")
+            raise StateError(
+                f"fraud proof: block {name}'s reward is already forfeited (proven guilty) or not this chain's"
+            )
         raise StateError(f"fraud proof: block {name} is not on this chain")
     # Claim 0 is the winner's; claims 1.. are the block's share claims (their units: consensus).
     if proof.claim_index > len(record.claims):
@@ -568,7 +616,9 @@ def _uncredited(record: PendingReward) -> PendingReward:
     return replace(record, amount=record.amount - record.share, share=0, credited=0, claims=claims)
 
 
-def _apply_fraud(changes: _Changes, i: int, tx: Transaction, guilty: int, prover_share_pct: int) -> int:
+def _apply_fraud(
+    changes: _Changes, i: int, tx: Transaction, guilty: int, prover_share_pct: int
+) -> int:
     """Forfeit the guilty claim's reward (the block miner's for claim 0, else that share claim's),
     rewind the task if the block's units still count; return what is burned."""
     record = changes.reward(guilty)
@@ -588,8 +638,10 @@ def _apply_fraud(changes: _Changes, i: int, tx: Transaction, guilty: int, prover
             returned += later.bounty
             changes.rewards[h] = _uncredited(later)
         if task.paid - returned != task_before.paid:
-            raise StateError(f"tx {i}: task {record.task_id.hex()} escrow does not balance "
-                             f"(paid {task.paid}, returned {returned}, before {task_before.paid})")
+            raise StateError(
+                f"tx {i}: task {record.task_id.hex()} escrow does not balance "
+                f"(paid {task.paid}, returned {returned}, before {task_before.paid})"
+            )
         changes.tasks[record.task_id] = with_progress(task, task_before)
     c = tx.payload.claim_index if isinstance(tx.payload, FraudProof) else 0
     if c == 0:
@@ -618,7 +670,9 @@ def _mature(changes: _Changes, height: int) -> None:
         _credit(changes, claim.payout, claim.amount, who)
 
 
-def _apply_tx(changes: _Changes, i: int, tx: Transaction, height: int, verify_signatures: bool) -> None:
+def _apply_tx(
+    changes: _Changes, i: int, tx: Transaction, height: int, verify_signatures: bool
+) -> None:
     try:
         check_tx(tx, changes.state.chain_id, verify_signature=verify_signatures)
     except TxError as exc:
@@ -638,7 +692,9 @@ def _apply_tx(changes: _Changes, i: int, tx: Transaction, height: int, verify_si
         _create_task(changes, i, tx, payload, height)
 
 
-def _create_task(changes: _Changes, i: int, tx: Transaction, payload: SubmitTask, height: int) -> None:
+def _create_task(
+    changes: _Changes, i: int, tx: Transaction, payload: SubmitTask, height: int
+) -> None:
     """The bounty left the sender with the cost; it stays in the task record as escrow."""
     if changes.task(tx.txid) is not None:
         raise StateError(f"tx {i}: task {tx.txid.hex()} already exists")
@@ -657,7 +713,9 @@ def _create_task(changes: _Changes, i: int, tx: Transaction, payload: SubmitTask
     )
 
 
-def _apply_claim(changes: _Changes, j: int, task_id: bytes, unit_count: int, output_hash: bytes, height: int) -> int:
+def _apply_claim(
+    changes: _Changes, j: int, task_id: bytes, unit_count: int, output_hash: bytes, height: int
+) -> int:
     """Advance the task by `unit_count` units; return the bounty share it pays out of escrow."""
     task = changes.task(task_id)
     if task is None:
@@ -698,7 +756,9 @@ def _credit(changes: _Changes, address: bytes, amount: int, who: str) -> None:
     changes.accounts[address] = Account(balance=account.balance + amount, nonce=account.nonce)
 
 
-def _commit(state: LedgerState, changes: _Changes, miner_reward: int, burned: int = 0) -> tuple[LedgerState, Undo]:
+def _commit(
+    state: LedgerState, changes: _Changes, miner_reward: int, burned: int = 0
+) -> tuple[LedgerState, Undo]:
     undo = Undo(
         accounts=tuple(AccountUndo(a, state.accounts.get(a)) for a in sorted(changes.accounts)),
         tasks=tuple(TaskUndo(t, state.tasks.get(t)) for t in sorted(changes.tasks)),

@@ -73,7 +73,12 @@ STATUS_HEADER = 0  # header known, body not yet
 STATUS_BODY = 1  # body stored, not yet validated
 STATUS_VALID = 2  # validated (connected now or in the past)
 STATUS_INVALID = 3  # failed validation; `reason` says why
-STATUS_NAMES = {STATUS_HEADER: "header-only", STATUS_BODY: "body", STATUS_VALID: "valid", STATUS_INVALID: "invalid"}
+STATUS_NAMES = {
+    STATUS_HEADER: "header-only",
+    STATUS_BODY: "body",
+    STATUS_VALID: "valid",
+    STATUS_INVALID: "invalid",
+}
 
 
 class StoreError(RuntimeError):
@@ -127,7 +132,9 @@ def open_leveldb(path: str, create: bool) -> "plyvel.DB":
             path, create_if_missing=create, paranoid_checks=True, lru_cache_size=LEVELDB_CACHE_BYTES
         )
     except plyvel.CorruptionError as exc:
-        raise StoreCorrupt(f"{path}: LevelDB found damaged data at open ({_text(exc)}); {REINDEX_HINT}") from None
+        raise StoreCorrupt(
+            f"{path}: LevelDB found damaged data at open ({_text(exc)}); {REINDEX_HINT}"
+        ) from None
     except plyvel.Error as exc:
         if not create and not (Path(path) / "CURRENT").exists():
             raise StoreCorrupt(
@@ -158,7 +165,9 @@ class ChainStore:
             raise
         if version is not None and version != FORMAT_VERSION:
             self.db.close()
-            raise StoreError(f"{self.path}: store format {version!r}, this code reads {FORMAT_VERSION!r}")
+            raise StoreError(
+                f"{self.path}: store format {version!r}, this code reads {FORMAT_VERSION!r}"
+            )
         self.cache = StateCache()
         self._state: LedgerState | None = None
         self._tasks: dict[bytes, TaskRecord] = {}
@@ -199,7 +208,9 @@ class ChainStore:
 
     def _check_writable(self) -> None:
         if self.write_failure is not None:
-            raise StoreWriteFailed(f"{self.path}: writes stopped after an earlier failure: {self.write_failure}")
+            raise StoreWriteFailed(
+                f"{self.path}: writes stopped after an earlier failure: {self.write_failure}"
+            )
 
     def _write_batch(self) -> "_Batch":
         self._check_writable()
@@ -214,7 +225,9 @@ class ChainStore:
 
     def _write_failed(self, exc: BaseException) -> StoreWriteFailed:
         self.write_failure = _text(exc)
-        return StoreWriteFailed(f"{self.path}: write failed, nothing more will be written: {self.write_failure}")
+        return StoreWriteFailed(
+            f"{self.path}: write failed, nothing more will be written: {self.write_failure}"
+        )
 
     def close(self) -> None:
         if not self.db.closed:
@@ -312,12 +325,20 @@ class ChainStore:
         (through the cache), tasks and pending rewards from memory. One object per tip."""
         state = self._state
         base = state.tree.base if state is not None else None
-        if state is None or not isinstance(base, GenerationReader) \
-                or base.generation != self.cache.generation:
+        if (
+            state is None
+            or not isinstance(base, GenerationReader)
+            or base.generation != self.cache.generation
+        ):
             reader = GenerationReader(self.db, self.cache, _NODE, _ACCOUNT, self._corrupt)
             accounts: StoredAccounts[Account] = StoredAccounts(reader, self._decode_account)
-            state = LedgerState(self.chain_id, accounts, dict(self._tasks), dict(self._rewards),
-                                tree=TreeView(reader))
+            state = LedgerState(
+                self.chain_id,
+                accounts,
+                dict(self._tasks),
+                dict(self._rewards),
+                tree=TreeView(reader),
+            )
             self._state = state
         return state
 
@@ -414,7 +435,9 @@ class ChainStore:
         entry = self.get_index(header.hash)
         if entry is not None:
             return entry
-        entry = IndexEntry(header.hash, header.prev_hash, header.height, chain_work, STATUS_HEADER, "")
+        entry = IndexEntry(
+            header.hash, header.prev_hash, header.height, chain_work, STATUS_HEADER, ""
+        )
         with self._write_batch() as batch:
             batch.put(_HEADER + header.hash, header.to_bytes())
             batch.put(_INDEX + header.hash, entry.to_bytes())
@@ -424,7 +447,9 @@ class ChainStore:
         """Store a block body (status body unless it is already valid or invalid)."""
         entry = self.get_index(block.hash)
         if entry is None or entry.status == STATUS_HEADER:
-            entry = IndexEntry(block.hash, block.header.prev_hash, block.header.height, chain_work, STATUS_BODY, "")
+            entry = IndexEntry(
+                block.hash, block.header.prev_hash, block.header.height, chain_work, STATUS_BODY, ""
+            )
         with self._write_batch() as batch:
             batch.put(_HEADER + block.hash, block.header.to_bytes())
             batch.put(_BLOCK + block.hash, block.to_bytes())
@@ -435,7 +460,9 @@ class ChainStore:
         entry = self.get_index(block_hash)
         if entry is None:
             raise StoreError(f"no index entry for block {block_hash.hex()}")
-        entry = IndexEntry(entry.hash, entry.prev_hash, entry.height, entry.chain_work, status, reason[:500])
+        entry = IndexEntry(
+            entry.hash, entry.prev_hash, entry.height, entry.chain_work, status, reason[:500]
+        )
         self._put(_INDEX + block_hash, entry.to_bytes())
         return entry
 
@@ -449,7 +476,9 @@ class ChainStore:
             if next(keys, None) is not None:
                 raise StoreError(f"{self.path}: store is not empty")
         h = block.hash
-        entry = IndexEntry(h, block.header.prev_hash, block.header.height, chain_work, STATUS_VALID, "")
+        entry = IndexEntry(
+            h, block.header.prev_hash, block.header.height, chain_work, STATUS_VALID, ""
+        )
         with self._write_batch() as batch:
             batch.put(_META + b"format", FORMAT_VERSION)
             batch.put(_META + b"chain_id", state.chain_id)
@@ -475,21 +504,30 @@ class ChainStore:
         self.cache.advance({}, {})
 
     def _tree_writes(
-        self, new_state: LedgerState | None, accounts: Mapping[bytes, Account | None],
-        tasks: Mapping[bytes, TaskRecord | None], rewards: Mapping[int, PendingReward | None],
+        self,
+        new_state: LedgerState | None,
+        accounts: Mapping[bytes, Account | None],
+        tasks: Mapping[bytes, TaskRecord | None],
+        rewards: Mapping[int, PendingReward | None],
     ) -> dict[Position, Node | None]:
         """The tree positions to write for these changes on the tip's state: taken from
         `new_state` when it was derived from the tip's state, else computed here."""
         if new_state is not None:
             base = new_state.tree.base
-            if isinstance(base, GenerationReader) and base.cache is self.cache \
-                    and base.generation == self.cache.generation:
+            if (
+                isinstance(base, GenerationReader)
+                and base.cache is self.cache
+                and base.generation == self.cache.generation
+            ):
                 return new_state.tree.writes
         return update(self.state().tree, leaf_changes(accounts, tasks, rewards))
 
     def _write_state(
-        self, batch: "_Batch", nodes: Mapping[Position, Node | None],
-        accounts: Mapping[bytes, Account | None], tasks: Mapping[bytes, TaskRecord | None],
+        self,
+        batch: "_Batch",
+        nodes: Mapping[Position, Node | None],
+        accounts: Mapping[bytes, Account | None],
+        tasks: Mapping[bytes, TaskRecord | None],
         rewards: Mapping[int, PendingReward | None],
     ) -> None:
         for address, account in accounts.items():
@@ -505,8 +543,11 @@ class ChainStore:
                 batch.put(_NODE + position_key(pos), encode_node(node))
 
     def _advance(
-        self, nodes: Mapping[Position, Node | None], accounts: Mapping[bytes, Account | None],
-        tasks: Mapping[bytes, TaskRecord | None], rewards: Mapping[int, PendingReward | None],
+        self,
+        nodes: Mapping[Position, Node | None],
+        accounts: Mapping[bytes, Account | None],
+        tasks: Mapping[bytes, TaskRecord | None],
+        rewards: Mapping[int, PendingReward | None],
     ) -> None:
         """After a batch reached the disk: the in-memory maps and caches follow it."""
         for task_id, task in tasks.items():
@@ -547,7 +588,9 @@ class ChainStore:
             if known is None:
                 raise StoreError(f"block {h.hex()} is not indexed and no chain work was given")
             chain_work = known.chain_work
-        entry = IndexEntry(h, block.header.prev_hash, block.header.height, chain_work, STATUS_VALID, "")
+        entry = IndexEntry(
+            h, block.header.prev_hash, block.header.height, chain_work, STATUS_VALID, ""
+        )
         accounts = {u.address: new_state.accounts.get(u.address) for u in undo.accounts}
         tasks = {u.task_id: new_state.tasks.get(u.task_id) for u in undo.tasks}
         rewards = {u.height: new_state.rewards.get(u.height) for u in undo.rewards}
@@ -585,7 +628,9 @@ class ChainStore:
         block = self.get_block(h)
         undo = self.get_undo(h)
         if block is None or undo is None:
-            raise CorruptRecord(f"{self.path}: tip {h.hex()} has no {'block' if block is None else 'undo record'}")
+            raise CorruptRecord(
+                f"{self.path}: tip {h.hex()} has no {'block' if block is None else 'undo record'}"
+            )
         accounts = {u.address: u.before for u in undo.accounts}
         tasks = {u.task_id: u.before for u in undo.tasks}
         rewards = {u.height: u.before for u in undo.rewards}

@@ -29,7 +29,9 @@ TX_TRANSFER = 0
 TX_SUBMIT_TASK = 1
 TX_FRAUD_PROOF = 2
 
-MAX_FRAUD_STATE_BYTES = 1 << 26  # the opened input state of the disputed unit (consensus bounds it further)
+MAX_FRAUD_STATE_BYTES = (
+    1 << 26
+)  # the opened input state of the disputed unit (consensus bounds it further)
 
 CHAIN_ID_SIZE = 32
 NO_SIGNATURE = bytes(64)
@@ -76,7 +78,12 @@ class Transaction(Record):
     sender_key: Annotated[RawPublicKey, Bytes(32)]
     nonce: Annotated[int, U64]
     fee: Annotated[int, U64]
-    payload: Annotated[Payload, Variant("kind", {TX_TRANSFER: Transfer, TX_SUBMIT_TASK: SubmitTask, TX_FRAUD_PROOF: FraudProof})]
+    payload: Annotated[
+        Payload,
+        Variant(
+            "kind", {TX_TRANSFER: Transfer, TX_SUBMIT_TASK: SubmitTask, TX_FRAUD_PROOF: FraudProof}
+        ),
+    ]
     signature: Annotated[bytes, Bytes(64)]
 
     @cached_property
@@ -141,9 +148,18 @@ def make_submit_task(
 
 
 def make_fraud_proof(
-    key: PrivateKey, chain_id: bytes, nonce: int, fee: int, block_hash: BlockHash, claim_index: int, unit_index: int, state: bytes
+    key: PrivateKey,
+    chain_id: bytes,
+    nonce: int,
+    fee: int,
+    block_hash: BlockHash,
+    claim_index: int,
+    unit_index: int,
+    state: bytes,
 ) -> Transaction:
-    payload = FraudProof(block_hash=block_hash, claim_index=claim_index, unit_index=unit_index, state=state)
+    payload = FraudProof(
+        block_hash=block_hash, claim_index=claim_index, unit_index=unit_index, state=state
+    )
     return sign_tx(_unsigned(TX_FRAUD_PROOF, chain_id, nonce, fee, payload), key)
 
 

@@ -57,7 +57,9 @@ REROLL_STRATEGIES = ("last", "chained")
 class RerollStats:
     tickets: int = 0  # tickets tried after the honest prefix
     hashes: int = 0  # fabricated leaves made (hashes only)
-    ground_blocks: int = 0  # blocks found by grinding (the others were won inside the honest prefix)
+    ground_blocks: int = (
+        0  # blocks found by grinding (the others were won inside the honest prefix)
+    )
 
 
 class RerollMiner(Miner):
@@ -74,14 +76,18 @@ class RerollMiner(Miner):
         clock: Callable[[], int] | None = None,
     ) -> None:
         if strategy not in REROLL_STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(REROLL_STRATEGIES)}, got {strategy!r}")
+            raise ValueError(
+                f"strategy must be one of {', '.join(REROLL_STRATEGIES)}, got {strategy!r}"
+            )
         super().__init__(chain, key, clock=clock)
         self.strategy = strategy
         self.honest_prefix = honest_prefix
         self.max_tries = max_tries
         self.reroll = RerollStats()
 
-    def _attempt(self, template: Template, attempt: int, limit: int, should_stop: Callable[[], bool]) -> Block | None:
+    def _attempt(
+        self, template: Template, attempt: int, limit: int, should_stop: Callable[[], bool]
+    ) -> Block | None:
         task = task_for_spec(template.task_spec)
         parent, miner = template.parent_hash, self.address
         draft = self.draft(template)
@@ -92,7 +98,9 @@ class RerollMiner(Miner):
 
         def run(u: int, prefix_u: bytes, state_u: bytes) -> tuple[Leaf, bytes]:
             started = time.perf_counter()
-            out, digest = task.run_unit(state_u, unit_seed(parent, miner, attempt, u, prefix_u, c), self.device)
+            out, digest = task.run_unit(
+                state_u, unit_seed(parent, miner, attempt, u, prefix_u, c), self.device
+            )
             self.stats.units += 1
             self.stats.unit_seconds += time.perf_counter() - started
             return Leaf(state_hash(state_u), state_hash(out), digest, c), out
@@ -109,7 +117,12 @@ class RerollMiner(Miner):
             if should_stop() or self.chain.tip_version != template.tip_version:
                 return None
             # A "jump" that goes nowhere: the state is kept, the digest is made up.
-            fake = Leaf(state_hash(state), state_hash(state), tagged_hash("reroll", parent, int_bytes(roll)), c)
+            fake = Leaf(
+                state_hash(state),
+                state_hash(state),
+                tagged_hash("reroll", parent, int_bytes(roll)),
+                c,
+            )
             self.reroll.hashes += 1
             self.reroll.tickets += 1
             if self.strategy == "last":
@@ -159,7 +172,9 @@ class PoisonMiner(Miner):
         out, _ = task.run_unit(state, tagged_hash("poison", seed), self.device)
         return out
 
-    def _attempt(self, template: Template, attempt: int, limit: int, should_stop: Callable[[], bool]) -> Block | None:
+    def _attempt(
+        self, template: Template, attempt: int, limit: int, should_stop: Callable[[], bool]
+    ) -> Block | None:
         task = task_for_spec(template.task_spec)
         parent, miner = template.parent_hash, self.address
         self.poison.attempts += 1
@@ -184,7 +199,9 @@ class PoisonMiner(Miner):
             inputs.append(state)
             if ticket_wins(ticket(parent, miner, trace_root(leaves)), template.target):
                 if u <= self.jump_at:
-                    return None  # won before (or at) the jump: not a poisoned block worth publishing
+                    return (
+                        None  # won before (or at) the jump: not a poisoned block worth publishing
+                    )
                 block = self.assemble(template, leaves, inputs, attempt, draft)
                 if self.jump_at in required_openings(self.params, block.header):
                     self.poison.challenged += 1
@@ -197,18 +214,37 @@ class PoisonMiner(Miner):
 
 
 def _empty_header(
-    params: ConsensusParams, parent: BlockHeader, target: int, miner: Address, time_ms: int, claim: WorkClaim
+    params: ConsensusParams,
+    parent: BlockHeader,
+    target: int,
+    miner: Address,
+    time_ms: int,
+    claim: WorkClaim,
 ) -> BlockHeader:
     """An unsigned header on `parent` with no transactions, paying `miner`, for one claim."""
     return BlockHeader(
-        version=params.version, height=parent.height + 1, prev_hash=parent.hash, time_ms=time_ms, target=target,
-        miner=miner, miner_key=RawPublicKey(bytes(32)), payout=miner, tx_root=tx_root(()), state_root=ZERO_HASH,
-        work=(claim,), signature=NO_SIGNATURE,
+        version=params.version,
+        height=parent.height + 1,
+        prev_hash=parent.hash,
+        time_ms=time_ms,
+        target=target,
+        miner=miner,
+        miner_key=RawPublicKey(bytes(32)),
+        payout=miner,
+        tx_root=tx_root(()),
+        state_root=ZERO_HASH,
+        work=(claim,),
+        signature=NO_SIGNATURE,
     )
 
 
 def forge_header(
-    params: ConsensusParams, parent: BlockHeader, info: ParentInfo, key: PrivateKey, task_id: TaskId, time_ms: int
+    params: ConsensusParams,
+    parent: BlockHeader,
+    info: ParentInfo,
+    key: PrivateKey,
+    task_id: TaskId,
+    time_ms: int,
 ) -> BlockHeader:
     """A header that passes every header rule on `parent` for a trace nobody ran: the ticket is
     put under the target by hashing made-up trace roots (the attack on headers-first sync)."""
@@ -218,7 +254,9 @@ def forge_header(
         root = tagged_hash("fake trace", parent.hash, int_bytes(i))
         if ticket_wins(ticket(parent.hash, miner, root), target):
             break
-    return sign_header(_empty_header(params, parent, target, miner, time_ms, WorkClaim(task_id, 1, root, 0)), key)
+    return sign_header(
+        _empty_header(params, parent, target, miner, time_ms, WorkClaim(task_id, 1, root, 0)), key
+    )
 
 
 def forge_unrun_block(
@@ -239,7 +277,9 @@ def forge_unrun_block(
     target = info.next_target(params)
     winner = Leaf(state_hash(winner_input), state_hash(winner_input), tagged_hash("made up"), c)
     for i in range(1 << 32):
-        fake = Leaf(state_hash(start), state_hash(winner_input), tagged_hash("fake", int_bytes(i)), c)
+        fake = Leaf(
+            state_hash(start), state_hash(winner_input), tagged_hash("fake", int_bytes(i)), c
+        )
         root = trace_root([fake, winner])
         if ticket_wins(ticket(parent.hash, miner, root), target):
             break

@@ -47,7 +47,9 @@ class AuditOutcome:
 
 
 class Auditor:
-    def __init__(self, chain: ChainState, key: PrivateKey, *, share: float = 0.5, device: str = "cpu") -> None:
+    def __init__(
+        self, chain: ChainState, key: PrivateKey, *, share: float = 0.5, device: str = "cpu"
+    ) -> None:
         if not 0 < share <= 1:
             raise ValueError(f"audit share must be in (0, 1], got {share}")
         self.chain = chain
@@ -76,13 +78,17 @@ class Auditor:
     def lag(self) -> int:
         """Blocks of the fraud window not audited yet (0: caught up)."""
         with self.chain.lock:
-            hashes = [self.chain.hash_at(h) for h in range(self.window_low(), self.chain.tip.height + 1)]
+            hashes = [
+                self.chain.hash_at(h) for h in range(self.window_low(), self.chain.tip.height + 1)
+            ]
         return sum(1 for h in hashes if h is not None and h not in self.verdicts)
 
     def audited(self, block_hash: bytes) -> str | None:
         return self.verdicts.get(block_hash)
 
-    def audit(self, block: Block, should_stop: Callable[[], bool] = lambda: False) -> AuditOutcome | None:
+    def audit(
+        self, block: Block, should_stop: Callable[[], bool] = lambda: False
+    ) -> AuditOutcome | None:
         """Replay every unit of `block` (the winner's, then each share claim's); None when stopped,
         the block left the best chain, or its
         start state is not held here (then it is not marked)."""
@@ -109,8 +115,9 @@ class Auditor:
         found, guilty = None, 0
         for c in range(claim_count(block)):  # the winner's trace, then every share claim's
             guilty = c
-            found = find_fraud(block, start, self.device, on_unit=on_unit, spec=record.spec,
-                               claim_index=c)
+            found = find_fraud(
+                block, start, self.device, on_unit=on_unit, spec=record.spec, claim_index=c
+            )
             if found is not None or should_stop() or not self.chain.on_best_chain(block.hash):
                 break
         if found is None:

@@ -23,7 +23,9 @@ from consensus.params import Allocation, ConsensusParams, load_params
 from consensus.validation import check_body, check_header, check_transactions, check_work
 
 
-def run(params: ConsensusParams, blocks: int, txs_per_block: int = 50, progress: bool = True) -> dict:
+def run(
+    params: ConsensusParams, blocks: int, txs_per_block: int = 50, progress: bool = True
+) -> dict:
     from tqdm import tqdm
 
     from chain.address import format_address
@@ -31,7 +33,9 @@ def run(params: ConsensusParams, blocks: int, txs_per_block: int = 50, progress:
     funder = PrivateKey.from_bytes(b"\x11" * 32)
     from dataclasses import replace
 
-    params = replace(params, allocations=(Allocation(format_address(address_of(funder.public_key())), 10**15),))
+    params = replace(
+        params, allocations=(Allocation(format_address(address_of(funder.public_key())), 10**15),)
+    )
     clock_now = [params.genesis_time_ms]
 
     def clock() -> int:
@@ -42,15 +46,23 @@ def run(params: ConsensusParams, blocks: int, txs_per_block: int = 50, progress:
         from chain.mempool import Mempool
 
         mempool = Mempool(16 << 20)
-        miner_chain = ChainState(ChainStore(str(Path(tmp) / "miner")), params, mempool=mempool, clock=clock)
+        miner_chain = ChainState(
+            ChainStore(str(Path(tmp) / "miner")), params, mempool=mempool, clock=clock
+        )
         verifier = ChainState(ChainStore(str(Path(tmp) / "verifier")), params, clock=clock)
         key = PrivateKey.from_bytes(b"\x22" * 32)
         miner = Miner(miner_chain, key, mempool=mempool, clock=clock)
         nonce = 0
-        for _ in tqdm(range(blocks), desc="mining and verifying", unit="block", disable=not progress):
+        for _ in tqdm(
+            range(blocks), desc="mining and verifying", unit="block", disable=not progress
+        ):
             for _ in range(txs_per_block):
                 to = address_of(PrivateKey.from_bytes(nonce.to_bytes(32, "big")).public_key())
-                mempool.add(make_transfer(funder, miner_chain.chain_id, nonce, 10, to, 1000), miner_chain.state, miner_chain.chain_id)
+                mempool.add(
+                    make_transfer(funder, miner_chain.chain_id, nonce, 10, to, 1000),
+                    miner_chain.state,
+                    miner_chain.chain_id,
+                )
                 nonce += 1
             clock_now[0] += params.block_interval_ms
             units_before = miner.stats.units
@@ -117,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"network {report['network']}, k = {report['spot_checks']}, {report['blocks']} blocks, {report['mean_units_per_block']:.0f} units per block on average")
+    print(
+        f"network {report['network']}, k = {report['spot_checks']}, {report['blocks']} blocks, {report['mean_units_per_block']:.0f} units per block on average"
+    )
     print(f"{'measure':<34}{'value':>14}")
     for label, value in (
         ("mining time per block (s)", f"{report['mining_s_per_block']:.3f}"),

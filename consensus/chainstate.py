@@ -71,7 +71,9 @@ class Outcome(str, Enum):
     DUPLICATE = "duplicate"
     INVALID = "invalid"
     REJECTED = "rejected"  # not acceptable now (time too far ahead, header limits); not stored
-    BAD_MESSAGE = "bad-message"  # a broken signature or a body that is not the header's: the sender's fault
+    BAD_MESSAGE = (
+        "bad-message"  # a broken signature or a body that is not the header's: the sender's fault
+    )
 
 
 @dataclass
@@ -106,7 +108,9 @@ class Limits:
     max_orphans: int = 256
     max_unproven_headers: int = 8_192  # headers without bodies kept in memory
     max_headers_ahead: int = 4_096  # how far above the validated tip a header may be
-    max_invalid_remembered: int = 16_384  # invalid headers kept (memory only) to refuse their children
+    max_invalid_remembered: int = (
+        16_384  # invalid headers kept (memory only) to refuse their children
+    )
     max_reorg_in_memory: int = 512  # branch blocks validated in memory before the tip moves
     dropped_memory_s: float = 120.0  # how long a branch given up for missing bodies stays refused
 
@@ -139,7 +143,12 @@ class ChainState:
         self.lock = threading.RLock()
         self.genesis: Genesis = build_genesis(params)
         if not store.is_initialised():
-            store.init_genesis(self.genesis.block, self.genesis.state, self.genesis.chain_work, [self.genesis.default_task_state])
+            store.init_genesis(
+                self.genesis.block,
+                self.genesis.state,
+                self.genesis.chain_work,
+                [self.genesis.default_task_state],
+            )
         elif store.genesis_hash != self.genesis.block.hash:
             raise WrongNetwork(
                 f"{store.path} holds the chain with genesis {store.genesis_hash.hex()[:16]}, "
@@ -147,20 +156,30 @@ class ChainState:
             )
         self.chain_id = self.genesis.chain_id
         # Stored entries have bodies; header-only entries of an older run are not reloaded.
-        self.entries: dict[bytes, IndexEntry] = {e.hash: e for e in store.index_entries() if e.status != STATUS_HEADER}
+        self.entries: dict[bytes, IndexEntry] = {
+            e.hash: e for e in store.index_entries() if e.status != STATUS_HEADER
+        }
         self.children: dict[bytes, set[bytes]] = {}
         for e in self.entries.values():
             self.children.setdefault(e.prev_hash, set()).add(e.hash)
         self.headers: dict[bytes, BlockHeader] = {}
         self.orphans: OrderedDict[bytes, Block] = OrderedDict()
-        self.unproven: OrderedDict[bytes, IndexEntry] = OrderedDict()  # header-only entries, memory only
-        self.invalid_headers: OrderedDict[bytes, None] = OrderedDict()  # invalid, no body: memory only
-        self.dropped: OrderedDict[bytes, float] = OrderedDict()  # header hash -> when its branch was given up
+        self.unproven: OrderedDict[bytes, IndexEntry] = (
+            OrderedDict()
+        )  # header-only entries, memory only
+        self.invalid_headers: OrderedDict[bytes, None] = (
+            OrderedDict()
+        )  # invalid, no body: memory only
+        self.dropped: OrderedDict[bytes, float] = (
+            OrderedDict()
+        )  # header hash -> when its branch was given up
         self.state: LedgerState = store.load_state()
         self.tip: IndexEntry = store.tip_entry()
         # Stored blocks with more work than the tip, in the order seen: the fork-choice candidates.
         self.candidates: dict[bytes, None] = {
-            e.hash: None for e in self.entries.values() if e.status in (STATUS_BODY, STATUS_VALID) and prefer(e.chain_work, self.tip.chain_work)
+            e.hash: None
+            for e in self.entries.values()
+            if e.status in (STATUS_BODY, STATUS_VALID) and prefer(e.chain_work, self.tip.chain_work)
         }
         self.tip_version = 0  # bumped when the tip moves; the miner watches it
         if assume_valid is None and params.assume_valid:
@@ -217,7 +236,14 @@ class ChainState:
             times.append(h.time_ms)
         grandparent = self.header(header.prev_hash) if header.height > 0 else None
         grandparent_time = grandparent.time_ms if grandparent is not None else header.time_ms
-        return ParentInfo(parent_hash, header.height, header.time_ms, header.target, grandparent_time, median_time_past(times))
+        return ParentInfo(
+            parent_hash,
+            header.height,
+            header.time_ms,
+            header.target,
+            grandparent_time,
+            median_time_past(times),
+        )
 
     def fork_point(self, locator: list[bytes]) -> int:
         """Height of the first locator hash on our best chain (0: genesis)."""
@@ -252,7 +278,9 @@ class ChainState:
                 outcome = Outcome.INVALID if known.status == STATUS_INVALID else Outcome.DUPLICATE
                 return BlockResult(outcome, h, None, known.reason)
             if self._recently_dropped(h):
-                return BlockResult(Outcome.REJECTED, h, None, "its branch was given up: the bodies did not arrive")
+                return BlockResult(
+                    Outcome.REJECTED, h, None, "its branch was given up: the bodies did not arrive"
+                )
             parent = self.entries.get(header.prev_hash)
             if parent is None:
                 return BlockResult(Outcome.ORPHAN, h)
@@ -265,11 +293,26 @@ class ChainState:
                 return self._refused(header, parent, exc)
             if header.height > self.tip.height + self.limits.max_headers_ahead:
                 return BlockResult(
-                    Outcome.REJECTED, h, None, f"height {header.height} is more than {self.limits.max_headers_ahead} above the validated tip"
+                    Outcome.REJECTED,
+                    h,
+                    None,
+                    f"height {header.height} is more than {self.limits.max_headers_ahead} above the validated tip",
                 )
             if len(self.unproven) >= self.limits.max_unproven_headers:
-                return BlockResult(Outcome.REJECTED, h, None, f"{len(self.unproven)} headers without bodies held already")
-            entry = IndexEntry(h, header.prev_hash, header.height, chain_work_after(parent.chain_work, header.target), STATUS_HEADER, "")
+                return BlockResult(
+                    Outcome.REJECTED,
+                    h,
+                    None,
+                    f"{len(self.unproven)} headers without bodies held already",
+                )
+            entry = IndexEntry(
+                h,
+                header.prev_hash,
+                header.height,
+                chain_work_after(parent.chain_work, header.target),
+                STATUS_HEADER,
+                "",
+            )
             self._index(entry)
             self.unproven[h] = entry
             self.headers[h] = header
@@ -355,7 +398,9 @@ class ChainState:
             return self._refused(block.header, parent, exc)
         self.unproven.pop(h, None)
         self.dropped.pop(h, None)
-        self._index(self.store.put_block(block, chain_work_after(parent.chain_work, block.header.target)))
+        self._index(
+            self.store.put_block(block, chain_work_after(parent.chain_work, block.header.target))
+        )
         self._arrived = (h, block)  # validated from memory, not read back from the store
         self.headers[h] = block.header
         entry = self.entries[h]
@@ -415,7 +460,16 @@ class ChainState:
         """Remember an invalid header (memory only, bounded) so its descendants are refused cheaply."""
         h = header.hash
         if h not in self.entries:
-            self._index(IndexEntry(h, header.prev_hash, header.height, chain_work_after(parent_work, header.target), STATUS_HEADER, ""))
+            self._index(
+                IndexEntry(
+                    h,
+                    header.prev_hash,
+                    header.height,
+                    chain_work_after(parent_work, header.target),
+                    STATUS_HEADER,
+                    "",
+                )
+            )
             self.headers[h] = header
         self._mark_invalid(h, reason)
 
@@ -428,7 +482,14 @@ class ChainState:
             if entry is None or entry.status == STATUS_INVALID:
                 continue
             stored = entry.status != STATUS_HEADER
-            marked = IndexEntry(entry.hash, entry.prev_hash, entry.height, entry.chain_work, STATUS_INVALID, why[:500])
+            marked = IndexEntry(
+                entry.hash,
+                entry.prev_hash,
+                entry.height,
+                entry.chain_work,
+                STATUS_INVALID,
+                why[:500],
+            )
             self.entries[h] = self.store.set_status(h, STATUS_INVALID, why) if stored else marked
             self.unproven.pop(h, None)
             self.candidates.pop(h, None)
@@ -447,7 +508,11 @@ class ChainState:
         best = self.tip
         for h in list(self.candidates):
             e = self.entries.get(h)
-            if e is None or e.status not in (STATUS_BODY, STATUS_VALID) or not prefer(e.chain_work, self.tip.chain_work):
+            if (
+                e is None
+                or e.status not in (STATUS_BODY, STATUS_VALID)
+                or not prefer(e.chain_work, self.tip.chain_work)
+            ):
                 del self.candidates[h]  # the tip's work only grows, so it can never be chosen again
             elif prefer(e.chain_work, best.chain_work) and self._branch_usable(e):
                 best = e
@@ -487,8 +552,12 @@ class ChainState:
         fork = e.hash
         if e.height < self.store.pruned_height():
             # A pruned node has no undo records below its horizon: it cannot go back that far.
-            log.warning("branch to %s forks at height %d, below the pruned height %d: not followed",
-                        target.hash.hex()[:16], e.height, self.store.pruned_height())
+            log.warning(
+                "branch to %s forks at height %d, below the pruned height %d: not followed",
+                target.hash.hex()[:16],
+                e.height,
+                self.store.pruned_height(),
+            )
             self.candidates.pop(target.hash, None)
             return True
         state = self._state_at(fork)
@@ -501,9 +570,13 @@ class ChainState:
             assumed = entry.status != STATUS_VALID and self._assumed(entry)
             try:
                 done = connect_checks(
-                    self.params, block, state, device=self.device,
+                    self.params,
+                    block,
+                    state,
+                    device=self.device,
                     reexecute=entry.status != STATUS_VALID and not assumed,
-                    load_block=self.store.get_block, verified_claims=self.verified_claims,
+                    load_block=self.store.get_block,
+                    verified_claims=self.verified_claims,
                 )
                 if assumed:
                     done = self._assumed_connect(block, state, done)
@@ -537,8 +610,11 @@ class ChainState:
                 chain[e.height] = e.hash
                 e = self.entries.get(e.prev_hash) if e.height > 0 else None
             self._assumed_chain = chain
-            log.info("assume-valid block %s at height %d: its ancestors connect without "
-                     "re-execution", target.hash.hex()[:16], target.height)
+            log.info(
+                "assume-valid block %s at height %d: its ancestors connect without re-execution",
+                target.hash.hex()[:16],
+                target.height,
+            )
         return self._assumed_chain.get(entry.height) == entry.hash
 
     def _assumed_connect(self, block: Block, state: LedgerState, done: Connected) -> Connected:
@@ -548,8 +624,9 @@ class ChainState:
         self.assumed_connects += 1
         claim = block.header.work[0]
         before, after = state.tasks.get(claim.task_id), done.state.tasks.get(claim.task_id)
-        completes = before is not None and after is not None and before.is_open \
-            and not after.is_open
+        completes = (
+            before is not None and after is not None and before.is_open and not after.is_open
+        )
         if block.hash != self.assume_valid and not completes:
             return done
         return Connected(done.state, done.undo, check_work(self.params, block, state, self.device))
@@ -565,7 +642,9 @@ class ChainState:
             e = self.entries[e.prev_hash]
         return undo_blocks(self.state, undos) if undos else self.state
 
-    def _switch(self, fork: bytes, pending: list[tuple[IndexEntry, Block, Connected]], result: BlockResult) -> None:
+    def _switch(
+        self, fork: bytes, pending: list[tuple[IndexEntry, Block, Connected]], result: BlockResult
+    ) -> None:
         """Disconnect down to `fork` and connect the validated blocks, each step one atomic write."""
         old_tip = self.tip
         while self.tip.hash != fork:
@@ -582,13 +661,18 @@ class ChainState:
             self.tip = self.entries[entry.hash]
             result.connected.append(block)
         if not self.on_best_chain(old_tip.hash) and prefer(old_tip.chain_work, self.tip.chain_work):
-            self.candidates[old_tip.hash] = None  # a partial switch: the old chain is still a candidate
+            self.candidates[old_tip.hash] = (
+                None  # a partial switch: the old chain is still a candidate
+            )
         self._prune_unproven()
         if self.prune_keep is not None:
             self.store.prune(self.prune_keep)
         log.info(
             "tip %s height %d (%d connected, %d disconnected)",
-            self.tip.hash.hex()[:16], self.tip.height, len(result.connected), len(result.disconnected),
+            self.tip.hash.hex()[:16],
+            self.tip.height,
+            len(result.connected),
+            len(result.disconnected),
         )
 
     def _prune_unproven(self) -> None:
@@ -602,13 +686,21 @@ class ChainState:
         if self.mempool is None or not result.tip_changed:
             return
         self.mempool.remove(tx.txid for block in result.connected for tx in block.txs)
-        self.mempool.readd((tx for block in result.disconnected for tx in block.txs), self.state, self.chain_id)
+        self.mempool.readd(
+            (tx for block in result.disconnected for tx in block.txs), self.state, self.chain_id
+        )
         self.mempool.revalidate(self.state)
         stale = []
         for tx in self.mempool.transactions():
             if isinstance(tx.payload, FraudProof):
                 try:
-                    fraud_target(self.state, tx.payload, self.header(tx.payload.block_hash), self.tip.height + 1, self.params.reward_maturity)
+                    fraud_target(
+                        self.state,
+                        tx.payload,
+                        self.header(tx.payload.block_hash),
+                        self.tip.height + 1,
+                        self.params.reward_maturity,
+                    )
                 except StateError:
                     stale.append(tx.txid)  # matured, forfeited already or reorganised away
         self.mempool.remove(stale)
@@ -629,12 +721,19 @@ class ChainState:
             if tx.txid in self.mempool:
                 raise TxRejected("already in the mempool")
             for pending in self.mempool.transactions():
-                if isinstance(pending.payload, FraudProof) and pending.payload.block_hash == tx.payload.block_hash:
-                    raise TxRejected(f"duplicate: a fraud proof against block {tx.payload.block_hash.hex()[:16]} is already pending")
+                if (
+                    isinstance(pending.payload, FraudProof)
+                    and pending.payload.block_hash == tx.payload.block_hash
+                ):
+                    raise TxRejected(
+                        f"duplicate: a fraud proof against block {tx.payload.block_hash.hex()[:16]} is already pending"
+                    )
             with self.lock:
                 state, height = self.state, self.tip.height + 1
             try:
-                check_fraud_proof(self.params, tx.payload, state, height, self.store.get_block, self.device)
+                check_fraud_proof(
+                    self.params, tx.payload, state, height, self.store.get_block, self.device
+                )
             except FraudError as exc:
                 raise TxRejected(exc.reason) from None
         self.mempool.add(tx, self.state, self.chain_id)

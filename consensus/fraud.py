@@ -68,8 +68,14 @@ def unit_seed_of(block: Block, claim_index: int, unit_index: int) -> bytes:
     trace = trace_of(block, claim_index)
     prefixes = prefix_commitments(trace.leaves[:unit_index])
     leaf = trace.leaves[unit_index]
-    return unit_seed(block.header.prev_hash, trace.miner, trace.attempt, unit_index,
-                     prefixes[unit_index], leaf.commitment)
+    return unit_seed(
+        block.header.prev_hash,
+        trace.miner,
+        trace.attempt,
+        unit_index,
+        prefixes[unit_index],
+        leaf.commitment,
+    )
 
 
 def check_fraud_proof(
@@ -83,10 +89,18 @@ def check_fraud_proof(
     """Check a fraud proof for a block at `height` on `state` (the parent's); return the guilty
     block's height. Raises FraudError naming the rule."""
     if len(proof.state) > params.max_opening_bytes:
-        raise FraudError(f"fraud proof: state of {len(proof.state)} bytes exceeds {params.max_opening_bytes}")
+        raise FraudError(
+            f"fraud proof: state of {len(proof.state)} bytes exceeds {params.max_opening_bytes}"
+        )
     block = load_block(proof.block_hash)
     try:
-        record = fraud_target(state, proof, block.header if block is not None else None, height, params.reward_maturity)
+        record = fraud_target(
+            state,
+            proof,
+            block.header if block is not None else None,
+            height,
+            params.reward_maturity,
+        )
     except StateError as exc:
         raise FraudError(exc.reason) from None
     assert block is not None
@@ -103,14 +117,25 @@ def check_fraud_proof(
     if task_record is None:
         raise FraudError(f"fraud proof: task {trace.task_id.hex()} is unknown")
     task = task_for_spec(task_record.spec)
-    check = verify_unit(task, proof.state, unit_seed_of(block, proof.claim_index, proof.unit_index), leaf, device)
+    check = verify_unit(
+        task, proof.state, unit_seed_of(block, proof.claim_index, proof.unit_index), leaf, device
+    )
     if check.ok:
-        raise FraudError(f"fraud proof: unit {proof.unit_index} of block {proof.block_hash.hex()[:16]} reproduces its leaf: no fraud")
+        raise FraudError(
+            f"fraud proof: unit {proof.unit_index} of block {proof.block_hash.hex()[:16]} reproduces its leaf: no fraud"
+        )
     return record.height
 
 
-def find_fraud(block: Block, start_state: bytes, device: str = "cpu", *, on_unit: Callable[[int], bool] | None = None,
-               spec: bytes, claim_index: int = 0) -> tuple[int, bytes] | None:
+def find_fraud(
+    block: Block,
+    start_state: bytes,
+    device: str = "cpu",
+    *,
+    on_unit: Callable[[int], bool] | None = None,
+    spec: bytes,
+    claim_index: int = 0,
+) -> tuple[int, bytes] | None:
     """Replay every unit of one claim of `block` (0: the winner's; every claim starts from the
     task's state at the parent, `start_state`): (unit index, its input state) of the first unit
     that does not reproduce its leaf, else None.
@@ -124,8 +149,9 @@ def find_fraud(block: Block, start_state: bytes, device: str = "cpu", *, on_unit
     prefixes = prefix_commitments(trace.leaves[:-1])
     state = start_state
     for u, leaf in enumerate(trace.leaves):
-        seed = unit_seed(block.header.prev_hash, trace.miner, trace.attempt, u, prefixes[u],
-                         leaf.commitment)
+        seed = unit_seed(
+            block.header.prev_hash, trace.miner, trace.attempt, u, prefixes[u], leaf.commitment
+        )
         check = verify_unit(task, state, seed, leaf, device)
         if not check.ok or check.output_state is None:
             return u, state
@@ -135,7 +161,9 @@ def find_fraud(block: Block, start_state: bytes, device: str = "cpu", *, on_unit
     return None
 
 
-def block_start_state(block: Block, spec: bytes, load_blob: Callable[[bytes], bytes | None]) -> bytes | None:
+def block_start_state(
+    block: Block, spec: bytes, load_blob: Callable[[bytes], bytes | None]
+) -> bytes | None:
     """The task state claim 0 of `block` starts from (its leaf 0 input): a stored blob, or the
     task's initial state; None when this node does not hold it."""
     start = block.proofs[0].leaves[0].input_hash

@@ -43,7 +43,9 @@ def build_genesis(params: ConsensusParams) -> Genesis:
     initial = make_task(params.default_task).initial_state()
     task = default_task_record(spec, state_hash(initial))
     # Genesis has no miner: its miner_key slot carries the hash of the network name and message.
-    message = tagged_hash("genesis-message", params.network.encode(), params.genesis_message.encode())
+    message = tagged_hash(
+        "genesis-message", params.network.encode(), params.genesis_message.encode()
+    )
     # The state root covers accounts and tasks, not the chain id, so it can be sealed first.
     root = genesis_state(ZERO_HASH, allocations, task).root
     header = BlockHeader(

@@ -62,7 +62,9 @@ def unit_price(min_bounty_per_unit: int, reference_unit_cost: int, cost: int) ->
 
 def minimum_bounty(params: ConsensusParams, spec: TaskSpec) -> int:
     """The least bounty a task of `spec` may offer: units * unit_price(its unit cost)."""
-    return spec.units_total * unit_price(params.min_bounty_per_unit, params.reference_unit_cost, unit_cost(spec))
+    return spec.units_total * unit_price(
+        params.min_bounty_per_unit, params.reference_unit_cost, unit_cost(spec)
+    )
 
 
 def check_market_rules(params: ConsensusParams, tx: Transaction) -> None:

@@ -149,7 +149,9 @@ class Miner:
         self.share_pool = share_pool  # claims on the parent to include (shares_per_block > 0)
         self.on_share = on_share  # called with each share claim this miner finds (to gossip it)
 
-    def mine_block(self, should_stop: Callable[[], bool] = lambda: False, max_units: int | None = None) -> Block | None:
+    def mine_block(
+        self, should_stop: Callable[[], bool] = lambda: False, max_units: int | None = None
+    ) -> Block | None:
         """Mine one block on the current tip; None if stopped or the tip moved.
 
         A trace that reaches `max_units_per_block` units without a winning ticket ends that
@@ -166,9 +168,16 @@ class Miner:
             if should_stop() or self.chain.tip_version != template.tip_version:
                 return None
             attempt += 1
-            log.info("no ticket under the target in %d units on %s; starting attempt %d", limit, template.parent_hash.hex()[:16], attempt)
+            log.info(
+                "no ticket under the target in %d units on %s; starting attempt %d",
+                limit,
+                template.parent_hash.hex()[:16],
+                attempt,
+            )
 
-    def _attempt(self, template: Template, attempt: int, limit: int, should_stop: Callable[[], bool]) -> Block | None:
+    def _attempt(
+        self, template: Template, attempt: int, limit: int, should_stop: Callable[[], bool]
+    ) -> Block | None:
         """One trace on the template's parent: a block as soon as a ticket wins, else None."""
         task = task_for_spec(template.task_spec)
         parent, miner = template.parent_hash, self.address
@@ -188,7 +197,11 @@ class Miner:
             seed = unit_seed(parent, miner, attempt, u, prefix, draft.commitment)
             started = time.perf_counter()
             faked = fakes(u)
-            out, digest = (state, tagged_hash("fabricated", seed)) if faked else task.run_unit(state, seed, self.device)
+            out, digest = (
+                (state, tagged_hash("fabricated", seed))
+                if faked
+                else task.run_unit(state, seed, self.device)
+            )
             leaf = Leaf(state_hash(state), state_hash(out), digest, draft.commitment)
             t = ticket(parent, miner, trace_root([*leaves, leaf]))
             if faked and ticket_wins(t, template.target):
@@ -210,13 +223,24 @@ class Miner:
         return None
 
     def share_claim(
-        self, template: Template, leaves: list[Leaf], inputs: list[bytes], attempt: int,
+        self,
+        template: Template,
+        leaves: list[Leaf],
+        inputs: list[bytes],
+        attempt: int,
         shares: list[int],
     ) -> ShareClaim:
         """The signed share claim of this trace so far (it ends at the share `shares[-1]`)."""
         unsigned = ShareClaim(
-            template.parent_hash, template.task_id, attempt, self.payout, tuple(shares),
-            tuple(leaves), (), self.key.public_key().raw, NO_SIGNATURE,
+            template.parent_hash,
+            template.task_id,
+            attempt,
+            self.payout,
+            tuple(shares),
+            tuple(leaves),
+            (),
+            self.key.public_key().raw,
+            NO_SIGNATURE,
         )
         needed = required_share_openings(self.params, unsigned)
         openings = tuple(Opening(u, inputs[u]) for u in needed)
@@ -287,7 +311,10 @@ class Miner:
                 check_market_rules(self.params, tx)
                 if isinstance(tx.payload, FraudProof):
                     # Bounded per block, one per guilty block.
-                    if len(proven) >= self.params.max_fraud_proofs_per_block or tx.payload.block_hash in proven:
+                    if (
+                        len(proven) >= self.params.max_fraud_proofs_per_block
+                        or tx.payload.block_hash in proven
+                    ):
                         raise ValueError("fraud proof over the block's limit")
                     proven.add(tx.payload.block_hash)
             except ValueError:
@@ -301,16 +328,28 @@ class Miner:
                 (WorkProof((Leaf(ZERO_HASH, ZERO_HASH, ZERO_HASH, ZERO_HASH),), ()),),
             )
             try:
-                apply_block(template.state, probe, 0, self.params.reward_maturity, check_structure=False,
-                            headers=self.chain.block_headers, prover_share_pct=self.params.fraud_prover_share_pct)
+                apply_block(
+                    template.state,
+                    probe,
+                    0,
+                    self.params.reward_maturity,
+                    check_structure=False,
+                    headers=self.chain.block_headers,
+                    prover_share_pct=self.params.fraud_prover_share_pct,
+                )
             except StateError as exc:
                 log.warning("mining without the mempool's transactions: %s", exc)
                 return []
         return chosen
 
     def assemble(
-        self, template: Template, leaves: list[Leaf], inputs: list[bytes], attempt: int,
-        draft: HeaderDraft, output: bytes | None = None,
+        self,
+        template: Template,
+        leaves: list[Leaf],
+        inputs: list[bytes],
+        attempt: int,
+        draft: HeaderDraft,
+        output: bytes | None = None,
     ) -> Block:
         """The signed block for a winning trace: `inputs[u]` is unit u's input state (for the
         openings), `draft` the header the winning unit was run for, `output` the winner's output
@@ -344,11 +383,17 @@ class Miner:
         block = Block(header, draft.txs, (WorkProof(tuple(leaves), openings),), share_claims)
         subsidy, share_rewards = self.params.share_split(template.height)
         new_state, _ = apply_block(
-            template.state, block, subsidy, self.params.reward_maturity,
-            headers=self.chain.block_headers, prover_share_pct=self.params.fraud_prover_share_pct,
+            template.state,
+            block,
+            subsidy,
+            self.params.reward_maturity,
+            headers=self.chain.block_headers,
+            prover_share_pct=self.params.fraud_prover_share_pct,
             share_rewards=share_rewards,
         )
-        final = sign_header(BlockHeader(**{**_fields(header), "state_root": new_state.root}), self.key)
+        final = sign_header(
+            BlockHeader(**{**_fields(header), "state_root": new_state.root}), self.key
+        )
         self.stats.blocks += 1
         return Block(final, draft.txs, block.proofs, share_claims)
 

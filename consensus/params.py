@@ -40,7 +40,9 @@ class Allocation:
 @dataclass(frozen=True)
 class ConsensusParams:
     network: str = "devnet"
-    version: int = 3  # 3: sparse Merkle state root, share claims in blocks (2: chained seeds, maturity)
+    version: int = (
+        3  # 3: sparse Merkle state root, share claims in blocks (2: chained seeds, maturity)
+    )
     # Time and difficulty
     block_interval_ms: int = 5_000
     retarget_half_life_ms: int = 60_000
@@ -65,14 +67,22 @@ class ConsensusParams:
     # Rewards
     block_reward: int = 50 * COIN
     halving_interval: int = 210_000
-    reward_maturity: int = 100  # blocks before a block's reward is spendable (the fraud-proof window)
+    reward_maturity: int = (
+        100  # blocks before a block's reward is spendable (the fraud-proof window)
+    )
     # The task market: a unit's cost is useful_work.specs.unit_cost(spec), in operations (one
     # operation: one training multiply-accumulate, about 0.14 ns on one CPU thread).
-    min_bounty_per_unit: int = 1  # the least a unit pays, and the price of a unit of reference_unit_cost
-    reference_unit_cost: int = 100_000_000  # a unit costing c > this pays ceil(min_bounty_per_unit * c / this)
+    min_bounty_per_unit: int = (
+        1  # the least a unit pays, and the price of a unit of reference_unit_cost
+    )
+    reference_unit_cost: int = (
+        100_000_000  # a unit costing c > this pays ceil(min_bounty_per_unit * c / this)
+    )
     max_unit_cost: int = 600_000_000  # no task (the default task included) may cost more per unit
     # Fraud proofs (the window is reward_maturity)
-    fraud_prover_share_pct: int = 50  # percent of a forfeit (its bounty share aside) paid to the prover; the rest is burned
+    fraud_prover_share_pct: int = (
+        50  # percent of a forfeit (its bounty share aside) paid to the prover; the rest is burned
+    )
     max_fraud_proofs_per_block: int = 4  # each costs a verifier one unit
     # Genesis
     genesis_time_ms: int = 1_764_000_000_000
@@ -80,7 +90,9 @@ class ConsensusParams:
     allocations: tuple[Allocation, ...] = ()
     # Sync policy, not a rule: blocks at and below this hash are not re-executed while syncing
     assume_valid: str = ""  # a block hash (64 hex digits); "" off (devnet's default)
-    default_task: TaskSpec = field(default_factory=TrainSpec)  # a train or render spec; units 0 = open-ended
+    default_task: TaskSpec = field(
+        default_factory=TrainSpec
+    )  # a train or render spec; units 0 = open-ended
 
     def block_subsidy(self, height: int) -> int:
         """Block reward at a height: halves every `halving_interval` blocks."""
@@ -149,8 +161,8 @@ _RANGES: dict[str, tuple[int, int]] = {
 MEANINGS: dict[str, str] = {
     "network": "the network's name; the chain id that every transaction signs is derived from it and the genesis",
     "version": "protocol version of block headers (3: the state root is the sparse Merkle "
-               "state tree's root; share claims in blocks, merged task states; 2: chained unit "
-               "seeds, matured rewards)",
+    "state tree's root; share claims in blocks, merged task states; 2: chained unit "
+    "seeds, matured rewards)",
     "block_interval_ms": "the block interval the difficulty retarget aims for",
     "retarget_half_life_ms": "how fast the target follows solve times: a block one half-life late makes the next twice as easy",
     "initial_units_per_block": "expected units of work to find a block at blocks 1 and 2 (sets the initial target)",
@@ -180,8 +192,8 @@ MEANINGS: dict[str, str] = {
     "genesis_time_ms": "time of the genesis block (Unix ms); block 1 anchors the retarget, not this",
     "genesis_message": "text hashed into the genesis block",
     "assume_valid": "sync policy, not a rule: a syncing node checks the blocks up to this one "
-                    "(headers, tickets, transactions, state roots) without re-executing their "
-                    "units; --assume-valid overrides it",
+    "(headers, tickets, transactions, state roots) without re-executing their "
+    "units; --assume-valid overrides it",
     "allocations": "genesis balances: a list of {address, amount} tables",
     "default_task": "the chain's default public task, mined when no paid task is open (train or render; open-ended)",
     "default_task.kind": "train (a shared CNN learns from rendered scenes) or render (labelled images)",
@@ -274,7 +286,9 @@ def validate_params(p: ConsensusParams) -> ConsensusParams:
     if p.min_units_per_block > p.initial_units_per_block:
         raise ParamsError("min_units_per_block: must not exceed initial_units_per_block")
     if p.max_block_bytes > p.max_message_bytes:
-        raise ParamsError("max_block_bytes: must not exceed max_message_bytes (a block travels in one message)")
+        raise ParamsError(
+            "max_block_bytes: must not exceed max_message_bytes (a block travels in one message)"
+        )
     if not p.network or not p.network.replace("-", "").replace("_", "").isalnum():
         raise ParamsError(f"network: {p.network!r} must be a short alphanumeric name")
     av = p.assume_valid
@@ -286,7 +300,9 @@ def validate_params(p: ConsensusParams) -> ConsensusParams:
     _check_default_task(p)
     cost = unit_cost(p.default_task)
     if cost > p.max_unit_cost:
-        raise ParamsError(f"default_task: unit cost {cost:,} operations exceeds max_unit_cost {p.max_unit_cost:,}")
+        raise ParamsError(
+            f"default_task: unit cost {cost:,} operations exceeds max_unit_cost {p.max_unit_cost:,}"
+        )
     return p
 
 
@@ -304,7 +320,9 @@ def params_from_dict(data: dict[str, Any], base: ConsensusParams | None = None) 
             allocs = []
             for i, item in enumerate(value):
                 if not isinstance(item, dict) or set(item) != {"address", "amount"}:
-                    raise ParamsError(f"allocations[{i}]: must have exactly the keys address and amount")
+                    raise ParamsError(
+                        f"allocations[{i}]: must have exactly the keys address and amount"
+                    )
                 allocs.append(Allocation(str(item["address"]), item["amount"]))
             changes[key] = tuple(allocs)
         elif key == "default_task":
@@ -316,7 +334,11 @@ def params_from_dict(data: dict[str, Any], base: ConsensusParams | None = None) 
             if kind not in kinds:
                 raise ParamsError(f"default_task.kind: must be train or render, got {kind!r}")
             # A default task is open-ended, whatever the kind's own default for a submitted task.
-            start = base.default_task if base.default_task.kind == kind else replace(kinds[kind](), units=0)
+            start = (
+                base.default_task
+                if base.default_task.kind == kind
+                else replace(kinds[kind](), units=0)
+            )
             task_fields = {f.name for f in fields(kinds[kind])}
             for k in value:
                 if k not in task_fields:
@@ -334,11 +356,15 @@ def load_params(name_or_path: str | Path) -> ConsensusParams:
     """A preset name ("devnet", "testnet") or a TOML file, which may start from a preset with `base = "..."`."""
     text_name = str(name_or_path)
     if text_name in PRESETS:
-        data = tomllib.loads(resources.files("consensus.presets").joinpath(f"{text_name}.toml").read_text())
+        data = tomllib.loads(
+            resources.files("consensus.presets").joinpath(f"{text_name}.toml").read_text()
+        )
         return params_from_dict(data)
     path = Path(name_or_path)
     if not path.is_file():
-        raise ParamsError(f"network: {text_name!r} is neither a preset ({', '.join(PRESETS)}) nor a TOML file")
+        raise ParamsError(
+            f"network: {text_name!r} is neither a preset ({', '.join(PRESETS)}) nor a TOML file"
+        )
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

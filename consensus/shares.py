@@ -146,7 +146,10 @@ def check_share_openings(params: ConsensusParams, block: Block) -> None:
 
 
 def rerun_share_claim(
-    task: Task, claim: ShareClaim, index: int, device: str = "cpu",
+    task: Task,
+    claim: ShareClaim,
+    index: int,
+    device: str = "cpu",
     skip: frozenset[int] = frozenset(),
 ) -> bytes:
     """Re-execute every share's last unit, then the spot checks; return the last unit's output.

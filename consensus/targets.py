@@ -21,16 +21,32 @@ def _exp2_fixed(frac: int) -> int:
     The cubic's error stays below 0.013% over the interval, and it is exact at both ends.
     """
     return (1 << _FRAC_BITS) + (
-        (195_766_423_245_049 * frac + 971_821_376 * frac * frac + 5_127 * frac * frac * frac + (1 << 47)) >> 48
+        (
+            195_766_423_245_049 * frac
+            + 971_821_376 * frac * frac
+            + 5_127 * frac * frac * frac
+            + (1 << 47)
+        )
+        >> 48
     )
 
 
-def next_target(params: ConsensusParams, parent_height: int, parent_target: int, parent_time_ms: int, grandparent_time_ms: int) -> int:
+def next_target(
+    params: ConsensusParams,
+    parent_height: int,
+    parent_target: int,
+    parent_time_ms: int,
+    grandparent_time_ms: int,
+) -> int:
     """Target of the block after `parent` (height parent_height + 1)."""
     if parent_height < 2:
-        return params.initial_target  # blocks 1 and 2: block 1's time is the anchor, not a solve time
+        return (
+            params.initial_target
+        )  # blocks 1 and 2: block 1's time is the anchor, not a solve time
     solve_time = parent_time_ms - grandparent_time_ms
-    exponent = ((solve_time - params.block_interval_ms) << _FRAC_BITS) // params.retarget_half_life_ms
+    exponent = (
+        (solve_time - params.block_interval_ms) << _FRAC_BITS
+    ) // params.retarget_half_life_ms
     shifts, frac = exponent >> _FRAC_BITS, exponent & ((1 << _FRAC_BITS) - 1)
     target = parent_target * _exp2_fixed(frac)
     target = target << shifts if shifts >= 0 else target >> -shifts

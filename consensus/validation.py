@@ -148,23 +148,40 @@ def median_time_past(times: list[int]) -> int:
 # --- 1. header -------------------------------------------------------------------------------
 
 
-def check_header(params: ConsensusParams, header: BlockHeader, parent: ParentInfo, now_ms: int) -> None:
+def check_header(
+    params: ConsensusParams, header: BlockHeader, parent: ParentInfo, now_ms: int
+) -> None:
     if header.version != params.version:
-        raise InvalidBlock(Reason.BAD_VERSION, f"version {header.version}, expected {params.version}")
+        raise InvalidBlock(
+            Reason.BAD_VERSION, f"version {header.version}, expected {params.version}"
+        )
     if header.height != parent.height + 1:
-        raise InvalidBlock(Reason.BAD_HEIGHT, f"height {header.height} on a parent at {parent.height}")
+        raise InvalidBlock(
+            Reason.BAD_HEIGHT, f"height {header.height} on a parent at {parent.height}"
+        )
     if header.time_ms <= parent.median_time_past:
-        raise InvalidBlock(Reason.TIME_TOO_OLD, f"time {header.time_ms} not after median time past {parent.median_time_past}")
+        raise InvalidBlock(
+            Reason.TIME_TOO_OLD,
+            f"time {header.time_ms} not after median time past {parent.median_time_past}",
+        )
     if header.time_ms > now_ms + params.max_future_block_ms:
-        raise InvalidBlock(Reason.TIME_TOO_NEW, f"time {header.time_ms} is more than {params.max_future_block_ms} ms ahead")
+        raise InvalidBlock(
+            Reason.TIME_TOO_NEW,
+            f"time {header.time_ms} is more than {params.max_future_block_ms} ms ahead",
+        )
     expected = parent.next_target(params)
     if header.target != expected:
         raise InvalidBlock(Reason.BAD_TARGET, f"target {header.target:#x}, expected {expected:#x}")
     if len(header.work) != 1:
-        raise InvalidBlock(Reason.BAD_WORK_COUNT, f"{len(header.work)} work claims; blocks carry exactly one")
+        raise InvalidBlock(
+            Reason.BAD_WORK_COUNT, f"{len(header.work)} work claims; blocks carry exactly one"
+        )
     claim = header.work[0]
     if not 1 <= claim.unit_count <= params.max_units_per_block:
-        raise InvalidBlock(Reason.BAD_UNIT_COUNT, f"{claim.unit_count} units, allowed 1 .. {params.max_units_per_block}")
+        raise InvalidBlock(
+            Reason.BAD_UNIT_COUNT,
+            f"{claim.unit_count} units, allowed 1 .. {params.max_units_per_block}",
+        )
     # The unit seeds commit to the miner address: the key that signs must be that address's.
     if address_of(header.miner_key) != header.miner:
         raise InvalidBlock(Reason.MINER_NOT_KEY, "miner is not the address of miner_key")
@@ -181,7 +198,9 @@ def required_openings(params: ConsensusParams, header: BlockHeader) -> list[int]
     """Units a verifier re-executes: the k challenged ones and the winner (the last), sorted."""
     claim = header.work[0]
     t = ticket(header.prev_hash, header.miner, claim.trace_root)
-    return sorted({*challenged_units(t, claim.unit_count, params.spot_checks), claim.unit_count - 1})
+    return sorted(
+        {*challenged_units(t, claim.unit_count, params.spot_checks), claim.unit_count - 1}
+    )
 
 
 def check_body(params: ConsensusParams, block: Block, encoded_size: int | None = None) -> None:
@@ -194,7 +213,9 @@ def check_body(params: ConsensusParams, block: Block, encoded_size: int | None =
     needed = required_openings(params, block.header)
     if opened != needed:
         # The openings are fixed by the header (the ticket picks them, the leaves fix their bytes).
-        raise InvalidBlock(Reason.BODY_MISMATCH, f"opened units {opened}, a verifier needs {needed}")
+        raise InvalidBlock(
+            Reason.BODY_MISMATCH, f"opened units {opened}, a verifier needs {needed}"
+        )
     try:
         check_share_openings(params, block)
     except ShareRuleError as exc:
@@ -203,14 +224,18 @@ def check_body(params: ConsensusParams, block: Block, encoded_size: int | None =
     if size > params.max_block_bytes:
         raise InvalidBlock(Reason.TOO_LARGE, f"{size} bytes, limit {params.max_block_bytes}")
     if len(block.txs) > params.max_block_txs:
-        raise InvalidBlock(Reason.TOO_MANY_TXS, f"{len(block.txs)} transactions, limit {params.max_block_txs}")
+        raise InvalidBlock(
+            Reason.TOO_MANY_TXS, f"{len(block.txs)} transactions, limit {params.max_block_txs}"
+        )
     try:
         check_proof_rules(block)
     except BlockStructureError as exc:
         raise InvalidBlock(Reason.BAD_TRACE, exc.reason) from None
     for o in block.proofs[0].openings:
         if len(o.state) > params.max_opening_bytes:
-            raise InvalidBlock(Reason.BAD_OPENINGS, f"opening of unit {o.unit_index} is {len(o.state)} bytes")
+            raise InvalidBlock(
+                Reason.BAD_OPENINGS, f"opening of unit {o.unit_index} is {len(o.state)} bytes"
+            )
     try:
         check_share_body(params, block, block.header.target)
     except ShareRuleError as exc:
@@ -221,7 +246,10 @@ def check_body(params: ConsensusParams, block: Block, encoded_size: int | None =
 
 
 def check_work(
-    params: ConsensusParams, block: Block, state: LedgerState, device: str = "cpu",
+    params: ConsensusParams,
+    block: Block,
+    state: LedgerState,
+    device: str = "cpu",
     verified_claims: VerifiedClaims | None = None,
 ) -> bytes:
     """Re-execute the winner, then the challenged units, then every share claim's shares and
@@ -231,16 +259,23 @@ def check_work(
     claim = header.work[0]
     task_record = active_task(state)
     if claim.task_id != task_record.task_id:
-        raise InvalidBlock(Reason.WRONG_TASK, f"work on {claim.task_id.hex()}, the active task is {task_record.task_id.hex()}")
+        raise InvalidBlock(
+            Reason.WRONG_TASK,
+            f"work on {claim.task_id.hex()}, the active task is {task_record.task_id.hex()}",
+        )
     if proof.leaves[0].input_hash != task_start_hash(task_record):
-        raise InvalidBlock(Reason.BAD_TRACE_START, "leaf 0 does not start from the task's state at the parent")
+        raise InvalidBlock(
+            Reason.BAD_TRACE_START, "leaf 0 does not start from the task's state at the parent"
+        )
     task = task_for_spec(task_record.spec)
     openings = {o.unit_index: o.state for o in proof.openings}
     prefixes = prefix_commitments(proof.leaves[:-1])
 
     def rerun(u: int, reason: Reason) -> bytes:
         leaf = proof.leaves[u]
-        seed = unit_seed(header.prev_hash, header.miner, claim.attempt, u, prefixes[u], leaf.commitment)
+        seed = unit_seed(
+            header.prev_hash, header.miner, claim.attempt, u, prefixes[u], leaf.commitment
+        )
         check = verify_unit(task, openings[u], seed, leaf, device)
         if not check.ok or check.output_state is None:
             raise InvalidBlock(reason, f"unit {u}: {check.reason}")
@@ -286,12 +321,20 @@ def check_transactions(
         if isinstance(tx.payload, FraudProof):
             frauds += 1
             if frauds > params.max_fraud_proofs_per_block:
-                raise InvalidBlock(Reason.BAD_FRAUD_PROOF, f"tx {i}: more than {params.max_fraud_proofs_per_block} fraud proofs")
+                raise InvalidBlock(
+                    Reason.BAD_FRAUD_PROOF,
+                    f"tx {i}: more than {params.max_fraud_proofs_per_block} fraud proofs",
+                )
             if load_block is None:
-                raise InvalidBlock(Reason.BAD_FRAUD_PROOF, f"tx {i}: no block store to check the fraud proof against")
+                raise InvalidBlock(
+                    Reason.BAD_FRAUD_PROOF,
+                    f"tx {i}: no block store to check the fraud proof against",
+                )
             if reexecute:
                 try:
-                    check_fraud_proof(params, tx.payload, state, block.header.height, load_block, device)
+                    check_fraud_proof(
+                        params, tx.payload, state, block.header.height, load_block, device
+                    )
                 except FraudError as exc:
                     raise InvalidBlock(Reason.BAD_FRAUD_PROOF, f"tx {i}: {exc.reason}") from None
 
@@ -303,8 +346,13 @@ def check_transactions(
         # check_body ran the structure rules before the block was stored: not again here.
         subsidy, share_rewards = params.share_split(block.header.height)
         new_state, undo = apply_block(
-            state, block, subsidy, params.reward_maturity, check_structure=False,
-            headers=headers, prover_share_pct=params.fraud_prover_share_pct,
+            state,
+            block,
+            subsidy,
+            params.reward_maturity,
+            check_structure=False,
+            headers=headers,
+            prover_share_pct=params.fraud_prover_share_pct,
             share_rewards=share_rewards,
         )
     except StateError as exc:
@@ -334,7 +382,9 @@ def connect_checks(
     """Rules 3 and 4 on the parent's state. `reexecute=False` only for a block validated before.
     `load_block` finds the blocks that fraud proofs name (the node's block store)."""
     task_state = check_work(params, block, state, device, verified_claims) if reexecute else None
-    new_state, undo = check_transactions(params, block, state, load_block, device=device, reexecute=reexecute)
+    new_state, undo = check_transactions(
+        params, block, state, load_block, device=device, reexecute=reexecute
+    )
     return Connected(new_state, undo, task_state)
 
 

@@ -118,7 +118,9 @@ class ApiError(Exception):
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, separators=(",", ":")))
+    return web.json_response(
+        data, status=status, dumps=lambda d: json.dumps(d, separators=(",", ":"))
+    )
 
 
 def _hex32(text: str, what: str) -> bytes:
@@ -137,7 +139,10 @@ def _id_or_prefix(text: str, what: str) -> tuple[bytes | None, str]:
     if len(t) == 64:
         return _hex32(t, what), ""
     if not MIN_PREFIX <= len(t) < 64 or any(c not in "0123456789abcdef" for c in t):
-        raise ApiError(400, f"{what}: expected 64 hex digits or a unique prefix of at least {MIN_PREFIX}, got {text!r}")
+        raise ApiError(
+            400,
+            f"{what}: expected 64 hex digits or a unique prefix of at least {MIN_PREFIX}, got {text!r}",
+        )
     return None, t
 
 
@@ -148,7 +153,10 @@ def _unique(prefix: str, candidates: Any, what: str) -> bytes:
         raise ApiError(404, f"no {what} with id prefix {prefix}")
     if len(found) > 1:
         names = ", ".join(c.hex()[: len(prefix) + 4] for c in found[:4])
-        raise ApiError(400, f"{what} id prefix {prefix} is ambiguous: {len(found)} match ({names}{', ...' if len(found) > 4 else ''})")
+        raise ApiError(
+            400,
+            f"{what} id prefix {prefix} is ambiguous: {len(found)} match ({names}{', ...' if len(found) > 4 else ''})",
+        )
     return found[0]
 
 
@@ -178,7 +186,11 @@ def _address(text: str) -> bytes:
 def tx_json(tx: Transaction) -> dict:
     out: dict[str, Any] = {
         "txid": tx.txid.hex(),
-        "kind": "transfer" if isinstance(tx.payload, Transfer) else "submit-task" if isinstance(tx.payload, SubmitTask) else "fraud-proof",
+        "kind": "transfer"
+        if isinstance(tx.payload, Transfer)
+        else "submit-task"
+        if isinstance(tx.payload, SubmitTask)
+        else "fraud-proof",
         "from": format_address(tx.sender),
         "nonce": tx.nonce,
         "fee": tx.fee,
@@ -190,13 +202,22 @@ def tx_json(tx: Transaction) -> dict:
         out.update(bounty=tx.payload.bounty, spec=tx.payload.spec.hex())
     else:
         p = tx.payload
-        out.update(block=p.block_hash.hex(), claim=p.claim_index, unit=p.unit_index, state_bytes=len(p.state))
+        out.update(
+            block=p.block_hash.hex(),
+            claim=p.claim_index,
+            unit=p.unit_index,
+            state_bytes=len(p.state),
+        )
     return out
 
 
 def record_json(record: Any) -> dict:
     """A record's fields by name, bytes as hex: new fields show up without a change here."""
-    return {f.name: (v.hex() if isinstance(v, bytes) else v) for f in dataclass_fields(record) for v in (getattr(record, f.name),)}
+    return {
+        f.name: (v.hex() if isinstance(v, bytes) else v)
+        for f in dataclass_fields(record)
+        for v in (getattr(record, f.name),)
+    }
 
 
 def block_summary(node: NodeView, block: Block) -> dict:
@@ -359,36 +380,42 @@ async def get_status(node: NodeView, request: web.Request) -> web.Response:
         task = task_json(node, active_task(node.chain.state))
     except ValueError:
         task = None
-    return _json({
-        "network": node.params.network,
-        "chain_id": node.chain.chain_id.hex(),
-        "genesis": node.chain.genesis.block.hash.hex(),
-        "height": tip.height,
-        "best_hash": tip.hash.hex(),
-        "chain_work": str(tip.chain_work),
-        "header_height": node.sync.best_header.height,
-        "peers": len(node.live_peers()),
-        "mining": node.mining_enabled and node.storage_failure is None,
-        "mining_state": node.mining_state,
-        "mining_error": node.mining_error,
-        "storage": {"state": node.storage_failure[0] if node.storage_failure else "ok",
-                    "error": node.storage_failure[1] if node.storage_failure else None},
-        "miner_address": format_address(node.miner_address),
-        "units_mined": node.miner.stats.units,
-        "mining_seconds": round(node.miner.stats.unit_seconds, 3),
-        "share_units_checked": node.shares.pool.units_checked if node.shares is not None else 0,
-        "blocks_mined": node.miner.stats.blocks,
-        "sync": sync_json(node),
-        "prune": node.chain.prune_keep,
-        "assume_valid": {"block": (node.chain.assume_valid or b"").hex() or None,
-                         "connected_without_reexecution": node.chain.assumed_connects},
-        "active_task": task,
-        "mempool": {"transactions": len(node.mempool), "bytes": node.mempool.total_bytes},
-        "device": node.device,
-        "audit": _auditor_json(node),
-        "listen": node.listen_addr,
-        "uptime_s": round(__import__("time").time() - node.started_at, 1),
-    })
+    return _json(
+        {
+            "network": node.params.network,
+            "chain_id": node.chain.chain_id.hex(),
+            "genesis": node.chain.genesis.block.hash.hex(),
+            "height": tip.height,
+            "best_hash": tip.hash.hex(),
+            "chain_work": str(tip.chain_work),
+            "header_height": node.sync.best_header.height,
+            "peers": len(node.live_peers()),
+            "mining": node.mining_enabled and node.storage_failure is None,
+            "mining_state": node.mining_state,
+            "mining_error": node.mining_error,
+            "storage": {
+                "state": node.storage_failure[0] if node.storage_failure else "ok",
+                "error": node.storage_failure[1] if node.storage_failure else None,
+            },
+            "miner_address": format_address(node.miner_address),
+            "units_mined": node.miner.stats.units,
+            "mining_seconds": round(node.miner.stats.unit_seconds, 3),
+            "share_units_checked": node.shares.pool.units_checked if node.shares is not None else 0,
+            "blocks_mined": node.miner.stats.blocks,
+            "sync": sync_json(node),
+            "prune": node.chain.prune_keep,
+            "assume_valid": {
+                "block": (node.chain.assume_valid or b"").hex() or None,
+                "connected_without_reexecution": node.chain.assumed_connects,
+            },
+            "active_task": task,
+            "mempool": {"transactions": len(node.mempool), "bytes": node.mempool.total_bytes},
+            "device": node.device,
+            "audit": _auditor_json(node),
+            "listen": node.listen_addr,
+            "uptime_s": round(__import__("time").time() - node.started_at, 1),
+        }
+    )
 
 
 def _auditor_json(node: NodeView) -> dict | None:
@@ -408,19 +435,25 @@ def _auditor_json(node: NodeView) -> dict | None:
 
 async def get_fees(node: NodeView, request: web.Request) -> web.Response:
     room = node.params.max_block_bytes // 2  # the share of a block the miner gives transactions
-    return _json({
-        "min_relay_fee_rate": node.mempool.min_fee_rate,
-        "estimate_fee_rate": node.mempool.fee_estimate(room),
-        "unit": "base units per encoded transaction byte (1 POUW = 10^8 base units)",
-        "block_room_bytes": room,
-        "mempool": {"transactions": len(node.mempool), "bytes": node.mempool.total_bytes},
-        "height": node.chain.tip.height,
-    })
+    return _json(
+        {
+            "min_relay_fee_rate": node.mempool.min_fee_rate,
+            "estimate_fee_rate": node.mempool.fee_estimate(room),
+            "unit": "base units per encoded transaction byte (1 POUW = 10^8 base units)",
+            "block_room_bytes": room,
+            "mempool": {"transactions": len(node.mempool), "bytes": node.mempool.total_bytes},
+            "height": node.chain.tip.height,
+        }
+    )
 
 
 async def _block_by_id(node: NodeView, ident: str) -> Block:
-    if ident.isascii() and ident.isdigit() and len(ident) != 64:  # 64 digits: a hash that happens to be all digits
-        at = node.chain.hash_at(int(ident)) if len(ident) <= 20 else None  # int() refuses 4300+ digits
+    if (
+        ident.isascii() and ident.isdigit() and len(ident) != 64
+    ):  # 64 digits: a hash that happens to be all digits
+        at = (
+            node.chain.hash_at(int(ident)) if len(ident) <= 20 else None
+        )  # int() refuses 4300+ digits
         if at is None:
             raise ApiError(404, f"no block at height {ident} (tip {node.chain.tip.height})")
         h: bytes = at
@@ -448,30 +481,47 @@ async def get_block_trace(node: NodeView, request: web.Request) -> web.Response:
     offset = _int_arg(request, "offset", 0, 0, 1 << 32)
     limit = _int_arg(request, "limit", 100, 1, MAX_LEAVES_PAGE)
     if node.store.is_pruned(block.hash):
-        raise ApiError(410, f"block {block.header.height} is pruned here: this node keeps the openings "
-                            f"of only the last {node.chain.prune_keep} blocks (its header, "
-                            "transactions and leaves are kept)")
+        raise ApiError(
+            410,
+            f"block {block.header.height} is pruned here: this node keeps the openings "
+            f"of only the last {node.chain.prune_keep} blocks (its header, "
+            "transactions and leaves are kept)",
+        )
     h = block.header
     claims = []
     for index, (claim, proof) in enumerate(zip(h.work, block.proofs)):
         t = ticket(h.prev_hash, h.miner, claim.trace_root)
         page = proof.leaves[offset : offset + limit]
         prefixes = prefix_commitments(proof.leaves[: offset + len(page)])
-        seeds = [unit_seed(h.prev_hash, h.miner, claim.attempt, u, prefixes[u], leaf.commitment)
-                 for u, leaf in enumerate(page, start=offset)]
-        claims.append({
-            **record_json(claim),
-            "index": index,
-            "ticket": t.hex(),
-            "winner": claim.unit_count - 1,
-            "challenged": challenged_units(t, claim.unit_count, node.params.spot_checks),
-            "opened": [o.unit_index for o in proof.openings],
+        seeds = [
+            unit_seed(h.prev_hash, h.miner, claim.attempt, u, prefixes[u], leaf.commitment)
+            for u, leaf in enumerate(page, start=offset)
+        ]
+        claims.append(
+            {
+                **record_json(claim),
+                "index": index,
+                "ticket": t.hex(),
+                "winner": claim.unit_count - 1,
+                "challenged": challenged_units(t, claim.unit_count, node.params.spot_checks),
+                "opened": [o.unit_index for o in proof.openings],
+                "offset": offset,
+                "leaves": [
+                    {"unit": u, **record_json(leaf), "seed": seed.hex()}
+                    for (u, leaf), seed in zip(enumerate(page, start=offset), seeds)
+                ],
+            }
+        )
+    return _json(
+        {
+            "hash": block.hash.hex(),
+            "height": h.height,
+            "spot_checks": node.params.spot_checks,
             "offset": offset,
-            "leaves": [{"unit": u, **record_json(leaf), "seed": seed.hex()}
-                       for (u, leaf), seed in zip(enumerate(page, start=offset), seeds)],
-        })
-    return _json({"hash": block.hash.hex(), "height": h.height, "spot_checks": node.params.spot_checks,
-                  "offset": offset, "limit": limit, "claims": claims})
+            "limit": limit,
+            "claims": claims,
+        }
+    )
 
 
 async def get_blocks(node: NodeView, request: web.Request) -> web.Response:
@@ -488,7 +538,9 @@ async def get_blocks(node: NodeView, request: web.Request) -> web.Response:
                 out.append(block_summary(node, block))
         return out
 
-    return _json({"tip": tip, "start": start, "limit": limit, "blocks": await asyncio.to_thread(load)})
+    return _json(
+        {"tip": tip, "start": start, "limit": limit, "blocks": await asyncio.to_thread(load)}
+    )
 
 
 async def get_tx(node: NodeView, request: web.Request) -> web.Response:
@@ -505,14 +557,16 @@ async def get_tx(node: NodeView, request: web.Request) -> web.Response:
     block = await asyncio.to_thread(node.chain.get_block, loc.block_hash)
     if block is None:
         raise ApiError(404, f"transaction {txid.hex()} not found")
-    return _json({
-        "status": "confirmed",
-        "block": loc.block_hash.hex(),
-        "height": loc.height,
-        "index": loc.index,
-        "confirmations": node.chain.tip.height - loc.height + 1,
-        "tx": tx_json(block.txs[loc.index]),
-    })
+    return _json(
+        {
+            "status": "confirmed",
+            "block": loc.block_hash.hex(),
+            "height": loc.height,
+            "index": loc.index,
+            "confirmations": node.chain.tip.height - loc.height + 1,
+            "tx": tx_json(block.txs[loc.index]),
+        }
+    )
 
 
 async def post_tx(node: NodeView, request: web.Request) -> web.Response:
@@ -521,7 +575,9 @@ async def post_tx(node: NodeView, request: web.Request) -> web.Response:
             body = await request.json()
             raw = bytes.fromhex(body["tx"])
         except (ValueError, KeyError, TypeError):
-            raise ApiError(400, 'body: expected {"tx": "<hex of the signed transaction>"}') from None
+            raise ApiError(
+                400, 'body: expected {"tx": "<hex of the signed transaction>"}'
+            ) from None
     else:
         raw = await request.read()
     try:
@@ -552,18 +608,20 @@ async def get_account(node: NodeView, request: web.Request) -> web.Response:
         {"height": r.height, "amount": r.amount, "spendable_at_height": r.height + maturity}
         for r in state.immature(address)
     ]
-    return _json({
-        "address": format_address(address),
-        "balance": account.balance,
-        "spendable": account.balance,
-        "immature": sum(r["amount"] for r in immature),
-        "immature_rewards": immature,
-        "reward_maturity": maturity,
-        "nonce": account.nonce,
-        "pending_transactions": len(pending),
-        "next_nonce": account.nonce + len(pending),
-        **({"proof": proof} if proof is not None else {}),
-    })
+    return _json(
+        {
+            "address": format_address(address),
+            "balance": account.balance,
+            "spendable": account.balance,
+            "immature": sum(r["amount"] for r in immature),
+            "immature_rewards": immature,
+            "reward_maturity": maturity,
+            "nonce": account.nonce,
+            "pending_transactions": len(pending),
+            "next_nonce": account.nonce + len(pending),
+            **({"proof": proof} if proof is not None else {}),
+        }
+    )
 
 
 async def get_headers(node: NodeView, request: web.Request) -> web.Response:
@@ -577,22 +635,38 @@ async def get_account_txs(node: NodeView, request: web.Request) -> web.Response:
     offset = _int_arg(request, "offset", 0, 0, 1 << 40)
     limit = _int_arg(request, "limit", 20, 1, MAX_PAGE)
     total, events = node.txindex.history(address, offset, limit)
-    items = [{
-        "kind": e.kind,
-        "height": e.height,
-        "block": e.block_hash.hex(),
-        "txid": e.txid.hex() if e.txid else None,
-        "amount": e.amount,
-        "fee": e.fee,
-        "counterparty": format_address(e.counterparty) if e.counterparty else None,
-    } for e in events]
-    return _json({"address": format_address(address), "total": total, "offset": offset, "limit": limit, "items": items})
+    items = [
+        {
+            "kind": e.kind,
+            "height": e.height,
+            "block": e.block_hash.hex(),
+            "txid": e.txid.hex() if e.txid else None,
+            "amount": e.amount,
+            "fee": e.fee,
+            "counterparty": format_address(e.counterparty) if e.counterparty else None,
+        }
+        for e in events
+    ]
+    return _json(
+        {
+            "address": format_address(address),
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "items": items,
+        }
+    )
 
 
 async def get_tasks(node: NodeView, request: web.Request) -> web.Response:
     tasks = sorted(node.chain.state.tasks.values(), key=lambda t: (t.created_height, t.task_id))
     pending = sorted(_pending_tasks(node).values(), key=lambda tx: tx.txid)
-    return _json({"tasks": [task_json(node, t) for t in tasks], "pending": [pending_task_json(node, tx) for tx in pending]})
+    return _json(
+        {
+            "tasks": [task_json(node, t) for t in tasks],
+            "pending": [pending_task_json(node, tx) for tx in pending],
+        }
+    )
 
 
 def _task_or_pending(node: NodeView, request: web.Request) -> TaskRecord | Transaction:
@@ -614,7 +688,10 @@ def _task_or_pending(node: NodeView, request: web.Request) -> TaskRecord | Trans
 def _task(node: NodeView, request: web.Request) -> TaskRecord:
     found = _task_or_pending(node, request)
     if isinstance(found, Transaction):
-        raise ApiError(409, f"task {found.txid.hex()} is pending: its transaction is in the mempool, not yet in a block")
+        raise ApiError(
+            409,
+            f"task {found.txid.hex()} is pending: its transaction is in the mempool, not yet in a block",
+        )
     return found
 
 
@@ -637,19 +714,28 @@ async def get_task(node: NodeView, request: web.Request) -> web.Response:
 
 
 async def get_task_result(node: NodeView, request: web.Request) -> web.StreamResponse:
-    height = node.chain.tip.height  # read before the task: the state below is the task's at this height or later
+    height = (
+        node.chain.tip.height
+    )  # read before the task: the state below is the task's at this height or later
     task = _task(node, request)
     partial = request.query.get("partial") in ("1", "true")
     if task.is_open and not partial:
-        raise ApiError(409, f"task not complete ({task.units_done} of {task.units_total or 'open-ended'} units); ?partial=1 for its current state")
+        raise ApiError(
+            409,
+            f"task not complete ({task.units_done} of {task.units_total or 'open-ended'} units); ?partial=1 for its current state",
+        )
     blob = await asyncio.to_thread(_task_state_blob, node, task)
     if blob is None:
         raise ApiError(404, "the task's state blob is not stored here")
     return web.Response(
         body=blob,
         content_type="application/octet-stream",
-        headers={"X-Task-Status": "open" if task.is_open else "done", "X-State-Hash": task.state_hash.hex(),
-                 "X-Units-Done": str(task.units_done), "X-Height": str(max(height, task.created_height))},
+        headers={
+            "X-Task-Status": "open" if task.is_open else "done",
+            "X-State-Hash": task.state_hash.hex(),
+            "X-Units-Done": str(task.units_done),
+            "X-Height": str(max(height, task.created_height)),
+        },
     )
 
 
@@ -663,14 +749,16 @@ async def get_task_blocks(node: NodeView, request: web.Request) -> web.Response:
     step = _int_arg(request, "step", 1, 1, 1 << 40)
     worked, _ = await asyncio.to_thread(_credited, node, task)
     picked = worked[offset::step][:limit]
-    return _json({
-        "task_id": task.task_id.hex(),
-        "total_blocks": len(worked),
-        "offset": offset,
-        "limit": limit,
-        "step": step,
-        "blocks": [{"height": height, "hash": h.hex()} for height, h in picked],
-    })
+    return _json(
+        {
+            "task_id": task.task_id.hex(),
+            "total_blocks": len(worked),
+            "offset": offset,
+            "limit": limit,
+            "step": step,
+            "blocks": [{"height": height, "hash": h.hex()} for height, h in picked],
+        }
+    )
 
 
 def _task_traces(
@@ -680,12 +768,17 @@ def _task_traces(
     task: the winner's (claim 0), then its share claims (1, 2, ...)."""
     if block is None:
         return []
-    out = [(i, block.header.miner, c.attempt, p.leaves, c.unit_count)
-           for i, (c, p) in enumerate(zip(block.header.work, block.proofs, strict=True))
-           if c.task_id == task_id]
+    out = [
+        (i, block.header.miner, c.attempt, p.leaves, c.unit_count)
+        for i, (c, p) in enumerate(zip(block.header.work, block.proofs, strict=True))
+        if c.task_id == task_id
+    ]
     base = len(block.header.work)
-    out += [(base + i, share_miner(s), s.attempt, s.leaves, len(s.leaves))
-            for i, s in enumerate(block.shares) if s.task_id == task_id]
+    out += [
+        (base + i, share_miner(s), s.attempt, s.leaves, len(s.leaves))
+        for i, s in enumerate(block.shares)
+        if s.task_id == task_id
+    ]
     return out
 
 
@@ -707,37 +800,41 @@ async def get_task_manifest(node: NodeView, request: web.Request) -> web.Respons
             for index, miner, attempt, leaves, count in _task_traces(block, task.task_id):
                 left = max(0, task.units_total - first)
                 credited = min(count, left) if task.units_total else count
-                out.append({
-                    "height": height,
-                    "hash": h.hex(),
-                    "parent": block.header.prev_hash.hex(),
-                    "miner": format_address(miner),
-                    "claim": index,
-                    "unit_count": count,
-                    "attempt": attempt,
-                    "first_unit": first,
-                    "credited": credited,
-                    "output_hash": leaves[-1].output_hash.hex(),
-                    "block_state": block.header.task_state.hex(),
-                    "digests": [leaf.digest.hex() for leaf in leaves],
-                    "leaves": [leaf.to_bytes().hex() for leaf in leaves],
-                })
+                out.append(
+                    {
+                        "height": height,
+                        "hash": h.hex(),
+                        "parent": block.header.prev_hash.hex(),
+                        "miner": format_address(miner),
+                        "claim": index,
+                        "unit_count": count,
+                        "attempt": attempt,
+                        "first_unit": first,
+                        "credited": credited,
+                        "output_hash": leaves[-1].output_hash.hex(),
+                        "block_state": block.header.task_state.hex(),
+                        "digests": [leaf.digest.hex() for leaf in leaves],
+                        "leaves": [leaf.to_bytes().hex() for leaf in leaves],
+                    }
+                )
                 first += count
         return len(worked), out
 
     total, blocks = await asyncio.to_thread(load)
-    return _json({
-        "task_id": task.task_id.hex(),
-        "spec": task.spec.hex(),
-        "units_total": task.units_total,
-        "units_done": task.units_done,
-        "state_hash": task.state_hash.hex(),
-        "status": "open" if task.is_open else "done",
-        "total_blocks": total,
-        "offset": offset,
-        "limit": limit,
-        "blocks": blocks,
-    })
+    return _json(
+        {
+            "task_id": task.task_id.hex(),
+            "spec": task.spec.hex(),
+            "units_total": task.units_total,
+            "units_done": task.units_done,
+            "state_hash": task.state_hash.hex(),
+            "status": "open" if task.is_open else "done",
+            "total_blocks": total,
+            "offset": offset,
+            "limit": limit,
+            "blocks": blocks,
+        }
+    )
 
 
 async def get_task_metrics(node: NodeView, request: web.Request) -> web.Response:
@@ -758,9 +855,13 @@ async def get_task_metrics(node: NodeView, request: web.Request) -> web.Response
             if block is None:
                 raise ApiError(404, f"block {block_hash.hex()} is not stored here")
             # The block's task state: the merge of its winner's and share claims' outputs.
-            outputs = [block.header.task_state for c in block.header.work if c.task_id == task.task_id]
+            outputs = [
+                block.header.task_state for c in block.header.work if c.task_id == task.task_id
+            ]
             if not outputs:
-                raise ApiError(404, f"the block at height {height} did not work on task {task.task_id.hex()}")
+                raise ApiError(
+                    404, f"the block at height {height} did not work on task {task.task_id.hex()}"
+                )
             blob = node.store.get_blob(outputs[-1])
             if blob is None:
                 raise ApiError(404, f"the task's state after height {height} is not stored here")
@@ -768,8 +869,13 @@ async def get_task_metrics(node: NodeView, request: web.Request) -> web.Response
                 heldout = heldout_metrics(task.spec, blob, wait=False)
             except EvaluatorBusy:
                 raise ApiError(503, "another evaluation is running; retry in a moment") from None
-            return {"task_id": task.task_id.hex(), "height": height, "block": block_hash.hex(),
-                    "state_hash": outputs[-1].hex(), "heldout": heldout}
+            return {
+                "task_id": task.task_id.hex(),
+                "height": height,
+                "block": block_hash.hex(),
+                "state_hash": outputs[-1].hex(),
+                "heldout": heldout,
+            }
 
         return _json(await asyncio.to_thread(evaluate_at))
 
@@ -790,41 +896,54 @@ async def get_task_metrics(node: NodeView, request: web.Request) -> web.Response
         try:
             return heldout_metrics(task.spec, blob)
         except Exception as exc:  # noqa: BLE001 - a stored blob of something else
-            raise ApiError(400, f"state {pinned.hex()} is not a state of this task ({type(exc).__name__})") from None
+            raise ApiError(
+                400, f"state {pinned.hex()} is not a state of this task ({type(exc).__name__})"
+            ) from None
 
-    return _json({
-        "task_id": task.task_id.hex(),
-        "state_hash": pinned.hex(),
-        "units_done": task.units_done if pinned == task.state_hash else None,
-        "heldout": await asyncio.to_thread(evaluate),
-    })
+    return _json(
+        {
+            "task_id": task.task_id.hex(),
+            "state_hash": pinned.hex(),
+            "units_done": task.units_done if pinned == task.state_hash else None,
+            "heldout": await asyncio.to_thread(evaluate),
+        }
+    )
 
 
 async def get_params(node: NodeView, request: web.Request) -> web.Response:
     p = node.params
-    out: dict[str, Any] = {f.name: getattr(p, f.name) for f in dataclass_fields(p) if isinstance(getattr(p, f.name), (int, str))}
+    out: dict[str, Any] = {
+        f.name: getattr(p, f.name)
+        for f in dataclass_fields(p)
+        if isinstance(getattr(p, f.name), (int, str))
+    }
     out["default_task"] = {"kind": p.default_task.kind, **asdict(p.default_task)}
     out["allocations"] = [asdict(a) for a in p.allocations]
     return _json(out)
 
 
 async def get_peers(node: NodeView, request: web.Request) -> web.Response:
-    peers = [{
-        "id": p.id,
-        "address": p.remote,
-        "listen": p.listen,
-        "inbound": p.inbound,
-        "agent": p.hello.agent if p.hello else "",
-        "pruned": p.hello.pruned if p.hello else 0,
-        "best_height": p.best_height,
-        "score": p.score,
-        "ping_ms": round(p.ping_ms, 2) if p.ping_ms is not None else None,
-        "bytes_in": p.bytes_in,
-        "bytes_out": p.bytes_out,
-        "blocks_in_flight": node.sync.in_flight.count(p.id),
-        "connected_at": int(p.connected_at),
-    } for p in node.live_peers()]
-    return _json({"peers": peers, "banned": node.bans.listing(), "known_addresses": sorted(node.addresses)})
+    peers = [
+        {
+            "id": p.id,
+            "address": p.remote,
+            "listen": p.listen,
+            "inbound": p.inbound,
+            "agent": p.hello.agent if p.hello else "",
+            "pruned": p.hello.pruned if p.hello else 0,
+            "best_height": p.best_height,
+            "score": p.score,
+            "ping_ms": round(p.ping_ms, 2) if p.ping_ms is not None else None,
+            "bytes_in": p.bytes_in,
+            "bytes_out": p.bytes_out,
+            "blocks_in_flight": node.sync.in_flight.count(p.id),
+            "connected_at": int(p.connected_at),
+        }
+        for p in node.live_peers()
+    ]
+    return _json(
+        {"peers": peers, "banned": node.bans.listing(), "known_addresses": sorted(node.addresses)}
+    )
 
 
 async def get_metrics(node: NodeView, request: web.Request) -> web.Response:
@@ -872,65 +991,214 @@ async def admin_stop(node: NodeView, request: web.Request) -> web.Response:
 
 _ID = ("id", "path", "block height (decimal) or block hash (64 hex digits)")
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/api/status", get_status, "Network, height, best hash, chain work, peers, mining, sync state, the active task"),
-    Route("GET", "/api/blocks", get_blocks, "Block summaries by height, ascending",
-          params=(("start", "query", "first height (default: the last `limit` blocks)"), ("limit", "query", f"1 .. {MAX_PAGE}, default 20"))),
-    Route("GET", "/api/blocks/{id}", get_block, "One block by height or hash (with received_ms and connected_ms: when this node first had its body and first connected it, Unix ms, null if not since start)", params=(_ID,), responses={"200": "OK", "400": "bad id", "404": "not found"}),
-    Route("GET", "/api/fees", get_fees,
-          "Fee policy and estimate: this node's minimum relay fee rate and the rate that gets a transaction into the next block now (base units per byte)"),
-    Route("GET", "/api/blocks/{id}/trace", get_block_trace,
-          "A block's work trace: per claim its ticket, winning, challenged and opened units, and a page of its leaves",
-          params=(_ID, ("offset", "query", "first leaf (default 0)"), ("limit", "query", f"leaves, 1 .. {MAX_LEAVES_PAGE}, default 100")),
-          responses={"200": "OK", "400": "bad id, offset or limit", "404": "not found",
-                     "410": "pruned here: the openings are deleted"}),
-    Route("GET", "/api/txs/{id}", get_tx, "A transaction: pending or confirmed (with its block)",
-          params=(("id", "path", "transaction id (64 hex digits, or a unique prefix of at least 4)"),),
-          responses={"200": "OK", "400": "bad or ambiguous id", "404": "not found"}),
-    Route("POST", "/api/txs", post_tx, "Submit a signed transaction (JSON {\"tx\": hex} or raw bytes)",
-          body='{"tx": "<hex>"} or application/octet-stream', responses={"200": "accepted into the mempool", "400": "malformed or rejected, with the reason"}),
-    Route("GET", "/api/accounts/{address}", get_account,
-          "Balance and nonce of an address; with ?proof=1 also its record and state-tree proof against the tip's state root",
-          params=(("address", "path", "checksummed address"), ("proof", "query", "1: add the proof")),
-          responses={"200": "OK", "400": "bad address", "503": "the tip moved: retry"}),
-    Route("GET", "/api/headers", get_headers, "Canonical header encodings (hex) of the best chain by height, ascending",
-          params=(("start", "query", "first height (default 0)"), ("limit", "query", f"1 .. {MAX_HEADERS_PAGE}, default {MAX_HEADERS_PAGE}"))),
-    Route("GET", "/api/accounts/{address}/txs", get_account_txs, "The address's transactions and rewards, newest first",
-          params=(("address", "path", "checksummed address"), ("offset", "query", "items to skip"), ("limit", "query", f"1 .. {MAX_PAGE}"))),
-    Route("GET", "/api/tasks", get_tasks, "All tasks on the ledger, and (pending) tasks whose submit transaction is in the mempool"),
-    Route("GET", "/api/tasks/{id}", get_task,
-          "One task with a description of its current state; status \"pending\" while its transaction is in the mempool",
-          params=(("id", "path", "task id (64 hex digits, or a unique prefix of at least 4; also for the routes below)"),),
-          responses={"200": "OK", "400": "bad or ambiguous id", "404": "not found"}),
-    Route("GET", "/api/tasks/{id}/result", get_task_result,
-          "The task's result: its final state blob (?partial=1: the current state); headers X-State-Hash, X-Units-Done and X-Height name the state sent",
-          params=(("id", "path", "task id"), ("partial", "query", "1 to get an open task's current state")),
-          responses={"200": "the state blob", "404": "not found", "409": "task not complete or pending"}, content="application/octet-stream"),
-    Route("GET", "/api/tasks/{id}/blocks", get_task_blocks,
-          "Heights and hashes of the best chain's blocks that worked on the task, ascending (every `step`-th from `offset`)",
-          params=(("id", "path", "task id"), ("offset", "query", "blocks to skip"), ("limit", "query", f"1 .. {MAX_TASK_BLOCKS_PAGE}, default {MAX_PAGE}"),
-                  ("step", "query", "take every step-th block (default 1)")),
-          responses={"200": "OK", "400": "bad offset, limit or step", "404": "not found"}),
-    Route("GET", "/api/tasks/{id}/manifest", get_task_manifest,
-          "The blocks that worked on the task (parent, miner, units, per-unit digests), so a result can be re-computed and checked",
-          params=(("id", "path", "task id"), ("offset", "query", "blocks to skip"), ("limit", "query", f"blocks, 1 .. {MAX_PAGE}")),
-          responses={"200": "OK", "400": "bad offset or limit", "404": "not found"}),
-    Route("GET", "/api/tasks/{id}/metrics", get_task_metrics,
-          "Held-out metrics of a training task's current state, of an earlier one (?state=HASH), or of its state after the "
-          "best chain's block at a height (?height=H: that block must have worked on it; 503 while another such evaluation "
-          "runs: retry), for the chain's model and its plain PyTorch export; null for render tasks",
-          params=(("id", "path", "task id"), ("state", "query", "state hash to score (default: the task's current state)"),
-                  ("height", "query", "a height whose block worked on the task")),
-          responses={"200": "OK", "400": "bad height, or not a state of this task", "404": "not found", "409": "task pending",
-                     "503": "busy evaluating: retry"}),
+    Route(
+        "GET",
+        "/api/status",
+        get_status,
+        "Network, height, best hash, chain work, peers, mining, sync state, the active task",
+    ),
+    Route(
+        "GET",
+        "/api/blocks",
+        get_blocks,
+        "Block summaries by height, ascending",
+        params=(
+            ("start", "query", "first height (default: the last `limit` blocks)"),
+            ("limit", "query", f"1 .. {MAX_PAGE}, default 20"),
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/blocks/{id}",
+        get_block,
+        "One block by height or hash (with received_ms and connected_ms: when this node first had its body and first connected it, Unix ms, null if not since start)",
+        params=(_ID,),
+        responses={"200": "OK", "400": "bad id", "404": "not found"},
+    ),
+    Route(
+        "GET",
+        "/api/fees",
+        get_fees,
+        "Fee policy and estimate: this node's minimum relay fee rate and the rate that gets a transaction into the next block now (base units per byte)",
+    ),
+    Route(
+        "GET",
+        "/api/blocks/{id}/trace",
+        get_block_trace,
+        "A block's work trace: per claim its ticket, winning, challenged and opened units, and a page of its leaves",
+        params=(
+            _ID,
+            ("offset", "query", "first leaf (default 0)"),
+            ("limit", "query", f"leaves, 1 .. {MAX_LEAVES_PAGE}, default 100"),
+        ),
+        responses={
+            "200": "OK",
+            "400": "bad id, offset or limit",
+            "404": "not found",
+            "410": "pruned here: the openings are deleted",
+        },
+    ),
+    Route(
+        "GET",
+        "/api/txs/{id}",
+        get_tx,
+        "A transaction: pending or confirmed (with its block)",
+        params=(
+            ("id", "path", "transaction id (64 hex digits, or a unique prefix of at least 4)"),
+        ),
+        responses={"200": "OK", "400": "bad or ambiguous id", "404": "not found"},
+    ),
+    Route(
+        "POST",
+        "/api/txs",
+        post_tx,
+        'Submit a signed transaction (JSON {"tx": hex} or raw bytes)',
+        body='{"tx": "<hex>"} or application/octet-stream',
+        responses={
+            "200": "accepted into the mempool",
+            "400": "malformed or rejected, with the reason",
+        },
+    ),
+    Route(
+        "GET",
+        "/api/accounts/{address}",
+        get_account,
+        "Balance and nonce of an address; with ?proof=1 also its record and state-tree proof against the tip's state root",
+        params=(("address", "path", "checksummed address"), ("proof", "query", "1: add the proof")),
+        responses={"200": "OK", "400": "bad address", "503": "the tip moved: retry"},
+    ),
+    Route(
+        "GET",
+        "/api/headers",
+        get_headers,
+        "Canonical header encodings (hex) of the best chain by height, ascending",
+        params=(
+            ("start", "query", "first height (default 0)"),
+            ("limit", "query", f"1 .. {MAX_HEADERS_PAGE}, default {MAX_HEADERS_PAGE}"),
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/accounts/{address}/txs",
+        get_account_txs,
+        "The address's transactions and rewards, newest first",
+        params=(
+            ("address", "path", "checksummed address"),
+            ("offset", "query", "items to skip"),
+            ("limit", "query", f"1 .. {MAX_PAGE}"),
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/tasks",
+        get_tasks,
+        "All tasks on the ledger, and (pending) tasks whose submit transaction is in the mempool",
+    ),
+    Route(
+        "GET",
+        "/api/tasks/{id}",
+        get_task,
+        'One task with a description of its current state; status "pending" while its transaction is in the mempool',
+        params=(
+            (
+                "id",
+                "path",
+                "task id (64 hex digits, or a unique prefix of at least 4; also for the routes below)",
+            ),
+        ),
+        responses={"200": "OK", "400": "bad or ambiguous id", "404": "not found"},
+    ),
+    Route(
+        "GET",
+        "/api/tasks/{id}/result",
+        get_task_result,
+        "The task's result: its final state blob (?partial=1: the current state); headers X-State-Hash, X-Units-Done and X-Height name the state sent",
+        params=(
+            ("id", "path", "task id"),
+            ("partial", "query", "1 to get an open task's current state"),
+        ),
+        responses={
+            "200": "the state blob",
+            "404": "not found",
+            "409": "task not complete or pending",
+        },
+        content="application/octet-stream",
+    ),
+    Route(
+        "GET",
+        "/api/tasks/{id}/blocks",
+        get_task_blocks,
+        "Heights and hashes of the best chain's blocks that worked on the task, ascending (every `step`-th from `offset`)",
+        params=(
+            ("id", "path", "task id"),
+            ("offset", "query", "blocks to skip"),
+            ("limit", "query", f"1 .. {MAX_TASK_BLOCKS_PAGE}, default {MAX_PAGE}"),
+            ("step", "query", "take every step-th block (default 1)"),
+        ),
+        responses={"200": "OK", "400": "bad offset, limit or step", "404": "not found"},
+    ),
+    Route(
+        "GET",
+        "/api/tasks/{id}/manifest",
+        get_task_manifest,
+        "The blocks that worked on the task (parent, miner, units, per-unit digests), so a result can be re-computed and checked",
+        params=(
+            ("id", "path", "task id"),
+            ("offset", "query", "blocks to skip"),
+            ("limit", "query", f"blocks, 1 .. {MAX_PAGE}"),
+        ),
+        responses={"200": "OK", "400": "bad offset or limit", "404": "not found"},
+    ),
+    Route(
+        "GET",
+        "/api/tasks/{id}/metrics",
+        get_task_metrics,
+        "Held-out metrics of a training task's current state, of an earlier one (?state=HASH), or of its state after the "
+        "best chain's block at a height (?height=H: that block must have worked on it; 503 while another such evaluation "
+        "runs: retry), for the chain's model and its plain PyTorch export; null for render tasks",
+        params=(
+            ("id", "path", "task id"),
+            ("state", "query", "state hash to score (default: the task's current state)"),
+            ("height", "query", "a height whose block worked on the task"),
+        ),
+        responses={
+            "200": "OK",
+            "400": "bad height, or not a state of this task",
+            "404": "not found",
+            "409": "task pending",
+            "503": "busy evaluating: retry",
+        },
+    ),
     Route("GET", "/api/params", get_params, "The network's consensus parameters"),
     Route("GET", "/api/peers", get_peers, "Connected peers, bans and known addresses"),
     Route("GET", "/metrics", get_metrics, "Prometheus metrics", content="text/plain"),
     Route("GET", "/api/openapi.json", get_openapi, "This document"),
-    Route("POST", "/api/admin/mining", admin_mining, "Switch mining on or off", admin=True, body='{"enabled": true|false}',
-          responses={"200": "OK", "400": "bad body", "401": "no or wrong token"}),
-    Route("POST", "/api/admin/peers", admin_add_peer, "Add a peer to keep connected", admin=True, body='{"address": "HOST:PORT"}',
-          responses={"200": "OK", "400": "bad address", "401": "no or wrong token"}),
-    Route("POST", "/api/admin/stop", admin_stop, "Stop the node cleanly", admin=True, responses={"200": "stopping", "401": "no or wrong token"}),
+    Route(
+        "POST",
+        "/api/admin/mining",
+        admin_mining,
+        "Switch mining on or off",
+        admin=True,
+        body='{"enabled": true|false}',
+        responses={"200": "OK", "400": "bad body", "401": "no or wrong token"},
+    ),
+    Route(
+        "POST",
+        "/api/admin/peers",
+        admin_add_peer,
+        "Add a peer to keep connected",
+        admin=True,
+        body='{"address": "HOST:PORT"}',
+        responses={"200": "OK", "400": "bad address", "401": "no or wrong token"},
+    ),
+    Route(
+        "POST",
+        "/api/admin/stop",
+        admin_stop,
+        "Stop the node cleanly",
+        admin=True,
+        responses={"200": "stopping", "401": "no or wrong token"},
+    ),
 )
 
 
@@ -952,9 +1220,16 @@ _PARAM_SCHEMAS: dict[str, dict] = {
 _ROUTE_PARAM_SCHEMAS: dict[tuple[str, str], dict] = {
     ("/api/blocks/{id}/trace", "offset"): _integer(0, 1 << 32),
     ("/api/blocks/{id}", "id"): {"type": "string", "pattern": "^([0-9]{1,19}|[0-9a-fA-F]{64})$"},
-    ("/api/blocks/{id}/trace", "id"): {"type": "string", "pattern": "^([0-9]{1,19}|[0-9a-fA-F]{64})$"},
+    ("/api/blocks/{id}/trace", "id"): {
+        "type": "string",
+        "pattern": "^([0-9]{1,19}|[0-9a-fA-F]{64})$",
+    },
 }
-_ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}},
+    "required": ["error"],
+}
 
 
 def _param_schema(path: str, name: str, description: str) -> dict:
@@ -978,11 +1253,19 @@ def _responses(r: Route) -> dict:
     out = {}
     for code, text in codes.items():
         if code == "200":
-            schema = {"type": "string", "format": "binary"} if r.content == "application/octet-stream" else \
-                {"type": "string"} if r.content != "application/json" else {"type": "object"}
+            schema = (
+                {"type": "string", "format": "binary"}
+                if r.content == "application/octet-stream"
+                else {"type": "string"}
+                if r.content != "application/json"
+                else {"type": "object"}
+            )
             out[code] = {"description": text, "content": {r.content: {"schema": schema}}}
         else:
-            out[code] = {"description": text, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+            out[code] = {
+                "description": text,
+                "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+            }
     return out
 
 
@@ -996,17 +1279,31 @@ def openapi_document() -> dict:
         }
         if r.params:
             op["parameters"] = [
-                {"name": n, "in": where, "required": where == "path", "description": d, "schema": _param_schema(r.path, n, d)}
+                {
+                    "name": n,
+                    "in": where,
+                    "required": where == "path",
+                    "description": d,
+                    "schema": _param_schema(r.path, n, d),
+                }
                 for n, where, d in r.params
             ]
         if r.body:
-            op["requestBody"] = {"description": r.body, "required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+            op["requestBody"] = {
+                "description": r.body,
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
         if r.admin:
             op["security"] = [{"cookieToken": []}]
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.0.3",
-        "info": {"title": "pouw node API", "version": "1", "description": "JSON under /api; admin routes need the token from the data directory's api.cookie as a Bearer token."},
+        "info": {
+            "title": "pouw node API",
+            "version": "1",
+            "description": "JSON under /api; admin routes need the token from the data directory's api.cookie as a Bearer token.",
+        },
         "paths": paths,
         "components": {"securitySchemes": {"cookieToken": {"type": "http", "scheme": "bearer"}}},
     }
@@ -1029,7 +1326,9 @@ def build_api(node: NodeView) -> web.Application:
             route = info.route.resource.canonical if info.route.resource is not None else "other"
             if not route.startswith(("/api", "/metrics")):
                 route = "explorer"  # the web explorer's pages and files: one series
-            node.metrics.api_seconds.labels(route, f"{status // 100}xx").observe(time.perf_counter() - started)
+            node.metrics.api_seconds.labels(route, f"{status // 100}xx").observe(
+                time.perf_counter() - started
+            )
 
     @web.middleware
     async def errors(request: web.Request, handler: Callable) -> web.StreamResponse:
@@ -1040,7 +1339,10 @@ def build_api(node: NodeView) -> web.Application:
             if exc.status == 503:
                 resp.headers["Retry-After"] = "1"
             return resp
-        except (StoreCorrupt, CorruptRecord) as exc:  # damaged data met on a read: said once by the node, 503 here
+        except (
+            StoreCorrupt,
+            CorruptRecord,
+        ) as exc:  # damaged data met on a read: said once by the node, 503 here
             node.storage_failed(exc)
             resp = _json({"error": f"storage: {exc}"}, status=503)
             return resp
@@ -1063,9 +1365,12 @@ def build_api(node: NodeView) -> web.Application:
         async def handle(request: web.Request) -> web.StreamResponse:
             if route.admin:
                 auth = request.headers.get("Authorization", "")
-                given = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+                given = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
                 if not given or not hmac.compare_digest(given.encode(), node.token.encode()):
-                    raise ApiError(401, "admin call needs the token from the data directory's api.cookie (Authorization: Bearer <token>)")
+                    raise ApiError(
+                        401,
+                        "admin call needs the token from the data directory's api.cookie (Authorization: Bearer <token>)",
+                    )
             return await route.handler(node, request)
 
         return handle

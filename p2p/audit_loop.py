@@ -25,7 +25,12 @@ class AuditLoop:
         submit: Callable[[Transaction], Coroutine[Any, Any, None]],
         stopping: Callable[[], bool],
     ) -> None:
-        self.auditor, self.metrics, self._submit, self._stopping = auditor, metrics, submit, stopping
+        self.auditor, self.metrics, self._submit, self._stopping = (
+            auditor,
+            metrics,
+            submit,
+            stopping,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -58,12 +63,20 @@ class AuditLoop:
                 self.metrics.audit_blocks.inc()
                 continue
             self.metrics.audit_proofs_found.inc()
-            log.warning("audit: unit %d of block %s at height %d does not reproduce; publishing a fraud proof",
-                        outcome.unit, outcome.block_hash.hex()[:16], outcome.height)
+            log.warning(
+                "audit: unit %d of block %s at height %d does not reproduce; publishing a fraud proof",
+                outcome.unit,
+                outcome.block_hash.hex()[:16],
+                outcome.height,
+            )
             assert self._loop is not None
             future = asyncio.run_coroutine_threadsafe(self._submit(outcome.proof), self._loop)
             try:
                 future.result(timeout=60)
             # Refused, e.g. because another node's proof came first.
             except Exception as exc:  # noqa: BLE001
-                log.warning("audit: fraud proof against %s not admitted: %s", outcome.block_hash.hex()[:16], exc)
+                log.warning(
+                    "audit: fraud proof against %s not admitted: %s",
+                    outcome.block_hash.hex()[:16],
+                    exc,
+                )

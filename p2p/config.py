@@ -35,7 +35,9 @@ def read_table(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise StartupError(EXIT_CONFIG, f"config {path}: cannot read ({exc.strerror or exc})") from None
+        raise StartupError(
+            EXIT_CONFIG, f"config {path}: cannot read ({exc.strerror or exc})"
+        ) from None
     except UnicodeDecodeError:
         raise StartupError(EXIT_CONFIG, f"config {path}: not UTF-8 text") from None
     try:
@@ -44,11 +46,17 @@ def read_table(path: Path) -> dict[str, Any]:
         raise StartupError(EXIT_CONFIG, f"config {path}: not valid TOML ({exc})") from None
 
 
-def settable_actions(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> dict[str, argparse.Action]:
+def settable_actions(
+    parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()
+) -> dict[str, argparse.Action]:
     """dest -> action for every long option a config file may set."""
     out = {}
     for action in parser._actions:  # argparse keeps no public list of a parser's options
-        if not action.option_strings or action.dest in ("help", "version", *exclude) or action.help == argparse.SUPPRESS:
+        if (
+            not action.option_strings
+            or action.dest in ("help", "version", *exclude)
+            or action.help == argparse.SUPPRESS
+        ):
             continue
         out[action.dest] = action
     return out
@@ -56,7 +64,9 @@ def settable_actions(parser: argparse.ArgumentParser, exclude: tuple[str, ...] =
 
 def _convert(action: argparse.Action, key: str, value: Any, where: str) -> Any:
     def bad(expected: str) -> StartupError:
-        return StartupError(EXIT_CONFIG, f"config {where}: {key}: expected {expected}, got {value!r}")
+        return StartupError(
+            EXIT_CONFIG, f"config {where}: {key}: expected {expected}, got {value!r}"
+        )
 
     if isinstance(action, (argparse.BooleanOptionalAction, argparse._StoreTrueAction)):
         if not isinstance(value, bool):
@@ -81,8 +91,13 @@ def _convert(action: argparse.Action, key: str, value: Any, where: str) -> Any:
     return value
 
 
-def apply_file(parser: argparse.ArgumentParser, args: argparse.Namespace, path: Path, given: set[str],
-               exclude: tuple[str, ...] = ()) -> list[str]:
+def apply_file(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    path: Path,
+    given: set[str],
+    exclude: tuple[str, ...] = (),
+) -> list[str]:
     """Set, from the TOML file `path`, every option not in `given` (the ones set by flags or an
     earlier file); return the keys it set. An unknown key is an error naming it."""
     table = read_table(path)
@@ -94,7 +109,9 @@ def apply_file(parser: argparse.ArgumentParser, args: argparse.Namespace, path: 
         action = actions.get(dest)
         if action is None:
             known = ", ".join(sorted(d.replace("_", "-") for d in actions))
-            raise StartupError(EXIT_CONFIG, f"config {path}: {raw_key}: unknown setting (known: {known})")
+            raise StartupError(
+                EXIT_CONFIG, f"config {path}: {raw_key}: unknown setting (known: {known})"
+            )
         value = _convert(action, raw_key, value, str(path))
         if dest in PATH_KEYS or (dest == "network" and value not in PRESETS):
             value = str(base / Path(value).expanduser())
@@ -111,7 +128,9 @@ def given_options(args: argparse.Namespace, actions: dict[str, argparse.Action])
     return {dest for dest in actions if getattr(args, dest, None) is not None}
 
 
-def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace, defaults: dict[str, Any]) -> list[str]:
+def resolve(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, defaults: dict[str, Any]
+) -> list[str]:
     """Fill `args` from `--config`, then `<datadir>/pouw.toml`, then `defaults`; return the files read.
 
     `args.datadir` ends as a Path: the flag's, the --config file's, or ~/.pouw/<network>."""

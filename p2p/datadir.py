@@ -11,7 +11,14 @@ from pathlib import Path
 from chain.keys import PrivateKey
 from p2p.lifecycle import COOKIE_FILE
 
-__all__ = ["CHAIN_DIR", "COOKIE_FILE", "KEY_FILE", "disk_takes", "load_or_create_key", "write_cookie"]
+__all__ = [
+    "CHAIN_DIR",
+    "COOKIE_FILE",
+    "KEY_FILE",
+    "disk_takes",
+    "load_or_create_key",
+    "write_cookie",
+]
 
 KEY_FILE = "node.key"  # the node's Ed25519 key (hex), mode 0600; made at the first start
 CHAIN_DIR = "chain"  # the LevelDB chain store

@@ -30,7 +30,12 @@ class Dialer:
         banned: Callable[[str], object],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
     ) -> None:
-        self.book, self.session, self.max_message_bytes, self.run_peer = book, session, max_message_bytes, run_peer
+        self.book, self.session, self.max_message_bytes, self.run_peer = (
+            book,
+            session,
+            max_message_bytes,
+            run_peer,
+        )
         self.peer_addrs, self.outbound, self.max_outbound = peer_addrs, outbound, max_outbound
         self.banned, self.spawn = banned, spawn
         self.dialling: set[str] = set()
@@ -43,15 +48,22 @@ class Dialer:
         info = self.book.dialling(addr)
         try:
             ws = await self.session.ws_connect(
-                f"http://{addr}/p2p", max_msg_size=self.max_message_bytes + 4096, autoping=True,
+                f"http://{addr}/p2p",
+                max_msg_size=self.max_message_bytes + 4096,
+                autoping=True,
                 timeout=aiohttp.ClientWSTimeout(ws_close=5),
             )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             wait = self.book.dial_failed(addr)
             # Peers the operator named are worth a line each try (the backoff bounds them); gossiped
             # ones are not.
-            log.log(logging.WARNING if info.persistent else logging.DEBUG, "peer %s: cannot connect (%s); retrying in %.0f s",
-                    addr, _connect_reason(exc), wait)
+            log.log(
+                logging.WARNING if info.persistent else logging.DEBUG,
+                "peer %s: cannot connect (%s); retrying in %.0f s",
+                addr,
+                _connect_reason(exc),
+                wait,
+            )
             self.dialling.discard(addr)
             return
         self.book.dial_worked(addr)
@@ -79,5 +91,10 @@ def _connect_reason(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error is not None:
         err = exc.os_error
         # asyncio's strerror is "Connect call failed (host, port)"; the errno says why (a resolver error's is negative)
-        return (os.strerror(err.errno) if err.errno and err.errno > 0 else "") or err.strerror or str(err) or type(err).__name__
+        return (
+            (os.strerror(err.errno) if err.errno and err.errno > 0 else "")
+            or err.strerror
+            or str(err)
+            or type(err).__name__
+        )
     return str(exc) or type(exc).__name__

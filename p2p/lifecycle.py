@@ -21,7 +21,9 @@ from pathlib import Path
 
 from p2p.protocol import parse_hostport
 
-PID_FILE = "node.pid"  # holds the PID; locked (flock) while the node runs, so a dead node never holds it
+PID_FILE = (
+    "node.pid"  # holds the PID; locked (flock) while the node runs, so a dead node never holds it
+)
 RUNTIME_FILE = "node.json"  # the running node's API and peer addresses; removed on a clean stop
 COOKIE_FILE = "api.cookie"  # the admin token, written anew at each start (p2p.node)
 
@@ -99,15 +101,21 @@ class DataDirLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StartupError(EXIT_DATADIR, f"data directory {self.path.parent}: cannot create {PID_FILE} ({_reason(exc)})") from None
+            raise StartupError(
+                EXIT_DATADIR,
+                f"data directory {self.path.parent}: cannot create {PID_FILE} ({_reason(exc)})",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             text = os.read(fd, 64).decode(errors="replace").strip()
             os.close(fd)
             who = f"PID {text}" if text.isdigit() else "another process"
-            raise StartupError(EXIT_LOCKED, f"data directory {self.path.parent} is in use by pouw node {who} "
-                                            f"(stop it with `pouw node stop --datadir {self.path.parent}`)") from None
+            raise StartupError(
+                EXIT_LOCKED,
+                f"data directory {self.path.parent} is in use by pouw node {who} "
+                f"(stop it with `pouw node stop --datadir {self.path.parent}`)",
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
@@ -131,19 +139,28 @@ def bind_socket(hostport: str, option: str) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise StartupError(EXIT_PORT, f"{option} {hostport}: cannot resolve {host!r} ({exc.strerror})") from None
+        raise StartupError(
+            EXIT_PORT, f"{option} {hostport}: cannot resolve {host!r} ({exc.strerror})"
+        ) from None
     family, kind, proto, _, addr = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT only: a listening port stays taken
+        sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # TIME_WAIT only: a listening port stays taken
         sock.bind(addr)
         sock.listen(128)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise StartupError(EXIT_PORT, f"{option} {hostport}: port {port} is already in use "
-                                          f"(another node running? pick another with {option})") from None
-        raise StartupError(EXIT_PORT, f"{option} {hostport}: cannot listen ({_reason(exc)})") from None
+            raise StartupError(
+                EXIT_PORT,
+                f"{option} {hostport}: port {port} is already in use "
+                f"(another node running? pick another with {option})",
+            ) from None
+        raise StartupError(
+            EXIT_PORT, f"{option} {hostport}: cannot listen ({_reason(exc)})"
+        ) from None
     sock.setblocking(False)
     return sock
 

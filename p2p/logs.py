@@ -18,13 +18,18 @@ class IsoFormatter(logging.Formatter):
     """`2026-12-01T22:32:01.123Z INFO    pouw.node: message`."""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        return (
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z"
+        )
 
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-def setup_logging(level: str = "INFO", log_file: str | Path | None = None, max_mb: float = 10.0, backups: int = 5) -> logging.Handler:
+def setup_logging(
+    level: str = "INFO", log_file: str | Path | None = None, max_mb: float = 10.0, backups: int = 5
+) -> logging.Handler:
     """Log at `level` to `log_file` (rotated at `max_mb`, keeping `backups` old files) or to stderr.
 
     Raises ValueError for a bad level and OSError for a log file that cannot be opened."""
@@ -45,7 +50,9 @@ def setup_logging(level: str = "INFO", log_file: str | Path | None = None, max_m
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, name))
-    logging.raiseExceptions = False  # a failed write (closed pipe, full disk) drops the line quietly
+    logging.raiseExceptions = (
+        False  # a failed write (closed pipe, full disk) drops the line quietly
+    )
     return handler
 
 

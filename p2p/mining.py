@@ -41,7 +41,11 @@ class MiningLoop:
         self.enabled = enabled
         self.error: str | None = None  # why the last mining attempt failed; None once one works
         self.error_since = 0.0
-        self._stopping, self._storage_failing, self._storage_failed = stopping, storage_failing, storage_failed
+        self._stopping, self._storage_failing, self._storage_failed = (
+            stopping,
+            storage_failing,
+            storage_failed,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -73,7 +77,9 @@ class MiningLoop:
         return self._stopping() or not self.enabled
 
     def _failed(self, exc: Exception, backoff: float) -> None:
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(
+            ": "
+        )
         if self.error is None:
             self.error_since = time.time()
         self.error = reason
@@ -99,7 +105,9 @@ class MiningLoop:
                 block = self.miner.mine_block(self._should_stop)
                 if block is not None and not self._stopping():
                     assert self._loop is not None
-                    accepted = asyncio.run_coroutine_threadsafe(self._on_mined(block), self._loop).result(timeout=60)
+                    accepted = asyncio.run_coroutine_threadsafe(
+                        self._on_mined(block), self._loop
+                    ).result(timeout=60)
             # Any failure: a template built during a reorg, a bad state, an own block refused.
             except Exception as exc:  # noqa: BLE001
                 backoff = min(MINING_BACKOFF_S[1], max(MINING_BACKOFF_S[0], backoff * 2))
@@ -125,12 +133,23 @@ class MiningLoop:
         await self.sync.after_block(result, time.perf_counter() - started)
         if result.outcome == Outcome.NEW_TIP:
             self.metrics.blocks_mined.inc()
-            log.info("mined block %s at height %d (%d units)", block.hash.hex()[:16], block.header.height, block.header.work[0].unit_count)
+            log.info(
+                "mined block %s at height %d (%d units)",
+                block.hash.hex()[:16],
+                block.header.height,
+                block.header.work[0].unit_count,
+            )
             return True
         if result.outcome in (Outcome.INVALID, Outcome.BAD_MESSAGE):
             raise RuntimeError(
                 f"own block at height {block.header.height} refused: "
                 f"{result.outcome.value} {result.detail}"
             )
-        log.info("mined block %s at height %d was not accepted: %s %s", block.hash.hex()[:16], block.header.height, result.outcome.value, result.detail)
+        log.info(
+            "mined block %s at height %d was not accepted: %s %s",
+            block.hash.hex()[:16],
+            block.header.height,
+            result.outcome.value,
+            result.detail,
+        )
         return False

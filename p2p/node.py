@@ -150,7 +150,9 @@ def resolve_device(device: str) -> str:
 class Node:
     def __init__(self, config: NodeConfig, prepared: Prepared | None = None) -> None:
         self.config = config
-        self.prepared = prepared  # the data directory's lock and the bound sockets (p2p.lifecycle.prepare)
+        self.prepared = (
+            prepared  # the data directory's lock and the bound sockets (p2p.lifecycle.prepare)
+        )
         self.params: ConsensusParams = load_params(config.network)
         self.device = resolve_device(config.device)
         self.datadir = config.datadir
@@ -165,7 +167,9 @@ class Node:
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
         self._peer_tasks: set[asyncio.Task] = set()
-        self._inbound: dict[int, str] = {}  # peer id -> remote host, from the WebSocket upgrade to the close
+        self._inbound: dict[
+            int, str
+        ] = {}  # peer id -> remote host, from the WebSocket upgrade to the close
         self._runners: list[web.AppRunner] = []
         self._audit_loop: AuditLoop | None = None
         self.auditor: Auditor | None = None
@@ -188,21 +192,31 @@ class Node:
         needed = 2 * MAX_CONNECTIONS_PER_LISTENER + self.config.max_outbound + FD_SPARE
         soft, hard = ensure_fd_headroom(needed)
         if soft != resource.RLIM_INFINITY and soft < needed:
-            log.warning("open-file limit %d is below the %d this node may need (%d connections per listener); "
-                        "raise it (ulimit -n %d) or expect refused connections under load", soft, needed,
-                        MAX_CONNECTIONS_PER_LISTENER, needed)
+            log.warning(
+                "open-file limit %d is below the %d this node may need (%d connections per listener); "
+                "raise it (ulimit -n %d) or expect refused connections under load",
+                soft,
+                needed,
+                MAX_CONNECTIONS_PER_LISTENER,
+                needed,
+            )
         if self.prepared is None:
             self.prepared = lifecycle.prepare(self.datadir, self.config.api, self.config.listen)
         try:
             self.key = load_or_create_key(self.datadir / KEY_FILE)
         except (OSError, ValueError) as exc:
-            raise StartupError(EXIT_KEY, f"node key {self.datadir / KEY_FILE}: cannot read it "
-                                         f"({getattr(exc, 'strerror', None) or exc}); move it away to make a new one") from None
+            raise StartupError(
+                EXIT_KEY,
+                f"node key {self.datadir / KEY_FILE}: cannot read it "
+                f"({getattr(exc, 'strerror', None) or exc}); move it away to make a new one",
+            ) from None
         self.miner_address = self.config.miner_address or address_of(self.key.public_key())
         try:
             self.token = write_cookie(self.datadir / COOKIE_FILE)
         except OSError as exc:
-            raise StartupError(EXIT_DATADIR, f"{self.datadir / COOKIE_FILE}: cannot write ({exc.strerror})") from None
+            raise StartupError(
+                EXIT_DATADIR, f"{self.datadir / COOKIE_FILE}: cannot write ({exc.strerror})"
+            ) from None
 
         # Serve at once (answering 503 until ready), so a long start (a reindex) is seen, not a hang.
         if self.prepared.p2p_socket is not None:
@@ -215,17 +229,28 @@ class Node:
         api_app = build_api(self)
         api_app.middlewares.append(self._while_starting)
         api_addr = lifecycle.bound_address(self.prepared.api_socket)
-        self.explorer = mount_explorer(api_app, loopback_url(api_addr))  # the web explorer at /, a client of the API
+        self.explorer = mount_explorer(
+            api_app, loopback_url(api_addr)
+        )  # the web explorer at /, a client of the API
         await self._serve(api_app, self.prepared.api_socket)
         self.api_url = f"http://{api_addr}"
-        lifecycle.write_runtime(self.datadir, {
-            "pid": os.getpid(), "api": api_addr, "listen": self.listen_addr, "network": self.params.network,
-            "network_source": self.config.network, "started_at": int(self.started_at),
-        })
+        lifecycle.write_runtime(
+            self.datadir,
+            {
+                "pid": os.getpid(),
+                "api": api_addr,
+                "listen": self.listen_addr,
+                "network": self.params.network,
+                "network_source": self.config.network,
+                "started_at": int(self.started_at),
+            },
+        )
         chain_dir = self.datadir / CHAIN_DIR
         self.phase = "reindexing the stored blocks" if self.config.reindex else "loading the chain"
         if self.config.reindex:
-            await asyncio.to_thread(reindex, chain_dir, self.params, self.device, self.stop_event.is_set)
+            await asyncio.to_thread(
+                reindex, chain_dir, self.params, self.device, self.stop_event.is_set
+            )
         else:
             recover_swap(chain_dir)
         checked = time.perf_counter()
@@ -233,69 +258,139 @@ class Node:
             self.store = ChainStore(str(chain_dir), check=True)
         except StoreCorrupt as exc:
             raise StoreUnusable(str(exc)) from None
-        log.info("store %s opened with paranoid checks, every record read back in %.2f s", chain_dir, time.perf_counter() - checked)
+        log.info(
+            "store %s opened with paranoid checks, every record read back in %.2f s",
+            chain_dir,
+            time.perf_counter() - checked,
+        )
         self.metrics.storage_ok.set(1)
-        self.mempool = Mempool(self.config.mempool_bytes, min_fee_rate=self.config.min_relay_fee_rate)
-        self.chain = ChainState(self.store, self.params, mempool=self.mempool, device=self.device, limits=self.config.chain_limits,
-                                assume_valid=self.config.assume_valid, prune_keep=self.config.prune)
-        source = "" if self.config.network == self.params.network else f" (from {self.config.network})"
+        self.mempool = Mempool(
+            self.config.mempool_bytes, min_fee_rate=self.config.min_relay_fee_rate
+        )
+        self.chain = ChainState(
+            self.store,
+            self.params,
+            mempool=self.mempool,
+            device=self.device,
+            limits=self.config.chain_limits,
+            assume_valid=self.config.assume_valid,
+            prune_keep=self.config.prune,
+        )
+        source = (
+            "" if self.config.network == self.params.network else f" (from {self.config.network})"
+        )
         log.info(
             "network %s%s, genesis %s, tip height %d %s, device %s",
-            self.params.network, source, self.chain.genesis.block.hash.hex()[:16], self.chain.tip.height,
-            self.chain.tip.hash.hex()[:16], self.device,
+            self.params.network,
+            source,
+            self.chain.genesis.block.hash.hex()[:16],
+            self.chain.tip.height,
+            self.chain.tip.hash.hex()[:16],
+            self.device,
         )
         self.txindex = TxIndex(self.store)  # persisted with the blocks: nothing to rebuild
         self.metrics.height.set(self.chain.tip.height)
-        self.sync = Sync(self.chain, self.mempool, self.metrics, self.live_peers, body_timeout_s=self.config.body_timeout_s)
+        self.sync = Sync(
+            self.chain,
+            self.mempool,
+            self.metrics,
+            self.live_peers,
+            body_timeout_s=self.config.body_timeout_s,
+        )
         self.sync.on_new_tip.append(self._index_result)
         self.metrics.bind(self)
         if self.config.poison_at is not None:
             from consensus.attacks import PoisonMiner  # an attack, for tests only
 
             log.warning("attack mode: poisoning unit %d of every block", self.config.poison_at)
-            self.miner: Miner = PoisonMiner(self.chain, self.key, jump_at=self.config.poison_at, payout=self.miner_address,
-                                     mempool=self.mempool, device=self.device)
+            self.miner: Miner = PoisonMiner(
+                self.chain,
+                self.key,
+                jump_at=self.config.poison_at,
+                payout=self.miner_address,
+                mempool=self.mempool,
+                device=self.device,
+            )
         else:
-            self.miner = Miner(self.chain, self.key, payout=self.miner_address, mempool=self.mempool, device=self.device)
+            self.miner = Miner(
+                self.chain,
+                self.key,
+                payout=self.miner_address,
+                mempool=self.mempool,
+                device=self.device,
+            )
         self.shares = ShareRelay(self.chain, self.live_peers, self.device, self.metrics.registry)
         self.shares.attach(self.miner)
-        self.auditor = Auditor(self.chain, self.key, share=self.config.audit_share, device=self.device) if self.config.audit else None
+        self.auditor = (
+            Auditor(self.chain, self.key, share=self.config.audit_share, device=self.device)
+            if self.config.audit
+            else None
+        )
         for addr in self.config.peers:
             self.addresses.add_persistent(addr)
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
+        )
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
         self.dialer = Dialer(
-            self.addresses, self.session, self.params.max_message_bytes, self._run_outbound,
-            peer_addrs=self._peer_addrs, outbound=lambda: sum(1 for p in self.peers.values() if not p.inbound),
-            max_outbound=self.config.max_outbound, banned=self.bans.banned, spawn=self._spawn,
+            self.addresses,
+            self.session,
+            self.params.max_message_bytes,
+            self._run_outbound,
+            peer_addrs=self._peer_addrs,
+            outbound=lambda: sum(1 for p in self.peers.values() if not p.inbound),
+            max_outbound=self.config.max_outbound,
+            banned=self.bans.banned,
+            spawn=self._spawn,
         )
         self._tasks.append(asyncio.create_task(self.dialer.run(), name="connect"))
-        self.mining = MiningLoop(self.miner, self.chain, self.sync, self.metrics, self.config.mine,
-                                 stopping=lambda: self._stopping,
-                                 storage_failing=lambda: self.storage_failure is not None,
-                                 storage_failed=self.storage_failed)
+        self.mining = MiningLoop(
+            self.miner,
+            self.chain,
+            self.sync,
+            self.metrics,
+            self.config.mine,
+            stopping=lambda: self._stopping,
+            storage_failing=lambda: self.storage_failure is not None,
+            storage_failed=self.storage_failed,
+        )
         self.mining.start(self.loop)
         if self.auditor is not None:
-            self._audit_loop = AuditLoop(self.auditor, self.metrics, self.sync.submit_tx, stopping=lambda: self._stopping)
+            self._audit_loop = AuditLoop(
+                self.auditor, self.metrics, self.sync.submit_tx, stopping=lambda: self._stopping
+            )
             self._audit_loop.start(self.loop)
         self.ready, self.phase = True, "running"
-        log.info("API on %s, peers on %s, mining %s to %s", self.api_url, self.config.listen or "(no listener)",
-                 "on" if self.mining_enabled else "off", format_address(self.miner_address))
+        log.info(
+            "API on %s, peers on %s, mining %s to %s",
+            self.api_url,
+            self.config.listen or "(no listener)",
+            "on" if self.mining_enabled else "off",
+            format_address(self.miner_address),
+        )
 
     @web.middleware
     async def _while_starting(self, request: web.Request, handler) -> web.StreamResponse:
         if not self.ready:
-            return web.json_response({"error": f"starting: {self.phase}", "starting": True}, status=503)
+            return web.json_response(
+                {"error": f"starting: {self.phase}", "starting": True}, status=503
+            )
         return await handler(request)
 
     async def _serve(self, app: web.Application, sock) -> None:
         # keepalive_timeout also applies from the connection's start: a socket that never sends a
         # request, or an idle keep-alive one, is closed after HTTP_IDLE_S. A WebSocket peer's
         # connection is a request in progress; the peer layer times it out (hello, then idle).
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=HTTP_IDLE_S)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, keepalive_timeout=HTTP_IDLE_S
+        )
         await runner.setup()
-        await CappedSite(runner, sock, MAX_CONNECTIONS_PER_LISTENER,
-                         on_refused=lambda: self.metrics.refused.labels("connections").inc()).start()
+        await CappedSite(
+            runner,
+            sock,
+            MAX_CONNECTIONS_PER_LISTENER,
+            on_refused=lambda: self.metrics.refused.labels("connections").inc(),
+        ).start()
         self._runners.append(runner)
 
     # --- stop ------------------------------------------------------------------------------------
@@ -370,10 +465,15 @@ class Node:
         limits = self.config.limits
         if len(self._inbound) >= limits.max_inbound:
             self.metrics.refused.labels("inbound").inc()
-            return web.Response(status=503, text=f"refused: {limits.max_inbound} inbound peers already")
+            return web.Response(
+                status=503, text=f"refused: {limits.max_inbound} inbound peers already"
+            )
         if sum(1 for h in self._inbound.values() if h == host) >= limits.max_inbound_per_host:
             self.metrics.refused.labels("inbound-per-host").inc()
-            return web.Response(status=503, text=f"refused: {limits.max_inbound_per_host} inbound peers from {host} already")
+            return web.Response(
+                status=503,
+                text=f"refused: {limits.max_inbound_per_host} inbound peers from {host} already",
+            )
         ws = web.WebSocketResponse(max_msg_size=self.params.max_message_bytes + 4096, autoping=True)
         await ws.prepare(request)
         peer = self._new_peer(ws, remote, inbound=True)
@@ -530,7 +630,9 @@ class Node:
     async def _index_result(self, result: BlockResult) -> None:
         for block in result.connected:
             if self.auditor is not None:
-                mine = sum(1 for tx in block.txs if tx.is_fraud_proof and tx.sender == self.auditor.address)
+                mine = sum(
+                    1 for tx in block.txs if tx.is_fraud_proof and tx.sender == self.auditor.address
+                )
                 if mine:
                     self.metrics.audit_proofs_included.inc(mine)
 
@@ -564,13 +666,19 @@ class Node:
         else:
             log.error(
                 "STORAGE: %s; block acceptance and mining stopped, the chain stays at height %d (what is on disk); "
-                "the node stops cleanly once the disk takes writes again, then restart it", exc, self.chain.tip.height,
+                "the node stops cleanly once the disk takes writes again, then restart it",
+                exc,
+                self.chain.tip.height,
             )
 
     async def _probe_storage(self) -> None:
         """While writes fail: once a test write of STORAGE_PROBE_BYTES succeeds, stop cleanly (a
         restart reopens LevelDB, which refuses writes after its first failure)."""
-        if self.storage_failure is None or self.storage_failure[0] != "write-failed" or time.monotonic() < self._next_storage_probe:
+        if (
+            self.storage_failure is None
+            or self.storage_failure[0] != "write-failed"
+            or time.monotonic() < self._next_storage_probe
+        ):
             return
         self._next_storage_probe = time.monotonic() + STORAGE_PROBE_EVERY_S
         if await asyncio.to_thread(disk_takes, self.datadir / ".space-probe", STORAGE_PROBE_BYTES):

@@ -26,7 +26,9 @@ from p2p.protocol import FrameTooLarge, Hello, Message, ProtocolError, decode, e
 
 log = logging.getLogger("pouw.peer")
 
-HANDSHAKE_TIMEOUT_S = 10.0  # from the TCP connection to the peer's hello (the HTTP upgrade has the same deadline)
+HANDSHAKE_TIMEOUT_S = (
+    10.0  # from the TCP connection to the peer's hello (the HTTP upgrade has the same deadline)
+)
 IDLE_TIMEOUT_S = 120.0  # no frame at all for this long (pings come every 30 s): drop
 SEND_LOW_WATER_BYTES = 4 << 20  # replies (blocks) wait until the peer's pending data is below this
 DRAIN_TIMEOUT_S = 30.0  # a peer that reads nothing of its pending data for this long is dropped
@@ -36,9 +38,13 @@ DRAIN_TIMEOUT_S = 30.0  # a peer that reads nothing of its pending data for this
 class PeerLimits:
     messages_per_second: float = 500.0
     burst: int = 2_000
-    max_send_queue_bytes: int = 40 << 20  # pending outgoing data per peer (above two of the largest messages)
+    max_send_queue_bytes: int = (
+        40 << 20
+    )  # pending outgoing data per peer (above two of the largest messages)
     max_inbound: int = 64  # inbound peers at once, handshakes included
-    max_inbound_per_host: int = 16  # of which from one IP address (a 16-node devnet shares 127.0.0.1)
+    max_inbound_per_host: int = (
+        16  # of which from one IP address (a 16-node devnet shares 127.0.0.1)
+    )
     # Serving budget: seconds of the node's time (chain worker, encoding) one peer's requests for
     # headers and blocks may take per second, with a burst; past it the peer's next request
     # waits (its reads pause, TCP pushes back), so a flood costs a bounded share and no ban.
@@ -54,7 +60,9 @@ class PeerLimits:
 
 
 class Handler(Protocol):
-    async def on_hello(self, peer: Peer, hello: Hello) -> str | None: ...  # a reason to refuse, or None
+    async def on_hello(
+        self, peer: Peer, hello: Hello
+    ) -> str | None: ...  # a reason to refuse, or None
 
     async def on_ready(self, peer: Peer) -> None: ...  # after both hellos
 
@@ -132,15 +140,21 @@ class Peer:
         self.rate = TokenBucket(limits.messages_per_second, limits.burst)
         self.verify_budget = TokenBucket(limits.verify_refill_per_s, limits.verify_budget_s)
         self.serve_budget = TokenBucket(limits.serve_share, limits.serve_burst_s)
-        self.last_header: bytes | None = None  # the last header it gave us that we accepted (its locator start)
-        self.known: OrderedDict[bytes, None] = OrderedDict()  # block/tx hashes the peer has (bounded)
+        self.last_header: bytes | None = (
+            None  # the last header it gave us that we accepted (its locator start)
+        )
+        self.known: OrderedDict[bytes, None] = (
+            OrderedDict()
+        )  # block/tx hashes the peer has (bounded)
         self.close_reason = ""
         self.ban_reason = ""
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._queued_bytes = 0
         self._writer: asyncio.Task | None = None
         self._closed = asyncio.Event()
-        self.transport: asyncio.Transport | None = None  # the TCP connection (inbound), aborted after a stuck close
+        self.transport: asyncio.Transport | None = (
+            None  # the TCP connection (inbound), aborted after a stuck close
+        )
 
     # --- identity ------------------------------------------------------------------------------
 
@@ -192,13 +206,17 @@ class Peer:
         if self._closed.is_set():
             return False
         if self._queued_bytes + len(frame) > self.limits.max_send_queue_bytes:
-            self.close(f"pending outgoing data over {self.limits.max_send_queue_bytes} bytes (peer not reading)")
+            self.close(
+                f"pending outgoing data over {self.limits.max_send_queue_bytes} bytes (peer not reading)"
+            )
             return False
         self._queued_bytes += len(frame)
         self._queue.put_nowait(frame)
         return True
 
-    async def drain(self, below: int = SEND_LOW_WATER_BYTES, timeout: float = DRAIN_TIMEOUT_S) -> bool:
+    async def drain(
+        self, below: int = SEND_LOW_WATER_BYTES, timeout: float = DRAIN_TIMEOUT_S
+    ) -> bool:
         """Wait until the pending outgoing data is under `below`; False (the peer is closed) if
         it does not get there within `timeout` or the peer went."""
         deadline = time.monotonic() + timeout
@@ -242,7 +260,12 @@ class Peer:
 
     async def _close_ws(self, reason: str) -> None:
         try:
-            await asyncio.wait_for(self.ws.close(code=aiohttp.WSCloseCode.POLICY_VIOLATION, message=reason[:120].encode()), 5)
+            await asyncio.wait_for(
+                self.ws.close(
+                    code=aiohttp.WSCloseCode.POLICY_VIOLATION, message=reason[:120].encode()
+                ),
+                5,
+            )
         except Exception:  # noqa: BLE001 - the socket may already be gone
             pass
         if self.transport is not None:
@@ -268,7 +291,11 @@ class Peer:
         try:
             msg = await self.ws.receive(timeout=timeout)
         except TimeoutError:
-            self.close("handshake timeout" if self.hello is None else f"no message for {IDLE_TIMEOUT_S:.0f} s")
+            self.close(
+                "handshake timeout"
+                if self.hello is None
+                else f"no message for {IDLE_TIMEOUT_S:.0f} s"
+            )
             return None
         if msg.type == aiohttp.WSMsgType.BINARY:
             self.bytes_in += len(msg.data)
@@ -279,13 +306,20 @@ class Peer:
             return None
         if msg.type == aiohttp.WSMsgType.ERROR:
             exc = msg.data if isinstance(msg.data, BaseException) else self.ws.exception()
-            if isinstance(exc, aiohttp.WebSocketError) and exc.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+            if (
+                isinstance(exc, aiohttp.WebSocketError)
+                and exc.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+            ):
                 # The WebSocket layer refused the frame from its header, before buffering it: it is
                 # over max_message_bytes (plus envelope slack), which no honest peer sends.
                 self.misbehave(self.limits.ban_score, f"frame over the message size limit ({exc})")
             self.close(f"malformed frame: {exc}")
             return None
-        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+        if msg.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSING,
+            aiohttp.WSMsgType.CLOSED,
+        ):
             extra = f" ({msg.extra})" if getattr(msg, "extra", None) else ""
             self.close(f"closed by the peer{extra}")
             return None
@@ -322,7 +356,10 @@ class Peer:
                 return
             self.msgs_in += 1
             if not self.rate.take():
-                self.misbehave(self.limits.ban_score, f"over {self.limits.messages_per_second:.0f} messages per second")
+                self.misbehave(
+                    self.limits.ban_score,
+                    f"over {self.limits.messages_per_second:.0f} messages per second",
+                )
                 return
             try:
                 msg = decode(frame, self.max_message_bytes)
@@ -345,7 +382,13 @@ class Peer:
                     return
                 if self.inbound:
                     self.send(our_hello)
-                log.info("%s connected: %s, height %d, listen %s", self, msg.agent, msg.height, msg.listen or "-")
+                log.info(
+                    "%s connected: %s, height %d, listen %s",
+                    self,
+                    msg.agent,
+                    msg.height,
+                    msg.listen or "-",
+                )
                 await handler.on_ready(self)
                 continue
             if isinstance(msg, Hello):
@@ -380,4 +423,6 @@ class BanList:
 
     def listing(self) -> list[dict]:
         now = time.time()
-        return [{"key": k, "until": int(u), "reason": r} for k, (u, r) in self.bans.items() if u > now]
+        return [
+            {"key": k, "until": int(u), "reason": r} for k, (u, r) in self.bans.items() if u > now
+        ]

@@ -97,7 +97,9 @@ ANY_LENGTH = 1 << 62  # a field bounded only by its frame's size limit
 class Message:
     CODE: ClassVar[int]
     NAME: ClassVar[str]
-    LIMIT: ClassVar[int]  # the most bytes a frame of this type may have; 0: the network's max_message_bytes
+    LIMIT: ClassVar[
+        int
+    ]  # the most bytes a frame of this type may have; 0: the network's max_message_bytes
 
 
 @dataclass(frozen=True)
@@ -208,8 +210,21 @@ def fields_of(cls: type[Message]) -> tuple[tuple[str, Codec], ...]:
 
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.CODE: cls
-    for cls in (Hello, Ping, Pong, Inv, GetData, NotFound, GetHeaders, Headers, BlockMsg, TxMsg,
-                GetAddr, Addr, ShareMsg)
+    for cls in (
+        Hello,
+        Ping,
+        Pong,
+        Inv,
+        GetData,
+        NotFound,
+        GetHeaders,
+        Headers,
+        BlockMsg,
+        TxMsg,
+        GetAddr,
+        Addr,
+        ShareMsg,
+    )
 }
 
 
@@ -225,14 +240,19 @@ def int_from_wire(data: bytes) -> int:
 
 
 def encode(msg: Message) -> bytes:
-    body = {f.name: (list(v) if isinstance(v := getattr(msg, f.name), tuple) else v) for f in fields(msg)}
+    body = {
+        f.name: (list(v) if isinstance(v := getattr(msg, f.name), tuple) else v)
+        for f in fields(msg)
+    }
     return msgpack.packb([msg.CODE, body], use_bin_type=True)
 
 
 def peek_type(frame: bytes) -> type[Message]:
     """The frame's message type from its first two bytes, without decoding anything."""
     if len(frame) < 3 or frame[0] != 0x92:
-        raise ProtocolError(f"envelope: expected a msgpack array [code, body], got first byte {frame[:1].hex() or 'none'}")
+        raise ProtocolError(
+            f"envelope: expected a msgpack array [code, body], got first byte {frame[:1].hex() or 'none'}"
+        )
     cls = MESSAGE_TYPES.get(frame[1])
     if cls is None:
         raise ProtocolError(f"envelope: unknown message code {frame[1]}")
@@ -260,7 +280,9 @@ def decode(frame: bytes, max_message_bytes: int) -> Message:
     except msgpack.ExtraData:
         raise ProtocolError(f"{cls.NAME}: trailing bytes after the message") from None
     except (ValueError, msgpack.UnpackException, TypeError) as exc:
-        raise ProtocolError(f"{cls.NAME}: not valid msgpack ({type(exc).__name__}: {exc})") from None
+        raise ProtocolError(
+            f"{cls.NAME}: not valid msgpack ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(envelope, list) or len(envelope) != 2:
         raise ProtocolError("envelope: expected [code, body]")
     body = envelope[1]
@@ -270,9 +292,13 @@ def decode(frame: bytes, max_message_bytes: int) -> Message:
     expected = {name for name, _ in schema}
     if set(body) != expected:
         missing, extra = sorted(expected - set(body)), sorted(map(str, set(body) - expected))
-        raise ProtocolError(f"{cls.NAME}: fields {'missing ' + ', '.join(missing) if missing else ''}{'; ' if missing and extra else ''}{'unknown ' + ', '.join(extra) if extra else ''}")
+        raise ProtocolError(
+            f"{cls.NAME}: fields {'missing ' + ', '.join(missing) if missing else ''}{'; ' if missing and extra else ''}{'unknown ' + ', '.join(extra) if extra else ''}"
+        )
     try:
-        values = {name: codec.from_plain(body[name], f"{cls.NAME}.{name}") for name, codec in schema}
+        values = {
+            name: codec.from_plain(body[name], f"{cls.NAME}.{name}") for name, codec in schema
+        }
     except DecodeError as exc:
         raise ProtocolError(str(exc)) from None
     return cls(**values)

@@ -60,7 +60,11 @@ def _open_salvaging(chain_dir: Path) -> tuple[plyvel.DB, bool]:
     try:
         return open_leveldb(str(chain_dir), create=False), False
     except StoreCorrupt as exc:
-        log.warning("reindex: %s; repairing the LevelDB files in place (unusable files go to %s/lost)", exc, chain_dir)
+        log.warning(
+            "reindex: %s; repairing the LevelDB files in place (unusable files go to %s/lost)",
+            exc,
+            chain_dir,
+        )
         plyvel.repair_db(str(chain_dir))
         return open_leveldb(str(chain_dir), create=False), True
 
@@ -103,14 +107,24 @@ def _read_old(chain_dir: Path) -> tuple[list[Block], dict[int, bytes], int, bool
     have = {b.hash for b in blocks}
     for _, raw in raw_index:
         e = _decode(IndexEntry, raw)
-        if e is not None and e.height > 0 and e.status in (STATUS_BODY, STATUS_VALID) and e.hash not in have:
+        if (
+            e is not None
+            and e.height > 0
+            and e.status in (STATUS_BODY, STATUS_VALID)
+            and e.hash not in have
+        ):
             unreadable += 1  # indexed with a body that is no longer readable
     old_best = {int.from_bytes(k[1:], "big"): v for k, v in raw_heights}
     blocks.sort(key=lambda b: b.header.height)
     return blocks, old_best, unreadable, damaged
 
 
-def reindex(chain_dir: Path, params: ConsensusParams, device: str = "cpu", should_stop: Callable[[], bool] = lambda: False) -> int:
+def reindex(
+    chain_dir: Path,
+    params: ConsensusParams,
+    device: str = "cpu",
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
     """Rebuild `chain_dir` from every readable stored body; return the new tip height (-1 when stopped).
 
     A damaged store is salvaged: it is repaired if it does not open, records are read around
@@ -126,19 +140,32 @@ def reindex(chain_dir: Path, params: ConsensusParams, device: str = "cpu", shoul
         return 0
     started = time.perf_counter()
     blocks, old_best, unreadable, damaged = _read_old(chain_dir)
-    log.info("reindex: %d stored blocks read from %s%s", len(blocks), chain_dir, " (damaged store)" if damaged else "")
+    log.info(
+        "reindex: %d stored blocks read from %s%s",
+        len(blocks),
+        chain_dir,
+        " (damaged store)" if damaged else "",
+    )
     tmp = chain_dir.with_name(chain_dir.name + ".reindex")
     store = ChainStore(str(tmp))
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    bar = tqdm(total=len(blocks), unit="block", desc="reindex", disable=not sys.stderr.isatty() or not blocks,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(blocks),
+        unit="block",
+        desc="reindex",
+        disable=not sys.stderr.isatty() or not blocks,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     replayed = time.perf_counter()
     last_log = replayed
     chain_log = logging.getLogger("pouw.chainstate")
     chain_level = chain_log.level
-    chain_log.setLevel(max(logging.WARNING, chain_log.getEffectiveLevel()))  # no line per replayed tip
+    chain_log.setLevel(
+        max(logging.WARNING, chain_log.getEffectiveLevel())
+    )  # no line per replayed tip
     redirect = logging_redirect_tqdm()  # log lines print above the bar, not through it
     redirect.__enter__()
     counts: dict[str, int] = {}
@@ -150,14 +177,26 @@ def reindex(chain_dir: Path, params: ConsensusParams, device: str = "cpu", shoul
             result = chain.process_block(block)
             counts[result.outcome.value] = counts.get(result.outcome.value, 0) + 1
             if result.outcome == Outcome.INVALID:
-                log.warning("reindex: block %s at height %d invalid: %s", block.hash.hex()[:16], block.header.height, result.detail)
+                log.warning(
+                    "reindex: block %s at height %d invalid: %s",
+                    block.hash.hex()[:16],
+                    block.header.height,
+                    result.detail,
+                )
             bar.update(1)
             now = time.perf_counter()
             if bar.disable and now - last_log >= LOG_EVERY_S:
                 last_log = now
                 rate = i / (now - replayed)
-                log.info("reindex: %d of %d blocks (%.0f%%), height %d, %.2f blocks/s, about %s left",
-                         i, len(blocks), 100 * i / len(blocks), chain.tip.height, rate, format_duration((len(blocks) - i) / rate))
+                log.info(
+                    "reindex: %d of %d blocks (%.0f%%), height %d, %.2f blocks/s, about %s left",
+                    i,
+                    len(blocks),
+                    100 * i / len(blocks),
+                    chain.tip.height,
+                    rate,
+                    format_duration((len(blocks) - i) / rate),
+                )
         height = chain.tip.height
         lost = sum(1 for h, x in old_best.items() if h > 0 and chain.hash_at(h) != x)
     finally:
@@ -167,7 +206,11 @@ def reindex(chain_dir: Path, params: ConsensusParams, device: str = "cpu", shoul
         store.close()
     if should_stop():
         shutil.rmtree(tmp)
-        log.info("reindex: stopped after %d of %d blocks; the old store is kept as it was", sum(counts.values()), len(blocks))
+        log.info(
+            "reindex: stopped after %d of %d blocks; the old store is kept as it was",
+            sum(counts.values()),
+            len(blocks),
+        )
         return -1
     backup = chain_dir.with_name(chain_dir.name + (".damaged" if damaged else ".old"))
     if backup.exists():
@@ -178,15 +221,28 @@ def reindex(chain_dir: Path, params: ConsensusParams, device: str = "cpu", shoul
     if damaged:
         log.warning(
             "reindex: recovered height %d of %d: %d blocks of the old best chain lost, %d stored blocks unreadable; "
-            "the damaged store is kept at %s (remove it when no longer needed)", height, old_height, lost, unreadable, backup,
+            "the damaged store is kept at %s (remove it when no longer needed)",
+            height,
+            old_height,
+            lost,
+            unreadable,
+            backup,
         )
     else:
         shutil.rmtree(backup)
     elapsed = time.perf_counter() - started
     connected = counts.get(Outcome.NEW_TIP.value, 0)
     invalid = counts.get(Outcome.INVALID.value, 0)
-    log.info("reindex: rebuilt the chain from %d stored blocks in %s (%.1f blocks/s): tip height %d; %d connected to the "
-             "best chain, %d invalid, %d on side branches or not connected; %d blocks of the old best chain lost",
-             len(blocks), format_duration(elapsed), len(blocks) / elapsed if elapsed > 0 else 0.0, height, connected, invalid,
-             sum(counts.values()) - connected - invalid, lost)
+    log.info(
+        "reindex: rebuilt the chain from %d stored blocks in %s (%.1f blocks/s): tip height %d; %d connected to the "
+        "best chain, %d invalid, %d on side branches or not connected; %d blocks of the old best chain lost",
+        len(blocks),
+        format_duration(elapsed),
+        len(blocks) / elapsed if elapsed > 0 else 0.0,
+        height,
+        connected,
+        invalid,
+        sum(counts.values()) - connected - invalid,
+        lost,
+    )
     return height

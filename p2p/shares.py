@@ -69,11 +69,17 @@ class ShareRelay:
         self._claims: Counter | None = None
         self._seconds: Counter | None = None
         if registry is not None:
-            self._claims = Counter("pouw_share_claims", "Share claims from peers, by result",
-                                   ["result"], registry=registry)
-            self._seconds = Counter("pouw_share_verify_seconds",
-                                    "Seconds spent re-running share claims' units before relay",
-                                    registry=registry)
+            self._claims = Counter(
+                "pouw_share_claims",
+                "Share claims from peers, by result",
+                ["result"],
+                registry=registry,
+            )
+            self._seconds = Counter(
+                "pouw_share_verify_seconds",
+                "Seconds spent re-running share claims' units before relay",
+                registry=registry,
+            )
 
     @property
     def enabled(self) -> bool:

@@ -66,12 +66,16 @@ MAX_REMEMBERED_SENDERS = 4_096  # block bodies whose sender we can still blame
 log = logging.getLogger("pouw.sync")
 T = TypeVar("T")
 
-BODY_TIMEOUT_S = 60.0  # default: a heavier header branch with no body arriving for this long is given up
+BODY_TIMEOUT_S = (
+    60.0  # default: a heavier header branch with no body arriving for this long is given up
+)
 TOTAL_SERVE_SHARE = 0.2  # seconds per second that serving headers and blocks to all peers may take
 TOTAL_SERVE_BURST_S = 3.0
 BLOCK_TIMEOUT_S = 30.0  # one body request (at most; half the body timeout when that is shorter)
 HEADERS_TIMEOUT_S = 30.0
-HEADERS_RETRY_S = 30.0  # a peer whose headers were refused for now is asked again after this long at most
+HEADERS_RETRY_S = (
+    30.0  # a peer whose headers were refused for now is asked again after this long at most
+)
 MAX_GETDATA_BLOCKS = 64  # blocks one getdata may ask for
 MAX_BRANCHES = 32  # heavier header branches tracked
 MAX_BRANCHES_FETCHED = 4  # the heaviest ones whose bodies are requested at once
@@ -111,7 +115,9 @@ class BranchView:
     alive: bool  # still heavier than the tip, not invalid, connected to our best chain
     height: int
     work: int
-    missing: tuple[tuple[bytes, int], ...]  # (hash, height) of its blocks without a body, lowest first
+    missing: tuple[
+        tuple[bytes, int], ...
+    ]  # (hash, height) of its blocks without a body, lowest first
 
 
 @dataclass(frozen=True)
@@ -144,14 +150,22 @@ class Sync:
         self.serve_budget = TokenBucket(TOTAL_SERVE_SHARE, TOTAL_SERVE_BURST_S)
         self.best_header: IndexEntry = chain.tip  # a copy: see _refresh_best_header
         self.in_flight = BlocksInFlight()
-        self.body_senders: OrderedDict[bytes, Peer] = OrderedDict()  # recent block bodies -> who sent them
+        self.body_senders: OrderedDict[bytes, Peer] = (
+            OrderedDict()
+        )  # recent block bodies -> who sent them
         self.headers_asked: dict[int, float] = {}  # peer id -> when we sent getheaders
         # peer id -> (our tip height, monotonic time) when a header of theirs was refused for now
         self.headers_paused: dict[int, tuple[int, float]] = {}
         self.branches: dict[bytes, BranchWant] = {}
-        self.branch_of: dict[bytes, bytes] = {}  # missing body hash -> id of the branch it was wanted for
-        self.not_found: dict[bytes, set[int]] = {}  # hash -> peers that do not have it (notfound, bad body)
-        self.timed_out: dict[bytes, set[int]] = {}  # hash -> peers that let a request for it time out
+        self.branch_of: dict[
+            bytes, bytes
+        ] = {}  # missing body hash -> id of the branch it was wanted for
+        self.not_found: dict[
+            bytes, set[int]
+        ] = {}  # hash -> peers that do not have it (notfound, bad body)
+        self.timed_out: dict[
+            bytes, set[int]
+        ] = {}  # hash -> peers that let a request for it time out
         self.on_new_tip: list[Callable[[BlockResult], Awaitable[None] | None]] = []
         self._progress_at = time.monotonic()
         self._progress_height = chain.tip.height
@@ -173,13 +187,17 @@ class Sync:
 
         Headers alone never pause mining: they cost their sender only hashes. (Called from the
         miner thread: it reads two numbers the event loop sets.)"""
-        return time.monotonic() < self._catching_up_until and self._catching_up_work > self.chain.tip.chain_work
+        return (
+            time.monotonic() < self._catching_up_until
+            and self._catching_up_work > self.chain.tip.chain_work
+        )
 
     # --- the chain worker (p2p/chain_worker.py) and serving budgets ------------------------------------------------------------------------
 
     async def _served(self, peer: Peer, fn: Callable[[], T]) -> T:
         """Run a reply's work on the chain worker and charge the time it took (not the wait for
         the worker) to the peer's serving budget (see Node._serve_request)."""
+
         def timed() -> tuple[T, float]:
             started = time.perf_counter()
             return fn(), time.perf_counter() - started
@@ -322,8 +340,16 @@ class Sync:
 
     async def handle(self, peer: Peer, msg: Message) -> None:
         if isinstance(msg, GetHeaders):
+
             def answer() -> bytes:  # read and encoded on the chain worker, charged to the peer
-                return encode(Headers(tuple(h.to_bytes() for h in self.chain.headers_after(list(msg.locator), MAX_HEADERS))))
+                return encode(
+                    Headers(
+                        tuple(
+                            h.to_bytes()
+                            for h in self.chain.headers_after(list(msg.locator), MAX_HEADERS)
+                        )
+                    )
+                )
 
             if await peer.drain():  # a peer that does not read gets no more replies queued
                 peer.send_frame(await self._served(peer, answer))
@@ -351,7 +377,9 @@ class Sync:
         if not msg.headers:
             # Nothing after our locator: the peer has no more work than we have seen of it.
             last = self.chain.entry(peer.last_header) if peer.last_header is not None else None
-            peer.best_work = min(peer.best_work, max(self.chain.tip.chain_work, last.chain_work if last else 0))
+            peer.best_work = min(
+                peer.best_work, max(self.chain.tip.chain_work, last.chain_work if last else 0)
+            )
             return
         headers: list[BlockHeader] = []
         for i, raw in enumerate(msg.headers):
@@ -383,10 +411,14 @@ class Sync:
         if batch.outcome == Outcome.BAD_MESSAGE:
             bad = headers[index]
             self._bad_message("header", batch.reason.value if batch.reason else "bad-message")
-            raise Misbehaving(100, f"bad header {bad.hash.hex()[:16]} at height {bad.height}: {batch.detail}")
+            raise Misbehaving(
+                100, f"bad header {bad.hash.hex()[:16]} at height {bad.height}: {batch.detail}"
+            )
         if batch.outcome == Outcome.INVALID:
             bad = headers[index]
-            raise Misbehaving(100, f"invalid header {bad.hash.hex()[:16]} at height {bad.height}: {batch.detail}")
+            raise Misbehaving(
+                100, f"invalid header {bad.hash.hex()[:16]} at height {bad.height}: {batch.detail}"
+            )
         if batch.outcome == Outcome.ORPHAN:
             # Does not connect to anything we know: maybe a fork deeper than our locator reached.
             raise Misbehaving(20, f"headers starting at height {headers[0].height} do not connect")
@@ -394,8 +426,12 @@ class Sync:
             # Not the peer's fault (too far above our validated tip, too many held, a branch we
             # gave up): ask it again once our tip has moved on, or after a while.
             self.headers_paused[peer.id] = (self.chain.tip.height, time.monotonic())
-            log.info("%s: header at height %d refused for now (%s); asking again when our tip moves on",
-                     peer, headers[index].height, batch.detail)
+            log.info(
+                "%s: header at height %d refused for now (%s); asking again when our tip moves on",
+                peer,
+                headers[index].height,
+                batch.detail,
+            )
         elif len(headers) == MAX_HEADERS:
             await self.ask_headers(peer)  # more to come: from the last one it gave us
         elif index == len(headers) and index > 0:
@@ -415,7 +451,9 @@ class Sync:
             branch = self.branches.get(entry.hash)
         if branch is None:
             now = time.monotonic()
-            branch = BranchWant(entry.hash, entry.hash, entry.height, entry.chain_work, now, aged_at=now)
+            branch = BranchWant(
+                entry.hash, entry.hash, entry.height, entry.chain_work, now, aged_at=now
+            )
             self.branches[entry.hash] = branch
             while len(self.branches) > MAX_BRANCHES:
                 lightest = min(self.branches.values(), key=lambda b: b.work)
@@ -437,7 +475,11 @@ class Sync:
             else:
                 peer.best_height = max(peer.best_height, entry.height)
                 wanted_known = wanted_known or entry.status == STATUS_HEADER
-        if unknown_block and peer.id not in self.headers_asked and peer.id not in self.headers_paused:
+        if (
+            unknown_block
+            and peer.id not in self.headers_asked
+            and peer.id not in self.headers_paused
+        ):
             await self.ask_headers(peer)
         wanted = []
         for h in msg.txs:
@@ -451,7 +493,9 @@ class Sync:
 
     async def _on_getdata(self, peer: Peer, msg: GetData) -> None:
         if len(msg.blocks) > MAX_GETDATA_BLOCKS:
-            raise Misbehaving(50, f"getdata for {len(msg.blocks)} blocks, at most {MAX_GETDATA_BLOCKS}")
+            raise Misbehaving(
+                50, f"getdata for {len(msg.blocks)} blocks, at most {MAX_GETDATA_BLOCKS}"
+            )
         missing_blocks, missing_txs = [], []
         for h in msg.blocks:
             if not await peer.drain():  # one block at a time into a peer that reads: bounded memory
@@ -460,8 +504,11 @@ class Sync:
             block = await asyncio.to_thread(self.chain.get_block, h)
             if block is None or self.chain.store.is_pruned(h):
                 if block is not None:
-                    log.info("%s asked for block %s, pruned here (openings deleted): sent notfound",
-                             peer, h.hex()[:16])
+                    log.info(
+                        "%s asked for block %s, pruned here (openings deleted): sent notfound",
+                        peer,
+                        h.hex()[:16],
+                    )
                 missing_blocks.append(h)
                 continue
             frame = encode(BlockMsg(block.to_bytes()))
@@ -494,12 +541,19 @@ class Sync:
             parent = self.chain.entry(block.header.prev_hash)
             if parent is None:
                 await self.ask_headers(peer)
-                raise Misbehaving(50, f"unsolicited block {h.hex()[:16]} on unknown parent {block.header.prev_hash.hex()[:16]}")
+                raise Misbehaving(
+                    50,
+                    f"unsolicited block {h.hex()[:16]} on unknown parent {block.header.prev_hash.hex()[:16]}",
+                )
             if parent.status == STATUS_INVALID:
-                raise Misbehaving(100, f"block {h.hex()[:16]} builds on invalid block {parent.hash.hex()[:16]}")
+                raise Misbehaving(
+                    100, f"block {h.hex()[:16]} builds on invalid block {parent.hash.hex()[:16]}"
+                )
         peer.verify_budget.refill()
         if peer.verify_budget.tokens <= 0:
-            peer.close(f"verification budget exhausted ({peer.limits.verify_budget_s:g} s of validation on blocks that did not become our best chain)")
+            peer.close(
+                f"verification budget exhausted ({peer.limits.verify_budget_s:g} s of validation on blocks that did not become our best chain)"
+            )
             return
         self._remember_sender(h, peer)
         started = time.perf_counter()
@@ -512,7 +566,9 @@ class Sync:
         # Charged: what did not become our best chain. A body we asked for (on a heavier header
         # branch) that waits for its parent's body is stored as a side block until then: that is
         # the order of delivery from several peers during sync, not the peer's doing.
-        if result.outcome == Outcome.INVALID or (not solicited and result.outcome != Outcome.NEW_TIP and not result.connected):
+        if result.outcome == Outcome.INVALID or (
+            not solicited and result.outcome != Outcome.NEW_TIP and not result.connected
+        ):
             peer.verify_budget.charge(spent)
         if result.outcome == Outcome.BAD_MESSAGE:
             # Not this block's body (or a broken signature): nothing was stored or marked; the
@@ -521,13 +577,23 @@ class Sync:
             reason = result.reason.value if result.reason else "bad-message"
             self._bad_message("block", reason)
             await self.schedule()
-            raise Misbehaving(100, f"bad block {h.hex()[:16]} at height {block.header.height}: {reason}"
-                                   + (f" ({result.detail})" if result.detail else ""))
+            raise Misbehaving(
+                100,
+                f"bad block {h.hex()[:16]} at height {block.header.height}: {reason}"
+                + (f" ({result.detail})" if result.detail else ""),
+            )
         if result.outcome == Outcome.INVALID:
-            why = (result.reason.value if result.reason else "invalid") + (f" ({result.detail})" if result.detail else "")
-            raise Misbehaving(100, f"invalid block {h.hex()[:16]} at height {block.header.height}: {why}")
+            why = (result.reason.value if result.reason else "invalid") + (
+                f" ({result.detail})" if result.detail else ""
+            )
+            raise Misbehaving(
+                100, f"invalid block {h.hex()[:16]} at height {block.header.height}: {why}"
+            )
         if result.outcome == Outcome.REJECTED:
-            raise Misbehaving(10, f"block {h.hex()[:16]} rejected for now: {result.reason.value if result.reason else ''} {result.detail}")
+            raise Misbehaving(
+                10,
+                f"block {h.hex()[:16]} rejected for now: {result.reason.value if result.reason else ''} {result.detail}",
+            )
         if result.outcome == Outcome.ORPHAN:
             await self.ask_headers(peer)
         await self.schedule()
@@ -542,7 +608,9 @@ class Sync:
             return
         branch.progressed = True
         if connected and branch.work > self.chain.tip.chain_work:
-            self._catching_up_work = max(branch.work, self._catching_up_work if self.catching_up() else 0)
+            self._catching_up_work = max(
+                branch.work, self._catching_up_work if self.catching_up() else 0
+            )
             self._catching_up_until = time.monotonic() + CATCHING_UP_S
 
     def _remember_sender(self, block_hash: bytes, peer: Peer) -> None:
@@ -555,9 +623,14 @@ class Sync:
         for block_hash, reason in result.invalidated:
             sender = self.body_senders.get(block_hash)
             if block_hash != current and sender is not None and not sender.closed:
-                sender.misbehave(100, f"invalid block {block_hash.hex()[:16]} (found when its branch became the best): {reason}")
+                sender.misbehave(
+                    100,
+                    f"invalid block {block_hash.hex()[:16]} (found when its branch became the best): {reason}",
+                )
 
-    async def after_block(self, result: BlockResult, seconds: float, source: Peer | None = None) -> None:
+    async def after_block(
+        self, result: BlockResult, seconds: float, source: Peer | None = None
+    ) -> None:
         """Metrics, relay and listeners for a processed block (ours or a peer's)."""
         self.block_times.connected(result.connected)
         if result.outcome == Outcome.NEW_TIP:
@@ -630,11 +703,15 @@ class Sync:
 
     def _fetched(self) -> list[BranchWant]:
         """The branches whose bodies are requested now: the heaviest few."""
-        return sorted(self.branches.values(), key=lambda b: b.work, reverse=True)[:MAX_BRANCHES_FETCHED]
+        return sorted(self.branches.values(), key=lambda b: b.work, reverse=True)[
+            :MAX_BRANCHES_FETCHED
+        ]
 
     async def _look(self, branches: list[BranchWant]) -> list[tuple[BranchWant, BranchView]]:
         """Each branch with the chain's view of it; branches that are gone are forgotten."""
-        views = await self.run_chain(self._branch_views, [b.tip for b in branches], MAX_MISSING_PER_BRANCH)
+        views = await self.run_chain(
+            self._branch_views, [b.tip for b in branches], MAX_MISSING_PER_BRANCH
+        )
         out = []
         for branch, view in zip(branches, views, strict=True):
             if not view.alive:
@@ -668,7 +745,9 @@ class Sync:
         ready = [p for p in self.peers() if not p.closed]
         by_id = {p.id: p for p in ready}
         asks: dict[int, list[bytes]] = {}
-        free = sum(max(0, p.limits.max_blocks_in_flight - self.in_flight.count(p.id)) for p in ready)
+        free = sum(
+            max(0, p.limits.max_blocks_in_flight - self.in_flight.count(p.id)) for p in ready
+        )
         for branch, view in looked:
             for h, height in view.missing:
                 if free <= 0:
@@ -685,14 +764,20 @@ class Sync:
             for i in range(0, len(hashes), MAX_GETDATA_BLOCKS):
                 by_id[pid].send(GetData(blocks=tuple(hashes[i : i + MAX_GETDATA_BLOCKS])))
 
-    def _pick_peer(self, ready: list[Peer], branch: BranchWant, h: bytes, height: int) -> Peer | None:
+    def _pick_peer(
+        self, ready: list[Peer], branch: BranchWant, h: bytes, height: int
+    ) -> Peer | None:
         """Who to ask for a body: a peer that sent or announced the branch (or this block), else,
         when no such peer is left, one whose chain is high enough; never one that said it lacks
         the block; one that let a request for it time out only when no other can be asked."""
         refused = self.not_found.get(h, ())
         late = self.timed_out.get(h, ())
         candidates = [p for p in ready if p.id not in refused]
-        knowers = [p for p in candidates if p.id in branch.announcers or h in p.known or branch.tip in p.known]
+        knowers = [
+            p
+            for p in candidates
+            if p.id in branch.announcers or h in p.known or branch.tip in p.known
+        ]
         pool = knowers or [p for p in candidates if p.best_height >= height]
         free = [p for p in pool if self.in_flight.count(p.id) < p.limits.max_blocks_in_flight]
         if not free:
@@ -706,7 +791,12 @@ class Sync:
         for p in self.peers():
             for h in self.in_flight.expire(p.id, now, self.block_timeout_s):
                 self.timed_out.setdefault(h, set()).add(p.id)
-                log.info("%s: block %s not delivered in %.0f s; asking elsewhere", p, h.hex()[:16], self.block_timeout_s)
+                log.info(
+                    "%s: block %s not delivered in %.0f s; asking elsewhere",
+                    p,
+                    h.hex()[:16],
+                    self.block_timeout_s,
+                )
             asked = self.headers_asked.get(p.id)
             if asked is not None and now - asked > HEADERS_TIMEOUT_S:
                 self.headers_asked.pop(p.id, None)
@@ -723,10 +813,14 @@ class Sync:
         timeout a branch is given up. Branches not being fetched (lighter ones) do not age."""
         fetched = self._fetched()
         ids = {b.id for b in fetched}
-        for branch, _ in await self._look([b for b in self.branches.values() if b.id not in ids]):  # forgets the dead ones
+        for branch, _ in await self._look(
+            [b for b in self.branches.values() if b.id not in ids]
+        ):  # forgets the dead ones
             branch.aged_at = now
         for branch, view in await self._look(fetched):
-            elapsed = min(now - branch.aged_at, 5.0)  # a stalled loop does not count against a branch
+            elapsed = min(
+                now - branch.aged_at, 5.0
+            )  # a stalled loop does not count against a branch
             branch.aged_at = now
             if branch.progressed or not view.missing:
                 branch.waited = 0.0
@@ -750,7 +844,12 @@ class Sync:
         self.metrics.header_height.set(self.best_header.height)
         log.warning(
             "gave up on a header branch to height %d (%d headers dropped, %d bodies missing): no body arrived for %.0f s "
-            "(tracked %.1f s); disconnecting its announcers", view.height, dropped, len(view.missing), self.body_timeout_s, held,
+            "(tracked %.1f s); disconnecting its announcers",
+            view.height,
+            dropped,
+            len(view.missing),
+            self.body_timeout_s,
+            held,
         )
         reason = f"announced headers of a branch to height {view.height} whose bodies did not arrive within {self.body_timeout_s:g} s"
         for p in self.peers():
@@ -785,8 +884,16 @@ class Sync:
         if elapsed >= PROGRESS_EVERY_S or (syncing != self.progress.syncing):
             rate = (tip.height - self._progress_height) / elapsed if elapsed > 0 else 0.0
             if syncing or self.progress.syncing:
-                log.info("sync: height %d, target height %d, %.1f blocks/s%s", tip.height, target, rate, "" if syncing else " (caught up)")
+                log.info(
+                    "sync: height %d, target height %d, %.1f blocks/s%s",
+                    tip.height,
+                    target,
+                    rate,
+                    "" if syncing else " (caught up)",
+                )
             self.progress = SyncProgress(tip.height, target, rate, syncing)
             self._progress_at, self._progress_height = now, tip.height
         else:
-            self.progress = SyncProgress(tip.height, target, self.progress.blocks_per_second, syncing)
+            self.progress = SyncProgress(
+                tip.height, target, self.progress.blocks_per_second, syncing
+            )

@@ -13,7 +13,9 @@ from collections import OrderedDict
 
 from useful_work.specs import TrainSpec, parse_spec
 
-_CACHE_SIZE = 256  # a learning curve's worth of states (the explorer samples at most 48 heights a task)
+_CACHE_SIZE = (
+    256  # a learning curve's worth of states (the explorer samples at most 48 heights a task)
+)
 _cache: OrderedDict[tuple[bytes, bytes], dict] = OrderedDict()
 _cache_lock = threading.Lock()  # guards _cache (held only for dictionary operations)
 _lock = threading.Lock()  # one evaluation at a time: a burst of requests costs the node one run
@@ -76,7 +78,9 @@ def _evaluate(spec: TrainSpec, state: bytes) -> dict:
 
     data = heldout_set(spec.scene, HELDOUT_COUNT)
     fixed = evaluate_state(state, spec, HELDOUT_COUNT)
-    counts, direction = predict_exported(model_from_checkpoint(export_checkpoint(state, spec)), data.images)
+    counts, direction = predict_exported(
+        model_from_checkpoint(export_checkpoint(state, spec)), data.images
+    )
     truth = data.counts.cpu()
     fixed_correct = int((fixed.predictions.cpu() == truth).sum())
     exported_correct = int((counts.cpu() == truth).sum())
@@ -87,8 +91,12 @@ def _evaluate(spec: TrainSpec, state: bytes) -> dict:
         "correct": fixed_correct,
         "accuracy": fixed_correct / fixed.count,  # k / 1024 is exact in binary: never rounded up
         "loss": round(fixed.loss, 6),
-        "direction_error_deg": None if fixed.direction_error_deg is None else round(fixed.direction_error_deg, 3),
+        "direction_error_deg": None
+        if fixed.direction_error_deg is None
+        else round(fixed.direction_error_deg, 3),
         "exported_correct": exported_correct,
         "exported_accuracy": exported_correct / fixed.count,
-        "exported_direction_error_deg": None if direction is None else round(angular_error_deg(direction, data.dirs), 3),
+        "exported_direction_error_deg": None
+        if direction is None
+        else round(angular_error_deg(direction, data.dirs), 3),
     }

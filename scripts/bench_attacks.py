@@ -53,8 +53,13 @@ def _fast_params() -> ConsensusParams:
     """Tiny render units so that hundreds of real blocks take seconds."""
     funder = _key("funder")
     return ConsensusParams(
-        network="benchattack", block_interval_ms=1_000, initial_units_per_block=4, spot_checks=3, reward_maturity=10,
-        genesis_time_ms=1_800_000_000_000, allocations=(Allocation(format_address(address_of(funder.public_key())), 10**15),),
+        network="benchattack",
+        block_interval_ms=1_000,
+        initial_units_per_block=4,
+        spot_checks=3,
+        reward_maturity=10,
+        genesis_time_ms=1_800_000_000_000,
+        allocations=(Allocation(format_address(address_of(funder.public_key())), 10**15),),
         default_task=RenderSpec(units=0, images_per_unit=1, image_size=16, max_objects=2),
     )
 
@@ -79,12 +84,16 @@ def header_costs(tmp: Path) -> dict:
     task_id = chain.genesis.default_task.task_id
     forge_s = _timed(lambda: forge_header(params, parent, info, key, task_id, clock.now), 20)
     header = forge_header(params, parent, info, key, task_id, clock.now)
-    check_s = _timed(lambda: check_header(params, header, chain.parent_info(parent.hash), clock.now), 200)
+    check_s = _timed(
+        lambda: check_header(params, header, chain.parent_info(parent.hash), clock.now), 200
+    )
     ticket_s = _timed(lambda: ticket(parent.hash, header.miner, header.work[0].trace_root), 2_000)
     chain.store.close()
     return {
-        "forge_header_s": forge_s, "expected_hashes_per_header": params.initial_units_per_block,
-        "ticket_hash_s": ticket_s, "victim_header_check_s": check_s,
+        "forge_header_s": forge_s,
+        "expected_hashes_per_header": params.initial_units_per_block,
+        "ticket_hash_s": ticket_s,
+        "victim_header_check_s": check_s,
     }
 
 
@@ -92,13 +101,17 @@ def body_costs(tmp: Path) -> dict:
     """A devnet-parameter block (160 units expected, k = 3) of the training task, 50 transfers."""
     params = load_params("devnet")
     funder = _key("funder")
-    params = replace(params, allocations=(Allocation(format_address(address_of(funder.public_key())), 10**15),))
+    params = replace(
+        params, allocations=(Allocation(format_address(address_of(funder.public_key())), 10**15),)
+    )
     clock = Clock(params.genesis_time_ms + params.block_interval_ms, params.block_interval_ms)
     mempool = Mempool(16 << 20)
     chain = ChainState(ChainStore(str(tmp / "body")), params, mempool=mempool, clock=clock)
     for n in range(50):
         to = address_of(_key("to", n).public_key())
-        mempool.add(make_transfer(funder, chain.chain_id, n, 10, to, 1000), chain.state, chain.chain_id)
+        mempool.add(
+            make_transfer(funder, chain.chain_id, n, 10, to, 1000), chain.state, chain.chain_id
+        )
     # A short trace: the body check does not re-execute, so the units need not be many.
     block = Miner(chain, _key("miner"), mempool=mempool, clock=clock).mine_block(max_units=400)
     assert block is not None, "no block in 400 units: run again"
@@ -114,21 +127,35 @@ def body_costs(tmp: Path) -> dict:
 
     refuse_s = _timed(refuse, 20)
     chain.store.close()
-    return {"block_bytes": len(block.to_bytes()), "units": block.header.work[0].unit_count,
-            "relay_mutation_s": relay_s, "victim_body_refusal_s": refuse_s}
+    return {
+        "block_bytes": len(block.to_bytes()),
+        "units": block.header.work[0].unit_count,
+        "relay_mutation_s": relay_s,
+        "victim_body_refusal_s": refuse_s,
+    }
 
 
 def branch_costs(tmp: Path, depth: int) -> dict:
     params = _fast_params()
     clock = Clock(params.genesis_time_ms + 1_000, 1_000)
-    chain = ChainState(ChainStore(str(tmp / "victim")), params, clock=clock, limits=Limits(max_reorg_in_memory=4 * depth))
+    chain = ChainState(
+        ChainStore(str(tmp / "victim")),
+        params,
+        clock=clock,
+        limits=Limits(max_reorg_in_memory=4 * depth),
+    )
     miner = Miner(chain, _key("honest"), clock=clock)
     for _ in range(depth):
         clock.now += 1_000
         assert chain.process_block(miner.mine_block()).outcome is Outcome.NEW_TIP
     tip = chain.tip.hash
     # The attacker's branch from genesis: faster blocks (harder targets, more work each), headers first.
-    forger = ChainState(ChainStore(str(tmp / "forger")), params, clock=clock, limits=Limits(max_headers_ahead=10 * depth))
+    forger = ChainState(
+        ChainStore(str(tmp / "forger")),
+        params,
+        clock=clock,
+        limits=Limits(max_headers_ahead=10 * depth),
+    )
     template = make_template(forger)
     parent = forger.header(forger.tip.hash)
     t = template.min_time_ms
@@ -137,8 +164,14 @@ def branch_costs(tmp: Path, depth: int) -> dict:
     for i in range(depth + 20):
         t += 400
         block = forge_unrun_block(
-            params, parent, forger.parent_info(parent.hash), _key("branch", i), template.start_state, b"garbage",
-            template.task_id, t,
+            params,
+            parent,
+            forger.parent_info(parent.hash),
+            _key("branch", i),
+            template.start_state,
+            b"garbage",
+            template.task_id,
+            t,
         )
         assert forger.process_header(block.header).outcome is Outcome.HEADER
         branch.append(block)
@@ -158,14 +191,20 @@ def branch_costs(tmp: Path, depth: int) -> dict:
         last_s = time.perf_counter() - t0
         bodies_s += last_s
         if result.invalidated or result.outcome is Outcome.INVALID:
-            verdict = (result.invalidated[0][1] if result.invalidated else result.detail).split(":")[0]
+            verdict = (result.invalidated[0][1] if result.invalidated else result.detail).split(
+                ":"
+            )[0]
             break
     assert chain.tip.hash == tip, "the fake branch moved the tip"
     chain.store.close()
     forger.store.close()
     return {
-        "depth": depth, "attacker_forge_s": forge_s, "victim_headers_s": headers_s, "victim_bodies_s": bodies_s,
-        "victim_validation_s": last_s, "verdict": verdict,
+        "depth": depth,
+        "attacker_forge_s": forge_s,
+        "victim_headers_s": headers_s,
+        "victim_bodies_s": bodies_s,
+        "victim_validation_s": last_s,
+        "verdict": verdict,
     }
 
 
@@ -176,7 +215,10 @@ def ticket_costs(tmp: Path, blocks: int = 300) -> dict:
     out = {}
     for name, make in (
         ("honest", lambda k: Miner(chain, k, clock=clock)),
-        ("reroller", lambda k: RerollMiner(chain, k, strategy="chained", honest_prefix=8, clock=clock)),
+        (
+            "reroller",
+            lambda k: RerollMiner(chain, k, strategy="chained", honest_prefix=8, clock=clock),
+        ),
     ):
         units = 0
         for i in range(blocks):
@@ -196,7 +238,11 @@ ROWS = [
     ("fake branch: attacker forging all headers", "attacker_forge_s", "s"),
     ("fake branch: victim indexing all headers", "victim_headers_s", "s"),
     ("fake branch: victim storing its bodies, validation included", "victim_bodies_s", "s"),
-    ("fake branch: of which the validation from genesis (fork state rebuilt, one unit)", "victim_validation_s", "s"),
+    (
+        "fake branch: of which the validation from genesis (fork state rebuilt, one unit)",
+        "victim_validation_s",
+        "s",
+    ),
     ("free tickets: honest units per found block", "honest_units_per_found_block", ""),
     ("free tickets: re-roller units per found block", "reroller_units_per_found_block", ""),
 ]
@@ -205,11 +251,18 @@ ROWS = [
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--depth", type=int, default=200, help="blocks between genesis and the victim's tip")
+    parser.add_argument(
+        "--depth", type=int, default=200, help="blocks between genesis and the victim's tip"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pouw-attacks-") as d:
         tmp = Path(d)
-        figures = {**header_costs(tmp), **body_costs(tmp), **branch_costs(tmp, args.depth), **ticket_costs(tmp)}
+        figures = {
+            **header_costs(tmp),
+            **body_costs(tmp),
+            **branch_costs(tmp, args.depth),
+            **ticket_costs(tmp),
+        }
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
@@ -218,8 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         value = figures[key]
         text = f"{value * 1e3:.3f} ms" if unit == "s" else f"{value:.1f}"
         print(f"| {label} | {text} |")
-    print(f"\nfake branch depth {figures['depth']} blocks; its first body: {figures['verdict']}; "
-          f"devnet block of {figures['units']} units, {figures['block_bytes']} bytes")
+    print(
+        f"\nfake branch depth {figures['depth']} blocks; its first body: {figures['verdict']}; "
+        f"devnet block of {figures['units']} units, {figures['block_bytes']} bytes"
+    )
     return 0
 
 

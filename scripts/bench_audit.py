@@ -36,22 +36,34 @@ def main() -> None:
     ap.add_argument("--units", type=int, default=16, help="expected units per block (devnet: 160)")
     args = ap.parse_args()
     base = load_params("devnet")
-    params = replace(base, initial_units_per_block=args.units, min_units_per_block=1,
-                     genesis_time_ms=int(time.time() * 1000) - 1000)
+    params = replace(
+        base,
+        initial_units_per_block=args.units,
+        min_units_per_block=1,
+        genesis_time_ms=int(time.time() * 1000) - 1000,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         store = ChainStore(f"{tmp}/chain")
         mempool = Mempool(64 << 20)
         chain = ChainState(store, params, mempool=mempool)
-        miner = Miner(chain, PrivateKey.from_bytes(tagged_hash("bench-audit-miner")), mempool=mempool)
+        miner = Miner(
+            chain, PrivateKey.from_bytes(tagged_hash("bench-audit-miner")), mempool=mempool
+        )
         for i in range(args.blocks + 1):
             block = miner.mine_block()
             assert block is not None and chain.process_block(block).outcome is Outcome.NEW_TIP
             if i == 0:
-                miner.stats = type(miner.stats)()  # the first block warms caches and kernels up: not timed
-        poisoner = PoisonMiner(chain, PrivateKey.from_bytes(tagged_hash("bench-audit-poisoner")), mempool=mempool)
+                miner.stats = type(
+                    miner.stats
+                )()  # the first block warms caches and kernels up: not timed
+        poisoner = PoisonMiner(
+            chain, PrivateKey.from_bytes(tagged_hash("bench-audit-poisoner")), mempool=mempool
+        )
         block = poisoner.mine_block()
         assert block is not None and chain.process_block(block).outcome is Outcome.NEW_TIP
-        auditor = Auditor(chain, PrivateKey.from_bytes(tagged_hash("bench-audit-prover")), share=1.0)
+        auditor = Auditor(
+            chain, PrivateKey.from_bytes(tagged_hash("bench-audit-prover")), share=1.0
+        )
         started = time.perf_counter()
         proof = None
         while (outcome := auditor.step()) is not None:
@@ -59,7 +71,9 @@ def main() -> None:
         audit_wall = time.perf_counter() - started
         assert proof is not None
         started = time.perf_counter()
-        guilty = check_fraud_proof(params, proof.payload, chain.state, chain.tip.height + 1, store.get_block)
+        guilty = check_fraud_proof(
+            params, proof.payload, chain.state, chain.tip.height + 1, store.get_block
+        )
         verify_s = time.perf_counter() - started
         assert guilty == block.header.height
         store.close()

@@ -81,8 +81,14 @@ def propagation(a: NodeProcess, others: list[NodeProcess], hashes: list[str], wa
         delays = [s["connected_ms"] - origin["connected_ms"] for s in seen]
         first.append(min(delays))
         last.append(max(delays))
-        validate += [s["connected_ms"] - s["received_ms"] for s in seen if s["received_ms"] is not None]
-    return {"first_peer": _stats(first), "all_peers": _stats(last), "receive_to_connect": _stats(validate)}
+        validate += [
+            s["connected_ms"] - s["received_ms"] for s in seen if s["received_ms"] is not None
+        ]
+    return {
+        "first_peer": _stats(first),
+        "all_peers": _stats(last),
+        "receive_to_connect": _stats(validate),
+    }
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -109,12 +115,18 @@ def replay(network: Path, blocks: list, threads: int, path: Path) -> dict:
         for block in blocks:
             result = chain.process_block(block)
             if result.outcome != Outcome.NEW_TIP:
-                raise RuntimeError(f"replay: block at height {block.header.height}: {result.outcome.value} {result.detail}")
+                raise RuntimeError(
+                    f"replay: block at height {block.header.height}: {result.outcome.value} {result.detail}"
+                )
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu0
     finally:
         store.close()
-    return {"seconds": round(seconds, 3), "blocks_per_second": round(len(blocks) / seconds, 1),
-            "cpu_seconds": round(cpu, 3), "blocks_per_cpu_second": round(len(blocks) / cpu, 1)}
+    return {
+        "seconds": round(seconds, 3),
+        "blocks_per_second": round(len(blocks) / seconds, 1),
+        "cpu_seconds": round(cpu, 3),
+        "blocks_per_cpu_second": round(len(blocks) / cpu, 1),
+    }
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict:
@@ -128,10 +140,17 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         d.start()  # the late node, no peers yet
         for n in nodes:
             n.wait_ready(timeout=120)
-        wait_until(lambda: all(n.status()["peers"] >= 2 for n in (a, b, c)), 60, "the three nodes to peer")
+        wait_until(
+            lambda: all(n.status()["peers"] >= 2 for n in (a, b, c)), 60, "the three nodes to peer"
+        )
         a.admin("mining", {"enabled": True})
         t_mine = time.monotonic()
-        wait_until(lambda: a.height() >= args.blocks, args.blocks * 5 + 60, f"{args.blocks} blocks on the miner", interval=0.5)
+        wait_until(
+            lambda: a.height() >= args.blocks,
+            args.blocks * 5 + 60,
+            f"{args.blocks} blocks on the miner",
+            interval=0.5,
+        )
         a.pause_mining()
         mined_s = time.monotonic() - t_mine
         tip = wait_until(lambda: _same_tip([a, b, c]), 60, "one tip on the three nodes")
@@ -149,7 +168,12 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         t0_ms = time.time() * 1000
         for n in (a, b, c):
             d.admin("peers", {"address": n.p2p_addr})
-        wait_until(lambda: d.status()["best_hash"] == tip["best_hash"], 600, "the late node to sync", interval=0.05)
+        wait_until(
+            lambda: d.status()["best_hash"] == tip["best_hash"],
+            600,
+            "the late node to sync",
+            interval=0.05,
+        )
         cpu1 = process_cpu_seconds(d.proc.pid)
         first = d.get(f"/api/blocks/{hashes[1]}")
         last = d.get(f"/api/blocks/{hashes[-1]}")
@@ -162,7 +186,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             "seconds": round(body_s, 3),
             "blocks_per_second": round(height / body_s, 1),
             "end_to_end_seconds": round(end_s, 3),
-            "cpu_seconds": round(sync_cpu, 2) if sync_cpu else None,  # d's process, add-peer to synced
+            "cpu_seconds": round(sync_cpu, 2)
+            if sync_cpu
+            else None,  # d's process, add-peer to synced
             "blocks_per_cpu_second": round(height / sync_cpu, 1) if sync_cpu else None,
             "peers_serving": sum(1 for v in served.values() if v > 0),
         }
@@ -174,8 +200,12 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         "blocks": len(blocks),
         "before_sync": before,
         "after_sync": after,
-        "blocks_per_second": round(statistics.fmean([before["blocks_per_second"], after["blocks_per_second"]]), 1),
-        "blocks_per_cpu_second": round(statistics.fmean([before["blocks_per_cpu_second"], after["blocks_per_cpu_second"]]), 1),
+        "blocks_per_second": round(
+            statistics.fmean([before["blocks_per_second"], after["blocks_per_second"]]), 1
+        ),
+        "blocks_per_cpu_second": round(
+            statistics.fmean([before["blocks_per_cpu_second"], after["blocks_per_cpu_second"]]), 1
+        ),
     }
     return {
         "config": {
@@ -192,9 +222,13 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         "propagation": prop,
         "sync": sync,
         "validation": validation,
-        "sync_over_validation": round(sync["blocks_per_second"] / validation["blocks_per_second"], 3),
+        "sync_over_validation": round(
+            sync["blocks_per_second"] / validation["blocks_per_second"], 3
+        ),
         "sync_over_validation_cpu": (
-            round(sync["blocks_per_cpu_second"] / validation["blocks_per_cpu_second"], 3) if sync["blocks_per_cpu_second"] else None
+            round(sync["blocks_per_cpu_second"] / validation["blocks_per_cpu_second"], 3)
+            if sync["blocks_per_cpu_second"]
+            else None
         ),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
@@ -211,15 +245,26 @@ def table(r: dict) -> str:
         ("block propagation, miner -> first peer", ms(p["first_peer"])),
         ("block propagation, miner -> all peers (same tip)", ms(p["all_peers"])),
         ("  of which receive -> connect on a peer", ms(p["receive_to_connect"])),
-        (f"sync from {s['peers_serving']} peers, {s['blocks']} blocks", f"{s['blocks_per_second']:.1f} blocks/s ({s['seconds']:.2f} s; end to end {s['end_to_end_seconds']:.2f} s)"),
-        ("validation in-process (ChainState.process_block)",
-         f"{v['blocks_per_second']:.1f} blocks/s (before the sync {v['before_sync']['blocks_per_second']:.1f}, after {v['after_sync']['blocks_per_second']:.1f})"),
+        (
+            f"sync from {s['peers_serving']} peers, {s['blocks']} blocks",
+            f"{s['blocks_per_second']:.1f} blocks/s ({s['seconds']:.2f} s; end to end {s['end_to_end_seconds']:.2f} s)",
+        ),
+        (
+            "validation in-process (ChainState.process_block)",
+            f"{v['blocks_per_second']:.1f} blocks/s (before the sync {v['before_sync']['blocks_per_second']:.1f}, after {v['after_sync']['blocks_per_second']:.1f})",
+        ),
         ("sync / validation (wall time)", f"{r['sync_over_validation']:.2f}"),
     ]
     if r["sync_over_validation_cpu"] is not None:
         rows += [
-            ("sync, CPU time of the syncing node", f"{s['blocks_per_cpu_second']:.1f} blocks per CPU second ({s['cpu_seconds']:.2f} s)"),
-            ("validation, CPU time in-process", f"{v['blocks_per_cpu_second']:.1f} blocks per CPU second"),
+            (
+                "sync, CPU time of the syncing node",
+                f"{s['blocks_per_cpu_second']:.1f} blocks per CPU second ({s['cpu_seconds']:.2f} s)",
+            ),
+            (
+                "validation, CPU time in-process",
+                f"{v['blocks_per_cpu_second']:.1f} blocks per CPU second",
+            ),
             ("sync / validation (CPU time)", f"{r['sync_over_validation_cpu']:.2f}"),
         ]
     width = max(len(k) for k, _ in rows)
@@ -236,11 +281,26 @@ def table(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--blocks", type=int, default=200, help="blocks to mine, propagate and sync (default 200)")
-    parser.add_argument("--interval-ms", type=int, default=100, help="the network's block interval (default 100)")
-    parser.add_argument("--warmup", type=int, default=10, help="first blocks left out of the propagation figures (default 10)")
-    parser.add_argument("--workdir", default=None, help="keep the nodes' data and logs here (default: a temporary directory)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--blocks", type=int, default=200, help="blocks to mine, propagate and sync (default 200)"
+    )
+    parser.add_argument(
+        "--interval-ms", type=int, default=100, help="the network's block interval (default 100)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=10,
+        help="first blocks left out of the propagation figures (default 10)",
+    )
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="keep the nodes' data and logs here (default: a temporary directory)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args(argv)
     if not 20 <= args.blocks <= 5_000:

@@ -78,16 +78,26 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        network = write_network(tmp / "quick.toml", retarget_half_life_ms=10**10, initial_units_per_block=1, block_interval_ms=50)
+        network = write_network(
+            tmp / "quick.toml",
+            retarget_half_life_ms=10**10,
+            initial_units_per_block=1,
+            block_interval_ms=50,
+        )
         # Units of a realistic size against the block overhead: 4 images of 32 x 32 each.
-        network.write_text(network.read_text().replace("images_per_unit = 1", f"images_per_unit = {args.images}")
-                           .replace("image_size = 16", f"image_size = {args.image_size}"))
+        network.write_text(
+            network.read_text()
+            .replace("images_per_unit = 1", f"images_per_unit = {args.images}")
+            .replace("image_size = 16", f"image_size = {args.image_size}")
+        )
         node = NodeProcess(tmp / "a", network=network, name="a").start(mine=True).wait_ready()
         try:
             time.sleep(args.build_s)
             status = node.status()
             genesis = bytes.fromhex(status["genesis"])
-            print(f"chain built: height {status['height']} (getheaders replies carry up to 2,000 headers)")
+            print(
+                f"chain built: height {status['height']} (getheaders replies carry up to 2,000 headers)"
+            )
             quiet = measure(node, args.phase_s)
             answered = {"n": 0}
 
@@ -116,8 +126,19 @@ def main() -> int:
             def non_reading(stop: threading.Event) -> None:
                 peers = [RawPeer(node.p2p_addr) for _ in range(12)]
                 for p in peers:
-                    p.send(Hello(version=PROTOCOL_VERSION, network=status["network"], chain_id=bytes.fromhex(status["chain_id"]),
-                                 genesis=genesis, height=0, chain_work=int_to_wire(1), listen="", nonce=os.urandom(8), agent=AGENT + "-raw"))
+                    p.send(
+                        Hello(
+                            version=PROTOCOL_VERSION,
+                            network=status["network"],
+                            chain_id=bytes.fromhex(status["chain_id"]),
+                            genesis=genesis,
+                            height=0,
+                            chain_work=int_to_wire(1),
+                            listen="",
+                            nonce=os.urandom(8),
+                            agent=AGENT + "-raw",
+                        )
+                    )
                 for _ in range(20):
                     for p in peers:
                         for _ in range(10):
@@ -135,7 +156,9 @@ def main() -> int:
     print(f"\n{'phase':<14}{'units/s':>9}{'share':>8}{'API p95 ms':>12}{'RSS MB':>8}  note")
     for name, r in (("quiet", quiet), ("flood", flooded), ("non-reading", stuck)):
         share = r["units_per_s"] / quiet["units_per_s"] if quiet["units_per_s"] else float("nan")
-        print(f"{name:<14}{r['units_per_s']:>9.1f}{share:>8.0%}{r['api_p95_ms']:>12.1f}{r['rss_mb']:>8.0f}  {r.get('note', '')}")
+        print(
+            f"{name:<14}{r['units_per_s']:>9.1f}{share:>8.0%}{r['api_p95_ms']:>12.1f}{r['rss_mb']:>8.0f}  {r.get('note', '')}"
+        )
     return 0
 
 

@@ -18,6 +18,8 @@ fi
 # Lint and type checks first: a failure ends the command before the tests run.
 echo "[test] ruff check"
 .venv/bin/ruff check .
+echo "[test] ruff format --check"
+.venv/bin/ruff format --check .
 echo "[test] mypy"
 .venv/bin/mypy
 # loadgroup: tests marked xdist_group (the browser tests' shared devnet) stay on one worker.

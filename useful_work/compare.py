@@ -73,13 +73,21 @@ def train_and_compare(
 
 
 def _run(
-    steps: int, spec: TrainSpec, eval_count: int, eval_every: int, timing_units: int, progress: bool, device: str
+    steps: int,
+    spec: TrainSpec,
+    eval_count: int,
+    eval_every: int,
+    timing_units: int,
+    progress: bool,
+    device: str,
 ) -> dict[str, Any]:
     task = TrainTask(spec)
     config, hyper = task.config, task.hyper
     state = decode_state(task.initial_state(), config, device)
     params_cpu = {k: v.cpu() for k, v in state.params.items()}
-    ref = ReferenceTrainer.create(config, params_cpu, spec.lr_micro / 1e6, spec.momentum_milli / 1e3)
+    ref = ReferenceTrainer.create(
+        config, params_cpu, spec.lr_micro / 1e6, spec.momentum_milli / 1e3
+    )
     data = heldout_set(spec.scene, eval_count, device)
     render_t: list[float] = []
     exact_t: list[float] = []
@@ -87,15 +95,21 @@ def _run(
     exact_loss: list[float] = []
     ref_loss: list[float] = []
     curve: list[tuple[int, float, float]] = []
-    bar = tqdm(range(steps), desc=f"train {spec.objective}", unit="step", disable=not progress, leave=False)
+    bar = tqdm(
+        range(steps), desc=f"train {spec.objective}", unit="step", disable=not progress, leave=False
+    )
     for i in bar:
-        seed = step_seed(_offchain_seed(COMPARE_MINER, i // spec.steps_per_unit), i % spec.steps_per_unit)
+        seed = step_seed(
+            _offchain_seed(COMPARE_MINER, i // spec.steps_per_unit), i % spec.steps_per_unit
+        )
         t0 = time.perf_counter()
         mb = render_minibatch(seed, spec.batch_size, spec.scene, device)
         t1 = time.perf_counter()
         state, stats = train_step(state, mb.images, mb.counts, mb.dirs, config, hyper)
         t2 = time.perf_counter()
-        loss = ref.step(mb.images.cpu(), mb.counts.cpu(), mb.dirs.cpu() if config.direction else None)
+        loss = ref.step(
+            mb.images.cpu(), mb.counts.cpu(), mb.dirs.cpu() if config.direction else None
+        )
         t3 = time.perf_counter()
         render_t.append(t1 - t0)
         exact_t.append(t2 - t1)
@@ -103,9 +117,19 @@ def _run(
         exact_loss.append(stats.mean_loss(spec.batch_size))
         ref_loss.append(loss)
         if eval_every and (i + 1) % eval_every == 0 and i + 1 < steps:
-            curve.append((i + 1, evaluate_fixed(state.params, config, data).accuracy, evaluate_float(ref.model, data).accuracy))
+            curve.append(
+                (
+                    i + 1,
+                    evaluate_fixed(state.params, config, data).accuracy,
+                    evaluate_float(ref.model, data).accuracy,
+                )
+            )
         if i % 10 == 0 or i == steps - 1:
-            bar.set_postfix(exact=f"{exact_loss[-1]:.3f}", ref=f"{loss:.3f}", ms=f"{1e3 * (t2 - t1):.1f}/{1e3 * (t3 - t2):.1f}")
+            bar.set_postfix(
+                exact=f"{exact_loss[-1]:.3f}",
+                ref=f"{loss:.3f}",
+                ms=f"{1e3 * (t2 - t1):.1f}/{1e3 * (t3 - t2):.1f}",
+            )
     bar.close()
     fixed_eval = evaluate_fixed(state.params, config, data)
     ref_eval = evaluate_float(ref.model, data)
@@ -119,7 +143,22 @@ def _run(
         s, _ = task.run_unit(s, _offchain_seed(TIMING_MINER, u), device)
         unit_t.append(time.perf_counter() - t0)
 
-    return _figures(spec, steps, device, exact_t, ref_t, render_t, unit_t, exact_loss, ref_loss, curve, fixed_eval, ref_eval, data.counts, len(state_bytes))
+    return _figures(
+        spec,
+        steps,
+        device,
+        exact_t,
+        ref_t,
+        render_t,
+        unit_t,
+        exact_loss,
+        ref_loss,
+        curve,
+        fixed_eval,
+        ref_eval,
+        data.counts,
+        len(state_bytes),
+    )
 
 
 def _figures(
@@ -158,7 +197,9 @@ def _figures(
         "exact_train_loss": round(statistics.fmean(exact_loss[-tail:]), 4),
         "reference_train_loss": round(statistics.fmean(ref_loss[-tail:]), 4),
         "heldout_count": fixed_eval.count,
-        "heldout_class_balance": [round(float((labels.cpu() == k).double().mean()), 4) for k in (1, 2, 3)],
+        "heldout_class_balance": [
+            round(float((labels.cpu() == k).double().mean()), 4) for k in (1, 2, 3)
+        ],
         "exact_accuracy": round(fixed_eval.accuracy, 4),
         "reference_accuracy": round(ref_eval.accuracy, 4),
         "accuracy_gap_points": round(100 * (fixed_eval.accuracy - ref_eval.accuracy), 2),
@@ -168,7 +209,9 @@ def _figures(
         "exact_accuracy_last_evals": round(statistics.fmean(a for _, a, _ in last), 4),
         "reference_accuracy_last_evals": round(statistics.fmean(b for _, _, b in last), 4),
     }
-    out["gap_last_evals_points"] = round(100 * (out["exact_accuracy_last_evals"] - out["reference_accuracy_last_evals"]), 2)
+    out["gap_last_evals_points"] = round(
+        100 * (out["exact_accuracy_last_evals"] - out["reference_accuracy_last_evals"]), 2
+    )
     if fixed_eval.direction_error_deg is not None and ref_eval.direction_error_deg is not None:
         out["exact_direction_error_deg"] = round(fixed_eval.direction_error_deg, 2)
         out["reference_direction_error_deg"] = round(ref_eval.direction_error_deg, 2)
@@ -183,8 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m useful_work.compare", description=main.__doc__)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--objective", default="lights", choices=["lights", "light-direction"])
-    ap.add_argument("--seed", type=int, default=0, help="TrainSpec.seed (varies the initial weights)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: leave torch's default)")
+    ap.add_argument(
+        "--seed", type=int, default=0, help="TrainSpec.seed (varies the initial weights)"
+    )
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (0: leave torch's default)"
+    )
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-count", type=int, default=HELDOUT_COUNT)
     ap.add_argument("--no-progress", action="store_true")

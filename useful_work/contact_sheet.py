@@ -24,12 +24,16 @@ def caption(labels: dict) -> str:
     return f"L={labels['num_lights']} dom=({d[0]:+.2f},{d[1]:+.2f},{d[2]:.2f})\n{labels['num_objects']} obj: {classes}"
 
 
-def save_contact_sheet(batch: RenderBatch, path: str | Path, columns: int = 4, show_mask: bool = False) -> Path:
+def save_contact_sheet(
+    batch: RenderBatch, path: str | Path, columns: int = 4, show_mask: bool = False
+) -> Path:
     """Write a grid of the batch's images (and, optionally, their masks) with captions to `path`."""
     n = batch.images.shape[0]
     rows = -(-n // columns)
     per = 2 if show_mask else 1
-    fig, axes = plt.subplots(rows, columns * per, figsize=(2.4 * columns * per, 2.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, columns * per, figsize=(2.4 * columns * per, 2.9 * rows), squeeze=False
+    )
     images = batch.images.cpu().numpy()
     masks = batch.mask.cpu().numpy()
     for k in range(rows * columns):
@@ -42,7 +46,9 @@ def save_contact_sheet(batch: RenderBatch, path: str | Path, columns: int = 4, s
         ax.imshow(images[k], interpolation="nearest")
         ax.set_title(caption(batch.labels(k)), fontsize=7, y=-0.22)
         if show_mask:
-            axes[r][c * per + 1].imshow(masks[k], interpolation="nearest", cmap="tab10", vmin=0, vmax=9)
+            axes[r][c * per + 1].imshow(
+                masks[k], interpolation="nearest", cmap="tab10", vmin=0, vmax=9
+            )
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,9 @@ def keep_freed_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    ok = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+    ok = (
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        and mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+    )
     _done = ok
     return ok

@@ -37,7 +37,9 @@ class EvalResult:
 
 
 @lru_cache(maxsize=4)
-def heldout_set(settings: SceneSettings, count: int = HELDOUT_COUNT, device: str = "cpu") -> Minibatch:
+def heldout_set(
+    settings: SceneSettings, count: int = HELDOUT_COUNT, device: str = "cpu"
+) -> Minibatch:
     """The fixed held-out images with their labels (rendered in chunks, cached per settings)."""
     parts: list[Minibatch] = []
     for start in range(0, count, _RENDER_CHUNK):
@@ -45,7 +47,9 @@ def heldout_set(settings: SceneSettings, count: int = HELDOUT_COUNT, device: str
         seed = tagged_hash("heldout-chunk", HELDOUT_SEED, start.to_bytes(8, "little"))
         parts.append(render_minibatch(seed, n, settings, device))
     return Minibatch(
-        torch.cat([p.images for p in parts]), torch.cat([p.counts for p in parts]), torch.cat([p.dirs for p in parts])
+        torch.cat([p.images for p in parts]),
+        torch.cat([p.counts for p in parts]),
+        torch.cat([p.dirs for p in parts]),
     )
 
 
@@ -57,7 +61,9 @@ def angular_error_deg(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float(torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0))).mean())
 
 
-def _result(pred: torch.Tensor, loss: float, direction: torch.Tensor | None, data: Minibatch) -> EvalResult:
+def _result(
+    pred: torch.Tensor, loss: float, direction: torch.Tensor | None, data: Minibatch
+) -> EvalResult:
     pred = pred.cpu()
     acc = float((pred == data.counts.cpu()).to(torch.float64).mean())
     err = angular_error_deg(direction.cpu(), data.dirs.cpu()) if direction is not None else None
@@ -81,10 +87,14 @@ def evaluate_fixed(params: Params, config: ModelConfig, data: Minibatch) -> Eval
     return _result(first_argmax(z) + 1, mean_loss, direction, data)
 
 
-def evaluate_state(state: bytes, spec: TrainSpec, count: int = HELDOUT_COUNT, device: str = "cpu") -> EvalResult:
+def evaluate_state(
+    state: bytes, spec: TrainSpec, count: int = HELDOUT_COUNT, device: str = "cpu"
+) -> EvalResult:
     """Held-out accuracy (and direction error) of a train task's state bytes."""
     config = model_config(spec)
-    return evaluate_fixed(decode_state(state, config, device).params, config, heldout_set(spec.scene, count, device))
+    return evaluate_fixed(
+        decode_state(state, config, device).params, config, heldout_set(spec.scene, count, device)
+    )
 
 
 @torch.no_grad()

@@ -54,15 +54,17 @@ def exact_matmul(
             shift = max(1, (amax.bit_length() + 1) // 2)
             lo = a & ((1 << shift) - 1)
             hi = a >> shift
-            return (exact_matmul(hi, b, dtype=dtype, max_chunk=max_chunk, reverse_chunks=reverse_chunks) << shift) + exact_matmul(
-                lo, b, dtype=dtype, max_chunk=max_chunk, reverse_chunks=reverse_chunks
-            )
+            return (
+                exact_matmul(hi, b, dtype=dtype, max_chunk=max_chunk, reverse_chunks=reverse_chunks)
+                << shift
+            ) + exact_matmul(lo, b, dtype=dtype, max_chunk=max_chunk, reverse_chunks=reverse_chunks)
         shift = max(1, (bmax.bit_length() + 1) // 2)
         lo = b & ((1 << shift) - 1)
         hi = b >> shift
-        return (exact_matmul(a, hi, dtype=dtype, max_chunk=max_chunk, reverse_chunks=reverse_chunks) << shift) + exact_matmul(
-            a, lo, dtype=dtype, max_chunk=max_chunk, reverse_chunks=reverse_chunks
-        )
+        return (
+            exact_matmul(a, hi, dtype=dtype, max_chunk=max_chunk, reverse_chunks=reverse_chunks)
+            << shift
+        ) + exact_matmul(a, lo, dtype=dtype, max_chunk=max_chunk, reverse_chunks=reverse_chunks)
     chunk = (limit - 1) // (amax * bmax)
     if max_chunk is not None:
         chunk = min(chunk, max_chunk)
@@ -72,7 +74,9 @@ def exact_matmul(
         starts.reverse()
     out: torch.Tensor | None = None
     for s in starts:
-        part = torch.matmul(a[..., s : s + chunk].to(dtype), b[..., s : s + chunk, :].to(dtype)).to(torch.int64)
+        part = torch.matmul(a[..., s : s + chunk].to(dtype), b[..., s : s + chunk, :].to(dtype)).to(
+            torch.int64
+        )
         out = part if out is None else out + part
     assert out is not None
     return out
@@ -105,7 +109,9 @@ def exact_matmul_fp(
     starts = list(range(0, k, chunk))
     if reverse_chunks:
         starts.reverse()
-    out = torch.matmul(a[..., starts[0] : starts[0] + chunk], b[..., starts[0] : starts[0] + chunk, :])
+    out = torch.matmul(
+        a[..., starts[0] : starts[0] + chunk], b[..., starts[0] : starts[0] + chunk, :]
+    )
     for s in starts[1:]:
         out = out + torch.matmul(a[..., s : s + chunk], b[..., s : s + chunk, :])
     return out

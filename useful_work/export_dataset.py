@@ -85,7 +85,9 @@ def export_dataset(
         unit_labels = batch.all_labels()
         digest = unit_digest(*arrays, unit_labels)
         if expected_digests is not None and digest != expected_digests[u]:
-            raise DatasetError(f"unit {u} (seed {seed.hex()}): digest {digest.hex()} != expected {expected_digests[u].hex()}")
+            raise DatasetError(
+                f"unit {u} (seed {seed.hex()}): digest {digest.hex()} != expected {expected_digests[u].hex()}"
+            )
         for acc, arr in zip((images, masks, depths), arrays):
             acc.append(arr)
         labels.extend(unit_labels)
@@ -93,7 +95,12 @@ def export_dataset(
         first += count
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / ARRAYS, images=np.concatenate(images), masks=np.concatenate(masks), depth=np.concatenate(depths))
+    np.savez_compressed(
+        out / ARRAYS,
+        images=np.concatenate(images),
+        masks=np.concatenate(masks),
+        depth=np.concatenate(depths),
+    )
     manifest = {
         "format": FORMAT,
         "settings": asdict(settings),
@@ -106,13 +113,21 @@ def export_dataset(
 
 
 def export_render_task(
-    out_dir: str | Path, spec: RenderSpec, seeds: Sequence[bytes], expected_digests: Sequence[bytes] | None = None, device: str = "cpu"
+    out_dir: str | Path,
+    spec: RenderSpec,
+    seeds: Sequence[bytes],
+    expected_digests: Sequence[bytes] | None = None,
+    device: str = "cpu",
 ) -> Path:
     """Export the units of a render task given their seeds (and, to check against the chain, their digests)."""
-    return export_dataset(out_dir, [(s, spec.images_per_unit) for s in seeds], spec.scene, expected_digests, device)
+    return export_dataset(
+        out_dir, [(s, spec.images_per_unit) for s in seeds], spec.scene, expected_digests, device
+    )
 
 
-def load_dataset(directory: str | Path, verify: bool = True, expected_digests: Sequence[bytes] | None = None) -> LoadedDataset:
+def load_dataset(
+    directory: str | Path, verify: bool = True, expected_digests: Sequence[bytes] | None = None
+) -> LoadedDataset:
     """Read an export; with `verify`, recompute each unit's digest from the files and compare."""
     d = Path(directory)
     try:
@@ -127,7 +142,9 @@ def load_dataset(directory: str | Path, verify: bool = True, expected_digests: S
     labels = manifest["labels"]
     n = sum(u.images for u in units)
     if not (len(labels) == len(images) == len(masks) == len(depth) == n):
-        raise DatasetError(f"dataset: {n} images in units, {len(images)} in arrays, {len(labels)} labels")
+        raise DatasetError(
+            f"dataset: {n} images in units, {len(images)} in arrays, {len(labels)} labels"
+        )
     if expected_digests is not None and len(expected_digests) != len(units):
         raise DatasetError(f"dataset: {len(units)} units, {len(expected_digests)} expected digests")
     if verify:
@@ -135,9 +152,13 @@ def load_dataset(directory: str | Path, verify: bool = True, expected_digests: S
             sl = slice(rec.first, rec.first + rec.images)
             digest = unit_digest(images[sl], masks[sl], depth[sl], labels[sl])
             if digest.hex() != rec.digest:
-                raise DatasetError(f"unit {u} (seed {rec.seed}): files give digest {digest.hex()}, {LABELS} records {rec.digest}")
+                raise DatasetError(
+                    f"unit {u} (seed {rec.seed}): files give digest {digest.hex()}, {LABELS} records {rec.digest}"
+                )
             if expected_digests is not None and digest != expected_digests[u]:
-                raise DatasetError(f"unit {u} (seed {rec.seed}): digest {digest.hex()} != expected {expected_digests[u].hex()}")
+                raise DatasetError(
+                    f"unit {u} (seed {rec.seed}): digest {digest.hex()} != expected {expected_digests[u].hex()}"
+                )
     return LoadedDataset(images, masks, depth, labels, units, SceneSettings(**manifest["settings"]))
 
 
@@ -153,8 +174,13 @@ class RenderedDataset(Dataset):
     logit), "dominant_dir" (float32 [3] unit vector), "mask" (int64 [H,W]), "depth" (float32 [H,W] metres).
     """
 
-    def __init__(self, directory: str | Path, target: str = "lights", verify: bool = True,
-                 transform: InputTransform | None = MODEL_INPUT) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        target: str = "lights",
+        verify: bool = True,
+        transform: InputTransform | None = MODEL_INPUT,
+    ) -> None:
         if target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}")
         self.data = load_dataset(directory, verify=verify)

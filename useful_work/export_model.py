@@ -58,7 +58,9 @@ class InputTransform:
     def __call__(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(np.asarray(pixels)) if not isinstance(pixels, torch.Tensor) else pixels
         if t.dtype != torch.uint8 or t.dim() < 3 or t.shape[-1] != 3:
-            raise ValueError(f"expected uint8 RGB pixels [..., H, W, 3], got {tuple(t.shape)} {t.dtype}")
+            raise ValueError(
+                f"expected uint8 RGB pixels [..., H, W, 3], got {tuple(t.shape)} {t.dtype}"
+            )
         return (t.movedim(-1, -3).to(torch.float32) - self.mean) / self.scale
 
     def to_json(self) -> dict[str, float]:
@@ -71,13 +73,17 @@ class InputTransform:
         return cls(float(norm["mean"]), float(norm["scale"])) if norm else MODEL_INPUT
 
 
-MODEL_INPUT = InputTransform()  # what an exported model expects; RenderedDataset's default transform
+MODEL_INPUT = (
+    InputTransform()
+)  # what an exported model expects; RenderedDataset's default transform
 
 
 class ExportedCNN(nn.Sequential):
     """conv3x3 3->8, max-pool 2, ReLU, conv3x3 8->16, max-pool 2, ReLU, flatten (c, h, w), linear."""
 
-    def __init__(self, feat_dim: int, outputs: int, c_in: int = 3, c1: int = 8, c2: int = 16) -> None:
+    def __init__(
+        self, feat_dim: int, outputs: int, c_in: int = 3, c1: int = 8, c2: int = 16
+    ) -> None:
         super().__init__(
             nn.Conv2d(c_in, c1, 3, padding=1),
             nn.MaxPool2d(2),
@@ -152,7 +158,9 @@ def load_model(path: str | Path) -> ExportedCNN:
 
 
 @torch.no_grad()
-def predict_exported(net: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def predict_exported(
+    net: nn.Module, images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(predicted light counts 1..3 [B], direction [B, 3] or None) for uint8 images [B, H, W, 3]."""
     out = net(MODEL_INPUT(images.cpu()))
     return out[:, :3].argmax(dim=1) + 1, (out[:, 3:] if out.shape[1] > 3 else None)

@@ -39,14 +39,19 @@ def exp2_neg_table() -> tuple[int, ...]:
     """round(2^30 * 2^(-j/256)) for j = 0 .. 256."""
     ln2 = _ln2()
     n = 1 << TABLE_BITS
-    return tuple(_round_decimal(_CTX.exp(_CTX.multiply(ln2, Decimal(-j) / n)) * (1 << TABLE_FRAC)) for j in range(n + 1))
+    return tuple(
+        _round_decimal(_CTX.exp(_CTX.multiply(ln2, Decimal(-j) / n)) * (1 << TABLE_FRAC))
+        for j in range(n + 1)
+    )
 
 
 @cache
 def ln1p_table() -> tuple[int, ...]:
     """round(2^30 * ln(1 + j/256)) for j = 0 .. 256."""
     n = 1 << TABLE_BITS
-    return tuple(_round_decimal(_CTX.ln(Decimal(n + j) / n) * (1 << TABLE_FRAC)) for j in range(n + 1))
+    return tuple(
+        _round_decimal(_CTX.ln(Decimal(n + j) / n) * (1 << TABLE_FRAC)) for j in range(n + 1)
+    )
 
 
 @cache

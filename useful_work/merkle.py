@@ -61,7 +61,9 @@ def merkle_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     return path
 
 
-def verify_merkle_proof(data: bytes, index: int, count: int, proof: Sequence[bytes], root: bytes) -> bool:
+def verify_merkle_proof(
+    data: bytes, index: int, count: int, proof: Sequence[bytes], root: bytes
+) -> bool:
     """True when `data` is leaf `index` of a tree of `count` leaves with this root."""
     if not 0 <= index < count:
         return False

@@ -138,13 +138,16 @@ Params = dict[str, torch.Tensor]  # name -> int64 master values (Q24), in param_
 
 # ---- exact GEMMs, with a split hook (tests force other chunkings; results must not change) ----
 
+
 @dataclass(frozen=True)
 class GemmSplit:
     max_chunk: int | None = None
     reverse_chunks: bool = False
 
 
-_SPLIT: contextvars.ContextVar[GemmSplit] = contextvars.ContextVar("gemm_split", default=GemmSplit())
+_SPLIT: contextvars.ContextVar[GemmSplit] = contextvars.ContextVar(
+    "gemm_split", default=GemmSplit()
+)
 
 
 @contextlib.contextmanager
@@ -157,7 +160,9 @@ def gemm_split(max_chunk: int | None = None, reverse_chunks: bool = False) -> It
         _SPLIT.reset(token)
 
 
-def _gemm(a: torch.Tensor, b: torch.Tensor, a_bound: int, b_bound: int, shift: int = 0) -> torch.Tensor:
+def _gemm(
+    a: torch.Tensor, b: torch.Tensor, a_bound: int, b_bound: int, shift: int = 0
+) -> torch.Tensor:
     """shift_round(a @ b, shift) for float64 tensors holding integers bounded by a_bound, b_bound.
 
     In float64 when the product provably stays below 2^53; otherwise (only at large batch and
@@ -166,7 +171,12 @@ def _gemm(a: torch.Tensor, b: torch.Tensor, a_bound: int, b_bound: int, shift: i
     split = _SPLIT.get()
     if a.shape[-1] * a_bound * b_bound < 1 << FLOAT_EXACT_BITS[torch.float64]:
         out = exact_matmul_fp(
-            a, b, a_bound=a_bound, b_bound=b_bound, max_chunk=split.max_chunk, reverse_chunks=split.reverse_chunks
+            a,
+            b,
+            a_bound=a_bound,
+            b_bound=b_bound,
+            max_chunk=split.max_chunk,
+            reverse_chunks=split.reverse_chunks,
         )
         return shift_round(out, shift)
     out = exact_matmul(
@@ -181,6 +191,7 @@ def _gemm(a: torch.Tensor, b: torch.Tensor, a_bound: int, b_bound: int, shift: i
 
 
 # ---- initialisation ----
+
 
 def init_params(config: ModelConfig, key: bytes, device: str | torch.device = "cpu") -> Params:
     """Kaiming-uniform conv weights (bound sqrt(6/fan_in)), 1/sqrt(fan_in) heads, zero biases, from the PRNG."""
@@ -204,6 +215,7 @@ def init_params(config: ModelConfig, key: bytes, device: str | torch.device = "c
 # (b, y, x). The conv GEMM's weights are [4 * W | 1], so it yields 4 * acc + tie-break and each
 # 2x2 max-pool window has a unique winner (see intmath.max_pool2x2_tie_broken); the bias, the
 # same across a window, is added after pooling.
+
 
 def im2col3x3(x: torch.Tensor) -> torch.Tensor:
     """[C, B, H, W] -> [9*C + 1, B*H*W]: 3x3 patches with zero padding 1, then the tie-break row."""
@@ -254,8 +266,11 @@ def compute_weights(params: Params, config: ModelConfig) -> ComputeWeights:
     if config.direction:
         wh = torch.cat([wh, params["direction.weight"]], dim=1)
         bh = torch.cat([bh, params["direction.bias"]])
+
     def gemm4(w: torch.Tensor) -> torch.Tensor:
-        return torch.cat([4.0 * w.t(), torch.ones((w.shape[1], 1), dtype=w.dtype, device=w.device)], dim=1)
+        return torch.cat(
+            [4.0 * w.t(), torch.ones((w.shape[1], 1), dtype=w.dtype, device=w.device)], dim=1
+        )
 
     w1, w2 = w(params["conv1.weight"]), w(params["conv2.weight"])
     return ComputeWeights(
@@ -288,7 +303,9 @@ class Activations:
 def images_to_fixed(images: torch.Tensor) -> torch.Tensor:
     """uint8 [B, H, W, 3] -> centred Q7 (pixel - 128) as float64 [3, B, H, W]."""
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be uint8 [B, H, W, 3], got {images.dtype} {tuple(images.shape)}")
+        raise ValueError(
+            f"images must be uint8 [B, H, W, 3], got {images.dtype} {tuple(images.shape)}"
+        )
     return images.permute(3, 0, 1, 2).to(torch.float64) - 128.0
 
 
@@ -298,7 +315,9 @@ def _conv_pool_relu(
     """conv3x3 + bias, 2x2 max-pool, ReLU, rescale by `shift`, clamp: (activation, patches, index, keep)."""
     c_out, (_, b, h, w) = wt4.shape[0], x.shape
     cols = im2col3x3(x)
-    acc4 = _gemm(wt4, cols, 4 * W_MAX, max(x_bound, 3)).view(c_out, b, h, w)  # 4 * (W x) + tie-break
+    acc4 = _gemm(wt4, cols, 4 * W_MAX, max(x_bound, 3)).view(
+        c_out, b, h, w
+    )  # 4 * (W x) + tie-break
     m4, index = max_pool2x2_tie_broken(acc4)
     m4 = m4 + 4.0 * bias.view(c_out, 1, 1, 1)  # max(4 acc + t) + 4 b = max(4 (acc + b) + t)
     keep = m4 >= 4.0  # the window's maximum floor(m4 / 4) is positive
@@ -315,21 +334,29 @@ def forward(cw: ComputeWeights, images: torch.Tensor, config: ModelConfig) -> Ac
     a1, col1, index1, keep1 = _conv_pool_relu(x, cw.w1t4, cw.b1, IN_MAX, ACC1_FRAC - FRAC_ACT)
     a2, col2, index2, keep2 = _conv_pool_relu(a1, cw.w2t4, cw.b2, ACT_MAX, ACC2_FRAC - FRAC_ACT)
     feats = a2.permute(1, 0, 2, 3).reshape(b, config.feat_dim)
-    out = shift_round(_gemm(feats, cw.wh, ACT_MAX, W_MAX) + cw.bh, ACC2_FRAC - FRAC_OUT).to(torch.int64)
+    out = shift_round(_gemm(feats, cw.wh, ACT_MAX, W_MAX) + cw.bh, ACC2_FRAC - FRAC_OUT).to(
+        torch.int64
+    )
     logits = clamp_bits(out[:, :NUM_CLASSES], LOGIT_BITS)
     direction = clamp_bits(out[:, NUM_CLASSES:], DIR_BITS) if config.direction else None
     return Activations(col1, index1, keep1, col2, index2, keep2, feats, logits, direction)
 
 
-def backward(cw: ComputeWeights, act: Activations, dout: torch.Tensor, config: ModelConfig) -> Params:
+def backward(
+    cw: ComputeWeights, act: Activations, dout: torch.Tensor, config: ModelConfig
+) -> Params:
     """Gradients (Q24 int64) of every parameter from dL/d(head outputs) `dout` [B, 3 or 6] in Q28."""
     b, s = act.feats.shape[0], config.image_size
     d = clamp_bits(dout, DOUT_BITS).to(torch.float64)
     dwh = _gemm(act.feats.t(), d, ACT_MAX, DOUT_MAX, FRAC_ACT + FRAC_DOUT - FRAC_MASTER)
     dbh = shift_round(d.sum(dim=0), FRAC_DOUT - FRAC_MASTER)
-    dfeat = clamp_bits(_gemm(d, cw.wh.t(), DOUT_MAX, W_MAX, FRAC_DOUT + FRAC_W - FRAC_GRAD), GRAD_BITS)
+    dfeat = clamp_bits(
+        _gemm(d, cw.wh.t(), DOUT_MAX, W_MAX, FRAC_DOUT + FRAC_W - FRAC_GRAD), GRAD_BITS
+    )
     da2 = dfeat.view(b, config.c2, s // 4, s // 4).transpose(0, 1)
-    dacc2 = max_unpool2x2(torch.where(act.keep2, da2, 0.0), act.index2, s // 2, s // 2).view(config.c2, -1)
+    dacc2 = max_unpool2x2(torch.where(act.keep2, da2, 0.0), act.index2, s // 2, s // 2).view(
+        config.c2, -1
+    )
     dw2t = _gemm(dacc2, act.col2[:-1].t(), GRAD_MAX, ACT_MAX, FRAC_ACT + FRAC_GRAD - FRAC_MASTER)
     db2 = dacc2.sum(dim=1)
     dcol2 = _gemm(cw.w2, dacc2, W_MAX, GRAD_MAX)  # Q36

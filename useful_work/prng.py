@@ -47,7 +47,9 @@ def threefry4x32(counter: list[torch.Tensor], key: tuple[int, int, int, int]) ->
 
 def stream_id(name: str) -> int:
     """A 64-bit stream number for a named purpose ("scene.objects", "init.conv1", ...)."""
-    return int.from_bytes(tagged_hash("prng-stream", name.encode()).__getitem__(slice(0, 8)), "little")
+    return int.from_bytes(
+        tagged_hash("prng-stream", name.encode()).__getitem__(slice(0, 8)), "little"
+    )
 
 
 class Prng:
@@ -85,7 +87,9 @@ class Prng:
             raise ValueError(f"bound {bound} out of range (1 .. 2^31)")
         return (self.words(stream, n, offset) * bound) >> 32
 
-    def integers(self, stream: int | str, n: int, low: int, high: int, offset: int = 0) -> torch.Tensor:
+    def integers(
+        self, stream: int | str, n: int, low: int, high: int, offset: int = 0
+    ) -> torch.Tensor:
         """n integers in [low, high], both ends included."""
         return low + self.below(stream, n, high - low + 1, offset)
 

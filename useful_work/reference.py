@@ -45,6 +45,7 @@ class ReferenceCNN(nn.Module):
     @torch.no_grad()
     def load_fixed(self, params: Params) -> ReferenceCNN:
         """Copy Q24 master parameters into this module (float32)."""
+
         def f(name: str) -> torch.Tensor:
             return (params[name].to(torch.float64) / (1 << FRAC_MASTER)).to(torch.float32)
 
@@ -63,7 +64,10 @@ class ReferenceCNN(nn.Module):
 
 
 def reference_loss(
-    logits: torch.Tensor, direction: torch.Tensor | None, counts: torch.Tensor, dirs: torch.Tensor | None
+    logits: torch.Tensor,
+    direction: torch.Tensor | None,
+    counts: torch.Tensor,
+    dirs: torch.Tensor | None,
 ) -> torch.Tensor:
     """Mean cross-entropy (+ DIR_LOSS_WEIGHT * mean 0.5 |r - y|^2 for the direction head): the fixed-point objective."""
     loss = F.cross_entropy(logits, counts - 1)
@@ -82,7 +86,9 @@ class ReferenceTrainer:
     optimizer: torch.optim.Optimizer
 
     @classmethod
-    def create(cls, config: ModelConfig, params: Params, lr: float, momentum: float) -> ReferenceTrainer:
+    def create(
+        cls, config: ModelConfig, params: Params, lr: float, momentum: float
+    ) -> ReferenceTrainer:
         model = ReferenceCNN(config).load_fixed(params)
         return cls(model, torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum))
 

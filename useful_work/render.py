@@ -37,7 +37,9 @@ T_FRAC = 4  # ray parameters t are in 1/16 mm along a unit direction
 _T_SHIFT = DIR_BITS + T_FRAC
 _FAR = 1 << 40  # "no hit" ray parameter, far beyond any scene
 _IRR_BITS = 12  # irradiance: 4096 = 1.0
-MAX_IMAGE_SIZE = 128  # the largest size a task spec allows; the fixed-point ranges are checked for it
+MAX_IMAGE_SIZE = (
+    128  # the largest size a task spec allows; the fixed-point ranges are checked for it
+)
 
 
 @dataclass
@@ -52,7 +54,9 @@ class Hits:
 Vec = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def intersect(origin: Vec, direction: Vec, center: Vec, half: Vec, qmask: Vec, radius: torch.Tensor) -> Hits:
+def intersect(
+    origin: Vec, direction: Vec, center: Vec, half: Vec, qmask: Vec, radius: torch.Tensor
+) -> Hits:
     """Exact interval test of rays (origin mm, direction * 2^14) against objects; vectors are [N] triples.
 
     A direction component of exactly 0 is taken as 1 (2^-14): its slab then gives |t| >= 2^18 mm
@@ -75,7 +79,12 @@ def intersect(origin: Vec, direction: Vec, center: Vec, half: Vec, qmask: Vec, r
     wd = [d * w for d, w in zip(direction, qmask)]
     a = wd[0] * direction[0] + wd[1] * direction[1] + wd[2] * direction[2]
     b = wd[0] * oc[0] + wd[1] * oc[1] + wd[2] * oc[2]
-    cq = oc[0] * oc[0] * qmask[0] + oc[1] * oc[1] * qmask[1] + oc[2] * oc[2] * qmask[2] - radius * radius
+    cq = (
+        oc[0] * oc[0] * qmask[0]
+        + oc[1] * oc[1] * qmask[1]
+        + oc[2] * oc[2] * qmask[2]
+        - radius * radius
+    )
     disc = b * b - a * cq
     real = disc >= 0
     s = isqrt(disc.clamp_min(0))
@@ -85,16 +94,22 @@ def intersect(origin: Vec, direction: Vec, center: Vec, half: Vec, qmask: Vec, r
     q_far = floor_div((-b + s) << _T_SHIFT, a1)
     q_near = torch.where(flat, torch.where(cq <= 0, -_FAR, _FAR), torch.where(real, q_near, _FAR))
     q_far = torch.where(flat, torch.where(cq <= 0, _FAR, -_FAR), torch.where(real, q_far, -_FAR))
-    t_near = torch.maximum(torch.maximum(q_near, slab_near[0]), torch.maximum(slab_near[1], slab_near[2]))
+    t_near = torch.maximum(
+        torch.maximum(q_near, slab_near[0]), torch.maximum(slab_near[1], slab_near[2])
+    )
     t_far = torch.minimum(t_far, q_far)
     # The entry constraint, ties going to the lowest index.
     kind = torch.where(
-        q_near == t_near, 0, torch.where(slab_near[0] == t_near, 1, torch.where(slab_near[1] == t_near, 2, 3))
+        q_near == t_near,
+        0,
+        torch.where(slab_near[0] == t_near, 1, torch.where(slab_near[1] == t_near, 2, 3)),
     )
     return Hits(hit=(t_near <= t_far) & (t_far > 0), t_near=t_near, kind=kind)
 
 
-def ball_hit(origin: Vec, direction: Vec, center: Vec, radius_sq: torch.Tensor, dir_sq: torch.Tensor) -> torch.Tensor:
+def ball_hit(
+    origin: Vec, direction: Vec, center: Vec, radius_sq: torch.Tensor, dir_sq: torch.Tensor
+) -> torch.Tensor:
     """Whether the half-line origin + t * direction (t >= 0) meets the ball |p - center|^2 <= radius_sq.
 
     Division- and root-free: with b = (o - c) . d and c' = |o - c|^2 - r^2, the line meets the ball
@@ -114,11 +129,15 @@ def _columns(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def _quadric_mask(scenes: SceneBatch) -> torch.Tensor:
     """Per object slot, the quadric's axis mask [B,6,3]: sphere 111, cylinder 110, box and unused 000."""
     dev = scenes.obj_class.device
-    table = torch.tensor([[0, 0, 0], [1, 1, 1], [0, 0, 0], [1, 1, 0]], dtype=torch.int64, device=dev)
+    table = torch.tensor(
+        [[0, 0, 0], [1, 1, 1], [0, 0, 0], [1, 1, 0]], dtype=torch.int64, device=dev
+    )
     return table[scenes.obj_class + 1]
 
 
-def _box_pixels(boxes: torch.Tensor, base: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _box_pixels(
+    boxes: torch.Tensor, base: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Every pixel of K inclusive boxes [K,4] as flat lists: (box index, base[box] + y * size + x).
 
     Boxes are expanded into rows, then rows into pixels, so no per-pixel division is needed.
@@ -127,11 +146,18 @@ def _box_pixels(boxes: torch.Tensor, base: torch.Tensor, size: int) -> tuple[tor
     x0, y0, x1, y1 = boxes.unbind(-1)
     w = (x1 - x0 + 1).clamp_min(0)
     h = (y1 - y0 + 1).clamp_min(0)
-    row_box = torch.repeat_interleave(torch.arange(boxes.shape[0], dtype=torch.int64, device=dev), h)
-    row_y = torch.arange(row_box.shape[0], dtype=torch.int64, device=dev) - (torch.cumsum(h, 0) - h - y0)[row_box]
+    row_box = torch.repeat_interleave(
+        torch.arange(boxes.shape[0], dtype=torch.int64, device=dev), h
+    )
+    row_y = (
+        torch.arange(row_box.shape[0], dtype=torch.int64, device=dev)
+        - (torch.cumsum(h, 0) - h - y0)[row_box]
+    )
     row_w = w[row_box]
     row_first = base[row_box] + row_y * size + x0[row_box] - (torch.cumsum(row_w, 0) - row_w)
-    pix_row = torch.repeat_interleave(torch.arange(row_box.shape[0], dtype=torch.int64, device=dev), row_w)
+    pix_row = torch.repeat_interleave(
+        torch.arange(row_box.shape[0], dtype=torch.int64, device=dev), row_w
+    )
     pixel = row_first[pix_row] + torch.arange(pix_row.shape[0], dtype=torch.int64, device=dev)
     return row_box[pix_row], pixel
 
@@ -155,18 +181,30 @@ def _ray_components(scenes: SceneBatch) -> Vec:
     """Unit ray directions * 2^14 through every pixel centre, as x, y, z tensors [B,H*W]."""
     size, f = scenes.image_size, scenes.focal
     dev = scenes.cam_pos.device
-    u = (torch.arange(size, dtype=torch.int64, device=dev) * 2 + 1 - size).view(1, 1, size)  # x right, half pixels
-    v = (size - 1 - torch.arange(size, dtype=torch.int64, device=dev) * 2).view(1, size, 1)  # y up, half pixels
+    u = (torch.arange(size, dtype=torch.int64, device=dev) * 2 + 1 - size).view(
+        1, 1, size
+    )  # x right, half pixels
+    v = (size - 1 - torch.arange(size, dtype=torch.int64, device=dev) * 2).view(
+        1, size, 1
+    )  # y up, half pixels
     b = scenes.count
     d = [
-        (scenes.cam_forward[:, k].view(b, 1, 1) * f + scenes.cam_right[:, k].view(b, 1, 1) * u + scenes.cam_up[:, k].view(b, 1, 1) * v).view(b, -1)
+        (
+            scenes.cam_forward[:, k].view(b, 1, 1) * f
+            + scenes.cam_right[:, k].view(b, 1, 1) * u
+            + scenes.cam_up[:, k].view(b, 1, 1) * v
+        ).view(b, -1)
         for k in range(3)
     ]
     # |d| < 2^14 * 5 * 128 for images up to 128 pixels, so |d|^2 < 2^49: within _isqrt53's range.
     if size > MAX_IMAGE_SIZE:
         raise ValueError(f"image size {size} exceeds {MAX_IMAGE_SIZE}")
     n = _isqrt53(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).clamp_min(1)
-    return floor_div(d[0] << DIR_BITS, n), floor_div(d[1] << DIR_BITS, n), floor_div(d[2] << DIR_BITS, n)
+    return (
+        floor_div(d[0] << DIR_BITS, n),
+        floor_div(d[1] << DIR_BITS, n),
+        floor_div(d[2] << DIR_BITS, n),
+    )
 
 
 def pixel_rays(scenes: SceneBatch) -> torch.Tensor:
@@ -188,14 +226,21 @@ def _shadow_boxes(scenes: SceneBatch) -> torch.Tensor:
     lz = light[..., 2].clamp_min(1)
     tz = top[..., 2]
     ground = torch.stack(
-        [top[..., 0] - floor_div(tz * light[..., 0], lz), top[..., 1] - floor_div(tz * light[..., 1], lz), torch.zeros_like(tz * lz)], -1
+        [
+            top[..., 0] - floor_div(tz * light[..., 0], lz),
+            top[..., 1] - floor_div(tz * light[..., 1], lz),
+            torch.zeros_like(tz * lz),
+        ],
+        -1,
     )  # [B,6,3,4,3]
     gx, gy = project_points(scenes, ground, PROJ_SUB)  # [B,6,3,4]
     xmin = torch.minimum(cx.amin(-1, keepdim=True), gx.amin(-1))
     xmax = torch.maximum(cx.amax(-1, keepdim=True), gx.amax(-1))
     ymin = torch.minimum(cy.amin(-1, keepdim=True), gy.amin(-1))
     ymax = torch.maximum(cy.amax(-1, keepdim=True), gy.amax(-1))
-    return pixel_box(xmin, ymin, xmax, ymax, scenes.image_size)  # the candidate margin absorbs the floor divisions
+    return pixel_box(
+        xmin, ymin, xmax, ymax, scenes.image_size
+    )  # the candidate margin absorbs the floor divisions
 
 
 @dataclass
@@ -226,7 +271,9 @@ class RenderBatch:
 
     def pixel_counts(self) -> torch.Tensor:
         """[B,6] number of mask pixels of each object."""
-        ids = torch.arange(1, MAX_OBJECTS + 1, dtype=torch.int64, device=self.mask.device).view(1, -1, 1, 1)
+        ids = torch.arange(1, MAX_OBJECTS + 1, dtype=torch.int64, device=self.mask.device).view(
+            1, -1, 1, 1
+        )
         return (self.mask.unsqueeze(1) == ids).sum((2, 3))
 
     def all_labels(self) -> list[dict]:
@@ -271,7 +318,11 @@ def _labels_of(batch: RenderBatch) -> list[dict]:
                 "dominant_dir": s["dominant_dir"][i],
                 "ambient": s["ambient"][i],
                 "ground_color": s["ground_color"][i],
-                "camera": {"position": s["cam_pos"][i], "look_at": s["cam_look"][i], "focal_half_pixels": batch.scenes.focal},
+                "camera": {
+                    "position": s["cam_pos"][i],
+                    "look_at": s["cam_look"][i],
+                    "focal_half_pixels": batch.scenes.focal,
+                },
                 "num_objects": no,
                 "objects": objects,
                 "distances": [row[:no] for row in s["distances"][i][:no]],
@@ -305,7 +356,12 @@ def _primary(scenes: SceneBatch, rays: torch.Tensor, qmask: torch.Tensor) -> tor
     per_box = _columns(per_box, box)  # [14, N]
     r = _columns(rays, pixel)
     h = intersect(
-        tuple(per_box[0:3]), tuple(r), tuple(per_box[3:6]), tuple(per_box[6:9]), tuple(per_box[9:12]), per_box[12]
+        tuple(per_box[0:3]),
+        tuple(r),
+        tuple(per_box[3:6]),
+        tuple(per_box[6:9]),
+        tuple(per_box[9:12]),
+        per_box[12],
     )
     key = (h.t_near << 6) | (per_box[13] << 3) | h.kind
     key = torch.where(h.hit & (h.t_near > 0), key, _FAR << 6)  # the camera is outside every object
@@ -313,7 +369,9 @@ def _primary(scenes: SceneBatch, rays: torch.Tensor, qmask: torch.Tensor) -> tor
     return best.scatter_reduce(0, pixel, key, reduce="amin")
 
 
-def _shadows(scenes: SceneBatch, point: Vec, hit_obj: torch.Tensor, qmask: torch.Tensor) -> torch.Tensor:
+def _shadows(
+    scenes: SceneBatch, point: Vec, hit_obj: torch.Tensor, qmask: torch.Tensor
+) -> torch.Tensor:
     """[B*HW,3] count of objects between each visible point (x, y, z [B*HW]) and each light (0: lit).
 
     Candidates are the pixels of each (object, light) shadow box; a bounding-ball test settles
@@ -325,12 +383,16 @@ def _shadows(scenes: SceneBatch, point: Vec, hit_obj: torch.Tensor, qmask: torch
     dev = hit_obj.device
     k = b * MAX_OBJECTS * MAX_LIGHTS
     present = scenes.obj_class >= 0
-    lit = torch.arange(MAX_LIGHTS, dtype=torch.int64, device=dev).view(1, 1, -1) < scenes.num_lights.view(-1, 1, 1)
+    lit = torch.arange(MAX_LIGHTS, dtype=torch.int64, device=dev).view(
+        1, 1, -1
+    ) < scenes.num_lights.view(-1, 1, 1)
     sboxes = _candidate_boxes(_shadow_boxes(scenes), present.unsqueeze(-1) & lit, size).view(k, 4)
     img = torch.arange(b, dtype=torch.int64, device=dev).repeat_interleave(MAX_OBJECTS * MAX_LIGHTS)
     box, pixel = _box_pixels(sboxes, img * hw, size)
 
-    def per_object(x: torch.Tensor) -> torch.Tensor:  # [B,6,...] -> [F, K] over (image, object, light)
+    def per_object(
+        x: torch.Tensor,
+    ) -> torch.Tensor:  # [B,6,...] -> [F, K] over (image, object, light)
         return x.reshape(b, MAX_OBJECTS, 1, -1).expand(-1, -1, MAX_LIGHTS, -1).reshape(k, -1).t()
 
     def per_light(x: torch.Tensor) -> torch.Tensor:  # [B,3,...] -> [F, K]
@@ -340,7 +402,9 @@ def _shadows(scenes: SceneBatch, point: Vec, hit_obj: torch.Tensor, qmask: torch
     sphere = scenes.obj_class == SPHERE
     ball_sq = torch.where(sphere, scenes.obj_radius**2, (half * half).sum(-1))
     light_sq = (scenes.light_dirs**2).sum(-1)
-    slots = torch.arange(MAX_OBJECTS * MAX_LIGHTS, dtype=torch.int64, device=dev).repeat(b).view(1, k)
+    slots = (
+        torch.arange(MAX_OBJECTS * MAX_LIGHTS, dtype=torch.int64, device=dev).repeat(b).view(1, k)
+    )
     ball_table = torch.cat(
         [
             per_light(scenes.light_dirs),  # 0:3
@@ -361,7 +425,14 @@ def _shadows(scenes: SceneBatch, point: Vec, hit_obj: torch.Tensor, qmask: torch
     exact = torch.nonzero(near & ~is_sphere).squeeze(1)
     pe, ae = _columns(per_box, exact), _columns(at, exact)
     shape = _columns(exact_table, box.index_select(0, exact))
-    h = intersect(tuple(ae[0:3]), tuple(pe[0:3]), tuple(pe[3:6]), tuple(shape[0:3]), tuple(shape[3:6]), shape[6])
+    h = intersect(
+        tuple(ae[0:3]),
+        tuple(pe[0:3]),
+        tuple(pe[3:6]),
+        tuple(shape[0:3]),
+        tuple(shape[3:6]),
+        shape[6],
+    )
     slot = pixel * MAX_LIGHTS + per_box[9]
     counts = torch.zeros(b * hw * MAX_LIGHTS, dtype=torch.int64, device=dev)
     counts.index_add_(0, slot, (near & is_sphere).to(torch.int64))
@@ -371,10 +442,19 @@ def _shadows(scenes: SceneBatch, point: Vec, hit_obj: torch.Tensor, qmask: torch
 
 def _tone_table(device: torch.device) -> torch.Tensor:
     """Linear 0..255 -> display 0..255: 3/4 identity + 1/4 a gamma-0.5 curve (exact isqrt), lifting only the darkest shadows."""
-    return torch.tensor([(3 * i + math.isqrt(255 * i)) >> 2 for i in range(256)], dtype=torch.int64, device=device)
+    return torch.tensor(
+        [(3 * i + math.isqrt(255 * i)) >> 2 for i in range(256)], dtype=torch.int64, device=device
+    )
 
 
-def _shade(albedo: torch.Tensor, cos: torch.Tensor, lit: torch.Tensor, weight: torch.Tensor, ambient: torch.Tensor, tone: torch.Tensor) -> torch.Tensor:
+def _shade(
+    albedo: torch.Tensor,
+    cos: torch.Tensor,
+    lit: torch.Tensor,
+    weight: torch.Tensor,
+    ambient: torch.Tensor,
+    tone: torch.Tensor,
+) -> torch.Tensor:
     """Display RGB 0..255 of albedo [...,3] under ambient [...] plus each light l (cos [...,L], lit 0/1 [...,L],
     weight = intensity * tint [...,L,3]): tone(albedo * (ambient + sum_l lit cos weight) / 4096)."""
     irr = ((cos * lit).unsqueeze(-1) * weight).sum(-2)  # 2^14 * 2^10 * 2^8
@@ -417,7 +497,11 @@ def render_scenes(scenes: SceneBatch) -> RenderBatch:
     any_hit = t < _FAR
     hit_obj = torch.where(on_obj, (best >> 3) & 7, -1)
     tc = t * any_hit
-    point = (ox + ((tc * dx) >> _T_SHIFT), oy + ((tc * dy) >> _T_SHIFT), oz + ((tc * dz) >> _T_SHIFT))
+    point = (
+        ox + ((tc * dx) >> _T_SHIFT),
+        oy + ((tc * dy) >> _T_SHIFT),
+        oz + ((tc * dz) >> _T_SHIFT),
+    )
     shadow = _shadows(scenes, point, hit_obj, qmask)
     pattern = (shadow[:, 0] > 0) * 1 + (shadow[:, 1] > 0) * 2 + (shadow[:, 2] > 0) * 4  # [B*HW]
 
@@ -427,15 +511,28 @@ def render_scenes(scenes: SceneBatch) -> RenderBatch:
     weight = scenes.light_intensity.unsqueeze(-1) * scenes.light_tint  # [B,3,3]
     n_flat = 2 + 3 * MAX_OBJECTS
     normals = _flat_normals(scenes)  # [B,20,3]
-    flat_cos = shift_round((normals.unsqueeze(2) * scenes.light_dirs.unsqueeze(1)).sum(-1), DIR_BITS).clamp(0, DIR_ONE)
+    flat_cos = shift_round(
+        (normals.unsqueeze(2) * scenes.light_dirs.unsqueeze(1)).sum(-1), DIR_BITS
+    ).clamp(0, DIR_ONE)
     albedo = torch.cat(
-        [scenes.ground_color.unsqueeze(1), scenes.obj_color.repeat_interleave(3, 1), torch.zeros_like(scenes.ground_color).unsqueeze(1)], 1
+        [
+            scenes.ground_color.unsqueeze(1),
+            scenes.obj_color.repeat_interleave(3, 1),
+            torch.zeros_like(scenes.ground_color).unsqueeze(1),
+        ],
+        1,
     )  # [B,20,3]
     bits = torch.arange(8, dtype=torch.int64, device=dev)
-    lit_patterns = 1 - ((bits.unsqueeze(-1) >> torch.arange(MAX_LIGHTS, dtype=torch.int64, device=dev)) & 1)  # [8,3]
+    lit_patterns = 1 - (
+        (bits.unsqueeze(-1) >> torch.arange(MAX_LIGHTS, dtype=torch.int64, device=dev)) & 1
+    )  # [8,3]
     palette = _shade(
-        albedo.view(b, n_flat, 1, 3), flat_cos.view(b, n_flat, 1, 3), lit_patterns.view(1, 1, 8, 3),
-        weight.view(b, 1, 1, MAX_LIGHTS, 3), scenes.ambient.view(b, 1, 1), tone,
+        albedo.view(b, n_flat, 1, 3),
+        flat_cos.view(b, n_flat, 1, 3),
+        lit_patterns.view(1, 1, 8, 3),
+        weight.view(b, 1, 1, MAX_LIGHTS, 3),
+        scenes.ambient.view(b, 1, 1),
+        tone,
     )  # [B,20,8,3]
     kind = best & 7
     surface = torch.where(on_obj, 3 * hit_obj + kind, torch.where(any_hit, 0, n_flat - 1))
@@ -448,11 +545,22 @@ def render_scenes(scenes: SceneBatch) -> RenderBatch:
     q_obj = q_img * MAX_OBJECTS + hit_obj.index_select(0, quad)
     q_point = torch.stack([c.index_select(0, quad) for c in point], -1)
     rel = (q_point - scenes.obj_center.view(-1, 3)[q_obj]) * qmask.view(-1, 3)[q_obj]
-    inv_r = floor_div(torch.full_like(scenes.obj_radius, 1 << (2 * DIR_BITS)), scenes.obj_radius.clamp_min(1)).view(-1)
+    inv_r = floor_div(
+        torch.full_like(scenes.obj_radius, 1 << (2 * DIR_BITS)), scenes.obj_radius.clamp_min(1)
+    ).view(-1)
     normal = (rel * inv_r[q_obj].unsqueeze(-1)) >> DIR_BITS
-    q_cos = shift_round((normal.unsqueeze(1) * scenes.light_dirs[q_img]).sum(-1), DIR_BITS).clamp(0, DIR_ONE)
+    q_cos = shift_round((normal.unsqueeze(1) * scenes.light_dirs[q_img]).sum(-1), DIR_BITS).clamp(
+        0, DIR_ONE
+    )
     q_lit = lit_patterns[pattern.index_select(0, quad)]
-    q_rgb = _shade(scenes.obj_color.view(-1, 3)[q_obj], q_cos, q_lit, weight[q_img], scenes.ambient[q_img], tone)
+    q_rgb = _shade(
+        scenes.obj_color.view(-1, 3)[q_obj],
+        q_cos,
+        q_lit,
+        weight[q_img],
+        scenes.ambient[q_img],
+        tone,
+    )
     pixels = pixels.index_copy(0, quad, q_rgb)
 
     images = pixels.to(torch.uint8).view(b, size, size, 3)
@@ -461,6 +569,8 @@ def render_scenes(scenes: SceneBatch) -> RenderBatch:
     return RenderBatch(images=images, mask=mask, depth=depth, scenes=scenes)
 
 
-def render_batch(seed: bytes, count: int, settings: SceneSettings, device: str | torch.device = "cpu") -> RenderBatch:
+def render_batch(
+    seed: bytes, count: int, settings: SceneSettings, device: str | torch.device = "cpu"
+) -> RenderBatch:
     """Render the `count` scenes of `seed`: image i depends only on (seed, i, settings)."""
     return render_scenes(generate_scenes(seed, count, settings, device))

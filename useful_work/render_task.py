@@ -52,7 +52,11 @@ def canonical_arrays(batch: RenderBatch) -> tuple[np.ndarray, np.ndarray, np.nda
         raise ValueError("mask values out of uint8 range")
     if depth.min() < 0 or depth.max() >= 1 << 31:
         raise ValueError("depth values out of int32 range")
-    return np.ascontiguousarray(images, dtype=np.uint8), np.ascontiguousarray(mask, dtype=np.uint8), np.ascontiguousarray(depth, dtype="<i4")
+    return (
+        np.ascontiguousarray(images, dtype=np.uint8),
+        np.ascontiguousarray(mask, dtype=np.uint8),
+        np.ascontiguousarray(depth, dtype="<i4"),
+    )
 
 
 def encode_labels(labels: list[dict]) -> bytes:
@@ -60,9 +64,15 @@ def encode_labels(labels: list[dict]) -> bytes:
     return msgpack.packb(labels, use_bin_type=True)
 
 
-def unit_digest(images: np.ndarray, mask: np.ndarray, depth: np.ndarray, labels: list[dict]) -> bytes:
+def unit_digest(
+    images: np.ndarray, mask: np.ndarray, depth: np.ndarray, labels: list[dict]
+) -> bytes:
     """Digest of one rendered unit from its stored arrays and labels (the same on chain and in an export)."""
-    for name, arr, dtype in (("images", images, np.uint8), ("mask", mask, np.uint8), ("depth", depth, np.dtype("<i4"))):
+    for name, arr, dtype in (
+        ("images", images, np.uint8),
+        ("mask", mask, np.uint8),
+        ("depth", depth, np.dtype("<i4")),
+    ):
         if arr.dtype != dtype:
             raise ValueError(f"{name}: dtype {arr.dtype}, expected {np.dtype(dtype)}")
     shape = struct.pack("<4I", *images.shape)

@@ -84,7 +84,10 @@ CAM_X = (-200, 200)
 CAM_BACK = (3300, 3800)
 CAM_HEIGHT = (3900, 4500)
 LOOK_JITTER = 100
-FOCAL_NUM, FOCAL_DEN = 3, 1  # focal length in half-pixel units = 3 * image_size (a 37 degree field of view)
+FOCAL_NUM, FOCAL_DEN = (
+    3,
+    1,
+)  # focal length in half-pixel units = 3 * image_size (a 37 degree field of view)
 
 
 def focal_half_pixels(image_size: int) -> int:
@@ -111,7 +114,9 @@ class SceneBatch:
     obj_radius: torch.Tensor  # [B,6] mm; sphere or cylinder radius, 0 for boxes
     obj_color: torch.Tensor  # [B,6,3] albedo 0..255
     distances: torch.Tensor  # [B,6,6] floor of centre-to-centre distance in mm
-    box2d: torch.Tensor  # [B,6,4] x0, y0, x1, y1 pixel box of the projected 3D box (clipped to the image)
+    box2d: (
+        torch.Tensor
+    )  # [B,6,4] x0, y0, x1, y1 pixel box of the projected 3D box (clipped to the image)
     ground_color: torch.Tensor  # [B,3] albedo 0..255
     cam_pos: torch.Tensor  # [B,3] mm
     cam_look: torch.Tensor  # [B,3] mm
@@ -129,12 +134,18 @@ class SceneBatch:
 
     def to(self, device: str | torch.device) -> SceneBatch:
         values: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        moved: dict[str, Any] = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in values.items()}
+        moved: dict[str, Any] = {
+            k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in values.items()
+        }
         return SceneBatch(**moved)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The tensor fields by name, in declaration order (the order used for hashing)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
 
 
 # Word layout of one image's block of PRNG words.
@@ -146,7 +157,9 @@ _W_TINT = 72  # 5 words: tint permutation
 WORDS_PER_SCENE = 77
 
 
-def _uniform(words: torch.Tensor, low: int | torch.Tensor, high: int | torch.Tensor) -> torch.Tensor:
+def _uniform(
+    words: torch.Tensor, low: int | torch.Tensor, high: int | torch.Tensor
+) -> torch.Tensor:
     """Integers in [low, high] from 32-bit words by multiply-shift (as Prng.below)."""
     return low + ((words * (high - low + 1)) >> 32)
 
@@ -176,10 +189,14 @@ def light_direction(azimuth: torch.Tensor, elevation: torch.Tensor) -> torch.Ten
     a = azimuth % ANGLE_STEPS
     cos_a, sin_a = table[a], table[(a - 32) % ANGLE_STEPS]
     cos_e, sin_e = table[elevation], table[32 - elevation]
-    return torch.stack([shift_round(cos_e * cos_a, DIR_BITS), shift_round(cos_e * sin_a, DIR_BITS), sin_e], dim=-1)
+    return torch.stack(
+        [shift_round(cos_e * cos_a, DIR_BITS), shift_round(cos_e * sin_a, DIR_BITS), sin_e], dim=-1
+    )
 
 
-def project_points(scenes: SceneBatch, points: torch.Tensor, sub_bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+def project_points(
+    scenes: SceneBatch, points: torch.Tensor, sub_bits: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
     """World points [B,...,3] mm -> image coordinates (x right, y down) in pixels * 2^sub_bits (floor).
 
     Inverts the pixel-ray construction of render.py: pixel (px, py) has its centre at
@@ -201,7 +218,9 @@ def project_points(scenes: SceneBatch, points: torch.Tensor, sub_bits: int = 8) 
 def box_corners(center: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
     """The 8 corners [...,8,3] of axis-aligned boxes given by centre and half extents [...,3]."""
     signs = torch.tensor(
-        [[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=torch.int64, device=center.device
+        [[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)],
+        dtype=torch.int64,
+        device=center.device,
     )
     return center.unsqueeze(-2) + signs * half.unsqueeze(-2)
 
@@ -209,12 +228,25 @@ def box_corners(center: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
 PROJ_SUB = 8  # sub-pixel bits of projected coordinates
 
 
-def pixel_box(xmin: torch.Tensor, ymin: torch.Tensor, xmax: torch.Tensor, ymax: torch.Tensor, size: int, clip: bool = True) -> torch.Tensor:
+def pixel_box(
+    xmin: torch.Tensor,
+    ymin: torch.Tensor,
+    xmax: torch.Tensor,
+    ymax: torch.Tensor,
+    size: int,
+    clip: bool = True,
+) -> torch.Tensor:
     """Sub-pixel extents (from `project_points`) -> integer boxes [...,4] x0, y0, x1, y1 holding them."""
     # 1/16 pixel of slack covers the rounding of the integer camera basis (below 0.03 pixel at 128).
     slack = 1 << (PROJ_SUB - 4)
     box = torch.stack(
-        [(xmin - slack) >> PROJ_SUB, (ymin - slack) >> PROJ_SUB, -((-(xmax + slack)) >> PROJ_SUB), -((-(ymax + slack)) >> PROJ_SUB)], -1
+        [
+            (xmin - slack) >> PROJ_SUB,
+            (ymin - slack) >> PROJ_SUB,
+            -((-(xmax + slack)) >> PROJ_SUB),
+            -((-(ymax + slack)) >> PROJ_SUB),
+        ],
+        -1,
     )
     return box.clamp(0, size) if clip else box
 
@@ -225,7 +257,9 @@ def projected_boxes(scenes: SceneBatch, points: torch.Tensor, clip: bool = True)
     return pixel_box(x.amin(-1), y.amin(-1), x.amax(-1), y.amax(-1), scenes.image_size, clip)
 
 
-def generate_scenes(seed: bytes, count: int, settings: SceneSettings, device: str | torch.device = "cpu") -> SceneBatch:
+def generate_scenes(
+    seed: bytes, count: int, settings: SceneSettings, device: str | torch.device = "cpu"
+) -> SceneBatch:
     """The `count` scenes of `seed` under `settings`; image i depends only on (seed, i)."""
     if count < 1:
         raise ValueError("count must be at least 1")
@@ -246,14 +280,18 @@ def generate_scenes(seed: bytes, count: int, settings: SceneSettings, device: st
     cls = _uniform(ow[..., 0], 0, len(CLASSES) - 1)
     s1, s2, s3 = ow[..., 1], ow[..., 2], ow[..., 3]
     sphere_r = _uniform(s1, *SPHERE_RADIUS)
-    box_half = torch.stack([_uniform(s1, *BOX_HALF_XY), _uniform(s2, *BOX_HALF_XY), _uniform(s3, *BOX_HALF_Z)], -1)
+    box_half = torch.stack(
+        [_uniform(s1, *BOX_HALF_XY), _uniform(s2, *BOX_HALF_XY), _uniform(s3, *BOX_HALF_Z)], -1
+    )
     cyl_r, cyl_hz = _uniform(s1, *CYL_RADIUS), _uniform(s3, *CYL_HALF_Z)
     sphere_half = sphere_r.unsqueeze(-1).expand(-1, -1, 3)
     cyl_half = torch.stack([cyl_r, cyl_r, cyl_hz], -1)
     c3 = cls.unsqueeze(-1)
     half = torch.where(c3 == SPHERE, sphere_half, torch.where(c3 == BOX, box_half, cyl_half))
     radius = torch.where(cls == SPHERE, sphere_r, torch.where(cls == BOX, 0, cyl_r))
-    footprint = torch.where(cls == BOX, isqrt(box_half[..., 0] ** 2 + box_half[..., 1] ** 2) + 1, radius)
+    footprint = torch.where(
+        cls == BOX, isqrt(box_half[..., 0] ** 2 + box_half[..., 1] ** 2) + 1, radius
+    )
     slack = min(CELL_X, CELL_Y) // 2 - GAP - footprint  # >= 0 by the size ranges
     cells = _permutation(w[:, _W_CELLS : _W_CELLS + 9])[:, :MAX_OBJECTS]
     cell_x = (cells % 3 - 1) * CELL_X
@@ -283,7 +321,9 @@ def generate_scenes(seed: bytes, count: int, settings: SceneSettings, device: st
     azimuth = base.unsqueeze(1) + lslots.unsqueeze(0) * spacing.unsqueeze(1) + jitter
     elevation = _uniform(lw[..., 1], MIN_ELEVATION_STEP, MAX_ELEVATION_STEP)
     dirs = torch.where(lit.unsqueeze(-1), light_direction(azimuth, elevation), 0)
-    weight = torch.where(lslots == 0, _uniform(lw[..., 2], *DOMINANT_WEIGHT), _uniform(lw[..., 2], *OTHER_WEIGHT))
+    weight = torch.where(
+        lslots == 0, _uniform(lw[..., 2], *DOMINANT_WEIGHT), _uniform(lw[..., 2], *OTHER_WEIGHT)
+    )
     weight = torch.where(lit, weight, 0)
     intensity = floor_div(weight * TOTAL_DIRECT, weight.sum(-1, keepdim=True))
     top = intensity.amax(-1, keepdim=True)
@@ -299,12 +339,25 @@ def generate_scenes(seed: bytes, count: int, settings: SceneSettings, device: st
     # Camera.
     cw = w[:, _W_CAM : _W_CAM + 5]
     look = torch.stack(
-        [_uniform(cw[:, 0], -LOOK_JITTER, LOOK_JITTER), FIELD_Y + _uniform(cw[:, 1], -LOOK_JITTER, LOOK_JITTER), torch.zeros_like(cw[:, 0])],
+        [
+            _uniform(cw[:, 0], -LOOK_JITTER, LOOK_JITTER),
+            FIELD_Y + _uniform(cw[:, 1], -LOOK_JITTER, LOOK_JITTER),
+            torch.zeros_like(cw[:, 0]),
+        ],
         -1,
     )
-    pos = look + torch.stack([_uniform(cw[:, 2], *CAM_X), -_uniform(cw[:, 3], *CAM_BACK), _uniform(cw[:, 4], *CAM_HEIGHT)], -1)
+    pos = look + torch.stack(
+        [
+            _uniform(cw[:, 2], *CAM_X),
+            -_uniform(cw[:, 3], *CAM_BACK),
+            _uniform(cw[:, 4], *CAM_HEIGHT),
+        ],
+        -1,
+    )
     forward = normalize(look - pos)
-    right = normalize(torch.stack([forward[:, 1], -forward[:, 0], torch.zeros_like(forward[:, 0])], -1))
+    right = normalize(
+        torch.stack([forward[:, 1], -forward[:, 0], torch.zeros_like(forward[:, 0])], -1)
+    )
     up = shift_round(_cross(right, forward), DIR_BITS)
 
     scenes = SceneBatch(

@@ -50,7 +50,9 @@ class RenderSpec:
 
     @property
     def scene(self) -> SceneSettings:
-        return SceneSettings(self.image_size, self.min_objects, self.max_objects, self.min_lights, self.max_lights)
+        return SceneSettings(
+            self.image_size, self.min_objects, self.max_objects, self.min_lights, self.max_lights
+        )
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,9 @@ class TrainSpec:
 
     @property
     def scene(self) -> SceneSettings:
-        return SceneSettings(self.image_size, self.min_objects, self.max_objects, self.min_lights, self.max_lights)
+        return SceneSettings(
+            self.image_size, self.min_objects, self.max_objects, self.min_lights, self.max_lights
+        )
 
 
 TaskSpec = RenderSpec | TrainSpec
@@ -115,7 +119,9 @@ def validate_spec(spec: AnySpec) -> AnySpec:
         where = f"{kind}.{f.name}"
         if f.name in _STR_VALUES:
             if not isinstance(value, str) or value not in _STR_VALUES[f.name]:
-                raise TaskSpecError(f"{where}: must be one of {', '.join(_STR_VALUES[f.name])}, got {value!r}")
+                raise TaskSpecError(
+                    f"{where}: must be one of {', '.join(_STR_VALUES[f.name])}, got {value!r}"
+                )
             continue
         if not isinstance(value, int) or isinstance(value, bool):
             raise TaskSpecError(f"{where}: must be an integer, got {type(value).__name__}")
@@ -123,14 +129,20 @@ def validate_spec(spec: AnySpec) -> AnySpec:
         if not low <= value <= high:
             raise TaskSpecError(f"{where}: {value} out of range {low} .. {high}")
     if spec.min_objects > spec.max_objects:
-        raise TaskSpecError(f"{kind}.min_objects: {spec.min_objects} exceeds max_objects {spec.max_objects}")
+        raise TaskSpecError(
+            f"{kind}.min_objects: {spec.min_objects} exceeds max_objects {spec.max_objects}"
+        )
     if spec.min_lights > spec.max_lights:
-        raise TaskSpecError(f"{kind}.min_lights: {spec.min_lights} exceeds max_lights {spec.max_lights}")
+        raise TaskSpecError(
+            f"{kind}.min_lights: {spec.min_lights} exceeds max_lights {spec.max_lights}"
+        )
     if isinstance(spec, TrainSpec):
         if spec.image_size > 64:
             raise TaskSpecError(f"train.image_size: {spec.image_size} out of range 16 .. 64")
         if spec.image_size % 4:
-            raise TaskSpecError(f"train.image_size: {spec.image_size} must be a multiple of 4 (two 2x2 poolings)")
+            raise TaskSpecError(
+                f"train.image_size: {spec.image_size} must be a multiple of 4 (two 2x2 poolings)"
+            )
         if spec.objective == "lights" and spec.max_lights == spec.min_lights:
             raise TaskSpecError("train.max_lights: counting lights needs more than one light count")
     return spec
@@ -201,7 +213,11 @@ def render_image_cost(scene: SceneSettings) -> int:
     """Operations to render one image of `scene` with its labels (see `unit_cost`)."""
     objects = scene.min_objects + scene.max_objects  # twice the mean number of objects
     lights = scene.min_lights + scene.max_lights  # twice the mean number of lights
-    per_pixel = RENDER_PIXEL_OPS + RENDER_OBJECT_PIXEL_OPS * objects + RENDER_SHADOW_PIXEL_OPS * objects * lights
+    per_pixel = (
+        RENDER_PIXEL_OPS
+        + RENDER_OBJECT_PIXEL_OPS * objects
+        + RENDER_SHADOW_PIXEL_OPS * objects * lights
+    )
     return RENDER_IMAGE_OPS + scene.image_size**2 * per_pixel
 
 
@@ -228,6 +244,7 @@ def unit_cost(spec: TaskSpec) -> int:
 
     if spec.arch != "cnn-small":
         raise TaskSpecError(f"train.arch: no cost model for {spec.arch!r}")
-    macs = ModelConfig(image_size=spec.image_size, direction=spec.objective == "light-direction").gemm_macs_per_image()
+    macs = ModelConfig(
+        image_size=spec.image_size, direction=spec.objective == "light-direction"
+    ).gemm_macs_per_image()
     return spec.steps_per_unit * (RENDER_PASS_OPS + spec.batch_size * (image + macs))
-

@@ -65,9 +65,18 @@ def prefix_commitments(leaves: Sequence[Leaf]) -> list[bytes]:
     return out
 
 
-def unit_seed(parent_hash: bytes, miner: bytes, attempt: int, unit_index: int, prefix: bytes, commitment: bytes) -> bytes:
+def unit_seed(
+    parent_hash: bytes,
+    miner: bytes,
+    attempt: int,
+    unit_index: int,
+    prefix: bytes,
+    commitment: bytes,
+) -> bytes:
     """Seed of unit u of trace `attempt` by miner M on parent P, after prefix C_u, for header commitment c_u."""
-    return tagged_hash("unit", parent_hash, miner, int_bytes(attempt), int_bytes(unit_index), prefix, commitment)
+    return tagged_hash(
+        "unit", parent_hash, miner, int_bytes(attempt), int_bytes(unit_index), prefix, commitment
+    )
 
 
 def trace_root(leaves: Sequence[Leaf]) -> bytes:

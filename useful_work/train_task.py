@@ -52,16 +52,24 @@ class Minibatch:
     dirs: torch.Tensor  # [B, 3] int64 dominant light direction, unit vector * 2^14
 
 
-def render_minibatch(seed: bytes, count: int, settings: SceneSettings, device: str | torch.device = "cpu") -> Minibatch:
+def render_minibatch(
+    seed: bytes, count: int, settings: SceneSettings, device: str | torch.device = "cpu"
+) -> Minibatch:
     rb = render_batch(seed, count, settings, device)
-    return Minibatch(rb.images, rb.scenes.num_lights.to(torch.int64), rb.scenes.dominant_dir.to(torch.int64))
+    return Minibatch(
+        rb.images, rb.scenes.num_lights.to(torch.int64), rb.scenes.dominant_dir.to(torch.int64)
+    )
 
 
 def step_record(step: int, stats: StepStats) -> bytes:
     """Canonical bytes of what one step computed, for the unit digest."""
     head = struct.pack("<QqqI", step, stats.loss_q, stats.dir_loss_q, stats.correct)
     logits = stats.logits.detach().cpu().numpy().astype("<i8").tobytes()
-    direction = b"" if stats.direction is None else stats.direction.detach().cpu().numpy().astype("<i8").tobytes()
+    direction = (
+        b""
+        if stats.direction is None
+        else stats.direction.detach().cpu().numpy().astype("<i8").tobytes()
+    )
     return head + logits + direction
 
 
@@ -79,9 +87,13 @@ class TrainTask:
         return self.spec.units_total
 
     def initial_state(self) -> bytes:
-        return encode_state(initial_train_state(init_params(self.config, init_key(self.spec))), self.config)
+        return encode_state(
+            initial_train_state(init_params(self.config, init_key(self.spec))), self.config
+        )
 
-    def run_steps(self, state: TrainState, seed: bytes, device: str | torch.device = "cpu") -> tuple[TrainState, list[StepStats]]:
+    def run_steps(
+        self, state: TrainState, seed: bytes, device: str | torch.device = "cpu"
+    ) -> tuple[TrainState, list[StepStats]]:
         """The unit's SGD steps on decoded state (for callers that keep the state in memory)."""
         stats: list[StepStats] = []
         for s in range(self.spec.steps_per_unit):
@@ -112,6 +124,7 @@ class TrainTask:
             "parameters": sum(p.numel() for p in ts.params.values()),
             "state_bytes": len(state),
             "weight_rms": {
-                name: round(float((p.to(torch.float64) / scale).pow(2).mean().sqrt()), 6) for name, p in ts.params.items()
+                name: round(float((p.to(torch.float64) / scale).pow(2).mean().sqrt()), 6)
+                for name, p in ts.params.items()
             },
         }

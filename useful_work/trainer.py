@@ -97,7 +97,10 @@ def inv_batch_q(batch: int) -> int:
 
 
 def output_grads(
-    logits: torch.Tensor, direction: torch.Tensor | None, counts: torch.Tensor, dirs: torch.Tensor | None
+    logits: torch.Tensor,
+    direction: torch.Tensor | None,
+    counts: torch.Tensor,
+    dirs: torch.Tensor | None,
 ) -> tuple[torch.Tensor, StepStats]:
     """dL/d(head outputs) in Q28 for the mean cross-entropy (+ DIR_LOSS_WEIGHT * mean 0.5 |r - y|^2), and the stats."""
     b = logits.shape[0]
@@ -119,7 +122,9 @@ def output_grads(
     return dz, stats
 
 
-def sgd_update(params: Params, momentum: Params, grads: Params, hyper: Hyper) -> tuple[Params, Params]:
+def sgd_update(
+    params: Params, momentum: Params, grads: Params, hyper: Hyper
+) -> tuple[Params, Params]:
     """v = momentum * v + g; w = w - lr * v, in integers, on all tensors at once (one flat vector)."""
     names = list(params)
     flat = [torch.cat([d[n].reshape(-1) for n in names]) for d in (params, momentum, grads)]
@@ -137,9 +142,13 @@ def sgd_update(params: Params, momentum: Params, grads: Params, hyper: Hyper) ->
     return new_p, new_v
 
 
-def check_labels(counts: torch.Tensor, dirs: torch.Tensor | None, batch: int, config: ModelConfig) -> None:
+def check_labels(
+    counts: torch.Tensor, dirs: torch.Tensor | None, batch: int, config: ModelConfig
+) -> None:
     if counts.dtype != torch.int64 or counts.shape != (batch,):
-        raise ValueError(f"light counts must be int64 [{batch}], got {counts.dtype} {tuple(counts.shape)}")
+        raise ValueError(
+            f"light counts must be int64 [{batch}], got {counts.dtype} {tuple(counts.shape)}"
+        )
     if batch and not (int(counts.min()) >= 1 and int(counts.max()) <= NUM_CLASSES):
         raise ValueError("light counts must be in 1 .. 3")
     if config.direction and (dirs is None or dirs.dtype != torch.int64 or dirs.shape != (batch, 3)):
@@ -158,13 +167,16 @@ def train_step(
     check_labels(counts, dirs, images.shape[0], config)
     cw = compute_weights(state.params, config)
     act = forward(cw, images, config)
-    dout, stats = output_grads(act.logits, act.direction, counts, dirs if config.direction else None)
+    dout, stats = output_grads(
+        act.logits, act.direction, counts, dirs if config.direction else None
+    )
     grads = backward(cw, act, dout, config)
     params, momentum = sgd_update(state.params, state.momentum, grads, hyper)
     return TrainState(state.step + 1, params, momentum), stats
 
 
 # ---- canonical bytes ----
+
 
 def encode_state(state: TrainState, config: ModelConfig) -> bytes:
     shapes = config.param_shapes()
@@ -174,15 +186,21 @@ def encode_state(state: TrainState, config: ModelConfig) -> bytes:
     for (name, shape), t in zip(shapes + shapes, tensors):
         if tuple(t.shape) != shape:
             raise ValueError(f"state tensor {name}: shape {tuple(t.shape)}, expected {shape}")
-        out.append(struct.pack("<BB", _DTYPE_INT32, len(shape)) + struct.pack(f"<{len(shape)}I", *shape))
+        out.append(
+            struct.pack("<BB", _DTYPE_INT32, len(shape)) + struct.pack(f"<{len(shape)}I", *shape)
+        )
         arr = t.detach().cpu().numpy()
-        if arr.size and (arr.min() < -(1 << (STATE_BITS - 1)) or arr.max() >= 1 << (STATE_BITS - 1)):
+        if arr.size and (
+            arr.min() < -(1 << (STATE_BITS - 1)) or arr.max() >= 1 << (STATE_BITS - 1)
+        ):
             raise ValueError(f"state tensor {name} does not fit int32")
         out.append(arr.astype("<i4").tobytes())
     return b"".join(out)
 
 
-def decode_state(data: bytes, config: ModelConfig, device: str | torch.device = "cpu") -> TrainState:
+def decode_state(
+    data: bytes, config: ModelConfig, device: str | torch.device = "cpu"
+) -> TrainState:
     """Parse state bytes for `config`; anything but exactly what encode_state writes is a ValueError."""
     if not isinstance(data, (bytes, bytearray)):
         raise ValueError("train state: must be bytes")
@@ -232,4 +250,3 @@ def decode_state(data: bytes, config: ModelConfig, device: str | torch.device = 
 
 def initial_train_state(params: Params) -> TrainState:
     return TrainState(0, dict(params), {n: torch.zeros_like(p) for n, p in params.items()})
-

@@ -20,7 +20,9 @@ class UnitCheck:
     output_state: bytes | None = None
 
 
-def verify_unit(task: Task, input_state: bytes, seed: bytes, leaf: Leaf, device: str = "cpu") -> UnitCheck:
+def verify_unit(
+    task: Task, input_state: bytes, seed: bytes, leaf: Leaf, device: str = "cpu"
+) -> UnitCheck:
     """Re-run the unit from its opened input state; any differing bit fails the check."""
     if state_hash(input_state) != leaf.input_hash:
         return UnitCheck(False, "opened input state does not hash to the leaf's input hash")

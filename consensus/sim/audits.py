@@ -34,8 +34,12 @@ from consensus.sim.config import AuditorsConfig
 class AuditRun:
     auditors: int
     unit_rate: float  # units per second, each auditor
-    proven: dict[int, int] = field(default_factory=dict)  # chain index of a poisoned block -> chain index of the block carrying its proof
-    replayed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # per chain index: replayed within its window by some auditor
+    proven: dict[int, int] = field(
+        default_factory=dict
+    )  # chain index of a poisoned block -> chain index of the block carrying its proof
+    replayed: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, dtype=bool)
+    )  # per chain index: replayed within its window by some auditor
     units: float = 0.0  # units replayed, all auditors
     skipped: int = 0  # picks whose window closed before the auditor reached them
     late: int = 0  # replays that ended after the window closed

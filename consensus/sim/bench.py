@@ -10,13 +10,25 @@ import json
 import time
 
 
-def scale_experiment(nodes: int = 1000, blocks: int = 10_000, seed: int = 1, degree: int = 8) -> dict:
+def scale_experiment(
+    nodes: int = 1000, blocks: int = 10_000, seed: int = 1, degree: int = 8
+) -> dict:
     pools = max(1, nodes // 100)
     small = max(0, int(nodes * 0.8) - pools)
     return {
         "name": "bench",
-        "network": {"nodes": nodes, "topology": "random-regular", "degree": degree, "latency_ms": [20, 200], "bandwidth_mbps": 50, "block_bytes": 200_000},
-        "miners": [{"name": "pool", "count": pools, "unit_rate": 50.0}, {"name": "home", "count": small, "unit_rate": 2.0}],
+        "network": {
+            "nodes": nodes,
+            "topology": "random-regular",
+            "degree": degree,
+            "latency_ms": [20, 200],
+            "bandwidth_mbps": 50,
+            "block_bytes": 200_000,
+        },
+        "miners": [
+            {"name": "pool", "count": pools, "unit_rate": 50.0},
+            {"name": "home", "count": small, "unit_rate": 2.0},
+        ],
         "work": {"unit_seconds": 0.02, "header_check_seconds": 0.0005},
         "run": {"mode": "modelled", "blocks": blocks, "seed": seed},
     }
@@ -64,8 +76,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=1000, help="nodes (default 1000; 80%% mine)")
-    parser.add_argument("--blocks", type=int, default=10_000, help="run until this height (default 10000)")
-    parser.add_argument("--degree", type=int, default=8, help="random regular graph degree (default 8)")
+    parser.add_argument(
+        "--blocks", type=int, default=10_000, help="run until this height (default 10000)"
+    )
+    parser.add_argument(
+        "--degree", type=int, default=8, help="random regular graph degree (default 8)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 

@@ -31,7 +31,20 @@ REAL_ADVERSARIES = ("none", "fabricator", "reroller")
 FLOOD_KINDS = ("bad-ticket", "fake-work")
 # consensus.attacks.REROLL_STRATEGIES (kept here so that parsing a file does not import the kernels; a test checks they agree)
 REROLL_STRATEGIES = ("last", "chained")
-SECTIONS = ("name", "description", "chain", "network", "miners", "work", "adversary", "auditors", "events", "run", "sweep", "plot")
+SECTIONS = (
+    "name",
+    "description",
+    "chain",
+    "network",
+    "miners",
+    "work",
+    "adversary",
+    "auditors",
+    "events",
+    "run",
+    "sweep",
+    "plot",
+)
 
 
 @dataclass(frozen=True)
@@ -153,11 +166,22 @@ def _keys(table: Any, section: str, allowed: set[str]) -> dict:
         raise ExperimentError(f"{section}: must be a table")
     for key in table:
         if key not in allowed:
-            raise ExperimentError(f"{section}.{key}: unknown key (known: {', '.join(sorted(allowed))})")
+            raise ExperimentError(
+                f"{section}.{key}: unknown key (known: {', '.join(sorted(allowed))})"
+            )
     return table
 
 
-def _num(table: dict, section: str, key: str, default: Any, low: float | None = None, high: float | None = None, integer: bool = False, optional: bool = False) -> Any:
+def _num(
+    table: dict,
+    section: str,
+    key: str,
+    default: Any,
+    low: float | None = None,
+    high: float | None = None,
+    integer: bool = False,
+    optional: bool = False,
+) -> Any:
     value = table.get(key, default)
     name = f"{section}.{key}"
     if optional and (value is None or value in ("none", "off")):
@@ -178,7 +202,9 @@ def _num(table: dict, section: str, key: str, default: Any, low: float | None = 
 def _choice(table: dict, section: str, key: str, default: str, choices: tuple[str, ...]) -> str:
     value = table.get(key, default)
     if value not in choices:
-        raise ExperimentError(f"{section}.{key}: must be one of {', '.join(choices)}; got {value!r}")
+        raise ExperimentError(
+            f"{section}.{key}: must be one of {', '.join(choices)}; got {value!r}"
+        )
     return value
 
 
@@ -224,7 +250,19 @@ def _miners(data: Any) -> tuple[MinerGroup, ...]:
 
 def _network(data: Any, miners: tuple[MinerGroup, ...]) -> NetworkConfig:
     section = "network"
-    table = _keys(data if data is not None else {}, section, {"nodes", "topology", "degree", "latency_ms", "bandwidth_mbps", "block_bytes", "header_bytes"})
+    table = _keys(
+        data if data is not None else {},
+        section,
+        {
+            "nodes",
+            "topology",
+            "degree",
+            "latency_ms",
+            "bandwidth_mbps",
+            "block_bytes",
+            "header_bytes",
+        },
+    )
     miner_nodes = sum(g.count for g in miners)
     nodes = _num(table, section, "nodes", max(miner_nodes, 1), 1, 1_000_000, integer=True)
     if nodes < miner_nodes:
@@ -235,12 +273,17 @@ def _network(data: Any, miners: tuple[MinerGroup, ...]) -> NetworkConfig:
         if degree >= nodes:
             raise ExperimentError(f"network.degree: {degree} must be below network.nodes ({nodes})")
         if (nodes * degree) % 2:
-            raise ExperimentError(f"network.degree: nodes * degree must be even ({nodes} * {degree})")
+            raise ExperimentError(
+                f"network.degree: nodes * degree must be even ({nodes} * {degree})"
+            )
     latency = table.get("latency_ms", 50.0)
     if isinstance(latency, list):
         if len(latency) != 2:
             raise ExperimentError("network.latency_ms: a range must be [low, high]")
-        low, high = _num({"latency_ms": latency[0]}, section, "latency_ms", 0, 0), _num({"latency_ms": latency[1]}, section, "latency_ms", 0, 0)
+        low, high = (
+            _num({"latency_ms": latency[0]}, section, "latency_ms", 0, 0),
+            _num({"latency_ms": latency[1]}, section, "latency_ms", 0, 0),
+        )
         if high < low:
             raise ExperimentError(f"network.latency_ms: range [{low}, {high}] is reversed")
     else:
@@ -259,16 +302,34 @@ def _network(data: Any, miners: tuple[MinerGroup, ...]) -> NetworkConfig:
 
 def _work(data: Any) -> WorkConfig:
     section = "work"
-    table = _keys(data if data is not None else {}, section, {"unit_seconds", "header_check_seconds"})
+    table = _keys(
+        data if data is not None else {}, section, {"unit_seconds", "header_check_seconds"}
+    )
     unit = table.get("unit_seconds", 0.02)
     unit_seconds = None if unit == "measure" else _num(table, section, "unit_seconds", 0.02, 0)
     return WorkConfig(unit_seconds, _num(table, section, "header_check_seconds", 0.0005, 0))
 
 
 _ADVERSARY_KEYS = {
-    "kind", "share", "peers", "gamma", "fabricate", "withhold", "delay_s", "rate", "flood_kind", "ban",
-    "ban_seconds", "budget_seconds", "budget_window_s", "start_s", "stop_s", "reroll_strategy", "honest_prefix",
-    "jump_at", "poison_gain",
+    "kind",
+    "share",
+    "peers",
+    "gamma",
+    "fabricate",
+    "withhold",
+    "delay_s",
+    "rate",
+    "flood_kind",
+    "ban",
+    "ban_seconds",
+    "budget_seconds",
+    "budget_window_s",
+    "start_s",
+    "stop_s",
+    "reroll_strategy",
+    "honest_prefix",
+    "jump_at",
+    "poison_gain",
 }
 
 
@@ -287,7 +348,9 @@ def _adversary(data: Any, network: NetworkConfig) -> AdversaryConfig:
     return AdversaryConfig(
         kind=kind,
         share=share if mines else 0.0,
-        peers=_num(table, section, "peers", min(network.degree, max(network.nodes, 1)), 1, integer=True),
+        peers=_num(
+            table, section, "peers", min(network.degree, max(network.nodes, 1)), 1, integer=True
+        ),
         gamma=_num(table, section, "gamma", 0.0, 0.0, 1.0),
         fabricate=fabricate,
         withhold=_num(table, section, "withhold", 1.0, 0.0, 1.0),
@@ -309,7 +372,9 @@ def _adversary(data: Any, network: NetworkConfig) -> AdversaryConfig:
 
 def _auditors(data: Any) -> AuditorsConfig:
     section = "auditors"
-    table = _keys(data if data is not None else {}, section, {"share", "blocks_share", "audit_speed"})
+    table = _keys(
+        data if data is not None else {}, section, {"share", "blocks_share", "audit_speed"}
+    )
     return AuditorsConfig(
         share=_num(table, section, "share", 0.0, 0.0, 1.0),
         blocks_share=_num(table, section, "blocks_share", 1.0, 0.0, 1.0),
@@ -334,7 +399,13 @@ def _events(data: Any) -> tuple[PartitionEvent, ...]:
         if heal <= at:
             raise ExperimentError(f"{section}.heal_s: {heal} must be after at_s ({at})")
         fractions = table.get("fractions", [0.5, 0.5])
-        if not isinstance(fractions, list) or len(fractions) < 2 or any(isinstance(f, bool) or not isinstance(f, int | float) or f <= 0 for f in fractions):
+        if (
+            not isinstance(fractions, list)
+            or len(fractions) < 2
+            or any(
+                isinstance(f, bool) or not isinstance(f, int | float) or f <= 0 for f in fractions
+            )
+        ):
             raise ExperimentError(f"{section}.fractions: must be two or more positive numbers")
         total = float(sum(fractions))
         out.append(PartitionEvent(at, heal, tuple(float(f) / total for f in fractions)))
@@ -343,7 +414,11 @@ def _events(data: Any) -> tuple[PartitionEvent, ...]:
 
 def _run(data: Any) -> RunConfig:
     section = "run"
-    table = _keys(data if data is not None else {}, section, {"mode", "blocks", "duration_s", "seed", "vary_seed", "warmup_blocks", "settle_blocks"})
+    table = _keys(
+        data if data is not None else {},
+        section,
+        {"mode", "blocks", "duration_s", "seed", "vary_seed", "warmup_blocks", "settle_blocks"},
+    )
     _bool(table, section, "vary_seed", False)
     blocks = _num(table, section, "blocks", None, 1, integer=True, optional=True)
     duration = _num(table, section, "duration_s", None, 1e-9, optional=True)
@@ -375,7 +450,7 @@ def _plot(data: Any) -> PlotConfig:
 def _sweep(data: Any) -> tuple[dict[str, list[Any]], bool]:
     table = data if data is not None else {}
     if not isinstance(table, dict):
-        raise ExperimentError("sweep: must be a table of \"section.key\" = [values]")
+        raise ExperimentError('sweep: must be a table of "section.key" = [values]')
     out: dict[str, list[Any]] = {}
     zipped = False
     for key, values in table.items():
@@ -385,10 +460,16 @@ def _sweep(data: Any) -> tuple[dict[str, list[Any]], bool]:
             zipped = values
             continue
         head = key.split(".")[0]
-        if "." not in key or head not in SECTIONS or head in ("sweep", "plot", "name", "description"):
-            raise ExperimentError(f"sweep.\"{key}\": must be a dotted key into chain, network, miners, work, adversary, events or run")
+        if (
+            "." not in key
+            or head not in SECTIONS
+            or head in ("sweep", "plot", "name", "description")
+        ):
+            raise ExperimentError(
+                f'sweep."{key}": must be a dotted key into chain, network, miners, work, adversary, events or run'
+            )
         if not isinstance(values, list) or not values:
-            raise ExperimentError(f"sweep.\"{key}\": must be a non-empty list of values")
+            raise ExperimentError(f'sweep."{key}": must be a non-empty list of values')
         out[key] = values
     if zipped and len({len(v) for v in out.values()}) > 1:
         raise ExperimentError("sweep.zip: every swept list must have the same length")
@@ -442,7 +523,9 @@ def parse_experiment(data: dict, name: str = "experiment") -> Experiment:
         auto_initial_units=auto,
     )
     if exp.honest_rate + exp.adversary_rate <= 0:
-        raise ExperimentError("miners: at least one [[miners]] group (or a mining adversary) is needed")
+        raise ExperimentError(
+            "miners: at least one [[miners]] group (or a mining adversary) is needed"
+        )
     if adversary.kind == "reroller" and adversary.honest_prefix + 2 > chain.max_units_per_block:
         # A re-rolled trace is the prefix, the fabricated leaf and (chained) one honest unit.
         raise ExperimentError(
@@ -450,14 +533,22 @@ def parse_experiment(data: dict, name: str = "experiment") -> Experiment:
         )
     if adversary.kind == "poisoner":
         if chain.reward_maturity < 2:
-            raise ExperimentError("chain.reward_maturity: a poisoner run needs a fraud window (reward_maturity >= 2: a proof goes in a block above the guilty one and below its height plus reward_maturity)")
+            raise ExperimentError(
+                "chain.reward_maturity: a poisoner run needs a fraud window (reward_maturity >= 2: a proof goes in a block above the guilty one and below its height plus reward_maturity)"
+            )
         if adversary.jump_at + 2 > chain.max_units_per_block:
-            raise ExperimentError(f"adversary.jump_at: {adversary.jump_at} leaves no winning unit under chain.max_units_per_block ({chain.max_units_per_block})")
+            raise ExperimentError(
+                f"adversary.jump_at: {adversary.jump_at} leaves no winning unit under chain.max_units_per_block ({chain.max_units_per_block})"
+            )
     if run.mode == "real":
         if adversary.kind not in REAL_ADVERSARIES:
-            raise ExperimentError(f"adversary.kind: {adversary.kind} runs in run.mode = \"modelled\" only (real mode: {', '.join(REAL_ADVERSARIES)})")
+            raise ExperimentError(
+                f'adversary.kind: {adversary.kind} runs in run.mode = "modelled" only (real mode: {", ".join(REAL_ADVERSARIES)})'
+            )
         if network.nodes + (adversary.kind != "none") > 16:
-            raise ExperimentError("network.nodes: real mode runs a handful of real nodes (at most 16)")
+            raise ExperimentError(
+                "network.nodes: real mode runs a handful of real nodes (at most 16)"
+            )
     return exp
 
 

@@ -24,7 +24,9 @@ class FabricatedBlock:
     verify_units: int  # units a verifier re-executes before it accepts or rejects
 
 
-def fabricated_block(rng: np.random.Generator, real_units: int, f: float, k: int) -> FabricatedBlock:
+def fabricated_block(
+    rng: np.random.Generator, real_units: int, f: float, k: int
+) -> FabricatedBlock:
     m = max(1, real_units)
     faked = int(rng.negative_binomial(m, 1.0 - f)) if f > 0 else 0
     claimed = m + faked
@@ -32,7 +34,9 @@ def fabricated_block(rng: np.random.Generator, real_units: int, f: float, k: int
     challenged = min(k, slots)
     if faked == 0:
         return FabricatedBlock(claimed, m, 0, claimed, False, 1 + challenged)
-    fake_positions = rng.choice(slots, size=faked, replace=False) if faked < slots else np.arange(slots)
+    fake_positions = (
+        rng.choice(slots, size=faked, replace=False) if faked < slots else np.arange(slots)
+    )
     useful = int(fake_positions.min())
     hits = int(rng.hypergeometric(faked, slots - faked, challenged)) if challenged else 0
     if hits == 0:

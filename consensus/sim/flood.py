@@ -71,7 +71,16 @@ def _banned_out(arrive: np.ndarray, ban_seconds: float) -> np.ndarray:
     return np.array(keep, dtype=np.int64)
 
 
-def plan_flood(adv: AdversaryConfig, net_cfg: NetworkConfig, net: Network, flooder: int, unit_seconds: float, header_seconds: float, until: float, rng: np.random.Generator) -> FloodPlan:
+def plan_flood(
+    adv: AdversaryConfig,
+    net_cfg: NetworkConfig,
+    net: Network,
+    flooder: int,
+    unit_seconds: float,
+    header_seconds: float,
+    until: float,
+    rng: np.random.Generator,
+) -> FloodPlan:
     start = adv.start_s
     stop = min(adv.stop_s, until) if adv.stop_s is not None else until
     size = net_cfg.header_bytes if adv.flood_kind == "bad-ticket" else net_cfg.block_bytes
@@ -80,7 +89,9 @@ def plan_flood(adv: AdversaryConfig, net_cfg: NetworkConfig, net: Network, flood
     span = max(0.0, stop - start)
     expected = adv.rate * span * len(net.neighbours[flooder])
     if expected > MAX_FLOOD_ITEMS:
-        raise ValueError(f"adversary.rate: {expected:.0f} flood blocks in this run; keep rate * duration * peers under {MAX_FLOOD_ITEMS}")
+        raise ValueError(
+            f"adversary.rate: {expected:.0f} flood blocks in this run; keep rate * duration * peers under {MAX_FLOOD_ITEMS}"
+        )
     for v in net.neighbours[flooder]:
         if adv.rate <= 0 or span <= 0:
             times = np.empty(0)
@@ -105,5 +116,9 @@ def plan_flood(adv: AdversaryConfig, net_cfg: NetworkConfig, net: Network, flood
             expensive &= rank < per_window
         cost = header_seconds + np.where(expensive, unit_seconds, 0.0)
         busy = cost > 0
-        victims.append(VictimQueue(v, arrive, cost, expensive, arrive[busy], fifo_done(arrive[busy], cost[busy])))
+        victims.append(
+            VictimQueue(
+                v, arrive, cost, expensive, arrive[busy], fifo_done(arrive[busy], cost[busy])
+            )
+        )
     return FloodPlan(victims, sent, stop)

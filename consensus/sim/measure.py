@@ -31,10 +31,23 @@ def measure_reroll_seconds(leaves: int, rolls: int = 2000) -> float:
     from useful_work.hashing import ZERO_HASH
     from useful_work.trace import Leaf, trace_root
 
-    base = [Leaf(tagged_hash("leaf-in", int_bytes(u)), tagged_hash("leaf-out", int_bytes(u)), tagged_hash("leaf", int_bytes(u)), ZERO_HASH) for u in range(leaves)]
+    base = [
+        Leaf(
+            tagged_hash("leaf-in", int_bytes(u)),
+            tagged_hash("leaf-out", int_bytes(u)),
+            tagged_hash("leaf", int_bytes(u)),
+            ZERO_HASH,
+        )
+        for u in range(leaves)
+    ]
     fake = leaves - 2 if leaves >= 2 else 0
     started = time.perf_counter()
     for roll in range(rolls):
-        base[fake] = Leaf(base[fake].input_hash, base[fake].output_hash, tagged_hash("reroll", int_bytes(roll)), ZERO_HASH)
+        base[fake] = Leaf(
+            base[fake].input_hash,
+            base[fake].output_hash,
+            tagged_hash("reroll", int_bytes(roll)),
+            ZERO_HASH,
+        )
         ticket(BlockHash(ZERO_HASH), Address(bytes(20)), trace_root(base))
     return (time.perf_counter() - started) / rolls

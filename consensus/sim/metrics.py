@@ -34,7 +34,9 @@ def _r(x: float | None, digits: int = 9) -> float | None:
 def batch_stderr(values: np.ndarray, batches: int = 20) -> float:
     """Standard error of a mean over a correlated sequence, from the spread of batch means."""
     if len(values) < 2 * batches:
-        return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+        return (
+            float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+        )
     means = np.array([c.mean() for c in np.array_split(values, batches)])
     return float(means.std(ddof=1) / math.sqrt(batches))
 
@@ -101,17 +103,28 @@ def compute(record: RunRecord, exp: Experiment) -> tuple[dict, dict]:
     intervals = found[in_w] - found[parent[in_w]]
     if len(intervals):
         m["interval_mean_s"] = _r(intervals.mean(), 6)
-        m["interval_cv"] = _r(intervals.std() / intervals.mean(), 6) if intervals.mean() > 0 else None
+        m["interval_cv"] = (
+            _r(intervals.std() / intervals.mean(), 6) if intervals.mean() > 0 else None
+        )
         m["interval_p50_s"] = _r(np.percentile(intervals, 50), 6)
         m["interval_p90_s"] = _r(np.percentile(intervals, 90), 6)
         hist_top = float(np.percentile(intervals, 99.5)) or 1.0
         counts, edges = np.histogram(intervals, bins=40, range=(0.0, hist_top))
-        d["interval_histogram"] = {"edges": [_r(e, 6) for e in edges.tolist()], "counts": counts.tolist(), "mean": _r(intervals.mean(), 6)}
+        d["interval_histogram"] = {
+            "edges": [_r(e, 6) for e in edges.tolist()],
+            "counts": counts.tolist(),
+            "mean": _r(intervals.mean(), 6),
+        }
     target_s = exp.chain.block_interval_ms / 1000
     m["chain_growth_per_s"] = _r(top / record.duration_s, 9) if record.duration_s > 0 else None
-    m["growth_vs_target"] = _r(top / record.duration_s * target_s, 6) if record.duration_s > 0 else None
+    m["growth_vs_target"] = (
+        _r(top / record.duration_s * target_s, 6) if record.duration_s > 0 else None
+    )
     steps = np.linspace(0, len(chain) - 1, min(len(chain), 200)).astype(int)
-    d["chain_growth"] = {"time_s": [_r(found[chain[i]], 4) for i in steps], "height": [int(height[chain[i]]) for i in steps]}
+    d["chain_growth"] = {
+        "time_s": [_r(found[chain[i]], 4) for i in steps],
+        "height": [int(height[chain[i]]) for i in steps],
+    }
     # propagation
     if record.propagation:
         prop = np.array([(mean, mx, reach) for _, mean, mx, reach in record.propagation])
@@ -137,19 +150,30 @@ def compute(record: RunRecord, exp: Experiment) -> tuple[dict, dict]:
             continue
         node_mask = np.zeros(n_blocks, dtype=bool)
         node_mask[1:] = np.isin(miner[1:], nodes)
-        groups.append({
-            "group": name,
-            "nodes": len(nodes),
-            "work_share": _r(rate / total_rate, 6),
-            "block_share": _r((main_w & node_mask).sum() / main_count, 6),
-            "blocks_found": int(node_mask.sum()),
-        })
+        groups.append(
+            {
+                "group": name,
+                "nodes": len(nodes),
+                "work_share": _r(rate / total_rate, 6),
+                "block_share": _r((main_w & node_mask).sum() / main_count, 6),
+                "blocks_found": int(node_mask.sum()),
+            }
+        )
     d["groups"] = groups
     miners = np.flatnonzero(pop.rate > 0)
     if len(miners) <= 100:
-        on_main_by = np.bincount(miner[main_w], minlength=pop.n) if main_w.any() else np.zeros(pop.n, dtype=int)
+        on_main_by = (
+            np.bincount(miner[main_w], minlength=pop.n)
+            if main_w.any()
+            else np.zeros(pop.n, dtype=int)
+        )
         d["miners"] = [
-            {"node": int(v), "group": pop.group[v], "work_share": _r(pop.rate[v] / total_rate, 6), "block_share": _r(on_main_by[v] / main_count, 6)}
+            {
+                "node": int(v),
+                "group": pop.group[v],
+                "work_share": _r(pop.rate[v] / total_rate, 6),
+                "block_share": _r(on_main_by[v] / main_count, 6),
+            }
             for v in miners.tolist()
         ]
     if len(groups) <= 50:
@@ -157,7 +181,13 @@ def compute(record: RunRecord, exp: Experiment) -> tuple[dict, dict]:
             m[f"block_share.{g['group']}"] = g["block_share"]
             m[f"work_share.{g['group']}"] = g["work_share"]
     adv = exp.adversary
-    if pop.adversary is not None and adv.kind in ("selfish", "withholder", "fabricator", "reroller", "poisoner"):
+    if pop.adversary is not None and adv.kind in (
+        "selfish",
+        "withholder",
+        "fabricator",
+        "reroller",
+        "poisoner",
+    ):
         series = is_adv[main_ids[(height[main_ids] > lo) & (height[main_ids] <= hi)]].astype(float)
         m["adversary_work_share"] = _r(float(pop.rate[pop.adversary]) / total_rate, 6)
         m["relative_revenue"] = _r(series.mean()) if len(series) else None
@@ -184,7 +214,11 @@ def compute(record: RunRecord, exp: Experiment) -> tuple[dict, dict]:
             k = exp.chain.spot_checks
             m["detection_rate"] = _r(rate)
             m["detection_rate_stderr"] = _r(math.sqrt(max(rate * (1 - rate), 1e-12) / n_fab))
-            m["expected_detection"] = _r(float(np.mean([theory.detection_for_units(adv.fabricate, k, int(u)) for u in units])))
+            m["expected_detection"] = _r(
+                float(
+                    np.mean([theory.detection_for_units(adv.fabricate, k, int(u)) for u in units])
+                )
+            )
             m["theory_detection"] = _r(theory.detection(adv.fabricate, k))
     if adv.kind == "reroller" and pop.adversary is not None:
         m.update(reroller_metrics(record, exp, is_adv, honest_block, valid_pub))
@@ -197,12 +231,16 @@ def compute(record: RunRecord, exp: Experiment) -> tuple[dict, dict]:
     honest_verify = float(record.verify_units[honest_node].sum())
     m["units_run"] = int(units_run)
     m["mining_units_per_block"] = _r(units_run / max(1, top), 6)
-    m["verify_units_per_node_per_block"] = _r(honest_verify / max(1, int(honest_node.sum())) / max(1, int(valid_pub.sum())), 6)
+    m["verify_units_per_node_per_block"] = _r(
+        honest_verify / max(1, int(honest_node.sum())) / max(1, int(valid_pub.sum())), 6
+    )
     m["verify_to_mining"] = _r(honest_verify / units_run, 9) if units_run else None
     m["verify_seconds_honest"] = _r(float(record.verify_seconds[honest_node].sum()), 6)
     useful = float(np.array(log.useful_units)[chain[1:]].sum())
     m["useful_fraction"] = _r(useful / units_run, 9) if units_run else None
-    m["main_chain_units_share"] = _r(float(np.array(log.real_units)[chain[1:]].sum()) / units_run, 9) if units_run else None
+    m["main_chain_units_share"] = (
+        _r(float(np.array(log.real_units)[chain[1:]].sum()) / units_run, 9) if units_run else None
+    )
     # partitions
     for i, value in enumerate(record.agreement_s):
         m[f"agreement_s.{i}" if i else "agreement_s"] = _r(value, 6)
@@ -210,12 +248,20 @@ def compute(record: RunRecord, exp: Experiment) -> tuple[dict, dict]:
         for key, value in record.flood.items():
             m[f"flood_{key}"] = _r(value, 6) if isinstance(value, float) else value
         total = m["flood_verify_seconds"] + (m["verify_seconds_honest"] or 0.0)
-        m["flood_share_of_verification"] = _r(m["flood_verify_seconds"] / total, 6) if total else None
+        m["flood_share_of_verification"] = (
+            _r(m["flood_verify_seconds"] / total, 6) if total else None
+        )
     m["cap_hits"] = record.extras.get("cap_hits", 0)
     return m, d
 
 
-def reroller_metrics(record: RunRecord, exp: Experiment, is_adv: np.ndarray, honest_block: np.ndarray, valid_pub: np.ndarray) -> dict:
+def reroller_metrics(
+    record: RunRecord,
+    exp: Experiment,
+    is_adv: np.ndarray,
+    honest_block: np.ndarray,
+    valid_pub: np.ndarray,
+) -> dict:
     """The re-roller's accepted blocks per unit it really ran, against the honest miners' (whole run).
 
     `reroller_ratio` is its accepted blocks (an honest verifier checked them and none refused
@@ -235,8 +281,14 @@ def reroller_metrics(record: RunRecord, exp: Experiment, is_adv: np.ndarray, hon
     rerolled = np.array(log.rerolled)
     checked = np.array(log.checked)
     rerolled[0] = False
-    accepted = valid_pub & checked  # a block no honest node validated (a lost tie, the run's end) is neither
-    k, h, strategy = exp.chain.spot_checks, exp.adversary.honest_prefix, exp.adversary.reroll_strategy
+    accepted = (
+        valid_pub & checked
+    )  # a block no honest node validated (a lost tie, the run's end) is neither
+    k, h, strategy = (
+        exp.chain.spot_checks,
+        exp.adversary.honest_prefix,
+        exp.adversary.reroll_strategy,
+    )
     m: dict = {}
     adv_units = int(record.units_run[adv_node])
     honest_units = int(record.units_run[honest_node].sum())
@@ -252,7 +304,9 @@ def reroller_metrics(record: RunRecord, exp: Experiment, is_adv: np.ndarray, hon
     predicted = record.extras.get("reroll_refusal_predicted")
     if predicted is not None:
         # Real mode: the refusals the challenge rule predicts from each block's ticket, to set against the real validation's.
-        m["rerolled_refused_predicted"] = int(sum(1 for b in np.flatnonzero(ground).tolist() if predicted.get(b)))
+        m["rerolled_refused_predicted"] = int(
+            sum(1 for b in np.flatnonzero(ground).tolist() if predicted.get(b))
+        )
     m["honest_blocks_per_unit"] = _r(honest_ok / honest_units) if honest_units else None
     m["reroller_blocks_per_unit"] = _r(adv_ok / adv_units) if adv_units else None
     if honest_units and honest_ok and adv_units:
@@ -260,17 +314,25 @@ def reroller_metrics(record: RunRecord, exp: Experiment, is_adv: np.ndarray, hon
         ratio = adv_ok / adv_units / honest_rate
         m["reroller_ratio"] = _r(ratio)
         # Poisson counts on both sides (the plug-in estimate: no error on a count of zero).
-        m["reroller_ratio_stderr"] = _r(ratio * math.sqrt(1 / max(adv_ok, 1) + 1 / honest_ok) if adv_ok else 0.0)
+        m["reroller_ratio_stderr"] = _r(
+            ratio * math.sqrt(1 / max(adv_ok, 1) + 1 / honest_ok) if adv_ok else 0.0
+        )
         rerolled_ratio = adv_rerolled_ok / adv_units / honest_rate
         m["reroller_ratio_rerolled"] = _r(rerolled_ratio)
-        m["reroller_ratio_rerolled_stderr"] = _r(rerolled_ratio * math.sqrt(1 / max(adv_rerolled_ok, 1) + 1 / honest_ok) if adv_rerolled_ok else 0.0)
+        m["reroller_ratio_rerolled_stderr"] = _r(
+            rerolled_ratio * math.sqrt(1 / max(adv_rerolled_ok, 1) + 1 / honest_ok)
+            if adv_rerolled_ok
+            else 0.0
+        )
     if ground.any():
         n = int(ground.sum())
         rate = 1 - m["rerolled_refused"] / n
         m["reroll_acceptance"] = _r(rate)
         m["reroll_acceptance_stderr"] = _r(math.sqrt(max(rate * (1 - rate), 1e-12) / n))
         units = np.array(log.units)[ground]
-        m["expected_reroll_acceptance"] = _r(float(np.mean([theory.reroll_acceptance(strategy, k, int(u)) for u in units])))
+        m["expected_reroll_acceptance"] = _r(
+            float(np.mean([theory.reroll_acceptance(strategy, k, int(u)) for u in units]))
+        )
     accept = theory.reroll_acceptance(strategy, k, h + 2)
     m["theory_reroll_acceptance"] = _r(accept)
     prefix_units = float(record.extras.get("reroll_prefix_units", 0.0))
@@ -289,11 +351,17 @@ def reroller_metrics(record: RunRecord, exp: Experiment, is_adv: np.ndarray, hon
     if "reroll_hashes" in record.extras:
         m["reroller_hashes"] = int(record.extras["reroll_hashes"])
     if "reroll_idle_s" in record.extras:
-        m["reroller_idle_share"] = _r(record.extras["reroll_idle_s"] / record.duration_s, 6) if record.duration_s > 0 else None
+        m["reroller_idle_share"] = (
+            _r(record.extras["reroll_idle_s"] / record.duration_s, 6)
+            if record.duration_s > 0
+            else None
+        )
     return m
 
 
-def poisoner_metrics(record: RunRecord, exp: Experiment, on_main: np.ndarray, chain: np.ndarray, lo: int) -> tuple[dict, dict]:
+def poisoner_metrics(
+    record: RunRecord, exp: Experiment, on_main: np.ndarray, chain: np.ndarray, lo: int
+) -> tuple[dict, dict]:
     """The poisoner's blocks (consensus/sim/poison.py) against the auditors (consensus/sim/audits.py).
 
     Counted: its blocks whose trace holds the jump leaf, above run.warmup_blocks and low enough that
@@ -339,12 +407,23 @@ def poisoner_metrics(record: RunRecord, exp: Experiment, on_main: np.ndarray, ch
         se = math.sqrt(max(survival * (1 - survival), 1e-12) / decided)
         m["poison_spot_pass"] = _r(passed)
         m["poison_spot_pass_stderr"] = _r(math.sqrt(max(passed * (1 - passed), 1e-12) / decided))
-        m["theory_poison_spot_pass"] = _r(float(np.mean([spot_pass(exp.adversary.jump_at, x["poisoned"][b][0], k) for b in refused + main])))
+        m["theory_poison_spot_pass"] = _r(
+            float(
+                np.mean(
+                    [
+                        spot_pass(exp.adversary.jump_at, x["poisoned"][b][0], k)
+                        for b in refused + main
+                    ]
+                )
+            )
+        )
         m["poison_survival"] = _r(survival)
         m["poison_survival_stderr"] = _r(se)
         m["poison_reward"] = _r(survival * (1 + gain) - 1)
         m["poison_reward_stderr"] = _r((1 + gain) * se)
-        m["poison_reward_unaudited"] = _r(passed * (1 + gain) - 1)  # the same blocks with no fraud proofs
+        m["poison_reward_unaudited"] = _r(
+            passed * (1 + gain) - 1
+        )  # the same blocks with no fraud proofs
         # Closed form for auditors that keep up (every pick replayed within the window): each of the
         # A auditors misses a block with probability 1 - blocks_share.
         missed = (1 - exp.auditors.blocks_share) ** x["auditors"]
@@ -355,13 +434,24 @@ def poisoner_metrics(record: RunRecord, exp: Experiment, on_main: np.ndarray, ch
         m["poison_burned"] = _r(len(caught) / decided * (1 - share))
     if main:
         m["poison_detection"] = _r(len(caught) / len(main))
-        lives = np.array([proven[b] - log.height[b] if b in proven else maturity for b in main], dtype=float)
+        lives = np.array(
+            [proven[b] - log.height[b] if b in proven else maturity for b in main], dtype=float
+        )
         m["poison_survival_blocks"] = _r(float(lives.mean()), 6)
-        m["poison_survival_blocks_stderr"] = _r(float(lives.std(ddof=1) / math.sqrt(len(lives))) if len(lives) > 1 else None, 6)
+        m["poison_survival_blocks_stderr"] = _r(
+            float(lives.std(ddof=1) / math.sqrt(len(lives))) if len(lives) > 1 else None, 6
+        )
         if caught:
-            m["poison_survival_blocks_proven"] = _r(float(np.mean([proven[b] - log.height[b] for b in caught])), 6)
-        counts, edges = np.histogram(lives, bins=min(maturity, 40), range=(0.0, float(maturity) + 1e-9))
-        d["poison_survival_histogram"] = {"edges": [_r(e, 6) for e in edges.tolist()], "counts": counts.tolist()}
+            m["poison_survival_blocks_proven"] = _r(
+                float(np.mean([proven[b] - log.height[b] for b in caught])), 6
+            )
+        counts, edges = np.histogram(
+            lives, bins=min(maturity, 40), range=(0.0, float(maturity) + 1e-9)
+        )
+        d["poison_survival_histogram"] = {
+            "edges": [_r(e, 6) for e in edges.tolist()],
+            "counts": counts.tolist(),
+        }
     window = [b for b in chain[1:].tolist() if lo < log.height[b] <= top - maturity + 1]
     if window:
         replayed = x["audit_replayed"]

@@ -71,7 +71,12 @@ class ModelledSim:
             self.kind[self.adv] = exp.adversary.kind
         # Nodes that pass on others' blocks: honest ones, and adversaries that are plain nodes otherwise.
         self.relay = self.pop.honest.copy()
-        if self.adv is not None and exp.adversary.kind in ("fabricator", "withholder", "reroller", "poisoner"):
+        if self.adv is not None and exp.adversary.kind in (
+            "fabricator",
+            "withholder",
+            "reroller",
+            "poisoner",
+        ):
             self.relay[self.adv] = True
         self.honest = self.pop.honest
         self.miners = self.pop.miners
@@ -91,7 +96,9 @@ class ModelledSim:
         self.tip_acc = np.zeros(n)
         self.accept: dict[int, np.ndarray] = {}
         self.accept_max: list[float] = [0.0]
-        self.in_flight: dict[int, None] = {}  # blocks that have not yet reached every node they will reach
+        self.in_flight: dict[
+            int, None
+        ] = {}  # blocks that have not yet reached every node they will reach
         self.due: list[tuple[float, int, int]] = []  # heap: (next arrival time, block, version)
         self.version: dict[int, int] = {}
         # Per in-flight block: node indexes in arrival order, their arrival times (then inf), how many were taken.
@@ -99,13 +106,20 @@ class ModelledSim:
         self.arrival_times: dict[int, list[float]] = {}
         self.cursor: dict[int, int] = {}
         self._flight_bound: float | None = None
-        self._tips_bound: float | None = None  # max over miners' tips of target / 2^256, while tips stay put
+        self._tips_bound: float | None = (
+            None  # max over miners' tips of target / 2^256, while tips stay put
+        )
         self.last_own = np.zeros(n)
         self.queue = EventQueue()
         self.rows: dict[tuple[int, float], np.ndarray] = {}
         lat_max = float(self.net.latency.max()) if len(self.net.latency) else 0.0
         # A bound on how long a message can be under way, to know when a partition may matter.
-        self.max_delay = self.pop.n * (lat_max + exp.network.block_bytes / exp.network.bandwidth_bytes_s + exp.work.header_check_seconds + (self.params.spot_checks + 1) * unit_seconds)
+        self.max_delay = self.pop.n * (
+            lat_max
+            + exp.network.block_bytes / exp.network.bandwidth_bytes_s
+            + exp.work.header_check_seconds
+            + (self.params.spot_checks + 1) * unit_seconds
+        )
         self.now = 0.0
         self.verify_units = np.zeros(n, dtype=np.int64)
         self.verify_checks = np.zeros(n, dtype=np.int64)  # blocks each node verified
@@ -125,8 +139,12 @@ class ModelledSim:
         self.flood: FloodPlan | None = None
         self.waits: dict = {}
         self.reroll: RerollAttempts | None = None
-        self.mining_end: float | None = None  # set when mining stops; the re-roller's events are void after it
-        self.poisoned: dict[int, PoisonedBlock] = {}  # the poisoner's blocks whose trace holds its jump leaf
+        self.mining_end: float | None = (
+            None  # set when mining stops; the re-roller's events are void after it
+        )
+        self.poisoned: dict[
+            int, PoisonedBlock
+        ] = {}  # the poisoner's blocks whose trace holds its jump leaf
         if exp.adversary.kind == "poisoner":
             from consensus.tickets import challenged_units
 
@@ -137,24 +155,39 @@ class ModelledSim:
             )
 
             self._challenged = challenged_units
-            self.reroll = RerollAttempts(exp.adversary.reroll_strategy, exp.adversary.honest_prefix, float(self.pop.rate[self.adv]))
+            self.reroll = RerollAttempts(
+                exp.adversary.reroll_strategy,
+                exp.adversary.honest_prefix,
+                float(self.pop.rate[self.adv]),
+            )
             self.queue.push(0.0, "reroll-tip", 0)
         if exp.adversary.kind == "flooder":
             assert self.adv is not None  # a flooder run has an adversary
             self.flood = plan_flood(
-                exp.adversary, exp.network, self.net, self.adv, unit_seconds, exp.work.header_check_seconds, self._expected_end(), self.rng
+                exp.adversary,
+                exp.network,
+                self.net,
+                self.adv,
+                unit_seconds,
+                exp.work.header_check_seconds,
+                self._expected_end(),
+                self.rng,
             )
             self.waits = self.flood.waits
         work0 = self.log.work[0]
         if work0 >= 1 << 62:
-            raise ValueError("chain.initial_units_per_block: chain work would not fit the simulator's 64-bit columns")
+            raise ValueError(
+                "chain.initial_units_per_block: chain work would not fit the simulator's 64-bit columns"
+            )
 
     def _expected_end(self) -> float:
         run = self.exp.run
         if run.duration_s is not None:
             return run.duration_s
         assert run.blocks is not None  # a run stops after a duration or at a height
-        return 1.5 * run.blocks * self.params.block_interval_ms / 1000 + max((e.heal_s for e in self.exp.events), default=0.0)
+        return 1.5 * run.blocks * self.params.block_interval_ms / 1000 + max(
+            (e.heal_s for e in self.exp.events), default=0.0
+        )
 
     # --- views -----------------------------------------------------------------------------
 
@@ -184,7 +217,13 @@ class ModelledSim:
                 heapq.heappush(due, (times[end], b, version))
             else:
                 self._flight_bound = None
-                del self.cursor[b], self.arrival_times[b], self.arrival_order[b], self.version[b], self.in_flight[b]
+                del (
+                    self.cursor[b],
+                    self.arrival_times[b],
+                    self.arrival_order[b],
+                    self.version[b],
+                    self.in_flight[b],
+                )
                 if len(times) - 1 == self.pop.n:
                     del self.accept[b]  # everyone has it: its children need no arrival constraint
 
@@ -233,7 +272,9 @@ class ModelledSim:
         time_ms = max(p.genesis_time_ms + round(t * 1000), self.time_ms[parent])
         work = chain_work_after(log.work[parent], target)
         if work >= 1 << 62:
-            raise ValueError("chain work outgrew the simulator's 64-bit columns; use fewer blocks or an easier chain")
+            raise ValueError(
+                "chain work outgrew the simulator's 64-bit columns; use fewer blocks or an easier chain"
+            )
         b = log.add(parent, height, m, t, units, real, useful, work)
         self.time_ms.append(time_ms)
         child = next_target(p, height, target, time_ms, self.time_ms[parent])
@@ -243,14 +284,23 @@ class ModelledSim:
         self.block_verify_units.append(1 + min(self.k, units - 1))
         return b
 
-    def _accept_times(self, src: int, accepted_at: float, t: float, verify_s: float, parent_accept: np.ndarray | None) -> np.ndarray:
+    def _accept_times(
+        self,
+        src: int,
+        accepted_at: float,
+        t: float,
+        verify_s: float,
+        parent_accept: np.ndarray | None,
+    ) -> np.ndarray:
         """When each node accepts a block published by `src` at t (the network model's fixpoint).
 
         Without a flood, and away from partitions, that is t plus a fixed row per source (cached);
         the row holds whenever every node already had the parent by the time the block reached it.
         """
         size = self.exp.network.block_bytes
-        quiet = not self.waits and not any(c.start - self.max_delay <= t < c.end for c in self.net.cuts)
+        quiet = not self.waits and not any(
+            c.start - self.max_delay <= t < c.end for c in self.net.cuts
+        )
         key = (src, verify_s)
         row = self.rows.get(key) if quiet else None
         if row is None and quiet and len(self.rows) < 4 * self.pop.n:
@@ -261,7 +311,16 @@ class ModelledSim:
             acc[src] = accepted_at
             if parent_accept is None or (acc - verify_s >= parent_accept).all():
                 return acc
-        acc, _ = self.net.propagate(src, accepted_at, t, size, verify_s, self.relay, parent_accept=parent_accept, waits=self.waits)
+        acc, _ = self.net.propagate(
+            src,
+            accepted_at,
+            t,
+            size,
+            verify_s,
+            self.relay,
+            parent_accept=parent_accept,
+            waits=self.waits,
+        )
         return acc
 
     def _verify_seconds(self, units: int) -> float:
@@ -274,7 +333,9 @@ class ModelledSim:
         own = self.accept.get(b)
         accepted_at = float(own[src]) if own is not None and own[src] < INF else t
         vunits = self.block_verify_units[b]
-        acc = self._accept_times(src, accepted_at, t, self._verify_seconds(vunits), self.accept.get(parent))
+        acc = self._accept_times(
+            src, accepted_at, t, self._verify_seconds(vunits), self.accept.get(parent)
+        )
         self.accept[b] = acc
         log.published[b] = t
         self._track(b, acc)
@@ -299,7 +360,9 @@ class ModelledSim:
         if count:
             log.checked[b] = True
         if others:
-            self.propagation.append((b, total / count, latest, count / others) if count else (b, INF, INF, 0.0))
+            self.propagation.append(
+                (b, total / count, latest, count / others) if count else (b, INF, INF, 0.0)
+            )
         if self.selfish_state is not None and src != self.adv and acc[self.adv] < INF:
             self.queue.push(float(acc[self.adv]), "notify", b)
         if self.reroll is not None and acc[self.adv] < INF:
@@ -399,7 +462,9 @@ class ModelledSim:
             if pb.claimed > self.params.max_units_per_block:
                 self.cap_hits += 1
                 return None
-            b = self._new_block(m, parent, t, pb.claimed, real, pb.jump)  # the units after the jump work on the poisoned state
+            b = self._new_block(
+                m, parent, t, pb.claimed, real, pb.jump
+            )  # the units after the jump work on the poisoned state
             self.poisoned[b] = pb
             self.last_own[m] = t
             if pb.refused:
@@ -421,7 +486,9 @@ class ModelledSim:
             self.accept_max[b] = t
             self._track(b, acc)
             assert self.selfish_state is not None
-            self.selfish_state, shown = selfish.on_own_block(self.selfish_state, b, self.log.height[b])
+            self.selfish_state, shown = selfish.on_own_block(
+                self.selfish_state, b, self.log.height[b]
+            )
             self.head_since = t
             for x in shown:
                 self._publish(x, t)
@@ -435,7 +502,9 @@ class ModelledSim:
         if kind == "notify":
             assert self.selfish_state is not None
             before = self.selfish_state.head
-            self.selfish_state, shown = selfish.on_public_block(self.selfish_state, payload, self.log.height[payload])
+            self.selfish_state, shown = selfish.on_public_block(
+                self.selfish_state, payload, self.log.height[payload]
+            )
             if self.selfish_state.head != before:
                 self.head_since = t
             for x in shown:
@@ -488,7 +557,11 @@ class ModelledSim:
             t = self.now = t_cand
             self.candidates += 1
             self._advance(t)
-            i = int(np.searchsorted(self.cum_rates, self.draws.uniform() * self.total_rate, side="right"))
+            i = int(
+                np.searchsorted(
+                    self.cum_rates, self.draws.uniform() * self.total_rate, side="right"
+                )
+            )
             m = int(self.miners[min(i, len(self.miners) - 1)])
             parent = self._parent_of(m)
             if self.draws.uniform() * bound >= self.qchild.a[parent]:
@@ -522,7 +595,10 @@ class ModelledSim:
         while len(self.queue):
             t, kind, payload = self.queue.pop()
             self.now = max(t, end)
-            if kind in ("heal", "agree") and self.exp.events[payload if kind == "heal" else payload[0]].heal_s > end:
+            if (
+                kind in ("heal", "agree")
+                and self.exp.events[payload if kind == "heal" else payload[0]].heal_s > end
+            ):
                 continue  # the run ended before this partition healed
             self._handle(self.now, kind, payload)
         self._advance(INF)
@@ -542,7 +618,9 @@ class ModelledSim:
                 "reroll_expected_prefix": rr.expected_prefix,
                 "reroll_expected_roll": rr.expected_roll,
                 "reroll_idle_s": rr.idle_s,
-                "reroll_hashes": rr.hashes if rr.strategy == "last" else int(rr.roll_units),  # chained: a fabricated leaf per re-roll unit
+                "reroll_hashes": rr.hashes
+                if rr.strategy == "last"
+                else int(rr.roll_units),  # chained: a fabricated leaf per re-roll unit
             }
         if self.exp.adversary.kind == "poisoner":
             extras.update(self._audits(best))
@@ -558,7 +636,8 @@ class ModelledSim:
             tips=self.tip.copy(),
             units_run=units_run,
             verify_units=self.verify_units,
-            verify_seconds=self.verify_units * self.unit_seconds + self.verify_checks * self.exp.work.header_check_seconds,
+            verify_seconds=self.verify_units * self.unit_seconds
+            + self.verify_checks * self.exp.work.header_check_seconds,
             propagation=self.propagation,
             agreement_s=self.agreement,
             flood=flood,
@@ -566,11 +645,12 @@ class ModelledSim:
                 "cap_hits": self.cap_hits,
                 "candidates": self.candidates,
                 "gamma_realised": self.net.gamma_realised,
-                "partition_sides": [cut.group.tolist() for cut in self.net.cuts] if self.pop.n <= 64 else None,
+                "partition_sides": [cut.group.tolist() for cut in self.net.cuts]
+                if self.pop.n <= 64
+                else None,
                 **extras,
             },
         )
-
 
     def _audits(self, best: int) -> dict:
         """The auditors' replays over the best chain (consensus/sim/audits.py) and the poisoner's blocks."""
@@ -580,13 +660,31 @@ class ModelledSim:
         chain = main_chain(self.log.parent, best)[1:]
         found = np.array(self.log.found)[chain]
         units = np.array(self.log.units)[chain]
-        jump = np.array([self.poisoned[b].jump if b in self.poisoned else -1 for b in chain.tolist()], dtype=np.int64)
+        jump = np.array(
+            [self.poisoned[b].jump if b in self.poisoned else -1 for b in chain.tolist()],
+            dtype=np.int64,
+        )
         honest_miners = self.miners[self.honest[self.miners]]
-        unit_rate = float(self.pop.rate[honest_miners].mean()) if len(honest_miners) else float(self.pop.rate[self.miners].mean())
-        audit = audit_chain(self.exp.auditors, self.exp.run.seed, self.honest_idx, found, units, jump, self.params.reward_maturity, unit_rate)
+        unit_rate = (
+            float(self.pop.rate[honest_miners].mean())
+            if len(honest_miners)
+            else float(self.pop.rate[self.miners].mean())
+        )
+        audit = audit_chain(
+            self.exp.auditors,
+            self.exp.run.seed,
+            self.honest_idx,
+            found,
+            units,
+            jump,
+            self.params.reward_maturity,
+            unit_rate,
+        )
         return {
             "poisoned": {b: (pb.claimed, pb.refused) for b, pb in self.poisoned.items()},
-            "poison_proven": {int(chain[i]): int(self.log.height[chain[j]]) for i, j in audit.proven.items()},
+            "poison_proven": {
+                int(chain[i]): int(self.log.height[chain[j]]) for i, j in audit.proven.items()
+            },
             "audit_replayed": {int(chain[i]) for i in np.flatnonzero(audit.replayed).tolist()},
             "auditors": audit.auditors,
             "audit_unit_rate": audit.unit_rate,
@@ -610,7 +708,9 @@ def flood_summary(plan: FloodPlan, end: float, kind: str) -> dict:
         per_victim.append(s)
         busy_in = q.busy_arrive <= end
         if busy_in.any():
-            worst_backlog = max(worst_backlog, float((q.done[busy_in] - q.busy_arrive[busy_in]).max()))
+            worst_backlog = max(
+                worst_backlog, float((q.done[busy_in] - q.busy_arrive[busy_in]).max())
+            )
     return {
         "kind": kind,
         "sent": plan.sent,

@@ -54,7 +54,9 @@ class Network:
         counts = np.bincount(self.ev, minlength=self.n)
         self.has_in = counts > 0
         self.starts = (np.cumsum(counts) - counts)[self.has_in]
-        self.index = {(int(u), int(v)): i for i, (u, v) in enumerate(zip(self.eu.tolist(), self.ev.tolist()))}
+        self.index = {
+            (int(u), int(v)): i for i, (u, v) in enumerate(zip(self.eu.tolist(), self.ev.tolist()))
+        }
         self.neighbours: list[list[int]] = [[] for _ in range(self.n)]
         for u, v in zip(self.eu.tolist(), self.ev.tolist()):
             self.neighbours[u].append(v)
@@ -147,7 +149,11 @@ def build_network(exp: Experiment, pop: Population, rng: np.random.Generator) ->
     eu: list[int] = []
     ev: list[int] = []
     lat: list[float] = []
-    draws = rng.uniform(low, high, size=len(honest_edges)) if high > low else np.full(len(honest_edges), low)
+    draws = (
+        rng.uniform(low, high, size=len(honest_edges))
+        if high > low
+        else np.full(len(honest_edges), low)
+    )
     for (u, v), d in zip(honest_edges, draws.tolist()):
         eu += [u, v]
         ev += [v, u]
@@ -193,5 +199,7 @@ def build_network(exp: Experiment, pop: Population, rng: np.random.Generator) ->
             start = end
         if a is not None:
             side[a] = 0
-        network.cuts.append(Cut(event.at_s, event.heal_s, side[network.eu] != side[network.ev], side))
+        network.cuts.append(
+            Cut(event.at_s, event.heal_s, side[network.eu] != side[network.ev], side)
+        )
     return network

@@ -16,7 +16,10 @@ def results_document(name: str, data: dict, results: list[PointResult]) -> dict:
         "experiment": name,
         "config": data,
         "sweep": list(results[0].values) if results else [],
-        "points": [{"index": r.index, "values": r.values, "metrics": r.metrics, "details": r.details} for r in results],
+        "points": [
+            {"index": r.index, "values": r.values, "metrics": r.metrics, "details": r.details}
+            for r in results
+        ],
     }
 
 
@@ -43,9 +46,15 @@ def csv_columns(results: list[PointResult]) -> list[str]:
     return ["index", *swept, *metrics]
 
 
-def write_outputs(out: Path, name: str, data: dict, results: list[PointResult], total_wall_s: float, workers: int) -> dict[str, Path]:
+def write_outputs(
+    out: Path, name: str, data: dict, results: list[PointResult], total_wall_s: float, workers: int
+) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "points.json", "csv": out / "points.csv", "timings": out / "timings.json"}
+    paths = {
+        "json": out / "points.json",
+        "csv": out / "points.csv",
+        "timings": out / "timings.json",
+    }
     paths["json"].write_text(to_json(results_document(name, data, results)) + "\n")
     columns = csv_columns(results)
     with paths["csv"].open("w", newline="") as fh:
@@ -57,37 +66,89 @@ def write_outputs(out: Path, name: str, data: dict, results: list[PointResult], 
     timings = {
         "total_wall_s": round(total_wall_s, 3),
         "workers": workers,
-        "points": [{"index": r.index, "wall_s": round(r.wall_s, 3), "peak_rss_mb": round(r.peak_rss_mb, 1)} for r in results],
+        "points": [
+            {"index": r.index, "wall_s": round(r.wall_s, 3), "peak_rss_mb": round(r.peak_rss_mb, 1)}
+            for r in results
+        ],
     }
     paths["timings"].write_text(json.dumps(timings, indent=1) + "\n")
     return paths
 
 
 SUMMARY_METRICS = {
-    "selfish": ["relative_revenue", "relative_revenue_stderr", "theory_relative_revenue", "honest_stale_rate"],
-    "fabricator": ["detection_rate", "detection_rate_stderr", "expected_detection", "theory_detection", "relative_revenue"],
+    "selfish": [
+        "relative_revenue",
+        "relative_revenue_stderr",
+        "theory_relative_revenue",
+        "honest_stale_rate",
+    ],
+    "fabricator": [
+        "detection_rate",
+        "detection_rate_stderr",
+        "expected_detection",
+        "theory_detection",
+        "relative_revenue",
+    ],
     "withholder": ["relative_revenue", "adversary_work_share", "stale_rate", "growth_vs_target"],
-    "flooder": ["flood_verify_seconds", "verify_seconds_honest", "flood_max_wait_s", "honest_stale_rate"],
+    "flooder": [
+        "flood_verify_seconds",
+        "verify_seconds_honest",
+        "flood_max_wait_s",
+        "honest_stale_rate",
+    ],
     "reroller": [
-        "reroller_ratio", "reroller_ratio_stderr", "reroller_ratio_expected", "theory_reroller_ratio", "reroller_ratio_rerolled",
-        "reroll_acceptance", "theory_reroll_acceptance", "rerolled_blocks", "reroller_blocks", "reroller_units_run",
+        "reroller_ratio",
+        "reroller_ratio_stderr",
+        "reroller_ratio_expected",
+        "theory_reroller_ratio",
+        "reroller_ratio_rerolled",
+        "reroll_acceptance",
+        "theory_reroll_acceptance",
+        "rerolled_blocks",
+        "reroller_blocks",
+        "reroller_units_run",
     ],
     "poisoner": [
-        "auditors", "poison_reward", "poison_reward_stderr", "theory_poison_reward", "poison_survival", "theory_poison_survival",
-        "poison_spot_pass", "theory_poison_spot_pass", "poison_survival_blocks", "audit_coverage", "audit_to_mining", "poison_main",
+        "auditors",
+        "poison_reward",
+        "poison_reward_stderr",
+        "theory_poison_reward",
+        "poison_survival",
+        "theory_poison_survival",
+        "poison_spot_pass",
+        "theory_poison_spot_pass",
+        "poison_survival_blocks",
+        "audit_coverage",
+        "audit_to_mining",
+        "poison_main",
     ],
-    "none": ["fork_rate", "theory_fork_rate", "stale_rate", "theory_stale_rate", "useful_fraction", "agreement_s"],
+    "none": [
+        "fork_rate",
+        "theory_fork_rate",
+        "stale_rate",
+        "theory_stale_rate",
+        "useful_fraction",
+        "agreement_s",
+    ],
 }
 
 
 def summary_table(results: list[PointResult], kind: str) -> str:
     keys = list(results[0].values) if results else []
-    metrics = [m for m in SUMMARY_METRICS.get(kind, SUMMARY_METRICS["none"]) if any(m in r.metrics for r in results)]
+    metrics = [
+        m
+        for m in SUMMARY_METRICS.get(kind, SUMMARY_METRICS["none"])
+        if any(m in r.metrics for r in results)
+    ]
     metrics += ["height", "duration_s"]
     header = ["#", *keys, *metrics]
     rows = []
     for r in results:
-        cells = [str(r.index)] + [_fmt(r.values.get(k)) for k in keys] + [_fmt(r.metrics.get(m)) for m in metrics]
+        cells = (
+            [str(r.index)]
+            + [_fmt(r.values.get(k)) for k in keys]
+            + [_fmt(r.metrics.get(m)) for m in metrics]
+        )
         rows.append(cells)
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]

@@ -61,7 +61,11 @@ def choose_axes(doc: dict) -> tuple[str | None, str | None, list[str]]:
     if x is None:
         if config.get("sweep", {}).get("zip") and len(swept) > 1:
             return "point", None, y
-        if kind == "none" and "delay_over_interval" in metrics and any(k.startswith(("network.", "chain.block_interval")) for k in swept):
+        if (
+            kind == "none"
+            and "delay_over_interval" in metrics
+            and any(k.startswith(("network.", "chain.block_interval")) for k in swept)
+        ):
             x = "delay_over_interval"
         elif default_x in swept:
             x = default_x
@@ -73,11 +77,21 @@ def choose_axes(doc: dict) -> tuple[str | None, str | None, list[str]]:
     return x, series, y
 
 
-def _theory_curve(y: str, x: str, xs: np.ndarray, points: list[dict]) -> tuple[np.ndarray, np.ndarray, str] | None:
+def _theory_curve(
+    y: str, x: str, xs: np.ndarray, points: list[dict]
+) -> tuple[np.ndarray, np.ndarray, str] | None:
     grid = np.linspace(max(0.0, float(xs.min()) * 0.9), float(xs.max()) * 1.05, 200)
-    if y == "relative_revenue" and x == "adversary.share" and all(p["metrics"].get("gamma_realised") is not None for p in points):
+    if (
+        y == "relative_revenue"
+        and x == "adversary.share"
+        and all(p["metrics"].get("gamma_realised") is not None for p in points)
+    ):
         g = float(np.mean([p["metrics"]["gamma_realised"] for p in points]))
-        return grid, np.array([theory.selfish_revenue(a, g) for a in grid]), f"Eyal-Sirer, gamma={g:.2f}"
+        return (
+            grid,
+            np.array([theory.selfish_revenue(a, g) for a in grid]),
+            f"Eyal-Sirer, gamma={g:.2f}",
+        )
     if y == "detection_rate" and x == "adversary.fabricate":
         k = int(points[0]["metrics"].get("spot_checks", 4))
         grid = np.linspace(0, max(float(xs.max()) * 1.05, 0.05), 200)
@@ -103,50 +117,92 @@ def plot_curve(doc: dict, x: str, series: str | None, y: str, path: Path) -> Pat
     categorical = not _numeric(xs_all)
     labels: list[str] = []
     if categorical:
-        labels = sorted({_label(v) for v in xs_all}, key=lambda s: [_label(_value(p, x)) for p in points].index(s))
+        labels = sorted(
+            {_label(v) for v in xs_all},
+            key=lambda s: [_label(_value(p, x)) for p in points].index(s),
+        )
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for gi, members in enumerate(groups.values()):
         colour = colours[gi % len(colours)]
-        members = sorted(members, key=lambda p: labels.index(_label(_value(p, x))) if categorical else _value(p, x))
-        xs = np.array([labels.index(_label(_value(p, x))) if categorical else float(_value(p, x)) for p in members])
+        members = sorted(
+            members,
+            key=lambda p: labels.index(_label(_value(p, x))) if categorical else _value(p, x),
+        )
+        xs = np.array(
+            [
+                labels.index(_label(_value(p, x))) if categorical else float(_value(p, x))
+                for p in members
+            ]
+        )
         ys = np.array([float(_value(p, y)) for p in members])
         err = [p["metrics"].get(f"{y}_stderr") for p in members]
         name = f"{series}={_label(_value(members[0], series))}" if series else "simulated"
         if categorical:
             width = 0.8 / max(1, len(groups))
-            bars = ax.bar(xs + gi * width - 0.4 + width / 2, ys, width=width, color=colour, label=name)
+            bars = ax.bar(
+                xs + gi * width - 0.4 + width / 2, ys, width=width, color=colour, label=name
+            )
             ax.bar_label(bars, labels=[f"{v:.3g}" for v in ys], fontsize=7)
             positive = ys[ys > 0]
             if len(positive) and positive.max() / positive.min() > 100:
                 ax.set_yscale("log")
             continue
         if all(e is not None for e in err):
-            ax.errorbar(xs, ys, yerr=np.array(err, dtype=float), fmt="o", color=colour, capsize=3, label=f"{name} (sim)")
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=np.array(err, dtype=float),
+                fmt="o",
+                color=colour,
+                capsize=3,
+                label=f"{name} (sim)",
+            )
         else:
             ax.plot(xs, ys, "o", color=colour, label=f"{name} (sim)")
         curve = _theory_curve(y, x, xs, members)
         if curve is not None:
             ax.plot(curve[0], curve[1], "-", color=colour, alpha=0.8, label=curve[2])
             if y in ("stale_rate", "honest_stale_rate") and x == "delay_over_interval":
-                ax.plot(curve[0], 1 - np.exp(-curve[0]), ":", color="grey", label="1-exp(-d/T): the fork rate, not stale/all")
+                ax.plot(
+                    curve[0],
+                    1 - np.exp(-curve[0]),
+                    ":",
+                    color="grey",
+                    label="1-exp(-d/T): the fork rate, not stale/all",
+                )
         elif any(f"theory_{y}" in p["metrics"] for p in members):
-            th = np.array([p["metrics"].get(f"theory_{y}") or math.nan for p in members], dtype=float)
+            th = np.array(
+                [p["metrics"].get(f"theory_{y}") or math.nan for p in members], dtype=float
+            )
             ax.plot(xs, th, "--", color=colour, alpha=0.8, label=f"closed form ({name})")
         if y == "detection_rate" and any("expected_detection" in p["metrics"] for p in members):
-            ex = np.array([p["metrics"].get("expected_detection") or math.nan for p in members], dtype=float)
+            ex = np.array(
+                [p["metrics"].get("expected_detection") or math.nan for p in members], dtype=float
+            )
             ax.plot(xs, ex, "x", color=colour, label="1-(1-f)^min(k,n-1), per block")
     if not categorical and y == "poison_reward":
         ax.axhline(0.0, color="grey", linestyle=":", label="honest mining (0)")
     if not categorical and y.startswith("reroller_ratio"):
         ax.axhline(1.0, color="grey", linestyle=":", label="honest mining (1.0)")
-    if not categorical and x in ("adversary.honest_prefix", "chain.spot_checks") and min(float(v) for v in xs_all) >= 0 and max(float(v) for v in xs_all) >= 16:
+    if (
+        not categorical
+        and x in ("adversary.honest_prefix", "chain.spot_checks")
+        and min(float(v) for v in xs_all) >= 0
+        and max(float(v) for v in xs_all) >= 16
+    ):
         ax.set_xscale("symlog", linthresh=1)  # from 0 over powers of two
         ax.set_xlim(-0.3, max(float(v) for v in xs_all) * 1.5)
     if not categorical and y == "relative_revenue":
         share = [float(p["metrics"].get("adversary_work_share") or 0) for p in points]
         xs = np.array([float(_value(p, x)) for p in points])
         order = np.argsort(xs)
-        ax.plot(xs[order], np.array(share)[order], ":", color="grey", label="share of work (honest mining)")
+        ax.plot(
+            xs[order],
+            np.array(share)[order],
+            ":",
+            color="grey",
+            label="share of work (honest mining)",
+        )
     if categorical:
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels, fontsize=8)
@@ -179,7 +235,9 @@ def plot_overview(doc: dict, point: dict, path: Path) -> Path:
         counts = np.array(hist["counts"], dtype=float)
         widths = np.diff(edges)
         density = counts / max(1.0, counts.sum()) / widths
-        ax.bar(edges[:-1], density, width=widths, align="edge", alpha=0.6, label="main-chain intervals")
+        ax.bar(
+            edges[:-1], density, width=widths, align="edge", alpha=0.6, label="main-chain intervals"
+        )
         mean = hist["mean"]
         grid = np.linspace(0, edges[-1], 200)
         ax.plot(grid, np.exp(-grid / mean) / mean, "r-", label=f"exponential, mean {mean:.3g} s")
@@ -203,13 +261,21 @@ def plot_overview(doc: dict, point: dict, path: Path) -> Path:
         names = [g["group"] for g in groups]
         pos = np.arange(len(names))
         ax.bar(pos - 0.2, [g["work_share"] for g in groups], width=0.4, label="share of work")
-        ax.bar(pos + 0.2, [g["block_share"] for g in groups], width=0.4, label="share of main-chain blocks")
+        ax.bar(
+            pos + 0.2,
+            [g["block_share"] for g in groups],
+            width=0.4,
+            label="share of main-chain blocks",
+        )
         ax.set_xticks(pos)
         ax.set_xticklabels(names, rotation=15, ha="right", fontsize=8)
         ax.legend(fontsize=8)
     ax.set_title("blocks vs work")
     values = ", ".join(f"{k}={_label(v)}" for k, v in point["values"].items())
-    fig.suptitle(f"{doc.get('experiment', '')} point {point['index']} {values}  stale {m.get('stale_rate')}, useful fraction {m.get('useful_fraction')}", fontsize=9)
+    fig.suptitle(
+        f"{doc.get('experiment', '')} point {point['index']} {values}  stale {m.get('stale_rate')}, useful fraction {m.get('useful_fraction')}",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -30,10 +30,18 @@ class PoisonedBlock:
     verify_units: int  # units a verifier re-executes (the winner and the challenged ones)
 
 
-def poisoned_block(rng: np.random.Generator, real_units: int, jump_at: int, k: int, challenged: Callable[[bytes, int, int], list[int]]) -> PoisonedBlock:
+def poisoned_block(
+    rng: np.random.Generator,
+    real_units: int,
+    jump_at: int,
+    k: int,
+    challenged: Callable[[bytes, int, int], list[int]],
+) -> PoisonedBlock:
     """A block whose winning unit came after the jump (`real_units` > jump_at); `challenged` is consensus.tickets.challenged_units."""
     if real_units <= jump_at:
-        raise ValueError(f"a trace of {real_units} units won before its jump leaf at {jump_at}: an honest block")
+        raise ValueError(
+            f"a trace of {real_units} units won before its jump leaf at {jump_at}: an honest block"
+        )
     n = real_units + 1
     chosen = challenged(rng.bytes(32), n, k)
     return PoisonedBlock(n, jump_at, jump_at in chosen, 1 + len(chosen))

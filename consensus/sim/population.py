@@ -58,10 +58,14 @@ def build_population(exp: Experiment) -> Population:
         adversary = len(rates)
         rates.append(exp.adversary_rate)
         group.append(exp.adversary.kind)
-    return Population(len(rates), exp.network.nodes, np.array(rates, dtype=float), tuple(group), adversary)
+    return Population(
+        len(rates), exp.network.nodes, np.array(rates, dtype=float), tuple(group), adversary
+    )
 
 
-def gamma_group(pop: Population, gamma: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+def gamma_group(
+    pop: Population, gamma: float, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
     """Honest miners (a seeded random choice) holding as close to `gamma` of honest power as whole miners allow.
 
     Returns their indexes and the share of honest power they really hold.

@@ -17,22 +17,52 @@ from consensus.sim.measure import measure_reroll_seconds, measure_unit_seconds
 from consensus.sim.theory import reroll_acceptance, reroll_gain_pre_v2
 
 
-def table(units_per_block: float, k: int, prefixes: list[int], unit_s: float, tries: dict[int, float]) -> list[dict]:
+def table(
+    units_per_block: float, k: int, prefixes: list[int], unit_s: float, tries: dict[int, float]
+) -> list[dict]:
     rows = []
     for h in prefixes:
         t = unit_s / tries[h]
         per_unit, per_time = reroll_gain_pre_v2(t, units_per_block, h, k)
-        rows.append({"prefix": h, "acceptance": reroll_acceptance("chained", k, h + 2), "tries_per_unit": t, "gain_per_unit": per_unit, "gain_per_time": per_time})
+        rows.append(
+            {
+                "prefix": h,
+                "acceptance": reroll_acceptance("chained", k, h + 2),
+                "tries_per_unit": t,
+                "gain_per_unit": per_unit,
+                "gain_per_time": per_time,
+            }
+        )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m consensus.sim.pre_v2", description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="devnet", help="chain preset or parameter file whose default task is timed (default devnet)")
-    parser.add_argument("--units-per-block", type=float, help="an honest miner's units per block (default: the preset's initial_units_per_block)")
+    parser = argparse.ArgumentParser(
+        prog="python -m consensus.sim.pre_v2", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--preset",
+        default="devnet",
+        help="chain preset or parameter file whose default task is timed (default devnet)",
+    )
+    parser.add_argument(
+        "--units-per-block",
+        type=float,
+        help="an honest miner's units per block (default: the preset's initial_units_per_block)",
+    )
     parser.add_argument("--spot-checks", type=int, help="k (default: the preset's)")
-    parser.add_argument("--prefix", type=int, action="append", help="honest prefix h (repeatable; default 4, 8, 16, 64)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for the unit (default 1, as `pouw bench work` trains)")
+    parser.add_argument(
+        "--prefix",
+        type=int,
+        action="append",
+        help="honest prefix h (repeatable; default 4, 8, 16, 64)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for the unit (default 1, as `pouw bench work` trains)",
+    )
     args = parser.parse_args(argv)
     import torch
 
@@ -43,11 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     prefixes = args.prefix or [4, 8, 16, 64]
     unit_s = measure_unit_seconds(params)
     tries = {h: measure_reroll_seconds(h + 2) for h in prefixes}
-    print(f"pre-version-2 rule: {args.preset} default task, {unit_s * 1000:.1f} ms per unit; U = {units:g} units per block, k = {k}")
-    print(f"{'h':>5} {'accepted':>9} {'re-roll us':>11} {'tries/unit T':>13} {'gain per unit run':>18} {'gain per mining time':>21}")
+    print(
+        f"pre-version-2 rule: {args.preset} default task, {unit_s * 1000:.1f} ms per unit; U = {units:g} units per block, k = {k}"
+    )
+    print(
+        f"{'h':>5} {'accepted':>9} {'re-roll us':>11} {'tries/unit T':>13} {'gain per unit run':>18} {'gain per mining time':>21}"
+    )
     for row in table(units, k, prefixes, unit_s, tries):
         h = row["prefix"]
-        print(f"{h:>5} {row['acceptance']:>9.3f} {tries[h] * 1e6:>11.1f} {row['tries_per_unit']:>13,.0f} {row['gain_per_unit']:>17,.1f}x {row['gain_per_time']:>20,.1f}x")
+        print(
+            f"{h:>5} {row['acceptance']:>9.3f} {tries[h] * 1e6:>11.1f} {row['tries_per_unit']:>13,.0f} {row['gain_per_unit']:>17,.1f}x {row['gain_per_time']:>20,.1f}x"
+        )
     return 0
 
 

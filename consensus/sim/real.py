@@ -97,16 +97,26 @@ class RealSim:
             chain = ChainState(store, self.params, clock=lambda: genesis_ms + int(self.now * 1000))
             node = _Node(i, chain, store, float(self.pop.rate[i]))
             if node.rate > 0:
-                key = PrivateKey.from_bytes(tagged_hash("sim-node-key", int_bytes(exp.run.seed), int_bytes(i)))
+                key = PrivateKey.from_bytes(
+                    tagged_hash("sim-node-key", int_bytes(exp.run.seed), int_bytes(i))
+                )
                 node.miner = self._make_miner(i, chain, key, node)
             self.nodes.append(node)
         self.ids[self.nodes[0].chain.genesis.block.hash] = 0
         self._fakes: Callable[[int], bool] | None = None
         self.reroll_units = {"prefix": 0, "roll": 0}  # the re-roller's counted units, by phase
-        self.reroll_expected = {"prefix": 0.0, "roll": 0.0}  # the blocks those units win on average (units times target / 2^256)
+        self.reroll_expected = {
+            "prefix": 0.0,
+            "roll": 0.0,
+        }  # the blocks those units win on average (units times target / 2^256)
         self.reroll_q = 0.0  # target / 2^256 of the re-roller's current attempt
-        self.reroll_computed = {"roll_units": 0, "tickets": 0}  # every re-roll it computed, counted or not
-        self.reroll_predicted: dict[int, bool] = {}  # rerolled block -> the challenge rule says verifiers refuse it
+        self.reroll_computed = {
+            "roll_units": 0,
+            "tickets": 0,
+        }  # every re-roll it computed, counted or not
+        self.reroll_predicted: dict[
+            int, bool
+        ] = {}  # rerolled block -> the challenge rule says verifiers refuse it
         for i, event in enumerate(exp.events):
             self.queue.push(event.heal_s, "heal", i)
 
@@ -115,7 +125,13 @@ class RealSim:
         if i == self.pop.adversary and adv.kind == "reroller":
             from consensus.attacks import RerollMiner
 
-            return RerollMiner(chain, key, strategy=adv.reroll_strategy, honest_prefix=adv.honest_prefix, clock=self._mining_clock(node))
+            return RerollMiner(
+                chain,
+                key,
+                strategy=adv.reroll_strategy,
+                honest_prefix=adv.honest_prefix,
+                clock=self._mining_clock(node),
+            )
         f = adv.fabricate if i == self.pop.adversary and adv.kind == "fabricator" else 0.0
         return Miner(chain, key, clock=self._mining_clock(node), fabricate=f)
 
@@ -126,7 +142,9 @@ class RealSim:
         """Units of an attempt that count as run; the re-roller's are split into prefix and re-roll units."""
         node.units_run += units
         if self._rerolling(node):
-            prefix = min(units, self.exp.adversary.honest_prefix, self.params.max_units_per_block - 2)
+            prefix = min(
+                units, self.exp.adversary.honest_prefix, self.params.max_units_per_block - 2
+            )
             self.reroll_units["prefix"] += prefix
             self.reroll_units["roll"] += units - prefix
             self.reroll_expected["prefix"] += prefix * self.reroll_q
@@ -152,7 +170,9 @@ class RealSim:
         def clock() -> int:
             assert node.miner is not None
             claimed = node.miner.stats.units - node.base_units
-            real = _real_units(node.miner, self._fakes, claimed) if node.miner.fabricate else claimed
+            real = (
+                _real_units(node.miner, self._fakes, claimed) if node.miner.fabricate else claimed
+            )
             return genesis_ms + round((node.base_t + real / node.rate) * 1000)
 
         return clock
@@ -165,7 +185,9 @@ class RealSim:
 
     def _stop_attempt(self, node: _Node, t: float) -> None:
         if node.mining:
-            self._count_units(node, min(node.attempt_real, math.floor((t - node.base_t) * node.rate)))
+            self._count_units(
+                node, min(node.attempt_real, math.floor((t - node.base_t) * node.rate))
+            )
         node.mining = False
         node.token += 1
 
@@ -195,7 +217,9 @@ class RealSim:
             else:
                 self._count_computed(node, real, _reroll(node).tickets - rolls)
             return
-        rerolled = rerolling and _reroll(node).tickets > rolls  # a prefix win returns before any re-roll
+        rerolled = (
+            rerolling and _reroll(node).tickets > rolls
+        )  # a prefix win returns before any re-roll
         if rerolling:
             claimed = len(block.proofs[0].leaves)
             self._count_computed(node, real, _reroll(node).tickets - rolls)
@@ -206,8 +230,14 @@ class RealSim:
             faked = [u for u in range(claimed - 1) if fakes(u)]
             useful = faked[0] if faked else claimed
         if rerolled:
-            useful = claimed - 1 if self.exp.adversary.reroll_strategy == "chained" else 0  # all but the fabricated leaf
-        self.queue.push(t + real / node.rate, "found", (node.index, node.token, block, claimed, real, useful, rerolled))
+            useful = (
+                claimed - 1 if self.exp.adversary.reroll_strategy == "chained" else 0
+            )  # all but the fabricated leaf
+        self.queue.push(
+            t + real / node.rate,
+            "found",
+            (node.index, node.token, block, claimed, real, useful, rerolled),
+        )
 
     def _found(self, t: float, payload) -> None:
         i, token, block, claimed, real, useful, rerolled = payload
@@ -244,7 +274,9 @@ class RealSim:
         if block.hash in node.seen:
             return
         node.seen.add(block.hash)
-        cost = self.exp.work.header_check_seconds + len(block.proofs[0].openings) * self.unit_seconds
+        cost = (
+            self.exp.work.header_check_seconds + len(block.proofs[0].openings) * self.unit_seconds
+        )
         start = max(t, node.busy_until)
         node.busy_until = start + cost
         self.queue.push(node.busy_until, "verified", (v, block, sender))
@@ -268,10 +300,19 @@ class RealSim:
             if connected.hash not in node.validated:
                 node.validated.add(connected.hash)
                 node.verify_units += len(connected.proofs[0].openings)
-                node.verify_seconds += self.exp.work.header_check_seconds + len(connected.proofs[0].openings) * self.unit_seconds
-        if result.outcome is Outcome.INVALID and result.reason in (Reason.BAD_SPOT_CHECK, Reason.BAD_WINNING_UNIT):
+                node.verify_seconds += (
+                    self.exp.work.header_check_seconds
+                    + len(connected.proofs[0].openings) * self.unit_seconds
+                )
+        if result.outcome is Outcome.INVALID and result.reason in (
+            Reason.BAD_SPOT_CHECK,
+            Reason.BAD_WINNING_UNIT,
+        ):
             node.verify_units += len(block.proofs[0].openings)
-            node.verify_seconds += self.exp.work.header_check_seconds + len(block.proofs[0].openings) * self.unit_seconds
+            node.verify_seconds += (
+                self.exp.work.header_check_seconds
+                + len(block.proofs[0].openings) * self.unit_seconds
+            )
         for nb in newly:
             b = self.ids.get(nb.hash)
             if b is not None:
@@ -294,7 +335,9 @@ class RealSim:
     def _check_agreement(self, t: float) -> None:
         for i, event in enumerate(self.exp.events):
             if self.agreement[i] is None and t >= event.heal_s:
-                tips = {self.nodes[v].chain.tip.hash for v in range(self.pop.n) if self.pop.honest[v]}
+                tips = {
+                    self.nodes[v].chain.tip.hash for v in range(self.pop.n) if self.pop.honest[v]
+                }
                 if len(tips) == 1:
                     self.agreement[i] = t - event.heal_s
 
@@ -349,19 +392,34 @@ class RealSim:
             verdicts = [e for v in honest if (e := self.nodes[v].chain.entry(h)) is not None]
             log.work[b] = verdicts[0].chain_work if verdicts else 0
             log.checked[b] = any(e.status == STATUS_VALID for e in verdicts) or any(
-                e.status == STATUS_INVALID and e.reason.startswith((Reason.BAD_SPOT_CHECK.value, Reason.BAD_WINNING_UNIT.value)) for e in verdicts
+                e.status == STATUS_INVALID
+                and e.reason.startswith(
+                    (Reason.BAD_SPOT_CHECK.value, Reason.BAD_WINNING_UNIT.value)
+                )
+                for e in verdicts
             )
             log.rejected[b] = any(e.status == STATUS_INVALID for e in verdicts)
-        tips = np.array([self.ids.get(node.chain.tip.hash, 0) for node in self.nodes], dtype=np.int64)
+        tips = np.array(
+            [self.ids.get(node.chain.tip.hash, 0) for node in self.nodes], dtype=np.int64
+        )
         honest_tips = sorted(set(tips[honest].tolist()))
         best = max(honest_tips, key=lambda b: (log.work[b], int((tips[honest] == b).sum()), -b))
         propagation = []
         for b in range(1, len(log)):
             src = log.miner[b]
             others = [v for v in honest if v != src]
-            got = [self.accepted_at[b][v] - log.found[b] for v in others if v in self.accepted_at[b]]
+            got = [
+                self.accepted_at[b][v] - log.found[b] for v in others if v in self.accepted_at[b]
+            ]
             if others:
-                propagation.append((b, float(np.mean(got)) if got else math.inf, float(np.max(got)) if got else math.inf, len(got) / len(others)))
+                propagation.append(
+                    (
+                        b,
+                        float(np.mean(got)) if got else math.inf,
+                        float(np.max(got)) if got else math.inf,
+                        len(got) / len(others),
+                    )
+                )
         return RunRecord(
             mode="real",
             duration_s=end,

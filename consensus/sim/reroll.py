@@ -40,7 +40,13 @@ class RerolledBlock:
     verify_units: int  # units a verifier re-executes before it accepts or refuses
 
 
-def rerolled_block(rng: np.random.Generator, strategy: str, prefix: int, k: int, challenged: Callable[[bytes, int, int], list[int]]) -> RerolledBlock:
+def rerolled_block(
+    rng: np.random.Generator,
+    strategy: str,
+    prefix: int,
+    k: int,
+    challenged: Callable[[bytes, int, int], list[int]],
+) -> RerolledBlock:
     """A block won by a re-rolled ticket; `challenged` is consensus.tickets.challenged_units."""
     if strategy == "last":
         return RerolledBlock(prefix + 1, True, 1)
@@ -55,19 +61,27 @@ class RerollAttempts:
 
     def __init__(self, strategy: str, prefix: int, rate: float) -> None:
         if strategy not in STRATEGIES:
-            raise ValueError(f"reroll strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+            raise ValueError(
+                f"reroll strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
+            )
         self.strategy = strategy
         self.prefix = prefix
         self.rate = rate
         self.tip = -1
-        self.q = 0.0  # the chance that one unit's ticket on the current tip wins (its target / 2^256)
+        self.q = (
+            0.0  # the chance that one unit's ticket on the current tip wins (its target / 2^256)
+        )
         self.start = 0.0
         self.idle_since: float | None = None
-        self.token = 0  # bumped by every new attempt (a scheduled "last" grind of an old attempt is void)
+        self.token = (
+            0  # bumped by every new attempt (a scheduled "last" grind of an old attempt is void)
+        )
         self.prefix_units = 0.0
         self.roll_units = 0.0
         self.idle_s = 0.0
-        self.expected_prefix = 0.0  # blocks its prefix units win on average (units times q, summed over tips)
+        self.expected_prefix = (
+            0.0  # blocks its prefix units win on average (units times q, summed over tips)
+        )
         self.expected_roll = 0.0  # the same for its re-roll units, before any refusal
         self.hashes = 0  # "last": fabricated leaves ground (drawn per block); "chained" makes one per re-roll unit
 

@@ -59,8 +59,15 @@ def run_point(index: int, values: dict, data: dict, name: str, unit_seconds: flo
     started = time.perf_counter()
     record = simulate(exp, unit_seconds)
     metrics, details = compute(record, exp)
-    metrics = {"unit_seconds": unit_seconds, "initial_units_per_block": exp.chain.initial_units_per_block, "spot_checks": exp.chain.spot_checks, **metrics}
-    return PointResult(index, values, metrics, details, time.perf_counter() - started, peak_rss_mb())
+    metrics = {
+        "unit_seconds": unit_seconds,
+        "initial_units_per_block": exp.chain.initial_units_per_block,
+        "spot_checks": exp.chain.spot_checks,
+        **metrics,
+    }
+    return PointResult(
+        index, values, metrics, details, time.perf_counter() - started, peak_rss_mb()
+    )
 
 
 def resolve_unit_seconds(points: list[Point]) -> dict[int, float]:
@@ -81,13 +88,17 @@ def resolve_unit_seconds(points: list[Point]) -> dict[int, float]:
     return out
 
 
-def run_experiment(data: dict, name: str, workers: int = 2, progress: bool = True) -> list[PointResult]:
+def run_experiment(
+    data: dict, name: str, workers: int = 2, progress: bool = True
+) -> list[PointResult]:
     points = expand(data, name)
     seconds = resolve_unit_seconds(points)
     results: dict[int, PointResult] = {}
     from tqdm import tqdm
 
-    bar = tqdm(total=len(points), desc=f"sim {name}", unit="point", disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        total=len(points), desc=f"sim {name}", unit="point", disable=not progress, file=sys.stderr
+    )
     if workers <= 1 or len(points) == 1:
         for p in points:
             results[p.index] = run_point(p.index, p.values, p.data, name, seconds[p.index])
@@ -96,7 +107,10 @@ def run_experiment(data: dict, name: str, workers: int = 2, progress: bool = Tru
         # spawn: a fresh interpreter per worker, safe whatever threads torch or the parent started.
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(workers, len(points)), mp_context=ctx) as pool:
-            futures = {pool.submit(run_point, p.index, p.values, p.data, name, seconds[p.index]): p.index for p in points}
+            futures = {
+                pool.submit(run_point, p.index, p.values, p.data, name, seconds[p.index]): p.index
+                for p in points
+            }
             for future in as_completed(futures):
                 result = future.result()
                 results[result.index] = result

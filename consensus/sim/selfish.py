@@ -42,7 +42,9 @@ def on_public_block(s: SelfishState, block: int, height: int) -> tuple[SelfishSt
         return replace(s, private=()), [b for b, _ in s.private]
     if lead_before == 2:
         # One block ahead after this one: publish everything; the public chain is now its branch.
-        return replace(s, private=(), branch_len=0, public_height=s.head_height), [b for b, _ in s.private]
+        return replace(s, private=(), branch_len=0, public_height=s.head_height), [
+            b for b, _ in s.private
+        ]
     # Far ahead: reveal just enough to match the public height and keep the rest.
     shown = [b for b, h in s.private if h <= height]
     return replace(s, private=tuple((b, h) for b, h in s.private if h > height)), shown
@@ -50,4 +52,6 @@ def on_public_block(s: SelfishState, block: int, height: int) -> tuple[SelfishSt
 
 def flush(s: SelfishState) -> tuple[SelfishState, list[int]]:
     """At the end of a run: publish what is still private, so the final chain reflects its lead."""
-    return replace(s, private=(), public_height=max(s.public_height, s.head_height)), [b for b, _ in s.private]
+    return replace(s, private=(), public_height=max(s.public_height, s.head_height)), [
+        b for b, _ in s.private
+    ]

@@ -78,7 +78,9 @@ def fork_rate_shares(delay: float, interval: float, shares: list[float] | np.nda
     return float((s * (1 - np.exp(-(1 - s) * delay / interval))).sum())
 
 
-def stale_fraction(delay: float, interval: float, shares: list[float] | np.ndarray | None = None) -> float:
+def stale_fraction(
+    delay: float, interval: float, shares: list[float] | np.ndarray | None = None
+) -> float:
     """Stale blocks over all blocks in the same model: x / (1 + x), x = d/T (times sum s_i (1 - s_i) with shares).
 
     Each main-chain block is followed by a Poisson(x) number of losing siblings, so a share
@@ -117,7 +119,9 @@ def reroll_acceptance(strategy: str, k: int, units: int) -> float:
     return max(0.0, 1.0 - k / candidates) if candidates > k else 0.0
 
 
-def reroll_gain_pre_v2(tries_per_unit: float, units_per_block: float, prefix: int, k: int) -> tuple[float, float]:
+def reroll_gain_pre_v2(
+    tries_per_unit: float, units_per_block: float, prefix: int, k: int
+) -> tuple[float, float]:
     """What re-rolling one fabricated leaf gave under the rule before protocol version 2 (unchained seeds).
 
     Then seed_u = H(P, M, u) did not depend on earlier leaves, so a miner ran `prefix` honest units

@@ -36,7 +36,9 @@ def connected(n: int, edges: list[tuple[int, int]]) -> bool:
     return len(seen) == n
 
 
-def random_regular(n: int, d: int, rng: np.random.Generator, swaps_per_edge: int = 10) -> list[tuple[int, int]]:
+def random_regular(
+    n: int, d: int, rng: np.random.Generator, swaps_per_edge: int = 10
+) -> list[tuple[int, int]]:
     """A connected d-regular simple graph: a circulant graph randomised by degree-preserving swaps.
 
     Stub matching rarely gives a simple graph for d >= 6, so the swaps (each replaces edges a-b and

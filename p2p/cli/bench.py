@@ -9,7 +9,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks: chain, work, verify")
     bsub = bench.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
     for name, help_text in (
-        ("chain", "signing, verifying, encoding transactions; connecting blocks of 1,000 transfers"),
+        (
+            "chain",
+            "signing, verifying, encoding transactions; connecting blocks of 1,000 transfers",
+        ),
         ("work", "rendering, exact vs float training steps, unit time, accuracy, unit cost model"),
         ("verify", "block verification time against mining time at devnet parameters"),
     ):
@@ -17,13 +20,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
         p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
         if name == "work":
-            p.add_argument("--steps", type=int, default=None, help="training steps (default 3000; quick 300)")
-            p.add_argument("--direction-steps", type=int, default=None, help="steps of the light-direction run (0 skips it)")
+            p.add_argument(
+                "--steps", type=int, default=None, help="training steps (default 3000; quick 300)"
+            )
+            p.add_argument(
+                "--direction-steps",
+                type=int,
+                default=None,
+                help="steps of the light-direction run (0 skips it)",
+            )
             p.add_argument("--plot", default=None, help="save the learning curves to this PNG")
-            p.add_argument("--cost-only", action="store_true", help="only the unit cost model against measured unit time")
+            p.add_argument(
+                "--cost-only",
+                action="store_true",
+                help="only the unit cost model against measured unit time",
+            )
         if name == "verify":
-            p.add_argument("--network", default="devnet", help="preset or TOML file (default devnet)")
-            p.add_argument("--blocks", type=int, default=None, help="blocks to mine and verify (default 8; quick 2)")
+            p.add_argument(
+                "--network", default="devnet", help="preset or TOML file (default devnet)"
+            )
+            p.add_argument(
+                "--blocks",
+                type=int,
+                default=None,
+                help="blocks to mine and verify (default 8; quick 2)",
+            )
         p.set_defaults(func=_run, bench_name=name)
 
 

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from p2p.errors import UserError
 
 
-def handles_user_errors(func: Callable[[argparse.Namespace], int | None]) -> Callable[[argparse.Namespace], int]:
+def handles_user_errors(
+    func: Callable[[argparse.Namespace], int | None],
+) -> Callable[[argparse.Namespace], int]:
     """Wrap a subcommand: a UserError becomes its one-line message and exit code; nothing else
     changes."""
 

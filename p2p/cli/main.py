@@ -41,8 +41,12 @@ def version_text() -> str:
 
 
 def _add_version_everywhere(parser: argparse.ArgumentParser, text: str) -> None:
-    if "--version" not in parser._option_string_actions:  # argparse has no public view of a parser's options
-        parser.add_argument("--version", action="version", version=text, help="print the version and exit")
+    if (
+        "--version" not in parser._option_string_actions
+    ):  # argparse has no public view of a parser's options
+        parser.add_argument(
+            "--version", action="version", version=text, help="print the version and exit"
+        )
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():

@@ -39,7 +39,9 @@ DEFAULTS = {
     "log_max_mb": 10.0,
     "log_backups": 5,
 }
-PARENT_GRACE_S = 4.0  # after the launcher is gone, a clean stop gets this long before the process exits
+PARENT_GRACE_S = (
+    4.0  # after the launcher is gone, a clean stop gets this long before the process exits
+)
 
 
 def _assume_valid(text: str | None) -> bytes | None:
@@ -55,7 +57,9 @@ def _assume_valid(text: str | None) -> bytes | None:
     except ValueError:
         value = b""
     if len(value) != 32:
-        raise StartupError(EXIT_USAGE, f"--assume-valid {text!r}: not a block hash (64 hex digits) or 'none'")
+        raise StartupError(
+            EXIT_USAGE, f"--assume-valid {text!r}: not a block hash (64 hex digits) or 'none'"
+        )
     return value
 
 
@@ -68,58 +72,165 @@ def _prune(blocks: int | None, network: str) -> int | None:
         return None
     least = load_params(network).reward_maturity + 1
     if blocks < least:
-        raise StartupError(EXIT_USAGE, f"--prune {blocks}: keep at least {least} blocks (reward_maturity + 1), "
-                                       "so that fraud proofs and audits within the window find their blocks")
+        raise StartupError(
+            EXIT_USAGE,
+            f"--prune {blocks}: keep at least {least} blocks (reward_maturity + 1), "
+            "so that fraud proofs and audits within the window find their blocks",
+        )
     return blocks
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     node = sub.add_parser(
-        "node", help="run a full node (peers, sync, mining, HTTP API); `pouw node status|peers|stop|mining` control one",
+        "node",
+        help="run a full node (peers, sync, mining, HTTP API); `pouw node status|peers|stop|mining` control one",
         description="Run a full node. Every flag can also be set in --config FILE or DATADIR/pouw.toml "
-                    "(flags win). See docs/operators.md.",
+        "(flags win). See docs/operators.md.",
     )
-    node.add_argument("--config", default=None, metavar="FILE", help="read settings from this TOML file (flags win over it)")
-    node.add_argument("--datadir", default=None, help="data directory: store, node key, API cookie, pouw.toml (default ~/.pouw/NETWORK)")
-    node.add_argument("--network", default=None, help="devnet, testnet or a network TOML file (default devnet)")
-    node.add_argument("--listen", default=None, help="HOST:PORT for peer connections ('' for none; default 127.0.0.1:8333)")
-    node.add_argument("--api", default=None, help="HOST:PORT of the HTTP API (default 127.0.0.1:8080)")
-    node.add_argument("--peer", action="append", default=None, metavar="HOST:PORT",
-                      help="a peer to keep connected (repeatable; replaces the config file's list)")
-    node.add_argument("--mine", action=argparse.BooleanOptionalAction, default=None, help="mine blocks (default off)")
-    node.add_argument("--miner-address", default=None, help="reward address (default: the node key's address)")
-    node.add_argument("--device", default=None, help="auto, cpu or cuda: where mining and re-execution run (default auto)")
-    node.add_argument("--reindex", action=argparse.BooleanOptionalAction, default=None,
-                      help="rebuild the block index and state from the stored blocks, with a progress bar")
-    node.add_argument("--assume-valid", default=None, metavar="HASH",
-                      help="while syncing, connect this block and its ancestors without re-executing their units "
-                           "(headers, tickets, transactions and state roots are still checked); 'none' turns off "
-                           "the network file's assume_valid (default: the network's, off on devnet)")
-    node.add_argument("--prune", type=int, default=None, metavar="BLOCKS",
-                      help="keep the openings and undo records of only the last BLOCKS blocks (at least "
-                           "reward_maturity + 1); headers, transactions, leaves, indexes and task states stay")
-    node.add_argument("--threads", type=int, default=None, help="torch CPU threads for mining and verification (0: torch's default)")
-    node.add_argument("--verify-budget", type=float, default=None, metavar="SECONDS",
-                      help="seconds of block validation one peer may cost on blocks that do not become the best chain; "
-                           "refills in 100 s (default 20)")
-    node.add_argument("--body-timeout", type=float, default=None, metavar="SECONDS",
-                      help="give up on a header branch with more work than the validated tip when none of its bodies "
-                           "arrives for this long, and disconnect the peers that announced it (default 60)")
-    node.add_argument("--max-headers-ahead", type=int, default=None, metavar="N",
-                      help="hold headers without bodies at most N blocks above the validated tip (default 4096)")
-    node.add_argument("--min-relay-fee-rate", type=int, default=None, metavar="UNITS",
-                      help="relay policy: the least fee per transaction byte, in base units (1 POUW = 10^8), that the "
-                           "mempool accepts (default 5)")
-    node.add_argument("--audit", action=argparse.BooleanOptionalAction, default=None,
-                      help="replay every unit of recent best-chain blocks in the background and publish fraud proofs")
-    node.add_argument("--audit-share", type=float, default=None, metavar="S",
-                      help="the share of one CPU the auditor may use, 0 < S <= 1 (default 0.5)")
-    node.add_argument("--poison-at", type=int, default=None, metavar="U", help=argparse.SUPPRESS)  # attack for tests only
-    node.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default INFO)")
-    node.add_argument("--log-file", default=None, metavar="FILE", help="write the log to FILE, rotated by size, instead of stderr")
-    node.add_argument("--log-max-mb", type=float, default=None, metavar="MB", help="rotate the log file at this size (default 10)")
-    node.add_argument("--log-backups", type=int, default=None, metavar="N", help="rotated log files to keep (default 5)")
-    node.add_argument("--parent-fd", type=int, default=None, help=argparse.SUPPRESS)  # the launcher's watchdog pipe
+    node.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="read settings from this TOML file (flags win over it)",
+    )
+    node.add_argument(
+        "--datadir",
+        default=None,
+        help="data directory: store, node key, API cookie, pouw.toml (default ~/.pouw/NETWORK)",
+    )
+    node.add_argument(
+        "--network", default=None, help="devnet, testnet or a network TOML file (default devnet)"
+    )
+    node.add_argument(
+        "--listen",
+        default=None,
+        help="HOST:PORT for peer connections ('' for none; default 127.0.0.1:8333)",
+    )
+    node.add_argument(
+        "--api", default=None, help="HOST:PORT of the HTTP API (default 127.0.0.1:8080)"
+    )
+    node.add_argument(
+        "--peer",
+        action="append",
+        default=None,
+        metavar="HOST:PORT",
+        help="a peer to keep connected (repeatable; replaces the config file's list)",
+    )
+    node.add_argument(
+        "--mine",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mine blocks (default off)",
+    )
+    node.add_argument(
+        "--miner-address", default=None, help="reward address (default: the node key's address)"
+    )
+    node.add_argument(
+        "--device",
+        default=None,
+        help="auto, cpu or cuda: where mining and re-execution run (default auto)",
+    )
+    node.add_argument(
+        "--reindex",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rebuild the block index and state from the stored blocks, with a progress bar",
+    )
+    node.add_argument(
+        "--assume-valid",
+        default=None,
+        metavar="HASH",
+        help="while syncing, connect this block and its ancestors without re-executing their units "
+        "(headers, tickets, transactions and state roots are still checked); 'none' turns off "
+        "the network file's assume_valid (default: the network's, off on devnet)",
+    )
+    node.add_argument(
+        "--prune",
+        type=int,
+        default=None,
+        metavar="BLOCKS",
+        help="keep the openings and undo records of only the last BLOCKS blocks (at least "
+        "reward_maturity + 1); headers, transactions, leaves, indexes and task states stay",
+    )
+    node.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads for mining and verification (0: torch's default)",
+    )
+    node.add_argument(
+        "--verify-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds of block validation one peer may cost on blocks that do not become the best chain; "
+        "refills in 100 s (default 20)",
+    )
+    node.add_argument(
+        "--body-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="give up on a header branch with more work than the validated tip when none of its bodies "
+        "arrives for this long, and disconnect the peers that announced it (default 60)",
+    )
+    node.add_argument(
+        "--max-headers-ahead",
+        type=int,
+        default=None,
+        metavar="N",
+        help="hold headers without bodies at most N blocks above the validated tip (default 4096)",
+    )
+    node.add_argument(
+        "--min-relay-fee-rate",
+        type=int,
+        default=None,
+        metavar="UNITS",
+        help="relay policy: the least fee per transaction byte, in base units (1 POUW = 10^8), that the "
+        "mempool accepts (default 5)",
+    )
+    node.add_argument(
+        "--audit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="replay every unit of recent best-chain blocks in the background and publish fraud proofs",
+    )
+    node.add_argument(
+        "--audit-share",
+        type=float,
+        default=None,
+        metavar="S",
+        help="the share of one CPU the auditor may use, 0 < S <= 1 (default 0.5)",
+    )
+    node.add_argument(
+        "--poison-at", type=int, default=None, metavar="U", help=argparse.SUPPRESS
+    )  # attack for tests only
+    node.add_argument(
+        "--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default INFO)"
+    )
+    node.add_argument(
+        "--log-file",
+        default=None,
+        metavar="FILE",
+        help="write the log to FILE, rotated by size, instead of stderr",
+    )
+    node.add_argument(
+        "--log-max-mb",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="rotate the log file at this size (default 10)",
+    )
+    node.add_argument(
+        "--log-backups",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rotated log files to keep (default 5)",
+    )
+    node.add_argument(
+        "--parent-fd", type=int, default=None, help=argparse.SUPPRESS
+    )  # the launcher's watchdog pipe
     node.set_defaults(func=_cmd_node, node_parser=node)
     node_sub = node.add_subparsers(dest="node_command", metavar="[COMMAND]")
     node_commands.register(node_sub)
@@ -167,7 +278,9 @@ def _cmd_node(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise StartupError(EXIT_USAGE, str(exc)) from None
         except OSError as exc:
-            raise StartupError(EXIT_CONFIG, f"--log-file {args.log_file}: cannot open ({exc.strerror or exc})") from None
+            raise StartupError(
+                EXIT_CONFIG, f"--log-file {args.log_file}: cannot open ({exc.strerror or exc})"
+            ) from None
         logged = bool(args.log_file)
         miner_address = _check_args(args)
         # Lock and bind before anything slow (the network's check builds its task, torch), so these come at once.
@@ -195,7 +308,9 @@ def _cmd_node(args: argparse.Namespace) -> int:
             device=args.device,
             reindex=args.reindex,
             min_relay_fee_rate=args.min_relay_fee_rate,
-            limits=PeerLimits(verify_budget_s=args.verify_budget, verify_refill_per_s=args.verify_budget / 100),
+            limits=PeerLimits(
+                verify_budget_s=args.verify_budget, verify_refill_per_s=args.verify_budget / 100
+            ),
             body_timeout_s=args.body_timeout,
             chain_limits=Limits(max_headers_ahead=args.max_headers_ahead),
             audit=args.audit,
@@ -208,7 +323,9 @@ def _cmd_node(args: argparse.Namespace) -> int:
         try:
             asyncio.run(node.run_until_stopped())
         except WrongNetwork as exc:
-            raise StartupError(EXIT_WRONG_CHAIN, f"{exc}; use another --datadir for this network") from None
+            raise StartupError(
+                EXIT_WRONG_CHAIN, f"{exc}; use another --datadir for this network"
+            ) from None
     except StartupError as exc:
         return _fail(exc.message, exc.code, logged)
     return 0
@@ -224,7 +341,9 @@ def _check_args(args: argparse.Namespace) -> bytes | None:
     def usage(message: str) -> StartupError:
         return StartupError(EXIT_USAGE, message)
 
-    checks = [("--api", args.api), *(("--peer", p) for p in args.peer)] + ([("--listen", args.listen)] if args.listen else [])
+    checks = [("--api", args.api), *(("--peer", p) for p in args.peer)] + (
+        [("--listen", args.listen)] if args.listen else []
+    )
     for name, value in checks:
         if parse_hostport(value) is None:
             raise usage(f"{name} {value!r}: expected HOST:PORT")

@@ -9,8 +9,14 @@ from dataclasses import fields, replace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("params", help="list every consensus parameter: value, default, range and meaning")
-    p.add_argument("--network", default="devnet", help="devnet, testnet or a network TOML file (default devnet)")
+    p = sub.add_parser(
+        "params", help="list every consensus parameter: value, default, range and meaning"
+    )
+    p.add_argument(
+        "--network",
+        default="devnet",
+        help="devnet, testnet or a network TOML file (default devnet)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=_cmd_params)
 
@@ -59,15 +65,36 @@ def parameter_rows(network: str) -> list[dict]:
         if f.name == "default_task":
             kinds = {"train": TrainSpec, "render": RenderSpec}
             kind_default = replace(kinds[value.kind](), units=0)
-            rows.append({"name": "default_task.kind", "value": value.kind, "default": defaults.default_task.kind,
-                         "range": parameter_range("default_task.kind"), "meaning": MEANINGS["default_task.kind"]})
+            rows.append(
+                {
+                    "name": "default_task.kind",
+                    "value": value.kind,
+                    "default": defaults.default_task.kind,
+                    "range": parameter_range("default_task.kind"),
+                    "meaning": MEANINGS["default_task.kind"],
+                }
+            )
             for tf in fields(value):
                 key = f"default_task.{tf.name}"
-                rows.append({"name": key, "value": getattr(value, tf.name), "default": getattr(kind_default, tf.name),
-                             "range": parameter_range(key), "meaning": MEANINGS[key]})
+                rows.append(
+                    {
+                        "name": key,
+                        "value": getattr(value, tf.name),
+                        "default": getattr(kind_default, tf.name),
+                        "range": parameter_range(key),
+                        "meaning": MEANINGS[key],
+                    }
+                )
             continue
-        rows.append({"name": f.name, "value": _json_value(value), "default": _json_value(default),
-                     "range": parameter_range(f.name), "meaning": MEANINGS[f.name]})
+        rows.append(
+            {
+                "name": f.name,
+                "value": _json_value(value),
+                "default": _json_value(default),
+                "range": parameter_range(f.name),
+                "meaning": MEANINGS[f.name],
+            }
+        )
     return rows
 
 
@@ -83,9 +110,13 @@ def _cmd_params(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"consensus parameters of {args.network} (a value that differs from the default is marked *)")
+    print(
+        f"consensus parameters of {args.network} (a value that differs from the default is marked *)"
+    )
     heads = ("name", "value", "default", "range")
-    table = [[r["name"], _text(r["value"]), _text(r["default"]), _range_text(r["range"])] for r in rows]
+    table = [
+        [r["name"], _text(r["value"]), _text(r["default"]), _range_text(r["range"])] for r in rows
+    ]
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(heads)]
     print("  ".join(h.ljust(w) for h, w in zip(heads, widths)) + "   meaning")
     for r, cells in zip(rows, table):

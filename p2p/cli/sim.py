@@ -8,29 +8,57 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    sim = sub.add_parser("sim", help="simulate networks of nodes: consensus parameters, attacks, sweeps, plots")
+    sim = sub.add_parser(
+        "sim", help="simulate networks of nodes: consensus parameters, attacks, sweeps, plots"
+    )
     ssub = sim.add_subparsers(dest="sim_command", metavar="SIM_COMMAND", required=True)
 
-    run = ssub.add_parser("run", help="run an experiment file (every sweep point) and write CSV, JSON and PNG plots")
-    run.add_argument("experiment", help="experiment TOML file (see experiments/ and docs/simulator.md)")
+    run = ssub.add_parser(
+        "run", help="run an experiment file (every sweep point) and write CSV, JSON and PNG plots"
+    )
+    run.add_argument(
+        "experiment", help="experiment TOML file (see experiments/ and docs/simulator.md)"
+    )
     run.add_argument("--out", help="output folder (default out/sim/<experiment file name>)")
-    run.add_argument("--json", action="store_true", help="print the results JSON (every point) to stdout instead of a table")
-    run.add_argument("--workers", type=int, default=2, help="parallel worker processes for sweep points (default 2)")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value, e.g. --set run.blocks=500 (repeatable)")
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print the results JSON (every point) to stdout instead of a table",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="parallel worker processes for sweep points (default 2)",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a value, e.g. --set run.blocks=500 (repeatable)",
+    )
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
 
-    check = ssub.add_parser("check", help="check an experiment file and list its sweep points, without running them")
+    check = ssub.add_parser(
+        "check", help="check an experiment file and list its sweep points, without running them"
+    )
     check.add_argument("experiment")
     check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     check.set_defaults(func=_cmd_check)
 
-    plot = ssub.add_parser("plot", help="draw the PNG plots again from a results folder's points.json")
+    plot = ssub.add_parser(
+        "plot", help="draw the PNG plots again from a results folder's points.json"
+    )
     plot.add_argument("folder")
     plot.set_defaults(func=_cmd_plot)
 
-    bench = ssub.add_parser("bench", help="modelled mode at scale: 1,000 nodes and 10,000 blocks by default; wall time and peak memory")
+    bench = ssub.add_parser(
+        "bench",
+        help="modelled mode at scale: 1,000 nodes and 10,000 blocks by default; wall time and peak memory",
+    )
     from consensus.sim.bench import add_arguments
 
     add_arguments(bench)
@@ -89,7 +117,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         kind = str(data.get("adversary", {}).get("kind", "none"))
         print(summary_table(results, kind))
-        print(f"\n{len(results)} point(s) in {wall:.1f} s; wrote {paths['csv']}, {paths['json']}, {paths['timings']}")
+        print(
+            f"\n{len(results)} point(s) in {wall:.1f} s; wrote {paths['csv']}, {paths['json']}, {paths['timings']}"
+        )
         for p in plots:
             print(f"plot {p}")
     return 0
@@ -105,7 +135,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except ExperimentError as exc:
         raise UserError(str(exc)) from None
     exp = points[0].experiment
-    print(f"{name}: mode {exp.run.mode}, adversary {exp.adversary.kind}, {exp.network.nodes} honest nodes ({exp.network.topology}), {len(points)} point(s)")
+    print(
+        f"{name}: mode {exp.run.mode}, adversary {exp.adversary.kind}, {exp.network.nodes} honest nodes ({exp.network.topology}), {len(points)} point(s)"
+    )
     for p in points:
         shown = ", ".join(f"{k}={v!r}" for k, v in p.values.items()) or "(no sweep)"
         print(f"  {p.index}: {shown}")

@@ -29,8 +29,12 @@ CONFIRM_WORDS = 3  # words of a new phrase the user types back before the wallet
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    wallet = sub.add_parser("wallet", help="recovery phrases, addresses, balances, transfers and history (encrypted key store)",
-                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    wallet = sub.add_parser(
+        "wallet",
+        help="recovery phrases, addresses, balances, transfers and history (encrypted key store)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     wsub = wallet.add_subparsers(dest="wallet_command", metavar="WALLET_COMMAND", required=True)
     local = common_options(node=False)
     local_nopw = common_options(node=False, password=False)
@@ -38,70 +42,203 @@ def register(sub: argparse._SubParsersAction) -> None:
     remote = common_options()
     scrypt_help = "scrypt cost, a power of two (default 131072 or $POUW_WALLET_SCRYPT_N; lower only for tests)"
 
-    p = wsub.add_parser("create", parents=[local], help="create a wallet from a new recovery phrase, encrypted under a password")
-    p.add_argument("--words", type=int, default=24, choices=(12, 24), help="words in the phrase (default 24)")
-    p.add_argument("--passphrase", action="store_true",
-                   help="also ask for a BIP39 passphrase (an extra secret word: the phrase alone then restores nothing)")
-    p.add_argument("--passphrase-file", default=None, metavar="FILE", help="read the BIP39 passphrase from FILE's first line")
-    p.add_argument("--no-confirm", action="store_true", help="do not ask for words of the phrase back (it is shown all the same)")
+    p = wsub.add_parser(
+        "create",
+        parents=[local],
+        help="create a wallet from a new recovery phrase, encrypted under a password",
+    )
+    p.add_argument(
+        "--words", type=int, default=24, choices=(12, 24), help="words in the phrase (default 24)"
+    )
+    p.add_argument(
+        "--passphrase",
+        action="store_true",
+        help="also ask for a BIP39 passphrase (an extra secret word: the phrase alone then restores nothing)",
+    )
+    p.add_argument(
+        "--passphrase-file",
+        default=None,
+        metavar="FILE",
+        help="read the BIP39 passphrase from FILE's first line",
+    )
+    p.add_argument(
+        "--no-confirm",
+        action="store_true",
+        help="do not ask for words of the phrase back (it is shown all the same)",
+    )
     p.add_argument("--scrypt-n", type=int, default=None, metavar="N", help=scrypt_help)
     p.set_defaults(func=handles_user_errors(_cmd_create))
 
-    p = wsub.add_parser("restore", parents=[remote], help="rebuild a wallet from its recovery phrase; find its used addresses on the chain")
-    p.add_argument("--phrase-file", default=None, metavar="FILE", help="read the phrase from FILE (default: ask for it)")
-    p.add_argument("--passphrase", action="store_true", help="ask for the BIP39 passphrase the wallet was made with")
-    p.add_argument("--passphrase-file", default=None, metavar="FILE", help="read the BIP39 passphrase from FILE's first line")
-    p.add_argument("--gap-limit", type=int, default=20, metavar="N",
-                   help="stop scanning after N unused addresses in a row (default 20)")
-    p.add_argument("--no-scan", action="store_true", help="do not ask a node: restore address 0 only (add more with address --new)")
+    p = wsub.add_parser(
+        "restore",
+        parents=[remote],
+        help="rebuild a wallet from its recovery phrase; find its used addresses on the chain",
+    )
+    p.add_argument(
+        "--phrase-file",
+        default=None,
+        metavar="FILE",
+        help="read the phrase from FILE (default: ask for it)",
+    )
+    p.add_argument(
+        "--passphrase",
+        action="store_true",
+        help="ask for the BIP39 passphrase the wallet was made with",
+    )
+    p.add_argument(
+        "--passphrase-file",
+        default=None,
+        metavar="FILE",
+        help="read the BIP39 passphrase from FILE's first line",
+    )
+    p.add_argument(
+        "--gap-limit",
+        type=int,
+        default=20,
+        metavar="N",
+        help="stop scanning after N unused addresses in a row (default 20)",
+    )
+    p.add_argument(
+        "--no-scan",
+        action="store_true",
+        help="do not ask a node: restore address 0 only (add more with address --new)",
+    )
     p.add_argument("--scrypt-n", type=int, default=None, metavar="N", help=scrypt_help)
     p.set_defaults(func=handles_user_errors(_cmd_restore))
 
-    p = wsub.add_parser("backup", parents=[local], help="show the wallet's recovery phrase and derivation path (password needed)")
+    p = wsub.add_parser(
+        "backup",
+        parents=[local],
+        help="show the wallet's recovery phrase and derivation path (password needed)",
+    )
     p.set_defaults(func=handles_user_errors(_cmd_backup))
 
-    p = wsub.add_parser("import", parents=[local], help="import a plain private key (64 hex digits) under a new wallet name")
-    p.add_argument("--key-file", default=None, metavar="FILE", help="read the key's hex from FILE (default: ask for it)")
+    p = wsub.add_parser(
+        "import",
+        parents=[local],
+        help="import a plain private key (64 hex digits) under a new wallet name",
+    )
+    p.add_argument(
+        "--key-file",
+        default=None,
+        metavar="FILE",
+        help="read the key's hex from FILE (default: ask for it)",
+    )
     p.add_argument("--scrypt-n", type=int, default=None, metavar="N", help=scrypt_help)
     p.set_defaults(func=handles_user_errors(_cmd_import))
 
-    p = wsub.add_parser("export", parents=[local], help="print one address's private key (hex); anyone holding it can spend")
-    p.add_argument("--index", type=int, default=0, metavar="I", help="which of the wallet's addresses (default 0)")
+    p = wsub.add_parser(
+        "export",
+        parents=[local],
+        help="print one address's private key (hex); anyone holding it can spend",
+    )
+    p.add_argument(
+        "--index",
+        type=int,
+        default=0,
+        metavar="I",
+        help="which of the wallet's addresses (default 0)",
+    )
     p.set_defaults(func=handles_user_errors(_cmd_export))
 
-    p = wsub.add_parser("list", parents=[local_nopw], help="list the wallets in the wallet directory")
+    p = wsub.add_parser(
+        "list", parents=[local_nopw], help="list the wallets in the wallet directory"
+    )
     p.set_defaults(func=handles_user_errors(_cmd_list))
 
-    p = wsub.add_parser("address", parents=[local], help="print the wallet's first address (no password needed), or derive a new one")
+    p = wsub.add_parser(
+        "address",
+        parents=[local],
+        help="print the wallet's first address (no password needed), or derive a new one",
+    )
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--new", action="store_true", help="derive the wallet's next address and print it (password needed)")
-    g.add_argument("--all", action="store_true", help="print every address of the wallet with its index and path")
+    g.add_argument(
+        "--new",
+        action="store_true",
+        help="derive the wallet's next address and print it (password needed)",
+    )
+    g.add_argument(
+        "--all",
+        action="store_true",
+        help="print every address of the wallet with its index and path",
+    )
     p.set_defaults(func=handles_user_errors(_cmd_address))
 
-    p = wsub.add_parser("balance", parents=[remote_nopw], help="balance over every address of the wallet, from the node")
-    p.add_argument("target", nargs="?", default=None, metavar="ADDRESS|NAME", help="another address or wallet (default: -w)")
-    p.add_argument("--verify", action="store_true",
-                   help="check each balance against headers this wallet verifies itself from genesis (a tree proof)")
-    p.add_argument("--network", default=None, metavar="NAME|FILE",
-                   help="with --verify: the network's preset or TOML file (default: the preset the node names)")
+    p = wsub.add_parser(
+        "balance",
+        parents=[remote_nopw],
+        help="balance over every address of the wallet, from the node",
+    )
+    p.add_argument(
+        "target",
+        nargs="?",
+        default=None,
+        metavar="ADDRESS|NAME",
+        help="another address or wallet (default: -w)",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check each balance against headers this wallet verifies itself from genesis (a tree proof)",
+    )
+    p.add_argument(
+        "--network",
+        default=None,
+        metavar="NAME|FILE",
+        help="with --verify: the network's preset or TOML file (default: the preset the node names)",
+    )
     p.set_defaults(func=handles_user_errors(_cmd_balance))
 
     p = wsub.add_parser("send", parents=[remote], help="send POUW to an address or wallet name")
-    p.add_argument("to", metavar="TO", help="recipient: a checksummed address (pw...) or a wallet name")
+    p.add_argument(
+        "to", metavar="TO", help="recipient: a checksummed address (pw...) or a wallet name"
+    )
     p.add_argument("amount", metavar="AMOUNT", help="amount in POUW, up to 8 decimals (e.g. 1.5)")
-    p.add_argument("--fee", default=None, help="fee in POUW (default: the node's estimate for this transaction)")
-    p.add_argument("--from", dest="payer", default=None, metavar="ADDRESS|INDEX",
-                   help="the wallet's address that pays (default: the first that covers amount and fee)")
-    p.add_argument("-y", "--yes", action="store_true",
-                   help="do not ask before sending; allow a fee above 10%% of the amount or above 1 POUW")
-    p.add_argument("--nonce", type=int, default=None,
-                   help="use this nonce (default: the node's next nonce); to replace a pending transaction with a higher fee")
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                   help="wait up to SECONDS for the transaction to be in a block")
+    p.add_argument(
+        "--fee",
+        default=None,
+        help="fee in POUW (default: the node's estimate for this transaction)",
+    )
+    p.add_argument(
+        "--from",
+        dest="payer",
+        default=None,
+        metavar="ADDRESS|INDEX",
+        help="the wallet's address that pays (default: the first that covers amount and fee)",
+    )
+    p.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="do not ask before sending; allow a fee above 10%% of the amount or above 1 POUW",
+    )
+    p.add_argument(
+        "--nonce",
+        type=int,
+        default=None,
+        help="use this nonce (default: the node's next nonce); to replace a pending transaction with a higher fee",
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for the transaction to be in a block",
+    )
     p.set_defaults(func=handles_user_errors(_cmd_send))
 
-    p = wsub.add_parser("history", parents=[remote_nopw], help="transactions and rewards of every address of the wallet, newest first")
-    p.add_argument("target", nargs="?", default=None, metavar="ADDRESS|NAME", help="another address or wallet (default: -w)")
+    p = wsub.add_parser(
+        "history",
+        parents=[remote_nopw],
+        help="transactions and rewards of every address of the wallet, newest first",
+    )
+    p.add_argument(
+        "target",
+        nargs="?",
+        default=None,
+        metavar="ADDRESS|NAME",
+        help="another address or wallet (default: -w)",
+    )
     p.add_argument("--limit", type=int, default=20, help="entries to show, 1 .. 100 (default 20)")
     p.add_argument("--offset", type=int, default=0, help="entries to skip (default 0)")
     p.set_defaults(func=handles_user_errors(_cmd_history))
@@ -117,18 +254,28 @@ def backup_text(name: str, secret, first_address: str) -> str:
     words = secret.words
     rows = []
     for r in range(0, len(words), 4):
-        rows.append("  " + "".join(f"{i + 1:2d}. {w:<10s}" for i, w in enumerate(words[r : r + 4], start=r)).rstrip())
-    passphrase = ("yes: restoring needs it with the words (it is not stored anywhere)" if secret.passphrase
-                  else "none")
-    return "\n".join([
-        f"Recovery phrase of wallet {name!r} (BIP39, {len(words)} English words):",
-        *rows,
-        f"Derivation: SLIP-0010 Ed25519 keys from the BIP39 seed, path {PATH_TEMPLATE} for address i (all levels hardened)",
-        f"Passphrase: {passphrase}",
-        f"Address 0:  {first_address}",
-        "Write the words down in order and keep them offline: they restore every address of this wallet",
-        "(pouw wallet restore). Anyone who has them can spend.",
-    ])
+        rows.append(
+            "  "
+            + "".join(
+                f"{i + 1:2d}. {w:<10s}" for i, w in enumerate(words[r : r + 4], start=r)
+            ).rstrip()
+        )
+    passphrase = (
+        "yes: restoring needs it with the words (it is not stored anywhere)"
+        if secret.passphrase
+        else "none"
+    )
+    return "\n".join(
+        [
+            f"Recovery phrase of wallet {name!r} (BIP39, {len(words)} English words):",
+            *rows,
+            f"Derivation: SLIP-0010 Ed25519 keys from the BIP39 seed, path {PATH_TEMPLATE} for address i (all levels hardened)",
+            f"Passphrase: {passphrase}",
+            f"Address 0:  {first_address}",
+            "Write the words down in order and keep them offline: they restore every address of this wallet",
+            "(pouw wallet restore). Anyone who has them can spend.",
+        ]
+    )
 
 
 def _read_passphrase(args: argparse.Namespace, new: bool) -> str:
@@ -139,7 +286,9 @@ def _read_passphrase(args: argparse.Namespace, new: bool) -> str:
         try:
             text = Path(args.passphrase_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"--passphrase-file {args.passphrase_file}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+            raise UserError(
+                f"--passphrase-file {args.passphrase_file}: cannot read ({getattr(exc, 'strerror', None) or exc})"
+            ) from None
         passphrase = text.splitlines()[0] if text else ""
         if not passphrase:
             raise UserError(f"--passphrase-file {args.passphrase_file}: the first line is empty")
@@ -176,7 +325,9 @@ def _confirm_words(secret) -> None:
                 break
             misses += 1
             if misses >= 3:
-                raise UserError("three wrong words: nothing was written; run `pouw wallet create` again for a new phrase")
+                raise UserError(
+                    "three wrong words: nothing was written; run `pouw wallet create` again for a new phrase"
+                )
             say(f"that is not word #{pos + 1}; look at your copy again")
     say("The copy checks out.")
 
@@ -192,7 +343,9 @@ def _check_new_name(args: argparse.Namespace):
     except KeystoreError as exc:
         raise keystore_error(exc) from None
     if path.exists():
-        raise WalletFileError(f"wallet {name!r} already exists ({path}); pick another name with -w NAME")
+        raise WalletFileError(
+            f"wallet {name!r} already exists ({path}); pick another name with -w NAME"
+        )
     try:
         scrypt_params(args.scrypt_n)  # a bad cost too
     except KeystoreError as exc:
@@ -203,10 +356,18 @@ def _check_new_name(args: argparse.Namespace):
 def _created(args: argparse.Namespace, entry, extra: dict, text: str) -> None:
     from p2p.wallet.session import emit
 
-    emit(args, {"name": entry.name, "address": entry.keyfile.address, "addresses": list(entry.keyfile.addresses),
-                "file": str(entry.path), **extra},
-         f"{text}wallet {entry.name!r}: {entry.keyfile.address}\n"
-         f"key file {entry.path} (encrypted; keep the password safe: it cannot be recovered)")
+    emit(
+        args,
+        {
+            "name": entry.name,
+            "address": entry.keyfile.address,
+            "addresses": list(entry.keyfile.addresses),
+            "file": str(entry.path),
+            **extra,
+        },
+        f"{text}wallet {entry.name!r}: {entry.keyfile.address}\n"
+        f"key file {entry.path} (encrypted; keep the password safe: it cannot be recovered)",
+    )
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
@@ -228,8 +389,15 @@ def _cmd_create(args: argparse.Namespace) -> int:
         entry = store.create_hd(name, secret, password, scrypt_n=args.scrypt_n)
     except KeystoreError as exc:
         raise keystore_error(exc) from None
-    extra = {"derivation": DERIVATION, "path": PATH_TEMPLATE, "words": len(secret.words), "passphrase": secret.passphrase}
-    if not shown_here:  # a script's only chance to see the phrase (`pouw wallet backup` shows it again)
+    extra = {
+        "derivation": DERIVATION,
+        "path": PATH_TEMPLATE,
+        "words": len(secret.words),
+        "passphrase": secret.passphrase,
+    }
+    if (
+        not shown_here
+    ):  # a script's only chance to see the phrase (`pouw wallet backup` shows it again)
         extra["phrase"] = secret.phrase
     _created(args, entry, extra, "" if shown_here else text + "\n\n")
     return 0
@@ -244,7 +412,9 @@ def _read_phrase(args: argparse.Namespace):
         try:
             text = Path(args.phrase_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"--phrase-file {args.phrase_file}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+            raise UserError(
+                f"--phrase-file {args.phrase_file}: cannot read ({getattr(exc, 'strerror', None) or exc})"
+            ) from None
         tries = [text]
     else:
         tries = None
@@ -273,8 +443,10 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     secret = secret_from_phrase(phrase, passphrase)
     other = store.owner_of([secret.address(0)])
     if other is not None:
-        raise WalletFileError(f"wallet {other.name!r} already holds this phrase (address 0 {secret.address(0)}); "
-                              f"use -w {other.name}, or delete {other.path} first")
+        raise WalletFileError(
+            f"wallet {other.name!r} already holds this phrase (address 0 {secret.address(0)}); "
+            f"use -w {other.name}, or delete {other.path} first"
+        )
     if args.no_scan:
         addresses, scanned = [secret.address(0)], 0
     else:
@@ -289,15 +461,26 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         scanned = len(seen)
         if not args.json:
             found = [i for i, _, u in seen if u]
-            say(f"scanned {scanned} addresses on {node.base_url} (gap limit {args.gap_limit}): "
-                + (f"used: {', '.join(map(str, found))}" if found else "none used yet"))
+            say(
+                f"scanned {scanned} addresses on {node.base_url} (gap limit {args.gap_limit}): "
+                + (f"used: {', '.join(map(str, found))}" if found else "none used yet")
+            )
     password = read_new_password(args, prompt=f"New password for wallet {name!r}: ")
     try:
         entry = store.create_hd(name, secret, password, addresses, scrypt_n=args.scrypt_n)
     except KeystoreError as exc:
         raise keystore_error(exc) from None
-    _created(args, entry, {"derivation": DERIVATION, "path": PATH_TEMPLATE, "scanned": scanned, "passphrase": secret.passphrase},
-             f"restored {len(addresses)} address{'es' if len(addresses) != 1 else ''} ({PATH_TEMPLATE}, i = 0 .. {len(addresses) - 1})\n")
+    _created(
+        args,
+        entry,
+        {
+            "derivation": DERIVATION,
+            "path": PATH_TEMPLATE,
+            "scanned": scanned,
+            "passphrase": secret.passphrase,
+        },
+        f"restored {len(addresses)} address{'es' if len(addresses) != 1 else ''} ({PATH_TEMPLATE}, i = 0 .. {len(addresses) - 1})\n",
+    )
     return 0
 
 
@@ -308,14 +491,26 @@ def _cmd_backup(args: argparse.Namespace) -> int:
 
     entry = load_wallet(args)
     if not entry.keyfile.is_hd:
-        raise UserError(f"wallet {entry.name!r} holds one plain key, not a phrase; back it up with `pouw wallet export` "
-                        "or by copying its key file")
+        raise UserError(
+            f"wallet {entry.name!r} holds one plain key, not a phrase; back it up with `pouw wallet export` "
+            "or by copying its key file"
+        )
     entry, unlocked = unlock(args, entry)
     secret = unlocked.secret
     assert secret is not None  # an HD key file unlocks to its phrase
-    emit(args, {"name": entry.name, "phrase": secret.phrase, "words": len(secret.words), "derivation": DERIVATION,
-                "path": PATH_TEMPLATE, "passphrase": secret.passphrase, "addresses": list(entry.keyfile.addresses)},
-         backup_text(entry.name, secret, entry.keyfile.address))
+    emit(
+        args,
+        {
+            "name": entry.name,
+            "phrase": secret.phrase,
+            "words": len(secret.words),
+            "derivation": DERIVATION,
+            "path": PATH_TEMPLATE,
+            "passphrase": secret.passphrase,
+            "addresses": list(entry.keyfile.addresses),
+        },
+        backup_text(entry.name, secret, entry.keyfile.address),
+    )
     return 0
 
 
@@ -339,14 +534,20 @@ def _cmd_import(args: argparse.Namespace) -> int:
     try:
         key = PrivateKey.from_bytes(bytes.fromhex(text.removeprefix("0x")))
     except (ValueError, InvalidKey):
-        raise UserError("the private key must be 64 hex digits (as `pouw wallet export` prints it)") from None
+        raise UserError(
+            "the private key must be 64 hex digits (as `pouw wallet export` prints it)"
+        ) from None
     from chain.address import address_of, format_address
 
     address = format_address(address_of(key.public_key()))
     other = store.owner_of([address])
     if other is not None:  # before the password is asked for
-        raise keystore_error(KeystoreError(f"wallet {other.name!r} already holds this key (address {address}); "
-                                           f"use -w {other.name}, or delete {other.path} first"))
+        raise keystore_error(
+            KeystoreError(
+                f"wallet {other.name!r} already holds this key (address {address}); "
+                f"use -w {other.name}, or delete {other.path} first"
+            )
+        )
     password = read_new_password(args, prompt=f"New password for wallet {name!r}: ")
     try:
         entry = store.create(name, key, password, args.scrypt_n)
@@ -364,13 +565,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
     entry = load_wallet(args)
     addresses = entry.keyfile.addresses
     if not 0 <= args.index < len(addresses):
-        raise UserError(f"--index {args.index}: wallet {entry.name!r} has addresses 0 .. {len(addresses) - 1}")
+        raise UserError(
+            f"--index {args.index}: wallet {entry.name!r} has addresses 0 .. {len(addresses) - 1}"
+        )
     entry, unlocked = unlock(args, entry)
     address = addresses[args.index]
     key = unlocked.key_for(address)
     if not args.json:
-        print("Anyone who has this key can spend from the address; do not share it.", file=sys.stderr)
-    data = {"name": entry.name, "address": address, "index": args.index, "private_key": key.to_bytes().hex()}
+        print(
+            "Anyone who has this key can spend from the address; do not share it.", file=sys.stderr
+        )
+    data = {
+        "name": entry.name,
+        "address": address,
+        "index": args.index,
+        "private_key": key.to_bytes().hex(),
+    }
     if entry.keyfile.is_hd:
         data["path"] = path_of(args.index)
     emit(args, data, key.to_bytes().hex())
@@ -385,13 +595,28 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     store = keystore(args)
     entries = store.entries()
-    rows = [{"name": e.name, "address": e.keyfile.address, "kind": "hd" if e.keyfile.is_hd else "key",
-             "addresses": len(e.keyfile.addresses), "file": str(e.path)} for e in entries]
-    text = "\n".join(
-        f"{e.name:20s} {e.keyfile.address}  " + (f"phrase, {len(e.keyfile.addresses)} address{'es' if len(e.keyfile.addresses) != 1 else ''}"
-                                                if e.keyfile.is_hd else "plain key")
+    rows = [
+        {
+            "name": e.name,
+            "address": e.keyfile.address,
+            "kind": "hd" if e.keyfile.is_hd else "key",
+            "addresses": len(e.keyfile.addresses),
+            "file": str(e.path),
+        }
         for e in entries
-    ) or f"no wallets in {store.directory} (pouw wallet create)"
+    ]
+    text = (
+        "\n".join(
+            f"{e.name:20s} {e.keyfile.address}  "
+            + (
+                f"phrase, {len(e.keyfile.addresses)} address{'es' if len(e.keyfile.addresses) != 1 else ''}"
+                if e.keyfile.is_hd
+                else "plain key"
+            )
+            for e in entries
+        )
+        or f"no wallets in {store.directory} (pouw wallet create)"
+    )
     emit(args, {"directory": str(store.directory), "wallets": rows}, text)
     return 0
 
@@ -406,8 +631,10 @@ def _cmd_address(args: argparse.Namespace) -> int:
     addresses = entry.keyfile.addresses
     if args.new:
         if not entry.keyfile.is_hd:
-            raise UserError(f"wallet {entry.name!r} holds one plain key: it has one address; "
-                            "a wallet made from a phrase (pouw wallet create) derives new ones")
+            raise UserError(
+                f"wallet {entry.name!r} holds one plain key: it has one address; "
+                "a wallet made from a phrase (pouw wallet create) derives new ones"
+            )
         entry, unlocked = unlock(args, entry)
         index = len(addresses)
         assert unlocked.secret is not None  # an HD key file unlocks to its phrase
@@ -416,12 +643,22 @@ def _cmd_address(args: argparse.Namespace) -> int:
             entry = keystore(args).save_addresses(entry, unlocked, (*addresses, address))
         except KeystoreError as exc:
             raise keystore_error(exc) from None
-        emit(args, {"name": entry.name, "address": address, "index": index, "path": path_of(index)}, address)
+        emit(
+            args,
+            {"name": entry.name, "address": address, "index": index, "path": path_of(index)},
+            address,
+        )
         return 0
     if args.all:
-        rows = [{"index": i, "address": a, "path": path_of(i) if entry.keyfile.is_hd else None} for i, a in enumerate(addresses)]
-        emit(args, {"name": entry.name, "addresses": rows},
-             "\n".join(f"{r['index']:4d}  {r['address']}  {r['path'] or 'plain key'}" for r in rows))
+        rows = [
+            {"index": i, "address": a, "path": path_of(i) if entry.keyfile.is_hd else None}
+            for i, a in enumerate(addresses)
+        ]
+        emit(
+            args,
+            {"name": entry.name, "addresses": rows},
+            "\n".join(f"{r['index']:4d}  {r['address']}  {r['path'] or 'plain key'}" for r in rows),
+        )
         return 0
     emit(args, {"name": entry.name, "address": entry.keyfile.address}, entry.keyfile.address)
     return 0
@@ -445,9 +682,14 @@ def _verify_balances(
     try:
         params = load_params(network)
     except (ParamsError, OSError, ValueError) as exc:
-        raise UserError(f"--verify needs the network's parameters: {exc} (give --network NAME|FILE)") from None
-    upto = max(int(a["proof"]["height"]) for a in answers if isinstance(a.get("proof"), dict)) \
-        if all(isinstance(a.get("proof"), dict) for a in answers) else 0
+        raise UserError(
+            f"--verify needs the network's parameters: {exc} (give --network NAME|FILE)"
+        ) from None
+    upto = (
+        max(int(a["proof"]["height"]) for a in answers if isinstance(a.get("proof"), dict))
+        if all(isinstance(a.get("proof"), dict) for a in answers)
+        else 0
+    )
     encoded: list[bytes] = []
     while len(encoded) <= upto:
         page = node.headers(len(encoded))["headers"]
@@ -456,12 +698,19 @@ def _verify_balances(
         encoded += [bytes.fromhex(h) for h in page]
     try:
         headers = verify_header_chain(params, encoded, int(time.time() * 1000))
-        results = [verify_account(headers, parse_address(a), ans) for a, ans in zip(addresses, answers, strict=True)]
+        results = [
+            verify_account(headers, parse_address(a), ans)
+            for a, ans in zip(addresses, answers, strict=True)
+        ]
     except VerifyFailed as exc:
         raise UserError(f"verification failed, do not trust this node's balance: {exc}") from None
     last = results[0]
-    return {"height": last.height, "block": last.block_hash.hex(), "headers_checked": len(headers),
-            "network": params.network}
+    return {
+        "height": last.height,
+        "block": last.block_hash.hex(),
+        "headers_checked": len(headers),
+        "network": params.network,
+    }
 
 
 def _cmd_balance(args: argparse.Namespace) -> int:
@@ -475,8 +724,13 @@ def _cmd_balance(args: argparse.Namespace) -> int:
     answers = [node.account(address, proof=args.verify) for address in addresses]
     verified = _verify_balances(args, node, addresses, answers) if args.verify else None
     for i, (address, acct) in enumerate(zip(addresses, answers, strict=True)):
-        row = {"index": i, "address": address, "balance": amount_json(acct["balance"]), "nonce": acct["nonce"],
-               "pending_transactions": acct.get("pending_transactions", 0)}
+        row = {
+            "index": i,
+            "address": address,
+            "balance": amount_json(acct["balance"]),
+            "nonce": acct["nonce"],
+            "pending_transactions": acct.get("pending_transactions", 0),
+        }
         if "spendable" in acct:
             row["spendable"] = amount_json(spendable(acct))
         if acct.get("immature"):
@@ -509,18 +763,24 @@ def _cmd_balance(args: argparse.Namespace) -> int:
         if "spendable" in r and r["spendable"]["units"] != r["balance"]["units"]:
             extra = f" ({r['spendable']['pouw']} spendable)"
         if "immature" in r:
-            extra += (f" + {r['immature']['pouw']} POUW immature (mining rewards, spendable {maturity} blocks "
-                      f"after their block)")
+            extra += (
+                f" + {r['immature']['pouw']} POUW immature (mining rewards, spendable {maturity} blocks "
+                f"after their block)"
+            )
         return f"{r['address']}  {r['balance']['pouw']} POUW{extra}  nonce {r['nonce']}{pending}"
 
     if len(rows) == 1:
         text = line(rows[0])
     else:
-        text = "\n".join([f"wallet {name!r}: {format_amount(total)} POUW over {len(rows)} addresses"]
-                         + [f"  {r['index']:3d}  {line(r)}" for r in rows])
+        text = "\n".join(
+            [f"wallet {name!r}: {format_amount(total)} POUW over {len(rows)} addresses"]
+            + [f"  {r['index']:3d}  {line(r)}" for r in rows]
+        )
     if verified is not None:
-        text += (f"\nverified: {verified['headers_checked']} headers checked from {verified['network']}'s genesis, "
-                 f"the state proof against block {verified['height']} ({verified['block'][:16]})")
+        text += (
+            f"\nverified: {verified['headers_checked']} headers checked from {verified['network']}'s genesis, "
+            f"the state proof against block {verified['height']} ({verified['block'][:16]})"
+        )
     emit(args, data, text)
     return 0
 
@@ -536,7 +796,9 @@ def _resolve_payer(args: argparse.Namespace, entry) -> str | None:
     if text.isdigit():
         i = int(text)
         if i >= len(addresses):
-            raise BadAddress(f"--from {text}: wallet {entry.name!r} has addresses 0 .. {len(addresses) - 1}")
+            raise BadAddress(
+                f"--from {text}: wallet {entry.name!r} has addresses 0 .. {len(addresses) - 1}"
+            )
         return addresses[i]
     try:
         address = format_address(parse_address(text))
@@ -580,26 +842,52 @@ def _cmd_send(args: argparse.Namespace) -> int:
     def build(key, chain_id, nonce, fee):
         return make_transfer(key, chain_id, nonce, fee, to, amount)
 
-    pay, sent = pay_and_send(args, node, entry, amount, build, payer, lambda pay: [
-        f"send {format_amount(amount)} POUW to {format_address(to)}",
-        f"from {pay.address} (address {pay.index} of wallet {entry.name!r}, {format_amount(spendable(pay.account))} POUW)",
-    ], nonce=args.nonce)
+    pay, sent = pay_and_send(
+        args,
+        node,
+        entry,
+        amount,
+        build,
+        payer,
+        lambda pay: [
+            f"send {format_amount(amount)} POUW to {format_address(to)}",
+            f"from {pay.address} (address {pay.index} of wallet {entry.name!r}, {format_amount(spendable(pay.account))} POUW)",
+        ],
+        nonce=args.nonce,
+    )
     txid = sent.tx.txid.hex()
-    data = {"txid": txid, "from": pay.address, "to": format_address(to), "amount": amount_json(amount),
-            "fee": amount_json(pay.fee), "fee_source": "--fee" if pay.fee_given else "estimate", "nonce": sent.nonce,
-            "status": "pending"}
+    data = {
+        "txid": txid,
+        "from": pay.address,
+        "to": format_address(to),
+        "amount": amount_json(amount),
+        "fee": amount_json(pay.fee),
+        "fee_source": "--fee" if pay.fee_given else "estimate",
+        "nonce": sent.nonce,
+        "status": "pending",
+    }
     if args.wait > 0:
         if not args.json:
             say(f"sent {txid}; waiting up to {args.wait:g} s for a block...")
         info = wait_confirmed(node, txid, args.wait)
         data.update(status="confirmed", height=info["height"], block=info["block"])
-    where = f"in block {data['height']}" if data["status"] == "confirmed" else "pending; it is in the next block a miner finds"
-    emit(args, data, f"sent {format_amount(amount)} POUW to {format_address(to)} (fee {format_amount(pay.fee)}, nonce {sent.nonce})\n"
-                     f"txid {txid}  {where}")
+    where = (
+        f"in block {data['height']}"
+        if data["status"] == "confirmed"
+        else "pending; it is in the next block a miner finds"
+    )
+    emit(
+        args,
+        data,
+        f"sent {format_amount(amount)} POUW to {format_address(to)} (fee {format_amount(pay.fee)}, nonce {sent.nonce})\n"
+        f"txid {txid}  {where}",
+    )
     return 0
 
 
-def merged_history(node, addresses: tuple[str, ...], offset: int, limit: int) -> tuple[int, list[dict]]:
+def merged_history(
+    node, addresses: tuple[str, ...], offset: int, limit: int
+) -> tuple[int, list[dict]]:
     """Entries of all `addresses`, newest first (each tagged with its address), and their total."""
     want = offset + limit
     total, items = 0, []
@@ -637,12 +925,24 @@ def _cmd_history(args: argparse.Namespace) -> int:
     for e in items:
         amount = f"{sign.get(e['kind'], '')}{format_amount(e['amount'])}"
         fee = f" fee {format_amount(e['fee'])}" if e.get("fee") else ""
-        other = f" {'to' if e['kind'] == 'transfer-out' else 'from'} {e['counterparty']}" if e.get("counterparty") else ""
+        other = (
+            f" {'to' if e['kind'] == 'transfer-out' else 'from'} {e['counterparty']}"
+            if e.get("counterparty")
+            else ""
+        )
         txid = f" tx {e['txid'][:16]}" if e.get("txid") else ""
         mine = f" #{index[e['address']]}" if len(addresses) > 1 else ""
-        lines.append(f"  height {e['height']:6d}{mine}  {e['kind']:12s} {amount:>20s} POUW{fee}{other}{txid}")
-    data = {"address": addresses[0], "addresses": list(addresses), "total": total, "offset": args.offset,
-            "limit": args.limit, "items": items}
+        lines.append(
+            f"  height {e['height']:6d}{mine}  {e['kind']:12s} {amount:>20s} POUW{fee}{other}{txid}"
+        )
+    data = {
+        "address": addresses[0],
+        "addresses": list(addresses),
+        "total": total,
+        "offset": args.offset,
+        "limit": args.limit,
+        "items": items,
+    }
     if name is not None:
         data["wallet"] = name
     emit(args, data, "\n".join(lines))

@@ -49,7 +49,9 @@ class UnitJob:
 class RenderedUnit:
     pngs: tuple[bytes, ...]  # the unit's first len(pngs) images
     labels: tuple[str, ...]  # a hover label for each
-    checked: bool | None  # whole unit re-rendered: does its digest equal the chain's? None: not checked
+    checked: (
+        bool | None
+    )  # whole unit re-rendered: does its digest equal the chain's? None: not checked
 
     @property
     def nbytes(self) -> int:
@@ -63,8 +65,15 @@ def manifest_seeds(entry: dict) -> list[bytes]:
 
     leaves = [Leaf.from_bytes(bytes.fromhex(x)) for x in entry.get("leaves", [])]
     prefixes = prefix_commitments(leaves)
-    parent, miner, attempt = bytes.fromhex(entry["parent"]), parse_address(entry["miner"]), int(entry.get("attempt", 0))
-    return [unit_seed(parent, miner, attempt, u, prefixes[u], leaf.commitment) for u, leaf in enumerate(leaves)]
+    parent, miner, attempt = (
+        bytes.fromhex(entry["parent"]),
+        parse_address(entry["miner"]),
+        int(entry.get("attempt", 0)),
+    )
+    return [
+        unit_seed(parent, miner, attempt, u, prefixes[u], leaf.commitment)
+        for u, leaf in enumerate(leaves)
+    ]
 
 
 def png_bytes(rgb) -> bytes:
@@ -78,8 +87,10 @@ def hover_label(labels: dict, unit: int, image: int) -> str:
     d = [x / DIR_ONE for x in labels["dominant_dir"]]
     classes = ", ".join(o["class"] for o in labels["objects"])
     lights = labels["num_lights"]
-    return (f"unit {unit}, image {image}\n{lights} light{'s' if lights != 1 else ''}, dominant direction "
-            f"({d[0]:+.2f}, {d[1]:+.2f}, {d[2]:+.2f})\n{labels['num_objects']} object{'s' if labels['num_objects'] != 1 else ''}: {classes}")
+    return (
+        f"unit {unit}, image {image}\n{lights} light{'s' if lights != 1 else ''}, dominant direction "
+        f"({d[0]:+.2f}, {d[1]:+.2f}, {d[2]:+.2f})\n{labels['num_objects']} object{'s' if labels['num_objects'] != 1 else ''}: {classes}"
+    )
 
 
 def short_label(labels: dict) -> str:
@@ -94,7 +105,10 @@ def _render(job: UnitJob, count: int, full: bool) -> RenderedUnit:
     checked = (batch_digest(batch) == job.digest) if full and job.digest is not None else None
     return RenderedUnit(
         tuple(png_bytes(images[i]) for i in range(count)),
-        tuple(hover_label(labels[i], job.key[2], i) + "\n" + short_label(labels[i]) for i in range(count)),
+        tuple(
+            hover_label(labels[i], job.key[2], i) + "\n" + short_label(labels[i])
+            for i in range(count)
+        ),
         checked,
     )
 
@@ -126,7 +140,9 @@ class Gallery:
             _, dropped = self.cache.popitem(last=False)
             self._bytes -= dropped.nbytes
 
-    async def render(self, jobs: list[UnitJob], budget: int = RENDER_PIXEL_BUDGET) -> list[RenderedUnit | None]:
+    async def render(
+        self, jobs: list[UnitJob], budget: int = RENDER_PIXEL_BUDGET
+    ) -> list[RenderedUnit | None]:
         """Each job's images (None where the request's pixel budget ran out first)."""
         out: list[RenderedUnit | None] = []
         for job in jobs:
@@ -134,7 +150,7 @@ class Gallery:
             if found is not None:
                 out.append(found)
                 continue
-            per_image = job.spec.image_size ** 2
+            per_image = job.spec.image_size**2
             whole = job.spec.images_per_unit * per_image
             need = min(job.need, job.spec.images_per_unit)
             if whole <= budget:
@@ -158,7 +174,7 @@ class Gallery:
                 if found is not None:
                     return found
                 unit = await asyncio.to_thread(_render, job, count, full)
-                self.rendered_pixels += count * job.spec.image_size ** 2
+                self.rendered_pixels += count * job.spec.image_size**2
                 self._store(job.key, unit)
                 return unit
         finally:

@@ -52,7 +52,11 @@ def mining_rate(blocks: list[dict]) -> dict | None:
     if span_s <= 0:
         return None
     units = sum(int(b.get("units", 0)) for b in blocks[1:])
-    return {"units_per_s": units / span_s, "blocks_per_min": 60 * (len(blocks) - 1) / span_s, "blocks": len(blocks)}
+    return {
+        "units_per_s": units / span_s,
+        "blocks_per_min": 60 * (len(blocks) - 1) / span_s,
+        "blocks": len(blocks),
+    }
 
 
 def page_arg(request: web.Request, name: str, last: int, what: str) -> int:
@@ -96,12 +100,17 @@ class Explorer:
         """What every page shows at the top: the node's status and the mining rate."""
         status = await self.api.get("/api/status")
         recent = (await self.api.get("/api/blocks", limit=RATE_WINDOW)).get("blocks", [])
-        window = [{"height": b.get("height"), "time_ms": b.get("time_ms"), "units": b.get("units")} for b in recent]
+        window = [
+            {"height": b.get("height"), "time_ms": b.get("time_ms"), "units": b.get("units")}
+            for b in recent
+        ]
         return {"status": status, "rate": mining_rate(recent), "rate_window": window}
 
     def html(self, template: str, http_status: int = 200, **context: Any) -> web.Response:
         text = self.env.get_template(template).render(**context)
-        resp = web.Response(text=text, status=http_status, content_type="text/html", charset="utf-8")
+        resp = web.Response(
+            text=text, status=http_status, content_type="text/html", charset="utf-8"
+        )
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
@@ -114,10 +123,20 @@ class Explorer:
         except PageError:
             frame = {"status": None, "rate": None, "rate_window": []}
         try:
-            return self.html("error.html", http_status=code, title=title, page="error", code=code, message=message, **frame)
+            return self.html(
+                "error.html",
+                http_status=code,
+                title=title,
+                page="error",
+                code=code,
+                message=message,
+                **frame,
+            )
         except Exception:  # noqa: BLE001 - the error page itself failed: plain text, still no trace
             log.exception("explorer error page failed")
-            return web.Response(text=f"{code} {title}: {message}\n", status=code, content_type="text/plain")
+            return web.Response(
+                text=f"{code} {title}: {message}\n", status=code, content_type="text/plain"
+            )
 
     @web.middleware
     async def errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -135,16 +154,30 @@ class Explorer:
             return await self.error_page(exc.status, exc.reason or "Error", message)
         except Exception as exc:  # noqa: BLE001 - a page bug must show a page, not a trace
             log.exception("explorer error on %s", request.path)
-            return await self.error_page(500, "Internal error", f"The explorer failed on this page ({type(exc).__name__}); the node's log has the details.")
+            return await self.error_page(
+                500,
+                "Internal error",
+                f"The explorer failed on this page ({type(exc).__name__}); the node's log has the details.",
+            )
 
     # --- pages ---------------------------------------------------------------------------------
 
     async def home(self, request: web.Request) -> web.Response:
         recent = await self.api.get("/api/blocks", limit=RECENT_BLOCKS)
         tasks = (await self.api.get("/api/tasks")).get("tasks", [])
-        open_tasks = sorted((t for t in tasks if t.get("status") == "open"), key=lambda t: (not t.get("active"), t.get("created_height", 0)))
-        return await self.page("home.html", "Latest blocks", "home", blocks=list(reversed(recent.get("blocks", []))),
-                               tasks=open_tasks, task_count=len(tasks), more=recent.get("tip", 0) >= RECENT_BLOCKS)
+        open_tasks = sorted(
+            (t for t in tasks if t.get("status") == "open"),
+            key=lambda t: (not t.get("active"), t.get("created_height", 0)),
+        )
+        return await self.page(
+            "home.html",
+            "Latest blocks",
+            "home",
+            blocks=list(reversed(recent.get("blocks", []))),
+            tasks=open_tasks,
+            task_count=len(tasks),
+            more=recent.get("tip", 0) >= RECENT_BLOCKS,
+        )
 
     async def blocks(self, request: web.Request) -> web.Response:
         tip = (await self.api.get("/api/status"))["height"]
@@ -153,16 +186,28 @@ class Explorer:
         page = page_arg(request, "page", last, "blocks")
         start, limit = newest_first_slice(total, page, BLOCKS_PAGE)
         data = await self.api.get("/api/blocks", start=start, limit=limit)
-        return await self.page("blocks.html", f"Blocks, page {page}", "blocks", blocks=list(reversed(data.get("blocks", []))),
-                               page_no=page, last_page=last)
+        return await self.page(
+            "blocks.html",
+            f"Blocks, page {page}",
+            "blocks",
+            blocks=list(reversed(data.get("blocks", []))),
+            page_no=page,
+            last_page=last,
+        )
 
     async def block(self, request: web.Request) -> web.Response:
         ident = request.match_info["id"]
         block = await self.api.get(f"/api/blocks/{quote(ident, safe='')}")
         claims_meta = block.get("work", [])
         most = max((c.get("unit_count", 0) for c in claims_meta), default=0)
-        leaves_page = page_arg(request, "leaves", max(0, most - 1) // LEAVES_PAGE, "this block's leaves")
-        trace = await self.api.get(f"/api/blocks/{block['hash']}/trace", offset=leaves_page * LEAVES_PAGE, limit=LEAVES_PAGE)
+        leaves_page = page_arg(
+            request, "leaves", max(0, most - 1) // LEAVES_PAGE, "this block's leaves"
+        )
+        trace = await self.api.get(
+            f"/api/blocks/{block['hash']}/trace",
+            offset=leaves_page * LEAVES_PAGE,
+            limit=LEAVES_PAGE,
+        )
         claims = []
         for claim in trace.get("claims", []):
             task = await self.api.get_or_none(f"/api/tasks/{claim['task_id']}")
@@ -172,12 +217,29 @@ class Explorer:
             images = []
             if isinstance(spec, RenderSpec):
                 images = await self._block_images(block, claim, spec)
-            claims.append({**claim, "task": task, "spec": spec, "fields": fields, "images": images,
-                           "challenged_set": set(claim.get("challenged", [])), "opened_set": set(claim.get("opened", []))})
+            claims.append(
+                {
+                    **claim,
+                    "task": task,
+                    "spec": spec,
+                    "fields": fields,
+                    "images": images,
+                    "challenged_set": set(claim.get("challenged", [])),
+                    "opened_set": set(claim.get("opened", [])),
+                }
+            )
         tip = (await self.api.get("/api/status"))["height"]
-        return await self.page("block.html", f"Block {block['height']}", "block", block=block, claims=claims,
-                               leaves_page=leaves_page, leaves_last=max(0, most - 1) // LEAVES_PAGE, leaves_size=LEAVES_PAGE,
-                               has_next=block.get("on_best_chain") and block["height"] < tip)
+        return await self.page(
+            "block.html",
+            f"Block {block['height']}",
+            "block",
+            block=block,
+            claims=claims,
+            leaves_page=leaves_page,
+            leaves_last=max(0, most - 1) // LEAVES_PAGE,
+            leaves_size=LEAVES_PAGE,
+            has_next=block.get("on_best_chain") and block["height"] < tip,
+        )
 
     async def _block_images(self, block: dict, claim: dict, spec: RenderSpec) -> list[dict]:
         """Images of a render block's units: the re-executed ones first, then the first units, at most BLOCK_IMAGES."""
@@ -197,22 +259,42 @@ class Explorer:
             if u not in leaves:  # not on the leaves page shown: ask for that leaf
                 trace = await self.api.get(f"/api/blocks/{block['hash']}/trace", offset=u, limit=1)
                 leaves[u] = trace["claims"][claim["index"]]["leaves"][0]
-        jobs = [UnitJob((block["hash"], claim["index"], u), bytes.fromhex(leaves[u]["seed"]), spec,
-                        bytes.fromhex(leaves[u]["digest"]), n)
-                for u, n in sorted(chosen)]
+        jobs = [
+            UnitJob(
+                (block["hash"], claim["index"], u),
+                bytes.fromhex(leaves[u]["seed"]),
+                spec,
+                bytes.fromhex(leaves[u]["digest"]),
+                n,
+            )
+            for u, n in sorted(chosen)
+        ]
         return self._tiles(jobs, await self.gallery.render(jobs), marks)
 
     @staticmethod
-    def _tiles(jobs: list[UnitJob], rendered: list, marks: dict[int, str] | None = None) -> list[dict]:
+    def _tiles(
+        jobs: list[UnitJob], rendered: list, marks: dict[int, str] | None = None
+    ) -> list[dict]:
         tiles = []
         for job, unit in zip(jobs, rendered):
             block_hash, claim, u = job.key
             for i in range(job.need):
-                tile = {"block": block_hash, "claim": claim, "unit": u, "image": i,
-                        "src": f"/img/{block_hash}/{claim}/{u}/{i}.png", "size": job.spec.image_size,
-                        "reexecuted": (marks or {}).get(u)}
+                tile = {
+                    "block": block_hash,
+                    "claim": claim,
+                    "unit": u,
+                    "image": i,
+                    "src": f"/img/{block_hash}/{claim}/{u}/{i}.png",
+                    "size": job.spec.image_size,
+                    "reexecuted": (marks or {}).get(u),
+                }
                 if unit is None:
-                    tile.update(label="not rendered: over this page's rendering budget", short="–", checked=None, missing=True)
+                    tile.update(
+                        label="not rendered: over this page's rendering budget",
+                        short="–",
+                        checked=None,
+                        missing=True,
+                    )
                 else:
                     label, _, short_text = unit.labels[i].rpartition("\n")
                     tile.update(label=label, short=short_text, checked=unit.checked, missing=False)
@@ -230,12 +312,35 @@ class Explorer:
         account = await self.api.get(path)
         first = await self.api.get(path + "/txs", offset=0, limit=1)
         total = first.get("total", 0)
-        page = page_arg(request, "page", max(0, total - 1) // HISTORY_PAGE, "this account's history")
+        page = page_arg(
+            request, "page", max(0, total - 1) // HISTORY_PAGE, "this account's history"
+        )
         history = await self.api.get(path + "/txs", offset=page * HISTORY_PAGE, limit=HISTORY_PAGE)
-        known = {"address", "balance", "nonce", "pending_transactions", "next_nonce", "spendable", "immature"}
-        extra = {k: v for k, v in account.items() if k not in known and isinstance(v, (int, str, float, bool))}
-        return await self.page("account.html", "Account", "account", account=account, extra=extra, items=history.get("items", []),
-                               total=total, page_no=page, last_page=max(0, total - 1) // HISTORY_PAGE)
+        known = {
+            "address",
+            "balance",
+            "nonce",
+            "pending_transactions",
+            "next_nonce",
+            "spendable",
+            "immature",
+        }
+        extra = {
+            k: v
+            for k, v in account.items()
+            if k not in known and isinstance(v, (int, str, float, bool))
+        }
+        return await self.page(
+            "account.html",
+            "Account",
+            "account",
+            account=account,
+            extra=extra,
+            items=history.get("items", []),
+            total=total,
+            page_no=page,
+            last_page=max(0, total - 1) // HISTORY_PAGE,
+        )
 
     async def tasks(self, request: web.Request) -> web.Response:
         tasks = (await self.api.get("/api/tasks")).get("tasks", [])
@@ -252,14 +357,34 @@ class Explorer:
         offset, limit = newest_first_slice(total, blocks_page, TASK_BLOCKS_PAGE)
         worked = []
         if limit:
-            worked = list(reversed((await self.api.get(f"/api/tasks/{task_id}/manifest", offset=offset, limit=limit)).get("blocks", [])))
-        context: dict[str, Any] = {"task": task, "spec": asdict(spec) if spec else None, "kind": task.get("kind"),
-                                   "worked": worked, "blocks_page": blocks_page, "blocks_last": last, "total_blocks": total,
-                                   "grid": None, "curve": None}
+            worked = list(
+                reversed(
+                    (
+                        await self.api.get(
+                            f"/api/tasks/{task_id}/manifest", offset=offset, limit=limit
+                        )
+                    ).get("blocks", [])
+                )
+            )
+        context: dict[str, Any] = {
+            "task": task,
+            "spec": asdict(spec) if spec else None,
+            "kind": task.get("kind"),
+            "worked": worked,
+            "blocks_page": blocks_page,
+            "blocks_last": last,
+            "total_blocks": total,
+            "grid": None,
+            "curve": None,
+        }
         if isinstance(spec, RenderSpec):
             grid_last = max(0, total - 1) // GRID_BLOCKS
             grid_page = page_arg(request, "grid", grid_last, "this task's images")
-            context.update(grid=await self._grid(task_id, spec, total, grid_page), grid_page=grid_page, grid_last=grid_last)
+            context.update(
+                grid=await self._grid(task_id, spec, total, grid_page),
+                grid_page=grid_page,
+                grid_last=grid_last,
+            )
         elif isinstance(spec, TrainSpec):
             context.update(curve=await self._curve_heights(task_id, total))
         title = f"{'Default ' if task.get('default') else ''}{task.get('kind', '')} task".strip().capitalize()
@@ -277,14 +402,30 @@ class Explorer:
             want = min(GRID_IMAGES_PER_BLOCK, len(digests) * spec.images_per_unit)
             units = -(-want // spec.images_per_unit)
             seeds = manifest_seeds(entry)
-            jobs = [UnitJob((entry["hash"], int(entry.get("claim", 0)), u), seeds[u], spec, bytes.fromhex(digests[u]),
-                            min(spec.images_per_unit, want - u * spec.images_per_unit)) for u in range(units)]
-            rows.append({"entry": entry, "jobs": jobs, "images_total": len(digests) * spec.images_per_unit})
+            jobs = [
+                UnitJob(
+                    (entry["hash"], int(entry.get("claim", 0)), u),
+                    seeds[u],
+                    spec,
+                    bytes.fromhex(digests[u]),
+                    min(spec.images_per_unit, want - u * spec.images_per_unit),
+                )
+                for u in range(units)
+            ]
+            rows.append(
+                {"entry": entry, "jobs": jobs, "images_total": len(digests) * spec.images_per_unit}
+            )
         rendered = await self.gallery.render([j for r in rows for j in r["jobs"]])
         out, k = [], 0
         for r in rows:
             n = len(r["jobs"])
-            out.append({"entry": r["entry"], "images_total": r["images_total"], "tiles": self._tiles(r["jobs"], rendered[k : k + n])})
+            out.append(
+                {
+                    "entry": r["entry"],
+                    "images_total": r["images_total"],
+                    "tiles": self._tiles(r["jobs"], rendered[k : k + n]),
+                }
+            )
             k += n
         return out
 
@@ -292,44 +433,77 @@ class Explorer:
         """The heights whose states the learning curve evaluates: all of them, or MAX_CURVE_POINTS spread evenly."""
         path = f"/api/tasks/{task_id}/blocks"
         if total <= MAX_CURVE_POINTS:
-            picked = (await self.api.get(path, offset=0, limit=max(1, total))).get("blocks", []) if total else []
+            picked = (
+                (await self.api.get(path, offset=0, limit=max(1, total))).get("blocks", [])
+                if total
+                else []
+            )
             sampled = False
         else:
             step = math.ceil(total / (MAX_CURVE_POINTS - 1))
-            picked = (await self.api.get(path, offset=0, step=step, limit=MAX_CURVE_POINTS - 1)).get("blocks", [])
+            picked = (
+                await self.api.get(path, offset=0, step=step, limit=MAX_CURVE_POINTS - 1)
+            ).get("blocks", [])
             picked += (await self.api.get(path, offset=total - 1, limit=1)).get("blocks", [])
             sampled = True
         heights = sorted({b["height"] for b in picked})
-        return {"heights": heights, "sampled": sampled, "total": total, "max_points": MAX_CURVE_POINTS}
+        return {
+            "heights": heights,
+            "sampled": sampled,
+            "total": total,
+            "max_points": MAX_CURVE_POINTS,
+        }
 
     async def peers(self, request: web.Request) -> web.Response:
         data = await self.api.get("/api/peers")
-        return await self.page("peers.html", "Peers", "peers", peers=data.get("peers", []), banned=data.get("banned", []),
-                               known=data.get("known_addresses", []))
+        return await self.page(
+            "peers.html",
+            "Peers",
+            "peers",
+            peers=data.get("peers", []),
+            banned=data.get("banned", []),
+            known=data.get("known_addresses", []),
+        )
 
     async def search(self, request: web.Request) -> web.Response:
         q = request.query.get("q", "").strip()
         if not q:
-            raise PageError(400, "Type a block height, a block or transaction hash, an address (pw…) or a task id.")
+            raise PageError(
+                400,
+                "Type a block height, a block or transaction hash, an address (pw…) or a task id.",
+            )
         if len(q) > 200:
-            raise PageError(400, "That is too long to be a height, a hash, an address or a task id.")
+            raise PageError(
+                400, "That is too long to be a height, a hash, an address or a task id."
+            )
         if q.startswith("pw"):
             raise web.HTTPFound(f"/account/{quote(q, safe='')}")
         if q.isascii() and q.isdigit() and len(q) != 64:
             raise web.HTTPFound(f"/block/{q}")
         if _HEX64.fullmatch(q):
             q = q.lower()
-            for api_path, page in (("/api/blocks/", "/block/"), ("/api/tasks/", "/task/"), ("/api/txs/", "/tx/")):
+            for api_path, page in (
+                ("/api/blocks/", "/block/"),
+                ("/api/tasks/", "/task/"),
+                ("/api/txs/", "/tx/"),
+            ):
                 if await self.api.get_or_none(api_path + q) is not None:
                     raise web.HTTPFound(page + q)
             raise PageError(404, f"No block, task or transaction {q} is known to this node.")
-        raise PageError(400, f"{q[:80]!r} is not a height, a 64-digit hash, an address (pw…) or a task id.")
+        raise PageError(
+            400, f"{q[:80]!r} is not a height, a 64-digit hash, an address (pw…) or a task id."
+        )
 
     async def image(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
         block_hash = m["block"].lower()
-        if not _HEX64.fullmatch(block_hash) or not all(_SMALL_INT.fullmatch(m[k]) for k in ("claim", "unit", "image")):
-            raise PageError(404, "No such image: expected /img/BLOCK_HASH/CLAIM/UNIT/IMAGE.png with small decimal numbers.")
+        if not _HEX64.fullmatch(block_hash) or not all(
+            _SMALL_INT.fullmatch(m[k]) for k in ("claim", "unit", "image")
+        ):
+            raise PageError(
+                404,
+                "No such image: expected /img/BLOCK_HASH/CLAIM/UNIT/IMAGE.png with small decimal numbers.",
+            )
         claim_index, unit, image = int(m["claim"]), int(m["unit"]), int(m["image"])
         etag = f'"{block_hash}-{claim_index}-{unit}-{image}"'
         if request.headers.get("If-None-Match") == etag:
@@ -340,22 +514,35 @@ class Explorer:
             block = await self.api.get(f"/api/blocks/{block_hash}")
             claims = block.get("work", [])
             if claim_index >= len(claims):
-                raise PageError(404, f"Block {block_hash} has {len(claims)} work claim(s); there is no claim {claim_index}.")
+                raise PageError(
+                    404,
+                    f"Block {block_hash} has {len(claims)} work claim(s); there is no claim {claim_index}.",
+                )
             claim = claims[claim_index]
             task = await self.api.get(f"/api/tasks/{claim['task_id']}")
             spec = parse_task_spec(task)
             if not isinstance(spec, RenderSpec):
-                raise PageError(404, f"Task {claim['task_id']} is not a render task: it has no images.")
+                raise PageError(
+                    404, f"Task {claim['task_id']} is not a render task: it has no images."
+                )
             if unit >= claim["unit_count"] or image >= spec.images_per_unit:
-                raise PageError(404, f"The claim has units 0 .. {claim['unit_count'] - 1} of {spec.images_per_unit} image(s) each.")
+                raise PageError(
+                    404,
+                    f"The claim has units 0 .. {claim['unit_count'] - 1} of {spec.images_per_unit} image(s) each.",
+                )
             trace = await self.api.get(f"/api/blocks/{block_hash}/trace", offset=unit, limit=1)
             leaf = trace["claims"][claim_index]["leaves"][0]
-            job = UnitJob(key, bytes.fromhex(leaf["seed"]), spec, bytes.fromhex(leaf["digest"]), image + 1)
+            job = UnitJob(
+                key, bytes.fromhex(leaf["seed"]), spec, bytes.fromhex(leaf["digest"]), image + 1
+            )
             found = (await self.gallery.render([job]))[0]
             if found is None:  # one image always fits the budget; kept for safety
                 raise PageError(503, "This image is over the rendering budget of one request.")
-        return web.Response(body=found.pngs[image], content_type="image/png",
-                            headers={"Cache-Control": "public, max-age=31536000, immutable", "ETag": etag})
+        return web.Response(
+            body=found.pngs[image],
+            content_type="image/png",
+            headers={"Cache-Control": "public, max-age=31536000, immutable", "ETag": etag},
+        )
 
 
 def mount(app: web.Application, api_url: str) -> Explorer:

@@ -20,7 +20,9 @@ class PageError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-        self.title = title or {400: "Bad request", 404: "Not found", 503: "Busy"}.get(status, "Node unavailable")
+        self.title = title or {400: "Bad request", 404: "Not found", 503: "Busy"}.get(
+            status, "Node unavailable"
+        )
 
 
 def loopback_url(api_hostport: str) -> str:
@@ -66,7 +68,9 @@ class ApiSource:
                     return body
                 message = body.get("error") if isinstance(body, dict) else None
                 status = resp.status if resp.status in (400, 404, 409, 503) else 502
-                raise PageError(status, message or f"the node's API answered HTTP {resp.status} for {path}")
+                raise PageError(
+                    status, message or f"the node's API answered HTTP {resp.status} for {path}"
+                )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise PageError(502, f"the node's API did not answer ({type(exc).__name__})") from None
 

@@ -80,7 +80,14 @@ def make_environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(short=short, short_address=short_address, amount=amount, utc=utc, ago=ago, millis=millis,
-                       percent=percent)
+    env.filters.update(
+        short=short,
+        short_address=short_address,
+        amount=amount,
+        utc=utc,
+        ago=ago,
+        millis=millis,
+        percent=percent,
+    )
     env.globals["static_version"] = static_version()
     return env

@@ -38,10 +38,14 @@ def parse_amount(text: str, what: str = "amount", allow_zero: bool = True) -> in
         ctx.traps[Inexact] = True
         value = Decimal(s) * UNITS_PER_COIN
     if value != value.to_integral_value():
-        raise AmountError(f"{what}: {text!r} has more than {DECIMALS} decimals (the smallest amount is 0.00000001 POUW)")
+        raise AmountError(
+            f"{what}: {text!r} has more than {DECIMALS} decimals (the smallest amount is 0.00000001 POUW)"
+        )
     units = int(value)
     if units > MAX_UNITS:
-        raise AmountError(f"{what}: {text!r} exceeds the largest amount, {format_amount(MAX_UNITS)} POUW")
+        raise AmountError(
+            f"{what}: {text!r} exceeds the largest amount, {format_amount(MAX_UNITS)} POUW"
+        )
     if units == 0 and not allow_zero:
         raise AmountError(f"{what}: must be more than 0")
     return units

@@ -59,8 +59,14 @@ class NodeClient:
 
     # --- transport -------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
-                 timeout: float | None = None) -> tuple[bytes, dict[str, str]]:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> tuple[bytes, dict[str, str]]:
         url = self.base_url + path
         req = urllib.request.Request(url, data=body, method=method)
         if content_type:
@@ -75,10 +81,18 @@ class NodeClient:
         except urllib.error.HTTPError as exc:
             raise self._http_error(url, exc.code, exc.read()) from None
         except urllib.error.URLError as exc:
-            reason = exc.reason.strerror if isinstance(exc.reason, OSError) and exc.reason.strerror else exc.reason
-            raise NodeUnreachable(f"cannot reach the node at {self.base_url} ({reason}); is `pouw node` running? (--node URL)") from None
+            reason = (
+                exc.reason.strerror
+                if isinstance(exc.reason, OSError) and exc.reason.strerror
+                else exc.reason
+            )
+            raise NodeUnreachable(
+                f"cannot reach the node at {self.base_url} ({reason}); is `pouw node` running? (--node URL)"
+            ) from None
         except TimeoutError:
-            raise NodeUnreachable(f"the node at {self.base_url} did not answer within {timeout or self.timeout:.0f} s") from None
+            raise NodeUnreachable(
+                f"the node at {self.base_url} did not answer within {timeout or self.timeout:.0f} s"
+            ) from None
         except (ConnectionError, OSError) as exc:
             raise NodeUnreachable(f"cannot reach the node at {self.base_url} ({exc})") from None
 
@@ -131,7 +145,9 @@ class NodeClient:
     def submit_tx(self, raw: bytes) -> dict:
         """POST a signed transaction; the node's refusal becomes TxRejectedByNode with its reason."""
         try:
-            data, _ = self._request("POST", "/api/txs", body=raw, content_type="application/octet-stream")
+            data, _ = self._request(
+                "POST", "/api/txs", body=raw, content_type="application/octet-stream"
+            )
         except NodeError as exc:
             if exc.status != 400:
                 raise

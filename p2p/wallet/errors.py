@@ -26,9 +26,20 @@ from __future__ import annotations
 from p2p.errors import UserError
 
 __all__ = [
-    "UserError", "WrongPassword", "InsufficientBalance", "BadAddress", "NodeUnreachable",
-    "TxRejectedByNode", "BadTaskSpec", "WalletFileError", "NotFound", "NotReady",
-    "ResultMismatch", "NeedsConfirmation", "Interrupted", "NodeError",
+    "UserError",
+    "WrongPassword",
+    "InsufficientBalance",
+    "BadAddress",
+    "NodeUnreachable",
+    "TxRejectedByNode",
+    "BadTaskSpec",
+    "WalletFileError",
+    "NotFound",
+    "NotReady",
+    "ResultMismatch",
+    "NeedsConfirmation",
+    "Interrupted",
+    "NodeError",
 ]
 
 
@@ -104,4 +115,3 @@ class NodeError(UserError):
         super().__init__(message)
         self.status = status
         self.detail = detail  # the node's own error text
-

@@ -97,7 +97,9 @@ def normalize_phrase(text: str) -> str:
     raw = unicodedata.normalize("NFKD", text).lower().replace(",", " ").split()
     raw = [w.strip(".") for w in raw]
     if len(raw) not in WORD_COUNTS:
-        raise PhraseError(f"a recovery phrase has {' or '.join(map(str, WORD_COUNTS))} words; this has {len(raw)}")
+        raise PhraseError(
+            f"a recovery phrase has {' or '.join(map(str, WORD_COUNTS))} words; this has {len(raw)}"
+        )
     words = []
     for i, w in enumerate(raw, 1):
         full = w if w in _WORDS else _BIP39.expand_word(w)
@@ -108,7 +110,9 @@ def normalize_phrase(text: str) -> str:
         words.append(full)
     phrase = " ".join(words)
     if not _BIP39.check(phrase):
-        raise PhraseError("the words do not add up (BIP39 checksum): a word is wrong, missing or out of order")
+        raise PhraseError(
+            "the words do not add up (BIP39 checksum): a word is wrong, missing or out of order"
+        )
     return phrase
 
 
@@ -157,8 +161,12 @@ def address_text(key: PrivateKey) -> str:
     return format_address(address_of(key.public_key()))
 
 
-def scan_used(secret: HdSecret, is_used: Callable[[str], bool], gap_limit: int = DEFAULT_GAP_LIMIT,
-              progress: Callable[[int, str, bool], None] | None = None) -> list[str]:
+def scan_used(
+    secret: HdSecret,
+    is_used: Callable[[str], bool],
+    gap_limit: int = DEFAULT_GAP_LIMIT,
+    progress: Callable[[int, str, bool], None] | None = None,
+) -> list[str]:
     """The wallet's addresses 0 .. last used (at least address 0): derive i = 0, 1, ... and stop
     after `gap_limit` unused addresses in a row."""
     if gap_limit < 1:

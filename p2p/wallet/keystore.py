@@ -91,9 +91,13 @@ class ScryptParams:
 
     def check(self) -> ScryptParams:
         if not (MIN_SCRYPT_N <= self.n <= MAX_SCRYPT_N) or self.n & (self.n - 1):
-            raise ValueError(f"scrypt n must be a power of two in {MIN_SCRYPT_N} .. {MAX_SCRYPT_N}, got {self.n}")
+            raise ValueError(
+                f"scrypt n must be a power of two in {MIN_SCRYPT_N} .. {MAX_SCRYPT_N}, got {self.n}"
+            )
         if not 1 <= self.r <= MAX_SCRYPT_R or not 1 <= self.p <= MAX_SCRYPT_P:
-            raise ValueError(f"scrypt r and p must be in 1 .. {MAX_SCRYPT_R} and 1 .. {MAX_SCRYPT_P}, got {self.r}, {self.p}")
+            raise ValueError(
+                f"scrypt r and p must be in 1 .. {MAX_SCRYPT_R} and 1 .. {MAX_SCRYPT_P}, got {self.r}, {self.p}"
+            )
         if self.dklen != DKLEN or len(self.salt) < 16:
             raise ValueError(f"scrypt dklen must be {DKLEN} and the salt at least 16 bytes")
         return self
@@ -115,19 +119,28 @@ class HdInfo:
     path: str = PATH_TEMPLATE
 
     def to_json(self) -> dict:
-        return {"derivation": DERIVATION, "path": self.path, "words": self.words, "addresses": list(self.addresses)}
+        return {
+            "derivation": DERIVATION,
+            "path": self.path,
+            "words": self.words,
+            "addresses": list(self.addresses),
+        }
 
     @classmethod
     def from_json(cls, data: object) -> HdInfo:
         if not isinstance(data, dict):
             raise ValueError("hd: missing")
         if data.get("path") != PATH_TEMPLATE:
-            raise ValueError(f"hd.path: this wallet derives keys at {PATH_TEMPLATE}, got {data.get('path')!r}")
+            raise ValueError(
+                f"hd.path: this wallet derives keys at {PATH_TEMPLATE}, got {data.get('path')!r}"
+            )
         if data.get("derivation") != DERIVATION:
             raise ValueError(f"hd.derivation: expected {DERIVATION!r}")
         words = data.get("words")
         if not isinstance(words, int) or isinstance(words, bool) or words not in WORD_COUNTS:
-            raise ValueError(f"hd.words: expected {' or '.join(map(str, WORD_COUNTS))}, got {words!r}")
+            raise ValueError(
+                f"hd.words: expected {' or '.join(map(str, WORD_COUNTS))}, got {words!r}"
+            )
         addresses = data.get("addresses")
         if not isinstance(addresses, list) or not 1 <= len(addresses) <= MAX_ADDRESSES:
             raise ValueError(f"hd.addresses: expected a list of 1 .. {MAX_ADDRESSES} addresses")
@@ -161,8 +174,14 @@ class KeyFile:
         return self.hd.addresses if self.hd is not None else (self.address,)
 
     def header(self) -> dict:
-        out = {"format": FORMAT, "version": self.version, "address": self.address, "cipher": CIPHER, "kdf": KDF,
-               "kdfparams": self.kdf.to_json()}
+        out = {
+            "format": FORMAT,
+            "version": self.version,
+            "address": self.address,
+            "cipher": CIPHER,
+            "kdf": KDF,
+            "kdfparams": self.kdf.to_json(),
+        }
         if self.hd is not None:
             out["hd"] = self.hd.to_json()
         return out
@@ -199,7 +218,9 @@ class KeyFile:
             raise ValueError(f"format: expected {FORMAT!r}, got {data.get('format')!r}")
         version = data.get("version")
         if version not in VERSIONS or isinstance(version, bool):
-            raise ValueError(f"version: this wallet reads versions {', '.join(map(str, VERSIONS))}, got {version!r}")
+            raise ValueError(
+                f"version: this wallet reads versions {', '.join(map(str, VERSIONS))}, got {version!r}"
+            )
         try:
             parse_address(data.get("address"))
         except AddressError as exc:
@@ -223,7 +244,11 @@ class KeyFile:
             raise ValueError("crypto.kdfparams: missing")
         try:
             params = ScryptParams(
-                n=_int(kp, "n"), r=_int(kp, "r"), p=_int(kp, "p"), dklen=_int(kp, "dklen"), salt=_hex(kp, "salt")
+                n=_int(kp, "n"),
+                r=_int(kp, "r"),
+                p=_int(kp, "p"),
+                dklen=_int(kp, "dklen"),
+                salt=_hex(kp, "salt"),
             ).check()
             nonce, ciphertext = _hex(crypto, "nonce"), _hex(crypto, "ciphertext")
         except ValueError as exc:
@@ -233,8 +258,17 @@ class KeyFile:
         if hd is None and len(ciphertext) != 32 + 16:
             raise ValueError(f"crypto.ciphertext: expected 48 bytes, got {len(ciphertext)}")
         if hd is not None and not 16 < len(ciphertext) <= MAX_SECRET_BYTES + 16:
-            raise ValueError(f"crypto.ciphertext: expected 17 .. {MAX_SECRET_BYTES + 16} bytes, got {len(ciphertext)}")
-        return cls(address=data["address"], kdf=params, nonce=nonce, ciphertext=ciphertext, version=version, hd=hd)
+            raise ValueError(
+                f"crypto.ciphertext: expected 17 .. {MAX_SECRET_BYTES + 16} bytes, got {len(ciphertext)}"
+            )
+        return cls(
+            address=data["address"],
+            kdf=params,
+            nonce=nonce,
+            ciphertext=ciphertext,
+            version=version,
+            hd=hd,
+        )
 
 
 def _int(d: dict, key: str) -> int:
@@ -269,7 +303,9 @@ def scrypt_params(scrypt_n: int | None = None) -> ScryptParams:
     """Fresh scrypt parameters (new salt) at cost `scrypt_n`, else $POUW_WALLET_SCRYPT_N, else 2^17."""
     n = default_scrypt_n() if scrypt_n is None else scrypt_n
     try:
-        return ScryptParams(n=n, r=SCRYPT_R, p=SCRYPT_P, salt=secrets.token_bytes(SALT_BYTES)).check()
+        return ScryptParams(
+            n=n, r=SCRYPT_R, p=SCRYPT_P, salt=secrets.token_bytes(SALT_BYTES)
+        ).check()
     except ValueError as exc:
         raise KeystoreError(str(exc)) from None
 
@@ -280,20 +316,33 @@ def encrypt_key(key: PrivateKey, password: str, scrypt_n: int | None = None) -> 
         raise KeystoreError("the password must not be empty")
     kdf = scrypt_params(scrypt_n)
     address = format_address(address_of(key.public_key()))
-    unsealed = KeyFile(address=address, kdf=kdf, nonce=secrets.token_bytes(NONCE_BYTES), ciphertext=bytes(48))
-    ciphertext = AESGCM(kdf.derive(password)).encrypt(unsealed.nonce, key.to_bytes(), unsealed.associated_data())
+    unsealed = KeyFile(
+        address=address, kdf=kdf, nonce=secrets.token_bytes(NONCE_BYTES), ciphertext=bytes(48)
+    )
+    ciphertext = AESGCM(kdf.derive(password)).encrypt(
+        unsealed.nonce, key.to_bytes(), unsealed.associated_data()
+    )
     return KeyFile(address=address, kdf=kdf, nonce=unsealed.nonce, ciphertext=ciphertext)
 
 
 def _secret_bytes(secret: HdSecret) -> bytes:
-    return json.dumps({"entropy": secret.entropy.hex(), "seed": secret.seed.hex(), "passphrase": secret.passphrase},
-                      sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "entropy": secret.entropy.hex(),
+            "seed": secret.seed.hex(),
+            "passphrase": secret.passphrase,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
 
 
 def _secret_from_bytes(raw: bytes) -> HdSecret:
     try:
         data = json.loads(raw)
-        secret = HdSecret(bytes.fromhex(data["entropy"]), bytes.fromhex(data["seed"]), bool(data["passphrase"]))
+        secret = HdSecret(
+            bytes.fromhex(data["entropy"]), bytes.fromhex(data["seed"]), bool(data["passphrase"])
+        )
     except (ValueError, KeyError, TypeError):
         raise KeystoreError("key file's secret is not readable") from None
     if len(secret.entropy) * 8 not in WORD_COUNTS.values() or len(secret.seed) != 64:
@@ -301,17 +350,38 @@ def _secret_from_bytes(raw: bytes) -> HdSecret:
     return secret
 
 
-def seal_hd(secret: HdSecret, addresses: tuple[str, ...] | list[str], aes_key: bytes, kdf: ScryptParams) -> KeyFile:
+def seal_hd(
+    secret: HdSecret, addresses: tuple[str, ...] | list[str], aes_key: bytes, kdf: ScryptParams
+) -> KeyFile:
     """An HD key file for `secret` listing `addresses`, encrypted under an scrypt output (fresh nonce)."""
     hd = HdInfo(words=len(secret.words), addresses=tuple(addresses))
-    unsealed = KeyFile(address=hd.addresses[0], kdf=kdf, nonce=secrets.token_bytes(NONCE_BYTES), ciphertext=b"",
-                       version=HD_VERSION, hd=hd)
-    ciphertext = AESGCM(aes_key).encrypt(unsealed.nonce, _secret_bytes(secret), unsealed.associated_data())
-    return KeyFile(address=hd.addresses[0], kdf=kdf, nonce=unsealed.nonce, ciphertext=ciphertext, version=HD_VERSION, hd=hd)
+    unsealed = KeyFile(
+        address=hd.addresses[0],
+        kdf=kdf,
+        nonce=secrets.token_bytes(NONCE_BYTES),
+        ciphertext=b"",
+        version=HD_VERSION,
+        hd=hd,
+    )
+    ciphertext = AESGCM(aes_key).encrypt(
+        unsealed.nonce, _secret_bytes(secret), unsealed.associated_data()
+    )
+    return KeyFile(
+        address=hd.addresses[0],
+        kdf=kdf,
+        nonce=unsealed.nonce,
+        ciphertext=ciphertext,
+        version=HD_VERSION,
+        hd=hd,
+    )
 
 
-def encrypt_hd(secret: HdSecret, password: str, addresses: tuple[str, ...] | list[str] | None = None,
-               scrypt_n: int | None = None) -> KeyFile:
+def encrypt_hd(
+    secret: HdSecret,
+    password: str,
+    addresses: tuple[str, ...] | list[str] | None = None,
+    scrypt_n: int | None = None,
+) -> KeyFile:
     """A new HD key file (fresh salt and nonce) listing `addresses` (default: address 0)."""
     if not password:
         raise KeystoreError("the password must not be empty")
@@ -343,7 +413,9 @@ def open_keyfile(keyfile: KeyFile, password: str) -> Unlocked:
     """Decrypt `keyfile`; WrongPasswordError when the password (or the file) is wrong."""
     aes_key = keyfile.kdf.derive(password)
     try:
-        plain = AESGCM(aes_key).decrypt(keyfile.nonce, keyfile.ciphertext, keyfile.associated_data())
+        plain = AESGCM(aes_key).decrypt(
+            keyfile.nonce, keyfile.ciphertext, keyfile.associated_data()
+        )
     except InvalidTag:
         raise WrongPasswordError("wrong password (or the key file was altered)") from None
     if keyfile.hd is None:
@@ -360,7 +432,9 @@ def open_keyfile(keyfile: KeyFile, password: str) -> Unlocked:
             key = secret.key(i)
             keys[format_address(address_of(key.public_key()))] = key
     if tuple(keys) != keyfile.addresses:
-        raise KeystoreError(f"key file's keys do not match its addresses (first: {keyfile.address})")
+        raise KeystoreError(
+            f"key file's keys do not match its addresses (first: {keyfile.address})"
+        )
     return Unlocked(keyfile, aes_key, keys, secret)
 
 
@@ -461,12 +535,16 @@ class Keystore:
     def _check_new(self, name: str, addresses: tuple[str, ...]) -> Path:
         path = self.path_for(name)
         if path.exists():
-            raise WalletExistsError(f"wallet {name!r} already exists ({path}); pick another name with -w NAME")
+            raise WalletExistsError(
+                f"wallet {name!r} already exists ({path}); pick another name with -w NAME"
+            )
         other = self.owner_of(addresses)
         if other is not None:
             shared = next(a for a in addresses if a in other.keyfile.addresses)
-            raise WalletExistsError(f"wallet {other.name!r} already holds this key (address {shared}); "
-                                    f"use -w {other.name}, or delete {other.path} first")
+            raise WalletExistsError(
+                f"wallet {other.name!r} already holds this key (address {shared}); "
+                f"use -w {other.name}, or delete {other.path} first"
+            )
         return path
 
     def _write_new(self, name: str, path: Path, keyfile: KeyFile) -> WalletEntry:
@@ -477,23 +555,35 @@ class Keystore:
             raise WalletExistsError(f"wallet {name!r} already exists ({path})") from None
         return WalletEntry(name, path, keyfile)
 
-    def create(self, name: str, key: PrivateKey, password: str, scrypt_n: int | None = None) -> WalletEntry:
+    def create(
+        self, name: str, key: PrivateKey, password: str, scrypt_n: int | None = None
+    ) -> WalletEntry:
         """Encrypt and store a plain key under a new name; WalletExistsError if the name is taken
         or another wallet here already holds the key."""
         path = self._check_new(name, (format_address(address_of(key.public_key())),))
         return self._write_new(name, path, encrypt_key(key, password, scrypt_n))
 
-    def create_hd(self, name: str, secret: HdSecret, password: str, addresses: list[str] | tuple[str, ...] | None = None,
-                  scrypt_n: int | None = None) -> WalletEntry:
+    def create_hd(
+        self,
+        name: str,
+        secret: HdSecret,
+        password: str,
+        addresses: list[str] | tuple[str, ...] | None = None,
+        scrypt_n: int | None = None,
+    ) -> WalletEntry:
         """Encrypt and store an HD wallet listing `addresses` (default: address 0) under a new name."""
         keyfile = encrypt_hd(secret, password, addresses, scrypt_n)
         path = self._check_new(name, keyfile.addresses)
         return self._write_new(name, path, keyfile)
 
-    def save_addresses(self, entry: WalletEntry, unlocked: Unlocked, addresses: list[str] | tuple[str, ...]) -> WalletEntry:
+    def save_addresses(
+        self, entry: WalletEntry, unlocked: Unlocked, addresses: list[str] | tuple[str, ...]
+    ) -> WalletEntry:
         """Rewrite an HD wallet's file (atomically, same password) listing `addresses`."""
         if unlocked.secret is None:
-            raise KeystoreError(f"wallet {entry.name!r} holds one plain key; only a wallet made from a phrase derives new addresses")
+            raise KeystoreError(
+                f"wallet {entry.name!r} holds one plain key; only a wallet made from a phrase derives new addresses"
+            )
         keyfile = seal_hd(unlocked.secret, tuple(addresses), unlocked.aes_key, entry.keyfile.kdf)
         write_atomic(entry.path, keyfile.to_bytes(), overwrite=True)
         return WalletEntry(entry.name, entry.path, keyfile)
@@ -504,7 +594,9 @@ class Keystore:
             raw = path.read_bytes()
         except FileNotFoundError:
             known = ", ".join(e.name for e in self.entries()) or "none"
-            raise WalletNotFoundError(f"no wallet named {name!r} in {self.directory} (wallets here: {known})") from None
+            raise WalletNotFoundError(
+                f"no wallet named {name!r} in {self.directory} (wallets here: {known})"
+            ) from None
         except OSError as exc:
             raise KeystoreError(f"{path}: cannot read ({exc.strerror})") from None
         return WalletEntry(name, path, _parse(raw, path))

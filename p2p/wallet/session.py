@@ -58,26 +58,49 @@ DEFAULT_WALLET_NAME = "default"
 MIN_PASSWORD_LENGTH = 8
 MIN_PROMPT_SCORE = 2  # zxcvbn score (0 .. 4) a password typed at the prompt must reach
 PASSWORD_TRIES = 3
-FEE_SHARE_PERCENT = 10  # a fee above this share of the amount needs --yes (unless it is at most the estimate)
+FEE_SHARE_PERCENT = (
+    10  # a fee above this share of the amount needs --yes (unless it is at most the estimate)
+)
 FEE_CEILING = 1 * UNITS_PER_COIN  # a fee above this needs --yes
 _STRENGTH = ("very weak", "weak", "fair", "strong", "very strong")
 
 
-def common_options(wallet: bool = True, node: bool = True, password: bool = True) -> argparse.ArgumentParser:
+def common_options(
+    wallet: bool = True, node: bool = True, password: bool = True
+) -> argparse.ArgumentParser:
     """A parent parser with the options every wallet and task command takes (after the command name)."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--json", action="store_true", help="machine-readable JSON output (errors too, on stdout)")
+    p.add_argument(
+        "--json", action="store_true", help="machine-readable JSON output (errors too, on stdout)"
+    )
     if wallet:
-        p.add_argument("--wallet-dir", default=None, metavar="DIR",
-                       help="wallet directory (default $POUW_WALLET_DIR or ~/.pouw/wallet)")
-        p.add_argument("-w", "--wallet", default=None, metavar="NAME",
-                       help=f"wallet name (default $POUW_WALLET or {DEFAULT_WALLET_NAME!r})")
+        p.add_argument(
+            "--wallet-dir",
+            default=None,
+            metavar="DIR",
+            help="wallet directory (default $POUW_WALLET_DIR or ~/.pouw/wallet)",
+        )
+        p.add_argument(
+            "-w",
+            "--wallet",
+            default=None,
+            metavar="NAME",
+            help=f"wallet name (default $POUW_WALLET or {DEFAULT_WALLET_NAME!r})",
+        )
     if password:
-        p.add_argument("--password-file", default=None, metavar="FILE",
-                       help=f"read the password from FILE's first line (else ${PASSWORD_ENV}, else a prompt)")
+        p.add_argument(
+            "--password-file",
+            default=None,
+            metavar="FILE",
+            help=f"read the password from FILE's first line (else ${PASSWORD_ENV}, else a prompt)",
+        )
     if node:
-        p.add_argument("--node", default=None, metavar="URL",
-                       help="node API URL (default $POUW_NODE or http://127.0.0.1:8080)")
+        p.add_argument(
+            "--node",
+            default=None,
+            metavar="URL",
+            help="node API URL (default $POUW_NODE or http://127.0.0.1:8080)",
+        )
     return p
 
 
@@ -118,7 +141,9 @@ def _password_source(args: argparse.Namespace) -> str | None:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"--password-file {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+            raise UserError(
+                f"--password-file {path}: cannot read ({getattr(exc, 'strerror', None) or exc})"
+            ) from None
         return text.splitlines()[0] if text else ""
     if os.environ.get(PASSWORD_ENV) is not None:
         return os.environ[PASSWORD_ENV]
@@ -134,13 +159,17 @@ def password_strength(password: str) -> tuple[int, str]:
     feedback = result.get("feedback") or {}
     notes = [feedback.get("warning") or "", *(feedback.get("suggestions") or [])]
     text = " ".join(n for n in notes if n)
-    return score, f"password strength: {_STRENGTH[score]} ({score}/4)" + (f": {text}" if text else "")
+    return score, f"password strength: {_STRENGTH[score]} ({score}/4)" + (
+        f": {text}" if text else ""
+    )
 
 
 def _too_short(password: str) -> str | None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        return (f"the password has {len(password)} characters; use at least {MIN_PASSWORD_LENGTH} "
-                "(four or five random words make a strong one)")
+        return (
+            f"the password has {len(password)} characters; use at least {MIN_PASSWORD_LENGTH} "
+            "(four or five random words make a strong one)"
+        )
     return None
 
 
@@ -165,7 +194,9 @@ def read_new_password(args: argparse.Namespace, prompt: str = "New password: ") 
             problem = f"{feedback.rstrip('.')}. Pick one that is harder to guess"
         if problem:
             left = PASSWORD_TRIES - attempt - 1
-            say(f"{problem}" + (f" ({left} {'try' if left == 1 else 'tries'} left)" if left else ""))
+            say(
+                f"{problem}" + (f" ({left} {'try' if left == 1 else 'tries'} left)" if left else "")
+            )
             continue
         say(feedback)
         if _has_terminal() and ask_secret("Repeat the password: ") != password:
@@ -204,7 +235,9 @@ def ask_secret(prompt: str) -> str:
             raise UserError("no answer given on the terminal") from None
     line = sys.stdin.readline()
     if not line:
-        raise UserError(f"no password: no terminal to ask on and nothing on stdin; use --password-file FILE or ${PASSWORD_ENV}")
+        raise UserError(
+            f"no password: no terminal to ask on and nothing on stdin; use --password-file FILE or ${PASSWORD_ENV}"
+        )
     return line.rstrip("\r\n")
 
 
@@ -237,7 +270,9 @@ def load_wallet(args: argparse.Namespace) -> WalletEntry:
         raise keystore_error(exc) from None
 
 
-def unlock(args: argparse.Namespace, entry: WalletEntry | None = None) -> tuple[WalletEntry, Unlocked]:
+def unlock(
+    args: argparse.Namespace, entry: WalletEntry | None = None
+) -> tuple[WalletEntry, Unlocked]:
     """The wallet's keys: the file is found (and checked) before the password is asked for; at a
     prompt a wrong password may be typed again, three tries in all."""
     entry = entry or load_wallet(args)
@@ -272,10 +307,14 @@ def resolve_address(text: str, store: Keystore, what: str = "address") -> bytes:
         return parse_address(store.load(text).keyfile.address)
     except KeystoreError:
         pass
-    raise BadAddress(f"{what}: {text!r} is neither an address ({problem}) nor the name of a wallet in {store.directory}")
+    raise BadAddress(
+        f"{what}: {text!r} is neither an address ({problem}) nor the name of a wallet in {store.directory}"
+    )
 
 
-def addresses_of(args: argparse.Namespace, explicit: str | None) -> tuple[str | None, tuple[str, ...]]:
+def addresses_of(
+    args: argparse.Namespace, explicit: str | None
+) -> tuple[str | None, tuple[str, ...]]:
     """(wallet name or None, addresses) that a balance or history covers: every address of a
     wallet (-w, or a wallet name given), or the one address given."""
     store = keystore(args)
@@ -298,8 +337,12 @@ def client(args: argparse.Namespace) -> NodeClient:
 # --- fees and paying addresses -------------------------------------------------------------------
 
 
-Build = Callable[[PrivateKey, bytes, int, int], Transaction]  # (key, chain id, nonce, fee) -> signed transaction
-_SIZING_KEY = PrivateKey(bytes(range(32)))  # sizes only: a transaction's size does not depend on its key
+Build = Callable[
+    [PrivateKey, bytes, int, int], Transaction
+]  # (key, chain id, nonce, fee) -> signed transaction
+_SIZING_KEY = PrivateKey(
+    bytes(range(32))
+)  # sizes only: a transaction's size does not depend on its key
 
 
 def tx_size(build: Build, chain_id: bytes, nonce: int, fee: int) -> int:
@@ -358,8 +401,15 @@ def immature_note(account: dict, cost: int) -> str:
     )
 
 
-def plan_payment(node: NodeClient, entry: WalletEntry, value: int, build: Build, fee_text: str | None,
-                 payer: str | None = None, nonce: int | None = None) -> Payment:
+def plan_payment(
+    node: NodeClient,
+    entry: WalletEntry,
+    value: int,
+    build: Build,
+    fee_text: str | None,
+    payer: str | None = None,
+    nonce: int | None = None,
+) -> Payment:
     """Pick the paying address (the first of the wallet's that covers value plus fee, or --from),
     its nonce, and the fee (--fee, else the node's estimate); InsufficientBalance when none can pay."""
     status = node.status()
@@ -389,15 +439,30 @@ def plan_payment(node: NodeClient, entry: WalletEntry, value: int, build: Build,
         if value + fee > (1 << 64) - 1:
             raise UserError("the amount plus the fee exceeds the largest amount")
         if have >= value + fee:
-            return Payment(address, index, account, use_nonce, fee, size, min_fee, est_fee, rate, min_rate,
-                           fixed is not None, chain_id, value)
+            return Payment(
+                address,
+                index,
+                account,
+                use_nonce,
+                fee,
+                size,
+                min_fee,
+                est_fee,
+                rate,
+                min_rate,
+                fixed is not None,
+                chain_id,
+                value,
+            )
         if best is None or have > best[0]:
             best = (have, address, value + fee)
     assert best is not None
     if len(candidates) == 1:
-        raise InsufficientBalance(f"insufficient balance: {best[1]} has {format_amount(best[0])} POUW, "
-                                  f"this needs {format_amount(best[2])} POUW (amount and fee)"
-                                  f"{immature_note(node.account(best[1]), best[2])}")
+        raise InsufficientBalance(
+            f"insufficient balance: {best[1]} has {format_amount(best[0])} POUW, "
+            f"this needs {format_amount(best[2])} POUW (amount and fee)"
+            f"{immature_note(node.account(best[1]), best[2])}"
+        )
     raise InsufficientBalance(
         f"insufficient balance: no address of wallet {entry.name!r} has {format_amount(best[2])} POUW (amount and fee) "
         f"on its own (the most is {format_amount(best[0])} POUW at {best[1]}; {format_amount(total)} POUW over "
@@ -416,19 +481,25 @@ def check_fee(pay: Payment, value: int, yes: bool, what: str = "the amount") -> 
         return
     estimate = f"the node's estimate is {format_amount(pay.estimate_fee)} POUW"
     if pay.fee > FEE_CEILING:
-        raise NeedsConfirmation(f"--fee {format_amount(pay.fee)} POUW is more than {format_amount(FEE_CEILING)} POUW "
-                                f"({estimate}); pass --yes to pay it anyway")
+        raise NeedsConfirmation(
+            f"--fee {format_amount(pay.fee)} POUW is more than {format_amount(FEE_CEILING)} POUW "
+            f"({estimate}); pass --yes to pay it anyway"
+        )
     if pay.fee > pay.estimate_fee and pay.fee * 100 > value * FEE_SHARE_PERCENT:
         share = f"{pay.fee / value:.0%}" if pay.fee < 100 * value else f"{pay.fee // value}x"
-        raise NeedsConfirmation(f"--fee {format_amount(pay.fee)} POUW is {share} of {what} {format_amount(value)} POUW "
-                                f"({estimate}); pass --yes to pay it anyway")
+        raise NeedsConfirmation(
+            f"--fee {format_amount(pay.fee)} POUW is {share} of {what} {format_amount(value)} POUW "
+            f"({estimate}); pass --yes to pay it anyway"
+        )
 
 
 def describe_fee(pay: Payment) -> str:
     if pay.fee_given:
         return f"fee {format_amount(pay.fee)} POUW (--fee; the node's estimate is {format_amount(pay.estimate_fee)})"
-    return (f"fee {format_amount(pay.fee)} POUW (the node's estimate: {pay.fee_rate} base units per byte x {pay.size} bytes; "
-            f"its minimum is {format_amount(pay.min_fee)})")
+    return (
+        f"fee {format_amount(pay.fee)} POUW (the node's estimate: {pay.fee_rate} base units per byte x {pay.size} bytes; "
+        f"its minimum is {format_amount(pay.min_fee)})"
+    )
 
 
 def confirm_send(args: argparse.Namespace, lines: list[str]) -> None:
@@ -458,7 +529,9 @@ def sign_and_send(node: NodeClient, unlocked: Unlocked, pay: Payment, build: Bui
     tx = build(key, pay.chain_id, pay.nonce, pay.fee)
     answer = node.submit_tx(tx.to_bytes())
     if answer.get("txid") != tx.txid.hex():
-        raise NodeError(f"the node acknowledged txid {answer.get('txid')}, expected {tx.txid.hex()}")
+        raise NodeError(
+            f"the node acknowledged txid {answer.get('txid')}, expected {tx.txid.hex()}"
+        )
     return Sent(tx, pay.nonce, pay.account["balance"])
 
 
@@ -489,9 +562,13 @@ def wait_confirmed(node: NodeClient, txid: str, timeout: float) -> dict:
         try:
             info = node.tx(txid)
         except NotFound:
-            raise NotFound(f"transaction {txid} is neither pending nor confirmed any more (dropped from the mempool?)") from None
+            raise NotFound(
+                f"transaction {txid} is neither pending nor confirmed any more (dropped from the mempool?)"
+            ) from None
         if info.get("status") == "confirmed":
             return info
         if time.monotonic() >= deadline:
-            raise NotReady(f"transaction {txid} still pending after {timeout:.0f} s (it stays in the mempool)")
+            raise NotReady(
+                f"transaction {txid} still pending after {timeout:.0f} s (it stays in the mempool)"
+            )
         time.sleep(0.5)

@@ -32,13 +32,17 @@ class Progress:
     state_hash: str = ""
     accuracy: float | None = None
     step: int | None = None
-    history: list[tuple[str, int, int]] = field(default_factory=list)  # (status, units done, blocks) per change
+    history: list[tuple[str, int, int]] = field(
+        default_factory=list
+    )  # (status, units done, blocks) per change
 
     def describe(self, units: bool = True) -> str:
         total = self.units_total or "open-ended"
         parts = [self.status]
         if units:
-            parts.append(f"{min(self.units_done, self.units_total) if self.units_total else self.units_done}/{total} units")
+            parts.append(
+                f"{min(self.units_done, self.units_total) if self.units_total else self.units_done}/{total} units"
+            )
         parts.append(f"{self.blocks} block{'s' if self.blocks != 1 else ''}")
         if self.accuracy is not None:
             parts.append(f"held-out {self.accuracy:.1%} (step {self.step})")
@@ -66,10 +70,17 @@ class _Display:
         if sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total or None, desc=f"task {task_id[:8]}", unit=" units", file=sys.stderr,
-                            dynamic_ncols=True, leave=True,
-                            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} units [{elapsed}]{postfix}"
-                            if total else "{desc} {n_fmt} units [{elapsed}]{postfix}")
+            self.bar = tqdm(
+                total=total or None,
+                desc=f"task {task_id[:8]}",
+                unit=" units",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=True,
+                bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} units [{elapsed}]{postfix}"
+                if total
+                else "{desc} {n_fmt} units [{elapsed}]{postfix}",
+            )
 
     def update(self, p: Progress) -> None:
         if self.quiet:
@@ -78,7 +89,9 @@ class _Display:
         if self.bar is not None:
             shown = min(p.units_done, p.units_total) if p.units_total else p.units_done
             self.bar.n = shown
-            self.bar.set_postfix_str(p.describe(units=False), refresh=False)  # tqdm puts ", " before it
+            self.bar.set_postfix_str(
+                p.describe(units=False), refresh=False
+            )  # tqdm puts ", " before it
             self.bar.refresh()
         elif text != self.last:
             print(f"task {self.task_id[:8]}: {text}", file=sys.stderr, flush=True)
@@ -89,8 +102,16 @@ class _Display:
             self.bar.close()
 
 
-def follow_task(node: NodeClient, task_id: str, interval: float = 1.0, timeout: float = 0.0, metrics: bool = True,
-                quiet: bool = False, sleep: Sleep = time.sleep, metrics_every: float = 5.0) -> tuple[dict, Progress]:
+def follow_task(
+    node: NodeClient,
+    task_id: str,
+    interval: float = 1.0,
+    timeout: float = 0.0,
+    metrics: bool = True,
+    quiet: bool = False,
+    sleep: Sleep = time.sleep,
+    metrics_every: float = 5.0,
+) -> tuple[dict, Progress]:
     """Poll until the task is done; returns its last record and what was seen on the way."""
     deadline = time.monotonic() + timeout if timeout > 0 else None
     progress = Progress()
@@ -102,7 +123,9 @@ def follow_task(node: NodeClient, task_id: str, interval: float = 1.0, timeout: 
                 task = node.task(task_id)
             except NotFound:
                 if progress.status.startswith("pending"):
-                    raise NotFound(f"task {task_id} left the mempool without being mined (replaced, or its fee too low?)") from None
+                    raise NotFound(
+                        f"task {task_id} left the mempool without being mined (replaced, or its fee too low?)"
+                    ) from None
                 raise
             progress.status = _status_word(task)
             progress.units_done, progress.units_total = task["units_done"], task["units_total"]
@@ -110,8 +133,13 @@ def follow_task(node: NodeClient, task_id: str, interval: float = 1.0, timeout: 
             if display is None:
                 display = _Display(task_id, progress.units_total, quiet)
             due = time.monotonic() - scored_at >= metrics_every or task["status"] == "done"
-            if (metrics and due and task["kind"] == "train" and task["status"] != "pending"
-                    and task["state_hash"] != progress.state_hash):
+            if (
+                metrics
+                and due
+                and task["kind"] == "train"
+                and task["status"] != "pending"
+                and task["state_hash"] != progress.state_hash
+            ):
                 scored_at = time.monotonic()
                 try:
                     held = node.task_metrics(task_id, state=task["state_hash"]).get("heldout")
@@ -127,11 +155,15 @@ def follow_task(node: NodeClient, task_id: str, interval: float = 1.0, timeout: 
             if task["status"] == "done":
                 return task, progress
             if deadline is not None and time.monotonic() >= deadline:
-                raise NotReady(f"task {task_id} is not done after {timeout:g} s ({progress.describe()}); it goes on")
+                raise NotReady(
+                    f"task {task_id} is not done after {timeout:g} s ({progress.describe()}); it goes on"
+                )
             sleep(interval)
     except KeyboardInterrupt:
-        raise Interrupted(f"stopped following task {task_id} ({progress.describe() or 'nothing seen yet'}); the task goes on: "
-                          f"pouw task status {task_id[:12]} --follow") from None
+        raise Interrupted(
+            f"stopped following task {task_id} ({progress.describe() or 'nothing seen yet'}); the task goes on: "
+            f"pouw task status {task_id[:12]} --follow"
+        ) from None
     finally:
         if display is not None:
             display.close()

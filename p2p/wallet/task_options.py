@@ -59,14 +59,22 @@ def _scene(scene: SceneSettings) -> dict:
     return {f.name: getattr(scene, f.name) for f in fields(scene)}
 
 
-def render_spec(count: int, images_per_unit: int | None = None, scene: SceneSettings = SceneSettings()) -> RenderSpec:
+def render_spec(
+    count: int, images_per_unit: int | None = None, scene: SceneSettings = SceneSettings()
+) -> RenderSpec:
     if not isinstance(count, int) or count < 1:
         raise TaskSpecError(f"render.count: {count} must be at least 1 image")
     if images_per_unit is None:
-        images_per_unit = max(d for d in range(1, min(count, MAX_IMAGES_PER_UNIT_DEFAULT) + 1) if count % d == 0)
+        images_per_unit = max(
+            d for d in range(1, min(count, MAX_IMAGES_PER_UNIT_DEFAULT) + 1) if count % d == 0
+        )
     elif images_per_unit < 1 or count % images_per_unit:
-        raise TaskSpecError(f"render.images_per_unit: {count} images are not a whole number of units of {images_per_unit}")
-    return validate_spec(RenderSpec(units=count // images_per_unit, images_per_unit=images_per_unit, **_scene(scene)))
+        raise TaskSpecError(
+            f"render.images_per_unit: {count} images are not a whole number of units of {images_per_unit}"
+        )
+    return validate_spec(
+        RenderSpec(units=count // images_per_unit, images_per_unit=images_per_unit, **_scene(scene))
+    )
 
 
 def _fixed(text: str | int | float, scale: int, field: str) -> int:
@@ -107,7 +115,9 @@ def train_spec(
     if steps_per_unit is None:
         steps_per_unit = 2 if steps % 2 == 0 else 1
     elif steps_per_unit < 1 or steps % steps_per_unit:
-        raise TaskSpecError(f"train.steps_per_unit: {steps} steps are not a whole number of units of {steps_per_unit}")
+        raise TaskSpecError(
+            f"train.steps_per_unit: {steps} steps are not a whole number of units of {steps_per_unit}"
+        )
     lr_micro = _fixed(lr, 1_000_000, "lr")
     if lr_micro < 1 or lr_micro > 1_000_000:
         raise TaskSpecError(f"train.lr: {lr} out of range 0.000001 .. 1")
@@ -130,12 +140,16 @@ def train_spec(
 
 def describe_spec(spec: TaskSpec) -> str:
     if isinstance(spec, RenderSpec):
-        return (f"render {spec.units * spec.images_per_unit} images of {spec.image_size}x{spec.image_size} "
-                f"({spec.units} units of {spec.images_per_unit}), {spec.min_objects}-{spec.max_objects} objects, "
-                f"{spec.min_lights}-{spec.max_lights} lights")
-    return (f"train {spec.arch} on '{spec.objective}' for {spec.units * spec.steps_per_unit} steps "
-            f"({spec.units} units of {spec.steps_per_unit}), batch {spec.batch_size}, lr {Decimal(spec.lr_micro) / 1_000_000}, "
-            f"momentum {Decimal(spec.momentum_milli) / 1000}, images {spec.image_size}x{spec.image_size}")
+        return (
+            f"render {spec.units * spec.images_per_unit} images of {spec.image_size}x{spec.image_size} "
+            f"({spec.units} units of {spec.images_per_unit}), {spec.min_objects}-{spec.max_objects} objects, "
+            f"{spec.min_lights}-{spec.max_lights} lights"
+        )
+    return (
+        f"train {spec.arch} on '{spec.objective}' for {spec.units * spec.steps_per_unit} steps "
+        f"({spec.units} units of {spec.steps_per_unit}), batch {spec.batch_size}, lr {Decimal(spec.lr_micro) / 1_000_000}, "
+        f"momentum {Decimal(spec.momentum_milli) / 1000}, images {spec.image_size}x{spec.image_size}"
+    )
 
 
 @dataclass(frozen=True)
@@ -152,8 +166,10 @@ class MarketTerms:
         return self.max_unit_cost is not None and self.unit_cost > self.max_unit_cost
 
 
-SMALLER_UNITS = {"render": "--images-per-unit, --image-size, --max-objects, --max-lights",
-                 "train": "--steps-per-unit, --batch-size, --image-size, --max-objects, --max-lights"}
+SMALLER_UNITS = {
+    "render": "--images-per-unit, --image-size, --max-objects, --max-lights",
+    "train": "--steps-per-unit, --batch-size, --image-size, --max-objects, --max-lights",
+}
 
 
 def market_terms(spec: TaskSpec, params: dict) -> MarketTerms:
@@ -161,6 +177,8 @@ def market_terms(spec: TaskSpec, params: dict) -> MarketTerms:
     cost = unit_cost(spec)
     base = int(params.get("min_bounty_per_unit", 0))
     reference = params.get("reference_unit_cost")
-    price = unit_price(base, int(reference), cost) if reference else base  # a node without cost pricing
+    price = (
+        unit_price(base, int(reference), cost) if reference else base
+    )  # a node without cost pricing
     limit = params.get("max_unit_cost")
     return MarketTerms(cost, None if limit is None else int(limit), price, price * spec.units_total)

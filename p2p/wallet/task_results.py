@@ -104,14 +104,20 @@ def _spec_of(task: dict) -> TaskSpec:
     try:
         return parse_spec(bytes.fromhex(task["spec"]))
     except (KeyError, ValueError, TaskSpecError) as exc:
-        raise NodeError(f"the node's record of task {task.get('task_id')} has no readable spec ({exc})") from None
+        raise NodeError(
+            f"the node's record of task {task.get('task_id')} has no readable spec ({exc})"
+        ) from None
 
 
 def _not_complete(task_id: str, done: int, total: int, what: str) -> NotReady:
     if not total:
-        return NotReady(f"task {task_id} is the open-ended default task ({done} units so far) and never completes; "
-                        f"pass --partial for {what}")
-    return NotReady(f"task {task_id} is not complete ({done} of {total} units); wait, or pass --partial for {what}")
+        return NotReady(
+            f"task {task_id} is the open-ended default task ({done} units so far) and never completes; "
+            f"pass --partial for {what}"
+        )
+    return NotReady(
+        f"task {task_id} is not complete ({done} of {total} units); wait, or pass --partial for {what}"
+    )
 
 
 def fetch_manifest(node: NodeClient, task_id: str, progress: Progress | None = None) -> Manifest:
@@ -130,7 +136,9 @@ def fetch_manifest(node: NodeClient, task_id: str, progress: Progress | None = N
         if len({p["state_hash"] for p in pages}) == 1:
             break
     else:
-        raise NotReady(f"task {task_id} kept advancing while its manifest was read; try again (or wait until it is done)")
+        raise NotReady(
+            f"task {task_id} kept advancing while its manifest was read; try again (or wait until it is done)"
+        )
     head = pages[0]
     try:
         spec = parse_spec(bytes.fromhex(head["spec"]))
@@ -151,8 +159,15 @@ def fetch_manifest(node: NodeClient, task_id: str, progress: Progress | None = N
         )
     except (KeyError, ValueError, TypeError, TaskSpecError, AddressError) as exc:
         raise NodeError(f"the node's manifest of task {task_id} is malformed ({exc})") from None
-    return Manifest(task_id, spec, head["units_total"], head["units_done"], bytes.fromhex(head["state_hash"]),
-                    head["status"], blocks)
+    return Manifest(
+        task_id,
+        spec,
+        head["units_total"],
+        head["units_done"],
+        bytes.fromhex(head["state_hash"]),
+        head["status"],
+        blocks,
+    )
 
 
 def check_render_manifest(manifest: Manifest) -> None:
@@ -165,7 +180,9 @@ def check_render_manifest(manifest: Manifest) -> None:
 
     count = sum(len(b.digests) for b in manifest.blocks)
     if count != manifest.units_done:
-        raise ResultMismatch(f"the manifest lists {count} units, the task record says {manifest.units_done} were done")
+        raise ResultMismatch(
+            f"the manifest lists {count} units, the task record says {manifest.units_done} were done"
+        )
     state = RenderState(0, ZERO_HASH)
     groups: list[list[ManifestBlock]] = []
     for b in manifest.blocks:
@@ -205,7 +222,11 @@ def check_render_manifest(manifest: Manifest) -> None:
 
 
 def download_render_dataset(
-    node: NodeClient, task_id: str, out_dir: str | Path, partial: bool = False, device: str = "cpu",
+    node: NodeClient,
+    task_id: str,
+    out_dir: str | Path,
+    partial: bool = False,
+    device: str = "cpu",
     progress: Progress | None = None,
 ) -> RenderResult:
     from useful_work.export_dataset import DatasetError, export_render_task
@@ -215,18 +236,26 @@ def download_render_dataset(
     if not isinstance(spec, RenderSpec):
         raise NodeError(f"task {task_id} is a {spec.kind} task, not a render task")
     if manifest.status != "done" and not partial:
-        raise _not_complete(task_id, manifest.units_done, manifest.units_total, "the units done so far")
+        raise _not_complete(
+            task_id, manifest.units_done, manifest.units_total, "the units done so far"
+        )
     if manifest.units_done == 0:
         raise NotReady(f"task {task_id} has no units done yet")
     check_render_manifest(manifest)
     # The units the task asked (and paid) for; a last block may carry a few more, which were
     # checked above as part of the chain of states but are not part of the requested dataset.
-    keep = min(manifest.units_done, manifest.units_total) if manifest.units_total else manifest.units_done
+    keep = (
+        min(manifest.units_done, manifest.units_total)
+        if manifest.units_total
+        else manifest.units_done
+    )
     seeds, digests = manifest.seeds[:keep], manifest.digests[:keep]
     out = Path(out_dir)
     tmp = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
     if progress:
-        progress(f"rendering {keep} units ({keep * spec.images_per_unit} images) from the chain's seeds and checking their digests")
+        progress(
+            f"rendering {keep} units ({keep * spec.images_per_unit} images) from the chain's seeds and checking their digests"
+        )
     try:
         export_render_task(tmp, spec, seeds, digests, device)
         out.mkdir(parents=True, exist_ok=True)
@@ -238,12 +267,22 @@ def download_render_dataset(
         raise UserError(f"-o {out}: cannot write ({exc.strerror or exc})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return RenderResult(out, keep, keep * spec.images_per_unit, manifest.units_done, len(manifest.blocks),
-                        manifest.state_hash.hex())
+    return RenderResult(
+        out,
+        keep,
+        keep * spec.images_per_unit,
+        manifest.units_done,
+        len(manifest.blocks),
+        manifest.state_hash.hex(),
+    )
 
 
 def download_model(
-    node: NodeClient, task_id: str, path: str | Path, partial: bool = False, evaluate: bool = True,
+    node: NodeClient,
+    task_id: str,
+    path: str | Path,
+    partial: bool = False,
+    evaluate: bool = True,
     progress: Progress | None = None,
 ) -> TrainResult:
     from useful_work.export_model import export_model
@@ -262,9 +301,13 @@ def download_model(
         if blob.data != make_task(spec).initial_state():
             raise ResultMismatch("the node sent a state that is not the task's initial state")
     elif got.hex() != claimed:
-        raise ResultMismatch(f"the state the node sent hashes to {got.hex()}, not the state hash {claimed} it names")
+        raise ResultMismatch(
+            f"the state the node sent hashes to {got.hex()}, not the state hash {claimed} it names"
+        )
     if task["status"] == "done" and claimed != task["state_hash"]:
-        raise ResultMismatch(f"the node sent state {claimed}, the finished task's state on chain is {task['state_hash']}")
+        raise ResultMismatch(
+            f"the node sent state {claimed}, the finished task's state on chain is {task['state_hash']}"
+        )
     out = Path(path)
     if out.is_dir() or not out.parent.is_dir():
         raise UserError(f"-o {out}: expected a file name in an existing directory")
@@ -293,7 +336,9 @@ def download_model(
         except NodeError:
             node_metrics = None
         if node_metrics is not None and node_metrics.get("step") != step:
-            raise ResultMismatch(f"the node scored step {node_metrics.get('step')} for state {claimed}, the file is at step {step}")
+            raise ResultMismatch(
+                f"the node scored step {node_metrics.get('step')} for state {claimed}, the file is at step {step}"
+            )
     return TrainResult(out, step, claimed, metrics, node_metrics, height, units_done)
 
 
@@ -316,5 +361,7 @@ def evaluate_model_file(path: Path, spec: TrainSpec) -> dict:
         "images": int(data.counts.numel()),
         "correct": correct,
         "accuracy": correct / int(data.counts.numel()),
-        "direction_error_deg": None if direction is None else round(angular_error_deg(direction, data.dirs), 3),
+        "direction_error_deg": None
+        if direction is None
+        else round(angular_error_deg(direction, data.dirs), 3),
     }

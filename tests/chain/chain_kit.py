@@ -43,7 +43,10 @@ DEFAULT_SPEC = encode_spec(TrainSpec())  # open-ended: the chain's default task
 
 
 def make_keys(n: int, seed: str = "kit") -> list[PrivateKey]:
-    return [PrivateKey.from_bytes(tagged_hash("test-key", seed.encode(), int_bytes(i))) for i in range(n)]
+    return [
+        PrivateKey.from_bytes(tagged_hash("test-key", seed.encode(), int_bytes(i)))
+        for i in range(n)
+    ]
 
 
 def addr(key: PrivateKey) -> bytes:
@@ -57,7 +60,9 @@ def render_spec(units: int) -> bytes:
     return encode_spec(RenderSpec(units=units, images_per_unit=1))
 
 
-def chained_leaves(start: bytes, count: int, salt: bytes, commitment: bytes = ZERO_HASH) -> tuple[Leaf, ...]:
+def chained_leaves(
+    start: bytes, count: int, salt: bytes, commitment: bytes = ZERO_HASH
+) -> tuple[Leaf, ...]:
     """A chaining trace (hashes only) whose units were all run for the header `commitment`."""
     leaves, current = [], start
     for u in range(count):
@@ -69,9 +74,18 @@ def chained_leaves(start: bytes, count: int, salt: bytes, commitment: bytes = ZE
 
 def header(height: int, prev: bytes, miner: PrivateKey = MINER, **fields) -> BlockHeader:
     values = dict(
-        version=1, height=height, prev_hash=prev, time_ms=1_700_000_000_000 + 1000 * height,
-        target=1 << 250, miner=addr(miner), miner_key=miner.public_key().raw, payout=addr(miner), tx_root=tx_root(()),
-        state_root=ZERO_HASH, work=(), signature=NO_SIGNATURE,
+        version=1,
+        height=height,
+        prev_hash=prev,
+        time_ms=1_700_000_000_000 + 1000 * height,
+        target=1 << 250,
+        miner=addr(miner),
+        miner_key=miner.public_key().raw,
+        payout=addr(miner),
+        tx_root=tx_root(()),
+        state_root=ZERO_HASH,
+        work=(),
+        signature=NO_SIGNATURE,
     )
     values.update(fields)
     return BlockHeader(**values)
@@ -111,15 +125,27 @@ def build_block(
         task_states[task_id] = leaves[-1].output_hash
         claims.append(WorkClaim(task_id, count, trace_root(leaves)))
         proofs.append(WorkProof(leaves, ()))
-    draft = header(parent.height + 1, parent.hash, miner, tx_root=tx_root(txs), work=tuple(claims),
-                   task_state=proofs[0].leaves[-1].output_hash if proofs else ZERO_HASH)
+    draft = header(
+        parent.height + 1,
+        parent.hash,
+        miner,
+        tx_root=tx_root(txs),
+        work=tuple(claims),
+        task_state=proofs[0].leaves[-1].output_hash if proofs else ZERO_HASH,
+    )
     new_state, undo = apply_block(state, Block(draft, tuple(txs), tuple(proofs)), subsidy)
-    block = Block(sign_header(replace(draft, state_root=new_state.root), miner), tuple(txs), tuple(proofs))
+    block = Block(
+        sign_header(replace(draft, state_root=new_state.root), miner), tuple(txs), tuple(proofs)
+    )
     return block, new_state, undo
 
 
 def random_txs(
-    rng: random.Random, state: LedgerState, keys: list[PrivateKey], count: int, task_share: float = 0.1
+    rng: random.Random,
+    state: LedgerState,
+    keys: list[PrivateKey],
+    count: int,
+    task_share: float = 0.1,
 ) -> list[Transaction]:
     """`count` valid transactions in a valid order: transfers (some to new addresses) and task submissions."""
     nonces = {addr(k): state.account(addr(k)).nonce for k in keys}
@@ -133,7 +159,9 @@ def random_txs(
             continue
         spend = rng.randint(0, (balances[sender] - fee) // 4)
         if rng.random() < task_share:
-            tx = make_submit_task(key, CHAIN_ID, nonces[sender], fee, render_spec(rng.randint(1, 12)), spend)
+            tx = make_submit_task(
+                key, CHAIN_ID, nonces[sender], fee, render_spec(rng.randint(1, 12)), spend
+            )
         else:
             fresh = tagged_hash("fresh", int_bytes(rng.getrandbits(60)))[:20]
             to = addr(rng.choice(keys)) if rng.random() < 0.8 else fresh

@@ -36,7 +36,9 @@ def main(path: str, seed: int, tx_count: int) -> None:
             parent = store.get_header(block.header.prev_hash)
         else:
             block, state, undo = kit.deterministic_block(seed, state, parent, CRASH_KEYS, tx_count)
-            store.connect_block(block, undo, state, chain_work=block.header.height + 1, blobs=[blob_of(block.hash)])
+            store.connect_block(
+                block, undo, state, chain_work=block.header.height + 1, blobs=[blob_of(block.hash)]
+            )
             state = store.state()
             parent = block.header
         print(parent.height, flush=True)

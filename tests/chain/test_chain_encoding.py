@@ -33,8 +33,22 @@ from chain.storage import IndexEntry
 from chain.tx import SubmitTask, Transaction, Transfer
 from useful_work.trace import Leaf
 
-RECORDS = [Transfer, SubmitTask, Transaction, WorkClaim, Opening, WorkProof, BlockHeader, Block,
-           Account, TaskRecord, AccountUndo, TaskUndo, Undo, IndexEntry]
+RECORDS = [
+    Transfer,
+    SubmitTask,
+    Transaction,
+    WorkClaim,
+    Opening,
+    WorkProof,
+    BlockHeader,
+    Block,
+    Account,
+    TaskRecord,
+    AccountUndo,
+    TaskUndo,
+    Undo,
+    IndexEntry,
+]
 
 # --- strategies derived from the schemas themselves ----------------------------------------------
 
@@ -129,7 +143,11 @@ def _int_paths(codec_or_cls, plain, where):
     if isinstance(codec_or_cls, Maybe):
         return [] if plain is None else _int_paths(codec_or_cls.inner, plain, where)
     if isinstance(codec_or_cls, ListOf):
-        return [p for i, item in enumerate(plain) for p in _int_paths(codec_or_cls.item, item, f"{where}[{i}]")]
+        return [
+            p
+            for i, item in enumerate(plain)
+            for p in _int_paths(codec_or_cls.item, item, f"{where}[{i}]")
+        ]
     return [(where, plain)] if type(plain) is int else []
 
 
@@ -153,14 +171,19 @@ def test_widened_integer_is_rejected_naming_its_field(obj, data):
     plain = obj.to_plain()
     paths = _int_paths(cls, plain, cls.__name__)
     assert _pack_widening(plain, -1, [0]) == obj.to_bytes()  # the test encoder is msgpack's own
-    narrow = [i for i, (_, value) in enumerate(paths) if value < 1 << 32]  # uint64 is their minimal form
+    narrow = [
+        i for i, (_, value) in enumerate(paths) if value < 1 << 32
+    ]  # uint64 is their minimal form
     if not narrow:
         return
     target = data.draw(st.sampled_from(narrow))
     bad = _pack_widening(plain, target, [0])
     with pytest.raises(DecodeError) as err:
         cls.from_bytes(bad)
-    assert str(err.value) == f"{paths[target][0]}: non-canonical encoding (a wider msgpack type than needed)"
+    assert (
+        str(err.value)
+        == f"{paths[target][0]}: non-canonical encoding (a wider msgpack type than needed)"
+    )
 
 
 def test_wide_array_header_and_wide_bytes_header_are_rejected():
@@ -230,11 +253,17 @@ def test_wrong_field_types_are_named(index, value, message):
 
 def test_variant_follows_the_kind_field():
     plain = [1, bytes(32), bytes(32), 5, 7, [bytes(20), 9], bytes(64)]
-    assert Transaction.from_bytes(msgpack.packb(plain, use_bin_type=True)).payload == SubmitTask(bytes(20), 9)
+    assert Transaction.from_bytes(msgpack.packb(plain, use_bin_type=True)).payload == SubmitTask(
+        bytes(20), 9
+    )
     plain[0] = 0
-    assert Transaction.from_bytes(msgpack.packb(plain, use_bin_type=True)).payload == Transfer(bytes(20), 9)
+    assert Transaction.from_bytes(msgpack.packb(plain, use_bin_type=True)).payload == Transfer(
+        bytes(20), 9
+    )
     plain[0], plain[5] = 1, [b"x" * 5000, 9]
-    with pytest.raises(DecodeError, match=r"^Transaction.payload.spec: 5000 bytes exceeds the limit of 4096$"):
+    with pytest.raises(
+        DecodeError, match=r"^Transaction.payload.spec: 5000 bytes exceeds the limit of 4096$"
+    ):
         Transaction.from_bytes(msgpack.packb(plain, use_bin_type=True))
 
 
@@ -249,11 +278,27 @@ def test_not_msgpack_and_non_bytes_input():
 
 
 def test_nested_paths_in_lists():
-    header = BlockHeader(1, 2, bytes(32), 3, 4, bytes(20), bytes(32), bytes(20), bytes(32), bytes(32),
-                         (WorkClaim(bytes(32), 1, bytes(32)),) * 2, bytes(32), bytes(32), bytes(64))
+    header = BlockHeader(
+        1,
+        2,
+        bytes(32),
+        3,
+        4,
+        bytes(20),
+        bytes(32),
+        bytes(20),
+        bytes(32),
+        bytes(32),
+        (WorkClaim(bytes(32), 1, bytes(32)),) * 2,
+        bytes(32),
+        bytes(32),
+        bytes(64),
+    )
     plain = header.to_plain()
     plain[10][1][1] = -3
-    with pytest.raises(DecodeError, match=r"^BlockHeader.work\[1\].unit_count: expected u32, got -3$"):
+    with pytest.raises(
+        DecodeError, match=r"^BlockHeader.work\[1\].unit_count: expected u32, got -3$"
+    ):
         BlockHeader.from_bytes(msgpack.packb(plain, use_bin_type=True))
     plain[10] = [plain[10][0]] * 17
     with pytest.raises(DecodeError, match=r"^BlockHeader.work: 17 items exceeds the limit of 16$"):
@@ -268,18 +313,36 @@ def test_u32_range():
 
 
 def test_u256_and_biguint_forms():
-    header = BlockHeader(1, 2, bytes(32), 3, (1 << 256) - 1, bytes(20), bytes(32), bytes(20),
-                         bytes(32), bytes(32), (), bytes(32), bytes(32), bytes(64))
+    header = BlockHeader(
+        1,
+        2,
+        bytes(32),
+        3,
+        (1 << 256) - 1,
+        bytes(20),
+        bytes(32),
+        bytes(20),
+        bytes(32),
+        bytes(32),
+        (),
+        bytes(32),
+        bytes(32),
+        bytes(64),
+    )
     assert BlockHeader.from_bytes(header.to_bytes()).target == (1 << 256) - 1
     plain = header.to_plain()
     plain[4] = b"\x01" * 31
-    with pytest.raises(DecodeError, match=r"^BlockHeader.target: expected u256 as 32 bytes, got 31 bytes$"):
+    with pytest.raises(
+        DecodeError, match=r"^BlockHeader.target: expected u256 as 32 bytes, got 31 bytes$"
+    ):
         BlockHeader.from_bytes(msgpack.packb(plain, use_bin_type=True))
     entry = IndexEntry(bytes(32), bytes(32), 1, 0, 0, "")
     assert entry.to_plain()[3] == b""
     plain = entry.to_plain()
     plain[3] = b"\x00\x05"
-    with pytest.raises(DecodeError, match=r"^IndexEntry.chain_work: integer has a leading zero byte$"):
+    with pytest.raises(
+        DecodeError, match=r"^IndexEntry.chain_work: integer has a leading zero byte$"
+    ):
         IndexEntry.from_bytes(msgpack.packb(plain, use_bin_type=True))
 
 
@@ -289,14 +352,18 @@ def test_leaf_is_128_bytes_on_the_wire():
     assert proof.to_plain()[0] == [leaf.to_bytes()]
     plain = proof.to_plain()
     plain[0] = [b"x" * 127]
-    with pytest.raises(DecodeError, match=r"^WorkProof.leaves\[0\]: expected 128 bytes, got 127 bytes$"):
+    with pytest.raises(
+        DecodeError, match=r"^WorkProof.leaves\[0\]: expected 128 bytes, got 127 bytes$"
+    ):
         WorkProof.from_bytes(msgpack.packb(plain, use_bin_type=True))
 
 
 def test_encoding_refuses_out_of_schema_values():
     with pytest.raises(EncodeError, match=r"^Account.balance: expected u64, got -5$"):
         Account(-5, 0).to_bytes()
-    with pytest.raises(EncodeError, match=r"^Transaction.payload: SubmitTask does not match kind 0$"):
+    with pytest.raises(
+        EncodeError, match=r"^Transaction.payload: SubmitTask does not match kind 0$"
+    ):
         Transaction(0, bytes(32), bytes(32), 0, 0, SubmitTask(b"", 0), bytes(64)).to_bytes()
     with pytest.raises(EncodeError, match=r"^WorkProof.leaves\[0\]: expected Leaf, got 128 bytes$"):
         WorkProof((b"x" * 128,), ()).to_bytes()  # type: ignore[arg-type]

@@ -69,7 +69,9 @@ def test_bad_key_bytes():
         PrivateKey.from_bytes(b"short")
     with pytest.raises(InvalidKey):
         PublicKey(bytes(31))
-    assert verify_signature(b"\xff" * 32, bytes(64), b"m") is False  # not a curve point: False, no exception
+    assert (
+        verify_signature(b"\xff" * 32, bytes(64), b"m") is False
+    )  # not a curve point: False, no exception
     assert verify_signature(ALICE.public_key().raw, b"x" * 63, b"m") is False
 
 
@@ -128,8 +130,12 @@ def test_transfer_signature_and_ids():
 @pytest.mark.parametrize(
     "change",
     [
-        dict(nonce=4), dict(fee=11), dict(payload=Transfer(b"\x01" * 20, 500)),
-        dict(payload=Transfer(b"\x00" * 20, 501)), dict(sender_key=BOB.public_key().raw), dict(kind=1),
+        dict(nonce=4),
+        dict(fee=11),
+        dict(payload=Transfer(b"\x01" * 20, 500)),
+        dict(payload=Transfer(b"\x00" * 20, 501)),
+        dict(sender_key=BOB.public_key().raw),
+        dict(kind=1),
     ],
     ids=["nonce", "fee", "to", "amount", "sender", "kind"],
 )
@@ -226,14 +232,27 @@ def _swap_last_two(leaves):
     "mutate, reason",
     [
         (lambda b: replace(b, proofs=()), "0 work proofs for 1 claims"),
-        (lambda b: replace(b, header=replace(b.header, tx_root=ZERO_HASH)), "tx_root does not match the transactions"),
+        (
+            lambda b: replace(b, header=replace(b.header, tx_root=ZERO_HASH)),
+            "tx_root does not match the transactions",
+        ),
         (lambda b: replace(b, txs=b.txs[:1]), "tx_root does not match the transactions"),
-        (lambda b: replace(b, header=replace(b.header, work=(replace(b.header.work[0], unit_count=2),))),
-         "claim 0: unit_count 2 but 3 leaves"),
-        (lambda b: replace(b, header=replace(b.header, work=(replace(b.header.work[0], trace_root=ZERO_HASH),))),
-         "claim 0: trace_root does not match the leaves"),
-        (lambda b: replace(b, proofs=(WorkProof(_swap_last_two(b.proofs[0].leaves), ()),)),
-         "claim 0: trace_root does not match the leaves"),
+        (
+            lambda b: replace(
+                b, header=replace(b.header, work=(replace(b.header.work[0], unit_count=2),))
+            ),
+            "claim 0: unit_count 2 but 3 leaves",
+        ),
+        (
+            lambda b: replace(
+                b, header=replace(b.header, work=(replace(b.header.work[0], trace_root=ZERO_HASH),))
+            ),
+            "claim 0: trace_root does not match the leaves",
+        ),
+        (
+            lambda b: replace(b, proofs=(WorkProof(_swap_last_two(b.proofs[0].leaves), ()),)),
+            "claim 0: trace_root does not match the leaves",
+        ),
     ],
 )
 def test_body_mismatches_name_the_problem(mutate, reason):
@@ -246,7 +265,9 @@ def test_body_mismatches_name_the_problem(mutate, reason):
 def test_proof_rules_on_a_matching_body():
     txs = [make_transfer(ALICE, CHAIN_ID, n, 1, addr(BOB), 5) for n in range(2)]
     good = _block(txs).proofs[0].leaves
-    with pytest.raises(BlockStructureError, match="claim 0: leaf 1 does not start from the previous leaf's output") as err:
+    with pytest.raises(
+        BlockStructureError, match="claim 0: leaf 1 does not start from the previous leaf's output"
+    ) as err:
         check_block_structure(_block(txs, leaves=_swap_last_two(good)))
     assert not isinstance(err.value, BodyMismatch)
     # The winning leaf was run for another header: other transactions, time or payout.
@@ -258,7 +279,9 @@ def test_proof_rules_on_a_matching_body():
 def test_openings_must_match_their_leaves_and_be_ordered():
     state0 = b"initial task state"
     shell = header(1, ZERO_HASH)
-    leaves = chained_leaves(state_hash(state0), 3, b"x", header_commitment(shell.tx_root, shell.time_ms, shell.payout))
+    leaves = chained_leaves(
+        state_hash(state0), 3, b"x", header_commitment(shell.tx_root, shell.time_ms, shell.payout)
+    )
     claim = WorkClaim(b"t" * 32, 3, trace_root(leaves))
 
     def block(openings):
@@ -272,7 +295,11 @@ def test_openings_must_match_their_leaves_and_be_ordered():
         check_block_structure(block([Opening(0, state0), Opening(0, state0)]))
     with pytest.raises(BlockStructureError, match="out of order or out of range"):
         check_block_structure(block([Opening(3, state0)]))
-    empty = Block(header(1, ZERO_HASH, work=(WorkClaim(b"t" * 32, 0, trace_root([])),)), (), (WorkProof((), ()),))
+    empty = Block(
+        header(1, ZERO_HASH, work=(WorkClaim(b"t" * 32, 0, trace_root([])),)),
+        (),
+        (WorkProof((), ()),),
+    )
     with pytest.raises(BlockStructureError, match="claim 0: no units"):
         check_block_structure(empty)
 

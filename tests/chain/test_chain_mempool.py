@@ -44,12 +44,22 @@ def test_validation_against_the_tip():
     rejected(pool, good, "already in the mempool")
     rejected(pool, replace(tx(A, 1, 5), fee=6), "bad signature")
     rejected(pool, make_transfer(A, OTHER_CHAIN_ID, 1, 1, addr(B), 1), "wrong chain id")
-    rejected(pool, make_submit_task(A, CHAIN_ID, 1, 1, b"junk", 1), pool_reason := _spec_reason(b"junk"))
+    rejected(
+        pool, make_submit_task(A, CHAIN_ID, 1, 1, b"junk", 1), pool_reason := _spec_reason(b"junk")
+    )
     assert pool_reason.startswith("bad task spec")
-    used = apply_block(STATE, build_block(STATE, G.block.header, [tx(C, 0, 1)], [(G.default_task.task_id, 1)])[0], 0)[0]
+    used = apply_block(
+        STATE,
+        build_block(STATE, G.block.header, [tx(C, 0, 1)], [(G.default_task.task_id, 1)])[0],
+        0,
+    )[0]
     rejected(pool, tx(C, 0, 2), "nonce 0 already used (account nonce 1)", state=used)
     rejected(pool, tx(D, 64, 1), "nonce 64 too far ahead of the account nonce 0")
-    rejected(pool, tx(D, 0, 1, amount=10_000), "balance 10000 does not cover the sender's pending spends 10001")
+    rejected(
+        pool,
+        tx(D, 0, 1, amount=10_000),
+        "balance 10000 does not cover the sender's pending spends 10001",
+    )
     rejected(pool, replace(tx(E, 0, 1), fee=-1), "malformed: Transaction.fee: expected u64, got -1")
     assert len(pool) == 1 and good.txid in pool and pool.get(good.txid) == good
 
@@ -65,10 +75,18 @@ def _spec_reason(spec):
 def test_pending_spends_are_summed_per_sender():
     pool = Mempool(1_000_000)
     pool.add(tx(A, 0, 0, amount=6_000), STATE, CHAIN_ID)
-    rejected(pool, tx(A, 1, 0, amount=4_001), "balance 10000 does not cover the sender's pending spends 10001")
+    rejected(
+        pool,
+        tx(A, 1, 0, amount=4_001),
+        "balance 10000 does not cover the sender's pending spends 10001",
+    )
     pool.add(tx(A, 1, 0, amount=4_000), STATE, CHAIN_ID)
     pool.add(make_submit_task(B, CHAIN_ID, 0, 0, render_spec(2), 9_000), STATE, CHAIN_ID)
-    rejected(pool, tx(B, 1, 1, amount=1_000), "balance 10000 does not cover the sender's pending spends 10001")
+    rejected(
+        pool,
+        tx(B, 1, 1, amount=1_000),
+        "balance 10000 does not cover the sender's pending spends 10001",
+    )
 
 
 def test_selection_orders_by_fee_rate_and_keeps_nonce_order():
@@ -124,7 +142,13 @@ def test_byte_budget_evicts_the_lowest_fee_rate_with_its_descendants():
 
 def test_revalidate_after_the_tip_moves_and_readd_after_a_reorg():
     pool = Mempool(1_000_000)
-    pooled = [tx(A, 0, 5), tx(B, 0, 5, amount=10), tx(A, 1, 5), tx(B, 1, 5, amount=1_000), tx(C, 0, 5)]
+    pooled = [
+        tx(A, 0, 5),
+        tx(B, 0, 5, amount=10),
+        tx(A, 1, 5),
+        tx(B, 1, 5, amount=1_000),
+        tx(C, 0, 5),
+    ]
     for t in pooled:
         pool.add(t, STATE, CHAIN_ID)
     # the block mines A's nonce 0 and another nonce-0 spend of B's, which B's nonce 1 can no longer follow
@@ -133,12 +157,18 @@ def test_revalidate_after_the_tip_moves_and_readd_after_a_reorg():
     dropped = pool.revalidate(tip)
     assert {(t.sender, t.nonce) for t in dropped} == {(addr(A), 0), (addr(B), 0), (addr(B), 1)}
     assert [(t.sender, t.nonce) for t in pool.select(tip, 10_000)] in (
-        [(addr(A), 1), (addr(C), 0)], [(addr(C), 0), (addr(A), 1)])
+        [(addr(A), 1), (addr(C), 0)],
+        [(addr(C), 0), (addr(A), 1)],
+    )
     # the block is disconnected: its transactions come back, valid again on the old tip
     assert pool.readd(block.txs, STATE, CHAIN_ID) == 2
     assert pool.revalidate(STATE) == []
     assert {(t.sender, t.nonce) for t in pool.select(STATE, 10_000)} == {
-        (addr(A), 0), (addr(A), 1), (addr(B), 0), (addr(C), 0)}
+        (addr(A), 0),
+        (addr(A), 1),
+        (addr(B), 0),
+        (addr(C), 0),
+    }
 
 
 def test_remove_leaves_a_gap():

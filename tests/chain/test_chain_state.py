@@ -91,7 +91,9 @@ def test_undo_a_whole_chain_in_reverse_reaches_genesis():
     rng = random.Random(11)
     state, parent, undos = G.state, G.block.header, []
     for _ in range(12):
-        block, state, undo = build_block(state, parent, random_txs(rng, state, KEYS, 15), random_work(rng, state))
+        block, state, undo = build_block(
+            state, parent, random_txs(rng, state, KEYS, 15), random_work(rng, state)
+        )
         undos.append(undo)
         parent = block.header
     for undo in reversed(undos):
@@ -100,8 +102,13 @@ def test_undo_a_whole_chain_in_reverse_reaches_genesis():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 6), st.integers(0, 1000), st.integers(0, 3)), max_size=12),
-       st.integers(1, 5))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 6), st.integers(0, 1000), st.integers(0, 3)),
+        max_size=12,
+    ),
+    st.integers(1, 5),
+)
 def test_apply_undo_identity_property(ops, units):
     """Arbitrary transfers (some invalid): a block either applies and undoes exactly, or is refused whole."""
     nonces = {}
@@ -111,7 +118,9 @@ def test_apply_undo_identity_property(ops, units):
         n = nonces.get(sender, 0)
         nonces[sender] = n + 1
         to_addr = addr(KEYS[to]) if to < len(KEYS) else b"\x42" * 20
-        txs.append(make_transfer(key, CHAIN_ID, n, fee, to_addr, amount * 1500))  # large amounts overspend
+        txs.append(
+            make_transfer(key, CHAIN_ID, n, fee, to_addr, amount * 1500)
+        )  # large amounts overspend
     before = G.state.root
     try:
         new_state, undo = apply_raw(G.state, txs, [(G.default_task.task_id, units)])
@@ -135,10 +144,15 @@ def test_apply_never_mutates_its_input():
 
 
 def test_transfers_fees_and_miner_reward():
-    txs = [make_transfer(A, CHAIN_ID, 0, 7, addr(B), 100), make_transfer(A, CHAIN_ID, 1, 5, addr(A), 50),
-           make_transfer(B, CHAIN_ID, 0, 1, b"\x99" * 20, 1_000_099)]
+    txs = [
+        make_transfer(A, CHAIN_ID, 0, 7, addr(B), 100),
+        make_transfer(A, CHAIN_ID, 1, 5, addr(A), 50),
+        make_transfer(B, CHAIN_ID, 0, 1, b"\x99" * 20, 1_000_099),
+    ]
     state, undo = apply_raw(G.state, txs)
-    assert state.account(addr(A)) == Account(1_000_000 - 107 - 5, 2)  # self-transfer costs only its fee
+    assert state.account(addr(A)) == Account(
+        1_000_000 - 107 - 5, 2
+    )  # self-transfer costs only its fee
     assert state.account(addr(B)) == Account(0, 1)
     assert state.account(b"\x99" * 20) == Account(1_000_099, 0)
     assert state.account(addr(MINER)).balance == SUBSIDY + 13
@@ -151,8 +165,14 @@ def test_transfers_fees_and_miner_reward():
 
 def test_bad_nonces_are_refused():
     refused(G.state, [make_transfer(A, CHAIN_ID, 1, 1, addr(B), 1)], "tx 0: nonce 1, expected 0")
-    refused(G.state, [make_transfer(A, CHAIN_ID, 0, 1, addr(B), 1), make_transfer(A, CHAIN_ID, 2, 1, addr(B), 1)],
-            "tx 1: nonce 2, expected 1")
+    refused(
+        G.state,
+        [
+            make_transfer(A, CHAIN_ID, 0, 1, addr(B), 1),
+            make_transfer(A, CHAIN_ID, 2, 1, addr(B), 1),
+        ],
+        "tx 1: nonce 2, expected 1",
+    )
 
 
 def test_double_spend_inside_one_block_is_refused():
@@ -165,15 +185,32 @@ def test_double_spend_inside_one_block_is_refused():
 
 
 def test_balance_and_overflow_rules():
-    refused(G.state, [make_transfer(A, CHAIN_ID, 0, 1, addr(B), 1_000_000)],
-            "tx 0: cost 1000001 exceeds the sender's balance 1000000")
-    refused(G.state, [make_transfer(A, CHAIN_ID, 0, 2**63, addr(B), 2**63)], "tx 0: fee plus value overflows u64")
+    refused(
+        G.state,
+        [make_transfer(A, CHAIN_ID, 0, 1, addr(B), 1_000_000)],
+        "tx 0: cost 1000001 exceeds the sender's balance 1000000",
+    )
+    refused(
+        G.state,
+        [make_transfer(A, CHAIN_ID, 0, 2**63, addr(B), 2**63)],
+        "tx 0: fee plus value overflows u64",
+    )
     rich = genesis_state(CHAIN_ID, {addr(A): U64_MAX, addr(B): 10}, G.default_task)
-    refused(rich, [make_transfer(B, CHAIN_ID, 0, 0, addr(A), 1)], "tx 0: recipient balance overflows u64")
+    refused(
+        rich,
+        [make_transfer(B, CHAIN_ID, 0, 0, addr(A), 1)],
+        "tx 0: recipient balance overflows u64",
+    )
     with pytest.raises(StateError, match="^miner reward balance overflows u64$"):
-        apply_raw(genesis_state(CHAIN_ID, {addr(MINER): U64_MAX - 10}, G.default_task), [], subsidy=11)
+        apply_raw(
+            genesis_state(CHAIN_ID, {addr(MINER): U64_MAX - 10}, G.default_task), [], subsidy=11
+        )
     worn = LedgerState(CHAIN_ID, {addr(A): Account(100, U64_MAX)}, G.state.tasks)
-    refused(worn, [make_transfer(A, CHAIN_ID, U64_MAX, 1, addr(B), 1)], "tx 0: sender nonce overflows u64")
+    refused(
+        worn,
+        [make_transfer(A, CHAIN_ID, U64_MAX, 1, addr(B), 1)],
+        "tx 0: sender nonce overflows u64",
+    )
 
 
 def test_signature_and_chain_id_are_checked():
@@ -203,7 +240,13 @@ def test_task_lifecycle_bounty_shares_and_completion():
     state, parent = G.state, G.block.header
     block, state, _ = build_block(state, parent, [submit], [(G.default_task.task_id, 1)])
     task = state.tasks[submit.txid]
-    assert (task.owner, task.bounty, task.paid, task.units_total, task.status) == (addr(A), 1000, 0, 7, TASK_OPEN)
+    assert (task.owner, task.bounty, task.paid, task.units_total, task.status) == (
+        addr(A),
+        1000,
+        0,
+        7,
+        TASK_OPEN,
+    )
     assert task.created_height == 1 and task.state_hash == ZERO_HASH
     assert state.account(addr(A)).balance == 1_000_000 - 1010
     assert open_tasks(state) == [state.tasks[G.default_task.task_id], task]  # oldest first
@@ -216,7 +259,12 @@ def test_task_lifecycle_bounty_shares_and_completion():
     # 3 units of 7: 1000*3//7 = 428 each, the completing claim (1 credited unit) pays the remainder
     assert paid_to_miner == [428, 428, 144]
     done = state.tasks[submit.txid]
-    assert (done.paid, done.units_done, done.status, done.completed_height) == (1000, 9, TASK_DONE, 4)
+    assert (done.paid, done.units_done, done.status, done.completed_height) == (
+        1000,
+        9,
+        TASK_DONE,
+        4,
+    )
     assert submit.txid not in {t.task_id for t in open_tasks(state)}
     with pytest.raises(StateError, match=r"^claim 0: task [0-9a-f]+ is already done$"):
         build_block(state, block.header, [], [(submit.txid, 1)])
@@ -234,8 +282,11 @@ def test_open_ended_default_task_pays_no_bounty_and_stays_open():
 def test_bad_task_specs_are_refused():
     with pytest.raises(StateError, match=r"^tx 0: bad task spec: spec: not valid msgpack"):
         apply_raw(G.state, [make_submit_task(A, CHAIN_ID, 0, 1, b"nonsense", 5)])
-    refused(G.state, [make_submit_task(A, CHAIN_ID, 0, 1, DEFAULT_SPEC, 5)],
-            "tx 0: bad task spec: a submitted task must ask for at least 1 unit (open-ended is the default task only)")
+    refused(
+        G.state,
+        [make_submit_task(A, CHAIN_ID, 0, 1, DEFAULT_SPEC, 5)],
+        "tx 0: bad task spec: a submitted task must ask for at least 1 unit (open-ended is the default task only)",
+    )
 
 
 def test_genesis_helpers():

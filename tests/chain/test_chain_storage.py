@@ -105,7 +105,10 @@ def test_disconnect_restores_the_previous_state(store):
         assert state == previous and store.load_state() == previous
         assert store.hash_at(i + 1) is None and store.get_undo(block.hash) is None
         assert store.blocks_for_task(G.default_task.task_id) == [
-            (b.header.height, b.hash) for b, _, _ in steps[:i] if b.header.work[0].task_id == G.default_task.task_id]
+            (b.header.height, b.hash)
+            for b, _, _ in steps[:i]
+            if b.header.work[0].task_id == G.default_task.task_id
+        ]
     assert store.tip() == G.block.hash
     with pytest.raises(StoreError, match="genesis"):
         store.disconnect_tip()
@@ -167,7 +170,9 @@ def test_block_index_statuses(store):
     assert store.get_header(b1.hash) == b1.header and not store.has_block(b1.hash)
     assert store.put_block(b1, chain_work=2).status == STATUS_BODY and store.has_block(b1.hash)
     store.put_block(b2, chain_work=3)
-    invalid = store.set_status(b2.hash, STATUS_INVALID, "claim 0: trace_root does not match the leaves")
+    invalid = store.set_status(
+        b2.hash, STATUS_INVALID, "claim 0: trace_root does not match the leaves"
+    )
     assert store.get_index(b2.hash) == invalid and invalid.reason.startswith("claim 0")
     assert store.put_header(b2.header, chain_work=3).status == STATUS_INVALID  # known: unchanged
     assert {e.hash for e in store.index_entries()} == {G.block.hash, b1.hash, b2.hash}
@@ -178,7 +183,9 @@ def test_block_index_statuses(store):
 def test_corrupt_records_are_reported_by_key(store, tmp_path):
     address = kit.addr(KEYS[0])
     store.db.put(b"a" + address, b"\x92\x01")  # an Account missing its nonce
-    with pytest.raises(CorruptRecord, match=rf"account {address.hex()}: Account.nonce: truncated input"):
+    with pytest.raises(
+        CorruptRecord, match=rf"account {address.hex()}: Account.nonce: truncated input"
+    ):
         store.load_state().account(address)
     with pytest.raises(CorruptRecord, match=rf"account {address.hex()}"):
         store.account(address)
@@ -228,8 +235,11 @@ def check_against_replay(path: str, seed: int, tx_count: int) -> int:
         assert tip.height == 0 or s.get_undo(tip.hash) is not None
         assert s.load_state().root == state.root == state_root(state)
         tree = {k[1:]: v for k, v in s.db.iterator(prefix=b"z")}
-        assert tree == {position_key(p): encode_node(n) for p, n in build_nodes(state_leaves(state)).items()
-                        if n is not None}
+        assert tree == {
+            position_key(p): encode_node(n)
+            for p, n in build_nodes(state_leaves(state)).items()
+            if n is not None
+        }
         assert {txid: s.tx_location(txid) for txid in s.txids()} == locations
         for address, items in events.items():
             assert s.history(address, 0, 10**6) == (len(items), items[::-1])
@@ -246,12 +256,17 @@ def run_kills(tmp_path, rounds: int, seed: int) -> list[int]:
     for _ in range(rounds):
         child = subprocess.Popen(
             [sys.executable, str(WRITER), path, str(seed), str(tx_count)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         try:
             ready = child.stdout.readline()
             assert ready.startswith("ready"), child.stderr.read()
-            for _ in range(rng.randint(0, 12)):  # let it write a while, then kill at a random moment
+            for _ in range(
+                rng.randint(0, 12)
+            ):  # let it write a while, then kill at a random moment
                 child.stdout.readline()
             time.sleep(rng.random() * 0.02)
             child.send_signal(signal.SIGKILL)

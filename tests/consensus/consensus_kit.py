@@ -54,15 +54,26 @@ class Node:
 
     _ids = itertools.count()
 
-    def __init__(self, path, params: ConsensusParams, clock: StepClock | None = None, fabricate: float = 0.0, key: PrivateKey | None = None) -> None:
+    def __init__(
+        self,
+        path,
+        params: ConsensusParams,
+        clock: StepClock | None = None,
+        fabricate: float = 0.0,
+        key: PrivateKey | None = None,
+    ) -> None:
         self.params = params
-        self.clock = clock or StepClock(params.genesis_time_ms + params.block_interval_ms, params.block_interval_ms)
+        self.clock = clock or StepClock(
+            params.genesis_time_ms + params.block_interval_ms, params.block_interval_ms
+        )
         self.store = ChainStore(str(path))
         self.mempool = Mempool(1 << 20)
         self.chain = ChainState(self.store, params, mempool=self.mempool, clock=self.clock)
         self.key = key or PrivateKey.from_bytes(bytes([next(self._ids) + 1]) * 32)
         self.address = address_of(self.key.public_key())
-        self.miner = Miner(self.chain, self.key, mempool=self.mempool, clock=self.clock, fabricate=fabricate)
+        self.miner = Miner(
+            self.chain, self.key, mempool=self.mempool, clock=self.clock, fabricate=fabricate
+        )
 
     def mine(self, n: int = 1):
         blocks = []
@@ -77,5 +88,3 @@ class Node:
 
     def close(self) -> None:
         self.store.close()
-
-

@@ -22,7 +22,9 @@ def _detection_run(make_node, f: float, k: int, blocks: int):
     state = node.chain.state
     rejected, expected = 0, 0.0
     for i in range(blocks):
-        key = PrivateKey.from_bytes(tagged_hash("cheater", bytes([k]), str(f).encode(), i.to_bytes(4, "big")))
+        key = PrivateKey.from_bytes(
+            tagged_hash("cheater", bytes([k]), str(f).encode(), i.to_bytes(4, "big"))
+        )
         cheat = Miner(node.chain, key, clock=node.clock, fabricate=f)
         block = cheat.mine_block()
         n = block.header.work[0].unit_count
@@ -61,7 +63,9 @@ def test_a_block_with_a_fabricated_winning_unit_is_always_rejected(make_node):
     start = honest.proofs[0].openings[0].state
     seed_leaf = honest.proofs[0].leaves[0]
     # fabricate the only unit: copy the input state, invent a digest
-    fake = Leaf(seed_leaf.input_hash, state_hash(start), tagged_hash("made up"), seed_leaf.commitment)
+    fake = Leaf(
+        seed_leaf.input_hash, state_hash(start), tagged_hash("made up"), seed_leaf.commitment
+    )
     claim = WorkClaim(honest.header.work[0].task_id, 1, trace_root([fake]))
     header = replace(honest.header, work=(claim,))
     proof = WorkProof((fake,), tuple(Opening(u, start) for u in required_openings(params, header)))

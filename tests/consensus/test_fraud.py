@@ -34,7 +34,9 @@ def supply(state: LedgerState) -> int:
 
 
 def mine_poisoned(node, **kw):
-    poisoner = PoisonMiner(node.chain, PrivateKey.from_bytes(tagged_hash("poisoner")), clock=node.clock, **kw)
+    poisoner = PoisonMiner(
+        node.chain, PrivateKey.from_bytes(tagged_hash("poisoner")), clock=node.clock, **kw
+    )
     node.clock.tick()
     block = poisoner.mine_block()
     assert block is not None and poisoner.last_jump == (block.hash, poisoner.jump_at)
@@ -63,7 +65,9 @@ def honest_replay(node, task_id: bytes | None = None) -> tuple[bytes, int]:
     current, units = initial_state(spec), 0
     for height in range(1, chain.tip.height + 1):
         block = chain.get_block(chain.hash_at(height))
-        if block.header.work[0].task_id != task_id or block.proofs[0].leaves[0].input_hash != state_hash(current):
+        if block.header.work[0].task_id != task_id or block.proofs[0].leaves[
+            0
+        ].input_hash != state_hash(current):
             continue
         replayed = current
         for u, leaf in enumerate(block.proofs[0].leaves):
@@ -106,14 +110,19 @@ def test_poisoned_block_is_proven_forfeited_and_rewound(make_node, fraud_params)
     assert state.account(tx.sender).balance == forfeit * fraud_params.fraud_prover_share_pct // 100
     undo = node.store.get_undo(proving.hash)
     assert undo.burned == forfeit - state.account(tx.sender).balance
-    assert supply(state) == supply_before + fraud_params.block_subsidy(proving.header.height) - undo.burned
+    assert (
+        supply(state)
+        == supply_before + fraud_params.block_subsidy(proving.header.height) - undo.burned
+    )
     rewound = state.tasks[task_id]
     assert (rewound.state_hash, rewound.units_done) == (before.state_hash, before.units_done)
     # Blocks on the poisoned line keep their subsidy but their units are not credited.
     later = state.rewards[guilty_height + 1]
     assert later.credited == 0 and later.amount == fraud_params.block_subsidy(guilty_height + 1)
     # Miners continue from the rewound state, and the chain's task state is an honest line.
-    assert node.chain.task_state()[1] == (node.store.get_blob(before.state_hash) or initial_state(rewound.spec))
+    assert node.chain.task_state()[1] == (
+        node.store.get_blob(before.state_hash) or initial_state(rewound.spec)
+    )
     node.mine(2)
     final, units = honest_replay(node)
     assert final == node.chain.state.tasks[task_id].state_hash
@@ -138,10 +147,17 @@ def test_invalid_fraud_proofs_are_refused_with_reasons(make_node, fraud_params):
             node.chain.add_transaction(tx)
 
     # An honest unit reproduces its leaf: no fraud.
-    refused(make_fraud_proof(PROVER, chain_id, 0, 0, honest.hash, 0, 0, start), "reproduces its leaf")
+    refused(
+        make_fraud_proof(PROVER, chain_id, 0, 0, honest.hash, 0, 0, start), "reproduces its leaf"
+    )
     # A state that is not the unit's input.
-    refused(make_fraud_proof(PROVER, chain_id, 0, 0, block.hash, 0, poisoner.jump_at, b"not the state"), "does not hash")
-    refused(make_fraud_proof(PROVER, chain_id, 0, 0, tagged_hash("nowhere"), 0, 0, start), "unknown")
+    refused(
+        make_fraud_proof(PROVER, chain_id, 0, 0, block.hash, 0, poisoner.jump_at, b"not the state"),
+        "does not hash",
+    )
+    refused(
+        make_fraud_proof(PROVER, chain_id, 0, 0, tagged_hash("nowhere"), 0, 0, start), "unknown"
+    )
     refused(make_fraud_proof(PROVER, chain_id, 0, 0, block.hash, 1, 0, start), "no claim 1")
     refused(make_fraud_proof(PROVER, chain_id, 0, 0, block.hash, 0, 10_000, start), "no unit 10000")
     # Outside the window: once the reward matured, the fraud proof comes too late.
@@ -166,7 +182,9 @@ def test_block_with_an_invalid_fraud_proof_is_invalid(make_node, fraud_params):
     assert result.reason.value == "bad-fraud-proof" and "reproduces its leaf" in result.detail
 
 
-def test_paid_task_poisoned_completion_is_undone_and_redone_without_paying_twice(make_node, fraud_params):
+def test_paid_task_poisoned_completion_is_undone_and_redone_without_paying_twice(
+    make_node, fraud_params
+):
     """A poisoner completes a paid render task with a jump; the proof reopens it with its escrow
     whole, honest miners redo the units, and the bounty is paid out exactly once in total."""
     node = make_node(fraud_params)
@@ -185,7 +203,12 @@ def test_paid_task_poisoned_completion_is_undone_and_redone_without_paying_twice
     node.chain.add_transaction(tx)
     node.mine(1)
     task = node.chain.state.tasks[task_id]
-    assert (task.paid, task.units_done, task.state_hash, task.status) == (before.paid, before.units_done, before.state_hash, before.status)
+    assert (task.paid, task.units_done, task.state_hash, task.status) == (
+        before.paid,
+        before.units_done,
+        before.state_hash,
+        before.status,
+    )
     assert task.escrow == bounty
     mined = 0
     while node.chain.state.tasks[task_id].is_open:
@@ -203,7 +226,9 @@ def test_paid_task_poisoned_completion_is_undone_and_redone_without_paying_twice
 
 def _check_sheet(node, allocated: int) -> None:
     chain = node.chain
-    burned = sum(node.store.get_undo(chain.hash_at(h)).burned for h in range(1, chain.tip.height + 1))
+    burned = sum(
+        node.store.get_undo(chain.hash_at(h)).burned for h in range(1, chain.tip.height + 1)
+    )
     issued = sum(chain.params.block_subsidy(h) for h in range(1, chain.tip.height + 1))
     assert supply(chain.state) == allocated + issued - burned, f"at height {chain.tip.height}"
 
@@ -227,11 +252,20 @@ def test_balance_sheet_over_a_random_run_with_fraud_proofs_and_reorgs(tmp_path, 
             if op < 0.25:
                 poisoned.append(mine_poisoned(a, jump_at=rng.randint(1, 3))[0].hash)
             elif op < 0.5 and not a.mempool.pending(prover):
-                live = [h for h in poisoned if a.chain.on_best_chain(h)
-                        and a.chain.state.rewards.get(a.chain.entry(h).height) is not None
-                        and a.chain.entry(h).height > a.chain.tip.height + 1 - fraud_params.reward_maturity]
+                live = [
+                    h
+                    for h in poisoned
+                    if a.chain.on_best_chain(h)
+                    and a.chain.state.rewards.get(a.chain.entry(h).height) is not None
+                    and a.chain.entry(h).height
+                    > a.chain.tip.height + 1 - fraud_params.reward_maturity
+                ]
                 if live:
-                    tx, _ = proof_for(a, a.chain.get_block(rng.choice(live)), nonce=a.chain.state.account(prover).nonce)
+                    tx, _ = proof_for(
+                        a,
+                        a.chain.get_block(rng.choice(live)),
+                        nonce=a.chain.state.account(prover).nonce,
+                    )
                     a.chain.add_transaction(tx)
                     proofs += 1
                 a.mine(1)
@@ -241,7 +275,10 @@ def test_balance_sheet_over_a_random_run_with_fraud_proofs_and_reorgs(tmp_path, 
                 c = Node(tmp_path / f"c{step}", fraud_params, clock=a.clock)
                 nodes.append(c)
                 for h in range(1, fork + 1):
-                    assert c.chain.process_block(a.chain.get_block(a.chain.hash_at(h))).outcome is Outcome.NEW_TIP
+                    assert (
+                        c.chain.process_block(a.chain.get_block(a.chain.hash_at(h))).outcome
+                        is Outcome.NEW_TIP
+                    )
                 for _ in range(a.chain.tip.height - fork + 1):
                     if rng.random() < 0.3:
                         poisoned.append(mine_poisoned(c)[0].hash)
@@ -253,14 +290,26 @@ def test_balance_sheet_over_a_random_run_with_fraud_proofs_and_reorgs(tmp_path, 
                 reorgs += 1
             else:
                 nonce = a.chain.state.account(FUNDED).nonce + len(a.mempool.pending(FUNDED))
-                a.chain.add_transaction(make_transfer(FUNDED_KEY, a.chain.chain_id, nonce, 10, prover, rng.randint(1, 1000)))
+                a.chain.add_transaction(
+                    make_transfer(
+                        FUNDED_KEY, a.chain.chain_id, nonce, 10, prover, rng.randint(1, 1000)
+                    )
+                )
                 a.mine(1)
             _check_sheet(a, allocated)
         assert proofs >= 2 and reorgs >= 2
-        assert sum(a.store.get_undo(a.chain.hash_at(h)).burned for h in range(1, a.chain.tip.height + 1)) > 0
+        assert (
+            sum(
+                a.store.get_undo(a.chain.hash_at(h)).burned
+                for h in range(1, a.chain.tip.height + 1)
+            )
+            > 0
+        )
         # Undo restores the sheet at every height, and the state root each header committed to.
         state = a.chain.state
-        burned = sum(a.store.get_undo(a.chain.hash_at(h)).burned for h in range(1, a.chain.tip.height + 1))
+        burned = sum(
+            a.store.get_undo(a.chain.hash_at(h)).burned for h in range(1, a.chain.tip.height + 1)
+        )
         for h in range(a.chain.tip.height, 0, -1):
             block_hash = a.chain.hash_at(h)
             assert state.root == a.chain.header(block_hash).state_root

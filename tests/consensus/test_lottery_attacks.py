@@ -51,14 +51,18 @@ from useful_work.trace import trace_root
 
 
 def _key(*parts: bytes | str) -> PrivateKey:
-    return PrivateKey.from_bytes(tagged_hash("attack-key", *(p.encode() if isinstance(p, str) else p for p in parts)))
+    return PrivateKey.from_bytes(
+        tagged_hash("attack-key", *(p.encode() if isinstance(p, str) else p for p in parts))
+    )
 
 
 def _verdict(node, block: Block) -> Reason | None:
     """Full validation of a block on the node's tip without changing the node: None when valid."""
     chain = node.chain
     try:
-        check_header(chain.params, block.header, chain.parent_info(block.header.prev_hash), chain.clock())
+        check_header(
+            chain.params, block.header, chain.parent_info(block.header.prev_hash), chain.clock()
+        )
         check_body(chain.params, block)
         connect_checks(chain.params, block, chain.state)
     except InvalidBlock as exc:
@@ -92,30 +96,44 @@ def test_rerolling_a_fabricated_leaf_gains_no_tickets(make_node):
     node = make_node(params)
     node.clock.tick()
     blocks = 60
-    honest_units, honest_blocks, verdicts = _lottery(node, lambda c, k: Miner(c, k, clock=node.clock), blocks, "honest")
+    honest_units, honest_blocks, verdicts = _lottery(
+        node, lambda c, k: Miner(c, k, clock=node.clock), blocks, "honest"
+    )
     assert honest_blocks == blocks and all(v is None for v in verdicts)
     rate = honest_blocks / honest_units  # about 1/12
 
     # The fabricated leaf as the winner: no unit per ticket, and never accepted.
     _, _, verdicts = _lottery(
-        node, lambda c, k: RerollMiner(c, k, strategy="last", honest_prefix=4, clock=node.clock), 20, "last"
+        node,
+        lambda c, k: RerollMiner(c, k, strategy="last", honest_prefix=4, clock=node.clock),
+        20,
+        "last",
     )
     assert len(verdicts) >= 5 and set(verdicts) == {Reason.BAD_WINNING_UNIT}
 
     # A fabricated leaf then one honest unit: one unit per ticket, refused when the leaf is challenged.
     prefix = 8
     units, accepted, verdicts = _lottery(
-        node, lambda c, k: RerollMiner(c, k, strategy="chained", honest_prefix=prefix, clock=node.clock), blocks, "chained"
+        node,
+        lambda c, k: RerollMiner(c, k, strategy="chained", honest_prefix=prefix, clock=node.clock),
+        blocks,
+        "chained",
     )
     assert set(verdicts) <= {None, Reason.BAD_SPOT_CHECK}
     # Tickets cost what an honest miner's cost: units per found block within statistical error.
     per_block, honest_per_block = units / blocks, honest_units / honest_blocks
-    assert abs(per_block - honest_per_block) < 4 * honest_per_block / math.sqrt(blocks), (per_block, honest_per_block)
+    assert abs(per_block - honest_per_block) < 4 * honest_per_block / math.sqrt(blocks), (
+        per_block,
+        honest_per_block,
+    )
     # Accepted blocks per unit run: no better than honest mining (and about 1 - k/(n-1) of it).
     expected = units * rate
     assert accepted <= expected + 3 * math.sqrt(expected) + 1, (accepted, expected)
     survive = 1 - params.spot_checks / (prefix + 1)
-    assert accepted >= expected * survive - 4 * math.sqrt(expected * survive) - 1, (accepted, expected * survive)
+    assert accepted >= expected * survive - 4 * math.sqrt(expected * survive) - 1, (
+        accepted,
+        expected * survive,
+    )
 
 
 # --- 2. re-signed and varied blocks ----------------------------------------------------------
@@ -145,9 +163,15 @@ def test_a_found_block_cannot_be_resigned_or_varied(make_node):
     thief = _key("thief")
     variants = {
         "other key, same miner": (_resigned(block, thief), Reason.MINER_NOT_KEY),
-        "other time": (_resigned(block, node.key, time_ms=block.header.time_ms + 1), Reason.BAD_TRACE),
+        "other time": (
+            _resigned(block, node.key, time_ms=block.header.time_ms + 1),
+            Reason.BAD_TRACE,
+        ),
         "payment dropped": (_resigned(block, node.key, txs=()), Reason.BAD_TRACE),
-        "other payout": (_resigned(block, node.key, payout=address_of(thief.public_key())), Reason.BAD_TRACE),
+        "other payout": (
+            _resigned(block, node.key, payout=address_of(thief.public_key())),
+            Reason.BAD_TRACE,
+        ),
     }
     for name, (variant, reason) in variants.items():
         result = victim.chain.process_block(variant)
@@ -156,7 +180,9 @@ def test_a_found_block_cannot_be_resigned_or_varied(make_node):
     # openings, or the units (seeded by the miner) fail. Never accepted, whatever the key.
     for i in range(20):
         key = _key("thief", int_bytes(i))
-        stolen = _resigned(block, key, miner=address_of(key.public_key()), payout=address_of(key.public_key()))
+        stolen = _resigned(
+            block, key, miner=address_of(key.public_key()), payout=address_of(key.public_key())
+        )
         result = victim.chain.process_block(stolen)
         assert result.outcome in (Outcome.INVALID, Outcome.BAD_MESSAGE), result
     # The block's identity does not cover the signature: no second version of it exists.
@@ -177,9 +203,24 @@ def test_a_mutated_body_blames_its_sender_and_marks_nothing(make_node):
     opened = proof.openings[0]
     poisoned = {
         "a transaction dropped": replace(block, txs=()),
-        "an opening changed": replace(block, proofs=(replace(proof, openings=(Opening(opened.unit_index, opened.state + b"x"), *proof.openings[1:])),)),
+        "an opening changed": replace(
+            block,
+            proofs=(
+                replace(
+                    proof,
+                    openings=(Opening(opened.unit_index, opened.state + b"x"), *proof.openings[1:]),
+                ),
+            ),
+        ),
         "an opening missing": replace(block, proofs=(replace(proof, openings=proof.openings[1:]),)),
-        "a leaf changed": replace(block, proofs=(replace(proof, leaves=(replace(proof.leaves[0], digest=ZERO_HASH), *proof.leaves[1:])),)),
+        "a leaf changed": replace(
+            block,
+            proofs=(
+                replace(
+                    proof, leaves=(replace(proof.leaves[0], digest=ZERO_HASH), *proof.leaves[1:])
+                ),
+            ),
+        ),
         "the signature broken": replace(block, header=replace(block.header, signature=bytes(64))),
     }
     # Headers first: the header is known, then poisoned bodies arrive before the real one.
@@ -203,7 +244,9 @@ def test_a_mutated_body_blames_its_sender_and_marks_nothing(make_node):
 # --- 4. malformed openings and fake branches --------------------------------------------------
 
 
-@pytest.mark.parametrize("garbage", [b"", b"\x00" * 7, b"not a render state" * 10, bytes(range(256)) * 3])
+@pytest.mark.parametrize(
+    "garbage", [b"", b"\x00" * 7, b"not a render state" * 10, bytes(range(256)) * 3]
+)
 def test_an_opening_that_does_not_decode_is_invalid_work(make_node, garbage):
     node = make_node()
     node.mine(2)
@@ -211,8 +254,14 @@ def test_an_opening_that_does_not_decode_is_invalid_work(make_node, garbage):
     template = make_template(node.chain)
     tip = node.chain.header(node.chain.tip.hash)
     forged = forge_unrun_block(
-        node.params, tip, node.chain.parent_info(tip.hash), _key("malformed"), template.start_state, garbage,
-        template.task_id, template.min_time_ms + 1,
+        node.params,
+        tip,
+        node.chain.parent_info(tip.hash),
+        _key("malformed"),
+        template.start_state,
+        garbage,
+        template.task_id,
+        template.min_time_ms + 1,
     )
     result = node.chain.process_block(forged)
     assert (result.outcome, result.reason) == (Outcome.INVALID, Reason.BAD_WINNING_UNIT)
@@ -240,8 +289,14 @@ def test_a_fake_heavier_branch_from_genesis_never_moves_the_tip(make_node):
     for _ in range(8):
         time_ms += node.params.block_interval_ms // 2  # faster blocks: more work per block
         block = forge_unrun_block(
-            node.params, parent, forger.parent_info(parent.hash), _key("branch", int_bytes(len(branch))),
-            genesis_template.start_state, genesis_template.start_state + b"!", genesis_template.task_id, time_ms,
+            node.params,
+            parent,
+            forger.parent_info(parent.hash),
+            _key("branch", int_bytes(len(branch))),
+            genesis_template.start_state,
+            genesis_template.start_state + b"!",
+            genesis_template.task_id,
+            time_ms,
         )
         assert forger.process_header(block.header).outcome is Outcome.HEADER
         branch.append(block)
@@ -249,7 +304,9 @@ def test_a_fake_heavier_branch_from_genesis_never_moves_the_tip(make_node):
     assert forger.best_header().chain_work > node.chain.tip.chain_work
     for block in branch:
         assert node.chain.process_header(block.header).outcome is Outcome.HEADER
-    assert node.chain.best_header().hash == branch[-1].hash  # a claim: the tip stays where work was proven
+    assert (
+        node.chain.best_header().hash == branch[-1].hash
+    )  # a claim: the tip stays where work was proven
     results = [node.chain.process_block(b) for b in branch]
     assert not any(r.disconnected or r.connected for r in results)
     assert node.chain.tip.hash == tip and node.chain.state.root == root
@@ -265,9 +322,14 @@ def test_a_fake_heavier_branch_from_genesis_never_moves_the_tip(make_node):
 def _forge_headers(node, count: int) -> list[BlockHeader]:
     """`count` header-valid headers on the node's tip, made with hashes only."""
     forger = ChainState(
-        ChainStore(str(node.store.path) + "-headers"), node.params, clock=node.clock, limits=Limits(max_headers_ahead=10_000)
+        ChainStore(str(node.store.path) + "-headers"),
+        node.params,
+        clock=node.clock,
+        limits=Limits(max_headers_ahead=10_000),
     )
-    for block in (node.chain.get_block(node.chain.hash_at(h)) for h in range(1, node.chain.tip.height + 1)):
+    for block in (
+        node.chain.get_block(node.chain.hash_at(h)) for h in range(1, node.chain.tip.height + 1)
+    ):
         forger.process_block(block)
     key = _key("headers")
     parent = forger.header(forger.tip.hash)
@@ -277,7 +339,9 @@ def _forge_headers(node, count: int) -> list[BlockHeader]:
         info = forger.parent_info(parent.hash)
         time_ms = max(time_ms + node.params.block_interval_ms, info.median_time_past + 1)
         node.clock.now = time_ms  # the victim sees them arrive on time
-        header = forge_header(node.params, parent, info, key, node.chain.genesis.default_task.task_id, time_ms)
+        header = forge_header(
+            node.params, parent, info, key, node.chain.genesis.default_task.task_id, time_ms
+        )
         assert forger.process_header(header).outcome is Outcome.HEADER
         out.append(header)
         parent = header
@@ -294,7 +358,10 @@ def test_fake_header_chains_are_bounded_and_never_stop_mining(make_node, tmp_pat
     headers = _forge_headers(node, 600)
     outcomes = [node.chain.process_header(h).outcome for h in headers]
     assert outcomes[:100] == [Outcome.HEADER] * 100  # up to 100 heights above the validated tip
-    assert outcomes[100] is Outcome.REJECTED and set(outcomes[101:]) <= {Outcome.REJECTED, Outcome.ORPHAN}
+    assert outcomes[100] is Outcome.REJECTED and set(outcomes[101:]) <= {
+        Outcome.REJECTED,
+        Outcome.ORPHAN,
+    }
     assert len(node.chain.unproven) == 100
     assert node.chain.best_header().hash == headers[99].hash
     # The tip is the best fully validated chain: mining goes on at once.
@@ -327,22 +394,44 @@ def _mine_with(node, txs) -> Block:
     draft = HeaderDraft(tuple(txs), max(node.clock(), template.min_time_ms), node.address)
     task = task_for_spec(template.task_spec)
     leaves, inputs = [], []
-    units = iter_units(task, template.start_state, template.parent_hash, node.address, commitment=lambda u: draft.commitment)
+    units = iter_units(
+        task,
+        template.start_state,
+        template.parent_hash,
+        node.address,
+        commitment=lambda u: draft.commitment,
+    )
     for r in units:
         leaves.append(r.leaf)
         inputs.append(r.input_state)
-        if ticket_wins(ticket(template.parent_hash, node.address, trace_root(leaves)), template.target):
+        if ticket_wins(
+            ticket(template.parent_hash, node.address, trace_root(leaves)), template.target
+        ):
             break
     header = BlockHeader(
-        version=node.params.version, height=template.height, prev_hash=template.parent_hash, time_ms=draft.time_ms,
-        target=template.target, miner=node.address, miner_key=bytes(32), payout=node.address, tx_root=draft.tx_root,
-        state_root=ZERO_HASH, work=(WorkClaim(template.task_id, len(leaves), trace_root(leaves), 0),), signature=bytes(64),
+        version=node.params.version,
+        height=template.height,
+        prev_hash=template.parent_hash,
+        time_ms=draft.time_ms,
+        target=template.target,
+        miner=node.address,
+        miner_key=bytes(32),
+        payout=node.address,
+        tx_root=draft.tx_root,
+        state_root=ZERO_HASH,
+        work=(WorkClaim(template.task_id, len(leaves), trace_root(leaves), 0),),
+        signature=bytes(64),
         task_state=leaves[-1].output_hash,
     )
     openings = tuple(Opening(u, inputs[u]) for u in required_openings(node.params, header))
     block = Block(header, draft.txs, (WorkProof(tuple(leaves), openings),))
     try:
-        new_state, _ = apply_block(template.state, block, node.params.block_subsidy(template.height), node.params.reward_maturity)
+        new_state, _ = apply_block(
+            template.state,
+            block,
+            node.params.block_subsidy(template.height),
+            node.params.reward_maturity,
+        )
         header = replace(header, state_root=new_state.root)
     except StateError:
         pass  # an invalid block keeps a zero state root: validation stops before it
@@ -370,4 +459,6 @@ def test_rewards_are_spendable_only_after_maturity(make_node):
     assert node.chain.state.account(node.address).balance == params.block_subsidy(1) - 1001
     # Rewards of the later blocks are still immature.
     assert [r.height for r in node.chain.state.immature(node.address)] == [2, 3, 4]
-    assert node.chain.state.account(FUNDED).balance > 0  # funds that were never a reward are not delayed
+    assert (
+        node.chain.state.account(FUNDED).balance > 0
+    )  # funds that were never a reward are not delayed

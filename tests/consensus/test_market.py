@@ -29,12 +29,16 @@ def test_submitted_task_is_worked_on_pays_out_and_completes(make_node):
     assert task.units_done >= 30 and task.paid == bounty and task.completed_height > 0
     node.mine(node.params.reward_maturity)  # the rewards of blocks 1 .. mined + 1 mature
     earned = node.chain.state.account(node.address).balance - paid_before
-    assert earned == (mined + 1) * node.params.block_reward + bounty + 100  # block 1 also took the fee
+    assert (
+        earned == (mined + 1) * node.params.block_reward + bounty + 100
+    )  # block 1 also took the fee
     # the default task is active again, and the task's blocks are indexed for its result
     assert active_task(node.chain.state).task_id != tx.txid
     worked = node.store.blocks_for_task(tx.txid)
     assert len(worked) == mined
-    assert sum(node.chain.get_block(h).header.work[0].unit_count for _, h in worked) == task.units_done
+    assert (
+        sum(node.chain.get_block(h).header.work[0].unit_count for _, h in worked) == task.units_done
+    )
 
 
 def test_a_spec_that_cannot_run_is_refused_at_submission(make_node):

@@ -51,7 +51,9 @@ def test_transfer_is_mined_and_paid(make_node):
     assert node.chain.state.account(FUNDED).nonce == 1
     assert len(node.mempool) == 0
     assert node.chain.state.account(node.address).balance == 0  # the reward matures 3 blocks later
-    assert [r.amount for r in node.chain.state.immature(node.address)] == [node.params.block_reward + 10]
+    assert [r.amount for r in node.chain.state.immature(node.address)] == [
+        node.params.block_reward + 10
+    ]
     node.mine(3)
     assert node.chain.state.account(node.address).balance == node.params.block_reward + 10
 
@@ -79,7 +81,11 @@ def test_tampered_blocks_are_rejected_with_distinct_reasons(make_node):
     result = verifier.chain.process_block(forged)
     # Its ticket changed: above the target, or other openings are needed, or the winner fails.
     assert result.outcome in (Outcome.INVALID, Outcome.BAD_MESSAGE)
-    assert result.reason in (Reason.TICKET_ABOVE_TARGET, Reason.BODY_MISMATCH, Reason.BAD_WINNING_UNIT)
+    assert result.reason in (
+        Reason.TICKET_ABOVE_TARGET,
+        Reason.BODY_MISMATCH,
+        Reason.BAD_WINNING_UNIT,
+    )
     # a bad signature is the sender's fault, not the block's: nothing is marked
     unsigned = Block(replace(block.header, signature=bytes(64)), block.txs, block.proofs)
     result = verifier.chain.process_block(unsigned)
@@ -95,17 +101,24 @@ def test_tampered_blocks_are_rejected_with_distinct_reasons(make_node):
 def test_a_key_that_runs_out_of_units_starts_a_new_attempt_which_verifies(make_node):
     params = small_params(max_units_per_block=4)  # 12 units expected: most first attempts run dry
     node = make_node(params, key=PrivateKey.from_bytes(b"attempts".ljust(32, b"-")))
-    blocks = node.mine(4)  # asserts every block becomes the new tip: re-executed with its attempt's seeds
+    blocks = node.mine(
+        4
+    )  # asserts every block becomes the new tip: re-executed with its attempt's seeds
     attempts = [b.header.work[0].attempt for b in blocks]
     assert max(attempts) > 0, attempts
     assert all(b.header.work[0].unit_count <= 4 for b in blocks)
     # the attempt is bound by re-execution: the same trace claimed under another attempt fails
     block = next(b for b in blocks if b.header.work[0].attempt > 0)
     claim = replace(block.header.work[0], attempt=block.header.work[0].attempt + 1)
-    relabelled = Block(sign_header(replace(block.header, work=(claim,)), node.key), block.txs, block.proofs)
+    relabelled = Block(
+        sign_header(replace(block.header, work=(claim,)), node.key), block.txs, block.proofs
+    )
     other = make_node(params)
     for b in blocks[: blocks.index(block)]:
         other.chain.process_block(b)
     other.clock.now = node.clock.now
     # the ticket does not cover the attempt, so the same openings are needed: re-execution decides
-    assert other.chain.process_block(relabelled).reason in (Reason.BAD_WINNING_UNIT, Reason.BAD_SPOT_CHECK)
+    assert other.chain.process_block(relabelled).reason in (
+        Reason.BAD_WINNING_UNIT,
+        Reason.BAD_SPOT_CHECK,
+    )

@@ -37,7 +37,9 @@ def test_bad_parameter_files_name_the_key(tmp_path, text, key):
 
 def test_toml_overlays_a_preset(tmp_path):
     path = tmp_path / "p.toml"
-    path.write_text('base = "testnet"\nspot_checks = 2\n[default_task]\nkind = "render"\nimages_per_unit = 4\n')
+    path.write_text(
+        'base = "testnet"\nspot_checks = 2\n[default_task]\nkind = "render"\nimages_per_unit = 4\n'
+    )
     p = load_params(path)
     assert p.spot_checks == 2 and p.block_interval_ms == load_params("testnet").block_interval_ms
     assert p.default_task.kind == "render" and p.default_task.images_per_unit == 4
@@ -47,7 +49,9 @@ def test_retarget_follows_solve_times():
     p = ConsensusParams()
     t0 = p.initial_target
     assert next_target(p, 0, t0, 0, 0) == t0  # block 1 starts at the initial target
-    assert next_target(p, 1, t0, 10**12, 0) == t0  # and so does block 2: the genesis time is no solve time
+    assert (
+        next_target(p, 1, t0, 10**12, 0) == t0
+    )  # and so does block 2: the genesis time is no solve time
     on_time = next_target(p, 5, t0, 10_000 + p.block_interval_ms, 10_000)
     assert on_time == t0
     slow = next_target(p, 5, t0, 10_000 + p.block_interval_ms + p.retarget_half_life_ms, 10_000)
@@ -69,7 +73,9 @@ def test_retarget_telescopes():
         target = next_target(p, h, target, t_next, t)
         t = t_next
     elapsed = t - 0
-    ideal = p.initial_target * 2 ** ((elapsed - 199 * p.block_interval_ms) / p.retarget_half_life_ms)
+    ideal = p.initial_target * 2 ** (
+        (elapsed - 199 * p.block_interval_ms) / p.retarget_half_life_ms
+    )
     assert abs(target / ideal - 1) < 199 * 1.5e-4  # the cubic 2^x errs by under 0.013% a block
 
 

@@ -43,8 +43,9 @@ def test_assume_valid_skips_reexecution_below_the_named_block_and_keeps_the_task
     miner = make_node()
     blocks = miner.mine(6)
     syncing = make_node()
-    syncing.chain = ChainState(syncing.store, syncing.params, clock=syncing.clock,
-                               assume_valid=blocks[3].hash)
+    syncing.chain = ChainState(
+        syncing.store, syncing.params, clock=syncing.clock, assume_valid=blocks[3].hash
+    )
     for block in blocks:
         assert syncing.chain.process_header(block.header).outcome is Outcome.HEADER
     assert all(r.outcome is Outcome.NEW_TIP for r in _feed(syncing, blocks))

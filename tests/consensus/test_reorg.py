@@ -60,7 +60,11 @@ def test_an_invalid_block_marks_its_descendants_invalid(make_node):
     assert r.outcome is Outcome.INVALID and r.reason.value == "bad-state-root"
     assert [(h, why.split(":")[0]) for h, why in r.invalidated] == [(bad.hash, "bad-state-root")]
     # a child of the invalid block (re-parented by its miner) is invalid too
-    child = Block(sign_header(replace(blocks[1].header, prev_hash=bad.hash), a.key), blocks[1].txs, blocks[1].proofs)
+    child = Block(
+        sign_header(replace(blocks[1].header, prev_hash=bad.hash), a.key),
+        blocks[1].txs,
+        blocks[1].proofs,
+    )
     r2 = b.chain.process_block(child)
     assert r2.outcome is Outcome.INVALID
     # the honest chain is still accepted

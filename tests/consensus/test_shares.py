@@ -278,7 +278,13 @@ def test_a_block_with_claims_undoes_exactly(make_node, params):
     before = node.chain.state
     (block,) = node.mine(1)
     subsidy, rewards = params.share_split(block.header.height)
-    after, undo = apply_block(before, block, subsidy, params.reward_maturity,
-                              share_rewards=rewards, headers=node.chain.block_headers)
+    after, undo = apply_block(
+        before,
+        block,
+        subsidy,
+        params.reward_maturity,
+        share_rewards=rewards,
+        headers=node.chain.block_headers,
+    )
     assert after.root == block.header.state_root == node.chain.state.root
     assert undo_block(after, undo).root == before.root

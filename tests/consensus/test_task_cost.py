@@ -22,8 +22,15 @@ from consensus.params import ParamsError, load_params, params_from_dict
 from consensus.validation import Reason
 from useful_work.specs import TrainSpec, encode_spec, unit_cost
 
-LARGEST = TrainSpec(units=1_000_000, objective="light-direction", batch_size=256, steps_per_unit=64, image_size=64,
-                    min_objects=6, min_lights=3)
+LARGEST = TrainSpec(
+    units=1_000_000,
+    objective="light-direction",
+    batch_size=256,
+    steps_per_unit=64,
+    image_size=64,
+    min_objects=6,
+    min_lights=3,
+)
 UNDER = TrainSpec(units=10, batch_size=64, steps_per_unit=3)  # 579,174,912 operations a unit
 OVER = TrainSpec(units=10, batch_size=64, steps_per_unit=4)  # 772,233,216
 
@@ -43,7 +50,10 @@ def test_the_limit_and_the_price_at_devnet_defaults(params):
 
 def test_the_largest_spec_for_a_tiny_bounty_is_refused_at_the_mempool(make_node):
     node = make_node()
-    with pytest.raises(TxRejected, match=r"unit cost 187,270,266,880 operations exceeds this network's limit of 600,000,000"):
+    with pytest.raises(
+        TxRejected,
+        match=r"unit cost 187,270,266,880 operations exceeds this network's limit of 600,000,000",
+    ):
         node.chain.add_transaction(submit(node.chain, LARGEST, 1_000_000))
     with pytest.raises(TxRejected, match="unit cost 772,233,216 operations exceeds"):
         node.chain.add_transaction(submit(node.chain, OVER, 10**8))
@@ -52,7 +62,10 @@ def test_the_largest_spec_for_a_tiny_bounty_is_refused_at_the_mempool(make_node)
 
 def test_a_bounty_under_the_cost_scaled_minimum_is_refused(make_node):
     node = make_node()
-    with pytest.raises(TxRejected, match=r"bounty 59 is below the minimum of 6 per unit for 10 units \(60 in all; unit cost 579,174,912"):
+    with pytest.raises(
+        TxRejected,
+        match=r"bounty 59 is below the minimum of 6 per unit for 10 units \(60 in all; unit cost 579,174,912",
+    ):
         node.chain.add_transaction(submit(node.chain, UNDER, 59))
 
 
@@ -76,14 +89,24 @@ def test_a_block_carrying_an_over_limit_task_is_invalid(make_node, params):
     honest.clock.tick()
     result = honest.chain.process_block(block)
     assert result.outcome is Outcome.INVALID and result.reason is Reason.BAD_MARKET_RULE
-    assert "unit cost 187,270,266,880 operations exceeds this network's limit of 600,000,000" in result.detail
-    assert honest.chain.tip.height == 0 and honest.chain.state.account(FUNDED).balance == 1_000_000_000
+    assert (
+        "unit cost 187,270,266,880 operations exceeds this network's limit of 600,000,000"
+        in result.detail
+    )
+    assert (
+        honest.chain.tip.height == 0 and honest.chain.state.account(FUNDED).balance == 1_000_000_000
+    )
 
 
 def test_a_default_task_over_the_limit_is_refused_naming_the_numbers():
-    with pytest.raises(ParamsError, match="default_task: unit cost 5,601,865,728 operations exceeds max_unit_cost 600,000,000"):
+    with pytest.raises(
+        ParamsError,
+        match="default_task: unit cost 5,601,865,728 operations exceeds max_unit_cost 600,000,000",
+    ):
         params_from_dict({"default_task": {"batch_size": 256, "steps_per_unit": 8}})
-    raised = params_from_dict({"max_unit_cost": 10**10, "default_task": {"batch_size": 256, "steps_per_unit": 8}})
+    raised = params_from_dict(
+        {"max_unit_cost": 10**10, "default_task": {"batch_size": 256, "steps_per_unit": 8}}
+    )
     assert unit_cost(raised.default_task) <= raised.max_unit_cost
     with pytest.raises(ParamsError, match="max_unit_cost: 0 out of range"):
         params_from_dict({"max_unit_cost": 0})
@@ -92,7 +115,12 @@ def test_a_default_task_over_the_limit_is_refused_naming_the_numbers():
 def test_presets_and_the_readme_example_load(tmp_path):
     for name in ("devnet", "testnet"):
         p = load_params(name)
-        assert 2 * unit_cost(p.default_task) <= p.max_unit_cost <= 4 * unit_cost(p.default_task) < unit_cost(LARGEST)
+        assert (
+            2 * unit_cost(p.default_task)
+            <= p.max_unit_cost
+            <= 4 * unit_cost(p.default_task)
+            < unit_cost(LARGEST)
+        )
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     example = re.search(r"```toml\n(# mynet\.toml\n.*?)```", readme, re.S)
     assert example, "README.md has no mynet.toml example"

@@ -10,7 +10,9 @@ from useful_work.specs import TrainSpec
 def test_heldout_accuracy_rises_over_fifty_blocks(make_node):
     spec = TrainSpec(units=0, batch_size=32, steps_per_unit=2, lr_micro=50_000)
     params = small_params(default_task=spec, initial_units_per_block=3, spot_checks=2)
-    node = make_node(params, key=PrivateKey.from_bytes(b"trainer-test-key".ljust(32, b"-")))  # fixed: same units every run
+    node = make_node(
+        params, key=PrivateKey.from_bytes(b"trainer-test-key".ljust(32, b"-"))
+    )  # fixed: same units every run
     checkpoints = {}
     for height in range(51):
         if height:

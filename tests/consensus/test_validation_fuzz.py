@@ -75,10 +75,14 @@ class Mutator:
         data = bytearray(state)
         for _ in range(rng.randrange(1, 8)):
             i = rng.randrange(len(data))
-            data[i] = rng.randrange(256) if rng.random() < 0.5 else data[i] ^ (1 << rng.randrange(8))
+            data[i] = (
+                rng.randrange(256) if rng.random() < 0.5 else data[i] ^ (1 << rng.randrange(8))
+            )
         if rng.random() < 0.3 and len(data) >= 8:  # an extreme value where weights or counters live
             i = rng.randrange(len(data) - 4)
-            data[i : i + 4] = rng.choice([b"\xff\xff\xff\x7f", b"\x00\x00\x00\x80", b"\xff\xff\xff\xff"])
+            data[i : i + 4] = rng.choice(
+                [b"\xff\xff\xff\x7f", b"\x00\x00\x00\x80", b"\xff\xff\xff\xff"]
+            )
         return bytes(data)
 
     def commit(self, block: Block, leaves: list[Leaf], inputs: list[bytes], txs=None) -> Block:
@@ -91,14 +95,19 @@ class Mutator:
             leaves[u] = replace(leaves[u], input_hash=state_hash(state))
             if u:
                 leaves[u - 1] = replace(leaves[u - 1], output_hash=state_hash(state))
-        if txs is not block.txs:  # the winner is run again for the new transaction set, as a miner would
+        if (
+            txs is not block.txs
+        ):  # the winner is run again for the new transaction set, as a miner would
             h = block.header
-            leaves[-1] = replace(leaves[-1], commitment=header_commitment(tx_root(txs), h.time_ms, h.payout))
+            leaves[-1] = replace(
+                leaves[-1], commitment=header_commitment(tx_root(txs), h.time_ms, h.payout)
+            )
         if txs is not block.txs or self.rng.random() < 0.7:
             leaves[-1] = self.rerun_winner(block, leaves, inputs[len(leaves) - 1])
         claim = replace(block.header.work[0], unit_count=len(leaves), trace_root=trace_root(leaves))
-        header = replace(block.header, tx_root=tx_root(txs), work=(claim,),
-                         task_state=leaves[-1].output_hash)
+        header = replace(
+            block.header, tx_root=tx_root(txs), work=(claim,), task_state=leaves[-1].output_hash
+        )
         openings = tuple(Opening(u, inputs[u]) for u in required_openings(self.node.params, header))
         return Block(sign_header(header, self.key), txs, (WorkProof(tuple(leaves), openings),))
 
@@ -107,9 +116,18 @@ class Mutator:
         cheater would, so the spot checks, not the winner, must find what is wrong."""
         header, last = block.header, leaves[-1]
         prefix = prefix_commitments(leaves[:-1])[-1]
-        seed = unit_seed(header.prev_hash, header.miner, header.work[0].attempt, len(leaves) - 1, prefix, last.commitment)
+        seed = unit_seed(
+            header.prev_hash,
+            header.miner,
+            header.work[0].attempt,
+            len(leaves) - 1,
+            prefix,
+            last.commitment,
+        )
         try:
-            out, digest = task_for_spec(active_task(self.node.chain.state).spec).run_unit(state, seed)
+            out, digest = task_for_spec(active_task(self.node.chain.state).spec).run_unit(
+                state, seed
+            )
         except ValueError:
             return last
         return Leaf(state_hash(state), state_hash(out), digest, last.commitment)
@@ -127,7 +145,9 @@ class Mutator:
         if kind == 1:  # made-up digests, commitments or outputs: caught by re-execution
             for _ in range(rng.randrange(1, 4)):
                 u = rng.randrange(len(leaves))
-                field = rng.choice(["digest", "commitment"] + (["output_hash"] if u == len(leaves) - 1 else []))
+                field = rng.choice(
+                    ["digest", "commitment"] + (["output_hash"] if u == len(leaves) - 1 else [])
+                )
                 leaves[u] = replace(leaves[u], **{field: self.junk(32)})
             return self.commit(block, leaves, inputs)
         if kind == 2:  # a longer or shorter trace
@@ -135,17 +155,32 @@ class Mutator:
                 leaves = leaves[: rng.randrange(1, len(leaves))]
             else:
                 extra = self.junk(rng.randrange(40, 120))
-                leaves += [Leaf(leaves[-1].output_hash, self.junk(32), self.junk(32), leaves[-1].commitment)]
+                leaves += [
+                    Leaf(
+                        leaves[-1].output_hash, self.junk(32), self.junk(32), leaves[-1].commitment
+                    )
+                ]
                 inputs = inputs[: len(leaves) - 1] + [extra]
             return self.commit(block, leaves, inputs)
         if kind == 3:  # transactions dropped, repeated, reordered or invented, re-committed
-            txs = list(block.txs) + [make_transfer(FUNDED_KEY, self.node.chain.chain_id, rng.randrange(3), 1, self.junk(20), rng.randrange(10**9))]
+            txs = list(block.txs) + [
+                make_transfer(
+                    FUNDED_KEY,
+                    self.node.chain.chain_id,
+                    rng.randrange(3),
+                    1,
+                    self.junk(20),
+                    rng.randrange(10**9),
+                )
+            ]
             rng.shuffle(txs)
             return self.commit(block, leaves, inputs, txs[: rng.randrange(len(txs) + 1)])
         if kind == 4:  # header fields
-            field = rng.choice(["time_ms", "target", "height", "version", "state_root", "payout", "prev_hash"])
+            field = rng.choice(
+                ["time_ms", "target", "height", "version", "state_root", "payout", "prev_hash"]
+            )
             value = {
-                "time_ms": block.header.time_ms + rng.randrange(-10**6, 10**6),
+                "time_ms": block.header.time_ms + rng.randrange(-(10**6), 10**6),
                 "target": rng.randrange(1 << 256),
                 "height": rng.randrange(1 << 20),
                 "version": rng.randrange(4),
@@ -156,7 +191,10 @@ class Mutator:
             header = sign_header(replace(block.header, **{field: value}), self.key)
             return Block(header, block.txs, block.proofs)
         if kind == 5:  # a body not matching its header: no re-commit
-            opened = [Opening(o.unit_index, self.mutate_state(o.state) if rng.random() < 0.5 else o.state) for o in proof.openings]
+            opened = [
+                Opening(o.unit_index, self.mutate_state(o.state) if rng.random() < 0.5 else o.state)
+                for o in proof.openings
+            ]
             return replace(block, proofs=(replace(proof, openings=tuple(opened)),))
         if kind == 6:  # openings out of order, repeated, extra or missing
             opened = list(proof.openings)
@@ -172,10 +210,19 @@ class Mutator:
             return replace(block, proofs=(replace(proof, openings=tuple(opened)),))
         if kind == 7:  # two claims, no claim, a claim for another task
             claim = block.header.work[0]
-            work = rng.choice([(), (claim, claim), (replace(claim, task_id=self.junk(32)),), (replace(claim, attempt=rng.randrange(1 << 32)),)])
+            work = rng.choice(
+                [
+                    (),
+                    (claim, claim),
+                    (replace(claim, task_id=self.junk(32)),),
+                    (replace(claim, attempt=rng.randrange(1 << 32)),),
+                ]
+            )
             proofs = block.proofs * len(work) if work else ()
             return Block(sign_header(replace(block.header, work=work), self.key), block.txs, proofs)
-        raw = bytearray(block.to_bytes())  # raw bytes: decoding must refuse or re-encode identically
+        raw = bytearray(
+            block.to_bytes()
+        )  # raw bytes: decoding must refuse or re-encode identically
         for _ in range(rng.randrange(1, 6)):
             raw[rng.randrange(len(raw))] = rng.randrange(256)
         return bytes(raw)
@@ -190,8 +237,13 @@ def _honest_blocks(node, count: int, units: int) -> list[Block]:
         template = make_template(node.chain)
         draft = miner.draft(template)
         results = []
-        for r in iter_units(task_for_spec(template.task_spec), template.start_state, template.parent_hash, miner.address,
-                            commitment=lambda u, draft=draft: draft.commitment):
+        for r in iter_units(
+            task_for_spec(template.task_spec),
+            template.start_state,
+            template.parent_hash,
+            miner.address,
+            commitment=lambda u, draft=draft: draft.commitment,
+        ):
             results.append(r)
             if len(results) == units:
                 break
@@ -204,7 +256,11 @@ def _honest_blocks(node, count: int, units: int) -> list[Block]:
 def _fuzz(make_node, params, cases: int, seed: int, units: int = 6) -> dict[str, int]:
     node = make_node(params)
     node.mine(2)
-    node.mempool.add(make_transfer(FUNDED_KEY, node.chain.chain_id, 0, 5, b"\x01" * 20, 1000), node.chain.state, node.chain.chain_id)
+    node.mempool.add(
+        make_transfer(FUNDED_KEY, node.chain.chain_id, 0, 5, b"\x01" * 20, 1000),
+        node.chain.state,
+        node.chain.chain_id,
+    )
     node.clock.tick()
     honest = _honest_blocks(node, 3, units)
     for block, _, _ in honest:
@@ -213,7 +269,10 @@ def _fuzz(make_node, params, cases: int, seed: int, units: int = 6) -> dict[str,
     seen: dict[str, int] = {}
     verifier = make_node(params)
     for h in (1, 2):
-        assert verifier.chain.process_block(node.chain.get_block(node.chain.hash_at(h))).outcome is Outcome.NEW_TIP
+        assert (
+            verifier.chain.process_block(node.chain.get_block(node.chain.hash_at(h))).outcome
+            is Outcome.NEW_TIP
+        )
     verifier.clock.now = node.clock.now
     for i in range(cases):
         block, key, inputs = honest[i % len(honest)]
@@ -225,7 +284,9 @@ def _fuzz(make_node, params, cases: int, seed: int, units: int = 6) -> dict[str,
                 seen["decode-error"] = seen.get("decode-error", 0) + 1
                 continue
         reason = _validate(node, case)
-        seen[reason.value if reason else "valid"] = seen.get(reason.value if reason else "valid", 0) + 1
+        seen[reason.value if reason else "valid"] = (
+            seen.get(reason.value if reason else "valid", 0) + 1
+        )
         if i % 7 == 0:  # and through the chain-state manager, storage and fork choice included
             result = verifier.chain.process_block(case)
             assert result.outcome in OUTCOMES
@@ -238,14 +299,22 @@ def test_fuzzed_blocks_give_only_typed_reasons(make_node):
     seen = _fuzz(make_node, params, cases=2_500, seed=1)
     assert sum(seen.values()) == 2_500
     # The cases reach the deep rules, not only the first root comparison.
-    for reason in ("bad-winning-unit", "bad-spot-check", "body-mismatch", "bad-trace", "bad-transactions"):
+    for reason in (
+        "bad-winning-unit",
+        "bad-spot-check",
+        "body-mismatch",
+        "bad-trace",
+        "bad-transactions",
+    ):
         assert seen.get(reason, 0) > 0, (reason, seen)
 
 
 def test_fuzzed_training_states_give_only_typed_reasons(make_node):
     """Hostile weights and optimizer states of the training task: decoding, exactness bounds, kernels."""
     spec = TrainSpec(batch_size=2, steps_per_unit=1, image_size=16)
-    params = small_params(initial_units_per_block=1, min_units_per_block=1, spot_checks=1, default_task=spec)
+    params = small_params(
+        initial_units_per_block=1, min_units_per_block=1, spot_checks=1, default_task=spec
+    )
     seen = _fuzz(make_node, params, cases=150, seed=2, units=2)
     assert seen.get("bad-winning-unit", 0) + seen.get("bad-spot-check", 0) > 0, seen
 

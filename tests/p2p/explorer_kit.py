@@ -40,8 +40,13 @@ class ExplorerDevnet:
 
     def wait_tasks_done(self, timeout: float = 120.0) -> None:
         def done() -> bool:
-            tasks = {t["task_id"]: t for t in self.miner.get("/api/tasks")["tasks"]}  # absent until mined
-            return all(tasks.get(t, {}).get("status") == "done" for t in (self.render_task, self.train_task))
+            tasks = {
+                t["task_id"]: t for t in self.miner.get("/api/tasks")["tasks"]
+            }  # absent until mined
+            return all(
+                tasks.get(t, {}).get("status") == "done"
+                for t in (self.render_task, self.train_task)
+            )
 
         wait_until(done, timeout, "the render and training tasks to complete", interval=0.5)
 
@@ -50,8 +55,13 @@ class ExplorerDevnet:
             node.shut_down(timeout=20)
 
 
-def start_devnet(tmp: Path, render_spec: RenderSpec, train_spec: TrainSpec, with_peer: bool = True,
-                 **network: int) -> ExplorerDevnet:
+def start_devnet(
+    tmp: Path,
+    render_spec: RenderSpec,
+    train_spec: TrainSpec,
+    with_peer: bool = True,
+    **network: int,
+) -> ExplorerDevnet:
     """Start the nodes, mine a few blocks, then submit the two paid tasks (not waiting for them)."""
     tmp.mkdir(parents=True, exist_ok=True)
     net = write_network(tmp / "explorer-net.toml", allocations=[(FUNDED, 10**12)], **network)
@@ -67,7 +77,9 @@ def start_devnet(tmp: Path, render_spec: RenderSpec, train_spec: TrainSpec, with
         chain_id = bytes.fromhex(miner.status()["chain_id"])
         ids = []
         for nonce, spec in enumerate((render_spec, train_spec)):
-            tx = make_submit_task(FUNDED_KEY, chain_id, nonce, FEE, encode_spec(spec), BOUNTY_PER_UNIT * spec.units)
+            tx = make_submit_task(
+                FUNDED_KEY, chain_id, nonce, FEE, encode_spec(spec), BOUNTY_PER_UNIT * spec.units
+            )
             ids.append(miner.request("POST", "/api/txs", {"tx": tx.encoded.hex()})["txid"])
     except BaseException:
         for node in (miner, peer):
@@ -80,15 +92,24 @@ def start_devnet(tmp: Path, render_spec: RenderSpec, train_spec: TrainSpec, with
 def wait_synced(devnet: ExplorerDevnet, timeout: float = 60.0) -> None:
     if devnet.peer is None:
         return
-    wait_until(lambda: devnet.peer.height() >= devnet.miner.height() - 1 and devnet.miner.status()["peers"] >= 1,
-               timeout, "the peer to follow the miner")
+    wait_until(
+        lambda: (
+            devnet.peer.height() >= devnet.miner.height() - 1
+            and devnet.miner.status()["peers"] >= 1
+        ),
+        timeout,
+        "the peer to follow the miner",
+    )
 
 
 if __name__ == "__main__":  # a devnet to look at by hand: python tests/p2p/explorer_kit.py DIR
     import sys
 
-    d = start_devnet(Path(sys.argv[1]), RenderSpec(units=24, images_per_unit=4, image_size=32, max_objects=4),
-                     TrainSpec(units=120, batch_size=16, steps_per_unit=1, image_size=16, max_objects=2))
+    d = start_devnet(
+        Path(sys.argv[1]),
+        RenderSpec(units=24, images_per_unit=4, image_size=32, max_objects=4),
+        TrainSpec(units=120, batch_size=16, steps_per_unit=1, image_size=16, max_objects=2),
+    )
     print(f"explorer: {d.miner.api_url}/  (Ctrl-C stops)", flush=True)
     try:
         while True:

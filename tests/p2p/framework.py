@@ -70,7 +70,11 @@ def write_network(path: Path, allocations: list[tuple[str, int]] = (), **overrid
             line = f"{key} = {overrides.pop(key)}"
         out.append(line)
     head = [f"{k} = {v}" for k, v in overrides.items()]
-    tail = [line for address, amount in allocations for line in ("", "[[allocations]]", f'address = "{address}"', f"amount = {amount}")]
+    tail = [
+        line
+        for address, amount in allocations
+        for line in ("", "[[allocations]]", f'address = "{address}"', f"amount = {amount}")
+    ]
     path.write_text("\n".join(head + out + tail) + "\n")
     return path
 
@@ -81,7 +85,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -99,7 +105,9 @@ class ApiError(Exception):
 
 
 class NodeProcess:
-    def __init__(self, datadir: Path, network: Path | str = FAST_NETWORK, name: str = "node") -> None:
+    def __init__(
+        self, datadir: Path, network: Path | str = FAST_NETWORK, name: str = "node"
+    ) -> None:
         self.name = name
         self.datadir = datadir
         self.network = str(network)
@@ -116,23 +124,50 @@ class NodeProcess:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
-    def start(self, peers: list[str] = (), mine: bool = False, extra: list[str] = (), prefix: list[str] = ()) -> NodeProcess:
+    def start(
+        self,
+        peers: list[str] = (),
+        mine: bool = False,
+        extra: list[str] = (),
+        prefix: list[str] = (),
+    ) -> NodeProcess:
         """`prefix`: a command the node runs under (prlimit ...)."""
-        cmd = [*prefix, sys.executable, "-m", "p2p.cli", "node", "--datadir", str(self.datadir), "--listen", self.p2p_addr,
-               "--api", f"127.0.0.1:{self.api_port}", "--network", self.network, "--device", "cpu", "--threads", "1"]
+        cmd = [
+            *prefix,
+            sys.executable,
+            "-m",
+            "p2p.cli",
+            "node",
+            "--datadir",
+            str(self.datadir),
+            "--listen",
+            self.p2p_addr,
+            "--api",
+            f"127.0.0.1:{self.api_port}",
+            "--network",
+            self.network,
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ]
         for p in peers:
             cmd += ["--peer", p]
         if mine:
             cmd.append("--mine")
         cmd += list(extra)
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> NodeProcess:
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise AssertionError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
             try:
                 self.status()
                 return True
@@ -150,7 +185,14 @@ class NodeProcess:
 
     # --- the API -----------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, body: Any = None, token: str | None = None, timeout: float = 10.0) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        timeout: float = 10.0,
+    ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.api_url + path, data=data, method=method)
         if data is not None:
@@ -160,7 +202,11 @@ class NodeProcess:
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 raw = resp.read()
-                return json.loads(raw) if resp.headers.get_content_type() == "application/json" else raw
+                return (
+                    json.loads(raw)
+                    if resp.headers.get_content_type() == "application/json"
+                    else raw
+                )
         except urllib.error.HTTPError as exc:
             payload = exc.read()
             try:
@@ -180,7 +226,9 @@ class NodeProcess:
         return (self.datadir / "api.cookie").read_text().strip()
 
     def admin(self, path: str, body: Any = None) -> Any:
-        return self.request("POST", f"/api/admin/{path}", body if body is not None else {}, token=self.token)
+        return self.request(
+            "POST", f"/api/admin/{path}", body if body is not None else {}, token=self.token
+        )
 
     def height(self) -> int:
         return self.status()["height"]
@@ -197,7 +245,12 @@ class NodeProcess:
             last["h"] = h
             return done
 
-        wait_until(settled, timeout, f"{self.name}'s height to settle after mining was switched off", interval=settle_s)
+        wait_until(
+            settled,
+            timeout,
+            f"{self.name}'s height to settle after mining was switched off",
+            interval=settle_s,
+        )
         return last["h"]
 
     def block_hashes(self, upto: int, start: int = 0) -> list[str]:
@@ -220,7 +273,9 @@ class NodeProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"{self.name} did not stop within {timeout} s of SIGTERM:\n{self.log_tail()}") from None
+            raise AssertionError(
+                f"{self.name} did not stop within {timeout} s of SIGTERM:\n{self.log_tail()}"
+            ) from None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -292,7 +347,9 @@ class TestPeer:
         while time.monotonic() < deadline:
             msg = await self.recv(max(0.1, deadline - time.monotonic()))
             if msg is None:
-                raise AssertionError(f"connection closed while waiting for {cls.__name__}: {self.close_reason()}")
+                raise AssertionError(
+                    f"connection closed while waiting for {cls.__name__}: {self.close_reason()}"
+                )
             if isinstance(msg, cls):
                 return msg
         raise AssertionError(f"no {cls.__name__} within {timeout} s")
@@ -301,7 +358,11 @@ class TestPeer:
         m = getattr(self, "close_message", None)
         if m is None:
             return ""
-        return str(m.extra or "") if m.type == aiohttp.WSMsgType.CLOSE else f"{m.type.name} {m.extra or ''}"
+        return (
+            str(m.extra or "")
+            if m.type == aiohttp.WSMsgType.CLOSE
+            else f"{m.type.name} {m.extra or ''}"
+        )
 
     async def wait_closed(self, timeout: float = 10.0) -> str:
         """Read until the node closes the connection; return its close reason."""
@@ -351,10 +412,14 @@ async def send_block_and_expect(
     node: NodeProcess, status: dict, block: Block, *expected: str, peer: TestPeer | None = None
 ) -> str:
     """Send `block` from a fresh peer; assert how the node ends the connection (see above)."""
-    return await send_and_expect_close(node, status, [BlockMsg(block.to_bytes())], *expected, peer=peer)
+    return await send_and_expect_close(
+        node, status, [BlockMsg(block.to_bytes())], *expected, peer=peer
+    )
 
 
-async def reconnect_and_expect(node: NodeProcess, status: dict, old: TestPeer, *expected: str) -> str:
+async def reconnect_and_expect(
+    node: NodeProcess, status: dict, old: TestPeer, *expected: str
+) -> str:
     """Connect again as `old` did (same listen address and nonce) and assert how the node ends it
     (a ban holds: the reason says "banned")."""
     again = TestPeer()
@@ -372,7 +437,9 @@ async def reconnect_and_expect(node: NodeProcess, status: dict, old: TestPeer, *
     return reason
 
 
-async def fetch_blocks(node: NodeProcess, hashes: list[bytes], status: dict | None = None) -> list[Block]:
+async def fetch_blocks(
+    node: NodeProcess, hashes: list[bytes], status: dict | None = None
+) -> list[Block]:
     """The blocks with these hashes, fetched from the node over the wire (getdata), in order."""
     peer = await TestPeer().connect(node.p2p_addr)
     try:
@@ -437,7 +504,12 @@ class HeightWatch:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.samples.append((time.monotonic(), self.node.request("GET", "/api/status", timeout=2.0)["height"]))
+                self.samples.append(
+                    (
+                        time.monotonic(),
+                        self.node.request("GET", "/api/status", timeout=2.0)["height"],
+                    )
+                )
             except (OSError, ApiError, ValueError):
                 self.failed_polls += 1
             self._stop.wait(self.interval)
@@ -459,6 +531,7 @@ def agree_on_one_tip(nodes: list, breaker, tries: int = 5, wait_s: float = 10.0)
     """The nodes' statuses once they share one tip, their miners being switched off. Blocks found
     at one height just before the switch are a tie that no node leaves (the first seen stays): then
     `breaker` mines one more block, which all of them follow."""
+
     def same() -> list[dict] | None:
         statuses = [n.status() for n in nodes]
         return statuses if len({s["best_hash"] for s in statuses}) == 1 else None
@@ -469,6 +542,10 @@ def agree_on_one_tip(nodes: list, breaker, tries: int = 5, wait_s: float = 10.0)
         except AssertionError:
             height = breaker.height()
             breaker.admin("mining", {"enabled": True})
-            wait_until(lambda height=height: breaker.height() > height, 30, f"{breaker.name} to break the tie")
+            wait_until(
+                lambda height=height: breaker.height() > height,
+                30,
+                f"{breaker.name} to break the tie",
+            )
             breaker.pause_mining()
     raise AssertionError("the nodes never agreed on one tip")

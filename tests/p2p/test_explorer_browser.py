@@ -26,17 +26,28 @@ from useful_work.trace import Leaf, prefix_commitments, unit_seed
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("explorer-browser")]
 
 CHROMIUM = os.environ.get("POUW_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 try:
     from playwright.sync_api import sync_playwright
 except ImportError:  # pragma: no cover - depends on the machine
-    pytest.skip("explorer browser tests skipped: the playwright package is not installed (pip install -e '.[dev]')",
-                allow_module_level=True)
+    pytest.skip(
+        "explorer browser tests skipped: the playwright package is not installed (pip install -e '.[dev]')",
+        allow_module_level=True,
+    )
 if not os.path.exists(CHROMIUM):  # pragma: no cover
-    pytest.skip(f"explorer browser tests skipped: no Chromium at {CHROMIUM} (apt-get install chromium, or set POUW_CHROMIUM)",
-                allow_module_level=True)
+    pytest.skip(
+        f"explorer browser tests skipped: no Chromium at {CHROMIUM} (apt-get install chromium, or set POUW_CHROMIUM)",
+        allow_module_level=True,
+    )
 
 RENDER = RenderSpec(units=8, images_per_unit=3, image_size=16, max_objects=3)
 TRAIN = TrainSpec(units=24, batch_size=8, steps_per_unit=1, image_size=16, max_objects=2)
@@ -49,8 +60,14 @@ def _seed(node, block_hash: str, claim_index: int, unit: int) -> bytes:
     fields = ("input_hash", "output_hash", "digest", "commitment")
     leaves = [Leaf(*(bytes.fromhex(leaf[f]) for f in fields)) for leaf in claim["leaves"]]
     prefix = prefix_commitments(leaves[:unit])[-1]
-    return unit_seed(bytes.fromhex(block["prev_hash"]), parse_address(block["miner"]), claim["attempt"], unit, prefix,
-                     leaves[unit].commitment)
+    return unit_seed(
+        bytes.fromhex(block["prev_hash"]),
+        parse_address(block["miner"]),
+        claim["attempt"],
+        unit,
+        prefix,
+        leaves[unit].commitment,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +125,18 @@ def test_pages_open_and_links_lead_from_a_block_to_its_miner_and_task(devnet, pa
     assert block["hash"] in page.text_content("#header-fields")
     rows = page.locator("#leaves-0 tbody tr")
     assert rows.count() == block["work"][0]["unit_count"]
-    assert [int(u) for u in page.eval_on_selector_all("#leaves-0 tr.winner", "rs => rs.map(r => r.dataset.unit)")] == [trace["winner"]]
-    assert [int(u) for u in page.eval_on_selector_all("#leaves-0 tr.challenged", "rs => rs.map(r => r.dataset.unit)")] == trace["challenged"]
+    assert [
+        int(u)
+        for u in page.eval_on_selector_all(
+            "#leaves-0 tr.winner", "rs => rs.map(r => r.dataset.unit)"
+        )
+    ] == [trace["winner"]]
+    assert [
+        int(u)
+        for u in page.eval_on_selector_all(
+            "#leaves-0 tr.challenged", "rs => rs.map(r => r.dataset.unit)"
+        )
+    ] == trace["challenged"]
     assert page.locator(".tiles img").count() > 0  # a render block shows its units' images
 
     page.click("#miner-link")
@@ -127,7 +154,9 @@ def test_pages_open_and_links_lead_from_a_block_to_its_miner_and_task(devnet, pa
     # The other page types.
     page.goto(url + "/tasks")
     assert page.locator("#tasks tbody tr").count() == 3  # the default task and the two paid ones
-    page.goto(f"{url}/tx/{devnet.train_task}")  # a task's id is the id of the transaction that submitted it
+    page.goto(
+        f"{url}/tx/{devnet.train_task}"
+    )  # a task's id is the id of the transaction that submitted it
     assert "submit-task" in page.content() and FUNDED in page.content()
     page.goto(url + "/peers")
     peers = page.locator("#peers tbody tr")
@@ -136,8 +165,12 @@ def test_pages_open_and_links_lead_from_a_block_to_its_miner_and_task(devnet, pa
     assert page.locator("table.blocks tbody tr").count() >= 5
 
     # Search by height, hash, address and task id.
-    for query, expected in ((str(height), f"/block/{height}"), (block["hash"], f"/block/{block['hash']}"),
-                            (block["miner"], f"/account/{block['miner']}"), (devnet.train_task, f"/task/{devnet.train_task}")):
+    for query, expected in (
+        (str(height), f"/block/{height}"),
+        (block["hash"], f"/block/{block['hash']}"),
+        (block["miner"], f"/account/{block['miner']}"),
+        (devnet.train_task, f"/task/{devnet.train_task}"),
+    ):
         page.fill("form.search input[name=q]", query)
         page.press("form.search input[name=q]", "Enter")
         page.wait_for_url(f"**{expected}")
@@ -146,8 +179,12 @@ def test_pages_open_and_links_lead_from_a_block_to_its_miner_and_task(devnet, pa
 def test_render_grid_shows_the_images_a_local_render_gives(devnet, page):
     node = devnet.miner
     page.goto(f"{node.api_url}/task/{devnet.render_task}")
-    page.wait_for_function("Array.from(document.querySelectorAll('#grid .tiles img')).every(i => i.complete && i.naturalWidth > 0)")
-    shown = page.eval_on_selector_all("#grid .tiles img", """imgs => imgs.map(img => {
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('#grid .tiles img')).every(i => i.complete && i.naturalWidth > 0)"
+    )
+    shown = page.eval_on_selector_all(
+        "#grid .tiles img",
+        """imgs => imgs.map(img => {
         const c = document.createElement('canvas');
         c.width = img.naturalWidth; c.height = img.naturalHeight;
         const g = c.getContext('2d');
@@ -155,23 +192,32 @@ def test_render_grid_shows_the_images_a_local_render_gives(devnet, page):
         return {block: img.dataset.block, claim: +img.dataset.claim, unit: +img.dataset.unit, image: +img.dataset.image,
                 label: img.closest('figure').title, w: c.width, h: c.height,
                 rgba: Array.from(g.getImageData(0, 0, c.width, c.height).data)};
-    })""")
+    })""",
+    )
     blocks = {b["hash"] for b in node.get(f"/api/tasks/{devnet.render_task}/blocks")["blocks"]}
-    assert shown and {s["block"] for s in shown} == blocks  # 3 blocks or so: all on the first grid page
+    assert (
+        shown and {s["block"] for s in shown} == blocks
+    )  # 3 blocks or so: all on the first grid page
     renders: dict = {}
     for s in shown:
         key = (s["block"], s["unit"])
         if key not in renders:
-            renders[key] = render_batch(_seed(node, s["block"], s["claim"], s["unit"]), RENDER.images_per_unit, RENDER.scene).images.numpy()
+            renders[key] = render_batch(
+                _seed(node, s["block"], s["claim"], s["unit"]), RENDER.images_per_unit, RENDER.scene
+            ).images.numpy()
         expected = renders[key][s["image"]]
         got = np.array(s["rgba"], dtype=np.uint8).reshape(s["h"], s["w"], 4)
         assert (s["h"], s["w"]) == (RENDER.image_size, RENDER.image_size)
         assert (got[..., 3] == 255).all()
-        assert np.array_equal(got[..., :3], expected), f"image {s['image']} of unit {s['unit']} of block {s['block'][:16]} differs"
+        assert np.array_equal(got[..., :3], expected), (
+            f"image {s['image']} of unit {s['unit']} of block {s['block'][:16]} differs"
+        )
         assert "light" in s["label"] and "object" in s["label"]  # the hover label
     assert "its digest equals the leaf on chain" in page.text_content("#grid")
     # The PNGs are immutable and cached by the browser.
-    with urllib.request.urlopen(node.api_url + page.get_attribute("#grid .tiles img", "src")) as resp:
+    with urllib.request.urlopen(
+        node.api_url + page.get_attribute("#grid .tiles img", "src")
+    ) as resp:
         assert resp.headers["Content-Type"] == "image/png"
         assert "immutable" in resp.headers["Cache-Control"] and resp.headers["ETag"]
 
@@ -182,11 +228,19 @@ def test_training_chart_has_one_point_per_height_with_work(devnet, page):
     page.wait_for_selector("#curve[data-complete=true]", timeout=60_000)
     heights = _worked_heights(node, devnet.train_task)
     assert len(heights) >= 2
-    points = page.eval_on_selector_all("#curve-svg circle.acc", "cs => cs.map(c => [+c.dataset.height, +c.dataset.accuracy])")
+    points = page.eval_on_selector_all(
+        "#curve-svg circle.acc", "cs => cs.map(c => [+c.dataset.height, +c.dataset.accuracy])"
+    )
     assert sorted(h for h, _ in points) == heights
     assert page.locator("#curve-table tbody tr").count() == len(heights)
-    for h, accuracy in points:  # each point is the node's held-out figure for the state after that block
-        assert accuracy == node.get(f"/api/tasks/{devnet.train_task}/metrics?height={h}")["heldout"]["accuracy"]
+    for (
+        h,
+        accuracy,
+    ) in points:  # each point is the node's held-out figure for the state after that block
+        assert (
+            accuracy
+            == node.get(f"/api/tasks/{devnet.train_task}/metrics?height={h}")["heldout"]["accuracy"]
+        )
     assert page.locator("#curve-svg polyline").count() == 2
 
 
@@ -195,9 +249,15 @@ def test_live_status_advances_without_reloading(devnet, page):
     page.goto(node.api_url + "/")
     start = int(page.text_content("#st-height"))
     top = int(page.get_attribute("#recent-blocks tbody tr", "data-height"))
-    page.wait_for_function(f"+document.getElementById('st-height').textContent > {start}", timeout=30_000)
-    page.wait_for_function(f"+document.querySelector('#recent-blocks tbody tr').dataset.height > {top}", timeout=10_000)
-    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # the same page, updated in place
+    page.wait_for_function(
+        f"+document.getElementById('st-height').textContent > {start}", timeout=30_000
+    )
+    page.wait_for_function(
+        f"+document.querySelector('#recent-blocks tbody tr').dataset.height > {top}", timeout=10_000
+    )
+    assert (
+        page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    )  # the same page, updated in place
     assert node.height() >= int(page.text_content("#st-height"))
 
 
@@ -237,5 +297,5 @@ def test_bad_urls_give_friendly_error_pages(devnet, page):
         body = page.text_content("main")
         assert page.text_content("h1").startswith(str(status)), path
         assert text.lower() in body.lower(), (path, body)
-        assert "Traceback" not in page.content() and "File \"" not in page.content()
+        assert "Traceback" not in page.content() and 'File "' not in page.content()
     assert node.get("/api/status")["height"] > 0  # the node carries on

@@ -24,7 +24,14 @@ def test_api_answers_while_mining_and_guards_admin_calls(make_node):
     node = make_node("api").start(mine=True).wait_ready()
     wait_until(lambda: node.height() >= 5, 60, "mining to start")
     # Latency of read calls while the miner runs.
-    paths = ["/api/status", "/api/blocks?limit=10", "/api/blocks/1", "/api/tasks", "/api/peers", "/metrics"]
+    paths = [
+        "/api/status",
+        "/api/blocks?limit=10",
+        "/api/blocks/1",
+        "/api/tasks",
+        "/api/peers",
+        "/metrics",
+    ]
     times = []
     for i in range(120):
         t = time.perf_counter()
@@ -33,7 +40,9 @@ def test_api_answers_while_mining_and_guards_admin_calls(make_node):
     times.sort()
     p50, p95 = times[len(times) // 2], times[int(len(times) * 0.95)]
     h = node.height()
-    print(f"\nAPI latency while mining: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {times[-1]:.1f} ms (height {h})")
+    print(
+        f"\nAPI latency while mining: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {times[-1]:.1f} ms (height {h})"
+    )
     assert p95 < 500
 
     # The served document is the one the code describes, and every documented GET answers (no 404 route).
@@ -45,7 +54,13 @@ def test_api_answers_while_mining_and_guards_admin_calls(make_node):
     for path, ops in doc["paths"].items():
         if "get" not in ops:
             continue
-        concrete = re.sub(r"\{(\w+)\}", lambda m, path=path: task if "tasks" in path and m.group(1) == "id" else values[m.group(1)], path)
+        concrete = re.sub(
+            r"\{(\w+)\}",
+            lambda m, path=path: (
+                task if "tasks" in path and m.group(1) == "id" else values[m.group(1)]
+            ),
+            path,
+        )
         if concrete.endswith("/result"):
             concrete += "?partial=1"
         if concrete.startswith("/api/txs/"):

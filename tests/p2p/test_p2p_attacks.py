@@ -68,7 +68,9 @@ SLOW_RETARGET = {"retarget_half_life_ms": 10**8}
 
 
 def _key(label: str, i: int = 0) -> PrivateKey:
-    return PrivateKey.from_bytes(tagged_hash("p2p-attack-key", label.encode(), i.to_bytes(4, "big")))
+    return PrivateKey.from_bytes(
+        tagged_hash("p2p-attack-key", label.encode(), i.to_bytes(4, "big"))
+    )
 
 
 def _metric(node, line_start: str) -> float:
@@ -112,15 +114,28 @@ def forge_fake_chain(chain: ChainState, count: int, key: PrivateKey, label: str)
         when = max(info.median_time_past + 1, parent_time + step)
         commitment = header_commitment(empty_root, when, miner)
         for n in range(1 << 24):
-            digest = tagged_hash("fake digest", label.encode(), i.to_bytes(4, "big"), n.to_bytes(8, "big"))
+            digest = tagged_hash(
+                "fake digest", label.encode(), i.to_bytes(4, "big"), n.to_bytes(8, "big")
+            )
             leaf = Leaf(start_hash, start_hash, digest, commitment)
             root = trace_root([leaf])
             if ticket_wins(ticket(parent, miner, root), target):
                 break
         header = sign_header(
-            BlockHeader(params.version, info.height + 1, parent, when, target, miner, bytes(32), miner, empty_root,
-                        ZERO_HASH, (WorkClaim(template.task_id, 1, root, 0),),
-                        task_state=leaf.output_hash),
+            BlockHeader(
+                params.version,
+                info.height + 1,
+                parent,
+                when,
+                target,
+                miner,
+                bytes(32),
+                miner,
+                empty_root,
+                ZERO_HASH,
+                (WorkClaim(template.task_id, 1, root, 0),),
+                task_state=leaf.output_hash,
+            ),
             key,
         )
         result = chain.process_header(header)
@@ -139,9 +154,21 @@ def forge_malformed_opening(chain: ChainState, key: PrivateKey) -> Block:
     draft = miner.draft(template)
     start, garbage = template.start_state, b"\xff" * 64
     for i in range(1_000_000):
-        unit0 = Leaf(state_hash(start), state_hash(garbage), tagged_hash("forged digest 0", i.to_bytes(8, "big")), draft.commitment)
-        unit1 = Leaf(state_hash(garbage), state_hash(garbage), tagged_hash("forged digest 1", i.to_bytes(8, "big")), draft.commitment)
-        if ticket_wins(ticket(template.parent_hash, miner.address, trace_root([unit0, unit1])), template.target):
+        unit0 = Leaf(
+            state_hash(start),
+            state_hash(garbage),
+            tagged_hash("forged digest 0", i.to_bytes(8, "big")),
+            draft.commitment,
+        )
+        unit1 = Leaf(
+            state_hash(garbage),
+            state_hash(garbage),
+            tagged_hash("forged digest 1", i.to_bytes(8, "big")),
+            draft.commitment,
+        )
+        if ticket_wins(
+            ticket(template.parent_hash, miner.address, trace_root([unit0, unit1])), template.target
+        ):
             return miner.assemble(template, [unit0, unit1], [start, garbage], 0, draft)
     raise AssertionError("no winning forged ticket in 10^6 tries")
 
@@ -149,7 +176,9 @@ def forge_malformed_opening(chain: ChainState, key: PrivateKey) -> Block:
 # --- the attacker's side of the wire ------------------------------------------------------------
 
 
-async def serve_until_closed(peer: TestPeer, blocks: dict[bytes, Block] | None, log: list[float] | None = None) -> str:
+async def serve_until_closed(
+    peer: TestPeer, blocks: dict[bytes, Block] | None, log: list[float] | None = None
+) -> str:
     """Answer the victim's getdata from `blocks` (None: ignore every request, the bodies never
     come) until it closes the connection; return its close reason. `log` gets the time of each
     body request."""
@@ -168,7 +197,9 @@ async def serve_until_closed(peer: TestPeer, blocks: dict[bytes, Block] | None, 
                     await peer.send(BlockMsg(blocks[h].to_bytes()))
 
 
-async def send_headers_when_asked(peer: TestPeer, status: dict, headers: list[BlockHeader], work: int) -> None:
+async def send_headers_when_asked(
+    peer: TestPeer, status: dict, headers: list[BlockHeader], work: int
+) -> None:
     """Handshake claiming the fake chain's height and work, wait for the victim's getheaders,
     answer with the fake headers (whatever its locator says)."""
     await peer.handshake(status, height=headers[-1].height, chain_work=work)
@@ -181,12 +212,19 @@ async def send_headers_when_asked(peer: TestPeer, status: dict, headers: list[Bl
 
 def test_body_poisoning_bans_the_sender_and_the_real_block_is_accepted(make_node, tmp_path):
     sender_key = _key("sender")
-    network = write_network(tmp_path / "net.toml", allocations=[(format_address(address_of(sender_key.public_key())), 10**9)])
+    network = write_network(
+        tmp_path / "net.toml",
+        allocations=[(format_address(address_of(sender_key.public_key())), 10**9)],
+    )
     honest = make_node("honest", network=network).start(mine=True)
     victim = make_node("victim", network=network).start(peers=[honest.p2p_addr], mine=True)
     honest.wait_ready()
     victim.wait_ready()
-    wait_until(lambda: victim.status()["peers"] >= 1 and victim.height() >= 3, 60, "the victim peered and a few blocks")
+    wait_until(
+        lambda: victim.status()["peers"] >= 1 and victim.height() >= 3,
+        60,
+        "the victim peered and a few blocks",
+    )
     # Both miners pause while the attacker's blocks are built on their common tip and relayed:
     # the blocks must extend the tip when they arrive (on an older parent they would only be
     # stored as side blocks). Mining resumes afterwards, and must carry on.
@@ -199,11 +237,22 @@ def test_body_poisoning_bans_the_sender_and_the_real_block_is_accepted(make_node
     follower = ChainFollower(tmp_path / "follower", network, mempool=Mempool(1 << 20))
     try:
         asyncio.run(follower.sync(honest))
-        tx = make_transfer(sender_key, follower.chain.chain_id, nonce=0, fee=1_000, to=address_of(_key("recipient").public_key()), amount=5_000)
+        tx = make_transfer(
+            sender_key,
+            follower.chain.chain_id,
+            nonce=0,
+            fee=1_000,
+            to=address_of(_key("recipient").public_key()),
+            amount=5_000,
+        )
         follower.chain.add_transaction(tx)
         real_miner = Miner(follower.chain, _key("real block miner"), mempool=follower.mempool)
         b1 = real_miner.mine_block()
-        assert b1 is not None and b1.header.height == height + 1 and tx.txid in {t.txid for t in b1.txs}
+        assert (
+            b1 is not None
+            and b1.header.height == height + 1
+            and tx.txid in {t.txid for t in b1.txs}
+        )
         assert follower.chain.process_block(b1).outcome == Outcome.NEW_TIP
         b2 = real_miner.mine_block()
         assert b2 is not None and b2.header.height == height + 2
@@ -213,7 +262,9 @@ def test_body_poisoning_bans_the_sender_and_the_real_block_is_accepted(make_node
     proof = b2.proofs[0]
     opening = proof.openings[0]
     changed = dataclasses.replace(opening, state=bytes([opening.state[0] ^ 1]) + opening.state[1:])
-    changed_opening = Block(b2.header, b2.txs, (dataclasses.replace(proof, openings=(changed, *proof.openings[1:])),))
+    changed_opening = Block(
+        b2.header, b2.txs, (dataclasses.replace(proof, openings=(changed, *proof.openings[1:])),)
+    )
     for poisoned in (dropped_tx, changed_opening):  # bodies that are not their headers'
         with pytest.raises(InvalidBlock) as info:
             check_body(follower.params, poisoned)
@@ -224,7 +275,12 @@ def test_body_poisoning_bans_the_sender_and_the_real_block_is_accepted(make_node
         peer = await TestPeer().connect(honest.p2p_addr)
         await peer.handshake(honest.status())
         await peer.send(BlockMsg(block.to_bytes()))
-        await asyncio.to_thread(wait_until, lambda: honest.status()["best_hash"] == block.hash.hex(), 20, "the honest node to take the real block")
+        await asyncio.to_thread(
+            wait_until,
+            lambda: honest.status()["best_hash"] == block.hash.hex(),
+            20,
+            "the honest node to take the real block",
+        )
         await peer.close()
 
     async def scenario() -> dict:
@@ -235,7 +291,9 @@ def test_body_poisoning_bans_the_sender_and_the_real_block_is_accepted(make_node
         await a1.handshake(status)
         await a1.send(Headers((b1.header.to_bytes(),)))
         asked = await a1.recv_type(GetData, timeout=10)
-        assert b1.hash in asked.blocks, "the victim asks the peer that announced the header for its body"
+        assert b1.hash in asked.blocks, (
+            "the victim asks the peer that announced the header for its body"
+        )
         await a1.send(BlockMsg(dropped_tx.to_bytes()))
         out["a1"] = await a1.wait_closed(timeout=10)
         await a1.close()
@@ -244,7 +302,12 @@ def test_body_poisoning_bans_the_sender_and_the_real_block_is_accepted(make_node
         # The real block reaches the victim from the honest node.
         started = time.monotonic()
         await give_to_honest(b1)
-        await asyncio.to_thread(wait_until, lambda: victim.status()["best_hash"] == b1.hash.hex(), 20, "the victim to take the real b1")
+        await asyncio.to_thread(
+            wait_until,
+            lambda: victim.status()["best_hash"] == b1.hash.hex(),
+            20,
+            "the victim to take the real b1",
+        )
         out["b1_s"] = time.monotonic() - started
         # (b) Another attacker pushes b2 with a changed opening before anyone has it.
         a2 = await TestPeer().connect(victim.p2p_addr)
@@ -255,13 +318,20 @@ def test_body_poisoning_bans_the_sender_and_the_real_block_is_accepted(make_node
         out["after_a2"] = _block_or_none(victim, b2.hash)
         started = time.monotonic()
         await give_to_honest(b2)
-        await asyncio.to_thread(wait_until, lambda: victim.status()["best_hash"] == b2.hash.hex(), 20, "the victim to take the real b2")
+        await asyncio.to_thread(
+            wait_until,
+            lambda: victim.status()["best_hash"] == b2.hash.hex(),
+            20,
+            "the victim to take the real b2",
+        )
         out["b2_s"] = time.monotonic() - started
         return out
 
     out = asyncio.run(scenario())
-    print(f"\nrelayed header, dropped transaction: {out['a1']}\npushed body, changed opening: {out['a2']}"
-          f"\nreal blocks accepted from the honest node {out['b1_s']:.2f} s and {out['b2_s']:.2f} s after it had them")
+    print(
+        f"\nrelayed header, dropped transaction: {out['a1']}\npushed body, changed opening: {out['a2']}"
+        f"\nreal blocks accepted from the honest node {out['b1_s']:.2f} s and {out['b2_s']:.2f} s after it had them"
+    )
     # The senders of the bodies that are not their headers' are banned, for a bad message.
     assert "banned" in out["a1"] and "body-mismatch" in out["a1"] and "tx_root" in out["a1"]
     assert "banned" in out["a2"] and "body-mismatch" in out["a2"] and "opened state" in out["a2"]
@@ -273,15 +343,22 @@ def test_body_poisoning_bans_the_sender_and_the_real_block_is_accepted(make_node
         info = victim.get(f"/api/blocks/{block.hash.hex()}")
         assert info["status"] == "valid" and info["on_best_chain"] and info["reason"] == ""
     peers = victim.get("/api/peers")
-    assert [p["listen"] for p in peers["peers"]] == [honest.p2p_addr] and peers["peers"][0]["score"] == 0
-    assert len(peers["banned"]) == 2 and all("body-mismatch" in b["reason"] for b in peers["banned"])
+    assert [p["listen"] for p in peers["peers"]] == [honest.p2p_addr] and peers["peers"][0][
+        "score"
+    ] == 0
+    assert len(peers["banned"]) == 2 and all(
+        "body-mismatch" in b["reason"] for b in peers["banned"]
+    )
     assert _metric(victim, 'pouw_bad_messages_total{message="block",reason="body-mismatch"}') == 2.0
     assert _metric(victim, 'pouw_blocks_total{outcome="invalid",reason="body-mismatch"}') == 0.0
     # Both mine on, on one chain that holds the real blocks; the victim's own miner too.
     honest.admin("mining", {"enabled": True})
     victim.admin("mining", {"enabled": True})
-    wait_until(lambda: victim.height() >= height + 5 and victim.status()["blocks_mined"] > mined_before, 60,
-               "the victim to mine on after the attack")
+    wait_until(
+        lambda: victim.height() >= height + 5 and victim.status()["blocks_mined"] > mined_before,
+        60,
+        "the victim to mine on after the attack",
+    )
     assert victim.block_hashes(height + 2, start=height + 1) == [b1.hash.hex(), b2.hash.hex()]
     assert honest.block_hashes(height + 2, start=height + 1) == [b1.hash.hex(), b2.hash.hex()]
     assert victim.stop() == 0 and honest.stop() == 0
@@ -301,7 +378,10 @@ def test_malformed_opening_is_invalid_work_and_the_node_carries_on(make_node, tm
         check_body(follower.params, forged)  # it matches its header: it is this block's body
         with pytest.raises(InvalidBlock) as info:
             check_work(follower.params, forged, follower.chain.state)
-        assert info.value.reason is Reason.BAD_WINNING_UNIT and "re-execution failed" in info.value.detail
+        assert (
+            info.value.reason is Reason.BAD_WINNING_UNIT
+            and "re-execution failed" in info.value.detail
+        )
     finally:
         follower.close()
     status = victim.status()
@@ -318,25 +398,35 @@ def test_malformed_opening_is_invalid_work_and_the_node_carries_on(make_node, tm
     print(f"\nmalformed opening: {reason}")
     assert "banned" in reason and "bad-winning-unit" in reason and "re-execution failed" in reason
     info = victim.get(f"/api/blocks/{forged.hash.hex()}")
-    assert info["status"] == "invalid" and info["reason"].startswith("bad-winning-unit") and not info["on_best_chain"]
+    assert (
+        info["status"] == "invalid"
+        and info["reason"].startswith("bad-winning-unit")
+        and not info["on_best_chain"]
+    )
     assert victim.height() == height
     assert _metric(victim, 'pouw_blocks_total{outcome="invalid",reason="bad-winning-unit"}') == 1.0
     victim.admin("mining", {"enabled": True})
-    wait_until(lambda: victim.height() >= height + 2, 60, "mining to carry on after the malformed block")
+    wait_until(
+        lambda: victim.height() >= height + 2, 60, "mining to carry on after the malformed block"
+    )
     # After a restart the block is still known invalid, and the node mines on.
     assert victim.stop() == 0
     victim.start(mine=True).wait_ready()
     restarted_at = victim.height()
     info = victim.get(f"/api/blocks/{forged.hash.hex()}")
     assert info["status"] == "invalid" and info["reason"].startswith("bad-winning-unit")
-    wait_until(lambda: victim.height() >= restarted_at + 2, 60, "mining to carry on after the restart")
+    wait_until(
+        lambda: victim.height() >= restarted_at + 2, 60, "mining to carry on after the restart"
+    )
     assert victim.stop() == 0
 
 
 def test_fake_branch_from_genesis_with_an_invalid_first_body_leaves_the_tip(make_node, tmp_path):
     network = write_network(tmp_path / "net.toml", **SLOW_RETARGET)
     victim = make_node("victim", network=network).start(mine=True).wait_ready()
-    attacker_chain = ChainFollower(tmp_path / "attacker", network)  # at genesis: the branch forks there
+    attacker_chain = ChainFollower(
+        tmp_path / "attacker", network
+    )  # at genesis: the branch forks there
     try:
         fake = forge_fake_chain(attacker_chain.chain, 120, _key("fake branch"), "genesis branch")
         fake_work = attacker_chain.chain.entry(fake[-1].hash).chain_work
@@ -347,7 +437,9 @@ def test_fake_branch_from_genesis_with_an_invalid_first_body_leaves_the_tip(make
         attacker_chain.close()
     wait_until(lambda: victim.height() >= 10, 60, "ten blocks")
     before = victim.status()
-    assert fake_work > int(before["chain_work"]), "the fake branch must claim more work than the victim's chain"
+    assert fake_work > int(before["chain_work"]), (
+        "the fake branch must claim more work than the victim's chain"
+    )
     bodies = {b.hash: b for b in fake}
     asked: list[float] = []
 
@@ -364,18 +456,31 @@ def test_fake_branch_from_genesis_with_an_invalid_first_body_leaves_the_tip(make
         elapsed = time.monotonic() - started
         after = victim.status()
         time.sleep(0.5)
-    print(f"\nfake branch of {len(fake)} headers from genesis: {len(asked)} bodies asked for, attacker closed after "
-          f"{elapsed:.2f} s: {reason}\nvictim heights polled {len(watch.samples)} times: "
-          f"{watch.samples[0][1]} -> {watch.samples[-1][1]}, drops {watch.drops()}")
+    print(
+        f"\nfake branch of {len(fake)} headers from genesis: {len(asked)} bodies asked for, attacker closed after "
+        f"{elapsed:.2f} s: {reason}\nvictim heights polled {len(watch.samples)} times: "
+        f"{watch.samples[0][1]} -> {watch.samples[-1][1]}, drops {watch.drops()}"
+    )
     assert "banned" in reason and ("bad-winning-unit" in reason or "invalid-parent" in reason)
     assert len(watch.samples) > 10 and watch.drops() == []  # the height never went down
     first = victim.get(f"/api/blocks/{fake[0].hash.hex()}")
-    assert first["status"] == "invalid" and first["reason"].startswith("bad-winning-unit") and not first["on_best_chain"]
+    assert (
+        first["status"] == "invalid"
+        and first["reason"].startswith("bad-winning-unit")
+        and not first["on_best_chain"]
+    )
     # The tip stayed on the victim's chain, and the fake headers are no longer its best claim.
     assert victim.block_hashes(before["height"], start=before["height"]) == [before["best_hash"]]
     assert after["height"] >= before["height"] and after["header_height"] <= after["height"] + 1
-    assert any("bad-winning-unit" in b["reason"] or "invalid-parent" in b["reason"] for b in victim.get("/api/peers")["banned"])
-    wait_until(lambda: victim.height() >= after["height"] + 3, 60, "mining to carry on after the fake branch")
+    assert any(
+        "bad-winning-unit" in b["reason"] or "invalid-parent" in b["reason"]
+        for b in victim.get("/api/peers")["banned"]
+    )
+    wait_until(
+        lambda: victim.height() >= after["height"] + 3,
+        60,
+        "mining to carry on after the fake branch",
+    )
     assert victim.stop() == 0
 
 
@@ -388,18 +493,28 @@ def test_fake_header_chain_is_given_up_while_the_victim_mines_on(make_node, tmp_
     network = write_network(tmp_path / "net.toml", initial_units_per_block=40, **SLOW_RETARGET)
     flags = ["--body-timeout", str(BODY_TIMEOUT_S)]
     honest = make_node("honest", network=network).start(mine=True)
-    victim = make_node("victim", network=network).start(peers=[honest.p2p_addr], mine=True, extra=flags)
+    victim = make_node("victim", network=network).start(
+        peers=[honest.p2p_addr], mine=True, extra=flags
+    )
     attacker_chain = ChainFollower(tmp_path / "attacker", network)
     try:  # built while the nodes start: two fake chains of 600 headers each, by two keys
-        fake_a = [b.header for b in forge_fake_chain(attacker_chain.chain, 600, _key("fake a"), "a")]
+        fake_a = [
+            b.header for b in forge_fake_chain(attacker_chain.chain, 600, _key("fake a"), "a")
+        ]
         work_a = attacker_chain.chain.entry(fake_a[-1].hash).chain_work
-        fake_b = [b.header for b in forge_fake_chain(attacker_chain.chain, 600, _key("fake b"), "b")]
+        fake_b = [
+            b.header for b in forge_fake_chain(attacker_chain.chain, 600, _key("fake b"), "b")
+        ]
         work_b = attacker_chain.chain.entry(fake_b[-1].hash).chain_work
     finally:
         attacker_chain.close()
     honest.wait_ready()
     victim.wait_ready()
-    wait_until(lambda: victim.status()["peers"] >= 1 and victim.height() >= 3, 60, "the victim peered and a few blocks")
+    wait_until(
+        lambda: victim.status()["peers"] >= 1 and victim.height() >= 3,
+        60,
+        "the victim peered and a few blocks",
+    )
     honest_miner = honest.status()["miner_address"]
     status = victim.status()
     assert work_a > int(status["chain_work"])
@@ -419,8 +534,12 @@ def test_fake_header_chain_is_given_up_while_the_victim_mines_on(make_node, tmp_
         sent = time.monotonic()
         asked: list[float] = []
         served = asyncio.create_task(serve_until_closed(peer, None, asked))  # the bodies never come
-        held = await asyncio.to_thread(watch_until, lambda st: st["header_height"] >= 600, 10, "the fake headers to be held")
-        dropped = await asyncio.to_thread(watch_until, lambda st: st["header_height"] < 600, 30, "the fake branch to be given up")
+        held = await asyncio.to_thread(
+            watch_until, lambda st: st["header_height"] >= 600, 10, "the fake headers to be held"
+        )
+        dropped = await asyncio.to_thread(
+            watch_until, lambda st: st["header_height"] < 600, 30, "the fake branch to be given up"
+        )
         reason = await served
         await peer.close()
         return reason, dropped["t"] - sent, held, dropped, len(asked)
@@ -428,20 +547,30 @@ def test_fake_header_chain_is_given_up_while_the_victim_mines_on(make_node, tmp_
     reason, drop_s, held, dropped, asked = asyncio.run(phase_one())
     during = [s for s in samples if s["header_height"] >= 600]
     mined_during = dropped["blocks_mined"] - held["blocks_mined"]
-    honest_blocks = {s["best_hash"] for s in during if victim.get(f"/api/blocks/{s['best_hash']}")["miner"] == honest_miner}
-    print(f"\n600 fake headers held {drop_s:.1f} s (body timeout {BODY_TIMEOUT_S} s), {asked} bodies asked for; "
-          f"victim height {held['height']} -> {dropped['height']} meanwhile, {mined_during} blocks by its own miner, "
-          f"{len(honest_blocks)} tips by the honest node\nattacker: {reason}")
+    honest_blocks = {
+        s["best_hash"]
+        for s in during
+        if victim.get(f"/api/blocks/{s['best_hash']}")["miner"] == honest_miner
+    }
+    print(
+        f"\n600 fake headers held {drop_s:.1f} s (body timeout {BODY_TIMEOUT_S} s), {asked} bodies asked for; "
+        f"victim height {held['height']} -> {dropped['height']} meanwhile, {mined_during} blocks by its own miner, "
+        f"{len(honest_blocks)} tips by the honest node\nattacker: {reason}"
+    )
     assert "bodies did not arrive" in reason and "banned" not in reason
     assert BODY_TIMEOUT_S <= drop_s <= BODY_TIMEOUT_S + 10
     assert asked >= 1  # the victim did ask for the bodies
     # Its miner never stopped: it ran units all along (blocks of its own depend on the machine's load).
     units_during = dropped["units_mined"] - held["units_mined"]
-    assert dropped["height"] > held["height"] and units_during >= 1, "the victim mines on while the fake headers are held"
+    assert dropped["height"] > held["height"] and units_during >= 1, (
+        "the victim mines on while the fake headers are held"
+    )
     assert honest_blocks, "the victim follows the honest chain while the fake headers are held"
     assert dropped["header_height"] <= dropped["height"] + 1
     assert _metric(victim, "pouw_header_branches_dropped_total") == 1.0
-    assert victim.get("/api/peers")["banned"] == []  # disconnected, not banned: the headers were valid
+    assert (
+        victim.get("/api/peers")["banned"] == []
+    )  # disconnected, not banned: the headers were valid
 
     # The same branch again: refused for now (it was given up), which is not a ban.
     async def phase_two() -> tuple[str, dict]:
@@ -462,7 +591,9 @@ def test_fake_header_chain_is_given_up_while_the_victim_mines_on(make_node, tmp_
     async def phase_three() -> dict:
         peer = await TestPeer().connect(victim.p2p_addr)
         await send_headers_when_asked(peer, victim.status(), fake_b, work_b)
-        st = await asyncio.to_thread(watch_until, lambda s: s["header_height"] >= 600, 10, "the second fake chain to be held")
+        st = await asyncio.to_thread(
+            watch_until, lambda s: s["header_height"] >= 600, 10, "the second fake chain to be held"
+        )
         await peer.close()
         return st
 
@@ -472,8 +603,11 @@ def test_fake_header_chain_is_given_up_while_the_victim_mines_on(make_node, tmp_
     st = victim.status()
     # (its header height may be a little above its height: the honest node mined on meanwhile)
     assert st["header_height"] < 600 and st["height"] >= held_b["height"]
-    wait_until(lambda: victim.height() >= st["height"] + 3 and victim.status()["blocks_mined"] >= 1, 60,
-               "the restarted victim to mine on")
+    wait_until(
+        lambda: victim.height() >= st["height"] + 3 and victim.status()["blocks_mined"] >= 1,
+        60,
+        "the restarted victim to mine on",
+    )
     assert victim.stop() == 0 and honest.stop() == 0
 
 
@@ -481,7 +615,9 @@ def test_honest_chain_longer_than_the_header_window_syncs_without_bans(make_node
     # A fixed easy target (about 3 units a block), and a victim that holds headers at most 8
     # blocks above its validated tip: the honest peer's headers are refused for now, again and
     # again, and the victim asks again as the bodies catch up.
-    network = write_network(tmp_path / "quick.toml", retarget_half_life_ms=10**10, initial_units_per_block=3)
+    network = write_network(
+        tmp_path / "quick.toml", retarget_half_life_ms=10**10, initial_units_per_block=3
+    )
     honest = make_node("honest", network=network).start(mine=True)
     victim = make_node("victim", network=network).start(extra=["--max-headers-ahead", "8"])
     honest.wait_ready()
@@ -491,10 +627,14 @@ def test_honest_chain_longer_than_the_header_window_syncs_without_bans(make_node
     target = honest.status()["best_hash"]
     started = time.monotonic()
     victim.admin("peers", {"address": honest.p2p_addr})
-    wait_until(lambda: victim.status()["best_hash"] == target, 60, "the victim to sync the honest chain")
+    wait_until(
+        lambda: victim.status()["best_hash"] == target, 60, "the victim to sync the honest chain"
+    )
     elapsed = time.monotonic() - started
     refused = _metric(victim, 'pouw_headers_total{outcome="rejected"}')
-    print(f"\nsynced {tip} blocks through an 8-header window in {elapsed:.1f} s; header batches refused for now: {refused:.0f}")
+    print(
+        f"\nsynced {tip} blocks through an 8-header window in {elapsed:.1f} s; header batches refused for now: {refused:.0f}"
+    )
     assert refused >= 1, "the window was hit: the test exercises the refused-for-now path"
     peers = victim.get("/api/peers")
     assert peers["banned"] == [] and len(peers["peers"]) == 1 and peers["peers"][0]["score"] == 0

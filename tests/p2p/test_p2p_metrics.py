@@ -33,7 +33,9 @@ def test_two_thousand_bad_transactions_keep_the_series_count_flat(make_node, tmp
     def bad(i: int) -> bytes:
         if i % 2:  # a fee below the relay minimum, a different fee each time
             return make_transfer(key, chain_id, 0, i % 700, to, 1).to_bytes()
-        return make_transfer(key, chain_id, 10_000 + i, 10**6, to, i + 1).to_bytes()  # nonce far ahead, unfunded
+        return make_transfer(
+            key, chain_id, 10_000 + i, 10**6, to, i + 1
+        ).to_bytes()  # nonce far ahead, unfunded
 
     for i in range(10):
         try:
@@ -60,8 +62,12 @@ def test_two_thousand_bad_transactions_keep_the_series_count_flat(make_node, tmp
     for family in text_string_to_metric_families(after):  # no numbers in labels but bucket bounds
         for sample in family.samples:
             for label, value in sample.labels.items():
-                assert label == "le" or re.fullmatch(r"[1-5]xx", value) or not re.search(r"\d", value), (sample.name, label, value)
-    print(f"\n2,010 bad transactions: /metrics {len(before)} -> {len(after)} bytes; reasons {sorted(reasons)}")
+                assert (
+                    label == "le" or re.fullmatch(r"[1-5]xx", value) or not re.search(r"\d", value)
+                ), (sample.name, label, value)
+    print(
+        f"\n2,010 bad transactions: /metrics {len(before)} -> {len(after)} bytes; reasons {sorted(reasons)}"
+    )
     assert node.stop() == 0
 
 
@@ -77,9 +83,19 @@ def test_process_chain_and_api_metrics_are_exported(make_node):
         pass
     text = node.get("/metrics").decode()
     names = {f.name for f in text_string_to_metric_families(text)}
-    for name in ("process_resident_memory_bytes", "process_cpu_seconds", "process_open_fds", "pouw_chain_work",
-                 "pouw_tip_age_seconds", "pouw_syncing", "pouw_bans", "pouw_reorgs", "pouw_reorg_depth_blocks",
-                 "pouw_api_request_seconds", "pouw_storage_ok"):
+    for name in (
+        "process_resident_memory_bytes",
+        "process_cpu_seconds",
+        "process_open_fds",
+        "pouw_chain_work",
+        "pouw_tip_age_seconds",
+        "pouw_syncing",
+        "pouw_bans",
+        "pouw_reorgs",
+        "pouw_reorg_depth_blocks",
+        "pouw_api_request_seconds",
+        "pouw_storage_ok",
+    ):
         assert name in names, (name, sorted(names))
     assert 'pouw_api_request_seconds_count{route="/api/blocks/{id}",status="2xx"}' in text
     assert 'route="/api/blocks/{id}",status="4xx"' in text
@@ -89,6 +105,9 @@ def test_process_chain_and_api_metrics_are_exported(make_node):
         urllib.request.urlopen(req, timeout=10)
         raise AssertionError("DELETE /api/status answered")
     except urllib.error.HTTPError as exc:
-        assert exc.code == 405 and "GET" in exc.headers.get("Allow", ""), (exc.code, dict(exc.headers))
+        assert exc.code == 405 and "GET" in exc.headers.get("Allow", ""), (
+            exc.code,
+            dict(exc.headers),
+        )
         assert "error" in json.loads(exc.read())
     assert node.stop() == 0

@@ -23,9 +23,22 @@ def _run(node, examples: int, timeout: float) -> subprocess.CompletedProcess:
         pytest.skip("schemathesis is not installed (pip install -e '.[dev]')")
     exe = str(SCHEMATHESIS) if SCHEMATHESIS.exists() else "schemathesis"
     return subprocess.run(
-        [exe, "run", f"{node.api_url}/api/openapi.json", "-n", str(examples), "--generation-deterministic",
-         "--request-timeout", "10", "--exclude-checks", "positive_data_acceptance", "--no-color"],
-        capture_output=True, text=True, timeout=timeout,
+        [
+            exe,
+            "run",
+            f"{node.api_url}/api/openapi.json",
+            "-n",
+            str(examples),
+            "--generation-deterministic",
+            "--request-timeout",
+            "10",
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

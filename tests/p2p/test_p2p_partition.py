@@ -21,7 +21,9 @@ def _messages(node) -> dict[str, float]:
 
 
 def test_a_two_against_one_partition_heals_without_bans_or_request_storms(make_node, tmp_path):
-    network = write_network(tmp_path / "quick.toml", retarget_half_life_ms=10**10, initial_units_per_block=3)
+    network = write_network(
+        tmp_path / "quick.toml", retarget_half_life_ms=10**10, initial_units_per_block=3
+    )
     a = make_node("a", network=network)
     b = make_node("b", network=network)
     c = make_node("c", network=network)
@@ -29,7 +31,11 @@ def test_a_two_against_one_partition_heals_without_bans_or_request_storms(make_n
     b.start(peers=[a.p2p_addr], mine=True).wait_ready()
     c.start(mine=True).wait_ready()  # the minority side: no peers
     wait_until(lambda: a.height() >= 15 and c.height() >= 15, 90, "both sides to mine 15 blocks")
-    for n in (a, b, c):  # all off first: a node of the majority settles only when its peer stops too
+    for n in (
+        a,
+        b,
+        c,
+    ):  # all off first: a node of the majority settles only when its peer stops too
         n.admin("mining", {"enabled": False})
     for n in (a, b, c):
         n.pause_mining()
@@ -45,13 +51,18 @@ def test_a_two_against_one_partition_heals_without_bans_or_request_storms(make_n
     healed_s = time.monotonic() - started
     time.sleep(1.0)
     after = {n.name: _messages(n) for n in (a, b, c)}
-    delta = {k: sum(after[n].get(k, 0) - before[n].get(k, 0) for n in after) for k in ("block", "getdata", "notfound")}
+    delta = {
+        k: sum(after[n].get(k, 0) - before[n].get(k, 0) for n in after)
+        for k in ("block", "getdata", "notfound")
+    }
     for n in (a, b, c):
         assert n.get("/api/peers")["banned"] == [], (n.name, n.get("/api/peers"))
         assert "banned" not in n.log_path.read_text(errors="replace"), n.name
     blocks = max(1.0, delta["block"])
-    print(f"\npartition healed in {healed_s:.1f} s: {delta['block']:.0f} blocks exchanged, "
-          f"{delta['getdata']:.0f} getdata, {delta['notfound']:.0f} notfound")
+    print(
+        f"\npartition healed in {healed_s:.1f} s: {delta['block']:.0f} blocks exchanged, "
+        f"{delta['getdata']:.0f} getdata, {delta['notfound']:.0f} notfound"
+    )
     assert delta["getdata"] <= 3 * blocks + 10, delta
     assert delta["notfound"] <= blocks + 10, delta
     for n in (a, b, c):

@@ -46,7 +46,9 @@ def _fabricated_work(block: Block, key: PrivateKey) -> Block:
         if not ticket_wins(ticket(header.prev_hash, header.miner, root), header.target):
             break
     claim = dataclasses.replace(header.work[0], trace_root=root)
-    return Block(sign_header(dataclasses.replace(header, work=(claim,)), key), block.txs, block.proofs)
+    return Block(
+        sign_header(dataclasses.replace(header, work=(claim,)), key), block.txs, block.proofs
+    )
 
 
 def _unknown_parent(block: Block, key: PrivateKey) -> Block:
@@ -73,25 +75,41 @@ async def _attacks(node) -> None:
     await send_and_expect_close(node, status, [b"\x92\x02" + b"\x00" * 5000], "ping", "limit 64")
     max_bytes = node.get("/api/params")["max_message_bytes"]
     block_peer = TestPeer()
-    await send_and_expect_close(node, status, [encode(BlockMsg(b"\x00" * max_bytes))], "banned", "limit 2097152",
-                                peer=block_peer)
+    await send_and_expect_close(
+        node,
+        status,
+        [encode(BlockMsg(b"\x00" * max_bytes))],
+        "banned",
+        "limit 2097152",
+        peer=block_peer,
+    )
     await reconnect_and_expect(node, status, block_peer, "banned")
     frame_peer = TestPeer()
-    await send_and_expect_close(node, status, [encode(BlockMsg(b"\x00" * (3 << 20)))], peer=frame_peer)
+    await send_and_expect_close(
+        node, status, [encode(BlockMsg(b"\x00" * (3 << 20)))], peer=frame_peer
+    )
     # (the WebSocket layer closes with 1009, message too big, before the node's own check)
     await reconnect_and_expect(node, status, frame_peer, "banned")
 
     # 3. A block with fabricated work: banned, and the ban holds on reconnection.
     tip = await _fetch_tip_block(node, status)
     fabricator = TestPeer()
-    await send_block_and_expect(node, status, _fabricated_work(tip, key), "banned", "ticket-above-target",
-                                peer=fabricator)
+    await send_block_and_expect(
+        node, status, _fabricated_work(tip, key), "banned", "ticket-above-target", peer=fabricator
+    )
     await reconnect_and_expect(node, status, fabricator, "banned")
 
     # 4. Valid-looking blocks on an unknown parent: tolerated once (the node asks for headers),
     #    dropped when repeated.
-    await send_and_expect_close(node, status, [BlockMsg(_unknown_parent(tip, key).to_bytes()),
-                                               BlockMsg(_unknown_parent(tip, key).to_bytes())], "unknown parent")
+    await send_and_expect_close(
+        node,
+        status,
+        [
+            BlockMsg(_unknown_parent(tip, key).to_bytes()),
+            BlockMsg(_unknown_parent(tip, key).to_bytes()),
+        ],
+        "unknown parent",
+    )
 
 
 def test_misbehaving_peers_are_dropped_while_the_node_mines(make_node):

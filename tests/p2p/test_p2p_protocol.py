@@ -52,7 +52,10 @@ def test_every_message_round_trips():
         (b"\x92\x63\x80", "unknown message code 99"),
         (msgpack.packb([2, {"nonce": -1}]), "ping.nonce: expected u64"),
         (msgpack.packb([2, {"nonce": 1, "x": 2}]), "ping: fields unknown x"),
-        (msgpack.packb([4, {"blocks": [b"a"], "txs": []}]), "inv.blocks[0]: expected 32 bytes, got 1"),
+        (
+            msgpack.packb([4, {"blocks": [b"a"], "txs": []}]),
+            "inv.blocks[0]: expected 32 bytes, got 1",
+        ),
         (encode(Ping(1)) + b"\x00", "ping: trailing bytes"),
         (msgpack.packb([12, {"addrs": ["not an address"]}]), "addr.addrs[0]"),
     ],
@@ -75,7 +78,9 @@ def test_size_is_checked_before_decoding():
 # encoding of every message type must stay byte for byte the same (peers of both builds interoperate).
 # Version 3 added hello's `pruned` field and the `share` message.
 GOLDEN_FRAMES = {
-    Hello(2, "devnet", H, H[::-1], 7, int_to_wire(12345), "127.0.0.1:8333", b"12345678", "pouw/0.1"): (
+    Hello(
+        2, "devnet", H, H[::-1], 7, int_to_wire(12345), "127.0.0.1:8333", b"12345678", "pouw/0.1"
+    ): (
         "92018aa776657273696f6e02a76e6574776f726ba66465766e6574a8636861696e5f6964c420000102030405060708"
         "090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fa767656e65736973c4201f1e1d1c1b1a1918171615141312"
         "11100f0e0d0c0b0a09080706050403020100a668656967687407aa636861696e5f776f726bc4023039a66c69737465"
@@ -103,7 +108,9 @@ GOLDEN_FRAMES = {
     BlockMsg(b"x" * 40): "920981a5626c6f636bc428" + "78" * 40,
     TxMsg(b"t" * 10): "920a81a27478c40a" + "74" * 10,
     GetAddr(): "920b80",
-    Addr(("127.0.0.1:1", "[::1]:2")): "920c81a5616464727392ab3132372e302e302e313a31a75b3a3a315d3a32",
+    Addr(
+        ("127.0.0.1:1", "[::1]:2")
+    ): "920c81a5616464727392ab3132372e302e302e313a31a75b3a3a315d3a32",
     ShareMsg(b"s" * 10): "920d81a5636c61696dc40a" + "73" * 10,
 }
 

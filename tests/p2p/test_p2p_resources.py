@@ -60,11 +60,15 @@ def test_a_thousand_idle_sockets_are_closed_within_the_deadline_and_the_api_answ
         took = time.monotonic() - opened_at
         assert node.status()["peers"] == 0
         metrics = node.get("/metrics").decode()
-        assert 'pouw_refused_connections_total{limit="connections"}' in metrics  # past 256 at once: closed at accept
+        assert (
+            'pouw_refused_connections_total{limit="connections"}' in metrics
+        )  # past 256 at once: closed at accept
         log = node.log_path.read_text(errors="replace")
         assert "Traceback" not in log and len(log) < 200_000, log[-2000:]
-        print(f"\n1,000 idle sockets{' under a 1,024 file limit' if prefix else ''}: all closed after {took:.1f} s; "
-              f"API worst {worst:.0f} ms meanwhile")
+        print(
+            f"\n1,000 idle sockets{' under a 1,024 file limit' if prefix else ''}: all closed after {took:.1f} s; "
+            f"API worst {worst:.0f} ms meanwhile"
+        )
     finally:
         for s in socks:
             s.close()
@@ -91,7 +95,10 @@ def test_inbound_peers_per_address_are_limited(make_node):
 
     accepted, refused = asyncio.run(run())
     assert accepted == 16 and refused == 4, (accepted, refused)
-    assert 'pouw_refused_connections_total{limit="inbound-per-host"} 4.0' in node.get("/metrics").decode()
+    assert (
+        'pouw_refused_connections_total{limit="inbound-per-host"} 4.0'
+        in node.get("/metrics").decode()
+    )
     assert node.stop() == 0
 
 
@@ -118,7 +125,9 @@ class RawPeer:
         payload = encode(msg)
         mask = os.urandom(4)
         n = len(payload)
-        head = bytes([0x82]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n))
+        head = bytes([0x82]) + (
+            bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n)
+        )
         self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
 
     def closed(self) -> bool:
@@ -147,8 +156,19 @@ def test_peers_that_never_read_are_dropped_and_memory_stays_bounded(make_node):
     peers = []
     for _ in range(12):
         p = RawPeer(node.p2p_addr)
-        p.send(Hello(version=PROTOCOL_VERSION, network=status["network"], chain_id=bytes.fromhex(status["chain_id"]),
-                     genesis=genesis, height=0, chain_work=int_to_wire(1), listen="", nonce=os.urandom(8), agent=AGENT + "-raw"))
+        p.send(
+            Hello(
+                version=PROTOCOL_VERSION,
+                network=status["network"],
+                chain_id=bytes.fromhex(status["chain_id"]),
+                genesis=genesis,
+                height=0,
+                chain_work=int_to_wire(1),
+                listen="",
+                nonce=os.urandom(8),
+                agent=AGENT + "-raw",
+            )
+        )
         peers.append(p)
     # Each asks for the whole header chain over and over (under the rate limit) and reads nothing.
     sent_at = time.monotonic()
@@ -164,11 +184,17 @@ def test_peers_that_never_read_are_dropped_and_memory_stays_bounded(make_node):
         time.sleep(0.5)
     dropped_after = time.monotonic() - sent_at
     assert node.status()["peers"] == 0, "non-reading peers still connected"
-    wait_until(lambda: all(p.closed() for p in peers), 15, "the node to close the non-reading peers' sockets")
+    wait_until(
+        lambda: all(p.closed() for p in peers),
+        15,
+        "the node to close the non-reading peers' sockets",
+    )
     log = node.log_path.read_text(errors="replace")
     assert "peer not reading" in log
     assert "banned" not in log  # slow readers are dropped, not banned
-    print(f"\n12 non-reading peers: node RSS {rss_before:.0f} MB before, peak {peak:.0f} MB, all dropped after {dropped_after:.0f} s")
+    print(
+        f"\n12 non-reading peers: node RSS {rss_before:.0f} MB before, peak {peak:.0f} MB, all dropped after {dropped_after:.0f} s"
+    )
     assert peak - rss_before < 150, (rss_before, peak)
     assert node.stop() == 0
 
@@ -201,7 +227,9 @@ def test_a_getheaders_flood_under_the_rate_limit_is_served_not_banned(make_node)
     before = node.height()
     answered = asyncio.run(run())
     assert answered > 0
-    assert node.height() > before  # mining went on under the flood (its share: scripts/bench_reliability.py)
+    assert (
+        node.height() > before
+    )  # mining went on under the flood (its share: scripts/bench_reliability.py)
     assert node.get("/api/peers")["banned"] == []
     assert "banned" not in node.log_path.read_text(errors="replace")
     assert node.stop() == 0

@@ -33,7 +33,11 @@ def _exit_of_failed_start(node: NodeProcess, timeout: float = 60) -> tuple[int, 
 
 def _chain_files(node: NodeProcess) -> set[str]:
     """The store's data files (LevelDB's own text log LOG, LOG.old and the LOCK file left out)."""
-    return {p.name for p in (node.datadir / "chain").iterdir() if p.name not in ("LOG", "LOG.old", "LOCK")}
+    return {
+        p.name
+        for p in (node.datadir / "chain").iterdir()
+        if p.name not in ("LOG", "LOG.old", "LOCK")
+    }
 
 
 def test_missing_current_is_refused_and_reindex_recovers_every_block(make_node):
@@ -44,7 +48,11 @@ def test_missing_current_is_refused_and_reindex_recovers_every_block(make_node):
     code, out = _exit_of_failed_start(node)
     lines = [line for line in out.splitlines() if line.strip()]
     assert code == 14, out
-    assert lines[-1].startswith("pouw: error: ") and "CURRENT is missing" in lines[-1] and "--reindex" in lines[-1], out
+    assert (
+        lines[-1].startswith("pouw: error: ")
+        and "CURRENT is missing" in lines[-1]
+        and "--reindex" in lines[-1]
+    ), out
     assert "Traceback" not in out
     assert _chain_files(node) == before  # nothing created, nothing deleted
     # --reindex repairs the LevelDB files (they are all intact) and replays every block.
@@ -56,8 +64,12 @@ def test_missing_current_is_refused_and_reindex_recovers_every_block(make_node):
     assert node.stop() == 0
 
 
-def test_flipped_byte_in_a_table_file_is_one_line_and_reindex_says_what_it_lost(make_node, tmp_path):
-    network = write_network(tmp_path / "quick.toml", retarget_half_life_ms=10**10, initial_units_per_block=3)
+def test_flipped_byte_in_a_table_file_is_one_line_and_reindex_says_what_it_lost(
+    make_node, tmp_path
+):
+    network = write_network(
+        tmp_path / "quick.toml", retarget_half_life_ms=10**10, initial_units_per_block=3
+    )
     node = make_node("a", network=network)
     tip = _mine_then_stop(node, 40)
     chain_dir = node.datadir / "chain"
@@ -73,7 +85,11 @@ def test_flipped_byte_in_a_table_file_is_one_line_and_reindex_says_what_it_lost(
     code, out = _exit_of_failed_start(node)
     lines = [line for line in out.splitlines() if line.strip()]
     assert code == 14, out
-    assert lines[-1].startswith("pouw: error: ") and table.name in lines[-1] and "--reindex" in lines[-1], out
+    assert (
+        lines[-1].startswith("pouw: error: ")
+        and table.name in lines[-1]
+        and "--reindex" in lines[-1]
+    ), out
     assert "Traceback" not in out
     offset = node.log_path.stat().st_size
     node.start(extra=["--reindex"]).wait_ready(timeout=180)
@@ -93,7 +109,11 @@ def _can_mount_tmpfs(where: Path) -> str | None:
     if shutil.which("mount") is None:
         return "no mount command"
     where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(where)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         return f"cannot mount a tmpfs here: {done.stderr.strip()}"
     return None
@@ -123,16 +143,25 @@ def test_disk_full_stops_acceptance_and_loses_no_block_after_space_returns(tmp_p
         wait_until(lambda: node.height() >= 5, 60, "5 blocks")
         filler = disk / "filler"
         _fill(filler)
-        st = wait_until(lambda: (s := node.status())["storage"]["state"] != "ok" and s, 60, "the write error to show")
+        st = wait_until(
+            lambda: (s := node.status())["storage"]["state"] != "ok" and s,
+            60,
+            "the write error to show",
+        )
         assert st["storage"]["state"] == "write-failed" and not st["mining"], st
         time.sleep(2.0)
         held = node.status()
         assert held["height"] == st["height"]  # nothing accepted while the disk is full
         metrics = node.get("/metrics").decode()
-        assert "pouw_storage_ok 0.0" in metrics and 'pouw_storage_failures_total{kind="write-failed"} 1.0' in metrics
+        assert (
+            "pouw_storage_ok 0.0" in metrics
+            and 'pouw_storage_failures_total{kind="write-failed"} 1.0' in metrics
+        )
         filler.unlink()
         assert node.proc is not None
-        assert node.proc.wait(timeout=30) == 0, node.log_tail()  # stops cleanly once writes work again
+        assert node.proc.wait(timeout=30) == 0, (
+            node.log_tail()
+        )  # stops cleanly once writes work again
         node.start().wait_ready()
         after = node.status()
         assert after["height"] >= held["height"], (after, held)
@@ -141,7 +170,9 @@ def test_disk_full_stops_acceptance_and_loses_no_block_after_space_returns(tmp_p
         log = node.log_path.read_text(errors="replace")
         assert sum("STORAGE:" in line for line in log.splitlines()) == 1, log[-3000:]
         assert "Traceback" not in log, log[-3000:]
-        print(f"\ndisk full at height {held['height']}; after space returned and a restart: height {after['height']}, no block lost")
+        print(
+            f"\ndisk full at height {held['height']}; after space returned and a restart: height {after['height']}, no block lost"
+        )
     finally:
         node.shut_down(timeout=20)
         subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -53,13 +53,22 @@ def forge_winning_unit(chain) -> Block:
     draft = miner.draft(template)
     start = template.start_state
     for i in range(1_000_000):
-        leaf = Leaf(state_hash(start), state_hash(start), tagged_hash("forged digest", i.to_bytes(8, "big")), draft.commitment)
-        if ticket_wins(ticket(template.parent_hash, miner.address, trace_root([leaf])), template.target):
+        leaf = Leaf(
+            state_hash(start),
+            state_hash(start),
+            tagged_hash("forged digest", i.to_bytes(8, "big")),
+            draft.commitment,
+        )
+        if ticket_wins(
+            ticket(template.parent_hash, miner.address, trace_root([leaf])), template.target
+        ):
             return miner.assemble(template, [leaf], [start], 0, draft)
     raise AssertionError("no winning forged ticket in 10^6 tries")
 
 
-async def send_block(node, status: dict, block: Block, peer: TestPeer | None = None) -> tuple[TestPeer, str]:
+async def send_block(
+    node, status: dict, block: Block, peer: TestPeer | None = None
+) -> tuple[TestPeer, str]:
     """Send a block from a (new) test peer and return how the node closed the connection."""
     peer = peer or TestPeer()
     await peer.connect(node.p2p_addr)
@@ -111,13 +120,19 @@ def test_forged_work_is_reexecuted_rejected_and_banned(make_node, tmp_path):
     p1, spot_reason = asyncio.run(send_block(node, status, spot))
     p2, winner_reason = asyncio.run(send_block(node, status, winner))
     elapsed = time.monotonic() - started
-    print(f"\nforged blocks ({spot.header.work[0].unit_count} and 1 units) rejected in {elapsed:.2f} s:"
-          f"\n  {spot_reason}\n  {winner_reason}")
+    print(
+        f"\nforged blocks ({spot.header.work[0].unit_count} and 1 units) rejected in {elapsed:.2f} s:"
+        f"\n  {spot_reason}\n  {winner_reason}"
+    )
     assert "banned" in spot_reason and "bad-spot-check" in spot_reason
     assert "banned" in winner_reason and "bad-winning-unit" in winner_reason
     for block, reason in ((spot, "bad-spot-check"), (winner, "bad-winning-unit")):
         info = node.get(f"/api/blocks/{block.hash.hex()}")
-        assert info["status"] == "invalid" and info["reason"].startswith(reason) and not info["on_best_chain"]
+        assert (
+            info["status"] == "invalid"
+            and info["reason"].startswith(reason)
+            and not info["on_best_chain"]
+        )
     assert node.height() == height
     # The bans hold on reconnection, and are listed with their reasons.
     assert "banned" in asyncio.run(reconnect(node, status, p1))
@@ -130,7 +145,9 @@ def test_forged_work_is_reexecuted_rejected_and_banned(make_node, tmp_path):
     assert 'pouw_blocks_total{outcome="invalid",reason="bad-winning-unit"} 1.0' in metrics
     # The node carries on: it mines again on its own (valid) tip and answers its API.
     node.admin("mining", {"enabled": True})
-    wait_until(lambda: node.height() >= height + 3, 60, "mining to carry on after the forged blocks")
+    wait_until(
+        lambda: node.height() >= height + 3, 60, "mining to carry on after the forged blocks"
+    )
     assert node.status()["mining"] is True
     assert node.stop() == 0
 
@@ -148,7 +165,9 @@ def test_side_blocks_spend_the_verification_budget(make_node, tmp_path):
     try:
         asyncio.run(follower.sync(node, upto=parent_height))
         siblings = []
-        for i in range(2):  # honest blocks by two keys on the same parent: siblings of the node's block
+        for i in range(
+            2
+        ):  # honest blocks by two keys on the same parent: siblings of the node's block
             key = _key("sibling", i)
             block = Miner(follower.chain, key).mine_block()
             assert block is not None and block.header.height == parent_height + 1
@@ -161,7 +180,10 @@ def test_side_blocks_spend_the_verification_budget(make_node, tmp_path):
         await peer.handshake(status)
         await peer.send(BlockMsg(siblings[0].to_bytes()))
         first = await asyncio.to_thread(
-            wait_until, lambda: _block_or_none(node, siblings[0]), 20, "the first sibling to be stored"
+            wait_until,
+            lambda: _block_or_none(node, siblings[0]),
+            20,
+            "the first sibling to be stored",
         )
         await peer.send(BlockMsg(siblings[1].to_bytes()))
         reason = await peer.wait_closed(timeout=20)
@@ -170,7 +192,9 @@ def test_side_blocks_spend_the_verification_budget(make_node, tmp_path):
 
     reason, first, refused = asyncio.run(scenario())
     print(f"\nside block {first['status']}, on best chain {first['on_best_chain']}; then: {reason}")
-    assert first["status"] == "body" and not first["on_best_chain"]  # stored as a side branch, valid so far
+    assert (
+        first["status"] == "body" and not first["on_best_chain"]
+    )  # stored as a side branch, valid so far
     assert "verification budget exhausted" in reason
     assert refused == "", f"a peer over budget is dropped, not banned: {refused}"
     assert node.get("/api/peers")["banned"] == []

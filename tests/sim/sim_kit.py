@@ -12,14 +12,29 @@ from consensus.sim.modelled import run_modelled
 
 REPO = Path(__file__).resolve().parents[2]
 
-TINY_RENDER = {"kind": "render", "units": 0, "images_per_unit": 1, "image_size": 16, "max_objects": 2}
+TINY_RENDER = {
+    "kind": "render",
+    "units": 0,
+    "images_per_unit": 1,
+    "image_size": 16,
+    "max_objects": 2,
+}
 
 
 def selfish_data(share: float, gamma: float, blocks: int, seed: int) -> dict:
     """Eyal and Sirer's setting: long intervals, a frozen target, a fast attacker, 20 equal honest miners."""
     return {
-        "chain": {"block_interval_ms": 600_000, "retarget_half_life_ms": 10**10, "max_units_per_block": 1 << 20},
-        "network": {"topology": "mesh", "latency_ms": 100, "bandwidth_mbps": 1000, "block_bytes": 1000},
+        "chain": {
+            "block_interval_ms": 600_000,
+            "retarget_half_life_ms": 10**10,
+            "max_units_per_block": 1 << 20,
+        },
+        "network": {
+            "topology": "mesh",
+            "latency_ms": 100,
+            "bandwidth_mbps": 1000,
+            "block_bytes": 1000,
+        },
         "miners": [{"name": "honest", "count": 20, "unit_rate": 1.0}],
         "work": {"unit_seconds": 0.0, "header_check_seconds": 0.0},
         "adversary": {"kind": "selfish", "share": share, "gamma": gamma},
@@ -31,7 +46,12 @@ def stale_data(latency_ms: float, blocks: int, seed: int, miners: int = 100) -> 
     """Every block reaches every node exactly `latency_ms` after it is found; constant block rate."""
     return {
         "chain": {"block_interval_ms": 10_000, "retarget_half_life_ms": 10**10},
-        "network": {"topology": "mesh", "latency_ms": latency_ms, "bandwidth_mbps": 10**6, "block_bytes": 1000},
+        "network": {
+            "topology": "mesh",
+            "latency_ms": latency_ms,
+            "bandwidth_mbps": 10**6,
+            "block_bytes": 1000,
+        },
         "miners": [{"count": miners, "unit_rate": 10.0}],
         "work": {"unit_seconds": 0.0, "header_check_seconds": 0.0},
         "run": {"blocks": blocks, "seed": seed, "warmup_blocks": 20},
@@ -42,7 +62,14 @@ def small_data(blocks: int = 200, seed: int = 1, **changes) -> dict:
     """A 30-node random 6-regular network of 20 miners and 10 relays."""
     data = {
         "chain": {"block_interval_ms": 5000},
-        "network": {"nodes": 30, "topology": "random-regular", "degree": 6, "latency_ms": [20, 100], "bandwidth_mbps": 100, "block_bytes": 100_000},
+        "network": {
+            "nodes": 30,
+            "topology": "random-regular",
+            "degree": 6,
+            "latency_ms": [20, 100],
+            "bandwidth_mbps": 100,
+            "block_bytes": 100_000,
+        },
         "miners": [{"name": "honest", "count": 20, "unit_rate": 10.0}],
         "work": {"unit_seconds": 0.02},
         "run": {"blocks": blocks, "seed": seed},
@@ -52,7 +79,9 @@ def small_data(blocks: int = 200, seed: int = 1, **changes) -> dict:
     return data
 
 
-def real_data(blocks: int, seed: int, adversary: dict | None = None, honest_miners: int = 3) -> dict:
+def real_data(
+    blocks: int, seed: int, adversary: dict | None = None, honest_miners: int = 3
+) -> dict:
     data = {
         "chain": {
             "network": "simtest",

@@ -47,14 +47,31 @@ def test_withholder_loses_what_it_holds_back():
 
 def test_flood_defences_cut_verification_seconds():
     results = {}
-    for name, ban, budget in (("none", False, "none"), ("budget", False, 2.0), ("ban", True, "none")):
+    for name, ban, budget in (
+        ("none", False, "none"),
+        ("budget", False, 2.0),
+        ("ban", True, "none"),
+    ):
         data = small_data(blocks=150, seed=2)
         data["work"] = {"unit_seconds": 0.05, "header_check_seconds": 0.0005}
-        data["adversary"] = {"kind": "flooder", "peers": 4, "rate": 30.0, "flood_kind": "fake-work", "ban": ban, "budget_seconds": budget, "budget_window_s": 60}
+        data["adversary"] = {
+            "kind": "flooder",
+            "peers": 4,
+            "rate": 30.0,
+            "flood_kind": "fake-work",
+            "ban": ban,
+            "budget_seconds": budget,
+            "budget_window_s": 60,
+        }
         results[name] = run_metrics(data)[0]
     none, budget, ban = results["none"], results["budget"], results["ban"]
     assert none["flood_received"] > 1000 and none["flood_victims"] == 4
-    assert none["flood_verify_seconds"] > 10 * budget["flood_verify_seconds"] > 10 * ban["flood_verify_seconds"] > 0
+    assert (
+        none["flood_verify_seconds"]
+        > 10 * budget["flood_verify_seconds"]
+        > 10 * ban["flood_verify_seconds"]
+        > 0
+    )
     # without a defence a victim's verifier never catches up (30 * 0.05 s of work per second)
     assert none["flood_max_wait_s"] > 60 and ban["flood_max_wait_s"] < 1
     assert ban["honest_stale_rate"] < none["honest_stale_rate"]
@@ -65,7 +82,9 @@ def test_bad_ticket_flood_costs_header_checks_only():
     data["adversary"] = {"kind": "flooder", "peers": 3, "rate": 20.0, "flood_kind": "bad-ticket"}
     m, _, exp = run_metrics(data)
     assert m["flood_reexecuted"] == 0
-    assert m["flood_verify_seconds"] == pytest.approx(m["flood_received"] * exp.work.header_check_seconds, rel=1e-6)
+    assert m["flood_verify_seconds"] == pytest.approx(
+        m["flood_received"] * exp.work.header_check_seconds, rel=1e-6
+    )
 
 
 def test_partition_heals_to_one_tip():

@@ -14,7 +14,9 @@ def _line_network(n: int, latency: float = 0.1, bandwidth: float = 1e6) -> Netwo
     edges = topology.line(n)
     eu = [u for u, v in edges] + [v for u, v in edges]
     ev = [v for u, v in edges] + [u for u, v in edges]
-    return Network(n, np.array(eu), np.array(ev), np.full(len(eu), latency), np.full(len(eu), bandwidth))
+    return Network(
+        n, np.array(eu), np.array(ev), np.full(len(eu), latency), np.full(len(eu), bandwidth)
+    )
 
 
 @pytest.mark.parametrize("n, d", [(50, 4), (101, 6), (30, 3)])
@@ -56,7 +58,9 @@ def test_a_block_waits_for_its_parent_at_each_node():
 def test_rejecting_nodes_neither_accept_nor_relay():
     net = _line_network(3)
     reject = np.array([False, True, False])
-    accept, recv = net.propagate(0, 0.0, 0.0, size=0, verify_s=0.0, relay=np.ones(3, dtype=bool), reject=reject)
+    accept, recv = net.propagate(
+        0, 0.0, 0.0, size=0, verify_s=0.0, relay=np.ones(3, dtype=bool), reject=reject
+    )
     assert accept[1] == INF and accept[2] == INF and recv[1] < INF
 
 

@@ -22,7 +22,12 @@ def test_three_real_nodes_agree_on_one_tip():
 
 def test_real_fabricator_is_caught_by_real_validation():
     k, f = 1, 0.5
-    data = real_data(blocks=4, seed=5, adversary={"kind": "fabricator", "share": 0.6, "fabricate": f, "peers": 2}, honest_miners=2)
+    data = real_data(
+        blocks=4,
+        seed=5,
+        adversary={"kind": "fabricator", "share": 0.6, "fabricate": f, "peers": 2},
+        honest_miners=2,
+    )
     m, record, _exp = run_metrics(data)
     log = record.blocks
     cheat = record.population.adversary
@@ -36,19 +41,31 @@ def test_real_fabricator_is_caught_by_real_validation():
     assert all(b not in main for b in fab if log.rejected[b])
     expected = sum(theory.detection_for_units(f, k, log.units[b]) for b in fab) / len(fab)
     sigma = math.sqrt(max(expected * (1 - expected), 0.05) / len(fab))
-    assert abs(m["detection_rate"] - expected) < 4 * sigma + 0.02, (m["detection_rate"], expected, len(fab))
-
+    assert abs(m["detection_rate"] - expected) < 4 * sigma + 0.02, (
+        m["detection_rate"],
+        expected,
+        len(fab),
+    )
 
 
 @pytest.mark.slow
 def test_real_fabricator_detection_over_more_blocks():
     k, f = 2, 0.4
-    data = real_data(blocks=30, seed=9, adversary={"kind": "fabricator", "share": 0.6, "fabricate": f, "peers": 2}, honest_miners=2)
+    data = real_data(
+        blocks=30,
+        seed=9,
+        adversary={"kind": "fabricator", "share": 0.6, "fabricate": f, "peers": 2},
+        honest_miners=2,
+    )
     data["chain"]["spot_checks"] = k
     data["chain"]["initial_units_per_block"] = 8
     m, record, _ = run_metrics(data)
     log = record.blocks
-    fab = [b for b in range(1, len(log)) if log.miner[b] == record.population.adversary and log.checked[b]]
+    fab = [
+        b
+        for b in range(1, len(log))
+        if log.miner[b] == record.population.adversary and log.checked[b]
+    ]
     assert len(fab) >= 10
     expected = sum(theory.detection_for_units(f, k, log.units[b]) for b in fab) / len(fab)
     sigma = math.sqrt(max(expected * (1 - expected), 0.05) / len(fab))

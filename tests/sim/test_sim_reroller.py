@@ -15,9 +15,16 @@ from consensus.sim.metrics import main_chain
 from consensus.sim.reroll import STRATEGIES, RerollAttempts, rerolled_block
 
 
-def _reroller(strategy: str, prefix: int, k: int, blocks: int, seed: int, share: float = 0.3) -> dict:
+def _reroller(
+    strategy: str, prefix: int, k: int, blocks: int, seed: int, share: float = 0.3
+) -> dict:
     data = small_data(blocks=blocks, seed=seed, chain__spot_checks=k)
-    data["adversary"] = {"kind": "reroller", "share": share, "reroll_strategy": strategy, "honest_prefix": prefix}
+    data["adversary"] = {
+        "kind": "reroller",
+        "share": share,
+        "reroll_strategy": strategy,
+        "honest_prefix": prefix,
+    }
     return data
 
 
@@ -41,7 +48,11 @@ def test_strategies_are_the_attacks_own():
 
 def test_reroller_settings_and_errors_name_the_key():
     exp = parse_experiment(_reroller("last", 4, 2, 100, 1))
-    assert (exp.adversary.kind, exp.adversary.reroll_strategy, exp.adversary.honest_prefix) == ("reroller", "last", 4)
+    assert (exp.adversary.kind, exp.adversary.reroll_strategy, exp.adversary.honest_prefix) == (
+        "reroller",
+        "last",
+        4,
+    )
     assert exp.adversary_rate > 0
     defaults = small_data()
     defaults["adversary"] = {"kind": "reroller", "share": 0.2}
@@ -60,7 +71,9 @@ def test_reroller_settings_and_errors_name_the_key():
     bad = _reroller("chained", 99, 2, 100, 1)
     bad["chain"]["max_units_per_block"] = 100
     assert error(bad).startswith("adversary.honest_prefix: 99 leaves no room")
-    assert error(_reroller("chained", -1, 2, 100, 1)).startswith("adversary.honest_prefix: -1 is below the minimum")
+    assert error(_reroller("chained", -1, 2, 100, 1)).startswith(
+        "adversary.honest_prefix: -1 is below the minimum"
+    )
     real = real_data(4, 1, adversary={"kind": "reroller", "share": 0.5, "honest_prefix": 2})
     assert parse_experiment(real).run.mode == "real"
     real["adversary"] = {"kind": "selfish", "share": 0.3}
@@ -72,7 +85,9 @@ def test_refusals_come_from_the_real_challenge_rule():
 
     rng = np.random.default_rng(7)
     draws = 600
-    caught = sum(rerolled_block(rng, "chained", 8, 4, challenged_units).caught for _ in range(draws))
+    caught = sum(
+        rerolled_block(rng, "chained", 8, 4, challenged_units).caught for _ in range(draws)
+    )
     p = 4 / 9  # the fabricated leaf is one of the 9 non-winning units, 4 are challenged
     assert abs(caught / draws - p) < 4 * math.sqrt(p * (1 - p) / draws)
     block = rerolled_block(rng, "chained", 8, 4, challenged_units)
@@ -116,7 +131,9 @@ def test_pre_v2_table_uses_the_closed_form():
     rows = table(1000, 4, [8, 16], unit_s=0.05, tries={8: 1e-5, 16: 2e-5})
     assert [r["tries_per_unit"] for r in rows] == pytest.approx([5000, 2500])
     assert rows[0]["gain_per_unit"] == pytest.approx(1000 / 9)
-    assert rows[1]["gain_per_time"] == pytest.approx(theory.reroll_gain_pre_v2(2500, 1000, 16, 4)[1])
+    assert rows[1]["gain_per_time"] == pytest.approx(
+        theory.reroll_gain_pre_v2(2500, 1000, 16, 4)[1]
+    )
 
 
 # --- modelled mode ---------------------------------------------------------------------------
@@ -139,7 +156,10 @@ def test_chained_reroller_earns_about_one_minus_k_over_n_minus_1_of_honest_minin
     assert ratio < 1 - 4 * sigma  # strictly below honest mining: 1 - a is 0.4 or more here
     assert abs(ratio - m["theory_reroller_ratio"]) < 4 * sigma + 0.02, m
     # against what honest mining of the same units on the same tips wins on average
-    assert abs(m["reroller_ratio_expected"] - m["theory_reroller_ratio"]) < 4 * m["reroller_ratio_expected_stderr"] + 0.01, m
+    assert (
+        abs(m["reroller_ratio_expected"] - m["theory_reroller_ratio"])
+        < 4 * m["reroller_ratio_expected_stderr"] + 0.01
+    ), m
     assert m["reroller_prefix_share"] < 0.05 and abs(ratio - a) < 4 * sigma + 0.05
     # refused blocks never reach the best chain; accepted re-rolled ones hold the prefix, the leaf and the winner
     log = record.blocks
@@ -151,13 +171,20 @@ def test_chained_reroller_earns_about_one_minus_k_over_n_minus_1_of_honest_minin
 def test_last_reroller_never_gets_a_fabricated_winner_accepted():
     m, record, _ = run_metrics(_reroller("last", 16, 4, blocks=800, seed=3))
     assert m["rerolled_blocks"] > 500 and m["rerolled_refused"] == m["rerolled_blocks"]
-    assert m["reroll_acceptance"] == 0 and m["reroller_ratio_rerolled"] == 0 and m["reroller_blocks_rerolled"] == 0
+    assert (
+        m["reroll_acceptance"] == 0
+        and m["reroller_ratio_rerolled"] == 0
+        and m["reroller_blocks_rerolled"] == 0
+    )
     # its tickets cost no unit: it runs only its prefixes, and what it earns is their honest wins
     assert record.extras["reroll_roll_units"] == 0 and m["reroller_hashes"] > 0
     assert record.extras["reroll_prefix_units"] == pytest.approx(m["reroller_units_run"], abs=1)
     assert m["reroller_units_run"] <= 16 * len(record.blocks)  # at most one prefix per tip
     assert m["reroller_ratio"] < 1 + 3 * m["reroller_ratio_stderr"]
-    assert m["reroller_ratio_expected"] < 1 + 3 * m["reroller_ratio_expected_stderr"] and m["theory_reroller_ratio"] == 1.0
+    assert (
+        m["reroller_ratio_expected"] < 1 + 3 * m["reroller_ratio_expected_stderr"]
+        and m["theory_reroller_ratio"] == 1.0
+    )
     assert m["relative_revenue"] < 0.05 < m["adversary_work_share"]
 
 
@@ -186,14 +213,38 @@ def test_cli_runs_the_reroller_experiment_and_draws_the_ratio(tmp_path, capsys):
 
     out = tmp_path / "out"
     source = REPO / "experiments" / "reroller.toml"
-    code = main(["sim", "run", str(source), "--out", str(out), "--workers", "1", "--no-progress", "--set", "run.blocks=150", "--set", 'sweep."adversary.honest_prefix"=[4, 16]'])
+    code = main(
+        [
+            "sim",
+            "run",
+            str(source),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--no-progress",
+            "--set",
+            "run.blocks=150",
+            "--set",
+            'sweep."adversary.honest_prefix"=[4, 16]',
+        ]
+    )
     assert code == 0
     doc = json.loads((out / "points.json").read_text())
     assert len(doc["points"]) == 4
     header = (out / "points.csv").read_text().splitlines()[0].split(",")
-    assert {"reroller_ratio", "reroller_ratio_rerolled", "reroll_acceptance", "theory_reroll_acceptance", "honest_blocks_per_unit"} <= set(header)
+    assert {
+        "reroller_ratio",
+        "reroller_ratio_rerolled",
+        "reroll_acceptance",
+        "theory_reroll_acceptance",
+        "honest_blocks_per_unit",
+    } <= set(header)
     pngs = {p.name for p in out.glob("*.png")}
-    assert {"reroller_ratio_vs_adversary_honest_prefix.png", "reroll_acceptance_vs_adversary_honest_prefix.png"} <= pngs
+    assert {
+        "reroller_ratio_vs_adversary_honest_prefix.png",
+        "reroll_acceptance_vs_adversary_honest_prefix.png",
+    } <= pngs
     assert "reroller_ratio" in capsys.readouterr().out
 
 
@@ -201,7 +252,18 @@ def test_cli_runs_the_reroller_experiment_and_draws_the_ratio(tmp_path, capsys):
 
 
 def _real(strategy: str, seed: int, blocks: int = 6) -> dict:
-    data = real_data(blocks=blocks, seed=seed, adversary={"kind": "reroller", "share": 0.5, "reroll_strategy": strategy, "honest_prefix": 2, "peers": 2}, honest_miners=2)
+    data = real_data(
+        blocks=blocks,
+        seed=seed,
+        adversary={
+            "kind": "reroller",
+            "share": 0.5,
+            "reroll_strategy": strategy,
+            "honest_prefix": 2,
+            "peers": 2,
+        },
+        honest_miners=2,
+    )
     data["chain"]["initial_units_per_block"] = 8
     return data
 
@@ -222,7 +284,9 @@ def test_real_chained_reroller_pays_a_unit_per_ticket_and_is_refused_by_the_chal
     # RerollMiner's own counters: every re-rolled ticket it tried ran one unit
     assert record.extras["reroll_tickets"] == record.extras["reroll_roll_units_computed"] > 0
     assert m["reroller_ratio_rerolled"] <= 1 + 3 * m["reroller_ratio_rerolled_stderr"]
-    assert m["reroller_ratio_expected"] <= 1 + 3 * max(m["reroller_ratio_expected_stderr"], 1 / m["reroller_expected_blocks"])
+    assert m["reroller_ratio_expected"] <= 1 + 3 * max(
+        m["reroller_ratio_expected_stderr"], 1 / m["reroller_expected_blocks"]
+    )
 
 
 def test_real_last_reroller_is_never_accepted():
@@ -241,11 +305,15 @@ def test_no_prefix_makes_rerolling_pay(strategy):
     for prefix in (0, 1, 4, 8, 32, 128, 512):
         m, _, _ = run_metrics(_reroller(strategy, prefix, 4, blocks=3000, seed=40 + prefix))
         if m.get("reroller_ratio") is None:
-            assert m["reroller_units_run"] == 0 and m["reroller_blocks"] == 0  # "last" with no prefix runs nothing
+            assert (
+                m["reroller_units_run"] == 0 and m["reroller_blocks"] == 0
+            )  # "last" with no prefix runs nothing
             continue
         sigma = m["reroller_ratio_stderr"]
         assert m["reroller_ratio"] < 1 + 3 * max(sigma, 0.02), (prefix, m)
-        assert abs(m["reroller_ratio"] - m["theory_reroller_ratio"]) < 4 * max(sigma, 0.01) + 0.02, (prefix, m)
+        assert (
+            abs(m["reroller_ratio"] - m["theory_reroller_ratio"]) < 4 * max(sigma, 0.01) + 0.02
+        ), (prefix, m)
 
 
 @pytest.mark.slow
@@ -254,5 +322,8 @@ def test_real_chained_reroller_over_more_blocks():
     _real_checks(m, record)
     assert m["rerolled_blocks"] >= 5
     assert m["reroller_ratio"] < 1 + 3 * m["reroller_ratio_stderr"]
-    assert abs(m["reroller_ratio_expected"] - m["theory_reroller_ratio"]) < 4 * m["reroller_ratio_expected_stderr"] + 0.1
+    assert (
+        abs(m["reroller_ratio_expected"] - m["theory_reroller_ratio"])
+        < 4 * m["reroller_ratio_expected_stderr"] + 0.1
+    )
     assert abs(m["reroll_acceptance"] - 2 / 3) < 4 * math.sqrt(2 / 9 / m["rerolled_blocks"]) + 0.05

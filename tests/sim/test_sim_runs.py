@@ -18,11 +18,17 @@ def _sweep_data() -> dict:
 
 def test_same_seed_same_json_and_another_seed_differs():
     data = _sweep_data()
-    first = to_json(results_document("t", data, run_experiment(data, "t", workers=1, progress=False)))
-    again = to_json(results_document("t", data, run_experiment(data, "t", workers=1, progress=False)))
+    first = to_json(
+        results_document("t", data, run_experiment(data, "t", workers=1, progress=False))
+    )
+    again = to_json(
+        results_document("t", data, run_experiment(data, "t", workers=1, progress=False))
+    )
     assert first == again
     data["run"]["seed"] = 5
-    other = to_json(results_document("t", data, run_experiment(data, "t", workers=1, progress=False)))
+    other = to_json(
+        results_document("t", data, run_experiment(data, "t", workers=1, progress=False))
+    )
     assert other != first
 
 
@@ -43,10 +49,30 @@ def _cli(argv: list[str]) -> int:
 def test_cli_runs_an_experiment_file_and_writes_csv_json_and_plots(tmp_path, capsys):
     out = tmp_path / "out"
     source = REPO / "experiments" / "fabricator.toml"
-    code = _cli(["sim", "run", str(source), "--out", str(out), "--workers", "1", "--no-progress", "--set", "run.blocks=150", "--set", "sweep.\"chain.spot_checks\"=[4]", "--set", "sweep.\"adversary.fabricate\"=[0.2, 0.5]"])
+    code = _cli(
+        [
+            "sim",
+            "run",
+            str(source),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--no-progress",
+            "--set",
+            "run.blocks=150",
+            "--set",
+            'sweep."chain.spot_checks"=[4]',
+            "--set",
+            'sweep."adversary.fabricate"=[0.2, 0.5]',
+        ]
+    )
     assert code == 0
     doc = json.loads((out / "points.json").read_text())
-    assert len(doc["points"]) == 2 and doc["points"][0]["values"] == {"adversary.fabricate": 0.2, "chain.spot_checks": 4}
+    assert len(doc["points"]) == 2 and doc["points"][0]["values"] == {
+        "adversary.fabricate": 0.2,
+        "chain.spot_checks": 4,
+    }
     header = (out / "points.csv").read_text().splitlines()[0].split(",")
     assert {"adversary.fabricate", "detection_rate", "stale_rate", "useful_fraction"} <= set(header)
     pngs = sorted(p.name for p in out.glob("*.png"))
@@ -56,7 +82,25 @@ def test_cli_runs_an_experiment_file_and_writes_csv_json_and_plots(tmp_path, cap
 
 def test_cli_json_output_and_errors(tmp_path, capsys):
     source = REPO / "experiments" / "stale_rate.toml"
-    assert _cli(["sim", "run", str(source), "--out", str(tmp_path), "--json", "--no-plots", "--no-progress", "--set", "run.blocks=60", "--set", "sweep.\"network.latency_ms\"=[500]"]) == 0
+    assert (
+        _cli(
+            [
+                "sim",
+                "run",
+                str(source),
+                "--out",
+                str(tmp_path),
+                "--json",
+                "--no-plots",
+                "--no-progress",
+                "--set",
+                "run.blocks=60",
+                "--set",
+                'sweep."network.latency_ms"=[500]',
+            ]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["points"][0]["metrics"]["height"] == 60
     assert _cli(["sim", "run", str(source), "--set", "chain.spot_check=3", "--no-progress"]) == 2

@@ -14,7 +14,10 @@ def test_fork_and_stale_rates_against_the_closed_forms(latency_ms, seed):
     # 1 - exp(-d/T), T the mean time between found blocks (100 equal miners: the own-block correction is 1%).
     simple = theory.fork_rate(d, t)
     assert abs(m["fork_rate"] - m["theory_fork_rate"]) < 4 * m["fork_rate_stderr"], m
-    assert abs(m["fork_rate"] - simple) < 4 * m["fork_rate_stderr"] + 0.005, (m["fork_rate"], simple)
+    assert abs(m["fork_rate"] - simple) < 4 * m["fork_rate_stderr"] + 0.005, (
+        m["fork_rate"],
+        simple,
+    )
     assert abs(m["stale_rate"] - m["theory_stale_rate"]) < 4 * m["stale_rate_stderr"], m
     assert m["honest_stale_rate"] == m["stale_rate"]
 

@@ -10,7 +10,9 @@ from consensus.sim import theory
 @pytest.mark.parametrize("gamma", [0.0, 0.25, 0.5, 1.0])
 @pytest.mark.parametrize("alpha", [0.05, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45])
 def test_eyal_sirer_closed_form_equals_its_markov_chain(alpha, gamma):
-    assert theory.selfish_revenue(alpha, gamma) == pytest.approx(theory.selfish_revenue_markov(alpha, gamma), abs=1e-9)
+    assert theory.selfish_revenue(alpha, gamma) == pytest.approx(
+        theory.selfish_revenue_markov(alpha, gamma), abs=1e-9
+    )
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0])
@@ -26,7 +28,9 @@ def test_fork_and_stale_forms_agree_to_first_order():
         assert theory.fork_rate(x, 1.0) == pytest.approx(x, rel=x)
         assert theory.stale_fraction(x, 1.0) == pytest.approx(x, rel=2 * x)
     many = [1.0] * 10_000
-    assert theory.fork_rate_shares(0.3, 1.0, many) == pytest.approx(theory.fork_rate(0.3, 1.0), rel=1e-3)
+    assert theory.fork_rate_shares(0.3, 1.0, many) == pytest.approx(
+        theory.fork_rate(0.3, 1.0), rel=1e-3
+    )
     assert theory.stale_fraction(0.3, 1.0, many) == pytest.approx(0.3 / 1.3, rel=1e-3)
 
 

@@ -29,7 +29,9 @@ def near_bound(prng: Prng, stream: str, shape: tuple[int, ...], bound: int) -> t
     n = 1
     for s in shape:
         n *= s
-    wide = ((prng.words(stream + ".hi", n) >> 1) << 32) | prng.words(stream + ".lo", n)  # 63 random bits
+    wide = ((prng.words(stream + ".hi", n) >> 1) << 32) | prng.words(
+        stream + ".lo", n
+    )  # 63 random bits
     v = wide % (2 * bound + 1) - bound
     sel = prng.below(stream + ".sel", n, 4)
     sign = prng.below(stream + ".sign", n, 2) * 2 - 1
@@ -65,7 +67,9 @@ def test_exact_matmul_batched_and_errors() -> None:
     prng = Prng(SEED)
     a = near_bound(prng, "ba", (2, 3, 40), 1000)
     b = near_bound(prng, "bb", (2, 40, 4), 1000)
-    assert torch.equal(exact_matmul(a, b, dtype=torch.float32, max_chunk=7), int_matmul_reference(a, b))
+    assert torch.equal(
+        exact_matmul(a, b, dtype=torch.float32, max_chunk=7), int_matmul_reference(a, b)
+    )
     with pytest.raises(TypeError):
         exact_matmul(a.double(), b)
     big = torch.full((1, 4), 1 << 40, dtype=torch.int64)
@@ -82,7 +86,12 @@ def test_exact_matmul_fp_equals_int64_and_refuses_overflow() -> None:
     want = int_matmul_reference(a, b)
     for max_chunk, rev in ((None, False), (1000, False), (1000, True), (1, True)):
         got = exact_matmul_fp(
-            a.double(), b.double(), a_bound=(1 << 23) - 1, b_bound=(1 << 17) - 1, max_chunk=max_chunk, reverse_chunks=rev
+            a.double(),
+            b.double(),
+            a_bound=(1 << 23) - 1,
+            b_bound=(1 << 17) - 1,
+            max_chunk=max_chunk,
+            reverse_chunks=rev,
         )
         assert got.dtype == torch.float64
         assert torch.equal(got.to(torch.int64), want)
@@ -96,7 +105,9 @@ def test_exact_matmul_fp_equals_int64_and_refuses_overflow() -> None:
 @settings(max_examples=200, deadline=None)
 def test_shift_round_rule(values: list[int], shift: int) -> None:
     x = torch.tensor(values, dtype=torch.int64)
-    want = [(v + (1 << (shift - 1))) >> shift if shift else v for v in values]  # floor((v + half) / 2^s)
+    want = [
+        (v + (1 << (shift - 1))) >> shift if shift else v for v in values
+    ]  # floor((v + half) / 2^s)
     assert shift_round(x, shift).tolist() == want
     # The float64 form (integers held in float64) applies the same rule.
     assert shift_round(x.to(torch.float64), shift).to(torch.int64).tolist() == want

@@ -53,7 +53,9 @@ def test_deterministic_prefix_stable_and_seed_dependent(batch: RenderBatch):
     again = render_batch(SEED, 64, SETTINGS)
     assert batch_hashes(again) == batch_hashes(batch)
     prefix = render_batch(SEED, 5, SETTINGS)
-    assert torch.equal(prefix.images, batch.images[:5]) and torch.equal(prefix.depth, batch.depth[:5])
+    assert torch.equal(prefix.images, batch.images[:5]) and torch.equal(
+        prefix.depth, batch.depth[:5]
+    )
     other = render_batch(tagged_hash("test-render", b"1"), 64, SETTINGS)
     assert not torch.equal(other.images, batch.images)
 
@@ -198,7 +200,9 @@ def test_export_round_trip_and_tamper(tmp_path):
     out = export_render_task(tmp_path / "ds", spec, seeds, digests)
     data = load_dataset(out, expected_digests=digests)
     b = render_batch(seeds[1], 4, spec.scene)
-    assert np.array_equal(data.images[4:], b.images.numpy()) and np.array_equal(data.depth[4:], b.depth.numpy())
+    assert np.array_equal(data.images[4:], b.images.numpy()) and np.array_equal(
+        data.depth[4:], b.depth.numpy()
+    )
     assert data.labels[5] == b.labels(1)
     ds = RenderedDataset(out, target="lights")
     image, target = ds[5]
@@ -226,6 +230,14 @@ def test_contact_sheet(tmp_path):
 
 
 # Pinned bits: any change to the scene generator, the renderer or the labels changes these.
-GOLDEN_32 = ("943f1e39e34a8e0fdb120da09ec1d98b", "345b70c83110204c65f407d0b3f62170", "e2e2c868829cf35273cd24e75ef79d21")
-GOLDEN_96 = ("5bdb682b465572d4d255ce8483b09fa6", "8cda42068aa5d264b5166feb923e7617", "eb32e7cd66f10536930041e391299dec")
+GOLDEN_32 = (
+    "943f1e39e34a8e0fdb120da09ec1d98b",
+    "345b70c83110204c65f407d0b3f62170",
+    "e2e2c868829cf35273cd24e75ef79d21",
+)
+GOLDEN_96 = (
+    "5bdb682b465572d4d255ce8483b09fa6",
+    "8cda42068aa5d264b5166feb923e7617",
+    "eb32e7cd66f10536930041e391299dec",
+)
 GOLDEN_UNIT = "e05e0b25274413ce800facb433b0f6aab88f1052e0497f6884b5ce3cdd06b962"

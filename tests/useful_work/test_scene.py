@@ -48,7 +48,9 @@ def test_deterministic_and_prefix_stable():
     for name, t in a.tensors().items():
         assert torch.equal(t, b.tensors()[name]), name
         assert torch.equal(t[:5], c.tensors()[name]), name
-    assert scene_hash(a) != scene_hash(generate_scenes(tagged_hash("test-scene", b"1"), 12, SceneSettings()))
+    assert scene_hash(a) != scene_hash(
+        generate_scenes(tagged_hash("test-scene", b"1"), 12, SceneSettings())
+    )
 
 
 def test_golden_scene_hash():
@@ -57,7 +59,9 @@ def test_golden_scene_hash():
 
 
 def test_counts_follow_settings():
-    s = generate_scenes(SEED, 200, SceneSettings(min_objects=2, max_objects=4, min_lights=2, max_lights=3))
+    s = generate_scenes(
+        SEED, 200, SceneSettings(min_objects=2, max_objects=4, min_lights=2, max_lights=3)
+    )
     assert int(s.num_objects.min()) == 2 and int(s.num_objects.max()) == 4
     assert int(s.num_lights.min()) == 2 and int(s.num_lights.max()) == 3
     with pytest.raises(ValueError):
@@ -88,7 +92,11 @@ def test_objects_rest_on_ground_apart_and_in_view(big: SceneBatch):
     spheres = big.obj_class == SPHERE
     assert bool((big.obj_half[spheres] == big.obj_radius[spheres].unsqueeze(-1)).all())
     # Footprints (bounding circles in the ground plane) are at least 2 * GAP apart.
-    foot = torch.where(big.obj_radius > 0, big.obj_radius, isqrt(big.obj_half[..., 0] ** 2 + big.obj_half[..., 1] ** 2) + 1)
+    foot = torch.where(
+        big.obj_radius > 0,
+        big.obj_radius,
+        isqrt(big.obj_half[..., 0] ** 2 + big.obj_half[..., 1] ** 2) + 1,
+    )
     d = big.obj_center[..., :2].unsqueeze(2) - big.obj_center[..., :2].unsqueeze(1)
     dist2 = (d * d).sum(-1)
     reach = foot.unsqueeze(2) + foot.unsqueeze(1) + 2 * GAP
@@ -105,7 +113,11 @@ def test_distances_exact(big: SceneBatch):
         c = big.obj_center[i].tolist()
         for a in range(MAX_OBJECTS):
             for b in range(MAX_OBJECTS):
-                want = math.isqrt(sum((c[a][k] - c[b][k]) ** 2 for k in range(3))) if a < n and b < n else 0
+                want = (
+                    math.isqrt(sum((c[a][k] - c[b][k]) ** 2 for k in range(3)))
+                    if a < n and b < n
+                    else 0
+                )
                 assert int(big.distances[i, a, b]) == want
 
 

@@ -19,7 +19,9 @@ GOLDEN_TRACE_ROOT = "b94a17748c0c0cf8169bee98e8371efb6660eac1ed2e1923584dbe8cbf7
 def _trace(n: int, **kw):
     task = make_task(SPEC)
     out = []
-    for r in iter_units(task, task.initial_state(), PARENT, MINER, commitment=lambda u: COMMIT, **kw):
+    for r in iter_units(
+        task, task.initial_state(), PARENT, MINER, commitment=lambda u: COMMIT, **kw
+    ):
         out.append(r)
         if len(out) == n:
             return out
@@ -34,9 +36,14 @@ def test_seeds_chain_over_every_earlier_leaf_and_the_header():
     results = _trace(3)
     leaves = [r.leaf for r in results]
     prefixes = prefix_commitments(leaves)
-    assert prefixes[0] == TRACE_START and prefixes[2] == next_prefix(next_prefix(TRACE_START, leaves[0]), leaves[1])
+    assert prefixes[0] == TRACE_START and prefixes[2] == next_prefix(
+        next_prefix(TRACE_START, leaves[0]), leaves[1]
+    )
     for u, r in enumerate(results):
-        assert r.seed == unit_seed(PARENT, MINER, 0, u, prefixes[u], COMMIT) and r.prefix == prefixes[u]
+        assert (
+            r.seed == unit_seed(PARENT, MINER, 0, u, prefixes[u], COMMIT)
+            and r.prefix == prefixes[u]
+        )
     base = unit_seed(PARENT, MINER, 0, 2, prefixes[2], COMMIT)
     # A different earlier leaf (one re-rolled digest), header, attempt, index, miner or parent: another seed.
     rerolled = prefix_commitments([leaves[0], replace(leaves[1], digest=bytes(32))])[2]
@@ -56,8 +63,15 @@ def test_seeds_chain_over_every_earlier_leaf_and_the_header():
 def test_prefix_trace_roots_equal_the_root_of_each_prefix():
     from useful_work.trace import Leaf, prefix_trace_roots, trace_root
 
-    leaves = [Leaf(bytes([i % 256]) * 32, bytes([(7 * i) % 256]) * 32, bytes([(3 * i) % 256]) * 32,
-                   bytes(32)) for i in range(67)]
+    leaves = [
+        Leaf(
+            bytes([i % 256]) * 32,
+            bytes([(7 * i) % 256]) * 32,
+            bytes([(3 * i) % 256]) * 32,
+            bytes(32),
+        )
+        for i in range(67)
+    ]
     roots = prefix_trace_roots(leaves, range(67))
     assert [roots[u] for u in range(67)] == [trace_root(leaves[: u + 1]) for u in range(67)]
     assert prefix_trace_roots(leaves, [5, 40]) == {5: roots[5], 40: roots[40]}

@@ -31,9 +31,13 @@ from useful_work.trainer import (
 def random_batch(seed: bytes, b: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """PRNG images (smoothed noise, so pooling sees both ties and distinct values) and labels."""
     prng = Prng(seed)
-    coarse = prng.below("images", b * (size // 4) * (size // 4) * 3, 256).view(b, size // 4, size // 4, 3)
+    coarse = prng.below("images", b * (size // 4) * (size // 4) * 3, 256).view(
+        b, size // 4, size // 4, 3
+    )
     images = coarse.repeat_interleave(4, 1).repeat_interleave(4, 2)
-    images = (images + prng.below("noise", b * size * size * 3, 24).view(b, size, size, 3)).clamp(0, 255)
+    images = (images + prng.below("noise", b * size * size * 3, 24).view(b, size, size, 3)).clamp(
+        0, 255
+    )
     counts = prng.integers("counts", b, 1, 3)
     v = prng.integers("dirs", b * 3, -16384, 16384).view(b, 3)
     return images.to(torch.uint8), counts, v
@@ -47,15 +51,33 @@ def ste_round(v: torch.Tensor) -> torch.Tensor:
 def float_twin_grads(params: M.Params, config: M.ModelConfig, images, counts, dirs):
     """Float64 autograd of the same fixed-point forward (rounding passed straight through)."""
     cw = M.compute_weights(params, config)
-    w1 = (cw.w1 / 2**M.FRAC_W).reshape(3, 3, config.c_in, config.c1).permute(3, 2, 0, 1).clone().requires_grad_()
-    w2 = (cw.w2 / 2**M.FRAC_W).reshape(3, 3, config.c1, config.c2).permute(3, 2, 0, 1).clone().requires_grad_()
+    w1 = (
+        (cw.w1 / 2**M.FRAC_W)
+        .reshape(3, 3, config.c_in, config.c1)
+        .permute(3, 2, 0, 1)
+        .clone()
+        .requires_grad_()
+    )
+    w2 = (
+        (cw.w2 / 2**M.FRAC_W)
+        .reshape(3, 3, config.c1, config.c2)
+        .permute(3, 2, 0, 1)
+        .clone()
+        .requires_grad_()
+    )
     b1 = (cw.b1 / 2**M.ACC1_FRAC).clone().requires_grad_()
     b2 = (cw.b2 / 2**M.ACC2_FRAC).clone().requires_grad_()
     wh = (cw.wh / 2**M.FRAC_W).clone().requires_grad_()
     bh = (cw.bh / 2**M.ACC2_FRAC).clone().requires_grad_()
     x = (images.permute(0, 3, 1, 2).to(torch.float64) - 128) / 128
-    a1 = ste_round(F.relu(F.max_pool2d(F.conv2d(x, w1, b1, padding=1), 2)) * 2**M.FRAC_ACT) / 2**M.FRAC_ACT
-    a2 = ste_round(F.relu(F.max_pool2d(F.conv2d(a1, w2, b2, padding=1), 2)) * 2**M.FRAC_ACT) / 2**M.FRAC_ACT
+    a1 = (
+        ste_round(F.relu(F.max_pool2d(F.conv2d(x, w1, b1, padding=1), 2)) * 2**M.FRAC_ACT)
+        / 2**M.FRAC_ACT
+    )
+    a2 = (
+        ste_round(F.relu(F.max_pool2d(F.conv2d(a1, w2, b2, padding=1), 2)) * 2**M.FRAC_ACT)
+        / 2**M.FRAC_ACT
+    )
     assert a1.abs().max() < 2 ** (M.ACT_BITS - 1 - M.FRAC_ACT)  # no saturation in this test
     out = ste_round((a2.flatten(1) @ wh + bh) * 2**M.FRAC_OUT) / 2**M.FRAC_OUT
     logits = out[:, :3]
@@ -110,14 +132,18 @@ def test_forward_is_exact_and_backward_matches_autograd(direction: bool) -> None
 def test_pool_routes_like_torch_on_ties() -> None:
     from useful_work.intmath import max_pool2x2_tie_broken, max_unpool2x2, tie_break_pattern
 
-    x = Prng(b"\x01" * 32).integers("pool", 2 * 3 * 8 * 8, -2, 2).view(2, 3, 8, 8).double()  # many ties
+    x = (
+        Prng(b"\x01" * 32).integers("pool", 2 * 3 * 8 * 8, -2, 2).view(2, 3, 8, 8).double()
+    )  # many ties
     x4 = 4 * x + tie_break_pattern(8, 8, torch.float64, "cpu")
     m4, index = max_pool2x2_tie_broken(x4)
     ref_m, ref_index = F.max_pool2d(x, 2, return_indices=True)
     assert torch.equal(torch.floor(m4 / 4), ref_m)
     assert torch.equal(index, ref_index)
     d = Prng(b"\x02" * 32).integers("g", 2 * 3 * 4 * 4, -9, 9).view(2, 3, 4, 4).double()
-    assert torch.equal(max_unpool2x2(d, index, 8, 8), F.max_unpool2d(d, ref_index, 2, output_size=(8, 8)))
+    assert torch.equal(
+        max_unpool2x2(d, index, 8, 8), F.max_unpool2d(d, ref_index, 2, output_size=(8, 8))
+    )
 
 
 def test_integer_softmax_cross_entropy_and_tables() -> None:
@@ -248,7 +274,9 @@ def test_unit_golden_and_verification() -> None:
     assert task.describe_state(out)["step"] == 2
     leaf = Leaf(state_hash(s0), state_hash(out), digest, bytes(32))
     assert verify_unit(task, s0, UNIT_SEED, leaf).ok
-    assert not verify_unit(task, s0, UNIT_SEED, Leaf(leaf.input_hash, leaf.output_hash, bytes(32), bytes(32))).ok
+    assert not verify_unit(
+        task, s0, UNIT_SEED, Leaf(leaf.input_hash, leaf.output_hash, bytes(32), bytes(32))
+    ).ok
     other_seed = tagged_hash("test-train", b"other")
     assert not verify_unit(task, s0, other_seed, leaf).ok
     assert task.run_unit(s0, other_seed)[1] != digest
@@ -263,7 +291,9 @@ def test_large_image_and_batch_shapes() -> None:
     config = M.ModelConfig(image_size=64, direction=True)
     params = M.init_params(config, tagged_hash("test", b"big"))
     images, counts, dirs = random_batch(b"\x05" * 32, 3, 64)
-    state, stats = train_step(initial_train_state(params), images, counts, dirs, config, Hyper.from_spec(10_000, 0))
+    state, stats = train_step(
+        initial_train_state(params), images, counts, dirs, config, Hyper.from_spec(10_000, 0)
+    )
     assert state.step == 1 and stats.logits.shape == (3, 3) and stats.direction.shape == (3, 3)
 
 

@@ -50,7 +50,9 @@ def test_cost_ignores_what_does_not_change_the_work():
     assert unit_cost(RenderSpec(units=1)) == unit_cost(RenderSpec(units=1_000_000))
 
 
-@pytest.mark.parametrize(("spec", "name", "values"), GROWS, ids=[f"{s.kind}.{n}" for s, n, _ in GROWS])
+@pytest.mark.parametrize(
+    ("spec", "name", "values"), GROWS, ids=[f"{s.kind}.{n}" for s, n, _ in GROWS]
+)
 def test_cost_grows_with_every_field_that_adds_work(spec, name, values):
     costs = [unit_cost(replace(spec, **{name: v})) for v in values]
     assert all(a < b for a, b in zip(costs, costs[1:])), costs

@@ -46,7 +46,9 @@ def examples() -> list[Example]:
                 skip = None
                 if marker:
                     skip = (marker.group("why") or "").strip()
-                    assert skip, f"{path.name}:{start}: a docs-test skip marker needs a reason in parentheses"
+                    assert skip, (
+                        f"{path.name}:{start}: a docs-test skip marker needs a reason in parentheses"
+                    )
                 out.append(Example(path.name, start + 1, "\n".join(body) + "\n", skip))
             i += 1
     return out

@@ -28,7 +28,18 @@ def _balance(pouw, node, who: str) -> int:
 def _history(pouw, node, who: str) -> list[dict]:
     items: list[dict] = []
     while True:
-        r = pouw("wallet", "history", who, "--node", node.api_url, "--json", "--limit", "100", "--offset", str(len(items)))
+        r = pouw(
+            "wallet",
+            "history",
+            who,
+            "--node",
+            node.api_url,
+            "--json",
+            "--limit",
+            "100",
+            "--offset",
+            str(len(items)),
+        )
         assert r.code == 0, r.err
         page = r.json()
         items += page["items"]
@@ -57,12 +68,31 @@ def test_two_wallets_transfer_history_and_errors(pouw, start_node, wallet_env, t
     wait_until(lambda: _balance(pouw, node, "one") >= 20 * COIN, 60, "rewards mined to wallet one")
 
     # Send 12.5 POUW to wallet two, by name; wait for the block.
-    r = pouw("wallet", "send", "two", "12.5", "--fee", "0.001", "-w", "one", "--node", url, "--wait", "60", "--json")
+    r = pouw(
+        "wallet",
+        "send",
+        "two",
+        "12.5",
+        "--fee",
+        "0.001",
+        "-w",
+        "one",
+        "--node",
+        url,
+        "--wait",
+        "60",
+        "--json",
+    )
     assert r.code == 0, r.err
     sent = r.json()
     assert sent["status"] == "confirmed" and sent["to"] == two and sent["from"] == one
-    assert sent["amount"] == {"units": 1_250_000_000, "pouw": "12.5"} and sent["fee"]["units"] == 100_000
-    node.admin("mining", {"enabled": False})  # a still chain from here: balances and histories must add up
+    assert (
+        sent["amount"] == {"units": 1_250_000_000, "pouw": "12.5"}
+        and sent["fee"]["units"] == 100_000
+    )
+    node.admin(
+        "mining", {"enabled": False}
+    )  # a still chain from here: balances and histories must add up
     _settle(node)
 
     assert _balance(pouw, node, "two") == 1_250_000_000
@@ -87,7 +117,18 @@ def test_two_wallets_transfer_history_and_errors(pouw, start_node, wallet_env, t
     key_file = wallet_env / "one.json"
     before = key_file.read_bytes()
     (tmp_path / "wrong").write_text("not it\n")
-    r = pouw("wallet", "send", "two", "1", "-w", "one", "--node", url, "--password-file", tmp_path / "wrong")
+    r = pouw(
+        "wallet",
+        "send",
+        "two",
+        "1",
+        "-w",
+        "one",
+        "--node",
+        url,
+        "--password-file",
+        tmp_path / "wrong",
+    )
     assert r.code == WRONG_PASSWORD and "wrong password" in r.err
     assert key_file.read_bytes() == before
 
@@ -98,7 +139,11 @@ def test_two_wallets_transfer_history_and_errors(pouw, start_node, wallet_env, t
     r = pouw("wallet", "send", "two", "1", "-w", "one", "--node", url, "--nonce", "0")
     assert r.code == REJECTED and "transaction rejected by the node: nonce 0 already used" in r.err
     # A mistyped recipient never reaches the node.
-    typo = two[:-2] + two[-1] + two[-2] if two[-1] != two[-2] else two[:-1] + ("a" if two[-1] != "a" else "b")
+    typo = (
+        two[:-2] + two[-1] + two[-2]
+        if two[-1] != two[-2]
+        else two[:-1] + ("a" if two[-1] != "a" else "b")
+    )
     r = pouw("wallet", "send", typo, "1", "-w", "one", "--node", url)
     assert r.code == BAD_ADDRESS and "bad checksum" in r.err
     r = pouw("task", "status", "00" * 32, "--node", url)
@@ -122,32 +167,122 @@ def test_paid_render_and_training_tasks(pouw, start_node, wallet_env, tmp_path):
     wait_until(lambda: _balance(pouw, node, "owner") >= 5 * COIN, 60, "rewards mined to the owner")
 
     # Two tasks signed back to back: the second takes the nonce after the pending first one.
-    r = pouw("task", "submit", "render", "--count", "12", "--images-per-unit", "2", "--image-size", "16", "--max-objects", "2",
-             "--bounty", "0.6", "-w", "owner", "--node", url, "--json")
+    r = pouw(
+        "task",
+        "submit",
+        "render",
+        "--count",
+        "12",
+        "--images-per-unit",
+        "2",
+        "--image-size",
+        "16",
+        "--max-objects",
+        "2",
+        "--bounty",
+        "0.6",
+        "-w",
+        "owner",
+        "--node",
+        url,
+        "--json",
+    )
     assert r.code == 0, r.err
     render = r.json()
-    r = pouw("task", "submit", "train", "--steps", "24", "--batch-size", "16", "--bounty", "1.2", "-w", "owner",
-             "--node", url, "--json")
+    r = pouw(
+        "task",
+        "submit",
+        "train",
+        "--steps",
+        "24",
+        "--batch-size",
+        "16",
+        "--bounty",
+        "1.2",
+        "-w",
+        "owner",
+        "--node",
+        url,
+        "--json",
+    )
     assert r.code == 0, r.err
     train = r.json()
-    assert (render["nonce"], train["nonce"]) == (0, 1) and render["units"] == 6 and train["units"] == 12
+    assert (
+        (render["nonce"], train["nonce"]) == (0, 1)
+        and render["units"] == 6
+        and train["units"] == 12
+    )
 
     # A bounty under the network's minimum per unit is refused by the wallet, and by the node for
     # a transaction that reaches it anyway (it would otherwise sit in the mempool, never mined).
-    r = pouw("task", "submit", "render", "--count", "12", "--images-per-unit", "2", "--bounty", "0.00000005",
-             "-w", "owner", "--node", url)
+    r = pouw(
+        "task",
+        "submit",
+        "render",
+        "--count",
+        "12",
+        "--images-per-unit",
+        "2",
+        "--bounty",
+        "0.00000005",
+        "-w",
+        "owner",
+        "--node",
+        url,
+    )
     assert r.code == BAD_SPEC and "below this network's minimum of 0.00000001 per unit" in r.err
     # The wallet shows a task's unit cost and minimum bounty, and refuses units over the limit.
-    r = pouw("task", "submit", "train", "--steps", "40", "--batch-size", "64", "--bounty", "1", "-w", "owner", "--node", url, "--dry-run")
-    assert r.code == 0 and "unit cost 386,116,608 operations (limit 600,000,000), minimum bounty 0.0000008 POUW (0.00000004 per unit)" in r.out
-    r = pouw("task", "submit", "train", "--steps", "40", "--steps-per-unit", "4", "--batch-size", "64", "--bounty", "1",
-             "-w", "owner", "--node", url)
-    assert r.code == BAD_SPEC and "unit cost 772,233,216 operations exceeds this network's limit of 600,000,000" in r.err
+    r = pouw(
+        "task",
+        "submit",
+        "train",
+        "--steps",
+        "40",
+        "--batch-size",
+        "64",
+        "--bounty",
+        "1",
+        "-w",
+        "owner",
+        "--node",
+        url,
+        "--dry-run",
+    )
+    assert (
+        r.code == 0
+        and "unit cost 386,116,608 operations (limit 600,000,000), minimum bounty 0.0000008 POUW (0.00000004 per unit)"
+        in r.out
+    )
+    r = pouw(
+        "task",
+        "submit",
+        "train",
+        "--steps",
+        "40",
+        "--steps-per-unit",
+        "4",
+        "--batch-size",
+        "64",
+        "--bounty",
+        "1",
+        "-w",
+        "owner",
+        "--node",
+        url,
+    )
+    assert (
+        r.code == BAD_SPEC
+        and "unit cost 772,233,216 operations exceeds this network's limit of 600,000,000" in r.err
+    )
     client = NodeClient(url)
     status = client.status()
     key = Keystore(wallet_env).unlock("owner", PASSWORD)[1]
-    cheap = make_submit_task(key, bytes.fromhex(status["chain_id"]), 2, 10_000, encode_spec(RenderSpec(units=6)), 5)
-    with pytest.raises(TxRejectedByNode, match="bounty 5 is below the minimum of 1 per unit for 6 units"):
+    cheap = make_submit_task(
+        key, bytes.fromhex(status["chain_id"]), 2, 10_000, encode_spec(RenderSpec(units=6)), 5
+    )
+    with pytest.raises(
+        TxRejectedByNode, match="bounty 5 is below the minimum of 1 per unit for 6 units"
+    ):
         client.submit_tx(cheap.to_bytes())
 
     def done(task_id: str) -> dict | None:
@@ -157,16 +292,26 @@ def test_paid_render_and_training_tasks(pouw, start_node, wallet_env, tmp_path):
     rstat = wait_until(lambda: done(render["task_id"]), 90, "the render task to complete")
     tstat = wait_until(lambda: done(train["task_id"]), 90, "the training task to complete")
     for stat, sub in ((rstat, render), (tstat, train)):
-        assert stat["owner"] == owner and stat["paid"] == sub["bounty"] and stat["units_done"] >= stat["units_total"]
+        assert (
+            stat["owner"] == owner
+            and stat["paid"] == sub["bounty"]
+            and stat["units_done"] >= stat["units_total"]
+        )
         assert stat["blocks"] >= 1 and stat["completed_height"] >= stat["created_height"]
 
     # The default task never completes: asking for its result says so.
     default = next(t for t in node.get("/api/tasks")["tasks"] if t["default"])
     r = pouw("task", "result", default["task_id"], "-o", tmp_path / "nothing", "--node", url)
-    assert r.code == NOT_FOUND and "never completes; pass --partial" in r.err and not (tmp_path / "nothing").exists()
+    assert (
+        r.code == NOT_FOUND
+        and "never completes; pass --partial" in r.err
+        and not (tmp_path / "nothing").exists()
+    )
 
     # Render: downloaded by re-rendering from the chain's seeds; every unit matches the chain's digest.
-    r = pouw("task", "result", render["task_id"], "-o", tmp_path / "dataset", "--node", url, "--json")
+    r = pouw(
+        "task", "result", render["task_id"], "-o", tmp_path / "dataset", "--node", url, "--json"
+    )
     assert r.code == 0, r.err
     got = r.json()
     assert got["verified"] and got["images"] == 12 and got["units"] == 6
@@ -186,8 +331,14 @@ def test_paid_render_and_training_tasks(pouw, start_node, wallet_env, tmp_path):
     # scores at least what the chain reported.
     r = pouw("task", "status", train["task_id"], "--node", url, "--json")
     reported = r.json()["heldout"]
-    assert reported["images"] == HELDOUT_COUNT and 0 <= reported["accuracy"] <= 1 and reported["step"] >= 24
-    r = pouw("task", "result", train["task_id"], "-o", tmp_path / "model.pt", "--node", url, "--json")
+    assert (
+        reported["images"] == HELDOUT_COUNT
+        and 0 <= reported["accuracy"] <= 1
+        and reported["step"] >= 24
+    )
+    r = pouw(
+        "task", "result", train["task_id"], "-o", tmp_path / "model.pt", "--node", url, "--json"
+    )
     assert r.code == 0, r.err
     result = r.json()
     assert result["verified"] and result["step"] == reported["step"]
@@ -206,7 +357,11 @@ def test_paid_render_and_training_tasks(pouw, start_node, wallet_env, tmp_path):
     with torch.no_grad():
         out = net.eval()((held.images.permute(0, 3, 1, 2).float() - 128) / 128)
     accuracy = float((out[:, :3].argmax(1) + 1 == held.counts).double().mean())
-    print(f"\nheld-out accuracy: downloaded model {accuracy:.4f}, chain reported {reported['accuracy']:.4f} "
-          f"(fixed-point) / {reported['exported_accuracy']:.4f} (export), after {reported['step']} steps")
+    print(
+        f"\nheld-out accuracy: downloaded model {accuracy:.4f}, chain reported {reported['accuracy']:.4f} "
+        f"(fixed-point) / {reported['exported_accuracy']:.4f} (export), after {reported['step']} steps"
+    )
     assert accuracy >= reported["exported_accuracy"]  # the chain's figure for the model it exports
-    assert accuracy >= reported["accuracy"] - 0.01  # and within 1% of its fixed-point model (>= 99% agreement)
+    assert (
+        accuracy >= reported["accuracy"] - 0.01
+    )  # and within 1% of its fixed-point model (>= 99% agreement)

@@ -34,11 +34,24 @@ def test_round_trip_and_file_format(tmp_path):
     assert entry.path == tmp_path / "w" / "alice.json"
     assert entry.keyfile.address == format_address(address_of(key.public_key()))
     data = json.loads(entry.path.read_text())
-    assert data["format"] == "pouw-keystore" and data["version"] == 1 and data["address"] == entry.keyfile.address
+    assert (
+        data["format"] == "pouw-keystore"
+        and data["version"] == 1
+        and data["address"] == entry.keyfile.address
+    )
     crypto = data["crypto"]
     assert crypto["cipher"] == "aes-256-gcm" and crypto["kdf"] == "scrypt"
-    assert crypto["kdfparams"] == {"n": TEST_SCRYPT_N, "r": 8, "p": 1, "dklen": 32, "salt": crypto["kdfparams"]["salt"]}
-    assert len(bytes.fromhex(crypto["kdfparams"]["salt"])) == 32 and len(bytes.fromhex(crypto["nonce"])) == 12
+    assert crypto["kdfparams"] == {
+        "n": TEST_SCRYPT_N,
+        "r": 8,
+        "p": 1,
+        "dklen": 32,
+        "salt": crypto["kdfparams"]["salt"],
+    }
+    assert (
+        len(bytes.fromhex(crypto["kdfparams"]["salt"])) == 32
+        and len(bytes.fromhex(crypto["nonce"])) == 12
+    )
     assert key.to_bytes().hex() not in entry.path.read_text()  # the seed is not stored in the clear
     loaded, again = store.unlock("alice", PASSWORD)
     assert again.to_bytes() == key.to_bytes() and loaded.keyfile == entry.keyfile
@@ -59,14 +72,20 @@ def test_wrong_password_raises_and_never_touches_the_file(tmp_path):
             store.unlock("k", wrong)
     assert entry.path.read_bytes() == before
     after = entry.path.stat()
-    assert (after.st_mtime_ns, after.st_size, after.st_ino) == (st.st_mtime_ns, st.st_size, st.st_ino)
+    assert (after.st_mtime_ns, after.st_size, after.st_ino) == (
+        st.st_mtime_ns,
+        st.st_size,
+        st.st_ino,
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.json"]  # no temporary or backup files
 
 
 def test_file_and_directory_modes(tmp_path):
     old = os.umask(0o000)  # even a permissive umask gives 0600
     try:
-        entry = Keystore(tmp_path / "new" / "dir").create("m", PrivateKey.generate(), PASSWORD, TEST_SCRYPT_N)
+        entry = Keystore(tmp_path / "new" / "dir").create(
+            "m", PrivateKey.generate(), PASSWORD, TEST_SCRYPT_N
+        )
     finally:
         os.umask(old)
     assert stat.S_IMODE(entry.path.stat().st_mode) == 0o600
@@ -98,11 +117,15 @@ def test_atomic_write_leaves_no_partial_file_when_interrupted(tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []  # neither the target nor a temporary file
     monkeypatch.undo()
     write_atomic(target, b"old")
-    monkeypatch.setattr(ks.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("rename failed")))
+    monkeypatch.setattr(
+        ks.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("rename failed"))
+    )
     with pytest.raises(OSError, match="rename failed"):
         write_atomic(target, b"new", overwrite=True)
     monkeypatch.undo()
-    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["key.json"]
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "key.json"
+    ]
     write_atomic(target, b"new", overwrite=True)
     assert target.read_bytes() == b"new" and stat.S_IMODE(target.stat().st_mode) == 0o600
 
@@ -130,7 +153,10 @@ def test_altered_header_fails_like_a_wrong_password(tmp_path):
         (lambda d: d.__setitem__("format", "other"), "format"),
         (lambda d: d.__setitem__("address", "pwnotanaddress"), "address"),
         (lambda d: d["crypto"].__setitem__("cipher", "aes-128-ctr"), "cipher"),
-        (lambda d: d["crypto"]["kdfparams"].__setitem__("n", 1 << 30), "power of two"),  # a memory bomb is refused
+        (
+            lambda d: d["crypto"]["kdfparams"].__setitem__("n", 1 << 30),
+            "power of two",
+        ),  # a memory bomb is refused
         (lambda d: d["crypto"]["kdfparams"].__setitem__("n", 3000), "power of two"),
         (lambda d: d["crypto"]["kdfparams"].__setitem__("r", 10_000), "r and p"),
         (lambda d: d["crypto"].__setitem__("nonce", "00"), "nonce"),

@@ -22,14 +22,26 @@ COIN = 100_000_000
 
 def _env(wallet_dir) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POUW_")}
-    env.update(POUW_WALLET_DIR=str(wallet_dir), POUW_WALLET_SCRYPT_N=str(TEST_SCRYPT_N), COLUMNS="120", TERM="dumb")
+    env.update(
+        POUW_WALLET_DIR=str(wallet_dir),
+        POUW_WALLET_SCRYPT_N=str(TEST_SCRYPT_N),
+        COLUMNS="120",
+        TERM="dumb",
+    )
     return env
 
 
 def spawn(wallet_dir, *args: str, timeout: float = 30) -> pexpect.spawn:
     """`pouw ARGS...` on a fresh pseudo-terminal (its controlling terminal: getpass and /dev/tty work)."""
-    return pexpect.spawn(sys.executable, ["-m", "p2p.cli", *args], cwd=str(REPO), env=_env(wallet_dir),
-                         encoding="utf-8", timeout=timeout, dimensions=(40, 120))
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "p2p.cli", *args],
+        cwd=str(REPO),
+        env=_env(wallet_dir),
+        encoding="utf-8",
+        timeout=timeout,
+        dimensions=(40, 120),
+    )
 
 
 def finish(child: pexpect.spawn) -> int:
@@ -67,14 +79,18 @@ def test_create_password_feedback_phrase_confirmation_and_restore(tmp_path):
     child.expect(r"the password has 7 characters; use at least 8 .*\(2 tries left\)")
     child.expect("New password")
     child.sendline("password")  # 8 characters, but the most common password there is
-    child.expect(r"password strength: very weak \(0/4\).*Pick one that is harder to guess \(1 try left\)")
+    child.expect(
+        r"password strength: very weak \(0/4\).*Pick one that is harder to guess \(1 try left\)"
+    )
     child.expect("New password")
     child.sendline(STRONG)
     child.expect(r"password strength: very strong \(4/4\)")
     child.expect("Repeat the password: ")
     child.sendline(STRONG)
     child.expect(r"Recovery phrase of wallet 'me' \(BIP39, 24 English words\):")
-    child.expect(r"Derivation: SLIP-0010 Ed25519 keys from the BIP39 seed, path m/44'/1'/0'/0'/i' for address i")
+    child.expect(
+        r"Derivation: SLIP-0010 Ed25519 keys from the BIP39 seed, path m/44'/1'/0'/0'/i' for address i"
+    )
     words = re.findall(r"\d+\. ([a-z]+)", child.before)
     assert len(words) == 24
     child.expect(r"Address 0:  (pw[a-z0-9]+)")
@@ -102,7 +118,9 @@ def test_create_password_feedback_phrase_confirmation_and_restore(tmp_path):
     child = spawn(other, "wallet", "restore", "-w", "again", "--no-scan")
     child.expect(r"Recovery phrase \(12 or 24 words\): ")
     child.sendline(" ".join(words[:23] + ["notaword"]))
-    child.expect("word 24, 'notaword', is not in the BIP39 English word list.*; type the phrase again")
+    child.expect(
+        "word 24, 'notaword', is not in the BIP39 English word list.*; type the phrase again"
+    )
     child.expect(r"Recovery phrase \(12 or 24 words\): ")
     child.sendline(" ".join(words))
     child.expect("New password for wallet 'again': ")
@@ -159,21 +177,31 @@ def test_send_guards_estimate_confirmation_and_following_a_task(tmp_path, start_
     payer, _ = create_wallet(wallet_dir, "payer")
     node = start_node(payer)
     url = node.api_url
-    wait_until(lambda: node.get(f"/api/accounts/{payer}")["balance"] >= 5 * COIN, 60, "rewards mined to the payer")
+    wait_until(
+        lambda: node.get(f"/api/accounts/{payer}")["balance"] >= 5 * COIN,
+        60,
+        "rewards mined to the payer",
+    )
     me = ["-w", "payer", "--node", url]
 
     # A fee 200x the amount is stopped before any prompt; so is a fee under the minimum, naming it.
     child = spawn(wallet_dir, "wallet", "send", payer, "0.5", "--fee", "100", *me)
-    child.expect(r"pouw: error: --fee 100 POUW is more than 1 POUW \(the node's estimate is 0\.0000\d+ POUW\); pass --yes")
+    child.expect(
+        r"pouw: error: --fee 100 POUW is more than 1 POUW \(the node's estimate is 0\.0000\d+ POUW\); pass --yes"
+    )
     assert finish(child) == 13
     child = spawn(wallet_dir, "wallet", "send", payer, "0.5", "--fee", "0", *me)
-    child.expect(r"below the node's minimum relay fee of 0\.0000\d+ POUW for this transaction \(\d+ bytes at 5 base units per byte\)")
+    child.expect(
+        r"below the node's minimum relay fee of 0\.0000\d+ POUW for this transaction \(\d+ bytes at 5 base units per byte\)"
+    )
     assert finish(child) == 2
 
     # A plain send shows the estimate and asks; "n" sends nothing.
     child = spawn(wallet_dir, "wallet", "send", payer, "0.5", *me)
     child.expect(rf"send 0\.5 POUW to {payer}")
-    child.expect(r"fee (0\.0000\d+) POUW \(the node's estimate: 5 base units per byte x (\d+) bytes; its minimum is")
+    child.expect(
+        r"fee (0\.0000\d+) POUW \(the node's estimate: 5 base units per byte x (\d+) bytes; its minimum is"
+    )
     fee, size = child.match.group(1), int(child.match.group(2))
     assert round(float(fee) * COIN) == 5 * size
     child.expect(r"Send\? \[y/N\] ")
@@ -193,20 +221,55 @@ def test_send_guards_estimate_confirmation_and_following_a_task(tmp_path, start_
     assert finish(child) == 0
 
     # A long training task, followed on the terminal: the bar moves; Ctrl-C stops following, not the task.
-    child = spawn(wallet_dir, "task", "submit", "train", "--steps", "20000", "--batch-size", "16", "--image-size", "16",
-                  "--max-objects", "2", "--bounty", "1", "--yes", *me)
+    child = spawn(
+        wallet_dir,
+        "task",
+        "submit",
+        "train",
+        "--steps",
+        "20000",
+        "--batch-size",
+        "16",
+        "--image-size",
+        "16",
+        "--max-objects",
+        "2",
+        "--bounty",
+        "1",
+        "--yes",
+        *me,
+    )
     child.expect("Password for wallet 'payer'")
     child.sendline(STRONG)
     child.expect(r"task id ([0-9a-f]{64})")
     task_id = child.match.group(1)
     child.expect(rf"follow it with: pouw task status {task_id[:12]} --follow")
     assert finish(child) == 0
-    child = spawn(wallet_dir, "task", "status", task_id[:8], "--follow", "--interval", "0.5", "--node", url, timeout=60)
+    child = spawn(
+        wallet_dir,
+        "task",
+        "status",
+        task_id[:8],
+        "--follow",
+        "--interval",
+        "0.5",
+        "--node",
+        url,
+        timeout=60,
+    )
     child.expect(rf"task {task_id[:8]} +\d+%\|")  # tqdm's bar in units
     child.expect(r"/10000 units \[")
-    wait_until(lambda: node.get(f"/api/tasks/{task_id}")["units_done"] > 0, 60, "the first units of the task")
-    child.expect(r"\], open, being worked on; \d+ blocks?; held-out \d+\.\d% \(step \d+\)", timeout=60)
+    wait_until(
+        lambda: node.get(f"/api/tasks/{task_id}")["units_done"] > 0,
+        60,
+        "the first units of the task",
+    )
+    child.expect(
+        r"\], open, being worked on; \d+ blocks?; held-out \d+\.\d% \(step \d+\)", timeout=60
+    )
     child.sendcontrol("c")
-    child.expect(rf"stopped following task {task_id} .*the task goes on: pouw task status {task_id[:12]} --follow")
+    child.expect(
+        rf"stopped following task {task_id} .*the task goes on: pouw task status {task_id[:12]} --follow"
+    )
     assert finish(child) == 130
     assert node.get(f"/api/tasks/{task_id}")["status"] == "open"

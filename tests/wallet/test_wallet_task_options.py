@@ -24,9 +24,18 @@ def test_render_options_give_exactly_the_images_asked_for():
 
 
 def test_train_options_map_exactly():
-    spec = train_spec(40, lr="0.01", momentum="0.5", objective="light-direction", batch_size=8, seed=3)
-    assert spec == TrainSpec(units=20, objective="light-direction", batch_size=8, steps_per_unit=2, lr_micro=10_000,
-                             momentum_milli=500, seed=3)
+    spec = train_spec(
+        40, lr="0.01", momentum="0.5", objective="light-direction", batch_size=8, seed=3
+    )
+    assert spec == TrainSpec(
+        units=20,
+        objective="light-direction",
+        batch_size=8,
+        steps_per_unit=2,
+        lr_micro=10_000,
+        momentum_milli=500,
+        seed=3,
+    )
     assert train_spec(9).steps_per_unit == 1 and train_spec(9).units == 9
     assert train_spec(12, 4).units == 3
     assert train_spec(2, lr="0.000001").lr_micro == 1
@@ -37,8 +46,16 @@ def test_train_options_map_exactly():
     [
         (lambda: render_spec(0), "render.count", "--count"),
         (lambda: render_spec(10, 3), "render.images_per_unit", "--images-per-unit"),
-        (lambda: render_spec(8, scene=SceneSettings(image_size=8)), "render.image_size", "--image-size"),
-        (lambda: render_spec(8, scene=SceneSettings(min_objects=5, max_objects=2)), "render.min_objects", "--min-objects"),
+        (
+            lambda: render_spec(8, scene=SceneSettings(image_size=8)),
+            "render.image_size",
+            "--image-size",
+        ),
+        (
+            lambda: render_spec(8, scene=SceneSettings(min_objects=5, max_objects=2)),
+            "render.min_objects",
+            "--min-objects",
+        ),
         (lambda: render_spec(8, 300), "render.images_per_unit", "--images-per-unit"),
         (lambda: train_spec(0), "train.steps", "--steps"),
         (lambda: train_spec(10, 3), "train.steps_per_unit", "--steps-per-unit"),
@@ -50,8 +67,16 @@ def test_train_options_map_exactly():
         (lambda: train_spec(10, objective="colours"), "train.objective", "--objective"),
         (lambda: train_spec(10, arch="resnet"), "train.arch", "--arch"),
         (lambda: train_spec(10, batch_size=0), "train.batch_size", "--batch-size"),
-        (lambda: train_spec(10, scene=SceneSettings(image_size=30)), "train.image_size", "--image-size"),
-        (lambda: train_spec(10, scene=SceneSettings(min_lights=2, max_lights=2)), "train.max_lights", "--max-lights"),
+        (
+            lambda: train_spec(10, scene=SceneSettings(image_size=30)),
+            "train.image_size",
+            "--image-size",
+        ),
+        (
+            lambda: train_spec(10, scene=SceneSettings(min_lights=2, max_lights=2)),
+            "train.max_lights",
+            "--max-lights",
+        ),
     ],
 )
 def test_out_of_range_options_name_the_field(build, field, option):
