@@ -13,7 +13,8 @@ from wallet_kit import PASSWORD, TEST_SCRYPT_N
 
 WALLET_FILE, USAGE = 9, 2
 
-# SLIP-0010, "Test vector 1 for ed25519" and "Test vector 2 for ed25519": (path, chain code, private key).
+# SLIP-0010, "Test vector 1 for ed25519" and "Test vector 2 for ed25519": (path, chain code, private
+# key).
 SLIP10_VECTORS = {
     "000102030405060708090a0b0c0d0e0f": [
         (
@@ -203,7 +204,8 @@ def test_restore_errors_before_anything_is_written(pouw, wallet_env, tmp_path):
 
 @pytest.mark.integration
 def test_phrase_round_trip_on_a_real_node(pouw, start_node, wallet_env, tmp_path):
-    """Create, derive addresses, receive on some; wipe the wallet; restore: same addresses, same balance."""
+    """Create, derive addresses, receive on some; wipe the wallet; restore: same addresses, same
+    balance."""
     COIN = 100_000_000
     made = pouw("wallet", "create", "-w", "mine", "--json").json()
     phrase = made["phrase"]
@@ -228,7 +230,8 @@ def test_phrase_round_trip_on_a_real_node(pouw, start_node, wallet_env, tmp_path
         60,
         "rewards mined to address 0",
     )
-    # Address 2 receives; 1 and 3 stay unused; 4 receives too (a gap of one: within the gap limit of 2).
+    # Address 2 receives; 1 and 3 stay unused; 4 receives too (a gap of one: within the gap limit of
+    # 2).
     for i, amount in ((2, "1.25"), (4, "0.5")):
         r = pouw(
             "wallet",
