@@ -116,7 +116,8 @@ def replay(network: Path, blocks: list, threads: int, path: Path) -> dict:
             result = chain.process_block(block)
             if result.outcome != Outcome.NEW_TIP:
                 raise RuntimeError(
-                    f"replay: block at height {block.header.height}: {result.outcome.value} {result.detail}"
+                    f"replay: block at height {block.header.height}: {result.outcome.value} "
+                    f"{result.detail}"
                 )
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu0
     finally:
@@ -238,7 +239,10 @@ def table(r: dict) -> str:
     def ms(s: dict) -> str:
         if not s.get("n"):
             return "no measurable blocks"
-        return f"median {s['median_ms']:.1f} ms, p90 {s['p90_ms']:.1f} ms, max {s['max_ms']:.1f} ms (n={s['n']})"
+        return (
+            f"median {s['median_ms']:.1f} ms, p90 {s['p90_ms']:.1f} ms, max {s['max_ms']:.1f} ms "
+            f"(n={s['n']})"
+        )
 
     cfg, p, s, v = r["config"], r["propagation"], r["sync"], r["validation"]
     rows = [
@@ -247,11 +251,14 @@ def table(r: dict) -> str:
         ("  of which receive -> connect on a peer", ms(p["receive_to_connect"])),
         (
             f"sync from {s['peers_serving']} peers, {s['blocks']} blocks",
-            f"{s['blocks_per_second']:.1f} blocks/s ({s['seconds']:.2f} s; end to end {s['end_to_end_seconds']:.2f} s)",
+            f"{s['blocks_per_second']:.1f} blocks/s ({s['seconds']:.2f} s; end to end "
+            f"{s['end_to_end_seconds']:.2f} s)",
         ),
         (
             "validation in-process (ChainState.process_block)",
-            f"{v['blocks_per_second']:.1f} blocks/s (before the sync {v['before_sync']['blocks_per_second']:.1f}, after {v['after_sync']['blocks_per_second']:.1f})",
+            f"{v['blocks_per_second']:.1f} blocks/s (before the sync "
+            f"{v['before_sync']['blocks_per_second']:.1f}, after "
+            f"{v['after_sync']['blocks_per_second']:.1f})",
         ),
         ("sync / validation (wall time)", f"{r['sync_over_validation']:.2f}"),
     ]
@@ -259,7 +266,8 @@ def table(r: dict) -> str:
         rows += [
             (
                 "sync, CPU time of the syncing node",
-                f"{s['blocks_per_cpu_second']:.1f} blocks per CPU second ({s['cpu_seconds']:.2f} s)",
+                f"{s['blocks_per_cpu_second']:.1f} blocks per CPU second ({s['cpu_seconds']:.2f} "
+                "s)",
             ),
             (
                 "validation, CPU time in-process",
@@ -271,8 +279,8 @@ def table(r: dict) -> str:
     head = [
         f"pouw node benchmark: {cfg['network']}, {cfg['topology']}, {cfg['nodes']}",
         f"{cfg['machine']}; {cfg['blocks']} blocks mined in {cfg['mining_seconds']} s, "
-        f"{cfg['units_per_block_mean']} units and {cfg['block_bytes_mean']} bytes per block on average; "
-        f"load average {r['load_average'][0]:.2f}",
+        f"{cfg['units_per_block_mean']} units and {cfg['block_bytes_mean']} bytes per block on "
+        f"average; load average {r['load_average'][0]:.2f}",
         "",
         f"{'metric'.ljust(width)}  value",
         f"{'-' * width}  {'-' * 40}",

@@ -96,7 +96,8 @@ def main() -> int:
             status = node.status()
             genesis = bytes.fromhex(status["genesis"])
             print(
-                f"chain built: height {status['height']} (getheaders replies carry up to 2,000 headers)"
+                f"chain built: height {status['height']} (getheaders replies carry up to 2,000 "
+                "headers)"
             )
             quiet = measure(node, args.phase_s)
             answered = {"n": 0}
@@ -157,7 +158,8 @@ def main() -> int:
     for name, r in (("quiet", quiet), ("flood", flooded), ("non-reading", stuck)):
         share = r["units_per_s"] / quiet["units_per_s"] if quiet["units_per_s"] else float("nan")
         print(
-            f"{name:<14}{r['units_per_s']:>9.1f}{share:>8.0%}{r['api_p95_ms']:>12.1f}{r['rss_mb']:>8.0f}  {r.get('note', '')}"
+            f"{name:<14}{r['units_per_s']:>9.1f}{share:>8.0%}{r['api_p95_ms']:>12.1f}{r['rss_mb']:>8.0f}  "
+            f"{r.get('note', '')}"
         )
     return 0
 
