@@ -1,4 +1,5 @@
-"""What the re-roller would gain under the rule before protocol version 2, analytically (`python -m consensus.sim.pre_v2`).
+"""What the re-roller would gain under the rule before protocol version 2, analytically
+(`python -m consensus.sim.pre_v2`).
 
 Before version 2 a unit's seed was H(P, M, u): it did not depend on earlier leaves, so a
 fabricated leaf between an honest prefix and the winner could be re-rolled for hashes only
@@ -38,7 +39,7 @@ def table(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m consensus.sim.pre_v2", description=__doc__.splitlines()[0]
+        prog="python -m consensus.sim.pre_v2", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--preset",
