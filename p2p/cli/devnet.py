@@ -166,7 +166,8 @@ def network_file(root: Path, source: str, address: str | None) -> tuple[Path, bo
         return path, False
     if source in PRESETS:
         body = (
-            f'base = "{source}"\n# an easier start than the preset, so the first block comes in seconds\n'
+            f'base = "{source}"\n'
+            "# an easier start than the preset, so the first block comes in seconds\n"
             f"initial_units_per_block = {FAST_START_UNITS}\n"
         )
     else:

@@ -8,7 +8,7 @@
 
 ID is a task id (the submit transaction's id) or a unique prefix of it (at least 4 hex digits).
 Options are checked against the task rules before anything is signed or sent; see docs/wallet.md.
-"""
+"""  # noqa: E501 (printed as is by --help: RawDescriptionHelpFormatter)
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@
 
 Keys derive from the phrase along m/44'/1'/0'/0'/i' (SLIP-0010 Ed25519; see p2p/wallet/hd_wallet.py).
 Every command takes --json; --node URL picks the node; see docs/wallet.md.
-"""
+"""  # noqa: E501 (printed as is by --help: RawDescriptionHelpFormatter)
 
 from __future__ import annotations
 
