@@ -389,7 +389,8 @@ class Explorer:
             )
         elif isinstance(spec, TrainSpec):
             context.update(curve=await self._curve_heights(task_id, total))
-        title = f"{'Default ' if task.get('default') else ''}{task.get('kind', '')} task".strip().capitalize()
+        default = "Default " if task.get("default") else ""
+        title = f"{default}{task.get('kind', '')} task".strip().capitalize()
         return await self.page("task.html", title, "task", **context)
 
     async def _grid(self, task_id: str, spec: RenderSpec, total: int, page: int) -> list[dict]:

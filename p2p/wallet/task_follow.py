@@ -42,10 +42,8 @@ class Progress:
         total = self.units_total or "open-ended"
         parts = [self.status]
         if units:
-            parts.append(
-                f"{min(self.units_done, self.units_total) if self.units_total else self.units_done}/{total} "
-                "units"
-            )
+            done = min(self.units_done, self.units_total) if self.units_total else self.units_done
+            parts.append(f"{done}/{total} units")
         parts.append(f"{self.blocks} block{'s' if self.blocks != 1 else ''}")
         if self.accuracy is not None:
             parts.append(f"held-out {self.accuracy:.1%} (step {self.step})")
