@@ -5,12 +5,13 @@ the node's own validation speed for the same blocks, in one run.
     .venv/bin/python scripts/bench_node.py [--blocks 200] [--interval-ms 100] [--json]
 
 1. Propagation. Three `pouw node` processes (a, b, c) on 127.0.0.1 in a full mesh (a line would
-   not stay one: address gossip lets c find a); only a mines, so every block starts in one place. A block's propagation time to a
-   node is its `connected_ms` there minus its `connected_ms` on a (GET /api/blocks/{hash}: the
-   wall-clock time the node connected the block to its best chain; the processes share this
-   machine's clock). "First peer" is the quicker of b and c, "all peers" the slower: the time
-   until all three report the same tip. Blocks 1 .. --warmup are left out (at the initial target
-   the first blocks come in bursts a few milliseconds apart).
+   not stay one: address gossip lets c find a); only a mines, so every block starts in one
+   place. A block's propagation time to a node is its `connected_ms` there minus its
+   `connected_ms` on a (GET /api/blocks/{hash}: the wall-clock time the node connected the block
+   to its best chain; the processes share this machine's clock). "First peer" is the quicker of
+   b and c, "all peers" the slower: the time until all three report the same tip. Blocks 1 ..
+   --warmup are left out (at the initial target the first blocks come in bursts a few
+   milliseconds apart).
 2. Sync. When a has --blocks blocks its mining stops, and a fresh node d (started earlier, with
    no peers) is given a, b and c as peers. Sync speed = blocks / (d's connected_ms of the last
    block - d's received_ms of the first body): bodies in flight, validation and storage, without
@@ -213,7 +214,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             "network": f"tests/p2p/fast.toml, block_interval_ms={args.interval_ms}",
             "topology": "mesh",
             "nodes": "3 + 1 late, 127.0.0.1, --device cpu --threads 1",
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+            "machine": (
+                f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+            ),
             "blocks": height,
             "mining_seconds": round(mined_s, 1),
             "units_per_block_mean": round(statistics.fmean(units), 1),

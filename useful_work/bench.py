@@ -168,7 +168,8 @@ def cost_table(report: dict[str, Any]) -> str:
     rows = report["rows"]
     width = max(len(r["spec"]) for r in rows) + 2
     lines = [
-        f"{'unit cost model (1 thread, CPU time)':<{width}}{'operations':>16}{'ms/unit':>11}{'ns/op':>9}"
+        f"{'unit cost model (1 thread, CPU time)':<{width}}"
+        f"{'operations':>16}{'ms/unit':>11}{'ns/op':>9}"
     ]
     lines += [
         f"{r['spec']:<{width}}{r['unit_cost']:>16,}{r['unit_ms']:>11.2f}{r['ns_per_op']:>9.4f}"
