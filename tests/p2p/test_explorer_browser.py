@@ -193,8 +193,9 @@ def test_render_grid_shows_the_images_a_local_render_gives(devnet, page):
         c.width = img.naturalWidth; c.height = img.naturalHeight;
         const g = c.getContext('2d');
         g.drawImage(img, 0, 0);
-        return {block: img.dataset.block, claim: +img.dataset.claim, unit: +img.dataset.unit, image: +img.dataset.image,
-                label: img.closest('figure').title, w: c.width, h: c.height,
+        return {block: img.dataset.block, claim: +img.dataset.claim, unit: +img.dataset.unit,
+                image: +img.dataset.image, label: img.closest('figure').title,
+                w: c.width, h: c.height,
                 rgba: Array.from(g.getImageData(0, 0, c.width, c.height).data)};
     })""",
     )
