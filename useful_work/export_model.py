@@ -14,11 +14,15 @@ from this package:
 
     import torch, torch.nn as nn
     ck = torch.load("model.pt", weights_only=True)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(8, 16,
-    3, padding=1), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(ck["config"]["feat_dim"],
-    ck["config"]["outputs"])) net.load_state_dict(ck["state_dict"]); net.eval() norm =
-    ck["config"]["normalization"] out = net((images.permute(0, 3, 1, 2).float() - norm["mean"]) /
-    norm["scale"])  # images: uint8 [B, H, W, 3]
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(ck["config"]["feat_dim"], ck["config"]["outputs"]),
+    )
+    net.load_state_dict(ck["state_dict"]); net.eval()
+    norm = ck["config"]["normalization"]
+    # images: uint8 [B, H, W, 3]
+    out = net((images.permute(0, 3, 1, 2).float() - norm["mean"]) / norm["scale"])
 
 out[:, :3] are the logits of 1, 2, 3 lights; with the light-direction objective, out[:, 3:] is
 the dominant light direction (a unit vector when the model is right).

@@ -228,9 +228,9 @@ def unit_cost(spec: TaskSpec) -> int:
 
     render: RENDER_PASS_OPS + images_per_unit * image_cost
     train:  steps_per_unit * (RENDER_PASS_OPS + batch_size * (image_cost + macs_per_image))
-    image_cost = RENDER_IMAGE_OPS + S^2 * (480 + 24 * (min_objects + max_objects)
-                                           + 8 * (min_objects + max_objects) * (min_lights +
-                                             max_lights))
+    image_cost = RENDER_IMAGE_OPS
+                 + S^2 * (480 + 24 * (min_objects + max_objects)
+                          + 8 * (min_objects + max_objects) * (min_lights + max_lights))
     macs_per_image = the forward and backward GEMM multiply-accumulates of the architecture at
                      image size S (useful_work.model.ModelConfig.gemm_macs_per_image;
                      cnn-small: 1,317 S^2 for "lights", 1,326 S^2 for "light-direction").

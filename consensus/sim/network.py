@@ -6,8 +6,8 @@ also how two halves resynchronise: each side hands the other what it missed when
 A node relays a block once it has verified it, and cannot verify a block before its parent, so
 the time each node accepts a block is the earliest-arrival fixpoint of
 
-    accept[v] = max(min over links u->v (send[u] + delay(u, v)), accept_parent[v]) + wait_v +
-    verify,
+    accept[v] = max(min over links u->v (send[u] + delay(u, v)), accept_parent[v])
+                + wait_v + verify,
 
 computed for all nodes at once, by label-correcting (Bellman-Ford) rounds over numpy arrays.
 """

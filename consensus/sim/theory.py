@@ -74,8 +74,8 @@ def fork_rate(delay: float, interval: float) -> float:
 
 
 def fork_rate_shares(delay: float, interval: float, shares: list[float] | np.ndarray) -> float:
-    """The same with finite miners: a miner never races its own block, so miner i's rivals hold 1
-    - s_i."""
+    """The same with finite miners: a miner never races its own block, so miner i's rivals
+    hold 1 - s_i."""
     s = np.asarray(shares, dtype=float)
     s = s / s.sum()
     return float((s * (1 - np.exp(-(1 - s) * delay / interval))).sum())

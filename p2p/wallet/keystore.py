@@ -8,12 +8,12 @@ One JSON file per wallet, in the spirit of Ethereum's keystore v3. Two kinds:
   addresses derived so far (address i is the key at m/44'/1'/0'/0'/i'):
 
     {"format": "pouw-keystore", "version": 2, "address": "pw..." (address 0),
-     "hd": {"derivation": "...", "path": "m/44'/1'/0'/0'/i'", "words": 24, "addresses": ["pw...",
-     ...]},
-     "crypto": {"cipher": "aes-256-gcm", "nonce": hex, "ciphertext": hex (JSON secret + 16-byte
-     tag),
-                "kdf": "scrypt", "kdfparams": {"n": 131072, "r": 8, "p": 1, "dklen": 32, "salt":
-                hex}}}
+     "hd": {"derivation": "...", "path": "m/44'/1'/0'/0'/i'", "words": 24,
+            "addresses": ["pw...", ...]},
+     "crypto": {"cipher": "aes-256-gcm", "nonce": hex,
+                "ciphertext": hex (JSON secret + 16-byte tag),
+                "kdf": "scrypt",
+                "kdfparams": {"n": 131072, "r": 8, "p": 1, "dklen": 32, "salt": hex}}}
 
 - version 1, a plain key (`pouw wallet import`, and wallets made before phrases): one address,
   the ciphertext is the 32-byte Ed25519 seed plus the tag; no "hd" field.
