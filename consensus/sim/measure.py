@@ -1,5 +1,5 @@
-"""Measure a verifier's time per unit of a chain's default task, for `[work] unit_seconds =
-"measure"`."""
+"""Measure a verifier's time per unit of a chain's default task, for
+`[work] unit_seconds = "measure"`."""
 
 from __future__ import annotations
 

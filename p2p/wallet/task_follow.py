@@ -1,5 +1,5 @@
-"""Following a task until it is done: `pouw task status ID --follow` and `pouw task submit ...
---wait`.
+"""Following a task until it is done: `pouw task status ID --follow` and
+`pouw task submit ... --wait`.
 
 The node is polled every `interval` seconds; each poll reads the task (pending while its submit
 transaction is in the mempool, then open, then done) and, for a training task whose state moved,
