@@ -9,9 +9,10 @@ Loading into PyTorch:
 
     from torch.utils.data import DataLoader
     from useful_work.export_dataset import RenderedDataset
-    ds = RenderedDataset("out/dataset", target="lights")    # verifies every unit's digest
-    image, label = ds[0]          # float32 [3,H,W] = (p - 128) / 128; light count - 1
-    loader = DataLoader(ds, batch_size=64, shuffle=True)  # straight into an exported model
+    ds = RenderedDataset("out/dataset", target="lights")  # verifies every unit's digest
+    image, label = ds[0]  # float32 [3,H,W] = (p - 128) / 128; light count - 1
+    # batches go straight into an exported model:
+    loader = DataLoader(ds, batch_size=64, shuffle=True)
 
 The default transform is export_model.MODEL_INPUT, the normalisation an exported model records
 in its file (config["normalization"]); `transform=None` gives the stored uint8 pixels [H,W,3],
