@@ -149,7 +149,8 @@ def branch_costs(tmp: Path, depth: int) -> dict:
         clock.now += 1_000
         assert chain.process_block(miner.mine_block()).outcome is Outcome.NEW_TIP
     tip = chain.tip.hash
-    # The attacker's branch from genesis: faster blocks (harder targets, more work each), headers first.
+    # The attacker's branch from genesis: faster blocks (harder targets, more work each), headers
+    # first.
     forger = ChainState(
         ChainStore(str(tmp / "forger")),
         params,

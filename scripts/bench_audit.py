@@ -4,9 +4,10 @@ what a miner runs, and what a fraud proof costs to verify, measured in one run.
     .venv/bin/python scripts/bench_audit.py [--json] [--blocks 3] [--units 16]
 
 A chain on devnet's parameters (its default training task), with `--units` expected units per
-block so the run stays short, gets a warm-up block, `--blocks` honest blocks and one poisoned block (a jump leaf
-the spot checks miss: consensus.attacks.PoisonMiner). The auditor (consensus.audit, CPU share 1)
-replays every block; the fraud proof it builds for the poisoned one is verified (one unit).
+block so the run stays short, gets a warm-up block, `--blocks` honest blocks and one poisoned
+block (a jump leaf the spot checks miss: consensus.attacks.PoisonMiner). The auditor
+(consensus.audit, CPU share 1) replays every block; the fraud proof it builds for the poisoned
+one is verified (one unit).
 """
 
 from __future__ import annotations

@@ -5,12 +5,13 @@ the node's own validation speed for the same blocks, in one run.
     .venv/bin/python scripts/bench_node.py [--blocks 200] [--interval-ms 100] [--json]
 
 1. Propagation. Three `pouw node` processes (a, b, c) on 127.0.0.1 in a full mesh (a line would
-   not stay one: address gossip lets c find a); only a mines, so every block starts in one place. A block's propagation time to a
-   node is its `connected_ms` there minus its `connected_ms` on a (GET /api/blocks/{hash}: the
-   wall-clock time the node connected the block to its best chain; the processes share this
-   machine's clock). "First peer" is the quicker of b and c, "all peers" the slower: the time
-   until all three report the same tip. Blocks 1 .. --warmup are left out (at the initial target
-   the first blocks come in bursts a few milliseconds apart).
+   not stay one: address gossip lets c find a); only a mines, so every block starts in one
+   place. A block's propagation time to a node is its `connected_ms` there minus its
+   `connected_ms` on a (GET /api/blocks/{hash}: the wall-clock time the node connected the block
+   to its best chain; the processes share this machine's clock). "First peer" is the quicker of
+   b and c, "all peers" the slower: the time until all three report the same tip. Blocks 1 ..
+   --warmup are left out (at the initial target the first blocks come in bursts a few
+   milliseconds apart).
 2. Sync. When a has --blocks blocks its mining stops, and a fresh node d (started earlier, with
    no peers) is given a, b and c as peers. Sync speed = blocks / (d's connected_ms of the last
    block - d's received_ms of the first body): bodies in flight, validation and storage, without
@@ -116,7 +117,8 @@ def replay(network: Path, blocks: list, threads: int, path: Path) -> dict:
             result = chain.process_block(block)
             if result.outcome != Outcome.NEW_TIP:
                 raise RuntimeError(
-                    f"replay: block at height {block.header.height}: {result.outcome.value} {result.detail}"
+                    f"replay: block at height {block.header.height}: {result.outcome.value} "
+                    f"{result.detail}"
                 )
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu0
     finally:
@@ -212,7 +214,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             "network": f"tests/p2p/fast.toml, block_interval_ms={args.interval_ms}",
             "topology": "mesh",
             "nodes": "3 + 1 late, 127.0.0.1, --device cpu --threads 1",
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+            "machine": (
+                f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+            ),
             "blocks": height,
             "mining_seconds": round(mined_s, 1),
             "units_per_block_mean": round(statistics.fmean(units), 1),
@@ -238,7 +242,10 @@ def table(r: dict) -> str:
     def ms(s: dict) -> str:
         if not s.get("n"):
             return "no measurable blocks"
-        return f"median {s['median_ms']:.1f} ms, p90 {s['p90_ms']:.1f} ms, max {s['max_ms']:.1f} ms (n={s['n']})"
+        return (
+            f"median {s['median_ms']:.1f} ms, p90 {s['p90_ms']:.1f} ms, max {s['max_ms']:.1f} ms "
+            f"(n={s['n']})"
+        )
 
     cfg, p, s, v = r["config"], r["propagation"], r["sync"], r["validation"]
     rows = [
@@ -247,11 +254,14 @@ def table(r: dict) -> str:
         ("  of which receive -> connect on a peer", ms(p["receive_to_connect"])),
         (
             f"sync from {s['peers_serving']} peers, {s['blocks']} blocks",
-            f"{s['blocks_per_second']:.1f} blocks/s ({s['seconds']:.2f} s; end to end {s['end_to_end_seconds']:.2f} s)",
+            f"{s['blocks_per_second']:.1f} blocks/s ({s['seconds']:.2f} s; end to end "
+            f"{s['end_to_end_seconds']:.2f} s)",
         ),
         (
             "validation in-process (ChainState.process_block)",
-            f"{v['blocks_per_second']:.1f} blocks/s (before the sync {v['before_sync']['blocks_per_second']:.1f}, after {v['after_sync']['blocks_per_second']:.1f})",
+            f"{v['blocks_per_second']:.1f} blocks/s (before the sync "
+            f"{v['before_sync']['blocks_per_second']:.1f}, after "
+            f"{v['after_sync']['blocks_per_second']:.1f})",
         ),
         ("sync / validation (wall time)", f"{r['sync_over_validation']:.2f}"),
     ]
@@ -259,7 +269,8 @@ def table(r: dict) -> str:
         rows += [
             (
                 "sync, CPU time of the syncing node",
-                f"{s['blocks_per_cpu_second']:.1f} blocks per CPU second ({s['cpu_seconds']:.2f} s)",
+                f"{s['blocks_per_cpu_second']:.1f} blocks per CPU second ({s['cpu_seconds']:.2f} "
+                "s)",
             ),
             (
                 "validation, CPU time in-process",
@@ -271,8 +282,8 @@ def table(r: dict) -> str:
     head = [
         f"pouw node benchmark: {cfg['network']}, {cfg['topology']}, {cfg['nodes']}",
         f"{cfg['machine']}; {cfg['blocks']} blocks mined in {cfg['mining_seconds']} s, "
-        f"{cfg['units_per_block_mean']} units and {cfg['block_bytes_mean']} bytes per block on average; "
-        f"load average {r['load_average'][0]:.2f}",
+        f"{cfg['units_per_block_mean']} units and {cfg['block_bytes_mean']} bytes per block on "
+        f"average; load average {r['load_average'][0]:.2f}",
         "",
         f"{'metric'.ljust(width)}  value",
         f"{'-' * width}  {'-' * 40}",

@@ -5,9 +5,9 @@
 
 One `pouw node` process on 127.0.0.1 (render network tests/p2p/fast.toml with one unit a block,
 no retarget, so the header chain grows fast, and units of 4 images of 32 x 32 so that a unit, not
-the per-block overhead, is most of the miner's time) mines for --build-s seconds; then three phases of
---phase-s seconds each, with the work units mined per second (the miner's useful work), the API's
-p95 latency (GET /api/status, 5 a second) and the node's RSS:
+the per-block overhead, is most of the miner's time) mines for --build-s seconds; then three
+phases of --phase-s seconds each, with the work units mined per second (the miner's useful work),
+the API's p95 latency (GET /api/status, 5 a second) and the node's RSS:
 1. quiet: no peers;
 2. flood: one peer sends getheaders from genesis at --rate a second (under the 500 messages/s
    rate limit) and reads every reply (up to 2,000 headers each);
@@ -96,7 +96,8 @@ def main() -> int:
             status = node.status()
             genesis = bytes.fromhex(status["genesis"])
             print(
-                f"chain built: height {status['height']} (getheaders replies carry up to 2,000 headers)"
+                f"chain built: height {status['height']} (getheaders replies carry up to 2,000 "
+                "headers)"
             )
             quiet = measure(node, args.phase_s)
             answered = {"n": 0}
@@ -157,7 +158,8 @@ def main() -> int:
     for name, r in (("quiet", quiet), ("flood", flooded), ("non-reading", stuck)):
         share = r["units_per_s"] / quiet["units_per_s"] if quiet["units_per_s"] else float("nan")
         print(
-            f"{name:<14}{r['units_per_s']:>9.1f}{share:>8.0%}{r['api_p95_ms']:>12.1f}{r['rss_mb']:>8.0f}  {r.get('note', '')}"
+            f"{name:<14}{r['units_per_s']:>9.1f}{share:>8.0%}"
+            f"{r['api_p95_ms']:>12.1f}{r['rss_mb']:>8.0f}  {r.get('note', '')}"
         )
     return 0
 

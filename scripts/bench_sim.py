@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Scale benchmark of the modelled simulator: `python scripts/bench_sim.py [--nodes 1000 --blocks 10000 --json]`."""
+"""Scale benchmark of the modelled simulator:
+`python scripts/bench_sim.py [--nodes 1000 --blocks 10000 --json]`."""
 
 import sys
 

@@ -131,7 +131,8 @@ def cost_model(quick: bool = False) -> dict[str, Any]:
     The least of a few runs is taken; the spread of ns per operation and the correlation of log
     cost with log time show how closely the model tracks time.
     """
-    keep_freed_memory()  # as a training task does; renders of large batches fault in memory otherwise
+    # as a training task does; renders of large batches fault in memory otherwise
+    keep_freed_memory()
     chosen = [COST_SPECS[i] for i in QUICK_COST_SPECS] if quick else list(COST_SPECS)
     old = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -167,15 +168,16 @@ def cost_table(report: dict[str, Any]) -> str:
     rows = report["rows"]
     width = max(len(r["spec"]) for r in rows) + 2
     lines = [
-        f"{'unit cost model (1 thread, CPU time)':<{width}}{'operations':>16}{'ms/unit':>11}{'ns/op':>9}"
+        f"{'unit cost model (1 thread, CPU time)':<{width}}"
+        f"{'operations':>16}{'ms/unit':>11}{'ns/op':>9}"
     ]
     lines += [
         f"{r['spec']:<{width}}{r['unit_cost']:>16,}{r['unit_ms']:>11.2f}{r['ns_per_op']:>9.4f}"
         for r in rows
     ]
     lines.append(
-        f"ns per operation {report['ns_per_op_min']} .. {report['ns_per_op_max']} (spread {report['spread']}x); "
-        f"correlation of log cost and log time {report['log_correlation']}"
+        f"ns per operation {report['ns_per_op_min']} .. {report['ns_per_op_max']} (spread "
+        f"{report['spread']}x); correlation of log cost and log time {report['log_correlation']}"
     )
     return "\n".join(lines)
 
@@ -260,7 +262,8 @@ def _table(report: dict[str, Any]) -> str:
         ),
         (
             "  mean of the last evaluations: exact / float32",
-            f"{100 * t['exact_accuracy_last_evals']:.1f} % / {100 * t['reference_accuracy_last_evals']:.1f} %",
+            f"{100 * t['exact_accuracy_last_evals']:.1f} % / "
+            f"{100 * t['reference_accuracy_last_evals']:.1f} %",
         ),
     ]
     d = report.get("train_direction")
@@ -268,7 +271,8 @@ def _table(report: dict[str, Any]) -> str:
         rows.append(
             (
                 f"dominant light direction error after {d['steps']} steps",
-                f"{d['exact_direction_error_deg']} deg exact / {d['reference_direction_error_deg']} deg float32",
+                f"{d['exact_direction_error_deg']} deg exact / "
+                f"{d['reference_direction_error_deg']} deg float32",
             )
         )
     width = max(len(r[0]) for r in rows) + 2

@@ -35,7 +35,8 @@ LAST_EVALS = 4
 
 
 def _offchain_seed(label: bytes, u: int) -> bytes:
-    """Seed of unit u of an off-chain comparison run (the seeds these figures were always measured with)."""
+    """Seed of unit u of an off-chain comparison run (the seeds these figures were always
+    measured with)."""
     return tagged_hash("unit", ZERO_HASH, label, int_bytes(u))
 
 
@@ -219,7 +220,8 @@ def _figures(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m useful_work.compare --steps N [--objective light-direction] [--threads T]: print the figures as JSON."""
+    """python -m useful_work.compare --steps N [--objective light-direction] [--threads T]: print
+    the figures as JSON."""
     import argparse
     import json
 

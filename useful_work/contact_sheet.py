@@ -21,7 +21,10 @@ def caption(labels: dict) -> str:
     """Two short lines: light count with the dominant direction, then the object classes."""
     d = [round(x / DIR_ONE, 2) for x in labels["dominant_dir"]]
     classes = "".join(_SHORT[o["class"]] for o in labels["objects"])
-    return f"L={labels['num_lights']} dom=({d[0]:+.2f},{d[1]:+.2f},{d[2]:.2f})\n{labels['num_objects']} obj: {classes}"
+    return (
+        f"L={labels['num_lights']} "
+        f"dom=({d[0]:+.2f},{d[1]:+.2f},{d[2]:.2f})\n{labels['num_objects']} obj: {classes}"
+    )
 
 
 def save_contact_sheet(

@@ -1,4 +1,5 @@
-"""Held-out evaluation of a trained model: light-count accuracy and dominant-direction angular error.
+"""Held-out evaluation of a trained model: light-count accuracy and dominant-direction angular
+error.
 
 The held-out images come from one fixed seed under the tag "heldout-eval", which no training
 seed can equal (training steps draw from tagged_hash("train-step", ...)). Metrics are floats:

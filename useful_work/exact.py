@@ -91,7 +91,8 @@ def exact_matmul_fp(
     max_chunk: int | None = None,
     reverse_chunks: bool = False,
 ) -> torch.Tensor:
-    """a @ b for integer-valued float64 tensors with |a| <= a_bound, |b| <= b_bound (caller-guaranteed).
+    """a @ b for integer-valued float64 tensors with |a| <= a_bound, |b| <= b_bound
+    (caller-guaranteed).
 
     Keeps activations in float64 end to end (no int64 round trips). Exact because every partial
     sum, whatever order the kernel adds in, is an integer below K * a_bound * b_bound < 2^53;

@@ -1,4 +1,5 @@
-"""Export a rendered dataset as `dataset.npz` (images, masks, depth) plus `labels.json`, and load it back.
+"""Export a rendered dataset as `dataset.npz` (images, masks, depth) plus `labels.json`, and load it
+back.
 
 Each unit is (seed, images); its digest is `render_task.unit_digest` over the stored arrays and
 labels, the same digest a render task's unit puts on chain, so an export can be checked against
@@ -8,9 +9,10 @@ Loading into PyTorch:
 
     from torch.utils.data import DataLoader
     from useful_work.export_dataset import RenderedDataset
-    ds = RenderedDataset("out/dataset", target="lights")    # verifies every unit's digest
-    image, label = ds[0]                                     # float32 [3,H,W] = (p - 128) / 128; light count - 1
-    loader = DataLoader(ds, batch_size=64, shuffle=True)     # batches go straight into an exported model
+    ds = RenderedDataset("out/dataset", target="lights")  # verifies every unit's digest
+    image, label = ds[0]  # float32 [3,H,W] = (p - 128) / 128; light count - 1
+    # batches go straight into an exported model:
+    loader = DataLoader(ds, batch_size=64, shuffle=True)
 
 The default transform is export_model.MODEL_INPUT, the normalisation an exported model records
 in its file (config["normalization"]); `transform=None` gives the stored uint8 pixels [H,W,3],
@@ -40,7 +42,8 @@ LABELS = "labels.json"
 
 
 class DatasetError(ValueError):
-    """An exported dataset does not match its digests or is malformed; the message names the unit."""
+    """An exported dataset does not match its digests or is malformed; the message names the
+    unit."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ def export_dataset(
     expected_digests: Sequence[bytes] | None = None,
     device: str = "cpu",
 ) -> Path:
-    """Render each (seed, images) unit, check it against its expected digest if given, and write the files.
+    """Render each (seed, images) unit, check it against its expected digest if given, and write the
+    files.
 
     Returns the directory. Raises DatasetError naming the first unit whose digest differs.
     """
@@ -86,7 +90,8 @@ def export_dataset(
         digest = unit_digest(*arrays, unit_labels)
         if expected_digests is not None and digest != expected_digests[u]:
             raise DatasetError(
-                f"unit {u} (seed {seed.hex()}): digest {digest.hex()} != expected {expected_digests[u].hex()}"
+                f"unit {u} (seed {seed.hex()}): digest {digest.hex()} != expected "
+                f"{expected_digests[u].hex()}"
             )
         for acc, arr in zip((images, masks, depths), arrays):
             acc.append(arr)
@@ -119,7 +124,8 @@ def export_render_task(
     expected_digests: Sequence[bytes] | None = None,
     device: str = "cpu",
 ) -> Path:
-    """Export the units of a render task given their seeds (and, to check against the chain, their digests)."""
+    """Export the units of a render task given their seeds (and, to check against the chain,
+    their digests)."""
     return export_dataset(
         out_dir, [(s, spec.images_per_unit) for s in seeds], spec.scene, expected_digests, device
     )
@@ -153,11 +159,13 @@ def load_dataset(
             digest = unit_digest(images[sl], masks[sl], depth[sl], labels[sl])
             if digest.hex() != rec.digest:
                 raise DatasetError(
-                    f"unit {u} (seed {rec.seed}): files give digest {digest.hex()}, {LABELS} records {rec.digest}"
+                    f"unit {u} (seed {rec.seed}): files give digest {digest.hex()}, {LABELS} "
+                    f"records {rec.digest}"
                 )
             if expected_digests is not None and digest != expected_digests[u]:
                 raise DatasetError(
-                    f"unit {u} (seed {rec.seed}): digest {digest.hex()} != expected {expected_digests[u].hex()}"
+                    f"unit {u} (seed {rec.seed}): digest {digest.hex()} != expected "
+                    f"{expected_digests[u].hex()}"
                 )
     return LoadedDataset(images, masks, depth, labels, units, SceneSettings(**manifest["settings"]))
 
@@ -171,7 +179,8 @@ class RenderedDataset(Dataset):
     image: `transform` of the stored uint8 pixels [H,W,3]; by default MODEL_INPUT, float32 [3,H,W]
     = (p - 128) / 128, what an exported model expects (its file records it); None for the uint8
     pixels as stored. target by name: "lights" (int, light count - 1, the index of the model's
-    logit), "dominant_dir" (float32 [3] unit vector), "mask" (int64 [H,W]), "depth" (float32 [H,W] metres).
+    logit), "dominant_dir" (float32 [3] unit vector), "mask" (int64 [H,W]), "depth" (float32 [H,W]
+    metres).
     """
 
     def __init__(

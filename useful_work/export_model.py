@@ -14,10 +14,15 @@ from this package:
 
     import torch, torch.nn as nn
     ck = torch.load("model.pt", weights_only=True)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(ck["config"]["feat_dim"], ck["config"]["outputs"]))
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(ck["config"]["feat_dim"], ck["config"]["outputs"]),
+    )
     net.load_state_dict(ck["state_dict"]); net.eval()
     norm = ck["config"]["normalization"]
-    out = net((images.permute(0, 3, 1, 2).float() - norm["mean"]) / norm["scale"])  # images: uint8 [B, H, W, 3]
+    # images: uint8 [B, H, W, 3]
+    out = net((images.permute(0, 3, 1, 2).float() - norm["mean"]) / norm["scale"])
 
 out[:, :3] are the logits of 1, 2, 3 lights; with the light-direction objective, out[:, 3:] is
 the dominant light direction (a unit vector when the model is right).
@@ -47,7 +52,8 @@ INPUT_SCALE = 128.0  # the fixed-point model reads pixels as Q7: (p - 128) / 2^7
 
 @dataclass(frozen=True)
 class InputTransform:
-    """uint8 RGB pixels [..., H, W, 3] (numpy or torch) -> float32 [..., 3, H, W] = (p - mean) / scale.
+    """uint8 RGB pixels [..., H, W, 3] (numpy or torch) -> float32 [..., 3, H, W] = (p - mean) /
+    scale.
 
     Works on one image or a batch, so it serves as a Dataset transform as well as on whole arrays.
     """
@@ -68,7 +74,8 @@ class InputTransform:
 
     @classmethod
     def of_checkpoint(cls, checkpoint: dict[str, Any]) -> InputTransform:
-        """The transform a model file records (files before version 2 took MODEL_INPUT, unrecorded)."""
+        """The transform a model file records (files before version 2 took MODEL_INPUT,
+        unrecorded)."""
         norm = checkpoint.get("config", {}).get("normalization")
         return cls(float(norm["mean"]), float(norm["scale"])) if norm else MODEL_INPUT
 
@@ -79,7 +86,8 @@ MODEL_INPUT = (
 
 
 class ExportedCNN(nn.Sequential):
-    """conv3x3 3->8, max-pool 2, ReLU, conv3x3 8->16, max-pool 2, ReLU, flatten (c, h, w), linear."""
+    """conv3x3 3->8, max-pool 2, ReLU, conv3x3 8->16, max-pool 2, ReLU, flatten (c, h, w),
+    linear."""
 
     def __init__(
         self, feat_dim: int, outputs: int, c_in: int = 3, c1: int = 8, c2: int = 16

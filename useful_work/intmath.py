@@ -1,4 +1,5 @@
-"""Integer nonlinearities for the trainer: exp and ln from tables, softmax cross-entropy, max-pooling.
+"""Integer nonlinearities for the trainer: exp and ln from tables, softmax cross-entropy,
+max-pooling.
 
 The tables are computed once with Python's `decimal` (software arithmetic whose `exp` and `ln`
 are correctly rounded), so their entries are a function of the definitions here alone, never of
@@ -170,7 +171,8 @@ def max_pool2x2_tie_broken(x4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 def max_unpool2x2(grad: torch.Tensor, index: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Scatter a pooled gradient [..., h/2, w/2] to the winners' flat `index`: [..., h, w] (no overlaps)."""
+    """Scatter a pooled gradient [..., h/2, w/2] to the winners' flat `index`: [..., h, w] (no
+    overlaps)."""
     *lead, h2, w2 = grad.shape
     out = torch.zeros((*lead, h * w), dtype=grad.dtype, device=grad.device)
     out.scatter_(-1, index.reshape(*lead, h2 * w2), grad.reshape(*lead, h2 * w2))

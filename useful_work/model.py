@@ -108,7 +108,8 @@ class ModelConfig:
         """Multiply-accumulates of one image's forward and backward pass (the GEMMs of `forward`
         and `backward`; the input image needs no gradient, so conv1 has no input-gradient GEMM).
 
-        conv1: forward (9 c_in + 1) c1 S^2 (the +1 row is the pooling tie-break), weight gradient 9 c_in c1 S^2;
+        conv1: forward (9 c_in + 1) c1 S^2 (the +1 row is the pooling tie-break), weight gradient 9
+        c_in c1 S^2;
         conv2: forward (9 c1 + 1) c2 (S/2)^2, weight and input gradients 9 c1 c2 (S/2)^2 each;
         heads: forward, weight and input gradients F * outputs each.
         """
@@ -194,7 +195,8 @@ def _gemm(
 
 
 def init_params(config: ModelConfig, key: bytes, device: str | torch.device = "cpu") -> Params:
-    """Kaiming-uniform conv weights (bound sqrt(6/fan_in)), 1/sqrt(fan_in) heads, zero biases, from the PRNG."""
+    """Kaiming-uniform conv weights (bound sqrt(6/fan_in)), 1/sqrt(fan_in) heads, zero biases,
+    from the PRNG."""
     prng = Prng(key, device)
     params: Params = {}
     for name, shape in config.param_shapes():
@@ -312,7 +314,8 @@ def images_to_fixed(images: torch.Tensor) -> torch.Tensor:
 def _conv_pool_relu(
     x: torch.Tensor, wt4: torch.Tensor, bias: torch.Tensor, x_bound: int, shift: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """conv3x3 + bias, 2x2 max-pool, ReLU, rescale by `shift`, clamp: (activation, patches, index, keep)."""
+    """conv3x3 + bias, 2x2 max-pool, ReLU, rescale by `shift`, clamp: (activation, patches,
+    index, keep)."""
     c_out, (_, b, h, w) = wt4.shape[0], x.shape
     cols = im2col3x3(x)
     acc4 = _gemm(wt4, cols, 4 * W_MAX, max(x_bound, 3)).view(
@@ -345,7 +348,8 @@ def forward(cw: ComputeWeights, images: torch.Tensor, config: ModelConfig) -> Ac
 def backward(
     cw: ComputeWeights, act: Activations, dout: torch.Tensor, config: ModelConfig
 ) -> Params:
-    """Gradients (Q24 int64) of every parameter from dL/d(head outputs) `dout` [B, 3 or 6] in Q28."""
+    """Gradients (Q24 int64) of every parameter from dL/d(head outputs) `dout` [B, 3 or 6] in
+    Q28."""
     b, s = act.feats.shape[0], config.image_size
     d = clamp_bits(dout, DOUT_BITS).to(torch.float64)
     dwh = _gemm(act.feats.t(), d, ACT_MAX, DOUT_MAX, FRAC_ACT + FRAC_DOUT - FRAC_MASTER)

@@ -18,7 +18,8 @@ from useful_work.trainer import DIR_LOSS_WEIGHT
 
 
 def images_to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [B, H, W, 3] -> float32 NCHW in [-1, 1): the fixed-point model's Q7 input as a float."""
+    """uint8 [B, H, W, 3] -> float32 NCHW in [-1, 1): the fixed-point model's Q7 input as a
+    float."""
     return (images.permute(0, 3, 1, 2).to(torch.float32) - 128.0) / 128.0
 
 
@@ -69,7 +70,8 @@ def reference_loss(
     counts: torch.Tensor,
     dirs: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Mean cross-entropy (+ DIR_LOSS_WEIGHT * mean 0.5 |r - y|^2 for the direction head): the fixed-point objective."""
+    """Mean cross-entropy (+ DIR_LOSS_WEIGHT * mean 0.5 |r - y|^2 for the direction head): the
+    fixed-point objective."""
     loss = F.cross_entropy(logits, counts - 1)
     if direction is not None:
         assert dirs is not None

@@ -44,7 +44,8 @@ MAX_IMAGE_SIZE = (
 
 @dataclass
 class Hits:
-    """Ray-object intervals for N (ray, object) pairs: entry and exit t, and the entry constraint."""
+    """Ray-object intervals for N (ray, object) pairs: entry and exit t, and the entry
+    constraint."""
 
     hit: torch.Tensor  # [N] bool: the ray's half-line t > 0 meets the object
     t_near: torch.Tensor  # [N] entry parameter (1/16 mm)
@@ -57,7 +58,8 @@ Vec = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 def intersect(
     origin: Vec, direction: Vec, center: Vec, half: Vec, qmask: Vec, radius: torch.Tensor
 ) -> Hits:
-    """Exact interval test of rays (origin mm, direction * 2^14) against objects; vectors are [N] triples.
+    """Exact interval test of rays (origin mm, direction * 2^14) against objects; vectors are [N]
+    triples.
 
     A direction component of exactly 0 is taken as 1 (2^-14): its slab then gives |t| >= 2^18 mm
     outside the slab, beyond any scene, so the result is that of the true ray without a branch.
@@ -72,9 +74,9 @@ def intersect(
         far = torch.maximum(t1, t2)
         t_far = far if t_far is None else torch.minimum(t_far, far)
     assert t_far is not None
-    # Quadric |w * (o + t d - c)|^2 = r^2, with a = |w d|^2, b = w d . (o - c), c = |w (o - c)|^2 - r^2:
-    # t = 2^14 (-b +- sqrt(b^2 - a c)) / a mm; a = 0 (a box, or a vertical ray on a cylinder) leaves
-    # no constraint when c <= 0 and no hit otherwise.
+    # Quadric |w * (o + t d - c)|^2 = r^2, with a = |w d|^2, b = w d . (o - c), c = |w (o - c)|^2 -
+    # r^2: t = 2^14 (-b +- sqrt(b^2 - a c)) / a mm; a = 0 (a box, or a vertical ray on a cylinder)
+    # leaves no constraint when c <= 0 and no hit otherwise.
     oc = [o - c for o, c in zip(origin, center)]
     wd = [d * w for d, w in zip(direction, qmask)]
     a = wd[0] * direction[0] + wd[1] * direction[1] + wd[2] * direction[2]
@@ -110,7 +112,8 @@ def intersect(
 def ball_hit(
     origin: Vec, direction: Vec, center: Vec, radius_sq: torch.Tensor, dir_sq: torch.Tensor
 ) -> torch.Tensor:
-    """Whether the half-line origin + t * direction (t >= 0) meets the ball |p - center|^2 <= radius_sq.
+    """Whether the half-line origin + t * direction (t >= 0) meets the ball |p - center|^2 <=
+    radius_sq.
 
     Division- and root-free: with b = (o - c) . d and c' = |o - c|^2 - r^2, the line meets the ball
     iff b^2 >= |d|^2 c', and the half-line does iff moreover b < 0 or the origin is inside.
@@ -122,12 +125,14 @@ def ball_hit(
 
 
 def _columns(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """table[:, index] for a [F, M] table (gather is much faster here than index_select along dim 1)."""
+    """table[:, index] for a [F, M] table (gather is much faster here than index_select along dim
+    1)."""
     return torch.gather(table, 1, index.view(1, -1).expand(table.shape[0], -1))
 
 
 def _quadric_mask(scenes: SceneBatch) -> torch.Tensor:
-    """Per object slot, the quadric's axis mask [B,6,3]: sphere 111, cylinder 110, box and unused 000."""
+    """Per object slot, the quadric's axis mask [B,6,3]: sphere 111, cylinder 110, box and unused
+    000."""
     dev = scenes.obj_class.device
     table = torch.tensor(
         [[0, 0, 0], [1, 1, 1], [0, 0, 0], [1, 1, 0]], dtype=torch.int64, device=dev
@@ -163,7 +168,8 @@ def _box_pixels(
 
 
 def _candidate_boxes(boxes: torch.Tensor, valid: torch.Tensor, size: int) -> torch.Tensor:
-    """Label boxes ([x0, x1) in pixel units) -> inclusive candidate pixel boxes, one pixel wider each side."""
+    """Label boxes ([x0, x1) in pixel units) -> inclusive candidate pixel boxes, one pixel wider
+    each side."""
     x0, y0, x1, y1 = boxes.unbind(-1)
     cand = torch.stack([x0 - 1, y0 - 1, x1, y1], -1).clamp(0, size - 1)
     empty = torch.tensor([1, 1, 0, 0], dtype=torch.int64, device=boxes.device)
@@ -171,8 +177,9 @@ def _candidate_boxes(boxes: torch.Tensor, valid: torch.Tensor, size: int) -> tor
 
 
 def _isqrt53(x: torch.Tensor) -> torch.Tensor:
-    """floor(sqrt(x)) for int64 0 <= x < 2^53: x converts to float64 exactly and its correctly rounded root
-    truncates to floor(sqrt(x)) or one more, so a single downward correction is exact."""
+    """floor(sqrt(x)) for int64 0 <= x < 2^53: x converts to float64 exactly and its correctly
+    rounded root truncates to floor(sqrt(x)) or one more, so a single downward correction is
+    exact."""
     r = torch.sqrt(x.to(torch.float64)).to(torch.int64)
     return r - (r * r > x).to(torch.int64)
 
@@ -254,7 +261,8 @@ class RenderBatch:
     _labels: list[dict] | None = field(default=None, repr=False)
 
     def visible_boxes(self) -> torch.Tensor:
-        """[B,6,4] tight pixel box (x0, y0, x1, y1 exclusive) of each object's mask; -1s where none is visible."""
+        """[B,6,4] tight pixel box (x0, y0, x1, y1 exclusive) of each object's mask; -1s where
+        none is visible."""
         size = self.mask.shape[1]
         dev = self.mask.device
         ids = torch.arange(1, MAX_OBJECTS + 1, dtype=torch.int64, device=dev).view(1, -1, 1, 1)
@@ -332,7 +340,8 @@ def _labels_of(batch: RenderBatch) -> list[dict]:
 
 
 def _primary(scenes: SceneBatch, rays: torch.Tensor, qmask: torch.Tensor) -> torch.Tensor:
-    """Nearest object hit per pixel, [B*HW] keys (t << 6 | object << 3 | entry kind); no hit: _FAR << 6.
+    """Nearest object hit per pixel, [B*HW] keys (t << 6 | object << 3 | entry kind); no hit: _FAR
+    << 6.
 
     `rays` is [3, B*HW]; each object is tested against the pixels of its projected box only.
     """
@@ -372,11 +381,13 @@ def _primary(scenes: SceneBatch, rays: torch.Tensor, qmask: torch.Tensor) -> tor
 def _shadows(
     scenes: SceneBatch, point: Vec, hit_obj: torch.Tensor, qmask: torch.Tensor
 ) -> torch.Tensor:
-    """[B*HW,3] count of objects between each visible point (x, y, z [B*HW]) and each light (0: lit).
+    """[B*HW,3] count of objects between each visible point (x, y, z [B*HW]) and each light (0:
+    lit).
 
     Candidates are the pixels of each (object, light) shadow box; a bounding-ball test settles
     spheres exactly and drops most of the rest, and only the survivors get the exact interval test.
-    A convex object never shadows itself where it faces the light, so a point's own object is skipped.
+    A convex object never shadows itself where it faces the light, so a point's own object is
+    skipped.
     """
     b, size = scenes.count, scenes.image_size
     hw = size * size
@@ -441,7 +452,8 @@ def _shadows(
 
 
 def _tone_table(device: torch.device) -> torch.Tensor:
-    """Linear 0..255 -> display 0..255: 3/4 identity + 1/4 a gamma-0.5 curve (exact isqrt), lifting only the darkest shadows."""
+    """Linear 0..255 -> display 0..255: 3/4 identity + 1/4 a gamma-0.5 curve (exact isqrt),
+    lifting only the darkest shadows."""
     return torch.tensor(
         [(3 * i + math.isqrt(255 * i)) >> 2 for i in range(256)], dtype=torch.int64, device=device
     )
@@ -455,8 +467,9 @@ def _shade(
     ambient: torch.Tensor,
     tone: torch.Tensor,
 ) -> torch.Tensor:
-    """Display RGB 0..255 of albedo [...,3] under ambient [...] plus each light l (cos [...,L], lit 0/1 [...,L],
-    weight = intensity * tint [...,L,3]): tone(albedo * (ambient + sum_l lit cos weight) / 4096)."""
+    """Display RGB 0..255 of albedo [...,3] under ambient [...] plus each light l (cos [...,L], lit
+    0/1 [...,L], weight = intensity * tint [...,L,3]): tone(albedo * (ambient + sum_l lit cos
+    weight) / 4096)."""
     irr = ((cos * lit).unsqueeze(-1) * weight).sum(-2)  # 2^14 * 2^10 * 2^8
     total = shift_round(irr, DIR_BITS + 10 + 8 - _IRR_BITS) + ambient.unsqueeze(-1)
     linear = ((albedo * total) >> _IRR_BITS).clamp(0, 255)
@@ -464,8 +477,9 @@ def _shade(
 
 
 def _flat_normals(scenes: SceneBatch) -> torch.Tensor:
-    """Unit normals * 2^14 of the flat surfaces [B,1+3*6+1,3]: ground, each object's x, y, z face toward
-    the camera (the side a camera ray enters), and a last all-zero entry for rays that hit nothing."""
+    """Unit normals * 2^14 of the flat surfaces [B,1+3*6+1,3]: ground, each object's x, y, z face
+    toward the camera (the side a camera ray enters), and a last all-zero entry for rays that hit
+    nothing."""
     b = scenes.count
     dev = scenes.cam_pos.device
     eye = torch.eye(3, dtype=torch.int64, device=dev) * DIR_ONE

@@ -44,7 +44,8 @@ class RenderState:
 
 
 def canonical_arrays(batch: RenderBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The stored forms of a batch: images uint8 [B,H,W,3], masks uint8 [B,H,W], depth little-endian int32 [B,H,W]."""
+    """The stored forms of a batch: images uint8 [B,H,W,3], masks uint8 [B,H,W], depth
+    little-endian int32 [B,H,W]."""
     images = batch.images.cpu().numpy()
     mask = batch.mask.cpu().numpy()
     depth = batch.depth.cpu().numpy()
@@ -60,14 +61,16 @@ def canonical_arrays(batch: RenderBatch) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def encode_labels(labels: list[dict]) -> bytes:
-    """Canonical bytes of a unit's labels: msgpack of the list, keys in the order `labels` gives them."""
+    """Canonical bytes of a unit's labels: msgpack of the list, keys in the order `labels` gives
+    them."""
     return msgpack.packb(labels, use_bin_type=True)
 
 
 def unit_digest(
     images: np.ndarray, mask: np.ndarray, depth: np.ndarray, labels: list[dict]
 ) -> bytes:
-    """Digest of one rendered unit from its stored arrays and labels (the same on chain and in an export)."""
+    """Digest of one rendered unit from its stored arrays and labels (the same on chain and in an
+    export)."""
     for name, arr, dtype in (
         ("images", images, np.uint8),
         ("mask", mask, np.uint8),
@@ -91,7 +94,8 @@ def batch_digest(batch: RenderBatch) -> bytes:
 
 
 class RenderTask:
-    """Task protocol for RenderSpec: units are independent batches; the state only counts and accumulates."""
+    """Task protocol for RenderSpec: units are independent batches; the state only counts and
+    accumulates."""
 
     def __init__(self, spec: RenderSpec) -> None:
         self.spec = validate_spec(spec)

@@ -1,4 +1,5 @@
-"""Running a trace: units u = 0, 1, 2, ... chained from a start state, one leaf each, chained seeds."""
+"""Running a trace: units u = 0, 1, 2, ... chained from a start state, one leaf each, chained
+seeds."""
 
 from __future__ import annotations
 

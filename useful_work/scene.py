@@ -55,12 +55,14 @@ COS_TABLE = _cos_table()
 
 # Light elevations are table steps 11..22 (30.9 .. 61.9 degrees above the horizon).
 MIN_ELEVATION_STEP, MAX_ELEVATION_STEP = 11, 22
-# Light strengths (1024 = 1.0): the direct light of a scene sums to TOTAL_DIRECT however many lights.
+# Light strengths (1024 = 1.0): the direct light of a scene sums to TOTAL_DIRECT however many
+# lights.
 TOTAL_DIRECT = 1280
 DOMINANT_WEIGHT = (1000, 1150)  # disjoint from the others' range, so the brightest light is unique
 OTHER_WEIGHT = (780, 930)
 AMBIENT = (300, 420)  # 4096 = 1.0
-# Light tints (256 = 1.0): each light of a scene gets a different one, so its shadow has its own hue.
+# Light tints (256 = 1.0): each light of a scene gets a different one, so its shadow has its own
+# hue.
 TINTS = ((256, 222, 176), (176, 212, 256), (236, 248, 236), (256, 190, 220), (196, 256, 196))
 OBJECT_COLORS = (
     (220, 40, 40), (40, 180, 60), (50, 90, 230), (235, 200, 40),
@@ -91,13 +93,15 @@ FOCAL_NUM, FOCAL_DEN = (
 
 
 def focal_half_pixels(image_size: int) -> int:
-    """Focal length in half-pixel units: a pixel ray is F*f + R*u + U*v with u, v odd half-pixel offsets."""
+    """Focal length in half-pixel units: a pixel ray is F*f + R*u + U*v with u, v odd half-pixel
+    offsets."""
     return image_size * FOCAL_NUM // FOCAL_DEN
 
 
 @dataclass
 class SceneBatch:
-    """B scenes as int64 tensors; object fields are padded to MAX_OBJECTS, light fields to MAX_LIGHTS."""
+    """B scenes as int64 tensors; object fields are padded to MAX_OBJECTS, light fields to
+    MAX_LIGHTS."""
 
     image_size: int
     num_lights: torch.Tensor  # [B] in 1..3
@@ -165,7 +169,8 @@ def _uniform(
 
 
 def _permutation(words: torch.Tensor) -> torch.Tensor:
-    """Rank order of the words along the last axis (ties broken by position): a random permutation."""
+    """Rank order of the words along the last axis (ties broken by position): a random
+    permutation."""
     n = words.shape[-1]
     key = words * n + torch.arange(n, dtype=torch.int64, device=words.device)
     return torch.argsort(key, dim=-1)
@@ -197,7 +202,8 @@ def light_direction(azimuth: torch.Tensor, elevation: torch.Tensor) -> torch.Ten
 def project_points(
     scenes: SceneBatch, points: torch.Tensor, sub_bits: int = 8
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """World points [B,...,3] mm -> image coordinates (x right, y down) in pixels * 2^sub_bits (floor).
+    """World points [B,...,3] mm -> image coordinates (x right, y down) in pixels * 2^sub_bits
+    (floor).
 
     Inverts the pixel-ray construction of render.py: pixel (px, py) has its centre at
     ((px + 0.5), (py + 0.5)) pixels. Points must lie in front of the camera.
@@ -236,7 +242,8 @@ def pixel_box(
     size: int,
     clip: bool = True,
 ) -> torch.Tensor:
-    """Sub-pixel extents (from `project_points`) -> integer boxes [...,4] x0, y0, x1, y1 holding them."""
+    """Sub-pixel extents (from `project_points`) -> integer boxes [...,4] x0, y0, x1, y1 holding
+    them."""
     # 1/16 pixel of slack covers the rounding of the integer camera basis (below 0.03 pixel at 128).
     slack = 1 << (PROJ_SUB - 4)
     box = torch.stack(
@@ -252,7 +259,8 @@ def pixel_box(
 
 
 def projected_boxes(scenes: SceneBatch, points: torch.Tensor, clip: bool = True) -> torch.Tensor:
-    """Pixel boxes [B,K,4] (x0, y0, x1, y1; pixel centres inside lie in [x0, x1)) of point sets [B,K,P,3]."""
+    """Pixel boxes [B,K,4] (x0, y0, x1, y1; pixel centres inside lie in [x0, x1)) of point sets
+    [B,K,P,3]."""
     x, y = project_points(scenes, points, PROJ_SUB)
     return pixel_box(x.amin(-1), y.amin(-1), x.amax(-1), y.amax(-1), scenes.image_size, clip)
 

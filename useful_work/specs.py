@@ -32,7 +32,8 @@ class SceneSettings:
 
 @dataclass(frozen=True)
 class RenderSpec:
-    """Render `units * images_per_unit` labelled images (`units` == 0: open-ended, for a default task)."""
+    """Render `units * images_per_unit` labelled images (`units` == 0: open-ended, for a default
+    task)."""
 
     units: int = 16
     images_per_unit: int = 16
@@ -222,12 +223,14 @@ def render_image_cost(scene: SceneSettings) -> int:
 
 
 def unit_cost(spec: TaskSpec) -> int:
-    """Operations one unit of `spec` costs to run, and so to re-execute: an integer from the spec's fields.
+    """Operations one unit of `spec` costs to run, and so to re-execute: an integer from the spec's
+    fields.
 
     render: RENDER_PASS_OPS + images_per_unit * image_cost
     train:  steps_per_unit * (RENDER_PASS_OPS + batch_size * (image_cost + macs_per_image))
-    image_cost = RENDER_IMAGE_OPS + S^2 * (480 + 24 * (min_objects + max_objects)
-                                           + 8 * (min_objects + max_objects) * (min_lights + max_lights))
+    image_cost = RENDER_IMAGE_OPS
+                 + S^2 * (480 + 24 * (min_objects + max_objects)
+                          + 8 * (min_objects + max_objects) * (min_lights + max_lights))
     macs_per_image = the forward and backward GEMM multiply-accumulates of the architecture at
                      image size S (useful_work.model.ModelConfig.gemm_macs_per_image;
                      cnn-small: 1,317 S^2 for "lights", 1,326 S^2 for "light-direction").

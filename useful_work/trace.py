@@ -73,7 +73,8 @@ def unit_seed(
     prefix: bytes,
     commitment: bytes,
 ) -> bytes:
-    """Seed of unit u of trace `attempt` by miner M on parent P, after prefix C_u, for header commitment c_u."""
+    """Seed of unit u of trace `attempt` by miner M on parent P, after prefix C_u, for header
+    commitment c_u."""
     return tagged_hash(
         "unit", parent_hash, miner, int_bytes(attempt), int_bytes(unit_index), prefix, commitment
     )

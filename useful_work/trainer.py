@@ -75,7 +75,8 @@ class StepStats:
     """What one step computed, summarised for the unit digest and for metrics."""
 
     loss_q: int  # sum over the batch of the cross-entropy, Q16
-    dir_loss_q: int  # sum over the batch of DIR_LOSS_WEIGHT * 0.5 * |r - y|^2, Q16 (0 without a direction head)
+    # sum over the batch of DIR_LOSS_WEIGHT * 0.5 * |r - y|^2, Q16 (0 without a direction head)
+    dir_loss_q: int
     correct: int  # light counts predicted right
     logits: torch.Tensor  # [B, 3] Q16
     direction: torch.Tensor | None  # [B, 3] Q16
@@ -102,7 +103,8 @@ def output_grads(
     counts: torch.Tensor,
     dirs: torch.Tensor | None,
 ) -> tuple[torch.Tensor, StepStats]:
-    """dL/d(head outputs) in Q28 for the mean cross-entropy (+ DIR_LOSS_WEIGHT * mean 0.5 |r - y|^2), and the stats."""
+    """dL/d(head outputs) in Q28 for the mean cross-entropy (+ DIR_LOSS_WEIGHT * mean 0.5 |r -
+    y|^2), and the stats."""
     b = logits.shape[0]
     labels = counts - 1
     probs, loss = softmax_xent(logits, labels)
@@ -125,7 +127,8 @@ def output_grads(
 def sgd_update(
     params: Params, momentum: Params, grads: Params, hyper: Hyper
 ) -> tuple[Params, Params]:
-    """v = momentum * v + g; w = w - lr * v, in integers, on all tensors at once (one flat vector)."""
+    """v = momentum * v + g; w = w - lr * v, in integers, on all tensors at once (one flat
+    vector)."""
     names = list(params)
     flat = [torch.cat([d[n].reshape(-1) for n in names]) for d in (params, momentum, grads)]
     w, v, g = flat
@@ -163,7 +166,8 @@ def train_step(
     config: ModelConfig,
     hyper: Hyper,
 ) -> tuple[TrainState, StepStats]:
-    """One exact SGD-with-momentum step on a minibatch (uint8 images, light counts 1..3, Q14 directions)."""
+    """One exact SGD-with-momentum step on a minibatch (uint8 images, light counts 1..3, Q14
+    directions)."""
     check_labels(counts, dirs, images.shape[0], config)
     cw = compute_weights(state.params, config)
     act = forward(cw, images, config)
@@ -201,7 +205,8 @@ def encode_state(state: TrainState, config: ModelConfig) -> bytes:
 def decode_state(
     data: bytes, config: ModelConfig, device: str | torch.device = "cpu"
 ) -> TrainState:
-    """Parse state bytes for `config`; anything but exactly what encode_state writes is a ValueError."""
+    """Parse state bytes for `config`; anything but exactly what encode_state writes is a
+    ValueError."""
     if not isinstance(data, (bytes, bytearray)):
         raise ValueError("train state: must be bytes")
     if len(data) < _HEADER.size:

@@ -55,7 +55,8 @@ def audit_chain(
     maturity: int,
     unit_rate: float,
 ) -> AuditRun:
-    """`found`, `units` and `jump` (-1: an honest block) are per best-chain block, genesis left out, index i at height i + 1."""
+    """`found`, `units` and `jump` (-1: an honest block) are per best-chain block, genesis left
+    out, index i at height i + 1."""
     rng = np.random.default_rng([seed, 0xA0D1])
     order = rng.permutation(len(honest_nodes))
     picks = rng.random((len(honest_nodes), len(found))) < cfg.blocks_share

@@ -1,4 +1,5 @@
-"""`pouw sim bench`: the modelled engine at scale (default 1,000 nodes, 10,000 blocks), wall time and peak memory.
+"""`pouw sim bench`: the modelled engine at scale (default 1,000 nodes, 10,000 blocks), wall time
+and peak memory.
 
 One process, one point, so the figure is what one of the sweep's workers needs per point.
 """

@@ -29,7 +29,8 @@ ADVERSARIES = ("none", "selfish", "fabricator", "withholder", "flooder", "reroll
 MINING_ADVERSARIES = ("selfish", "fabricator", "withholder", "reroller", "poisoner")
 REAL_ADVERSARIES = ("none", "fabricator", "reroller")
 FLOOD_KINDS = ("bad-ticket", "fake-work")
-# consensus.attacks.REROLL_STRATEGIES (kept here so that parsing a file does not import the kernels; a test checks they agree)
+# consensus.attacks.REROLL_STRATEGIES (kept here so that parsing a file does not import the kernels;
+# a test checks they agree)
 REROLL_STRATEGIES = ("last", "chained")
 SECTIONS = (
     "name",
@@ -82,10 +83,15 @@ class AdversaryConfig:
     delay_s: float | None  # withholder: publish held blocks after this delay; None: never
     rate: float  # flooder: blocks per second sent to each peer
     flood_kind: str
-    reroll_strategy: str  # reroller: "chained" (a fabricated leaf, then one honest unit) or "last" (the fabricated leaf wins)
+    # reroller: "chained" (a fabricated leaf, then one honest unit) or "last" (the fabricated leaf
+    # wins)
+    reroll_strategy: str
     honest_prefix: int  # reroller: honest units before the fabricated leaf
-    jump_at: int  # poisoner: index of the fabricated "jump" leaf in each trace (consensus.attacks.PoisonMiner)
-    poison_gain: float  # poisoner: what a poisoned state that outlives the fraud window is worth to it, in block rewards
+    # poisoner: index of the fabricated "jump" leaf in each trace (consensus.attacks.PoisonMiner)
+    jump_at: int
+    # poisoner: what a poisoned state that outlives the fraud window is worth to it, in block
+    # rewards
+    poison_gain: float
     ban: bool  # honest peers ban a peer that sent invalid work, for ban_seconds
     ban_seconds: float
     budget_seconds: float | None  # per-peer verification seconds per window; None: unlimited
@@ -98,7 +104,8 @@ class AdversaryConfig:
 class AuditorsConfig:
     """Auditing nodes (consensus.audit.Auditor) as a population: `share` of the honest nodes audit,
     each replays a random `blocks_share` of the best chain's blocks in full, oldest first, at
-    `audit_speed` times the mean honest miner's unit rate; the fraud window is chain.reward_maturity."""
+    `audit_speed` times the mean honest miner's unit rate; the fraud window is
+    chain.reward_maturity."""
 
     share: float
     blocks_share: float
@@ -343,7 +350,8 @@ def _adversary(data: Any, network: NetworkConfig) -> AdversaryConfig:
         raise ExperimentError(f"adversary.share: a {kind} mines, so its share must be above 0")
     fabricate = _num(table, section, "fabricate", 0.5, 0.0, 1.0)
     if kind == "fabricator" and not 0 < fabricate < 1:
-        # At f = 1 every non-winning unit is faked and the block rate no longer follows the unit rate.
+        # At f = 1 every non-winning unit is faked and the block rate no longer follows the unit
+        # rate.
         raise ExperimentError(f"adversary.fabricate: must be in (0, 1), got {fabricate!r}")
     return AdversaryConfig(
         kind=kind,
@@ -466,7 +474,8 @@ def _sweep(data: Any) -> tuple[dict[str, list[Any]], bool]:
             or head in ("sweep", "plot", "name", "description")
         ):
             raise ExperimentError(
-                f'sweep."{key}": must be a dotted key into chain, network, miners, work, adversary, events or run'
+                f'sweep."{key}": must be a dotted key into chain, network, miners, work, '
+                "adversary, events or run"
             )
         if not isinstance(values, list) or not values:
             raise ExperimentError(f'sweep."{key}": must be a non-empty list of values')
@@ -495,7 +504,8 @@ def parse_experiment(data: dict, name: str = "experiment") -> Experiment:
     chain_table = dict(chain_table)
     auto = False
     if "initial_units_per_block" not in chain_table:
-        # Start at the difficulty the configured miners need, so no warm-up run is spent retargeting.
+        # Start at the difficulty the configured miners need, so no warm-up run is spent
+        # retargeting.
         probe, _ = _chain(dict(chain_table))
         honest = sum(g.count * g.unit_rate for g in miners)
         total = honest / (1 - adversary.share) if adversary.share else honest
@@ -529,21 +539,26 @@ def parse_experiment(data: dict, name: str = "experiment") -> Experiment:
     if adversary.kind == "reroller" and adversary.honest_prefix + 2 > chain.max_units_per_block:
         # A re-rolled trace is the prefix, the fabricated leaf and (chained) one honest unit.
         raise ExperimentError(
-            f"adversary.honest_prefix: {adversary.honest_prefix} leaves no room for the re-rolled leaves under chain.max_units_per_block ({chain.max_units_per_block})"
+            f"adversary.honest_prefix: {adversary.honest_prefix} leaves no room for the re-rolled "
+            f"leaves under chain.max_units_per_block ({chain.max_units_per_block})"
         )
     if adversary.kind == "poisoner":
         if chain.reward_maturity < 2:
             raise ExperimentError(
-                "chain.reward_maturity: a poisoner run needs a fraud window (reward_maturity >= 2: a proof goes in a block above the guilty one and below its height plus reward_maturity)"
+                "chain.reward_maturity: a poisoner run needs a fraud window (reward_maturity >= "
+                "2: a proof goes in a block above the guilty one and below its height plus "
+                "reward_maturity)"
             )
         if adversary.jump_at + 2 > chain.max_units_per_block:
             raise ExperimentError(
-                f"adversary.jump_at: {adversary.jump_at} leaves no winning unit under chain.max_units_per_block ({chain.max_units_per_block})"
+                f"adversary.jump_at: {adversary.jump_at} leaves no winning unit under "
+                f"chain.max_units_per_block ({chain.max_units_per_block})"
             )
     if run.mode == "real":
         if adversary.kind not in REAL_ADVERSARIES:
             raise ExperimentError(
-                f'adversary.kind: {adversary.kind} runs in run.mode = "modelled" only (real mode: {", ".join(REAL_ADVERSARIES)})'
+                f'adversary.kind: {adversary.kind} runs in run.mode = "modelled" only (real mode: '
+                f"{', '.join(REAL_ADVERSARIES)})"
             )
         if network.nodes + (adversary.kind != "none") > 16:
             raise ExperimentError(
@@ -566,7 +581,8 @@ def load_experiment_data(path: str | Path) -> dict:
 
 
 def split_path(dotted: str) -> list[str]:
-    """`sweep."adversary.share"` -> ["sweep", "adversary.share"]: dots inside double quotes do not split."""
+    """`sweep."adversary.share"` -> ["sweep", "adversary.share"]: dots inside double quotes do
+    not split."""
     parts, current, quoted = [], "", False
     for ch in dotted:
         if ch == '"':
@@ -583,7 +599,8 @@ def split_path(dotted: str) -> list[str]:
 
 
 def set_path(data: dict, dotted: str, value: Any) -> None:
-    """Set `a.b.0.c` in a TOML tree (a number indexes an array of tables), creating tables as needed."""
+    """Set `a.b.0.c` in a TOML tree (a number indexes an array of tables), creating tables as
+    needed."""
     parts = split_path(dotted)
     node: Any = data
     for i, part in enumerate(parts[:-1]):

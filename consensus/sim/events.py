@@ -1,4 +1,5 @@
-"""The event queue: a heap ordered by time, then by insertion, so equal times replay in one order."""
+"""The event queue: a heap ordered by time, then by insertion, so equal times replay in one
+order."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ class EventQueue:
 
 
 class Draws:
-    """Standard exponential and uniform variates from one seeded Generator, drawn in batches (fast, and the same sequence every run)."""
+    """Standard exponential and uniform variates from one seeded Generator, drawn in batches
+    (fast, and the same sequence every run)."""
 
     def __init__(self, rng: np.random.Generator, batch: int = 8192) -> None:
         self.rng = rng

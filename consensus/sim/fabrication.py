@@ -1,4 +1,5 @@
-"""A fabricating miner's block in modelled mode: how many units it claims, and whether verifiers catch it.
+"""A fabricating miner's block in modelled mode: how many units it claims, and whether verifiers
+catch it.
 
 The mechanism of consensus.miner.Miner(fabricate=f), drawn instead of run: each unit slot is
 faked with probability f (a faked slot cannot win: verifiers always re-run the winner), so the
@@ -41,6 +42,7 @@ def fabricated_block(
     hits = int(rng.hypergeometric(faked, slots - faked, challenged)) if challenged else 0
     if hits == 0:
         return FabricatedBlock(claimed, m, faked, useful, False, 1 + challenged)
-    # Which of the challenged (checked in index order) are faked is a uniform choice of `hits` of them.
+    # Which of the challenged (checked in index order) are faked is a uniform choice of `hits` of
+    # them.
     first = int(rng.choice(challenged, size=hits, replace=False).min())
     return FabricatedBlock(claimed, m, faked, useful, True, 2 + first)

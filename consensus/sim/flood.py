@@ -52,7 +52,8 @@ class FloodPlan:
 
 
 def fifo_done(arrive: np.ndarray, cost: np.ndarray) -> np.ndarray:
-    """Finish times of a single FIFO server: d_i = max(a_i, d_{i-1}) + c_i, without a Python loop."""
+    """Finish times of a single FIFO server: d_i = max(a_i, d_{i-1}) + c_i, without a Python
+    loop."""
     if len(arrive) == 0:
         return arrive.copy()
     c = np.cumsum(cost)
@@ -60,7 +61,8 @@ def fifo_done(arrive: np.ndarray, cost: np.ndarray) -> np.ndarray:
 
 
 def _banned_out(arrive: np.ndarray, ban_seconds: float) -> np.ndarray:
-    """Indexes that reach the victim: the first, then the first after each ban it triggers runs out."""
+    """Indexes that reach the victim: the first, then the first after each ban it triggers runs
+    out."""
     keep = []
     i = 0
     while i < len(arrive):
@@ -90,7 +92,8 @@ def plan_flood(
     expected = adv.rate * span * len(net.neighbours[flooder])
     if expected > MAX_FLOOD_ITEMS:
         raise ValueError(
-            f"adversary.rate: {expected:.0f} flood blocks in this run; keep rate * duration * peers under {MAX_FLOOD_ITEMS}"
+            f"adversary.rate: {expected:.0f} flood blocks in this run; keep rate * duration * "
+            f"peers under {MAX_FLOOD_ITEMS}"
         )
     for v in net.neighbours[flooder]:
         if adv.rate <= 0 or span <= 0:
@@ -102,7 +105,8 @@ def plan_flood(
         e = net.index[(flooder, v)]
         gap = size / float(net.bandwidth[e])
         idx = np.arange(len(times))
-        # The link sends one block at a time: each leaves no earlier than the previous one plus its transfer.
+        # The link sends one block at a time: each leaves no earlier than the previous one plus its
+        # transfer.
         leave = np.maximum.accumulate(times - idx * gap) + idx * gap if len(times) else times
         arrive = leave + gap + float(net.latency[e])
         if adv.ban:

@@ -1,4 +1,5 @@
-"""Measure a verifier's time per unit of a chain's default task, for `[work] unit_seconds = "measure"`."""
+"""Measure a verifier's time per unit of a chain's default task, for
+`[work] unit_seconds = "measure"`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from useful_work.tasks import make_task
 
 
 def measure_unit_seconds(params: ConsensusParams, units: int = 5, device: str = "cpu") -> float:
-    """Median wall seconds of one unit of the default task (after one warm-up unit), on this machine."""
+    """Median wall seconds of one unit of the default task (after one warm-up unit), on this
+    machine."""
     task = make_task(params.default_task)
     state = task.initial_state()
     state, _ = task.run_unit(state, tagged_hash("sim-measure", int_bytes(0)), device)
@@ -25,7 +27,8 @@ def measure_unit_seconds(params: ConsensusParams, units: int = 5, device: str = 
 
 def measure_reroll_seconds(leaves: int, rolls: int = 2000) -> float:
     """Mean wall seconds of one re-roll of a fabricated leaf's digest in a trace of `leaves` leaves:
-    the made-up digest, the trace root and the ticket (hashes only, as consensus.attacks.RerollMiner's "last")."""
+    the made-up digest, the trace root and the ticket (hashes only, as
+    consensus.attacks.RerollMiner's "last")."""
     from chain.types import Address, BlockHash
     from consensus.tickets import ticket
     from useful_work.hashing import ZERO_HASH

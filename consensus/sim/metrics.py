@@ -197,7 +197,8 @@ def compute(record: RunRecord, exp: Experiment) -> tuple[dict, dict]:
             m["gamma_realised"] = _r(gamma, 6)
             m["theory_relative_revenue"] = _r(theory.selfish_revenue(adv.share, gamma))
             # The same closed form at the share of blocks the attacker really found in this run:
-            # it takes the luck of the draw out of the comparison and leaves the strategy's dynamics.
+            # it takes the luck of the draw out of the comparison and leaves the strategy's
+            # dynamics.
             found_share = float(is_adv[1:].mean())
             m["adversary_found_share"] = _r(found_share)
             m["theory_relative_revenue_realised"] = _r(theory.selfish_revenue(found_share, gamma))
@@ -262,17 +263,19 @@ def reroller_metrics(
     honest_block: np.ndarray,
     valid_pub: np.ndarray,
 ) -> dict:
-    """The re-roller's accepted blocks per unit it really ran, against the honest miners' (whole run).
+    """The re-roller's accepted blocks per unit it really ran, against the honest miners' (whole
+    run).
 
     `reroller_ratio` is its accepted blocks (an honest verifier checked them and none refused
-    them) per unit over the honest miners' accepted blocks per unit: 1 is honest mining. `reroller_ratio_rerolled` counts only its blocks
-    whose trace holds a fabricated leaf (the rest were won inside the honest prefix).
-    `reroller_ratio_expected` divides its accepted blocks by the blocks honest mining of the same
-    units would win on average (units times target / 2^256 of the tip each ran on): the same
-    comparison without the honest miners' luck, and without the small edge of a miner that runs a
-    fixed number of units per tip (honest miners spend more units on the tips that take long, which
-    are the harder ones). `theory_reroller_ratio` is what its units should give: prefix units earn
-    like honest ones, re-roll units are worth the closed-form acceptance (1 - k/(h+1) chained, 0 last).
+    them) per unit over the honest miners' accepted blocks per unit: 1 is honest mining.
+    `reroller_ratio_rerolled` counts only its blocks whose trace holds a fabricated leaf (the rest
+    were won inside the honest prefix). `reroller_ratio_expected` divides its accepted blocks by the
+    blocks honest mining of the same units would win on average (units times target / 2^256 of the
+    tip each ran on): the same comparison without the honest miners' luck, and without the small
+    edge of a miner that runs a fixed number of units per tip (honest miners spend more units on the
+    tips that take long, which are the harder ones). `theory_reroller_ratio` is what its units
+    should give: prefix units earn like honest ones, re-roll units are worth the closed-form
+    acceptance (1 - k/(h+1) chained, 0 last).
     """
     log = record.blocks
     adv_node = record.population.adversary
@@ -303,7 +306,8 @@ def reroller_metrics(
     m["rerolled_refused"] = int((ground & rejected).sum())
     predicted = record.extras.get("reroll_refusal_predicted")
     if predicted is not None:
-        # Real mode: the refusals the challenge rule predicts from each block's ticket, to set against the real validation's.
+        # Real mode: the refusals the challenge rule predicts from each block's ticket, to set
+        # against the real validation's.
         m["rerolled_refused_predicted"] = int(
             sum(1 for b in np.flatnonzero(ground).tolist() if predicted.get(b))
         )
@@ -362,20 +366,22 @@ def reroller_metrics(
 def poisoner_metrics(
     record: RunRecord, exp: Experiment, on_main: np.ndarray, chain: np.ndarray, lo: int
 ) -> tuple[dict, dict]:
-    """The poisoner's blocks (consensus/sim/poison.py) against the auditors (consensus/sim/audits.py).
+    """The poisoner's blocks (consensus/sim/poison.py) against the auditors
+    (consensus/sim/audits.py).
 
     Counted: its blocks whose trace holds the jump leaf, above run.warmup_blocks and low enough that
-    the fraud window closed inside the run (height <= final height - reward_maturity + 1). A block is
-    decided when the spot checks refused it or it is on the best chain (a stale one earns nothing,
-    poisoned or not, and is left out). Per decided block, in block rewards (bounty share aside):
+    the fraud window closed inside the run (height <= final height - reward_maturity + 1). A block
+    is decided when the spot checks refused it or it is on the best chain (a stale one earns
+    nothing, poisoned or not, and is left out). Per decided block, in block rewards (bounty share
+    aside):
 
     - `poison_survival`: share that passed the spot checks and that no fraud proof took within the
       window; with no auditors it is the spot checks' pass rate, about 1 - k/(n-1);
     - `poison_reward`: the expected reward of poisoning over mining the same trace honestly:
       survival * (1 + G) - 1, with G = adversary.poison_gain the worth to the poisoner of a poisoned
       state that outlives the window (an honest trace earns 1; a refused or proven block earns 0);
-    - `poison_survival_blocks`: over its best-chain blocks, blocks from the block to the one carrying
-      its proof, or reward_maturity when none did (the window's end);
+    - `poison_survival_blocks`: over its best-chain blocks, blocks from the block to the one
+      carrying its proof, or reward_maturity when none did (the window's end);
     - `poison_prover_reward`, `poison_burned`: what the forfeits paid provers and burned;
     - `theory_poison_survival`, `theory_poison_reward`: the closed forms, the mean of 1 - k/(n-1)
       over its blocks times (1 - blocks_share)^auditors (auditors that keep up with the window).

@@ -69,7 +69,8 @@ class ModelledSim:
         self.adv = self.pop.adversary
         if self.adv is not None:
             self.kind[self.adv] = exp.adversary.kind
-        # Nodes that pass on others' blocks: honest ones, and adversaries that are plain nodes otherwise.
+        # Nodes that pass on others' blocks: honest ones, and adversaries that are plain nodes
+        # otherwise.
         self.relay = self.pop.honest.copy()
         if self.adv is not None and exp.adversary.kind in (
             "fabricator",
@@ -101,7 +102,8 @@ class ModelledSim:
         ] = {}  # blocks that have not yet reached every node they will reach
         self.due: list[tuple[float, int, int]] = []  # heap: (next arrival time, block, version)
         self.version: dict[int, int] = {}
-        # Per in-flight block: node indexes in arrival order, their arrival times (then inf), how many were taken.
+        # Per in-flight block: node indexes in arrival order, their arrival times (then inf), how
+        # many were taken.
         self.arrival_order: dict[int, np.ndarray] = {}
         self.arrival_times: dict[int, list[float]] = {}
         self.cursor: dict[int, int] = {}
@@ -177,7 +179,8 @@ class ModelledSim:
         work0 = self.log.work[0]
         if work0 >= 1 << 62:
             raise ValueError(
-                "chain.initial_units_per_block: chain work would not fit the simulator's 64-bit columns"
+                "chain.initial_units_per_block: chain work would not fit the simulator's 64-bit "
+                "columns"
             )
 
     def _expected_end(self) -> float:
@@ -273,7 +276,8 @@ class ModelledSim:
         work = chain_work_after(log.work[parent], target)
         if work >= 1 << 62:
             raise ValueError(
-                "chain work outgrew the simulator's 64-bit columns; use fewer blocks or an easier chain"
+                "chain work outgrew the simulator's 64-bit columns; use fewer blocks or an easier "
+                "chain"
             )
         b = log.add(parent, height, m, t, units, real, useful, work)
         self.time_ms.append(time_ms)
@@ -385,7 +389,8 @@ class ModelledSim:
     # --- the re-roller (consensus/sim/reroll.py) ---------------------------------------------
 
     def _rr_sync(self, t: float) -> RerollAttempts:
-        """Bring the re-roller's attempt up to time t: a new tip since the last look starts a new attempt."""
+        """Bring the re-roller's attempt up to time t: a new tip since the last look starts a new
+        attempt."""
         rr = self.reroll
         assert rr is not None and self.adv is not None
         if self.mining_end is not None:
@@ -401,7 +406,8 @@ class ModelledSim:
         return rr
 
     def _rr_candidate(self, m: int, parent: int, t: float) -> int | None:
-        """A ticket under the target from one of the re-roller's units (prefix or, chained, re-roll)."""
+        """A ticket under the target from one of the re-roller's units (prefix or, chained,
+        re-roll)."""
         rr = self._rr_sync(t)
         if rr.idle:
             return None  # it runs no units while idle, so this ticket was never drawn
@@ -431,7 +437,8 @@ class ModelledSim:
         return b
 
     def _rr_last(self, t: float, token: int) -> None:
-        """A "last" re-roller's prefix is done: it grinds a fabricated winner (hashes only) and publishes it."""
+        """A "last" re-roller's prefix is done: it grinds a fabricated winner (hashes only) and
+        publishes it."""
         rr = self._rr_sync(t)
         if token != rr.token or rr.idle or self.mining_end is not None:
             return
@@ -653,7 +660,8 @@ class ModelledSim:
         )
 
     def _audits(self, best: int) -> dict:
-        """The auditors' replays over the best chain (consensus/sim/audits.py) and the poisoner's blocks."""
+        """The auditors' replays over the best chain (consensus/sim/audits.py) and the poisoner's
+        blocks."""
         from consensus.sim.audits import audit_chain
         from consensus.sim.metrics import main_chain
 

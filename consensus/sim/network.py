@@ -6,7 +6,8 @@ also how two halves resynchronise: each side hands the other what it missed when
 A node relays a block once it has verified it, and cannot verify a block before its parent, so
 the time each node accepts a block is the earliest-arrival fixpoint of
 
-    accept[v] = max(min over links u->v (send[u] + delay(u, v)), accept_parent[v]) + wait_v + verify,
+    accept[v] = max(min over links u->v (send[u] + delay(u, v)), accept_parent[v])
+                + wait_v + verify,
 
 computed for all nodes at once, by label-correcting (Bellman-Ford) rounds over numpy arrays.
 """
@@ -62,7 +63,8 @@ class Network:
             self.neighbours[u].append(v)
 
     def _delay(self, size: int) -> np.ndarray:
-        """Latency plus transfer time per directed edge for a message of `size` bytes (cached per size)."""
+        """Latency plus transfer time per directed edge for a message of `size` bytes (cached per
+        size)."""
         cache = self.__dict__.setdefault("_delays", {})
         if size not in cache:
             cache[size] = self.latency + size / self.bandwidth
@@ -163,8 +165,8 @@ def build_network(exp: Experiment, pop: Population, rng: np.random.Generator) ->
     if a is not None:
         adv = exp.adversary
         if adv.kind == "selfish":
-            # Eyal and Sirer's attacker hears every honest block at once and reaches a gamma share of
-            # honest power before the honest block does, and the rest only after it.
+            # Eyal and Sirer's attacker hears every honest block at once and reaches a gamma share
+            # of honest power before the honest block does, and the rest only after it.
             fast, slow = 0.1 * low, 3.0 * high
             group_nodes, gamma_real = gamma_group(pop, adv.gamma, rng)
             in_group = set(group_nodes.tolist())

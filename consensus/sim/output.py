@@ -1,4 +1,5 @@
-"""Writing results: points.csv and points.json (deterministic), timings.json (wall time and memory)."""
+"""Writing results: points.csv and points.json (deterministic), timings.json (wall time and
+memory)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from consensus.sim.runner import PointResult
 
 
 def results_document(name: str, data: dict, results: list[PointResult]) -> dict:
-    """Everything the run computed, in point order; no wall-clock figures, so reruns match byte for byte."""
+    """Everything the run computed, in point order; no wall-clock figures, so reruns match byte
+    for byte."""
     return {
         "experiment": name,
         "config": data,

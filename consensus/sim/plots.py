@@ -1,5 +1,5 @@
-"""PNG plots of a results document (points.json): the swept curves against their closed forms, and an
-overview of one point (block intervals, chain growth, shares of blocks against shares of work).
+"""PNG plots of a results document (points.json): the swept curves against their closed forms, and
+an overview of one point (block intervals, chain growth, shares of blocks against shares of work).
 
 Which curve: [plot] x / series / y in the experiment, else a default per adversary kind. x may
 be a swept key ("adversary.share") or a metric ("delay_over_interval"). Closed forms come from
@@ -224,7 +224,8 @@ def _label(value: Any) -> str:
 
 
 def plot_overview(doc: dict, point: dict, path: Path) -> Path:
-    """Block interval distribution, chain growth, and each group's share of blocks against its share of work."""
+    """Block interval distribution, chain growth, and each group's share of blocks against its
+    share of work."""
     m, d = point["metrics"], point["details"]
     interval_s = doc.get("config", {}).get("chain", {}).get("block_interval_ms", 5000) / 1000
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
@@ -273,7 +274,8 @@ def plot_overview(doc: dict, point: dict, path: Path) -> Path:
     ax.set_title("blocks vs work")
     values = ", ".join(f"{k}={_label(v)}" for k, v in point["values"].items())
     fig.suptitle(
-        f"{doc.get('experiment', '')} point {point['index']} {values}  stale {m.get('stale_rate')}, useful fraction {m.get('useful_fraction')}",
+        f"{doc.get('experiment', '')} point {point['index']} {values}  stale "
+        f"{m.get('stale_rate')}, useful fraction {m.get('useful_fraction')}",
         fontsize=9,
     )
     fig.tight_layout()

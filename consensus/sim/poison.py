@@ -37,7 +37,8 @@ def poisoned_block(
     k: int,
     challenged: Callable[[bytes, int, int], list[int]],
 ) -> PoisonedBlock:
-    """A block whose winning unit came after the jump (`real_units` > jump_at); `challenged` is consensus.tickets.challenged_units."""
+    """A block whose winning unit came after the jump (`real_units` > jump_at); `challenged` is
+    consensus.tickets.challenged_units."""
     if real_units <= jump_at:
         raise ValueError(
             f"a trace of {real_units} units won before its jump leaf at {jump_at}: an honest block"
@@ -48,7 +49,8 @@ def poisoned_block(
 
 
 def spot_pass(jump_at: int, claimed: int, k: int) -> float:
-    """The closed form of the pass rate: k distinct of the n - 1 non-winning leaves are challenged."""
+    """The closed form of the pass rate: k distinct of the n - 1 non-winning leaves are
+    challenged."""
     slots = claimed - 1
     if jump_at >= slots:
         return 1.0

@@ -66,7 +66,8 @@ def build_population(exp: Experiment) -> Population:
 def gamma_group(
     pop: Population, gamma: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, float]:
-    """Honest miners (a seeded random choice) holding as close to `gamma` of honest power as whole miners allow.
+    """Honest miners (a seeded random choice) holding as close to `gamma` of honest power as whole
+    miners allow.
 
     Returns their indexes and the share of honest power they really hold.
     """

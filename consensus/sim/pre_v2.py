@@ -1,4 +1,5 @@
-"""What the re-roller would gain under the rule before protocol version 2, analytically (`python -m consensus.sim.pre_v2`).
+"""What the re-roller would gain under the rule before protocol version 2, analytically
+(`python -m consensus.sim.pre_v2`).
 
 Before version 2 a unit's seed was H(P, M, u): it did not depend on earlier leaves, so a
 fabricated leaf between an honest prefix and the winner could be re-rolled for hashes only
@@ -38,7 +39,7 @@ def table(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m consensus.sim.pre_v2", description=__doc__.splitlines()[0]
+        prog="python -m consensus.sim.pre_v2", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--preset",
@@ -74,15 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     unit_s = measure_unit_seconds(params)
     tries = {h: measure_reroll_seconds(h + 2) for h in prefixes}
     print(
-        f"pre-version-2 rule: {args.preset} default task, {unit_s * 1000:.1f} ms per unit; U = {units:g} units per block, k = {k}"
+        f"pre-version-2 rule: {args.preset} default task, {unit_s * 1000:.1f} ms per unit; U = "
+        f"{units:g} units per block, k = {k}"
     )
     print(
-        f"{'h':>5} {'accepted':>9} {'re-roll us':>11} {'tries/unit T':>13} {'gain per unit run':>18} {'gain per mining time':>21}"
+        f"{'h':>5} {'accepted':>9} {'re-roll us':>11} {'tries/unit T':>13} "
+        f"{'gain per unit run':>18} {'gain per mining time':>21}"
     )
     for row in table(units, k, prefixes, unit_s, tries):
         h = row["prefix"]
         print(
-            f"{h:>5} {row['acceptance']:>9.3f} {tries[h] * 1e6:>11.1f} {row['tries_per_unit']:>13,.0f} {row['gain_per_unit']:>17,.1f}x {row['gain_per_time']:>20,.1f}x"
+            f"{h:>5} {row['acceptance']:>9.3f} {tries[h] * 1e6:>11.1f} "
+            f"{row['tries_per_unit']:>13,.0f} {row['gain_per_unit']:>17,.1f}x "
+            f"{row['gain_per_time']:>20,.1f}x"
         )
     return 0
 

@@ -1,4 +1,5 @@
-"""Real work: a handful of nodes, each a real ChainState over its own LevelDB store and a real Miner.
+"""Real work: a handful of nodes, each a real ChainState over its own LevelDB store and a real
+Miner.
 
 The event clock is every node's clock. A miner that starts on a tip at time t runs
 consensus.miner.Miner.mine_block at once (the work is a deterministic function of the parent and
@@ -68,7 +69,8 @@ def _reroll(node: _Node) -> RerollStats:
 
 
 def _real_units(miner: Miner, fakes, claimed: int) -> int:
-    """Units of `claimed` a miner really ran: the winner always, the others unless its fake decider faked them."""
+    """Units of `claimed` a miner really ran: the winner always, the others unless its fake
+    decider faked them."""
     if not miner.fabricate:
         return claimed
     return 1 + sum(1 for u in range(claimed - 1) if not fakes(u))
@@ -139,7 +141,8 @@ class RealSim:
         return node.index == self.pop.adversary and self.exp.adversary.kind == "reroller"
 
     def _count_units(self, node: _Node, units: int) -> None:
-        """Units of an attempt that count as run; the re-roller's are split into prefix and re-roll units."""
+        """Units of an attempt that count as run; the re-roller's are split into prefix and
+        re-roll units."""
         node.units_run += units
         if self._rerolling(node):
             prefix = min(
@@ -156,7 +159,8 @@ class RealSim:
         self.reroll_computed["tickets"] += tickets
 
     def _refused_by_rule(self, block: Block) -> bool:
-        """Whether the units a verifier re-executes (the winner, and the ticket's challenges) include the fabricated leaf."""
+        """Whether the units a verifier re-executes (the winner, and the ticket's challenges)
+        include the fabricated leaf."""
         header = block.header
         claim = header.work[0]
         n = claim.unit_count
@@ -282,7 +286,8 @@ class RealSim:
         self.queue.push(node.busy_until, "verified", (v, block, sender))
 
     def _validate(self, node: _Node, block: Block, sender: int | None, t: float) -> list[Block]:
-        """Run the real ChainState on a block; return the blocks this node newly holds as valid, for relaying."""
+        """Run the real ChainState on a block; return the blocks this node newly holds as valid,
+        for relaying."""
         chain = node.chain
         before_tip = chain.tip.hash
         orphans_before = set(chain.orphans)
@@ -318,8 +323,9 @@ class RealSim:
             if b is not None:
                 self.accepted_at[b].setdefault(node.index, t)
         if chain.tip.hash != before_tip and node.miner is not None:
-            # Only a new tip restarts the attempt (ChainState also bumps tip_version when it refuses a
-            # branch and keeps its tip; restarting then would hand every invalid block a reset of all miners).
+            # Only a new tip restarts the attempt (ChainState also bumps tip_version when it refuses
+            # a branch and keeps its tip; restarting then would hand every invalid block a reset of
+            # all miners).
             self._start_mining(node, t)
         return newly
 

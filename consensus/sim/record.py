@@ -1,4 +1,5 @@
-"""What one simulated run leaves behind, the same for both work modes; metrics are computed from it."""
+"""What one simulated run leaves behind, the same for both work modes; metrics are computed from
+it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A re-rolling miner in modelled mode: what each of its tickets costs, and whether verifiers accept its blocks.
+"""A re-rolling miner in modelled mode: what each of its tickets costs, and whether verifiers accept
+its blocks.
 
 The mechanism of consensus.attacks.RerollMiner, drawn instead of run. On each tip the re-roller
 runs `honest_prefix` honest units (each a ticket, exactly as an honest miner's), then grinds one
@@ -57,7 +58,8 @@ def rerolled_block(
 
 
 class RerollAttempts:
-    """The re-roller's attempts: which tip it mines on since when, whether it is idle, and the units it ran."""
+    """The re-roller's attempts: which tip it mines on since when, whether it is idle, and the
+    units it ran."""
 
     def __init__(self, strategy: str, prefix: int, rate: float) -> None:
         if strategy not in STRATEGIES:
@@ -83,7 +85,8 @@ class RerollAttempts:
             0.0  # blocks its prefix units win on average (units times q, summed over tips)
         )
         self.expected_roll = 0.0  # the same for its re-roll units, before any refusal
-        self.hashes = 0  # "last": fabricated leaves ground (drawn per block); "chained" makes one per re-roll unit
+        # "last": fabricated leaves ground (drawn per block); "chained" makes one per re-roll unit
+        self.hashes = 0
 
     @property
     def idle(self) -> bool:
@@ -107,8 +110,8 @@ class RerollAttempts:
         self.expected_roll += (units - prefix) * self.q
 
     def begin(self, tip: int, start: float, q: float = 0.0) -> None:
-        """A new tip (accepted at `start`, a unit's ticket on it winning with probability q): the old
-        attempt, or idle spell, ends there and a new attempt begins."""
+        """A new tip (accepted at `start`, a unit's ticket on it winning with probability q): the
+        old attempt, or idle spell, ends there and a new attempt begins."""
         self._close(start)
         self.tip, self.q, self.start, self.idle_since = tip, q, start, None
         self.token += 1

@@ -71,7 +71,8 @@ def run_point(index: int, values: dict, data: dict, name: str, unit_seconds: flo
 
 
 def resolve_unit_seconds(points: list[Point]) -> dict[int, float]:
-    """Each point's verifier seconds per unit: the configured number, or one measurement per distinct task."""
+    """Each point's verifier seconds per unit: the configured number, or one measurement per
+    distinct task."""
     measured: dict[str, float] = {}
     out: dict[int, float] = {}
     for p in points:

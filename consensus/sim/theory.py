@@ -1,4 +1,5 @@
-"""Closed forms the simulator is compared against. Used for tests, tables and plots, never by a simulation."""
+"""Closed forms the simulator is compared against. Used for tests, tables and plots, never by a
+simulation."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def selfish_threshold(gamma: float) -> float:
 
 
 def selfish_revenue_markov(alpha: float, gamma: float, max_lead: int = 200) -> float:
-    """The same revenue from the strategy's Markov chain (states 0, 0', 1, 2, ...), solved numerically.
+    """The same revenue from the strategy's Markov chain (states 0, 0', 1, 2, ...), solved
+    numerically.
 
     An independent check of the closed form: stationary probabilities times the blocks each
     transition settles for the pool and for the honest miners.
@@ -72,7 +74,8 @@ def fork_rate(delay: float, interval: float) -> float:
 
 
 def fork_rate_shares(delay: float, interval: float, shares: list[float] | np.ndarray) -> float:
-    """The same with finite miners: a miner never races its own block, so miner i's rivals hold 1 - s_i."""
+    """The same with finite miners: a miner never races its own block, so miner i's rivals
+    hold 1 - s_i."""
     s = np.asarray(shares, dtype=float)
     s = s / s.sum()
     return float((s * (1 - np.exp(-(1 - s) * delay / interval))).sum())
@@ -81,7 +84,8 @@ def fork_rate_shares(delay: float, interval: float, shares: list[float] | np.nda
 def stale_fraction(
     delay: float, interval: float, shares: list[float] | np.ndarray | None = None
 ) -> float:
-    """Stale blocks over all blocks in the same model: x / (1 + x), x = d/T (times sum s_i (1 - s_i) with shares).
+    """Stale blocks over all blocks in the same model: x / (1 + x), x = d/T (times sum s_i (1 - s_i)
+    with shares).
 
     Each main-chain block is followed by a Poisson(x) number of losing siblings, so a share
     x / (1 + x) of all blocks is stale; it agrees with 1 - exp(-x) to first order in x only.
@@ -100,12 +104,14 @@ def detection(f: float, k: int) -> float:
 
 
 def detection_for_units(f: float, k: int, units: int) -> float:
-    """The same for a block of `units` units, where fewer than k non-winning units exist to check."""
+    """The same for a block of `units` units, where fewer than k non-winning units exist to
+    check."""
     return 1 - (1 - f) ** min(k, units - 1)
 
 
 def reroll_acceptance(strategy: str, k: int, units: int) -> float:
-    """The chance that verifiers accept a re-rolled block of `units` leaves (consensus.attacks.RerollMiner).
+    """The chance that verifiers accept a re-rolled block of `units` leaves
+    (consensus.attacks.RerollMiner).
 
     "chained": the fabricated leaf is one of the n - 1 non-winning units, and k of them are
     challenged: accepted with probability 1 - min(1, k / (n - 1)). "last": the fabricated leaf is
@@ -122,13 +128,14 @@ def reroll_acceptance(strategy: str, k: int, units: int) -> float:
 def reroll_gain_pre_v2(
     tries_per_unit: float, units_per_block: float, prefix: int, k: int
 ) -> tuple[float, float]:
-    """What re-rolling one fabricated leaf gave under the rule before protocol version 2 (unchained seeds).
+    """What re-rolling one fabricated leaf gave under the rule before protocol version 2 (unchained
+    seeds).
 
     Then seed_u = H(P, M, u) did not depend on earlier leaves, so a miner ran `prefix` honest units
     and the winner once, and re-rolled the digest of a fabricated leaf between them for hashes only
-    (`tries_per_unit` = T re-rolls in the time of one unit). The ticket told it the challenges before
-    it published, so it kept only tickets that left the leaf unchallenged (a = 1 - k/(prefix+1) of
-    them). With U = `units_per_block` (an honest miner's units per block):
+    (`tries_per_unit` = T re-rolls in the time of one unit). The ticket told it the challenges
+    before it published, so it kept only tickets that left the leaf unchallenged (a = 1 -
+    k/(prefix+1) of them). With U = `units_per_block` (an honest miner's units per block):
 
     - per unit run: prefix + 1 units per block against U, a gain of U / (prefix + 1);
     - per unit of mining time: (prefix + 1) unit times plus U / (a T) unit times of hashing per

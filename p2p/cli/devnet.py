@@ -35,7 +35,8 @@ DEV_PASSWORD = "dev"  # a devnet's coins are worth nothing; the password is prin
 DEV_FUNDS_POUW = 1_000_000
 DEFAULT_API_PORT = 18080
 DEFAULT_P2P_PORT = 18330
-FAST_START_UNITS = 10  # initial_units_per_block of a devnet made from a preset (the preset's is for a settled network)
+# initial_units_per_block of a devnet made from a preset (the preset's is for a settled network)
+FAST_START_UNITS = 10
 NETWORK_FILE = "network.toml"
 NODES_FILE = "nodes.json"
 _HEADER = re.compile(r"^# pouw devnet network, from (?P<source>.+?), wallet (?P<wallet>\S+)$")
@@ -149,7 +150,8 @@ def dev_wallet(wallet_dir: str | None) -> tuple[str, Path, bool]:
 
 def network_file(root: Path, source: str, address: str | None) -> tuple[Path, bool]:
     """`root/network.toml`: made now from `source` with `address` funded at genesis, or the one an
-    earlier start made (it must come from the same source). Returns the path and whether it is new."""
+    earlier start made (it must come from the same source). Returns the path and whether it is
+    new."""
     from consensus.params import PRESETS, ParamsError, load_params
     from p2p.errors import UserError
 
@@ -164,7 +166,8 @@ def network_file(root: Path, source: str, address: str | None) -> tuple[Path, bo
         return path, False
     if source in PRESETS:
         body = (
-            f'base = "{source}"\n# an easier start than the preset, so the first block comes in seconds\n'
+            f'base = "{source}"\n'
+            "# an easier start than the preset, so the first block comes in seconds\n"
             f"initial_units_per_block = {FAST_START_UNITS}\n"
         )
     else:
@@ -174,7 +177,8 @@ def network_file(root: Path, source: str, address: str | None) -> tuple[Path, bo
         except (OSError, tomllib.TOMLDecodeError) as exc:
             print(f"pouw: error: --network {source}: cannot read ({exc})", file=sys.stderr)
             raise SystemExit(EXIT_NETWORK) from None
-    # A file that fixes its genesis time keeps it; else the genesis is now, so each new devnet is a new chain.
+    # A file that fixes its genesis time keeps it; else the genesis is now, so each new devnet is a
+    # new chain.
     head = [f"# pouw devnet network, from {source}, wallet {address or 'none'}"]
     if "genesis_time_ms" not in tomllib.loads(body):
         head.append(f"genesis_time_ms = {int(time.time() * 1000)}")
@@ -269,11 +273,12 @@ class LiveView:
                 held = (m or {}).get("heldout")
                 if held:
                     self.accuracy[task["task_id"]] = (
-                        f", held-out accuracy {100 * held['accuracy']:.1f}% after {held['step']} steps"
+                        f", held-out accuracy {100 * held['accuracy']:.1f}% after {held['step']} "
+                        "steps"
                     )
             extra.append(
-                f"task {task['task_id'][:12]} {task.get('kind', '?')}: {task.get('units_done', 0)} units done"
-                + self.accuracy.get(task["task_id"], "")
+                f"task {task['task_id'][:12]} {task.get('kind', '?')}: "
+                f"{task.get('units_done', 0)} units done" + self.accuracy.get(task["task_id"], "")
             )
         if self.wallet and api:
             acct = _get_json(f"{api}/api/accounts/{self.wallet}")
@@ -314,8 +319,9 @@ class LiveView:
         for r in rows:
             if "height" in r:
                 out.append(
-                    f"  {r['node']}: height {r['height']:5d}  tip {r['tip']}  peers {r['peers']}  {r['state']:8s}  "
-                    f"miner {r['mining']}  units {r['units']:6d}  found {r['found']:4d}  {r['detail']}".rstrip()
+                    f"  {r['node']}: height {r['height']:5d}  tip {r['tip']}  peers {r['peers']}  "
+                    f"{r['state']:8s}  miner {r['mining']}  units {r['units']:6d}  found "
+                    f"{r['found']:4d}  {r['detail']}".rstrip()
                 )
             else:
                 out.append(f"  {r['node']}: {r['state']} ({r['detail']})")
@@ -369,8 +375,8 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
         for option, port in (("--api-port", n.api_port), ("--p2p-port", n.p2p_port)):
             if not port_free("127.0.0.1", port):
                 print(
-                    f"pouw: error: port {port} ({n.name}'s {option[2:5]}) is in use: is another devnet running? "
-                    f"({option} picks other ports)",
+                    f"pouw: error: port {port} ({n.name}'s {option[2:5]}) is in use: is another "
+                    f"devnet running? ({option} picks other ports)",
                     file=sys.stderr,
                 )
                 return EXIT_PORT
@@ -461,8 +467,8 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
     code = 0
     try:
         print(
-            f"devnet: {args.nodes} node{'s' * (args.nodes > 1)}, network {net_path} ({'new' if new_network else 'reused'}, "
-            f"from {args.network}), data in {root}"
+            f"devnet: {args.nodes} node{'s' * (args.nodes > 1)}, network {net_path} "
+            f"({'new' if new_network else 'reused'}, from {args.network}), data in {root}"
         )
         for n in nodes:
             print(f"  {n.name}: API {n.api}  peers {n.p2p}  log {n.datadir / 'node.log'}")
@@ -471,7 +477,8 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
             funds = (
                 f"prefunded with {DEV_FUNDS_POUW:,} POUW at genesis"
                 if funded == wallet
-                else f"not funded by this devnet's genesis (made for {funded}: delete {root} for a fresh one)"
+                else f"not funded by this devnet's genesis (made for {funded}: delete {root} for a "
+                "fresh one)"
             )
             print(
                 f"wallet '{DEV_WALLET}' ({how}, password '{DEV_PASSWORD}'): {wallet}, {funds}"
@@ -484,7 +491,8 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
         print(f"  export POUW_NODE={nodes[0].api}")
         if wallet:
             print(
-                f"  pouw wallet balance -w {DEV_WALLET}    pouw wallet send ADDRESS 10 -w {DEV_WALLET}"
+                f"  pouw wallet balance -w {DEV_WALLET}    pouw wallet send ADDRESS 10 -w "
+                f"{DEV_WALLET}"
             )
         print(f"nodes and addresses: {root / NODES_FILE}   stop: Ctrl-C", flush=True)
         view.run(stop)
@@ -493,7 +501,8 @@ def _cmd_devnet(args: argparse.Namespace) -> int:
             for n in nodes:
                 code_of = n.proc.returncode if n.proc is not None else None
                 print(
-                    f"devnet: {n.name} exited with code {code_of}: {n.last_error() or 'see ' + str(n.datadir / 'node.log')}",
+                    f"devnet: {n.name} exited with code {code_of}: "
+                    f"{n.last_error() or 'see ' + str(n.datadir / 'node.log')}",
                     file=sys.stderr,
                 )
     except BrokenPipeError:

@@ -32,7 +32,8 @@ DEFAULTS = {
     "verify_budget": 20.0,
     "body_timeout": 60.0,
     "max_headers_ahead": 4096,
-    "min_relay_fee_rate": 5,  # p2p.node.DEFAULT_MIN_RELAY_FEE_RATE (kept here so startup need not import the node)
+    # p2p.node.DEFAULT_MIN_RELAY_FEE_RATE (kept here so startup need not import the node)
+    "min_relay_fee_rate": 5,
     "audit": False,
     "audit_share": 0.5,
     "log_level": "INFO",
@@ -45,7 +46,8 @@ PARENT_GRACE_S = (
 
 
 def _assume_valid(text: str | None) -> bytes | None:
-    """--assume-valid: a block hash, 'none' (off, whatever the network file says), or unset (None)."""
+    """--assume-valid: a block hash, 'none' (off, whatever the network file says), or unset
+    (None)."""
     from p2p.lifecycle import EXIT_USAGE, StartupError
 
     if text is None:
@@ -64,7 +66,8 @@ def _assume_valid(text: str | None) -> bytes | None:
 
 
 def _prune(blocks: int | None, network: str) -> int | None:
-    """--prune: at least reward_maturity + 1 blocks, so fraud proofs and audits find their bodies."""
+    """--prune: at least reward_maturity + 1 blocks, so fraud proofs and audits find their
+    bodies."""
     from consensus.params import load_params
     from p2p.lifecycle import EXIT_USAGE, StartupError
 
@@ -83,9 +86,10 @@ def _prune(blocks: int | None, network: str) -> int | None:
 def register(sub: argparse._SubParsersAction) -> None:
     node = sub.add_parser(
         "node",
-        help="run a full node (peers, sync, mining, HTTP API); `pouw node status|peers|stop|mining` control one",
-        description="Run a full node. Every flag can also be set in --config FILE or DATADIR/pouw.toml "
-        "(flags win). See docs/operators.md.",
+        help="run a full node (peers, sync, mining, HTTP API); `pouw node "
+        "status|peers|stop|mining` control one",
+        description="Run a full node. Every flag can also be set in --config FILE or "
+        "DATADIR/pouw.toml (flags win). See docs/operators.md.",
     )
     node.add_argument(
         "--config",
@@ -163,16 +167,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="seconds of block validation one peer may cost on blocks that do not become the best chain; "
-        "refills in 100 s (default 20)",
+        help="seconds of block validation one peer may cost on blocks that do not become the best "
+        "chain; refills in 100 s (default 20)",
     )
     node.add_argument(
         "--body-timeout",
         type=float,
         default=None,
         metavar="SECONDS",
-        help="give up on a header branch with more work than the validated tip when none of its bodies "
-        "arrives for this long, and disconnect the peers that announced it (default 60)",
+        help="give up on a header branch with more work than the validated tip when none of its "
+        "bodies arrives for this long, and disconnect the peers that announced it (default 60)",
     )
     node.add_argument(
         "--max-headers-ahead",
@@ -186,14 +190,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="UNITS",
-        help="relay policy: the least fee per transaction byte, in base units (1 POUW = 10^8), that the "
-        "mempool accepts (default 5)",
+        help="relay policy: the least fee per transaction byte, in base units (1 POUW = 10^8), "
+        "that the mempool accepts (default 5)",
     )
     node.add_argument(
         "--audit",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="replay every unit of recent best-chain blocks in the background and publish fraud proofs",
+        help="replay every unit of recent best-chain blocks in the background and publish fraud "
+        "proofs",
     )
     node.add_argument(
         "--audit-share",
@@ -246,7 +251,8 @@ def _fail(message: str, code: int, logged: bool) -> int:
 
 
 def _watch_launcher(fd: int, holder: dict) -> None:
-    """Stop when the launcher's pipe closes: cleanly if the node is up, within PARENT_GRACE_S anyway."""
+    """Stop when the launcher's pipe closes: cleanly if the node is up, within PARENT_GRACE_S
+    anyway."""
     from p2p.lifecycle import EXIT_PARENT_GONE, watch_parent
 
     def gone() -> None:
@@ -283,7 +289,8 @@ def _cmd_node(args: argparse.Namespace) -> int:
             ) from None
         logged = bool(args.log_file)
         miner_address = _check_args(args)
-        # Lock and bind before anything slow (the network's check builds its task, torch), so these come at once.
+        # Lock and bind before anything slow (the network's check builds its task, torch), so these
+        # come at once.
         prepared = prepare(Path(args.datadir), args.api, args.listen)
         _check_network(args)
 

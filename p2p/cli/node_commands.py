@@ -99,7 +99,8 @@ class RunningNode:
                 token = self.cookie.read_text().strip()
             except OSError as exc:
                 raise NodeError(
-                    f"cannot read the admin token {self.cookie} ({exc.strerror}): run as the node's user"
+                    f"cannot read the admin token {self.cookie} ({exc.strerror}): run as the "
+                    "node's user"
                 ) from None
             req.add_header("Authorization", f"Bearer {token}")
         try:
@@ -112,16 +113,19 @@ class RunningNode:
                 message = ""
             if exc.code == 503 and message.startswith("starting"):
                 raise NodeUnreachable(
-                    f"the node on {self.datadir} (PID {self.pid}) is {message}; try again when it is up"
+                    f"the node on {self.datadir} (PID {self.pid}) is {message}; try again when it "
+                    "is up"
                 ) from None
             raise NodeError(
-                f"the node at {self.url} answered HTTP {exc.code} for {path}: {message or exc.reason}",
+                f"the node at {self.url} answered HTTP {exc.code} for {path}: "
+                f"{message or exc.reason}",
                 exc.code,
             ) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise NodeUnreachable(
-                f"the node on {self.datadir} (PID {self.pid}) does not answer at {self.url} ({reason})"
+                f"the node on {self.datadir} (PID {self.pid}) does not answer at {self.url} "
+                f"({reason})"
             ) from None
 
 
@@ -135,7 +139,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     sync = st["sync"]
     if sync["state"] == "syncing":
         eta = f", about {format_duration(sync['eta_s'])} left" if sync.get("eta_s") else ""
-        sync_text = f"syncing {sync['height']} of {sync['target_height']} ({100 * sync['progress']:.1f}%{eta})"
+        sync_text = (
+            f"syncing {sync['height']} of {sync['target_height']} "
+            f"({100 * sync['progress']:.1f}%{eta})"
+        )
     else:
         sync_text = sync["state"]
     mining = st.get("mining_state", "on" if st["mining"] else "off")
@@ -143,11 +150,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
         mining += f" ({st['mining_error']})"
     task = st.get("active_task") or {}
     lines = [
-        f"node on {node.datadir} (PID {node.pid}), network {st['network']}, API {node.url}, up {format_duration(st['uptime_s'])}",
+        f"node on {node.datadir} (PID {node.pid}), network {st['network']}, API {node.url}, up "
+        f"{format_duration(st['uptime_s'])}",
         f"  height {st['height']}  best {st['best_hash'][:16]}  {sync_text}  peers {st['peers']}",
-        f"  miner {mining}, rewards to {st['miner_address']}: {st['units_mined']} units, {st['blocks_mined']} blocks found",
-        f"  task {task.get('task_id', '?')[:16]} {task.get('kind', '?')}, {task.get('units_done', 0)} units done;"
-        f"  mempool {st['mempool']['transactions']} transactions",
+        f"  miner {mining}, rewards to {st['miner_address']}: {st['units_mined']} units, "
+        f"{st['blocks_mined']} blocks found",
+        f"  task {task.get('task_id', '?')[:16]} {task.get('kind', '?')}, "
+        f"{task.get('units_done', 0)} units done;  mempool {st['mempool']['transactions']} "
+        "transactions",
     ]
     _emit(
         args,
@@ -165,8 +175,8 @@ def _cmd_peers(args: argparse.Namespace) -> int:
     for p in peers:
         ping = f"{p['ping_ms']:.1f} ms" if p.get("ping_ms") is not None else "-"
         lines.append(
-            f"  {p['id']:>4}  {'in ' if p['inbound'] else 'out'}  {p['address']:<22} listen {p['listen'] or '-':<22} "
-            f"height {p['best_height']:>7}  ping {ping:>9}  {p['agent']}"
+            f"  {p['id']:>4}  {'in ' if p['inbound'] else 'out'}  {p['address']:<22} listen "
+            f"{p['listen'] or '-':<22} height {p['best_height']:>7}  ping {ping:>9}  {p['agent']}"
         )
     for b in data.get("banned", []):
         lines.append(f"  banned {b}")
@@ -183,7 +193,8 @@ def _cmd_stop(args: argparse.Namespace) -> int:
     while lock_holder(node.datadir) == node.pid:
         if time.monotonic() > deadline:
             raise NodeError(
-                f"the node on {node.datadir} (PID {node.pid}) did not exit within {args.timeout:.0f} s of the stop call"
+                f"the node on {node.datadir} (PID {node.pid}) did not exit within "
+                f"{args.timeout:.0f} s of the stop call"
             )
         time.sleep(0.1)
     _emit(

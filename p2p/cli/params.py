@@ -1,4 +1,5 @@
-"""`pouw params [--network X]`: every consensus parameter with its value, default, range and meaning."""
+"""`pouw params [--network X]`: every consensus parameter with its value, default, range and
+meaning."""
 
 from __future__ import annotations
 
@@ -111,7 +112,8 @@ def _cmd_params(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print(
-        f"consensus parameters of {args.network} (a value that differs from the default is marked *)"
+        f"consensus parameters of {args.network} (a value that differs from the default is marked "
+        "*)"
     )
     heads = ("name", "value", "default", "range")
     table = [

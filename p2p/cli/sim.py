@@ -1,4 +1,5 @@
-"""`pouw sim ...`: simulate networks of nodes (consensus.sim): experiments, sweeps, tables and plots."""
+"""`pouw sim ...`: simulate networks of nodes (consensus.sim): experiments, sweeps, tables and
+plots."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     bench = ssub.add_parser(
         "bench",
-        help="modelled mode at scale: 1,000 nodes and 10,000 blocks by default; wall time and peak memory",
+        help="modelled mode at scale: 1,000 nodes and 10,000 blocks by default; wall time and "
+        "peak memory",
     )
     from consensus.sim.bench import add_arguments
 
@@ -118,7 +120,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         kind = str(data.get("adversary", {}).get("kind", "none"))
         print(summary_table(results, kind))
         print(
-            f"\n{len(results)} point(s) in {wall:.1f} s; wrote {paths['csv']}, {paths['json']}, {paths['timings']}"
+            f"\n{len(results)} point(s) in {wall:.1f} s; wrote {paths['csv']}, {paths['json']}, "
+            f"{paths['timings']}"
         )
         for p in plots:
             print(f"plot {p}")
@@ -136,7 +139,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     exp = points[0].experiment
     print(
-        f"{name}: mode {exp.run.mode}, adversary {exp.adversary.kind}, {exp.network.nodes} honest nodes ({exp.network.topology}), {len(points)} point(s)"
+        f"{name}: mode {exp.run.mode}, adversary {exp.adversary.kind}, {exp.network.nodes} honest "
+        f"nodes ({exp.network.topology}), {len(points)} point(s)"
     )
     for p in points:
         shown = ", ".join(f"{k}={v!r}" for k, v in p.values.items()) or "(no sweep)"

@@ -8,7 +8,7 @@
 
 ID is a task id (the submit transaction's id) or a unique prefix of it (at least 4 hex digits).
 Options are checked against the task rules before anything is signed or sent; see docs/wallet.md.
-"""
+"""  # noqa: E501 (printed as is by --help: RawDescriptionHelpFormatter)
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def _payment_options(p: argparse.ArgumentParser) -> None:
         dest="payer",
         default=None,
         metavar="ADDRESS|INDEX",
-        help="the wallet's address that pays and owns the task (default: the first that covers bounty and fee)",
+        help="the wallet's address that pays and owns the task (default: the first that covers "
+        "bounty and fee)",
     )
     g.add_argument(
         "-y",
@@ -115,7 +116,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--images-per-unit",
         type=int,
         default=None,
-        help="images per unit of work, dividing --count (default: the largest divisor of --count up to 16)",
+        help="images per unit of work, dividing --count (default: the largest divisor of --count "
+        "up to 16)",
     )
     _scene_options(r)
     _payment_options(r)
@@ -164,7 +166,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "-f",
         "--follow",
         action="store_true",
-        help="follow the task until it is done: a progress bar in units, blocks and held-out accuracy (Ctrl-C stops following)",
+        help="follow the task until it is done: a progress bar in units, blocks and held-out "
+        "accuracy (Ctrl-C stops following)",
     )
     _follow_timing(s)
     s.set_defaults(func=handles_user_errors(_cmd_status))
@@ -183,7 +186,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--output",
         required=True,
         metavar="PATH",
-        help="train: the model file to write (e.g. model.pt); render: the directory for dataset.npz and labels.json",
+        help="train: the model file to write (e.g. model.pt); render: the directory for "
+        "dataset.npz and labels.json",
     )
     res.add_argument(
         "--partial", action="store_true", help="the result so far of a task that is not complete"
@@ -230,7 +234,7 @@ def _progress(args: argparse.Namespace):
     return None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
-# --- submit --------------------------------------------------------------------------------------------
+# --- submit ---------------------------------------------------------------------------------------
 
 
 def _build_spec(args: argparse.Namespace):
@@ -287,14 +291,16 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     terms = market_terms(spec, node.params())
     if terms.over_limit:
         raise BadTaskSpec(
-            f"task spec out of range: unit cost {terms.unit_cost:,} operations exceeds this network's limit of "
-            f"{terms.max_unit_cost:,} (max_unit_cost); make units smaller ({SMALLER_UNITS[spec.kind]})"
+            f"task spec out of range: unit cost {terms.unit_cost:,} operations exceeds this "
+            f"network's limit of {terms.max_unit_cost:,} (max_unit_cost); make units smaller "
+            f"({SMALLER_UNITS[spec.kind]})"
         )
     if bounty < terms.min_bounty:
         raise BadTaskSpec(
-            f"task spec out of range: --bounty {format_amount(bounty)} POUW is below this network's minimum "
-            f"of {format_amount(terms.unit_price)} per unit, {format_amount(terms.min_bounty)} POUW for "
-            f"{spec.units_total} units (unit cost {terms.unit_cost:,} operations)"
+            f"task spec out of range: --bounty {format_amount(bounty)} POUW is below this "
+            f"network's minimum of {format_amount(terms.unit_price)} per unit, "
+            f"{format_amount(terms.min_bounty)} POUW for {spec.units_total} units (unit cost "
+            f"{terms.unit_cost:,} operations)"
         )
 
     def build(key, chain_id, nonce, fee):
@@ -312,8 +318,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     }
     limit = f" (limit {terms.max_unit_cost:,})" if terms.max_unit_cost is not None else ""
     cost_line = (
-        f"unit cost {terms.unit_cost:,} operations{limit}, minimum bounty {format_amount(terms.min_bounty)} POUW "
-        f"({format_amount(terms.unit_price)} per unit)"
+        f"unit cost {terms.unit_cost:,} operations{limit}, minimum bounty "
+        f"{format_amount(terms.min_bounty)} POUW ({format_amount(terms.unit_price)} per unit)"
     )
     if args.dry_run:
         fee_text = (
@@ -331,7 +337,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
                 "sent": False,
             },
             f"{describe_spec(spec)}\n{cost_line}\nbounty {format_amount(bounty)} POUW (about "
-            f"{format_amount(bounty // spec.units_total)} per unit), {fee_text}: not sent (--dry-run)",
+            f"{format_amount(bounty // spec.units_total)} per unit), {fee_text}: not sent "
+            "(--dry-run)",
         )
         return 0
     pay, sent = pay_and_send(
@@ -344,8 +351,10 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         lambda pay: [
             f"submit: {describe_spec(spec)}",
             cost_line,
-            f"bounty {format_amount(bounty)} POUW (about {format_amount(bounty // spec.units_total)} per unit), escrowed at once",
-            f"from {pay.address} (address {pay.index} of wallet {entry.name!r}), which owns the task",
+            f"bounty {format_amount(bounty)} POUW (about "
+            f"{format_amount(bounty // spec.units_total)} per unit), escrowed at once",
+            f"from {pay.address} (address {pay.index} of wallet {entry.name!r}), which owns the "
+            "task",
         ],
         what="the bounty",
     )
@@ -360,8 +369,9 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         "sent": True,
     }
     text = (
-        f"submitted: {describe_spec(spec)}\n{cost_line}\nbounty {format_amount(bounty)} POUW, fee {format_amount(pay.fee)}\n"
-        f"task id {task_id}\nfollow it with: pouw task status {task_id[:12]} --follow"
+        f"submitted: {describe_spec(spec)}\n{cost_line}\nbounty {format_amount(bounty)} POUW, fee "
+        f"{format_amount(pay.fee)}\ntask id {task_id}\nfollow it with: pouw task status "
+        f"{task_id[:12]} --follow"
     )
     if not args.wait:
         emit(args, data, text)
@@ -373,7 +383,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- status, list --------------------------------------------------------------------------------------
+# --- status, list ---------------------------------------------------------------------------------
 
 
 def _pct(done: int, total: int) -> str:
@@ -395,7 +405,8 @@ def _follow_and_describe(args: argparse.Namespace, node, task_id: str) -> tuple[
 
 
 def task_report(node, task: dict, metrics: bool = True) -> tuple[dict, list[str]]:
-    """(JSON data, text lines) of a task record from the node, with held-out metrics of that very state."""
+    """(JSON data, text lines) of a task record from the node, with held-out metrics of that very
+    state."""
     from p2p.wallet.amounts import format_amount
     from p2p.wallet.errors import NodeError, NotFound, NotReady
     from p2p.wallet.session import amount_json
@@ -435,7 +446,8 @@ def task_report(node, task: dict, metrics: bool = True) -> tuple[dict, list[str]
         lines += [
             "  status   pending: its transaction is in the node's mempool, waiting for a block",
             f"  progress 0 of {total or 'open-ended'} units",
-            f"  payment  bounty {format_amount(task['bounty'])} POUW (escrowed once mined), fee {format_amount(task.get('fee', 0))} POUW",
+            f"  payment  bounty {format_amount(task['bounty'])} POUW (escrowed once mined), fee "
+            f"{format_amount(task.get('fee', 0))} POUW",
             f"  owner    {task['owner']}",
         ]
         return data, lines
@@ -447,14 +459,15 @@ def task_report(node, task: dict, metrics: bool = True) -> tuple[dict, list[str]
     blocks = task.get("blocks", 0)
     lines += [
         f"  status   {where}",
-        f"  progress {min(done, total) if total else done} of {total or 'open-ended'} units ({_pct(done, total)}), "
-        f"{blocks} block{'s' if blocks != 1 else ''}"
+        f"  progress {min(done, total) if total else done} of {total or 'open-ended'} units "
+        f"({_pct(done, total)}), {blocks} block{'s' if blocks != 1 else ''}"
         + (
             f" (+{done - total} extra units carried by the last block)"
             if total and done > total
             else ""
         ),
-        f"  payment  bounty {format_amount(task['bounty'])} POUW, paid so far {format_amount(task['paid'])} POUW",
+        f"  payment  bounty {format_amount(task['bounty'])} POUW, paid so far "
+        f"{format_amount(task['paid'])} POUW",
         f"  owner    {task['owner']}, created at height {task['created_height']}",
     ]
     audit = task.get("audit")
@@ -463,8 +476,9 @@ def task_report(node, task: dict, metrics: bool = True) -> tuple[dict, list[str]
         lines.append("  audit    " + audit_line(audit))
     if held:
         line = (
-            f"  held-out {held['images']} images: accuracy {held['accuracy']:.1%} (chain's fixed-point model), "
-            f"{held['exported_accuracy']:.1%} (exported PyTorch model), loss {held['loss']:.3f}, step {held['step']}"
+            f"  held-out {held['images']} images: accuracy {held['accuracy']:.1%} (chain's "
+            f"fixed-point model), {held['exported_accuracy']:.1%} (exported PyTorch model), loss "
+            f"{held['loss']:.3f}, step {held['step']}"
         )
         if held.get("direction_error_deg") is not None:
             line += f", direction error {held['direction_error_deg']:.1f} deg"
@@ -473,16 +487,26 @@ def task_report(node, task: dict, metrics: bool = True) -> tuple[dict, list[str]
 
 
 def audit_line(audit: dict) -> str:
-    """Whether this node replayed every unit of the task's blocks, and what fraud proofs rolled back."""
+    """Whether this node replayed every unit of the task's blocks, and what fraud proofs rolled
+    back."""
     if not audit["auditing"]:
-        text = "this node does not audit (pouw node --audit): only the spot checks vouch for these blocks"
+        text = (
+            "this node does not audit (pouw node --audit): only the spot checks vouch for these "
+            "blocks"
+        )
     elif audit["fully_audited"]:
         text = f"every unit of all {audit['blocks']} blocks replayed by this node and reproduced"
     else:
-        text = f"{audit['audited_blocks']} of {audit['blocks']} blocks fully replayed by this node (not all audited)"
+        text = (
+            f"{audit['audited_blocks']} of {audit['blocks']} blocks fully replayed by this node "
+            "(not all audited)"
+        )
     if audit["rolled_back_blocks"]:
         n = audit["rolled_back_blocks"]
-        text += f"; fraud proofs rolled back {n} block{'s' if n != 1 else ''} of this task (their units were redone)"
+        text += (
+            f"; fraud proofs rolled back {n} block{'s' if n != 1 else ''} of this task (their "
+            "units were redone)"
+        )
     return text
 
 
@@ -509,7 +533,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for t in tasks:
         units = f"{t['units_done']}/{t['units_total'] or '-'}"
         lines.append(
-            f"{t['task_id']}  {t['kind']:6s} {t['status']:7s} {units:>15s}  {format_amount(t['bounty'])}"
+            f"{t['task_id']}  {t['kind']:6s} {t['status']:7s} {units:>15s}  "
+            f"{format_amount(t['bounty'])}"
             + ("  (default)" if t["default"] else "")
             + ("  *active" if t["active"] else "")
         )
@@ -517,7 +542,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- result --------------------------------------------------------------------------------------------
+# --- result ---------------------------------------------------------------------------------------
 
 
 def _not_rolled_back(node, task_id: str, state_hash: str, files: list) -> None:
@@ -530,8 +555,9 @@ def _not_rolled_back(node, task_id: str, state_hash: str, files: list) -> None:
         for f in files:
             Path(f).unlink(missing_ok=True)
         raise NotReady(
-            f"task {task_id}: the downloaded result (state {state_hash[:16]}) is no longer the chain's "
-            f"(now {now['state_hash'][:16]}, {now['status']}): a fraud proof rolled it back; nothing is handed over"
+            f"task {task_id}: the downloaded result (state {state_hash[:16]}) is no longer the "
+            f"chain's (now {now['state_hash'][:16]}, {now['status']}): a fraud proof rolled it "
+            "back; nothing is handed over"
         )
 
 
@@ -556,8 +582,9 @@ def _cmd_result(args: argparse.Namespace) -> int:
         from p2p.wallet.errors import NotReady
 
         raise NotReady(
-            f"task {task_id}: a fraud proof rolled back {audit['rolled_back_blocks']} of its blocks; the units are "
-            f"being redone ({task['units_done']} of {task['units_total']} now); follow it with: pouw task status {task_id[:12]} --follow"
+            f"task {task_id}: a fraud proof rolled back {audit['rolled_back_blocks']} of its "
+            f"blocks; the units are being redone ({task['units_done']} of {task['units_total']} "
+            f"now); follow it with: pouw task status {task_id[:12]} --follow"
         )
     if spec.kind == "render":
         r = download_render_dataset(
@@ -585,8 +612,9 @@ def _cmd_result(args: argparse.Namespace) -> int:
         }
         extra = (
             (
-                f"\n(the last block did {r.units_on_chain - r.units} units more than the task asked for; they count in the "
-                "chain of digests checked, but are not in the dataset)"
+                f"\n(the last block did {r.units_on_chain - r.units} units more than the task "
+                "asked for; they count in the chain of digests checked, but are not in the "
+                "dataset)"
             )
             if r.units_on_chain > r.units
             else ""
@@ -594,8 +622,10 @@ def _cmd_result(args: argparse.Namespace) -> int:
         emit(
             args,
             data,
-            f"wrote {r.images} images ({r.units} units from {r.blocks} block{'s' if r.blocks != 1 else ''}) to {r.directory}/dataset.npz "
-            f"and labels.json\nevery unit re-rendered here from the chain's seeds matches the chain's digest{extra}",
+            f"wrote {r.images} images ({r.units} units from {r.blocks} "
+            f"block{'s' if r.blocks != 1 else ''}) to {r.directory}/dataset.npz and "
+            "labels.json\nevery unit re-rendered here from the chain's seeds matches the chain's "
+            f"digest{extra}",
         )
         return 0
     assert isinstance(spec, TrainSpec)  # parse_spec gives one of the two kinds
@@ -623,11 +653,16 @@ def _cmd_result(args: argparse.Namespace) -> int:
         else ""
     )
     lines = [
-        f"wrote {model.path}: {spec.arch} after {model.step} SGD steps{at} (state {model.state_hash[:16]}, checked against the chain)",
-        "load it with torch.load(path, weights_only=True), or useful_work.export_model.load_model; see docs/wallet.md",
+        f"wrote {model.path}: {spec.arch} after {model.step} SGD steps{at} (state "
+        f"{model.state_hash[:16]}, checked against the chain)",
+        "load it with torch.load(path, weights_only=True), or "
+        "useful_work.export_model.load_model; see docs/wallet.md",
     ]
     if model.metrics:
-        line = f"held-out accuracy of this file: {model.metrics['accuracy']:.1%} on {model.metrics['images']} images"
+        line = (
+            f"held-out accuracy of this file: {model.metrics['accuracy']:.1%} on "
+            f"{model.metrics['images']} images"
+        )
         if model.node_metrics:
             line += (
                 f" (the node reports {model.node_metrics['accuracy']:.1%} for the chain's model, "

@@ -13,7 +13,7 @@
 
 Keys derive from the phrase along m/44'/1'/0'/0'/i' (SLIP-0010 Ed25519; see p2p/wallet/hd_wallet.py).
 Every command takes --json; --node URL picks the node; see docs/wallet.md.
-"""
+"""  # noqa: E501 (printed as is by --help: RawDescriptionHelpFormatter)
 
 from __future__ import annotations
 
@@ -40,7 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     local_nopw = common_options(node=False, password=False)
     remote_nopw = common_options(password=False)
     remote = common_options()
-    scrypt_help = "scrypt cost, a power of two (default 131072 or $POUW_WALLET_SCRYPT_N; lower only for tests)"
+    scrypt_help = (
+        "scrypt cost, a power of two (default 131072 or $POUW_WALLET_SCRYPT_N; lower only for "
+        "tests)"
+    )
 
     p = wsub.add_parser(
         "create",
@@ -53,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--passphrase",
         action="store_true",
-        help="also ask for a BIP39 passphrase (an extra secret word: the phrase alone then restores nothing)",
+        help="also ask for a BIP39 passphrase (an extra secret word: the phrase alone then "
+        "restores nothing)",
     )
     p.add_argument(
         "--passphrase-file",
@@ -179,13 +183,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--verify",
         action="store_true",
-        help="check each balance against headers this wallet verifies itself from genesis (a tree proof)",
+        help="check each balance against headers this wallet verifies itself from genesis (a tree "
+        "proof)",
     )
     p.add_argument(
         "--network",
         default=None,
         metavar="NAME|FILE",
-        help="with --verify: the network's preset or TOML file (default: the preset the node names)",
+        help="with --verify: the network's preset or TOML file (default: the preset the node "
+        "names)",
     )
     p.set_defaults(func=handles_user_errors(_cmd_balance))
 
@@ -216,7 +222,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--nonce",
         type=int,
         default=None,
-        help="use this nonce (default: the node's next nonce); to replace a pending transaction with a higher fee",
+        help="use this nonce (default: the node's next nonce); to replace a pending transaction "
+        "with a higher fee",
     )
     p.add_argument(
         "--wait",
@@ -244,11 +251,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=handles_user_errors(_cmd_history))
 
 
-# --- phrases ---------------------------------------------------------------------------------------
+# --- phrases --------------------------------------------------------------------------------------
 
 
 def backup_text(name: str, secret, first_address: str) -> str:
-    """The words, numbered, and what restoring needs: the derivation path and whether a passphrase was used."""
+    """The words, numbered, and what restoring needs: the derivation path and whether a
+    passphrase was used."""
     from p2p.wallet.hd_wallet import PATH_TEMPLATE
 
     words = secret.words
@@ -269,10 +277,12 @@ def backup_text(name: str, secret, first_address: str) -> str:
         [
             f"Recovery phrase of wallet {name!r} (BIP39, {len(words)} English words):",
             *rows,
-            f"Derivation: SLIP-0010 Ed25519 keys from the BIP39 seed, path {PATH_TEMPLATE} for address i (all levels hardened)",
+            f"Derivation: SLIP-0010 Ed25519 keys from the BIP39 seed, path {PATH_TEMPLATE} for "
+            "address i (all levels hardened)",
             f"Passphrase: {passphrase}",
             f"Address 0:  {first_address}",
-            "Write the words down in order and keep them offline: they restore every address of this wallet",
+            "Write the words down in order and keep them offline: they restore every address of "
+            "this wallet",
             "(pouw wallet restore). Anyone who has them can spend.",
         ]
     )
@@ -287,7 +297,8 @@ def _read_passphrase(args: argparse.Namespace, new: bool) -> str:
             text = Path(args.passphrase_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(
-                f"--passphrase-file {args.passphrase_file}: cannot read ({getattr(exc, 'strerror', None) or exc})"
+                f"--passphrase-file {args.passphrase_file}: cannot read "
+                f"({getattr(exc, 'strerror', None) or exc})"
             ) from None
         passphrase = text.splitlines()[0] if text else ""
         if not passphrase:
@@ -304,7 +315,8 @@ def _read_passphrase(args: argparse.Namespace, new: bool) -> str:
 
 
 def _confirm_words(secret) -> None:
-    """Ask for CONFIRM_WORDS random words of the phrase back; UserError (nothing written) after three misses."""
+    """Ask for CONFIRM_WORDS random words of the phrase back; UserError (nothing written) after
+    three misses."""
     import secrets as pysecrets
 
     from p2p.wallet.errors import UserError
@@ -326,7 +338,8 @@ def _confirm_words(secret) -> None:
             misses += 1
             if misses >= 3:
                 raise UserError(
-                    "three wrong words: nothing was written; run `pouw wallet create` again for a new phrase"
+                    "three wrong words: nothing was written; run `pouw wallet create` again for a "
+                    "new phrase"
                 )
             say(f"that is not word #{pos + 1}; look at your copy again")
     say("The copy checks out.")
@@ -413,7 +426,8 @@ def _read_phrase(args: argparse.Namespace):
             text = Path(args.phrase_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(
-                f"--phrase-file {args.phrase_file}: cannot read ({getattr(exc, 'strerror', None) or exc})"
+                f"--phrase-file {args.phrase_file}: cannot read "
+                f"({getattr(exc, 'strerror', None) or exc})"
             ) from None
         tries = [text]
     else:
@@ -479,7 +493,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             "scanned": scanned,
             "passphrase": secret.passphrase,
         },
-        f"restored {len(addresses)} address{'es' if len(addresses) != 1 else ''} ({PATH_TEMPLATE}, i = 0 .. {len(addresses) - 1})\n",
+        f"restored {len(addresses)} address{'es' if len(addresses) != 1 else ''} "
+        f"({PATH_TEMPLATE}, i = 0 .. {len(addresses) - 1})\n",
     )
     return 0
 
@@ -492,8 +507,8 @@ def _cmd_backup(args: argparse.Namespace) -> int:
     entry = load_wallet(args)
     if not entry.keyfile.is_hd:
         raise UserError(
-            f"wallet {entry.name!r} holds one plain key, not a phrase; back it up with `pouw wallet export` "
-            "or by copying its key file"
+            f"wallet {entry.name!r} holds one plain key, not a phrase; back it up with `pouw "
+            "wallet export` or by copying its key file"
         )
     entry, unlocked = unlock(args, entry)
     secret = unlocked.secret
@@ -514,7 +529,7 @@ def _cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- plain keys ------------------------------------------------------------------------------------
+# --- plain keys -----------------------------------------------------------------------------------
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
@@ -587,7 +602,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- listing and addresses -------------------------------------------------------------------------
+# --- listing and addresses ------------------------------------------------------------------------
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -609,7 +624,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         "\n".join(
             f"{e.name:20s} {e.keyfile.address}  "
             + (
-                f"phrase, {len(e.keyfile.addresses)} address{'es' if len(e.keyfile.addresses) != 1 else ''}"
+                f"phrase, {len(e.keyfile.addresses)} "
+                f"address{'es' if len(e.keyfile.addresses) != 1 else ''}"
                 if e.keyfile.is_hd
                 else "plain key"
             )
@@ -664,7 +680,7 @@ def _cmd_address(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- node commands ---------------------------------------------------------------------------------
+# --- node commands --------------------------------------------------------------------------------
 
 
 def _verify_balances(
@@ -764,8 +780,8 @@ def _cmd_balance(args: argparse.Namespace) -> int:
             extra = f" ({r['spendable']['pouw']} spendable)"
         if "immature" in r:
             extra += (
-                f" + {r['immature']['pouw']} POUW immature (mining rewards, spendable {maturity} blocks "
-                f"after their block)"
+                f" + {r['immature']['pouw']} POUW immature (mining rewards, spendable {maturity} "
+                "blocks after their block)"
             )
         return f"{r['address']}  {r['balance']['pouw']} POUW{extra}  nonce {r['nonce']}{pending}"
 
@@ -778,8 +794,9 @@ def _cmd_balance(args: argparse.Namespace) -> int:
         )
     if verified is not None:
         text += (
-            f"\nverified: {verified['headers_checked']} headers checked from {verified['network']}'s genesis, "
-            f"the state proof against block {verified['height']} ({verified['block'][:16]})"
+            f"\nverified: {verified['headers_checked']} headers checked from "
+            f"{verified['network']}'s genesis, the state proof against block {verified['height']} "
+            f"({verified['block'][:16]})"
         )
     emit(args, data, text)
     return 0
@@ -851,7 +868,8 @@ def _cmd_send(args: argparse.Namespace) -> int:
         payer,
         lambda pay: [
             f"send {format_amount(amount)} POUW to {format_address(to)}",
-            f"from {pay.address} (address {pay.index} of wallet {entry.name!r}, {format_amount(spendable(pay.account))} POUW)",
+            f"from {pay.address} (address {pay.index} of wallet {entry.name!r}, "
+            f"{format_amount(spendable(pay.account))} POUW)",
         ],
         nonce=args.nonce,
     )
@@ -879,8 +897,8 @@ def _cmd_send(args: argparse.Namespace) -> int:
     emit(
         args,
         data,
-        f"sent {format_amount(amount)} POUW to {format_address(to)} (fee {format_amount(pay.fee)}, nonce {sent.nonce})\n"
-        f"txid {txid}  {where}",
+        f"sent {format_amount(amount)} POUW to {format_address(to)} (fee "
+        f"{format_amount(pay.fee)}, nonce {sent.nonce})\ntxid {txid}  {where}",
     )
     return 0
 

@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--task",
         default="default",
-        help="default (the devnet training task), render, or a preset name/TOML file whose default_task is used",
+        help="default (the devnet training task), render, or a preset name/TOML file whose "
+        "default_task is used",
     )
     run.add_argument("--units", type=int, default=4, help="number of units (default 4)")
     run.add_argument(
@@ -102,7 +103,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         if not args.json:
             print(
-                f"unit {result.index:4d}  in {rows[-1]['input'][:16]}  out {rows[-1]['output'][:16]}  digest {rows[-1]['digest'][:16]}"
+                f"unit {result.index:4d}  in {rows[-1]['input'][:16]}  out "
+                f"{rows[-1]['output'][:16]}  digest {rows[-1]['digest'][:16]}"
             )
         if len(leaves) == args.units:
             break
@@ -124,7 +126,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            f"trace root {root}  ({args.units} units, {elapsed / args.units * 1000:.1f} ms/unit, {torch.get_num_threads()} threads, {args.device})"
+            f"trace root {root}  ({args.units} units, {elapsed / args.units * 1000:.1f} ms/unit, "
+            f"{torch.get_num_threads()} threads, {args.device})"
         )
     return 0
 
@@ -177,7 +180,8 @@ def _cmd_crosscheck(args: argparse.Namespace) -> int:
         for r in rows:
             verdict = "identical" if all(r["units_equal"]) else "DIFFERENT"
             print(
-                f"{r['task']:<8} {r['units']} units  cpu {r['cpu_root'][:16]}  cuda {r['cuda_root'][:16]}  {verdict}"
+                f"{r['task']:<8} {r['units']} units  cpu {r['cpu_root'][:16]}  cuda "
+                f"{r['cuda_root'][:16]}  {verdict}"
             )
     return 0 if agree else 1
 

@@ -77,7 +77,8 @@ def manifest_seeds(entry: dict) -> list[bytes]:
 
 
 def png_bytes(rgb) -> bytes:
-    """A [H, W, 3] uint8 array as PNG (no gamma or colour profile chunk: the bytes are the pixels)."""
+    """A [H, W, 3] uint8 array as PNG (no gamma or colour profile chunk: the bytes are the
+    pixels)."""
     buf = io.BytesIO()
     Image.fromarray(rgb, mode="RGB").save(buf, format="PNG", optimize=False)
     return buf.getvalue()
@@ -88,8 +89,9 @@ def hover_label(labels: dict, unit: int, image: int) -> str:
     classes = ", ".join(o["class"] for o in labels["objects"])
     lights = labels["num_lights"]
     return (
-        f"unit {unit}, image {image}\n{lights} light{'s' if lights != 1 else ''}, dominant direction "
-        f"({d[0]:+.2f}, {d[1]:+.2f}, {d[2]:+.2f})\n{labels['num_objects']} object{'s' if labels['num_objects'] != 1 else ''}: {classes}"
+        f"unit {unit}, image {image}\n{lights} light{'s' if lights != 1 else ''}, dominant "
+        f"direction ({d[0]:+.2f}, {d[1]:+.2f}, {d[2]:+.2f})\n{labels['num_objects']} "
+        f"object{'s' if labels['num_objects'] != 1 else ''}: {classes}"
     )
 
 

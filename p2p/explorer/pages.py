@@ -157,7 +157,8 @@ class Explorer:
             return await self.error_page(
                 500,
                 "Internal error",
-                f"The explorer failed on this page ({type(exc).__name__}); the node's log has the details.",
+                f"The explorer failed on this page ({type(exc).__name__}); the node's log has the "
+                "details.",
             )
 
     # --- pages ---------------------------------------------------------------------------------
@@ -242,7 +243,8 @@ class Explorer:
         )
 
     async def _block_images(self, block: dict, claim: dict, spec: RenderSpec) -> list[dict]:
-        """Images of a render block's units: the re-executed ones first, then the first units, at most BLOCK_IMAGES."""
+        """Images of a render block's units: the re-executed ones first, then the first units, at
+        most BLOCK_IMAGES."""
         marks = dict.fromkeys(claim.get("challenged", []), "spot check")
         marks[claim["winner"]] = "the winning unit"
         order = sorted(marks) + [u for u in range(claim["unit_count"]) if u not in marks]
@@ -387,7 +389,8 @@ class Explorer:
             )
         elif isinstance(spec, TrainSpec):
             context.update(curve=await self._curve_heights(task_id, total))
-        title = f"{'Default ' if task.get('default') else ''}{task.get('kind', '')} task".strip().capitalize()
+        default = "Default " if task.get("default") else ""
+        title = f"{default}{task.get('kind', '')} task".strip().capitalize()
         return await self.page("task.html", title, "task", **context)
 
     async def _grid(self, task_id: str, spec: RenderSpec, total: int, page: int) -> list[dict]:
@@ -430,7 +433,8 @@ class Explorer:
         return out
 
     async def _curve_heights(self, task_id: str, total: int) -> dict:
-        """The heights whose states the learning curve evaluates: all of them, or MAX_CURVE_POINTS spread evenly."""
+        """The heights whose states the learning curve evaluates: all of them, or
+        MAX_CURVE_POINTS spread evenly."""
         path = f"/api/tasks/{task_id}/blocks"
         if total <= MAX_CURVE_POINTS:
             picked = (
@@ -502,7 +506,8 @@ class Explorer:
         ):
             raise PageError(
                 404,
-                "No such image: expected /img/BLOCK_HASH/CLAIM/UNIT/IMAGE.png with small decimal numbers.",
+                "No such image: expected /img/BLOCK_HASH/CLAIM/UNIT/IMAGE.png with small decimal "
+                "numbers.",
             )
         claim_index, unit, image = int(m["claim"]), int(m["unit"]), int(m["image"])
         etag = f'"{block_hash}-{claim_index}-{unit}-{image}"'
@@ -516,7 +521,8 @@ class Explorer:
             if claim_index >= len(claims):
                 raise PageError(
                     404,
-                    f"Block {block_hash} has {len(claims)} work claim(s); there is no claim {claim_index}.",
+                    f"Block {block_hash} has {len(claims)} work claim(s); there is no claim "
+                    f"{claim_index}.",
                 )
             claim = claims[claim_index]
             task = await self.api.get(f"/api/tasks/{claim['task_id']}")
@@ -528,7 +534,8 @@ class Explorer:
             if unit >= claim["unit_count"] or image >= spec.images_per_unit:
                 raise PageError(
                     404,
-                    f"The claim has units 0 .. {claim['unit_count'] - 1} of {spec.images_per_unit} image(s) each.",
+                    f"The claim has units 0 .. {claim['unit_count'] - 1} of "
+                    f"{spec.images_per_unit} image(s) each.",
                 )
             trace = await self.api.get(f"/api/blocks/{block_hash}/trace", offset=unit, limit=1)
             leaf = trace["claims"][claim_index]["leaves"][0]

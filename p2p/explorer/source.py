@@ -14,7 +14,8 @@ import aiohttp
 
 
 class PageError(Exception):
-    """What a visitor sees instead of a page: an HTTP status and a sentence saying what was wrong."""
+    """What a visitor sees instead of a page: an HTTP status and a sentence saying what was
+    wrong."""
 
     def __init__(self, status: int, message: str, title: str | None = None) -> None:
         super().__init__(message)
@@ -26,7 +27,8 @@ class PageError(Exception):
 
 
 def loopback_url(api_hostport: str) -> str:
-    """The URL at which this process reaches its own API (a wildcard bind address is dialled on loopback)."""
+    """The URL at which this process reaches its own API (a wildcard bind address is dialled on
+    loopback)."""
     host, _, port = api_hostport.rpartition(":")
     host = host.strip("[]")
     if host in ("", "0.0.0.0"):

@@ -66,7 +66,8 @@ def percent(value: Any) -> str:
 
 
 def static_version() -> str:
-    """A short hash of the static files, appended to their URLs so a browser never runs stale code."""
+    """A short hash of the static files, appended to their URLs so a browser never runs stale
+    code."""
     h = hashlib.blake2b(digest_size=6)
     for f in sorted(STATIC.iterdir()):
         h.update(f.name.encode() + f.read_bytes())

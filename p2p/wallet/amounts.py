@@ -1,4 +1,5 @@
-"""POUW amounts as users write them: decimal text with up to 8 decimals, parsed exactly (never float).
+"""POUW amounts as users write them: decimal text with up to 8 decimals, parsed exactly (never
+float).
 
 1 POUW = 10^8 base units; amounts on chain are u64 base units.
 """
@@ -39,7 +40,8 @@ def parse_amount(text: str, what: str = "amount", allow_zero: bool = True) -> in
         value = Decimal(s) * UNITS_PER_COIN
     if value != value.to_integral_value():
         raise AmountError(
-            f"{what}: {text!r} has more than {DECIMALS} decimals (the smallest amount is 0.00000001 POUW)"
+            f"{what}: {text!r} has more than {DECIMALS} decimals (the smallest amount is "
+            "0.00000001 POUW)"
         )
     units = int(value)
     if units > MAX_UNITS:

@@ -32,7 +32,8 @@ MAX_RESULT_BYTES = 256 << 20
 
 
 def resolve_node_url(option: str | None = None) -> str:
-    """--node, else $POUW_NODE, else the local node's default API address; "HOST:PORT" gets http://."""
+    """--node, else $POUW_NODE, else the local node's default API address; "HOST:PORT" gets
+    http://."""
     text = (option or os.environ.get(NODE_URL_ENV) or DEFAULT_NODE_URL).strip()
     if "://" not in text:
         text = "http://" + text
@@ -87,7 +88,8 @@ class NodeClient:
                 else exc.reason
             )
             raise NodeUnreachable(
-                f"cannot reach the node at {self.base_url} ({reason}); is `pouw node` running? (--node URL)"
+                f"cannot reach the node at {self.base_url} ({reason}); is `pouw node` running? "
+                "(--node URL)"
             ) from None
         except TimeoutError:
             raise NodeUnreachable(
@@ -143,7 +145,8 @@ class NodeClient:
         return self.get_json(f"/api/txs/{txid}")
 
     def submit_tx(self, raw: bytes) -> dict:
-        """POST a signed transaction; the node's refusal becomes TxRejectedByNode with its reason."""
+        """POST a signed transaction; the node's refusal becomes TxRejectedByNode with its
+        reason."""
         try:
             data, _ = self._request(
                 "POST", "/api/txs", body=raw, content_type="application/octet-stream"

@@ -40,7 +40,10 @@ ACCOUNT = 0
 CHAIN = 0
 BASE_PATH = (PURPOSE, COIN_TYPE, ACCOUNT, CHAIN)
 PATH_TEMPLATE = f"m/{PURPOSE}'/{COIN_TYPE}'/{ACCOUNT}'/{CHAIN}'/i'"
-DERIVATION = f"BIP39 phrase -> seed (PBKDF2-HMAC-SHA512, optional passphrase) -> SLIP-0010 Ed25519 keys at {PATH_TEMPLATE}"
+DERIVATION = (
+    "BIP39 phrase -> seed (PBKDF2-HMAC-SHA512, optional passphrase) -> SLIP-0010 Ed25519 keys at "
+    f"{PATH_TEMPLATE}"
+)
 WORD_COUNTS = {12: 128, 24: 256}  # words -> bits of entropy
 DEFAULT_WORDS = 24
 DEFAULT_GAP_LIMIT = 20
@@ -51,12 +54,14 @@ _WORDS = set(_BIP39.wordlist)
 
 
 class PhraseError(ValueError):
-    """A recovery phrase that is not a valid BIP39 phrase; the message names the word or the problem."""
+    """A recovery phrase that is not a valid BIP39 phrase; the message names the word or the
+    problem."""
 
 
 @dataclass(frozen=True)
 class HdSecret:
-    """What an HD key file encrypts: the phrase's entropy (to show the phrase again) and the seed."""
+    """What an HD key file encrypts: the phrase's entropy (to show the phrase again) and the
+    seed."""
 
     entropy: bytes
     seed: bytes  # 64 bytes: PBKDF2 of phrase and passphrase
@@ -122,7 +127,7 @@ def secret_from_phrase(text: str, passphrase: str = "") -> HdSecret:
     return HdSecret(bytes(_BIP39.to_entropy(phrase)), bytes(seed), bool(passphrase))
 
 
-# --- SLIP-0010, Ed25519 ------------------------------------------------------------------------------
+# --- SLIP-0010, Ed25519 ---------------------------------------------------------------------------
 
 
 def slip10_master(seed: bytes) -> tuple[bytes, bytes]:

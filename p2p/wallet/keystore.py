@@ -1,4 +1,5 @@
-"""Encrypted key files: a wallet's secret under AES-256-GCM with a key derived from a password by scrypt.
+"""Encrypted key files: a wallet's secret under AES-256-GCM with a key derived from a password by
+scrypt.
 
 One JSON file per wallet, in the spirit of Ethereum's keystore v3. Two kinds:
 
@@ -7,18 +8,21 @@ One JSON file per wallet, in the spirit of Ethereum's keystore v3. Two kinds:
   addresses derived so far (address i is the key at m/44'/1'/0'/0'/i'):
 
     {"format": "pouw-keystore", "version": 2, "address": "pw..." (address 0),
-     "hd": {"derivation": "...", "path": "m/44'/1'/0'/0'/i'", "words": 24, "addresses": ["pw...", ...]},
-     "crypto": {"cipher": "aes-256-gcm", "nonce": hex, "ciphertext": hex (JSON secret + 16-byte tag),
-                "kdf": "scrypt", "kdfparams": {"n": 131072, "r": 8, "p": 1, "dklen": 32, "salt": hex}}}
+     "hd": {"derivation": "...", "path": "m/44'/1'/0'/0'/i'", "words": 24,
+            "addresses": ["pw...", ...]},
+     "crypto": {"cipher": "aes-256-gcm", "nonce": hex,
+                "ciphertext": hex (JSON secret + 16-byte tag),
+                "kdf": "scrypt",
+                "kdfparams": {"n": 131072, "r": 8, "p": 1, "dklen": 32, "salt": hex}}}
 
 - version 1, a plain key (`pouw wallet import`, and wallets made before phrases): one address,
   the ciphertext is the 32-byte Ed25519 seed plus the tag; no "hd" field.
 
 The GCM tag also covers the file's header (format, version, addresses, derivation, cipher, KDF
 and its parameters) as associated data, so an altered address or weakened KDF cost fails like a
-wrong password; after decryption every listed address must be the one its key gives. Files are written
-atomically (a temporary file in the same directory, fsync, then link or rename, then fsync of
-the directory) with mode 0600; reading a file, with any password, never writes it.
+wrong password; after decryption every listed address must be the one its key gives. Files are
+written atomically (a temporary file in the same directory, fsync, then link or rename, then fsync
+of the directory) with mode 0600; reading a file, with any password, never writes it.
 
 The default scrypt cost (n = 2^17, r = 8, p = 1: 128 MiB and about 0.4 s) can be lowered for
 tests with `scrypt_n` or the environment variable POUW_WALLET_SCRYPT_N (at least 2^10).
@@ -66,7 +70,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class KeystoreError(Exception):
-    """A key file problem: missing, already there, unreadable, or corrupt; the message names the file."""
+    """A key file problem: missing, already there, unreadable, or corrupt; the message names the
+    file."""
 
 
 class WrongPasswordError(KeystoreError):
@@ -96,7 +101,8 @@ class ScryptParams:
             )
         if not 1 <= self.r <= MAX_SCRYPT_R or not 1 <= self.p <= MAX_SCRYPT_P:
             raise ValueError(
-                f"scrypt r and p must be in 1 .. {MAX_SCRYPT_R} and 1 .. {MAX_SCRYPT_P}, got {self.r}, {self.p}"
+                f"scrypt r and p must be in 1 .. {MAX_SCRYPT_R} and 1 .. {MAX_SCRYPT_P}, got "
+                f"{self.r}, {self.p}"
             )
         if self.dklen != DKLEN or len(self.salt) < 16:
             raise ValueError(f"scrypt dklen must be {DKLEN} and the salt at least 16 bytes")
@@ -112,7 +118,8 @@ class ScryptParams:
 
 @dataclass(frozen=True)
 class HdInfo:
-    """The clear part of an HD key file: its derivation and the addresses derived so far (index = position)."""
+    """The clear part of an HD key file: its derivation and the addresses derived so far (index =
+    position)."""
 
     words: int
     addresses: tuple[str, ...]
@@ -219,7 +226,8 @@ class KeyFile:
         version = data.get("version")
         if version not in VERSIONS or isinstance(version, bool):
             raise ValueError(
-                f"version: this wallet reads versions {', '.join(map(str, VERSIONS))}, got {version!r}"
+                f"version: this wallet reads versions {', '.join(map(str, VERSIONS))}, got "
+                f"{version!r}"
             )
         try:
             parse_address(data.get("address"))
@@ -259,7 +267,8 @@ class KeyFile:
             raise ValueError(f"crypto.ciphertext: expected 48 bytes, got {len(ciphertext)}")
         if hd is not None and not 16 < len(ciphertext) <= MAX_SECRET_BYTES + 16:
             raise ValueError(
-                f"crypto.ciphertext: expected 17 .. {MAX_SECRET_BYTES + 16} bytes, got {len(ciphertext)}"
+                f"crypto.ciphertext: expected 17 .. {MAX_SECRET_BYTES + 16} bytes, got "
+                f"{len(ciphertext)}"
             )
         return cls(
             address=data["address"],
@@ -300,7 +309,8 @@ def default_scrypt_n() -> int:
 
 
 def scrypt_params(scrypt_n: int | None = None) -> ScryptParams:
-    """Fresh scrypt parameters (new salt) at cost `scrypt_n`, else $POUW_WALLET_SCRYPT_N, else 2^17."""
+    """Fresh scrypt parameters (new salt) at cost `scrypt_n`, else $POUW_WALLET_SCRYPT_N, else
+    2^17."""
     n = default_scrypt_n() if scrypt_n is None else scrypt_n
     try:
         return ScryptParams(
@@ -353,7 +363,8 @@ def _secret_from_bytes(raw: bytes) -> HdSecret:
 def seal_hd(
     secret: HdSecret, addresses: tuple[str, ...] | list[str], aes_key: bytes, kdf: ScryptParams
 ) -> KeyFile:
-    """An HD key file for `secret` listing `addresses`, encrypted under an scrypt output (fresh nonce)."""
+    """An HD key file for `secret` listing `addresses`, encrypted under an scrypt output (fresh
+    nonce)."""
     hd = HdInfo(words=len(secret.words), addresses=tuple(addresses))
     unsealed = KeyFile(
         address=hd.addresses[0],
@@ -439,11 +450,12 @@ def open_keyfile(keyfile: KeyFile, password: str) -> Unlocked:
 
 
 def decrypt_key(keyfile: KeyFile, password: str) -> PrivateKey:
-    """The key of the file's first address; WrongPasswordError when the password (or the file) is wrong."""
+    """The key of the file's first address; WrongPasswordError when the password (or the file) is
+    wrong."""
     return open_keyfile(keyfile, password).first_key
 
 
-# --- files -----------------------------------------------------------------------------------------
+# --- files ----------------------------------------------------------------------------------------
 
 
 def write_atomic(path: Path, data: bytes, overwrite: bool = False, mode: int = 0o600) -> None:
@@ -500,7 +512,8 @@ def resolve_wallet_dir(option: str | None = None) -> Path:
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise KeystoreError(
-            f"wallet name {name!r}: use 1 to 64 letters, digits, '_', '-' or '.', starting with a letter or digit"
+            f"wallet name {name!r}: use 1 to 64 letters, digits, '_', '-' or '.', starting with a "
+            "letter or digit"
         )
     return name
 
@@ -571,7 +584,8 @@ class Keystore:
         addresses: list[str] | tuple[str, ...] | None = None,
         scrypt_n: int | None = None,
     ) -> WalletEntry:
-        """Encrypt and store an HD wallet listing `addresses` (default: address 0) under a new name."""
+        """Encrypt and store an HD wallet listing `addresses` (default: address 0) under a new
+        name."""
         keyfile = encrypt_hd(secret, password, addresses, scrypt_n)
         path = self._check_new(name, keyfile.addresses)
         return self._write_new(name, path, keyfile)
@@ -582,7 +596,8 @@ class Keystore:
         """Rewrite an HD wallet's file (atomically, same password) listing `addresses`."""
         if unlocked.secret is None:
             raise KeystoreError(
-                f"wallet {entry.name!r} holds one plain key; only a wallet made from a phrase derives new addresses"
+                f"wallet {entry.name!r} holds one plain key; only a wallet made from a phrase "
+                "derives new addresses"
             )
         keyfile = seal_hd(unlocked.secret, tuple(addresses), unlocked.aes_key, entry.keyfile.kdf)
         write_atomic(entry.path, keyfile.to_bytes(), overwrite=True)

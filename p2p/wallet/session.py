@@ -1,4 +1,5 @@
-"""What `pouw wallet` and `pouw task` share: options, passwords, unlocking, fees, paying addresses, sending.
+"""What `pouw wallet` and `pouw task` share: options, passwords, unlocking, fees, paying addresses,
+sending.
 
 Password sources, first that is given wins: --password-file FILE (its first line), the
 environment variable POUW_WALLET_PASSWORD, then a prompt on the terminal (getpass; three tries
@@ -68,7 +69,8 @@ _STRENGTH = ("very weak", "weak", "fair", "strong", "very strong")
 def common_options(
     wallet: bool = True, node: bool = True, password: bool = True
 ) -> argparse.ArgumentParser:
-    """A parent parser with the options every wallet and task command takes (after the command name)."""
+    """A parent parser with the options every wallet and task command takes (after the command
+    name)."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument(
         "--json", action="store_true", help="machine-readable JSON output (errors too, on stdout)"
@@ -104,7 +106,7 @@ def common_options(
     return p
 
 
-# --- output ----------------------------------------------------------------------------------------
+# --- output ---------------------------------------------------------------------------------------
 
 
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -123,7 +125,7 @@ def parse_amount_arg(text: str, what: str, allow_zero: bool = True) -> int:
         raise UserError(str(exc)) from None
 
 
-# --- wallets and passwords -------------------------------------------------------------------------
+# --- wallets and passwords ------------------------------------------------------------------------
 
 
 def keystore(args: argparse.Namespace) -> Keystore:
@@ -174,7 +176,8 @@ def _too_short(password: str) -> str | None:
 
 
 def read_new_password(args: argparse.Namespace, prompt: str = "New password: ") -> str:
-    """A password for a new key file: at least 8 characters; at the prompt, strong enough and typed twice."""
+    """A password for a new key file: at least 8 characters; at the prompt, strong enough and
+    typed twice."""
     given = _password_source(args)
     if given is not None:
         if not given:
@@ -214,7 +217,8 @@ def _has_terminal() -> bool:
 
 
 def interactive() -> bool:
-    """A person at a terminal: standard input is one and /dev/tty opens (prompts may ask and wait)."""
+    """A person at a terminal: standard input is one and /dev/tty opens (prompts may ask and
+    wait)."""
     try:
         return sys.stdin.isatty() and _has_terminal()
     except (AttributeError, ValueError):
@@ -236,7 +240,8 @@ def ask_secret(prompt: str) -> str:
     line = sys.stdin.readline()
     if not line:
         raise UserError(
-            f"no password: no terminal to ask on and nothing on stdin; use --password-file FILE or ${PASSWORD_ENV}"
+            "no password: no terminal to ask on and nothing on stdin; use --password-file FILE "
+            f"or ${PASSWORD_ENV}"
         )
     return line.rstrip("\r\n")
 
@@ -257,7 +262,8 @@ def ask_yes(prompt: str) -> bool:
 
 
 def keystore_error(exc: KeystoreError) -> UserError:
-    """WrongPassword for a wrong password; WalletFileError for a missing, taken or unreadable key file."""
+    """WrongPassword for a wrong password; WalletFileError for a missing, taken or unreadable key
+    file."""
     if isinstance(exc, WrongPasswordError):
         return WrongPassword(str(exc))
     return WalletFileError(str(exc))
@@ -308,7 +314,8 @@ def resolve_address(text: str, store: Keystore, what: str = "address") -> bytes:
     except KeystoreError:
         pass
     raise BadAddress(
-        f"{what}: {text!r} is neither an address ({problem}) nor the name of a wallet in {store.directory}"
+        f"{what}: {text!r} is neither an address ({problem}) nor the name of a wallet in "
+        f"{store.directory}"
     )
 
 
@@ -361,7 +368,8 @@ def fee_at_rate(build: Build, chain_id: bytes, nonce: int, rate: int) -> tuple[i
 
 
 def spendable(account: dict) -> int:
-    """What an account can pay now: its spendable balance where the node reports one, else its balance."""
+    """What an account can pay now: its spendable balance where the node reports one, else its
+    balance."""
     value = account.get("spendable")
     return value if isinstance(value, int) else account["balance"]
 
@@ -390,14 +398,15 @@ class Payment:
 
 
 def immature_note(account: dict, cost: int) -> str:
-    """Why a balance that holds fresh mining rewards cannot pay yet ("" when that is not the reason)."""
+    """Why a balance that holds fresh mining rewards cannot pay yet ("" when that is not the
+    reason)."""
     immature = account.get("immature_rewards") or []
     if not immature or cost > spendable(account) + sum(r["amount"] for r in immature):
         return ""
     return (
-        f"; {format_amount(sum(r['amount'] for r in immature))} POUW more are mining rewards not spendable yet "
-        f"(a reward becomes spendable {account.get('reward_maturity')} blocks after its block: the next at "
-        f"height {immature[0]['spendable_at_height']})"
+        f"; {format_amount(sum(r['amount'] for r in immature))} POUW more are mining rewards not "
+        f"spendable yet (a reward becomes spendable {account.get('reward_maturity')} blocks after "
+        f"its block: the next at height {immature[0]['spendable_at_height']})"
     )
 
 
@@ -411,7 +420,8 @@ def plan_payment(
     nonce: int | None = None,
 ) -> Payment:
     """Pick the paying address (the first of the wallet's that covers value plus fee, or --from),
-    its nonce, and the fee (--fee, else the node's estimate); InsufficientBalance when none can pay."""
+    its nonce, and the fee (--fee, else the node's estimate); InsufficientBalance when none can
+    pay."""
     status = node.status()
     chain_id = bytes.fromhex(status["chain_id"])
     fees = node.fees()
@@ -464,9 +474,10 @@ def plan_payment(
             f"{immature_note(node.account(best[1]), best[2])}"
         )
     raise InsufficientBalance(
-        f"insufficient balance: no address of wallet {entry.name!r} has {format_amount(best[2])} POUW (amount and fee) "
-        f"on its own (the most is {format_amount(best[0])} POUW at {best[1]}; {format_amount(total)} POUW over "
-        f"{len(addresses)} addresses); send in parts with --from ADDRESS"
+        f"insufficient balance: no address of wallet {entry.name!r} has {format_amount(best[2])} "
+        f"POUW (amount and fee) on its own (the most is {format_amount(best[0])} POUW at "
+        f"{best[1]}; {format_amount(total)} POUW over {len(addresses)} addresses); send in parts "
+        "with --from ADDRESS"
     )
 
 
@@ -474,8 +485,9 @@ def check_fee(pay: Payment, value: int, yes: bool, what: str = "the amount") -> 
     """Refuse a fee under the node's minimum relay fee; a fee far above need asks for --yes."""
     if pay.fee < pay.min_fee:
         raise UserError(
-            f"--fee {format_amount(pay.fee)} POUW is below the node's minimum relay fee of {format_amount(pay.min_fee)} POUW "
-            f"for this transaction ({pay.size} bytes at {pay.min_rate} base units per byte); it would be refused"
+            f"--fee {format_amount(pay.fee)} POUW is below the node's minimum relay fee of "
+            f"{format_amount(pay.min_fee)} POUW for this transaction ({pay.size} bytes at "
+            f"{pay.min_rate} base units per byte); it would be refused"
         )
     if yes:
         return
@@ -495,10 +507,13 @@ def check_fee(pay: Payment, value: int, yes: bool, what: str = "the amount") -> 
 
 def describe_fee(pay: Payment) -> str:
     if pay.fee_given:
-        return f"fee {format_amount(pay.fee)} POUW (--fee; the node's estimate is {format_amount(pay.estimate_fee)})"
+        return (
+            f"fee {format_amount(pay.fee)} POUW (--fee; the node's estimate is "
+            f"{format_amount(pay.estimate_fee)})"
+        )
     return (
-        f"fee {format_amount(pay.fee)} POUW (the node's estimate: {pay.fee_rate} base units per byte x {pay.size} bytes; "
-        f"its minimum is {format_amount(pay.min_fee)})"
+        f"fee {format_amount(pay.fee)} POUW (the node's estimate: {pay.fee_rate} base units per "
+        f"byte x {pay.size} bytes; its minimum is {format_amount(pay.min_fee)})"
     )
 
 
@@ -512,7 +527,7 @@ def confirm_send(args: argparse.Namespace, lines: list[str]) -> None:
         raise UserError("not sent")
 
 
-# --- sending ---------------------------------------------------------------------------------------
+# --- sending --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -556,14 +571,16 @@ def pay_and_send(
 
 
 def wait_confirmed(node: NodeClient, txid: str, timeout: float) -> dict:
-    """Poll until the transaction is in a block on the best chain; NotReady after `timeout` seconds."""
+    """Poll until the transaction is in a block on the best chain; NotReady after `timeout`
+    seconds."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             info = node.tx(txid)
         except NotFound:
             raise NotFound(
-                f"transaction {txid} is neither pending nor confirmed any more (dropped from the mempool?)"
+                f"transaction {txid} is neither pending nor confirmed any more (dropped from the "
+                "mempool?)"
             ) from None
         if info.get("status") == "confirmed":
             return info

@@ -1,11 +1,13 @@
-"""Following a task until it is done: `pouw task status ID --follow` and `pouw task submit ... --wait`.
+"""Following a task until it is done: `pouw task status ID --follow` and
+`pouw task submit ... --wait`.
 
 The node is polled every `interval` seconds; each poll reads the task (pending while its submit
 transaction is in the mempool, then open, then done) and, for a training task whose state moved,
 the held-out accuracy of that state (at most every `metrics_every` seconds, and once more at the
-end: the node evaluates 1024 images per new state). On a terminal the progress is a bar in units (tqdm) with the
-blocks and the accuracy beside it; elsewhere one line per change. Ctrl-C stops following (the
-task goes on) with exit code 130; `timeout` seconds without completion end with NotReady.
+end: the node evaluates 1024 images per new state). On a terminal the progress is a bar in units
+(tqdm) with the blocks and the accuracy beside it; elsewhere one line per change. Ctrl-C stops
+following (the task goes on) with exit code 130; `timeout` seconds without completion end with
+NotReady.
 """
 
 from __future__ import annotations
@@ -40,9 +42,8 @@ class Progress:
         total = self.units_total or "open-ended"
         parts = [self.status]
         if units:
-            parts.append(
-                f"{min(self.units_done, self.units_total) if self.units_total else self.units_done}/{total} units"
-            )
+            done = min(self.units_done, self.units_total) if self.units_total else self.units_done
+            parts.append(f"{done}/{total} units")
         parts.append(f"{self.blocks} block{'s' if self.blocks != 1 else ''}")
         if self.accuracy is not None:
             parts.append(f"held-out {self.accuracy:.1%} (step {self.step})")
@@ -77,7 +78,8 @@ class _Display:
                 file=sys.stderr,
                 dynamic_ncols=True,
                 leave=True,
-                bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} units [{elapsed}]{postfix}"
+                bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} units "
+                "[{elapsed}]{postfix}"
                 if total
                 else "{desc} {n_fmt} units [{elapsed}]{postfix}",
             )
@@ -124,7 +126,8 @@ def follow_task(
             except NotFound:
                 if progress.status.startswith("pending"):
                     raise NotFound(
-                        f"task {task_id} left the mempool without being mined (replaced, or its fee too low?)"
+                        f"task {task_id} left the mempool without being mined (replaced, or its "
+                        "fee too low?)"
                     ) from None
                 raise
             progress.status = _status_word(task)
@@ -156,13 +159,14 @@ def follow_task(
                 return task, progress
             if deadline is not None and time.monotonic() >= deadline:
                 raise NotReady(
-                    f"task {task_id} is not done after {timeout:g} s ({progress.describe()}); it goes on"
+                    f"task {task_id} is not done after {timeout:g} s ({progress.describe()}); it "
+                    "goes on"
                 )
             sleep(interval)
     except KeyboardInterrupt:
         raise Interrupted(
-            f"stopped following task {task_id} ({progress.describe() or 'nothing seen yet'}); the task goes on: "
-            f"pouw task status {task_id[:12]} --follow"
+            f"stopped following task {task_id} ({progress.describe() or 'nothing seen yet'}); the "
+            f"task goes on: pouw task status {task_id[:12]} --follow"
         ) from None
     finally:
         if display is not None:

@@ -70,7 +70,8 @@ def render_spec(
         )
     elif images_per_unit < 1 or count % images_per_unit:
         raise TaskSpecError(
-            f"render.images_per_unit: {count} images are not a whole number of units of {images_per_unit}"
+            f"render.images_per_unit: {count} images are not a whole number of units of "
+            f"{images_per_unit}"
         )
     return validate_spec(
         RenderSpec(units=count // images_per_unit, images_per_unit=images_per_unit, **_scene(scene))
@@ -116,7 +117,8 @@ def train_spec(
         steps_per_unit = 2 if steps % 2 == 0 else 1
     elif steps_per_unit < 1 or steps % steps_per_unit:
         raise TaskSpecError(
-            f"train.steps_per_unit: {steps} steps are not a whole number of units of {steps_per_unit}"
+            f"train.steps_per_unit: {steps} steps are not a whole number of units of "
+            f"{steps_per_unit}"
         )
     lr_micro = _fixed(lr, 1_000_000, "lr")
     if lr_micro < 1 or lr_micro > 1_000_000:
@@ -141,20 +143,23 @@ def train_spec(
 def describe_spec(spec: TaskSpec) -> str:
     if isinstance(spec, RenderSpec):
         return (
-            f"render {spec.units * spec.images_per_unit} images of {spec.image_size}x{spec.image_size} "
-            f"({spec.units} units of {spec.images_per_unit}), {spec.min_objects}-{spec.max_objects} objects, "
-            f"{spec.min_lights}-{spec.max_lights} lights"
+            f"render {spec.units * spec.images_per_unit} images of "
+            f"{spec.image_size}x{spec.image_size} ({spec.units} units of {spec.images_per_unit}), "
+            f"{spec.min_objects}-{spec.max_objects} objects, {spec.min_lights}-{spec.max_lights} "
+            "lights"
         )
     return (
         f"train {spec.arch} on '{spec.objective}' for {spec.units * spec.steps_per_unit} steps "
-        f"({spec.units} units of {spec.steps_per_unit}), batch {spec.batch_size}, lr {Decimal(spec.lr_micro) / 1_000_000}, "
-        f"momentum {Decimal(spec.momentum_milli) / 1000}, images {spec.image_size}x{spec.image_size}"
+        f"({spec.units} units of {spec.steps_per_unit}), batch {spec.batch_size}, lr "
+        f"{Decimal(spec.lr_micro) / 1_000_000}, momentum {Decimal(spec.momentum_milli) / 1000}, "
+        f"images {spec.image_size}x{spec.image_size}"
     )
 
 
 @dataclass(frozen=True)
 class MarketTerms:
-    """A spec's unit cost against one network's market rules (consensus.market.check_market_rules)."""
+    """A spec's unit cost against one network's market rules
+    (consensus.market.check_market_rules)."""
 
     unit_cost: int  # operations per unit (useful_work.specs.unit_cost)
     max_unit_cost: int | None  # None: the node does not publish a limit

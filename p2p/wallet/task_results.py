@@ -112,11 +112,12 @@ def _spec_of(task: dict) -> TaskSpec:
 def _not_complete(task_id: str, done: int, total: int, what: str) -> NotReady:
     if not total:
         return NotReady(
-            f"task {task_id} is the open-ended default task ({done} units so far) and never completes; "
-            f"pass --partial for {what}"
+            f"task {task_id} is the open-ended default task ({done} units so far) and never "
+            f"completes; pass --partial for {what}"
         )
     return NotReady(
-        f"task {task_id} is not complete ({done} of {total} units); wait, or pass --partial for {what}"
+        f"task {task_id} is not complete ({done} of {total} units); wait, or pass --partial for "
+        f"{what}"
     )
 
 
@@ -137,7 +138,8 @@ def fetch_manifest(node: NodeClient, task_id: str, progress: Progress | None = N
             break
     else:
         raise NotReady(
-            f"task {task_id} kept advancing while its manifest was read; try again (or wait until it is done)"
+            f"task {task_id} kept advancing while its manifest was read; try again (or wait until "
+            "it is done)"
         )
     head = pages[0]
     try:
@@ -181,7 +183,8 @@ def check_render_manifest(manifest: Manifest) -> None:
     count = sum(len(b.digests) for b in manifest.blocks)
     if count != manifest.units_done:
         raise ResultMismatch(
-            f"the manifest lists {count} units, the task record says {manifest.units_done} were done"
+            f"the manifest lists {count} units, the task record says {manifest.units_done} were "
+            "done"
         )
     state = RenderState(0, ZERO_HASH)
     groups: list[list[ManifestBlock]] = []
@@ -215,7 +218,8 @@ def check_render_manifest(manifest: Manifest) -> None:
         state = RenderState.from_bytes(merged)
         if state_hash(merged) != group[0].block_state:
             raise ResultMismatch(
-                f"block {group[0].height}: its digests do not give the task state the block recorded"
+                f"block {group[0].height}: its digests do not give the task state the block "
+                "recorded"
             )
     if manifest.units_done and state_hash(state.to_bytes()) != manifest.state_hash:
         raise ResultMismatch("the manifest's digests do not give the task's state hash on chain")
@@ -254,7 +258,8 @@ def download_render_dataset(
     tmp = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
     if progress:
         progress(
-            f"rendering {keep} units ({keep * spec.images_per_unit} images) from the chain's seeds and checking their digests"
+            f"rendering {keep} units ({keep * spec.images_per_unit} images) from the chain's "
+            "seeds and checking their digests"
         )
     try:
         export_render_task(tmp, spec, seeds, digests, device)
@@ -306,7 +311,8 @@ def download_model(
         )
     if task["status"] == "done" and claimed != task["state_hash"]:
         raise ResultMismatch(
-            f"the node sent state {claimed}, the finished task's state on chain is {task['state_hash']}"
+            f"the node sent state {claimed}, the finished task's state on chain is "
+            f"{task['state_hash']}"
         )
     out = Path(path)
     if out.is_dir() or not out.parent.is_dir():
@@ -337,7 +343,8 @@ def download_model(
             node_metrics = None
         if node_metrics is not None and node_metrics.get("step") != step:
             raise ResultMismatch(
-                f"the node scored step {node_metrics.get('step')} for state {claimed}, the file is at step {step}"
+                f"the node scored step {node_metrics.get('step')} for state {claimed}, the file "
+                f"is at step {step}"
             )
     return TrainResult(out, step, claimed, metrics, node_metrics, height, units_done)
 

@@ -283,7 +283,8 @@ class NodeProcess:
             self.proc.wait()
 
     def shut_down(self, timeout: float = 20.0) -> None:
-        """Stop cleanly if it will, else kill: for teardown, where a failed stop must not hide the test's own failure."""
+        """Stop cleanly if it will, else kill: for teardown, where a failed stop must not hide
+        the test's own failure."""
         try:
             self.stop(timeout=timeout)
         except AssertionError:

@@ -40,12 +40,14 @@ try:
     from playwright.sync_api import sync_playwright
 except ImportError:  # pragma: no cover - depends on the machine
     pytest.skip(
-        "explorer browser tests skipped: the playwright package is not installed (pip install -e '.[dev]')",
+        "explorer browser tests skipped: the playwright package is not installed (pip install -e "
+        "'.[dev]')",
         allow_module_level=True,
     )
 if not os.path.exists(CHROMIUM):  # pragma: no cover
     pytest.skip(
-        f"explorer browser tests skipped: no Chromium at {CHROMIUM} (apt-get install chromium, or set POUW_CHROMIUM)",
+        f"explorer browser tests skipped: no Chromium at {CHROMIUM} (apt-get install chromium, or "
+        "set POUW_CHROMIUM)",
         allow_module_level=True,
     )
 
@@ -54,7 +56,8 @@ TRAIN = TrainSpec(units=24, batch_size=8, steps_per_unit=1, image_size=16, max_o
 
 
 def _seed(node, block_hash: str, claim_index: int, unit: int) -> bytes:
-    """A unit's seed computed here from the block's leaves (chained seeds), not taken from the node."""
+    """A unit's seed computed here from the block's leaves (chained seeds), not taken from the
+    node."""
     block = node.get(f"/api/blocks/{block_hash}")
     claim = node.get(f"/api/blocks/{block_hash}/trace?limit={unit + 1}")["claims"][claim_index]
     fields = ("input_hash", "output_hash", "digest", "commitment")
@@ -180,7 +183,8 @@ def test_render_grid_shows_the_images_a_local_render_gives(devnet, page):
     node = devnet.miner
     page.goto(f"{node.api_url}/task/{devnet.render_task}")
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('#grid .tiles img')).every(i => i.complete && i.naturalWidth > 0)"
+        "Array.from(document.querySelectorAll('#grid .tiles img')).every(i => i.complete && "
+        "i.naturalWidth > 0)"
     )
     shown = page.eval_on_selector_all(
         "#grid .tiles img",
@@ -189,8 +193,9 @@ def test_render_grid_shows_the_images_a_local_render_gives(devnet, page):
         c.width = img.naturalWidth; c.height = img.naturalHeight;
         const g = c.getContext('2d');
         g.drawImage(img, 0, 0);
-        return {block: img.dataset.block, claim: +img.dataset.claim, unit: +img.dataset.unit, image: +img.dataset.image,
-                label: img.closest('figure').title, w: c.width, h: c.height,
+        return {block: img.dataset.block, claim: +img.dataset.claim, unit: +img.dataset.unit,
+                image: +img.dataset.image, label: img.closest('figure').title,
+                w: c.width, h: c.height,
                 rgba: Array.from(g.getImageData(0, 0, c.width, c.height).data)};
     })""",
     )

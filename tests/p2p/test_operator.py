@@ -237,8 +237,8 @@ def test_config_file_in_the_default_datadir_and_flags_win(tmp_path):
     datadir.mkdir(parents=True)
     from_file, from_flag = free_port(), free_port()
     (datadir / "pouw.toml").write_text(
-        f'network = "{network}"\napi = "127.0.0.1:{from_file}"\nlisten = ""\nmine = true\nlog-file = "node.log"\n'
-        'threads = 1\ndevice = "cpu"\n'
+        f'network = "{network}"\napi = "127.0.0.1:{from_file}"\nlisten = ""\nmine = '
+        'true\nlog-file = "node.log"\nthreads = 1\ndevice = "cpu"\n'
     )
     env = {**os.environ, "HOME": str(home)}
     proc = subprocess.Popen(

@@ -41,11 +41,13 @@ def test_api_answers_while_mining_and_guards_admin_calls(make_node):
     p50, p95 = times[len(times) // 2], times[int(len(times) * 0.95)]
     h = node.height()
     print(
-        f"\nAPI latency while mining: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {times[-1]:.1f} ms (height {h})"
+        f"\nAPI latency while mining: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {times[-1]:.1f} ms "
+        f"(height {h})"
     )
     assert p95 < 500
 
-    # The served document is the one the code describes, and every documented GET answers (no 404 route).
+    # The served document is the one the code describes, and every documented GET answers (no 404
+    # route).
     doc = node.get("/api/openapi.json")
     assert doc == openapi_document()
     st = node.status()

@@ -63,7 +63,8 @@ pytestmark = pytest.mark.integration
 
 BODY_TIMEOUT_S = 3  # the victim's --body-timeout in these tests (the default is 60 s)
 # A retarget half-life long enough that a header chain forged with timestamps close together
-# keeps the initial target: its tickets stay cheap to grind (initial_units_per_block hashes a header).
+# keeps the initial target: its tickets stay cheap to grind (initial_units_per_block hashes a
+# header).
 SLOW_RETARGET = {"retarget_half_life_ms": 10**8}
 
 
@@ -329,8 +330,9 @@ def test_body_poisoning_bans_the_sender_and_the_real_block_is_accepted(make_node
 
     out = asyncio.run(scenario())
     print(
-        f"\nrelayed header, dropped transaction: {out['a1']}\npushed body, changed opening: {out['a2']}"
-        f"\nreal blocks accepted from the honest node {out['b1_s']:.2f} s and {out['b2_s']:.2f} s after it had them"
+        f"\nrelayed header, dropped transaction: {out['a1']}\npushed body, changed opening: "
+        f"{out['a2']}\nreal blocks accepted from the honest node {out['b1_s']:.2f} s and "
+        f"{out['b2_s']:.2f} s after it had them"
     )
     # The senders of the bodies that are not their headers' are banned, for a bad message.
     assert "banned" in out["a1"] and "body-mismatch" in out["a1"] and "tx_root" in out["a1"]
@@ -457,9 +459,10 @@ def test_fake_branch_from_genesis_with_an_invalid_first_body_leaves_the_tip(make
         after = victim.status()
         time.sleep(0.5)
     print(
-        f"\nfake branch of {len(fake)} headers from genesis: {len(asked)} bodies asked for, attacker closed after "
-        f"{elapsed:.2f} s: {reason}\nvictim heights polled {len(watch.samples)} times: "
-        f"{watch.samples[0][1]} -> {watch.samples[-1][1]}, drops {watch.drops()}"
+        f"\nfake branch of {len(fake)} headers from genesis: {len(asked)} bodies asked for, "
+        f"attacker closed after {elapsed:.2f} s: {reason}\nvictim heights polled "
+        f"{len(watch.samples)} times: {watch.samples[0][1]} -> {watch.samples[-1][1]}, drops "
+        f"{watch.drops()}"
     )
     assert "banned" in reason and ("bad-winning-unit" in reason or "invalid-parent" in reason)
     assert len(watch.samples) > 10 and watch.drops() == []  # the height never went down
@@ -553,14 +556,16 @@ def test_fake_header_chain_is_given_up_while_the_victim_mines_on(make_node, tmp_
         if victim.get(f"/api/blocks/{s['best_hash']}")["miner"] == honest_miner
     }
     print(
-        f"\n600 fake headers held {drop_s:.1f} s (body timeout {BODY_TIMEOUT_S} s), {asked} bodies asked for; "
-        f"victim height {held['height']} -> {dropped['height']} meanwhile, {mined_during} blocks by its own miner, "
-        f"{len(honest_blocks)} tips by the honest node\nattacker: {reason}"
+        f"\n600 fake headers held {drop_s:.1f} s (body timeout {BODY_TIMEOUT_S} s), {asked} "
+        f"bodies asked for; victim height {held['height']} -> {dropped['height']} meanwhile, "
+        f"{mined_during} blocks by its own miner, {len(honest_blocks)} tips by the honest "
+        f"node\nattacker: {reason}"
     )
     assert "bodies did not arrive" in reason and "banned" not in reason
     assert BODY_TIMEOUT_S <= drop_s <= BODY_TIMEOUT_S + 10
     assert asked >= 1  # the victim did ask for the bodies
-    # Its miner never stopped: it ran units all along (blocks of its own depend on the machine's load).
+    # Its miner never stopped: it ran units all along (blocks of its own depend on the machine's
+    # load).
     units_during = dropped["units_mined"] - held["units_mined"]
     assert dropped["height"] > held["height"] and units_during >= 1, (
         "the victim mines on while the fake headers are held"
@@ -633,7 +638,8 @@ def test_honest_chain_longer_than_the_header_window_syncs_without_bans(make_node
     elapsed = time.monotonic() - started
     refused = _metric(victim, 'pouw_headers_total{outcome="rejected"}')
     print(
-        f"\nsynced {tip} blocks through an 8-header window in {elapsed:.1f} s; header batches refused for now: {refused:.0f}"
+        f"\nsynced {tip} blocks through an 8-header window in {elapsed:.1f} s; header batches "
+        f"refused for now: {refused:.0f}"
     )
     assert refused >= 1, "the window was hit: the test exercises the refused-for-now path"
     peers = victim.get("/api/peers")

@@ -122,7 +122,8 @@ def test_auditor_proves_poisoned_blocks_and_the_task_is_rewound_everywhere(make_
     )
 
     # The customer's dataset checks out against the chain: every unit of the task's credited
-    # blocks re-rendered from its seed gives the leaf's digest, and the digests give the task's state.
+    # blocks re-rendered from its seed gives the leaf's digest, and the digests give the task's
+    # state.
     out = subprocess.run(
         [
             sys.executable,

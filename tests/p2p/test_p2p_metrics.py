@@ -1,4 +1,5 @@
-"""Metrics with bounded labels, read with prometheus_client's own parser from a real node; 405 with Allow."""
+"""Metrics with bounded labels, read with prometheus_client's own parser from a real node; 405
+with Allow."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def test_two_thousand_bad_transactions_keep_the_series_count_flat(make_node, tmp
                     label == "le" or re.fullmatch(r"[1-5]xx", value) or not re.search(r"\d", value)
                 ), (sample.name, label, value)
     print(
-        f"\n2,010 bad transactions: /metrics {len(before)} -> {len(after)} bytes; reasons {sorted(reasons)}"
+        f"\n2,010 bad transactions: /metrics {len(before)} -> {len(after)} bytes; reasons "
+        f"{sorted(reasons)}"
     )
     assert node.stop() == 0
 

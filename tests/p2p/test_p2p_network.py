@@ -1,4 +1,5 @@
-"""Several real nodes on 127.0.0.1: agreement, transaction relay, late sync, SIGKILL during sync, reindex."""
+"""Several real nodes on 127.0.0.1: agreement, transaction relay, late sync, SIGKILL during sync,
+reindex."""
 
 import time
 
@@ -39,7 +40,8 @@ def test_three_mining_nodes_agree_on_every_block(make_node, tmp_path):
 
 
 def test_late_node_syncs_survives_sigkill_and_reindexes(make_node, tmp_path):
-    # A fixed, easy target (no retarget: about 3 units a block) so that the chain to sync is quick to mine.
+    # A fixed, easy target (no retarget: about 3 units a block) so that the chain to sync is quick
+    # to mine.
     network = write_network(
         tmp_path / "quick.toml", retarget_half_life_ms=10**10, initial_units_per_block=3
     )
@@ -68,7 +70,8 @@ def test_late_node_syncs_survives_sigkill_and_reindexes(make_node, tmp_path):
     )
     elapsed = time.monotonic() - started
     print(
-        f"\nsynced {tip['height']} blocks (killed at {mid}) in {elapsed:.1f} s: {tip['height'] / elapsed:.1f} blocks/s with a restart"
+        f"\nsynced {tip['height']} blocks (killed at {mid}) in {elapsed:.1f} s: "
+        f"{tip['height'] / elapsed:.1f} blocks/s with a restart"
     )
     assert b.block_hashes(tip["height"]) == a.block_hashes(tip["height"])
     assert b.stop() == 0
@@ -121,8 +124,9 @@ def test_late_node_syncs_hundreds_of_blocks_from_two_peers_while_the_chain_grows
     assert c.block_hashes(height) == a.block_hashes(height) == b.block_hashes(height)
     served = {p["listen"]: p["bytes_in"] for p in c.get("/api/peers")["peers"]}
     print(
-        f"\nlate node synced {target} blocks in {synced:.1f} s ({target / synced:.1f} blocks/s) while the chain grew "
-        f"to {height}; bytes received from a: {served.get(a.p2p_addr)}, from b: {served.get(b.p2p_addr)}"
+        f"\nlate node synced {target} blocks in {synced:.1f} s ({target / synced:.1f} blocks/s) "
+        f"while the chain grew to {height}; bytes received from a: {served.get(a.p2p_addr)}, from "
+        f"b: {served.get(b.p2p_addr)}"
     )
     assert set(served) == {a.p2p_addr, b.p2p_addr}
     for n in (a, b, c):

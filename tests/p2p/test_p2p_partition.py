@@ -46,7 +46,8 @@ def test_a_two_against_one_partition_heals_without_bans_or_request_storms(make_n
     c.admin("peers", {"address": a.p2p_addr})
     c.admin("peers", {"address": b.p2p_addr})
 
-    # Equal work on both sides (fixed difficulty, same height) is a tie no node leaves: then a mines one more block.
+    # Equal work on both sides (fixed difficulty, same height) is a tie no node leaves: then a mines
+    # one more block.
     agree_on_one_tip([a, b, c], a, wait_s=30)
     healed_s = time.monotonic() - started
     time.sleep(1.0)

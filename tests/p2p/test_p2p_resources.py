@@ -66,8 +66,8 @@ def test_a_thousand_idle_sockets_are_closed_within_the_deadline_and_the_api_answ
         log = node.log_path.read_text(errors="replace")
         assert "Traceback" not in log and len(log) < 200_000, log[-2000:]
         print(
-            f"\n1,000 idle sockets{' under a 1,024 file limit' if prefix else ''}: all closed after {took:.1f} s; "
-            f"API worst {worst:.0f} ms meanwhile"
+            f"\n1,000 idle sockets{' under a 1,024 file limit' if prefix else ''}: all closed "
+            f"after {took:.1f} s; API worst {worst:.0f} ms meanwhile"
         )
     finally:
         for s in socks:
@@ -193,7 +193,8 @@ def test_peers_that_never_read_are_dropped_and_memory_stays_bounded(make_node):
     assert "peer not reading" in log
     assert "banned" not in log  # slow readers are dropped, not banned
     print(
-        f"\n12 non-reading peers: node RSS {rss_before:.0f} MB before, peak {peak:.0f} MB, all dropped after {dropped_after:.0f} s"
+        f"\n12 non-reading peers: node RSS {rss_before:.0f} MB before, peak {peak:.0f} MB, all "
+        f"dropped after {dropped_after:.0f} s"
     )
     assert peak - rss_before < 150, (rss_before, peak)
     assert node.stop() == 0

@@ -121,8 +121,8 @@ def test_forged_work_is_reexecuted_rejected_and_banned(make_node, tmp_path):
     p2, winner_reason = asyncio.run(send_block(node, status, winner))
     elapsed = time.monotonic() - started
     print(
-        f"\nforged blocks ({spot.header.work[0].unit_count} and 1 units) rejected in {elapsed:.2f} s:"
-        f"\n  {spot_reason}\n  {winner_reason}"
+        f"\nforged blocks ({spot.header.work[0].unit_count} and 1 units) rejected in "
+        f"{elapsed:.2f} s:\n  {spot_reason}\n  {winner_reason}"
     )
     assert "banned" in spot_reason and "bad-spot-check" in spot_reason
     assert "banned" in winner_reason and "bad-winning-unit" in winner_reason

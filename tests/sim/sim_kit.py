@@ -22,7 +22,8 @@ TINY_RENDER = {
 
 
 def selfish_data(share: float, gamma: float, blocks: int, seed: int) -> dict:
-    """Eyal and Sirer's setting: long intervals, a frozen target, a fast attacker, 20 equal honest miners."""
+    """Eyal and Sirer's setting: long intervals, a frozen target, a fast attacker, 20 equal
+    honest miners."""
     return {
         "chain": {
             "block_interval_ms": 600_000,
@@ -43,7 +44,8 @@ def selfish_data(share: float, gamma: float, blocks: int, seed: int) -> dict:
 
 
 def stale_data(latency_ms: float, blocks: int, seed: int, miners: int = 100) -> dict:
-    """Every block reaches every node exactly `latency_ms` after it is found; constant block rate."""
+    """Every block reaches every node exactly `latency_ms` after it is found; constant block
+    rate."""
     return {
         "chain": {"block_interval_ms": 10_000, "retarget_half_life_ms": 10**10},
         "network": {

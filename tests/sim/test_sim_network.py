@@ -1,4 +1,5 @@
-"""The network model: topologies, propagation times, the parent rule, relays, partitions, FIFO verifiers."""
+"""The network model: topologies, propagation times, the parent rule, relays, partitions, FIFO
+verifiers."""
 
 from collections import Counter
 

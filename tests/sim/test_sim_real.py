@@ -1,4 +1,5 @@
-"""Real mode: real ChainStates over LevelDB, the real Miner and validation, driven by the event clock."""
+"""Real mode: real ChainStates over LevelDB, the real Miner and validation, driven by the event
+clock."""
 
 import math
 

@@ -1,6 +1,6 @@
-"""The re-roller (consensus.attacks.RerollMiner) in both work modes: after chained seeds its accepted
-blocks per unit it runs are no better than honest mining, "chained" about 1 - k/(n-1) of it, and a
-fabricated winner ("last") is never accepted."""
+"""The re-roller (consensus.attacks.RerollMiner) in both work modes: after chained seeds its
+accepted blocks per unit it runs are no better than honest mining, "chained" about 1 - k/(n-1) of
+it, and a fabricated winner ("last") is never accepted."""
 
 import json
 import math
@@ -29,7 +29,8 @@ def _reroller(
 
 
 def _found_per_unit(record) -> tuple[float, float]:
-    """Blocks the re-roller found (accepted or refused) per unit it ran, and the honest miners' per unit."""
+    """Blocks the re-roller found (accepted or refused) per unit it ran, and the honest miners'
+    per unit."""
     log, pop = record.blocks, record.population
     miner = np.array(log.miner)
     adv = int((miner == pop.adversary).sum())
@@ -116,7 +117,8 @@ def test_reroll_closed_forms():
     assert theory.reroll_acceptance("chained", 4, 5) == 0.0  # 4 non-winning units, all challenged
     assert theory.reroll_acceptance("chained", 0, 3) == 1.0
     assert theory.reroll_acceptance("last", 0, 10) == 0.0
-    # Before version 2: a re-roll cost hashes, so the gain is about a*T while that is below U/(h+1) ...
+    # Before version 2: a re-roll cost hashes, so the gain is about a*T while that is below U/(h+1)
+    # ...
     a = 1 - 4 / 9
     per_unit, per_time = theory.reroll_gain_pre_v2(10.0, 1e6, 8, 4)
     assert per_unit == pytest.approx(1e6 / 9) and per_time == pytest.approx(a * 10, rel=1e-3)
@@ -151,7 +153,8 @@ def test_chained_reroller_earns_about_one_minus_k_over_n_minus_1_of_honest_minin
     adv_rate, honest_rate = _found_per_unit(record)
     found = int((np.array(record.blocks.miner) == record.population.adversary).sum())
     assert abs(adv_rate / honest_rate - 1) < 4 / math.sqrt(found), (adv_rate, honest_rate)
-    # accepted blocks per unit: no better than honest, about a of it (the prefix earns like honest work)
+    # accepted blocks per unit: no better than honest, about a of it (the prefix earns like honest
+    # work)
     ratio, sigma = m["reroller_ratio"], m["reroller_ratio_stderr"]
     assert ratio < 1 - 4 * sigma  # strictly below honest mining: 1 - a is 0.4 or more here
     assert abs(ratio - m["theory_reroller_ratio"]) < 4 * sigma + 0.02, m
@@ -161,7 +164,8 @@ def test_chained_reroller_earns_about_one_minus_k_over_n_minus_1_of_honest_minin
         < 4 * m["reroller_ratio_expected_stderr"] + 0.01
     ), m
     assert m["reroller_prefix_share"] < 0.05 and abs(ratio - a) < 4 * sigma + 0.05
-    # refused blocks never reach the best chain; accepted re-rolled ones hold the prefix, the leaf and the winner
+    # refused blocks never reach the best chain; accepted re-rolled ones hold the prefix, the leaf
+    # and the winner
     log = record.blocks
     on_main = main_chain(log.parent, record.best_tip)[1:].tolist()
     assert not any(log.rejected[b] for b in on_main)
@@ -269,7 +273,8 @@ def _real(strategy: str, seed: int, blocks: int = 6) -> dict:
 
 
 def _real_checks(m, record) -> None:
-    # the real validation refuses exactly the blocks the challenge rule says it re-executes the fabricated leaf of
+    # the real validation refuses exactly the blocks the challenge rule says it re-executes the
+    # fabricated leaf of
     assert m["rerolled_blocks"] >= 1
     assert m["rerolled_refused"] == m["rerolled_refused_predicted"]
     assert record.extras["tips_agree"]

@@ -1,4 +1,5 @@
-"""Selfish mining reproduces Eyal and Sirer (2014): relative revenue within 0.02 of the closed form."""
+"""Selfish mining reproduces Eyal and Sirer (2014): relative revenue within 0.02 of the closed
+form."""
 
 import pytest
 from sim_kit import run_metrics, selfish_data

@@ -1,4 +1,5 @@
-"""Honest forks under a fixed propagation delay d: 1 - exp(-d/T) per height, (d/T)/(1+d/T) of all blocks."""
+"""Honest forks under a fixed propagation delay d: 1 - exp(-d/T) per height, (d/T)/(1+d/T) of all
+blocks."""
 
 import pytest
 from sim_kit import run_metrics, stale_data
@@ -11,7 +12,8 @@ def test_fork_and_stale_rates_against_the_closed_forms(latency_ms, seed):
     m, _, _ = run_metrics(stale_data(latency_ms, blocks=4000, seed=seed))
     d, t = m["delay_mean_s"], m["interval_all_s"]
     assert d == pytest.approx(latency_ms / 1000)  # the mesh delivers every block exactly d later
-    # 1 - exp(-d/T), T the mean time between found blocks (100 equal miners: the own-block correction is 1%).
+    # 1 - exp(-d/T), T the mean time between found blocks (100 equal miners: the own-block
+    # correction is 1%).
     simple = theory.fork_rate(d, t)
     assert abs(m["fork_rate"] - m["theory_fork_rate"]) < 4 * m["fork_rate_stderr"], m
     assert abs(m["fork_rate"] - simple) < 4 * m["fork_rate_stderr"] + 0.005, (

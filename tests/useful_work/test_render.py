@@ -118,7 +118,8 @@ def test_isqrt53_exact_and_size_limit():
 
 
 def test_hit_points_lie_on_surfaces():
-    """Depth along each pixel ray lands on the ground (mask 0) or on the surface of the masked object."""
+    """Depth along each pixel ray lands on the ground (mask 0) or on the surface of the masked
+    object."""
     from useful_work.render import pixel_rays
 
     b = render_batch(SEED, 16, SceneSettings(image_size=48))

@@ -81,8 +81,10 @@ def test_lights(big: SceneBatch):
     assert bool((big.light_dirs[..., 2][used] > DIR_ONE // 2).all())  # above 30 degrees
     rows = torch.arange(big.count)
     assert torch.equal(big.dominant_dir, big.light_dirs[rows, big.dominant_index])
-    assert bool((big.light_intensity[rows, big.dominant_index] > big.light_intensity.masked_fill(
-        torch.nn.functional.one_hot(big.dominant_index, MAX_LIGHTS).bool(), -1).amax(-1)).all())  # fmt: skip
+    others = big.light_intensity.masked_fill(
+        torch.nn.functional.one_hot(big.dominant_index, MAX_LIGHTS).bool(), -1
+    )
+    assert bool((big.light_intensity[rows, big.dominant_index] > others.amax(-1)).all())
 
 
 def test_objects_rest_on_ground_apart_and_in_view(big: SceneBatch):

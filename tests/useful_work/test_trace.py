@@ -45,7 +45,8 @@ def test_seeds_chain_over_every_earlier_leaf_and_the_header():
             and r.prefix == prefixes[u]
         )
     base = unit_seed(PARENT, MINER, 0, 2, prefixes[2], COMMIT)
-    # A different earlier leaf (one re-rolled digest), header, attempt, index, miner or parent: another seed.
+    # A different earlier leaf (one re-rolled digest), header, attempt, index, miner or parent:
+    # another seed.
     rerolled = prefix_commitments([leaves[0], replace(leaves[1], digest=bytes(32))])[2]
     others = {
         unit_seed(PARENT, MINER, 0, 2, rerolled, COMMIT),

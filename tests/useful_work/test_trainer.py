@@ -263,7 +263,8 @@ def test_trainer_golden_on_prng_batches() -> None:
 
 
 def test_unit_golden_and_verification() -> None:
-    """Pins one default unit (renderer + trainer); re-execution reproduces its leaf, tampering is caught."""
+    """Pins one default unit (renderer + trainer); re-execution reproduces its leaf, tampering is
+    caught."""
     from useful_work.trace import Leaf
     from useful_work.verify import verify_unit
 

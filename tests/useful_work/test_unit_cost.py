@@ -1,4 +1,5 @@
-"""The unit cost model: exact values for the default specs, and monotone in every field that adds work.
+"""The unit cost model: exact values for the default specs, and monotone in every field that adds
+work.
 
 (How closely it tracks measured time is a benchmark, `pouw bench work --cost-only`, not a test.)
 """
@@ -32,7 +33,8 @@ GROWS = [
 
 
 def test_gemm_macs_follow_the_layer_shapes():
-    # conv1 (27 + 1) * 8 * 32^2 + 27 * 8 * 32^2; conv2 (72 + 1 + 72 + 72) * 16 * 16^2; heads 3 * 1024 * 3
+    # conv1 (27 + 1) * 8 * 32^2 + 27 * 8 * 32^2; conv2 (72 + 1 + 72 + 72) * 16 * 16^2; heads 3 *
+    # 1024 * 3
     assert ModelConfig().gemm_macs_per_image() == 229_376 + 221_184 + 888_832 + 9_216 == 1_348_608
     assert ModelConfig(direction=True).gemm_macs_per_image() == 1_348_608 + 3 * 1024 * 3
     assert ModelConfig(image_size=64).gemm_macs_per_image() == 4 * 1_348_608

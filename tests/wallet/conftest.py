@@ -46,7 +46,8 @@ def pouw(capsys, wallet_env, monkeypatch):
 
 @pytest.fixture
 def start_node(tmp_path) -> Iterator:
-    """start_node(miner_address, name, extra) -> a mining NodeProcess on a fast render network (fixed difficulty)."""
+    """start_node(miner_address, name, extra) -> a mining NodeProcess on a fast render network
+    (fixed difficulty)."""
     nodes: list[NodeProcess] = []
     # A fixed target (no retarget) keeps blocks at ~8 units whatever the task, so a training
     # task's blocks come as quickly as a render task's units allow.

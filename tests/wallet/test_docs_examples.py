@@ -47,7 +47,8 @@ def examples() -> list[Example]:
                 if marker:
                     skip = (marker.group("why") or "").strip()
                     assert skip, (
-                        f"{path.name}:{start}: a docs-test skip marker needs a reason in parentheses"
+                        f"{path.name}:{start}: a docs-test skip marker needs a reason in "
+                        "parentheses"
                     )
                 out.append(Example(path.name, start + 1, "\n".join(body) + "\n", skip))
             i += 1
@@ -64,7 +65,8 @@ def test_the_docs_have_examples():
 
 @pytest.fixture(scope="module")
 def downloads(tmp_path_factory) -> Path:
-    """lights-dataset/ and lights-model.pt, as `pouw task result` writes them (real render and training)."""
+    """lights-dataset/ and lights-model.pt, as `pouw task result` writes them (real render and
+    training)."""
     from useful_work.export_dataset import export_render_task
     from useful_work.export_model import export_model
     from useful_work.render_task import RenderTask

@@ -1,4 +1,5 @@
-"""`pouw wallet` / `pouw task` without a node: key commands, and each user error's message and exit code."""
+"""`pouw wallet` / `pouw task` without a node: key commands, and each user error's message and
+exit code."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def test_create_list_address_export_import(pouw, wallet_env, tmp_path):
     assert len(key_hex) == 64 and r.json()["path"] == "m/44'/1'/0'/0'/0'"
     (tmp_path / "key.hex").write_text(key_hex + "\n")
     (tmp_path / "pw").write_text("another password\n")
-    # The same key under a second name in the same directory is noticed, and refused naming the wallet.
+    # The same key under a second name in the same directory is noticed, and refused naming the
+    # wallet.
     r = pouw(
         "wallet",
         "import",
@@ -63,7 +65,8 @@ def test_create_list_address_export_import(pouw, wallet_env, tmp_path):
         and "wallet 'alice' already holds this key" in r.err
         and not (wallet_env / "copy.json").exists()
     )
-    # Plain-key wallets keep working: imported into another directory, it opens with its own password.
+    # Plain-key wallets keep working: imported into another directory, it opens with its own
+    # password.
     other = ["--wallet-dir", tmp_path / "other"]
     r = pouw(
         "wallet",
@@ -258,7 +261,8 @@ def test_console_entry_point_exit_code(wallet_env):
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == UNREACHABLE
     assert r.stderr.strip().splitlines() == [
-        f"pouw: error: cannot reach the node at http://127.0.0.1:{port} (Connection refused); is `pouw node` running? (--node URL)"
+        f"pouw: error: cannot reach the node at http://127.0.0.1:{port} (Connection refused); is "
+        "`pouw node` running? (--node URL)"
     ]
     # No terminal and no password source: a clear error, not a hang.
     env.pop("POUW_WALLET_PASSWORD")

@@ -48,7 +48,8 @@ def _history(pouw, node, who: str) -> list[dict]:
 
 
 def _settle(node, quiet_s: float = 1.0) -> None:
-    """Wait until no block has arrived for `quiet_s` (a block being mined when mining stopped lands first)."""
+    """Wait until no block has arrived for `quiet_s` (a block being mined when mining stopped
+    lands first)."""
     last = {"height": node.height(), "since": time.monotonic()}
 
     def quiet() -> bool:
@@ -250,7 +251,8 @@ def test_paid_render_and_training_tasks(pouw, start_node, wallet_env, tmp_path):
     )
     assert (
         r.code == 0
-        and "unit cost 386,116,608 operations (limit 600,000,000), minimum bounty 0.0000008 POUW (0.00000004 per unit)"
+        and "unit cost 386,116,608 operations (limit 600,000,000), minimum bounty 0.0000008 POUW "
+        "(0.00000004 per unit)"
         in r.out
     )
     r = pouw(
@@ -308,7 +310,8 @@ def test_paid_render_and_training_tasks(pouw, start_node, wallet_env, tmp_path):
         and not (tmp_path / "nothing").exists()
     )
 
-    # Render: downloaded by re-rendering from the chain's seeds; every unit matches the chain's digest.
+    # Render: downloaded by re-rendering from the chain's seeds; every unit matches the chain's
+    # digest.
     r = pouw(
         "task", "result", render["task_id"], "-o", tmp_path / "dataset", "--node", url, "--json"
     )
@@ -358,8 +361,9 @@ def test_paid_render_and_training_tasks(pouw, start_node, wallet_env, tmp_path):
         out = net.eval()((held.images.permute(0, 3, 1, 2).float() - 128) / 128)
     accuracy = float((out[:, :3].argmax(1) + 1 == held.counts).double().mean())
     print(
-        f"\nheld-out accuracy: downloaded model {accuracy:.4f}, chain reported {reported['accuracy']:.4f} "
-        f"(fixed-point) / {reported['exported_accuracy']:.4f} (export), after {reported['step']} steps"
+        f"\nheld-out accuracy: downloaded model {accuracy:.4f}, chain reported "
+        f"{reported['accuracy']:.4f} (fixed-point) / {reported['exported_accuracy']:.4f} "
+        f"(export), after {reported['step']} steps"
     )
     assert accuracy >= reported["exported_accuracy"]  # the chain's figure for the model it exports
     assert (

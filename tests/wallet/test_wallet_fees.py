@@ -37,7 +37,8 @@ def test_mempool_minimum_relay_fee_and_estimate():
     cheap = make_transfer(keys[0], CHAIN_ID, 0, 5 * 100, to, 1000)
     with pytest.raises(
         TxRejected,
-        match=rf"fee 500 is below this node's minimum relay fee of {5 * cheap.size} for {cheap.size} bytes \(5 per byte\)",
+        match=rf"fee 500 is below this node's minimum relay fee of {5 * cheap.size} for "
+        rf"{cheap.size} bytes \(5 per byte\)",
     ):
         pool.add(cheap, state, CHAIN_ID)
     ok = make_transfer(keys[0], CHAIN_ID, 0, 5 * 200, to, 1000)
@@ -46,7 +47,8 @@ def test_mempool_minimum_relay_fee_and_estimate():
     for i, rate in enumerate((10, 20, 30, 40), start=1):
         pool.add(make_transfer(keys[i], CHAIN_ID, 0, rate * 180, to, 1000), state, CHAIN_ID)
     size = ok.size
-    # Room for two transactions: outbid the third best rate (20 per byte, slightly more per byte after rounding).
+    # Room for two transactions: outbid the third best rate (20 per byte, slightly more per byte
+    # after rounding).
     estimate = pool.fee_estimate(2 * size + size // 2)
     third = sorted((e.rate for e in pool._entries.values()), reverse=True)[2]
     assert third < estimate <= third + 1
@@ -77,7 +79,8 @@ def test_wallet_fee_default_minimum_and_guards(pouw, start_node, wallet_env, tmp
     tx = node.get(f"/api/txs/{sent['txid'][:10]}")["tx"]  # a unique prefix finds the transaction
     assert sent["fee_source"] == "estimate" and sent["fee"]["units"] == 7 * tx["size"] == tx["fee"]
 
-    # Below the minimum: refused by the wallet with the minimum, and by the node for a transaction sent anyway.
+    # Below the minimum: refused by the wallet with the minimum, and by the node for a transaction
+    # sent anyway.
     r = pouw("wallet", "send", "other", "1", "--fee", "0", "-w", "payer", "--node", url)
     assert (
         r.code == USAGE

@@ -13,7 +13,8 @@ from wallet_kit import PASSWORD, TEST_SCRYPT_N
 
 WALLET_FILE, USAGE = 9, 2
 
-# SLIP-0010, "Test vector 1 for ed25519" and "Test vector 2 for ed25519": (path, chain code, private key).
+# SLIP-0010, "Test vector 1 for ed25519" and "Test vector 2 for ed25519": (path, chain code, private
+# key).
 SLIP10_VECTORS = {
     "000102030405060708090a0b0c0d0e0f": [
         (
@@ -32,7 +33,10 @@ SLIP10_VECTORS = {
             "92a5b23c0b8a99e37d07df3fb9966917f5d06e02ddbd909c7e184371463e9fc9",
         ),
     ],
-    "fffcf9f6f3f0edeae7e4e1dedbd8d5d2cfccc9c6c3c0bdbab7b4b1aeaba8a5a29f9c999693908d8a8784817e7b7875726f6c696663605d5a5754514e4b484542": [
+    (
+        "fffcf9f6f3f0edeae7e4e1dedbd8d5d2cfccc9c6c3c0bdbab7b4b1aeaba8a5a29f9c99969390"
+        "8d8a8784817e7b7875726f6c696663605d5a5754514e4b484542"
+    ): [
         (
             (),
             "ef70a74db9c3a5af931b5fe73ed8e1a53464133654fd55e7a66f8570b8e33c3b",
@@ -203,7 +207,8 @@ def test_restore_errors_before_anything_is_written(pouw, wallet_env, tmp_path):
 
 @pytest.mark.integration
 def test_phrase_round_trip_on_a_real_node(pouw, start_node, wallet_env, tmp_path):
-    """Create, derive addresses, receive on some; wipe the wallet; restore: same addresses, same balance."""
+    """Create, derive addresses, receive on some; wipe the wallet; restore: same addresses, same
+    balance."""
     COIN = 100_000_000
     made = pouw("wallet", "create", "-w", "mine", "--json").json()
     phrase = made["phrase"]
@@ -228,7 +233,8 @@ def test_phrase_round_trip_on_a_real_node(pouw, start_node, wallet_env, tmp_path
         60,
         "rewards mined to address 0",
     )
-    # Address 2 receives; 1 and 3 stay unused; 4 receives too (a gap of one: within the gap limit of 2).
+    # Address 2 receives; 1 and 3 stay unused; 4 receives too (a gap of one: within the gap limit of
+    # 2).
     for i, amount in ((2, "1.25"), (4, "0.5")):
         r = pouw(
             "wallet",

@@ -32,7 +32,8 @@ def _env(wallet_dir) -> dict:
 
 
 def spawn(wallet_dir, *args: str, timeout: float = 30) -> pexpect.spawn:
-    """`pouw ARGS...` on a fresh pseudo-terminal (its controlling terminal: getpass and /dev/tty work)."""
+    """`pouw ARGS...` on a fresh pseudo-terminal (its controlling terminal: getpass and /dev/tty
+    work)."""
     return pexpect.spawn(
         sys.executable,
         ["-m", "p2p.cli", *args],
@@ -89,7 +90,8 @@ def test_create_password_feedback_phrase_confirmation_and_restore(tmp_path):
     child.sendline(STRONG)
     child.expect(r"Recovery phrase of wallet 'me' \(BIP39, 24 English words\):")
     child.expect(
-        r"Derivation: SLIP-0010 Ed25519 keys from the BIP39 seed, path m/44'/1'/0'/0'/i' for address i"
+        r"Derivation: SLIP-0010 Ed25519 keys from the BIP39 seed, path m/44'/1'/0'/0'/i' for "
+        r"address i"
     )
     words = re.findall(r"\d+\. ([a-z]+)", child.before)
     assert len(words) == 24
@@ -97,7 +99,8 @@ def test_create_password_feedback_phrase_confirmation_and_restore(tmp_path):
     shown_address = child.match.group(1)
     child.expect("press Enter: ")
     child.sendline("")
-    # A wrong word is pointed out and asked again; the right ones (four-letter abbreviations do) pass.
+    # A wrong word is pointed out and asked again; the right ones (four-letter abbreviations do)
+    # pass.
     child.expect(r"Word #(\d+): ")
     pos = int(child.match.group(1))
     child.sendline("zzzz")
@@ -113,7 +116,8 @@ def test_create_password_feedback_phrase_confirmation_and_restore(tmp_path):
     assert finish(child) == 0
     assert (wallet_dir / "me.json").exists()
 
-    # The same phrase, typed at the restore prompt (one typo first), in another directory: the same address.
+    # The same phrase, typed at the restore prompt (one typo first), in another directory: the same
+    # address.
     other = tmp_path / "other"
     child = spawn(other, "wallet", "restore", "-w", "again", "--no-scan")
     child.expect(r"Recovery phrase \(12 or 24 words\): ")
@@ -187,12 +191,14 @@ def test_send_guards_estimate_confirmation_and_following_a_task(tmp_path, start_
     # A fee 200x the amount is stopped before any prompt; so is a fee under the minimum, naming it.
     child = spawn(wallet_dir, "wallet", "send", payer, "0.5", "--fee", "100", *me)
     child.expect(
-        r"pouw: error: --fee 100 POUW is more than 1 POUW \(the node's estimate is 0\.0000\d+ POUW\); pass --yes"
+        r"pouw: error: --fee 100 POUW is more than 1 POUW \(the node's estimate is 0\.0000\d+ "
+        r"POUW\); pass --yes"
     )
     assert finish(child) == 13
     child = spawn(wallet_dir, "wallet", "send", payer, "0.5", "--fee", "0", *me)
     child.expect(
-        r"below the node's minimum relay fee of 0\.0000\d+ POUW for this transaction \(\d+ bytes at 5 base units per byte\)"
+        r"below the node's minimum relay fee of 0\.0000\d+ POUW for this transaction \(\d+ bytes "
+        r"at 5 base units per byte\)"
     )
     assert finish(child) == 2
 
@@ -200,7 +206,8 @@ def test_send_guards_estimate_confirmation_and_following_a_task(tmp_path, start_
     child = spawn(wallet_dir, "wallet", "send", payer, "0.5", *me)
     child.expect(rf"send 0\.5 POUW to {payer}")
     child.expect(
-        r"fee (0\.0000\d+) POUW \(the node's estimate: 5 base units per byte x (\d+) bytes; its minimum is"
+        r"fee (0\.0000\d+) POUW \(the node's estimate: 5 base units per byte x (\d+) bytes; its "
+        r"minimum is"
     )
     fee, size = child.match.group(1), int(child.match.group(2))
     assert round(float(fee) * COIN) == 5 * size
@@ -220,7 +227,8 @@ def test_send_guards_estimate_confirmation_and_following_a_task(tmp_path, start_
     child.expect(rf"sent 0\.5 POUW to {payer} \(fee {fee}, nonce \d+\)")
     assert finish(child) == 0
 
-    # A long training task, followed on the terminal: the bar moves; Ctrl-C stops following, not the task.
+    # A long training task, followed on the terminal: the bar moves; Ctrl-C stops following, not the
+    # task.
     child = spawn(
         wallet_dir,
         "task",
@@ -269,7 +277,8 @@ def test_send_guards_estimate_confirmation_and_following_a_task(tmp_path, start_
     )
     child.sendcontrol("c")
     child.expect(
-        rf"stopped following task {task_id} .*the task goes on: pouw task status {task_id[:12]} --follow"
+        rf"stopped following task {task_id} .*the task goes on: pouw task status {task_id[:12]} "
+        r"--follow"
     )
     assert finish(child) == 130
     assert node.get(f"/api/tasks/{task_id}")["status"] == "open"

@@ -1,4 +1,5 @@
-"""User task options mapped onto specs, each error naming the field (and the option that sets it)."""
+"""User task options mapped onto specs, each error naming the field (and the option that sets
+it)."""
 
 from __future__ import annotations
 

@@ -54,7 +54,8 @@ def test_pending_task_prefixes_follow_and_wait(pouw, start_node, wallet_env, tmp
     task_id = r.json()["task_id"]
     prefix = task_id[:6]
 
-    # Right after submit, the task is pending (its transaction is in the mempool), under its prefix too.
+    # Right after submit, the task is pending (its transaction is in the mempool), under its prefix
+    # too.
     r = pouw("task", "status", prefix, "--node", url)
     assert r.code == 0, r.err
     assert (
@@ -108,7 +109,8 @@ def test_pending_task_prefixes_follow_and_wait(pouw, start_node, wallet_env, tmp
     ), err
     assert "status   done at height" in out
 
-    # submit --wait: one command from signing to the finished task (JSON: the submission and the final status).
+    # submit --wait: one command from signing to the finished task (JSON: the submission and the
+    # final status).
     r = pouw(
         "task",
         "submit",
@@ -213,7 +215,8 @@ def test_partial_result_is_pinned_to_one_state(pouw, start_node, wallet_env, tmp
     )
     assert r.code == 0, r.err
     got = r.json()
-    # The file, the figure measured here and the node's figure are all of the one state the download took.
+    # The file, the figure measured here and the node's figure are all of the one state the download
+    # took.
     assert (
         got["node_heldout"]["step"] == got["step"]
         and got["height"] >= 1
@@ -296,15 +299,18 @@ def test_dataloader_batch_into_the_downloaded_model_scores_what_the_chain_report
     raw = torch.from_numpy(ds.data.images)
     counts, _ = predict_exported(net, raw)
     assert torch.equal(predicted + 1, counts)
-    # ...and the same accuracy as the chain reports for the model, within sampling error of the two samples.
+    # ...and the same accuracy as the chain reports for the model, within sampling error of the two
+    # samples.
     p, n = reported["exported_accuracy"], len(ds)
     sigma = math.sqrt(max(p * (1 - p), 0.05) * (1 / n + 1 / reported["images"]))
     print(
-        f"\nDataLoader batch of {n} downloaded images -> downloaded model: accuracy {accuracy:.3f}; "
-        f"the chain reports {p:.3f} on its {reported['images']} held-out images (4 sigma = {4 * sigma:.3f})"
+        f"\nDataLoader batch of {n} downloaded images -> downloaded model: accuracy "
+        f"{accuracy:.3f}; the chain reports {p:.3f} on its {reported['images']} held-out images "
+        f"(4 sigma = {4 * sigma:.3f})"
     )
     assert abs(accuracy - p) <= 4 * sigma
-    # The old mismatch (pixels in 0..1 fed to a model that expects (p - 128) / 128) changes what the model predicts.
+    # The old mismatch (pixels in 0..1 fed to a model that expects (p - 128) / 128) changes what the
+    # model predicts.
     unit_range = RenderedDataset(
         tmp_path / "ds", target="lights", verify=False, transform=InputTransform(0.0, 255.0)
     )
