@@ -20,7 +20,8 @@ R = TypeVar("R", bound="Record")
 
 
 class DecodeError(ValueError):
-    """Bytes that are not the canonical encoding of the expected object; the message names the field."""
+    """Bytes that are not the canonical encoding of the expected object; the message names the
+    field."""
 
 
 class EncodeError(ValueError):
@@ -262,7 +263,8 @@ class Variant(Codec[Any]):
 
 
 class Record:
-    """Base of every encodable frozen dataclass; fields are `Annotated[type, codec]`, in wire order."""
+    """Base of every encodable frozen dataclass; fields are `Annotated[type, codec]`, in wire
+    order."""
 
     __schema__: ClassVar[tuple[tuple[str, Codec], ...]]
 
@@ -302,7 +304,8 @@ class Record:
                 case = codec.cases.get(selector)
                 if case is None or not isinstance(value, case):
                     raise EncodeError(
-                        f"{where}.{name}: {_describe(value)} does not match {codec.selector} {selector!r}"
+                        f"{where}.{name}: {_describe(value)} does not match "
+                        f"{codec.selector} {selector!r}"
                     )
                 codec = Nested(case)
             plain.append(codec.to_plain(value, f"{where}.{name}"))
@@ -313,7 +316,8 @@ class Record:
         where = where or cls.__name__
         if type(plain) is not list:
             raise DecodeError(
-                f"{where}: expected an array of {len(cls.__schema__)} fields, got {_describe(plain)}"
+                f"{where}: expected an array of {len(cls.__schema__)} fields, got "
+                f"{_describe(plain)}"
             )
         if len(plain) != len(cls.__schema__):
             raise DecodeError(f"{where}: expected {len(cls.__schema__)} fields, got {len(plain)}")

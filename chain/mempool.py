@@ -129,7 +129,8 @@ class Mempool:
             raise TxRejected(exc.reason) from None
         if tx.fee < min_fee(size, self.min_fee_rate) and not tx.is_fraud_proof:
             raise TxRejected(
-                f"fee {tx.fee} is below this node's minimum relay fee of {min_fee(size, self.min_fee_rate)} "
+                f"fee {tx.fee} is below this node's minimum relay fee of "
+                f"{min_fee(size, self.min_fee_rate)} "
                 f"for {size} bytes ({self.min_fee_rate} per byte)"
             )
         account = state.account(tx.sender)
@@ -264,7 +265,8 @@ class Mempool:
     def select(
         self, state: LedgerState, max_bytes: int, max_txs: int = MAX_TXS
     ) -> list[Transaction]:
-        """Transactions for a block on `state`: valid in this order, best fee rate first, nonce-ordered.
+        """Transactions for a block on `state`: valid in this order, best fee rate first,
+        nonce-ordered.
 
         Takes each sender's next executable nonce by fee rate; a sender whose next transaction
         does not fit or cannot be paid for contributes nothing more.

@@ -1,4 +1,5 @@
-"""Transactions: transfer, submit-task and fraud proof, signed over the chain id and the unsigned body.
+"""Transactions: transfer, submit-task and fraud proof, signed over the chain id and the unsigned
+body.
 
 The signature covers H("tx-sig", chain_id, unsigned body), so a transaction signed for one chain
 is invalid on any other. The txid is H("txid", full encoding), signature included.
@@ -38,7 +39,8 @@ NO_SIGNATURE = bytes(64)
 
 
 class TxError(ValueError):
-    """A transaction that breaks a rule needing no state (chain id, signature, spec); `reason` says which."""
+    """A transaction that breaks a rule needing no state (chain id, signature, spec); `reason`
+    says which."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -104,7 +106,8 @@ class Transaction(Record):
 
     @property
     def value(self) -> int:
-        """What the payload takes from the sender besides the fee: the amount, the bounty, or nothing (a fraud proof)."""
+        """What the payload takes from the sender besides the fee: the amount, the bounty, or
+        nothing (a fraud proof)."""
         if isinstance(self.payload, Transfer):
             return self.payload.amount
         if isinstance(self.payload, SubmitTask):
@@ -168,14 +171,16 @@ def _unsigned(kind: int, chain_id: bytes, nonce: int, fee: int, payload: Payload
 
 
 def task_units(spec: bytes) -> int:
-    """Units a submitted spec asks for; a submitted task must ask for at least one (TxError otherwise)."""
+    """Units a submitted spec asks for; a submitted task must ask for at least one (TxError
+    otherwise)."""
     try:
         units = parse_spec(spec).units_total
     except TaskSpecError as exc:
         raise TxError(f"bad task spec: {exc}") from None
     if units < 1:
         raise TxError(
-            "bad task spec: a submitted task must ask for at least 1 unit (open-ended is the default task only)"
+            "bad task spec: a submitted task must ask for at least 1 unit (open-ended is "
+            "the default task only)"
         )
     return units
 

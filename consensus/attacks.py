@@ -63,7 +63,8 @@ class RerollStats:
 
 
 class RerollMiner(Miner):
-    """Runs `honest_prefix` honest units, then grinds one fabricated leaf per ticket (see the module)."""
+    """Runs `honest_prefix` honest units, then grinds one fabricated leaf per ticket (see the
+    module)."""
 
     def __init__(
         self,

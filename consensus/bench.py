@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(
-        f"network {report['network']}, k = {report['spot_checks']}, {report['blocks']} blocks, {report['mean_units_per_block']:.0f} units per block on average"
+        f"network {report['network']}, k = {report['spot_checks']}, {report['blocks']} "
+        f"blocks, {report['mean_units_per_block']:.0f} units per block on average"
     )
     print(f"{'measure':<34}{'value':>14}")
     for label, value in (

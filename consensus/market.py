@@ -49,7 +49,8 @@ def initial_state(spec: bytes) -> bytes:
 
 
 def task_start_hash(task: TaskRecord) -> bytes:
-    """Hash of the state the task's next unit starts from (a new task starts from its spec's initial state)."""
+    """Hash of the state the task's next unit starts from (a new task starts from its spec's
+    initial state)."""
     return state_hash(initial_state(task.spec)) if task.state_hash == ZERO_HASH else task.state_hash
 
 
@@ -78,7 +79,8 @@ def check_market_rules(params: ConsensusParams, tx: Transaction) -> None:
     units, cost = spec.units_total, unit_cost(spec)
     if cost > params.max_unit_cost:
         raise MarketError(
-            f"task unit cost {cost:,} operations exceeds this network's limit of {params.max_unit_cost:,} (max_unit_cost)"
+            f"task unit cost {cost:,} operations exceeds this network's limit of "
+            f"{params.max_unit_cost:,} (max_unit_cost)"
         )
     price = unit_price(params.min_bounty_per_unit, params.reference_unit_cost, cost)
     if payload.bounty < price * units:

@@ -1,4 +1,5 @@
-"""Difficulty: an exponential (ASERT-style) retarget every block, in integer arithmetic, and chain work.
+"""Difficulty: an exponential (ASERT-style) retarget every block, in integer arithmetic, and chain
+work.
 
 Each block's target is its parent's target times 2^((solve time - block interval) / half-life):
 the factors telescope, so after n blocks the target is the anchor's times

@@ -64,7 +64,8 @@ class AuditLoop:
                 continue
             self.metrics.audit_proofs_found.inc()
             log.warning(
-                "audit: unit %d of block %s at height %d does not reproduce; publishing a fraud proof",
+                "audit: unit %d of block %s at height %d does not reproduce; publishing a "
+                "fraud proof",
                 outcome.unit,
                 outcome.block_hash.hex()[:16],
                 outcome.height,

@@ -131,7 +131,8 @@ def given_options(args: argparse.Namespace, actions: dict[str, argparse.Action])
 def resolve(
     parser: argparse.ArgumentParser, args: argparse.Namespace, defaults: dict[str, Any]
 ) -> list[str]:
-    """Fill `args` from `--config`, then `<datadir>/pouw.toml`, then `defaults`; return the files read.
+    """Fill `args` from `--config`, then `<datadir>/pouw.toml`, then `defaults`; return the files
+    read.
 
     `args.datadir` ends as a Path: the flag's, the --config file's, or ~/.pouw/<network>."""
     actions = settable_actions(parser, exclude=("config",))

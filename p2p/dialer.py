@@ -90,7 +90,8 @@ def _connect_reason(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error is not None:
         err = exc.os_error
-        # asyncio's strerror is "Connect call failed (host, port)"; the errno says why (a resolver error's is negative)
+        # asyncio's strerror is "Connect call failed (host, port)"; the errno says why (a resolver
+        # error's is negative)
         return (
             (os.strerror(err.errno) if err.errno and err.errno > 0 else "")
             or err.strerror

@@ -175,7 +175,8 @@ def port_free(host: str, port: int) -> bool:
 
 @dataclass
 class Prepared:
-    """What a node takes before it loads anything: the data directory's lock and its listening sockets."""
+    """What a node takes before it loads anything: the data directory's lock and its listening
+    sockets."""
 
     lock: DataDirLock
     api_socket: socket.socket

@@ -23,7 +23,8 @@ class _Refuse(asyncio.Protocol):
 
 
 class CappedSite(web.BaseSite):
-    """A listener on an already bound socket that closes new connections at accept while `cap` are open."""
+    """A listener on an already bound socket that closes new connections at accept while `cap`
+    are open."""
 
     def __init__(self, runner: web.AppRunner, sock, cap: int, on_refused=None) -> None:
         super().__init__(runner, shutdown_timeout=1.0)
@@ -51,7 +52,8 @@ class CappedSite(web.BaseSite):
 
 
 def ensure_fd_headroom(needed: int) -> tuple[int, int]:
-    """Raise the soft open-file limit towards the hard one when it is below `needed`; (soft, hard)."""
+    """Raise the soft open-file limit towards the hard one when it is below `needed`; (soft,
+    hard)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)

@@ -32,7 +32,10 @@ class RateLimit(logging.Filter):
                 for k in list(self._seen)[:5_000]:
                     del self._seen[k]
             if suppressed > 0:
-                record.msg = f"{record.msg} [{suppressed} more like this in the last {self.window_s:.0f} s not shown]"
+                record.msg = (
+                    f"{record.msg} [{suppressed} more like this in the last "
+                    f"{self.window_s:.0f} s not shown]"
+                )
             return True
         entry[1] = int(entry[1]) + 1
         return entry[1] <= self.per_window

@@ -43,7 +43,8 @@ TX_REASON_CODES = tuple(sorted({code for _, code in _TX_REASONS} | {"invalid"}))
 
 
 def tx_reason_code(reason: str) -> str:
-    """The fixed code for a rejection text ("fee 3 is below ..." -> "fee-too-low"); "invalid" otherwise."""
+    """The fixed code for a rejection text ("fee 3 is below ..." -> "fee-too-low"); "invalid"
+    otherwise."""
     text = reason.lower()
     for needle, code in _TX_REASONS:
         if needle in text:
@@ -105,10 +106,12 @@ class NodeMetrics:
             registry=r,
         )
         # Label values are fixed codes: message in block/header/tx, reason a consensus Reason value
-        # (bad-signature, body-mismatch) or undecodable/not-a-chain; outcome a chainstate Outcome value.
+        # (bad-signature, body-mismatch) or undecodable/not-a-chain; outcome a chainstate Outcome
+        # value.
         self.bad_messages = Counter(
             "pouw_bad_messages",
-            "Peer messages that were the sender's fault, not a block's (a body that is not its header's, a broken signature, undecodable data), by message and reason",
+            "Peer messages that were the sender's fault, not a block's (a body that is not "
+            "its header's, a broken signature, undecodable data), by message and reason",
             ["message", "reason"],
             registry=r,
         )
@@ -143,7 +146,8 @@ class NodeMetrics:
         )
         self.refused = Counter(
             "pouw_refused_connections",
-            "Connections refused at accept or upgrade, by limit (connections, inbound, inbound-per-host)",
+            "Connections refused at accept or upgrade, by limit (connections, inbound, "
+            "inbound-per-host)",
             ["limit"],
             registry=r,
         )

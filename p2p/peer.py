@@ -72,7 +72,8 @@ class Handler(Protocol):
 
 
 class Misbehaving(Exception):
-    """Raised by handlers for input that breaks the protocol; the peer is scored and maybe dropped."""
+    """Raised by handlers for input that breaks the protocol; the peer is scored and maybe
+    dropped."""
 
     def __init__(self, points: int, reason: str) -> None:
         super().__init__(reason)
@@ -207,7 +208,8 @@ class Peer:
             return False
         if self._queued_bytes + len(frame) > self.limits.max_send_queue_bytes:
             self.close(
-                f"pending outgoing data over {self.limits.max_send_queue_bytes} bytes (peer not reading)"
+                f"pending outgoing data over {self.limits.max_send_queue_bytes} bytes "
+                "(peer not reading)"
             )
             return False
         self._queued_bytes += len(frame)
@@ -276,7 +278,8 @@ class Peer:
         return self._closed.is_set()
 
     def misbehave(self, points: int, reason: str) -> None:
-        """Add to the misbehaviour score; at the ban score the peer is closed and marked for a ban."""
+        """Add to the misbehaviour score; at the ban score the peer is closed and marked for a
+        ban."""
         self.score += points
         log.warning("%s misbehaving (+%d, score %d): %s", self, points, self.score, reason)
         if self.score >= self.limits.ban_score:

@@ -251,7 +251,8 @@ def peek_type(frame: bytes) -> type[Message]:
     """The frame's message type from its first two bytes, without decoding anything."""
     if len(frame) < 3 or frame[0] != 0x92:
         raise ProtocolError(
-            f"envelope: expected a msgpack array [code, body], got first byte {frame[:1].hex() or 'none'}"
+            "envelope: expected a msgpack array [code, body], got first byte "
+            f"{frame[:1].hex() or 'none'}"
         )
     cls = MESSAGE_TYPES.get(frame[1])
     if cls is None:
@@ -292,9 +293,10 @@ def decode(frame: bytes, max_message_bytes: int) -> Message:
     expected = {name for name, _ in schema}
     if set(body) != expected:
         missing, extra = sorted(expected - set(body)), sorted(map(str, set(body) - expected))
-        raise ProtocolError(
-            f"{cls.NAME}: fields {'missing ' + ', '.join(missing) if missing else ''}{'; ' if missing and extra else ''}{'unknown ' + ', '.join(extra) if extra else ''}"
+        parts = (["missing " + ", ".join(missing)] if missing else []) + (
+            ["unknown " + ", ".join(extra)] if extra else []
         )
+        raise ProtocolError(f"{cls.NAME}: fields {'; '.join(parts)}")
     try:
         values = {
             name: codec.from_plain(body[name], f"{cls.NAME}.{name}") for name, codec in schema

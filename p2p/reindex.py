@@ -87,7 +87,8 @@ def _any_damage(db: plyvel.DB) -> bool:
 
 
 def _read_old(chain_dir: Path) -> tuple[list[Block], dict[int, bytes], int, bool]:
-    """(readable blocks by height, the old best chain's hashes by height, unreadable bodies, damaged?)."""
+    """(readable blocks by height, the old best chain's hashes by height, unreadable bodies,
+    damaged?)."""
     db, damaged = _open_salvaging(chain_dir)
     try:
         raw_blocks, d1 = read_prefix_salvaging(db, BLOCK_PREFIX)
@@ -125,7 +126,8 @@ def reindex(
     device: str = "cpu",
     should_stop: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Rebuild `chain_dir` from every readable stored body; return the new tip height (-1 when stopped).
+    """Rebuild `chain_dir` from every readable stored body; return the new tip height (-1 when
+    stopped).
 
     A damaged store is salvaged: it is repaired if it does not open, records are read around
     damaged blocks, and bodies that do not decode to their own hash are skipped. The summary
@@ -220,7 +222,8 @@ def reindex(
     old_height = max(old_best, default=0)
     if damaged:
         log.warning(
-            "reindex: recovered height %d of %d: %d blocks of the old best chain lost, %d stored blocks unreadable; "
+            "reindex: recovered height %d of %d: %d blocks of the old best chain lost, %d "
+            "stored blocks unreadable; "
             "the damaged store is kept at %s (remove it when no longer needed)",
             height,
             old_height,
@@ -234,8 +237,10 @@ def reindex(
     connected = counts.get(Outcome.NEW_TIP.value, 0)
     invalid = counts.get(Outcome.INVALID.value, 0)
     log.info(
-        "reindex: rebuilt the chain from %d stored blocks in %s (%.1f blocks/s): tip height %d; %d connected to the "
-        "best chain, %d invalid, %d on side branches or not connected; %d blocks of the old best chain lost",
+        "reindex: rebuilt the chain from %d stored blocks in %s (%.1f blocks/s): tip "
+        "height %d; %d connected to the "
+        "best chain, %d invalid, %d on side branches or not connected; %d blocks of the "
+        "old best chain lost",
         len(blocks),
         format_duration(elapsed),
         len(blocks) / elapsed if elapsed > 0 else 0.0,

@@ -113,7 +113,8 @@ def build_block(
     miner: PrivateKey = MINER,
     subsidy: int = SUBSIDY,
 ) -> tuple[Block, LedgerState, Undo]:
-    """A signed block on `parent` with these txs and (task id, unit count) claims, its state and undo."""
+    """A signed block on `parent` with these txs and (task id, unit count) claims, its state and
+    undo."""
     claims, proofs = [], []
     task_states = {}
     shell = header(parent.height + 1, parent.hash, miner, tx_root=tx_root(txs))
@@ -147,7 +148,8 @@ def random_txs(
     count: int,
     task_share: float = 0.1,
 ) -> list[Transaction]:
-    """`count` valid transactions in a valid order: transfers (some to new addresses) and task submissions."""
+    """`count` valid transactions in a valid order: transfers (some to new addresses) and task
+    submissions."""
     nonces = {addr(k): state.account(addr(k)).nonce for k in keys}
     balances = {addr(k): state.account(addr(k)).balance for k in keys}
     txs = []

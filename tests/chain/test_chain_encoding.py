@@ -1,4 +1,5 @@
-"""Canonical encoding: round trips for every record, and rejection of everything else, with the field named."""
+"""Canonical encoding: round trips for every record, and rejection of everything else, with the
+field named."""
 
 from __future__ import annotations
 
@@ -152,7 +153,8 @@ def _int_paths(codec_or_cls, plain, where):
 
 
 def _pack_widening(plain, target: int, counter: list[int]) -> bytes:
-    """msgpack of `plain`, except the target-th int is written as a uint64 (0xcf): valid but not minimal."""
+    """msgpack of `plain`, except the target-th int is written as a uint64 (0xcf): valid but not
+    minimal."""
     if type(plain) is int:
         counter[0] += 1
         if counter[0] - 1 == target:

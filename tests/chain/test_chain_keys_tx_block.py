@@ -210,7 +210,8 @@ def test_header_signature_and_hash():
     assert not replace(h, time_ms=h.time_ms + 1).signature_ok()
     assert not replace(h, miner=bytes(20)).signature_ok()
     assert not replace(h, payout=bytes(20)).signature_ok()
-    # The signature is not part of the block's identity: nobody can make a second version of a block.
+    # The signature is not part of the block's identity: nobody can make a second version of a
+    # block.
     broken = replace(h, signature=bytes(64))
     assert broken.hash == h.hash and not broken.signature_ok()
     assert replace(h, time_ms=h.time_ms + 1).hash != h.hash

@@ -1,4 +1,5 @@
-"""The mempool: validation against the tip, fee-rate order, nonce gaps, byte budget, revalidation."""
+"""The mempool: validation against the tip, fee-rate order, nonce gaps, byte budget,
+revalidation."""
 
 from __future__ import annotations
 
@@ -151,7 +152,8 @@ def test_revalidate_after_the_tip_moves_and_readd_after_a_reorg():
     ]
     for t in pooled:
         pool.add(t, STATE, CHAIN_ID)
-    # the block mines A's nonce 0 and another nonce-0 spend of B's, which B's nonce 1 can no longer follow
+    # the block mines A's nonce 0 and another nonce-0 spend of B's, which B's nonce 1 can no longer
+    # follow
     mined = [pooled[0], tx(B, 0, 5, amount=9_000, to=addr(D))]
     block, tip, undo = build_block(STATE, G.block.header, mined, [(G.default_task.task_id, 1)])
     dropped = pool.revalidate(tip)

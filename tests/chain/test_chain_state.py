@@ -1,4 +1,5 @@
-"""The state transition: apply then undo is the identity; every ledger rule refuses what it should."""
+"""The state transition: apply then undo is the identity; every ledger rule refuses what it
+should."""
 
 from __future__ import annotations
 
@@ -110,7 +111,8 @@ def test_undo_a_whole_chain_in_reverse_reaches_genesis():
     st.integers(1, 5),
 )
 def test_apply_undo_identity_property(ops, units):
-    """Arbitrary transfers (some invalid): a block either applies and undoes exactly, or is refused whole."""
+    """Arbitrary transfers (some invalid): a block either applies and undoes exactly, or is
+    refused whole."""
     nonces = {}
     txs = []
     for sender, to, amount, fee in ops:
@@ -285,7 +287,8 @@ def test_bad_task_specs_are_refused():
     refused(
         G.state,
         [make_submit_task(A, CHAIN_ID, 0, 1, DEFAULT_SPEC, 5)],
-        "tx 0: bad task spec: a submitted task must ask for at least 1 unit (open-ended is the default task only)",
+        "tx 0: bad task spec: a submitted task must ask for at least 1 unit (open-ended is "
+        "the default task only)",
     )
 
 

@@ -57,7 +57,8 @@ def proof_for(node, block, nonce: int = 0, key: PrivateKey = PROVER):
 def honest_replay(node, task_id: bytes | None = None) -> tuple[bytes, int]:
     """Replay a task (default: the chain's default task) along the best chain from its initial
     state: every block that starts from the replayed state must reproduce unit by unit; the others
-    (built on a state a fraud proof rewound) are skipped. Returns (final state hash, units replayed)."""
+    (built on a state a fraud proof rewound) are skipped. Returns (final state hash, units
+    replayed)."""
     chain = node.chain
     task_id = task_id or next(iter(chain.genesis.state.tasks))
     spec = chain.state.tasks[task_id].spec

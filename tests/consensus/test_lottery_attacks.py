@@ -74,8 +74,8 @@ def _verdict(node, block: Block) -> Reason | None:
 
 
 def _lottery(node, make_miner, blocks: int, label: str) -> tuple[int, int, list[Reason | None]]:
-    """Many miners (one key each) mine on the same tip; returns (units run, accepted blocks, verdicts
-    of the blocks found by grinding, or of all blocks for an honest miner)."""
+    """Many miners (one key each) mine on the same tip; returns (units run, accepted blocks,
+    verdicts of the blocks found by grinding, or of all blocks for an honest miner)."""
     units, accepted, verdicts = 0, 0, []
     for i in range(blocks):
         miner = make_miner(node.chain, _key(label, int_bytes(i)))
@@ -111,7 +111,8 @@ def test_rerolling_a_fabricated_leaf_gains_no_tickets(make_node):
     )
     assert len(verdicts) >= 5 and set(verdicts) == {Reason.BAD_WINNING_UNIT}
 
-    # A fabricated leaf then one honest unit: one unit per ticket, refused when the leaf is challenged.
+    # A fabricated leaf then one honest unit: one unit per ticket, refused when the leaf is
+    # challenged.
     prefix = 8
     units, accepted, verdicts = _lottery(
         node,
@@ -281,7 +282,8 @@ def test_a_fake_heavier_branch_from_genesis_never_moves_the_tip(make_node):
     node = make_node()
     node.mine(5)
     tip, root = node.chain.tip.hash, node.chain.state.root
-    # The attacker: headers from genesis with more claimed work (hashes only), an invalid first body.
+    # The attacker: headers from genesis with more claimed work (hashes only), an invalid first
+    # body.
     forger = ChainState(ChainStore(str(node.store.path) + "-forger"), node.params, clock=node.clock)
     parent = forger.header(forger.genesis.block.hash)
     genesis_template = make_template(forger)
@@ -446,7 +448,8 @@ def test_rewards_are_spendable_only_after_maturity(make_node):
     spend = make_transfer(node.key, node.chain.chain_id, 0, 1, merchant, 1000)
     with pytest.raises(TxRejected, match="balance"):
         node.mempool.add(spend, node.chain.state, node.chain.chain_id)
-    # A block that spends the fresh reward anyway is invalid: the work is honest, the transfer is not.
+    # A block that spends the fresh reward anyway is invalid: the work is honest, the transfer is
+    # not.
     assert node.chain.state.immature(node.address)[0].height == 1
     early = _mine_with(node, [spend])
     assert _verdict(node, early) is Reason.BAD_TRANSACTIONS

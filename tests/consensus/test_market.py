@@ -1,4 +1,5 @@
-"""The task market: a paid task is worked on first, pays its bounty per unit, completes, keeps its result."""
+"""The task market: a paid task is worked on first, pays its bounty per unit, completes, keeps
+its result."""
 
 import pytest
 from consensus_kit import FUNDED, FUNDED_KEY

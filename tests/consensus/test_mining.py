@@ -20,7 +20,8 @@ def test_mined_blocks_connect_and_survive_a_restart(make_node, tmp_path):
     assert node.chain.tip.height == 6
     assert node.chain.tip.hash == blocks[-1].hash
     root = node.chain.state.root
-    # each block paid its miner the subsidy; the last `reward_maturity` (3) of them are not spendable yet
+    # each block paid its miner the subsidy; the last `reward_maturity` (3) of them are not
+    # spendable yet
     state = node.chain.state
     assert state.account(node.address).balance == 3 * node.params.block_reward
     assert [r.height for r in state.immature(node.address)] == [4, 5, 6]

@@ -64,7 +64,8 @@ def test_a_bounty_under_the_cost_scaled_minimum_is_refused(make_node):
     node = make_node()
     with pytest.raises(
         TxRejected,
-        match=r"bounty 59 is below the minimum of 6 per unit for 10 units \(60 in all; unit cost 579,174,912",
+        match=r"bounty 59 is below the minimum of 6 per unit for 10 units \(60 in all; unit cost "
+        r"579,174,912",
     ):
         node.chain.add_transaction(submit(node.chain, UNDER, 59))
 
@@ -78,7 +79,8 @@ def test_a_spec_just_under_the_limit_with_the_minimum_bounty_is_mined(make_node)
 
 
 def test_a_block_carrying_an_over_limit_task_is_invalid(make_node, params):
-    """A miner running looser market rules (same genesis) mines the task; honest nodes refuse its block."""
+    """A miner running looser market rules (same genesis) mines the task; honest nodes refuse its
+    block."""
     honest = make_node()
     loose = make_node(replace(params, max_unit_cost=1 << 40, reference_unit_cost=1 << 40))
     assert loose.chain.genesis.block.hash == honest.chain.genesis.block.hash

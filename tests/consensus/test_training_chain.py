@@ -23,6 +23,7 @@ def test_heldout_accuracy_rises_over_fifty_blocks(make_node):
     task = node.chain.state.tasks[node.chain.task_state()[0]]
     assert node.chain.tip.height == 50 and task.units_done >= 50
     # Chance is about 1/3; the states on chain, verified block by block, must have learned. At a
-    # constant learning rate accuracy moves a few points between evaluations, so compare to the start.
+    # constant learning rate accuracy moves a few points between evaluations, so compare to the
+    # start.
     assert checkpoints[25] > checkpoints[0] + 0.10, checkpoints
     assert checkpoints[50] > checkpoints[0] + 0.15, checkpoints

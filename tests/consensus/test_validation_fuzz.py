@@ -112,8 +112,8 @@ class Mutator:
         return Block(sign_header(header, self.key), txs, (WorkProof(tuple(leaves), openings),))
 
     def rerun_winner(self, block: Block, leaves: list[Leaf], state: bytes) -> Leaf:
-        """The winner run honestly after the earlier leaves changed (its seed chains over them), as a
-        cheater would, so the spot checks, not the winner, must find what is wrong."""
+        """The winner run honestly after the earlier leaves changed (its seed chains over them), as
+        a cheater would, so the spot checks, not the winner, must find what is wrong."""
         header, last = block.header, leaves[-1]
         prefix = prefix_commitments(leaves[:-1])[-1]
         seed = unit_seed(
@@ -229,7 +229,8 @@ class Mutator:
 
 
 def _honest_blocks(node, count: int, units: int) -> list[Block]:
-    """(block, key, every unit's input state): blocks of `units` units on the node's tip (every ticket wins on this network), not connected."""
+    """(block, key, every unit's input state): blocks of `units` units on the node's tip (every
+    ticket wins on this network), not connected."""
     out = []
     for i in range(count):
         key = PrivateKey.from_bytes(tagged_hash("fuzz-miner", bytes([i])))
@@ -310,7 +311,8 @@ def test_fuzzed_blocks_give_only_typed_reasons(make_node):
 
 
 def test_fuzzed_training_states_give_only_typed_reasons(make_node):
-    """Hostile weights and optimizer states of the training task: decoding, exactness bounds, kernels."""
+    """Hostile weights and optimizer states of the training task: decoding, exactness bounds,
+    kernels."""
     spec = TrainSpec(batch_size=2, steps_per_unit=1, image_size=16)
     params = small_params(
         initial_units_per_block=1, min_units_per_block=1, spot_checks=1, default_task=spec
