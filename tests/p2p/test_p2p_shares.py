@@ -66,6 +66,14 @@ def test_three_nodes_gossip_and_include_each_others_shares(make_node, tmp_path):
         bl.header.work[0].unit_count + sum(len(s.leaves) for s in bl.shares) for bl in blocks
     )
     print(f"\n{len(blocks)} blocks, {claims} share claims, {units} units credited")
+    # The API (and the explorer's block page) lists each block's claims as the block has them.
+    carrier = next(bl for bl in blocks if bl.shares)
+    listed = a.get(f"/api/blocks/{carrier.hash.hex()}")["shares"]
+    assert [s["claim_id"] for s in listed] == [c.claim_id.hex() for c in carrier.shares]
+    assert [(s["units"], s["shares"], s["attempt"]) for s in listed] == [
+        (len(c.leaves), list(c.shares), c.attempt) for c in carrier.shares
+    ]
+    assert [s["index"] for s in listed] == list(range(1, len(listed) + 1))
     # The task result path lists every claim's units and checks them against the chain.
     task_id = blocks[0].header.work[0].task_id.hex()
     for n in nodes:
