@@ -429,6 +429,10 @@ async def get_status(node: NodeView, request: web.Request) -> web.Response:
             "units_mined": node.miner.stats.units,
             "mining_seconds": round(node.miner.stats.unit_seconds, 3),
             "share_units_checked": node.shares.pool.units_checked if node.shares is not None else 0,
+            "mining_cpu_seconds": round(node.miner.stats.unit_cpu_seconds, 3),
+            "share_verify_cpu_seconds": (
+                round(node.shares.pool.cpu_seconds, 3) if node.shares is not None else 0.0
+            ),
             "blocks_mined": node.miner.stats.blocks,
             "sync": sync_json(node),
             "prune": node.chain.prune_keep,
