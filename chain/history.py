@@ -3,10 +3,11 @@
 ChainStore writes these records in the batch that connects the block and deletes them in the
 batch that disconnects it, so the indexes always match the best chain, survive restarts and are
 rebuilt by a reindex like everything else. Events of one block are numbered in the order they
-happen (per transaction: sender, then recipient; the block's reward last).
+happen (per transaction: sender, then recipient; then the block's reward; then one
+"share-reward" per share claim, in block order, to the claim's payout address).
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -16,7 +17,14 @@ from chain.encoding import U32, U64, Bytes, Maybe, Record, Text
 from chain.tx import SubmitTask, Transfer
 from useful_work.hashing import HASH_SIZE
 
-EVENT_KINDS = ("transfer-out", "transfer-in", "submit-task", "fraud-proof", "reward")
+EVENT_KINDS = (
+    "transfer-out",
+    "transfer-in",
+    "submit-task",
+    "fraud-proof",
+    "reward",
+    "share-reward",
+)
 
 
 @dataclass(frozen=True)
@@ -42,11 +50,16 @@ def tx_locations(block: Block) -> Iterator[tuple[bytes, TxLocation]]:
         yield tx.txid, TxLocation(block.hash, block.header.height, i)
 
 
-def account_events(block: Block, miner_reward: int) -> Iterator[tuple[bytes, int, AccountEvent]]:
+def account_events(
+    block: Block, miner_reward: int, claim_rewards: Sequence[int] = ()
+) -> Iterator[tuple[bytes, int, AccountEvent]]:
     """(address, sequence number in the block, event) for every event of the block, in order.
 
-    `miner_reward` is the undo record's (subsidy, fees and bounty shares); a fraud proof's
-    prover share is in the prover's balance, not listed."""
+    `miner_reward` is the undo record's (subsidy, fees and bounty shares); `claim_rewards` each
+    share claim's reward as the state transition priced it (chain.state.ClaimReward.amount: its
+    shares less the includer's fee, plus its bounty), from the block's pending reward record;
+    left out (when only the keys matter, as on disconnect) the share rewards read 0. A fraud
+    proof's prover share is in the prover's balance, not listed."""
     h, height = block.hash, block.header.height
     seq = 0
     for tx in block.txs:
@@ -70,3 +83,8 @@ def account_events(block: Block, miner_reward: int) -> Iterator[tuple[bytes, int
         yield tx.sender, seq, AccountEvent(height, h, kind, tx.txid, amount, tx.fee, None)
         seq += 1
     yield block.header.payout, seq, AccountEvent(height, h, "reward", None, miner_reward, 0, None)
+    for i, claim in enumerate(block.shares):
+        amount = claim_rewards[i] if i < len(claim_rewards) else 0
+        miner = block.header.payout
+        event = AccountEvent(height, h, "share-reward", None, amount, 0, miner)
+        yield claim.payout, seq + 1 + i, event

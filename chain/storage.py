@@ -603,7 +603,9 @@ class ChainStore:
             self._write_state(batch, nodes, accounts, tasks, rewards)
             for txid, location in tx_locations(block):
                 batch.put(_TXLOC + txid, location.to_bytes())
-            for address, seq, event in account_events(block, undo.miner_reward):
+            pending = new_state.rewards.get(block.header.height)
+            paid = [c.amount for c in pending.claims] if pending is not None else []
+            for address, seq, event in account_events(block, undo.miner_reward, paid):
                 batch.put(_event_key(address, block.header.height, seq), event.to_bytes())
             for blob in blobs:
                 batch.put(_BLOB + state_hash(blob), blob)

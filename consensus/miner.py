@@ -94,6 +94,7 @@ class MiningStats:
     units: int = 0
     blocks: int = 0
     unit_seconds: float = 0.0
+    unit_cpu_seconds: float = 0.0  # the mining thread's CPU time in units (time.thread_time)
 
 
 def make_template(chain: ChainState) -> Template:
@@ -195,7 +196,7 @@ class Miner:
             u = len(leaves)
             draft, refreshed = self._follow(template, draft, refreshed, attempt)
             seed = unit_seed(parent, miner, attempt, u, prefix, draft.commitment)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             faked = fakes(u)
             out, digest = (
                 (state, tagged_hash("fabricated", seed))
@@ -213,6 +214,7 @@ class Miner:
             inputs.append(state)
             self.stats.units += 1
             self.stats.unit_seconds += time.perf_counter() - started
+            self.stats.unit_cpu_seconds += time.thread_time() - cpu
             if ticket_wins(t, template.target):
                 return self.assemble(template, leaves, inputs, attempt, draft, out)
             if share_target and ticket_wins(t, share_target):

@@ -11,6 +11,7 @@ verified output state, so assembling a block merges without running a unit again
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -49,6 +50,7 @@ class SharePool:
         self._claims: dict[tuple[bytes, int], PooledClaim] = {}
         self.version = 0  # changes whenever the held claims do (the miner follows it)
         self.units_checked = 0  # units re-run to verify claims
+        self.cpu_seconds = 0.0  # CPU time of the threads that ran `add` (time.thread_time)
         self._verified: OrderedDict[bytes, bytes] = OrderedDict()  # claim id -> output state
 
     def reset(self, parent_hash: bytes) -> None:
@@ -71,6 +73,15 @@ class SharePool:
     def add(self, claim: ShareClaim, parent_hash: bytes, target: int, state: LedgerState) -> str:
         """Verify `claim` against the parent (its hash, block target and ledger state) and keep it;
         return "added" or "replaced", or raise ShareRuleError naming the rule it breaks."""
+        started = time.thread_time()
+        try:
+            return self._add(claim, parent_hash, target, state)
+        finally:
+            took = time.thread_time() - started
+            with self._lock:
+                self.cpu_seconds += took
+
+    def _add(self, claim: ShareClaim, parent_hash: bytes, target: int, state: LedgerState) -> str:
         if claim.parent_hash != parent_hash:
             raise ShareRuleError("share-wrong-parent", "the claim is not on the current tip")
         if not self.params.shares_per_block:

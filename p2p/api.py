@@ -23,7 +23,7 @@ from chain.address import AddressError, format_address, parse_address
 from chain.block import Block
 from chain.encoding import DecodeError
 from chain.mempool import TxRejected
-from chain.state import TaskRecord
+from chain.state import TaskRecord, work_id
 from chain.storage import STATUS_NAMES, CorruptRecord, StoreCorrupt
 from chain.tx import SubmitTask, Transaction, Transfer
 from chain.types import Address
@@ -255,6 +255,7 @@ def block_json(node: NodeView, block: Block) -> dict:
         state_root=h.state_root.hex(),
         work=[record_json(c) for c in h.work],
         openings=[[o.unit_index for o in p.openings] for p in block.proofs],
+        shares=[share_claim_json(node, block, i) for i in range(len(block.shares))],
         pruned=node.store.is_pruned(block.hash),
         transactions=[tx_json(tx) for tx in block.txs],
         confirmations=node.chain.tip.height - h.height + 1 if out["on_best_chain"] else 0,
@@ -264,6 +265,33 @@ def block_json(node: NodeView, block: Block) -> dict:
     received_ms, connected_ms = (node.sync.block_times.get(block.hash) or [None, None])[:2]
     out.update(received_ms=received_ms, connected_ms=connected_ms)
     return out
+
+
+def share_claim_json(node: NodeView, block: Block, i: int) -> dict:
+    """Share claim `i` of a block: who found it, its shares and units, where it is paid, and
+    (while the block's reward is pending) what it earns."""
+    claim = block.shares[i]
+    pending = node.chain.state.rewards.get(block.header.height)
+    paid = (
+        pending.claims[i]
+        if pending is not None
+        and pending.work_id == work_id(block.header)
+        and i < len(pending.claims)
+        else None
+    )
+    return {
+        "index": len(block.header.work) + i,  # the numbering of fraud proofs' claim_index
+        "claim_id": claim.claim_id.hex(),
+        "miner": format_address(share_miner(claim)),
+        "payout": format_address(claim.payout),
+        "task_id": claim.task_id.hex(),
+        "attempt": claim.attempt,
+        "shares": list(claim.shares),
+        "units": len(claim.leaves),
+        "opened": [o.unit_index for o in claim.openings],
+        "reward": paid.amount if paid is not None else None,
+        "bounty": paid.share if paid is not None else None,
+    }
 
 
 def task_json(node: NodeView, task: TaskRecord) -> dict:
@@ -401,6 +429,10 @@ async def get_status(node: NodeView, request: web.Request) -> web.Response:
             "units_mined": node.miner.stats.units,
             "mining_seconds": round(node.miner.stats.unit_seconds, 3),
             "share_units_checked": node.shares.pool.units_checked if node.shares is not None else 0,
+            "mining_cpu_seconds": round(node.miner.stats.unit_cpu_seconds, 3),
+            "share_verify_cpu_seconds": (
+                round(node.shares.pool.cpu_seconds, 3) if node.shares is not None else 0.0
+            ),
             "blocks_mined": node.miner.stats.blocks,
             "sync": sync_json(node),
             "prune": node.chain.prune_keep,

@@ -321,6 +321,7 @@ class Node:
             )
         self.shares = ShareRelay(self.chain, self.live_peers, self.device, self.metrics.registry)
         self.shares.attach(self.miner)
+        self.sync.on_new_tip.append(self.shares.on_new_tip)
         self.auditor = (
             Auditor(self.chain, self.key, share=self.config.audit_share, device=self.device)
             if self.config.audit

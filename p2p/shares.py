@@ -6,14 +6,19 @@ What one costs the sender vs the node, and the rule for each:
   peer of the network sends it);
 - rate: at most SHARES_PER_S claims a second per peer (a burst of SHARE_BURST); over it the
   claim is dropped and the peer scored (10 points), never verified;
-- cheap first: a claim that does not decode is a ban; one on another parent, or no longer
-  than the pool's claim of its (miner, attempt, parent), is dropped unverified (racing tips
-  and re-announcements are honest);
+- cheap first: a claim that does not decode is a ban; one no longer than the pool's claim of
+  its (miner, attempt, parent) is dropped unverified (re-announcements are honest); one on
+  another parent waits, unverified, in a FIFO of WAITING_LIMIT claims for that parent to become
+  the tip (a block's finder gossips claims on it while its peers still fetch and check the
+  block), and is checked then or dropped with the FIFO's oldest;
 - then the pool's checks (consensus.share_pool: signature, share tickets, openings), and the
   re-execution of its shares' last units and k spot checks off the event loop. A claim that
   fails them cost its sender hashes only and the node up to that many units: the sender is
   banned (100 points), as for an invalid block;
-- relay: only a claim the pool kept goes to the other peers, once per peer (claim id).
+- relay: only a claim the pool kept goes to the other peers, once per peer (claim id), paced
+  at SEND_PER_S a peer (under SHARES_PER_S, so an honest node is never over a peer's limit
+  however many miners' claims it relays at once); a claim waiting to go out is replaced by a
+  longer one of its (parent, miner, attempt) and dropped when the tip moves.
 The miner hands its own claims to `publish` from its thread; they go to every peer.
 """
 
@@ -32,7 +37,7 @@ from chain.encoding import DecodeError
 from consensus.chainstate import ChainState
 from consensus.miner import Miner
 from consensus.share_pool import SharePool
-from consensus.shares import ShareRuleError
+from consensus.shares import ShareRuleError, share_miner
 from p2p.peer import Misbehaving, Peer
 from p2p.protocol import ShareMsg
 
@@ -43,6 +48,10 @@ log = logging.getLogger("pouw.shares")
 
 SHARES_PER_S = 4.0  # sustained claims a second one peer may send
 SHARE_BURST = 16.0
+SEND_PER_S = 3.0  # claims a second this node sends one peer: under SHARES_PER_S, with margin
+SEND_BURST = 8.0  # for a peer's event loop that stalls and then reads a queue at once
+WAITING_LIMIT = 64  # claims on a parent that is not (yet) the tip, kept to check when it is
+OUTBOX_LIMIT = 256  # claims waiting for one peer; beyond it the oldest are dropped
 BENIGN = ("share-wrong-parent", "duplicate-share", "shares-off")  # racing tips, re-announcements
 
 
@@ -62,6 +71,13 @@ class ShareRelay:
         self.peers = peers
         self.loop: asyncio.AbstractEventLoop | None = None
         self._buckets: dict[int, tuple[float, float]] = {}  # peer id -> (tokens, last refill)
+        self._send_buckets: dict[int, tuple[float, float]] = {}  # the same for what we send
+        # peer id -> claims waiting to go to it, the longest per (parent, miner, attempt)
+        self._outbox: dict[int, dict[tuple[bytes, bytes, int], ShareClaim]] = {}
+        self._flush_due: set[int] = set()  # peers with a flush scheduled
+        # claims on a parent that is not the tip, the longest per (parent, miner, attempt)
+        self._waiting: dict[tuple[bytes, bytes, int], tuple[Peer, ShareClaim]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.accepted = 0
         self.refused = 0
         self.relayed = 0
@@ -99,22 +115,49 @@ class ShareRelay:
             self.loop.call_soon_threadsafe(self._relay, claim, None)
 
     def _relay(self, claim: ShareClaim, source: Peer | None) -> None:
-        frame = ShareMsg(claim.to_bytes())
+        key = (claim.parent_hash, share_miner(claim), claim.attempt)
         for p in self.peers():
-            if p is not source and claim.claim_id not in p.known:
-                p.mark_known(claim.claim_id)
-                p.send(frame)
-                self.relayed += 1
+            if p is source or claim.claim_id in p.known:
+                continue
+            box = self._outbox.setdefault(p.id, {})
+            waiting = box.get(key)
+            if waiting is None or len(waiting.shares) < len(claim.shares):
+                box.pop(key, None)  # the longer claim goes to the back of the queue
+                box[key] = claim
+                while len(box) > OUTBOX_LIMIT:
+                    box.pop(next(iter(box)))
+            self._flush(p)
+
+    def _flush(self, peer: Peer) -> None:
+        """Send `peer` the claims waiting for it, as fast as the pace allows; schedule the rest."""
+        self._flush_due.discard(peer.id)
+        box = self._outbox.get(peer.id)
+        tip = self.chain.tip.hash
+        while box:
+            key = next(iter(box))
+            claim = box[key]
+            if claim.parent_hash != tip or claim.claim_id in peer.known:
+                del box[key]  # stale, or the peer has it: nothing to spend a send on
+                continue
+            wait = _take(self._send_buckets, peer.id, SEND_PER_S, SEND_BURST)
+            if wait > 0:
+                if self.loop is not None and peer.id not in self._flush_due:
+                    self._flush_due.add(peer.id)
+                    self.loop.call_later(wait, self._flush_if_connected, peer)
+                return
+            del box[key]
+            peer.mark_known(claim.claim_id)
+            peer.send(ShareMsg(claim.to_bytes()))
+            self.relayed += 1
+
+    def _flush_if_connected(self, peer: Peer) -> None:
+        if any(p is peer for p in self.peers()):
+            self._flush(peer)
+        else:
+            self.peer_gone(peer)
 
     def _take_token(self, peer: Peer) -> bool:
-        now = time.monotonic()
-        tokens, last = self._buckets.get(peer.id, (SHARE_BURST, now))
-        tokens = min(SHARE_BURST, tokens + (now - last) * SHARES_PER_S)
-        if tokens < 1:
-            self._buckets[peer.id] = (tokens, now)
-            return False
-        self._buckets[peer.id] = (tokens - 1, now)
-        return True
+        return _take(self._buckets, peer.id, SHARES_PER_S, SHARE_BURST) == 0
 
     def _count(self, result: str, started: float) -> None:
         took = time.perf_counter() - started
@@ -125,6 +168,9 @@ class ShareRelay:
 
     def peer_gone(self, peer: Peer) -> None:
         self._buckets.pop(peer.id, None)
+        self._send_buckets.pop(peer.id, None)
+        self._outbox.pop(peer.id, None)
+        self._flush_due.discard(peer.id)
 
     def _parent(self) -> tuple[bytes, int, LedgerState]:
         with self.chain.lock:
@@ -150,8 +196,53 @@ class ShareRelay:
             raise Misbehaving(100, f"share claim does not decode: {exc}") from None
         peer.mark_known(claim.claim_id)
         parent, target, state = self._parent()
-        if claim.parent_hash != parent or self.pool.has_better(claim):
-            return  # a claim on another tip, or one we hold as long: nothing to check or relay
+        if claim.parent_hash != parent:
+            self._wait(peer, claim)
+            return
+        await self._check(peer, claim, parent, target, state)
+
+    def _wait(self, peer: Peer, claim: ShareClaim) -> None:
+        key = (claim.parent_hash, share_miner(claim), claim.attempt)
+        held = self._waiting.get(key)
+        if held is None or len(held[1].shares) < len(claim.shares):
+            self._waiting.pop(key, None)
+            self._waiting[key] = (peer, claim)
+            while len(self._waiting) > WAITING_LIMIT:
+                self._waiting.pop(next(iter(self._waiting)))
+
+    def on_new_tip(self, result: object = None) -> None:
+        """A sync.on_new_tip listener: check the claims that waited for the new tip, in a task
+        of their own (block processing does not wait for them)."""
+        if not self.enabled:
+            return
+        parent, target, state = self._parent()
+        ready = [pc for k, pc in self._waiting.items() if k[0] == parent]
+        self._waiting = {k: pc for k, pc in self._waiting.items() if k[0] != parent}
+        if ready:
+            task = asyncio.create_task(self._check_waiting(ready, parent, target, state))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _check_waiting(
+        self,
+        ready: list[tuple[Peer, ShareClaim]],
+        parent: bytes,
+        target: int,
+        state: LedgerState,
+    ) -> None:
+        for peer, claim in ready:
+            if peer.closed:
+                continue
+            try:
+                await self._check(peer, claim, parent, target, state)
+            except Misbehaving as exc:
+                peer.misbehave(exc.points, exc.reason)
+
+    async def _check(
+        self, peer: Peer, claim: ShareClaim, parent: bytes, target: int, state: LedgerState
+    ) -> None:
+        if self.pool.has_better(claim):
+            return  # one we hold as long: nothing to check or relay
         started = time.perf_counter()
         try:
             outcome = await asyncio.to_thread(self.pool.add, claim, parent, target, state)
@@ -166,3 +257,15 @@ class ShareRelay:
         self.accepted += 1
         log.debug("%s: share claim %s %s", peer, claim.claim_id.hex()[:16], outcome)
         self._relay(claim, peer)
+
+
+def _take(buckets: dict[int, tuple[float, float]], key: int, rate: float, burst: float) -> float:
+    """Take a token from `key`'s bucket: 0 when taken, else the seconds until one is there."""
+    now = time.monotonic()
+    tokens, last = buckets.get(key, (burst, now))
+    tokens = min(burst, tokens + (now - last) * rate)
+    if tokens < 1:
+        buckets[key] = (tokens, now)
+        return (1 - tokens) / rate
+    buckets[key] = (tokens - 1, now)
+    return 0.0

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser("bench", help="benchmarks: chain, work, verify")
+    bench = sub.add_parser("bench", help="benchmarks: chain, work, verify, shares")
     bsub = bench.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
     for name, help_text in (
         (
@@ -46,6 +46,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                 help="blocks to mine and verify (default 8; quick 2)",
             )
         p.set_defaults(func=_run, bench_name=name)
+    shares = bsub.add_parser(
+        "shares",
+        help="a three-node devnet with and without shares: useful fraction, verification, accuracy",
+    )
+    from p2p.bench_shares import add_arguments
+
+    add_arguments(shares)
+    shares.set_defaults(func=_run_shares)
+
+
+def _run_shares(args: argparse.Namespace) -> int:
+    from p2p.bench_shares import run
+
+    return int(run(args) or 0)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -939,12 +939,19 @@ def _cmd_history(args: argparse.Namespace) -> int:
     index = {a: i for i, a in enumerate(addresses)}
     head = addresses[0] if len(addresses) == 1 else f"wallet {name!r} ({len(addresses)} addresses)"
     lines = [f"{head}: {total} {'entry' if total == 1 else 'entries'}, newest first"]
-    sign = {"transfer-out": "-", "submit-task": "-", "transfer-in": "+", "reward": "+"}
+    sign = {
+        "transfer-out": "-",
+        "submit-task": "-",
+        "transfer-in": "+",
+        "reward": "+",
+        "share-reward": "+",
+    }
+    towards = {"transfer-out": "to", "share-reward": "included by"}
     for e in items:
         amount = f"{sign.get(e['kind'], '')}{format_amount(e['amount'])}"
         fee = f" fee {format_amount(e['fee'])}" if e.get("fee") else ""
         other = (
-            f" {'to' if e['kind'] == 'transfer-out' else 'from'} {e['counterparty']}"
+            f" {towards.get(e['kind'], 'from')} {e['counterparty']}"
             if e.get("counterparty")
             else ""
         )

@@ -288,3 +288,30 @@ def test_a_block_with_claims_undoes_exactly(make_node, params):
     )
     assert after.root == block.header.state_root == node.chain.state.root
     assert undo_block(after, undo).root == before.root
+
+
+def test_claimants_histories_list_their_share_rewards(make_node, params):
+    node, pool = pooled_node(make_node, params)
+    claims = [run_trace(node, key_of(30 + i), 0, 1 + i)[0] for i in range(2)]
+    assert [add(node, pool, c) for c in claims] == ["added", "added"]
+    (block,) = node.mine(1)
+    record = node.chain.state.rewards[block.header.height]
+    assert len(record.claims) == 2
+    assert {c.claim_id for c in block.shares} == {c.claim_id for c in claims}
+    for claim, paid in zip(block.shares, record.claims, strict=True):  # most shares first
+        total, events = node.store.history(claim.payout, 0, 10)
+        assert total == 1
+        (event,) = events
+        assert (event.kind, event.height, event.block_hash) == (
+            "share-reward",
+            block.header.height,
+            block.hash,
+        )
+        assert event.amount == paid.amount > 0
+        assert event.counterparty == block.header.payout
+    # The block's miner still has its own reward event, and disconnecting removes them all.
+    _, miner_events = node.store.history(block.header.payout, 0, 100)
+    assert any(e.kind == "reward" and e.block_hash == block.hash for e in miner_events)
+    node.store.disconnect_tip()
+    for claim in claims:
+        assert node.store.history(claim.payout, 0, 10) == (0, [])

@@ -195,3 +195,45 @@ def test_block_page_shows_every_leaf_field_the_api_sends(env):
     )
     assert "<th>commitment</th>" in html and ("44" * 6) in html
     assert 'class="winner opened"' in html
+
+
+def test_block_page_lists_the_blocks_share_claims(env):
+    miner, payout = "pw" + "c" * 39, "pw" + "d" * 39
+    share = {
+        "index": 1,
+        "claim_id": "aa" * 32,
+        "miner": miner,
+        "payout": payout,
+        "task_id": "55" * 32,
+        "attempt": 2,
+        "shares": [3, 9, 17],
+        "units": 18,
+        "opened": [3, 5, 9, 17],
+        "reward": 250_000_000,
+        "bounty": 0,
+    }
+    block = {
+        "hash": "88" * 32,
+        "height": 3,
+        "prev_hash": "99" * 32,
+        "time_ms": 0,
+        "miner": "pw" + "b" * 39,
+        "status": "valid",
+        "on_best_chain": True,
+        "transactions": [],
+        "work": [],
+        "shares": [share, {**share, "index": 2, "reward": None, "attempt": 0}],
+    }
+    html = env.get_template("block.html").render(
+        **_frame(), block=block, claims=[], leaves_page=0, leaves_last=0, leaves_size=100
+    )
+    assert 'id="share-claims"' in html and "Share claims <small>2" in html
+    row = html[html.index('data-claim="1"') : html.index('data-claim="2"')]
+    assert f'href="/account/{miner}"' in row and f'href="/account/{payout}"' in row
+    assert ">18<" in row and ">3<" in row and "2.5 POUW" in row and ">2<" in row
+    assert "matured (paid)" in html[html.index('data-claim="2"') :]
+    block["shares"] = []
+    html = env.get_template("block.html").render(
+        **_frame(), block=block, claims=[], leaves_page=0, leaves_last=0, leaves_size=100
+    )
+    assert "share-claims" not in html
