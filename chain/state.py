@@ -1,4 +1,5 @@
-"""The ledger state (accounts, tasks, immature rewards), its root, and the pure state transition with undo data.
+"""The ledger state (accounts, tasks, immature rewards), its root, and the pure state transition
+with undo data.
 
 The state root is the root of a sparse Merkle tree over every entry (chain.smt, keys in
 chain.state_view); a new state lays the block's changes over its parent's state, so applying a
@@ -70,7 +71,8 @@ EMPTY_ACCOUNT = Account(balance=0, nonce=0)
 
 @dataclass(frozen=True)
 class TaskRecord(Record):
-    """A task on the ledger. `state_hash` is ZERO_HASH until the first unit: the spec's initial state."""
+    """A task on the ledger. `state_hash` is ZERO_HASH until the first unit: the spec's initial
+    state."""
 
     task_id: Annotated[TaskId, Bytes(HASH_SIZE)]
     spec: Annotated[bytes, VarBytes(MAX_SPEC_BYTES)]
@@ -174,7 +176,8 @@ class PendingReward(Record):
 
 def work_id(header: BlockHeader) -> bytes:
     """What identifies a block's work without its state root (which depends on the state that
-    holds this id): parent, miner and claims. Blocks with one work id have the same leaves and seeds."""
+    holds this id): parent, miner and claims. Blocks with one work id have the same leaves and
+    seeds."""
     return tagged_hash(
         "work-id",
         header.prev_hash,
@@ -401,7 +404,8 @@ class Undo(Record):
 
 
 class _Changes:
-    """New values written during one block, read through to the old state; never escapes apply_block."""
+    """New values written during one block, read through to the old state; never escapes
+    apply_block."""
 
     def __init__(self, state: LedgerState) -> None:
         self.state = state
@@ -478,7 +482,8 @@ def apply_block(
             guilty = _fraud_height(changes, i, tx.payload, headers, height, maturity)
             if any(g == guilty for _, _, g in frauds):
                 raise StateError(
-                    f"tx {i}: duplicate fraud proof: this block already proves block {guilty} guilty"
+                    f"tx {i}: duplicate fraud proof: this block already proves block "
+                    f"{guilty} guilty"
                 )
             frauds.append((i, tx, guilty))
     shares = 0
@@ -597,7 +602,8 @@ def _fraud_record(
     if record is None or record.work_id != work_id(header):
         if record is None:
             raise StateError(
-                f"fraud proof: block {name}'s reward is already forfeited (proven guilty) or not this chain's"
+                f"fraud proof: block {name}'s reward is already forfeited (proven guilty) "
+                "or not this chain's"
             )
         raise StateError(f"fraud proof: block {name} is not on this chain")
     # Claim 0 is the winner's; claims 1.. are the block's share claims (their units: consensus).

@@ -122,7 +122,8 @@ def check_fraud_proof(
     )
     if check.ok:
         raise FraudError(
-            f"fraud proof: unit {proof.unit_index} of block {proof.block_hash.hex()[:16]} reproduces its leaf: no fraud"
+            f"fraud proof: unit {proof.unit_index} of block {proof.block_hash.hex()[:16]} "
+            "reproduces its leaf: no fraud"
         )
     return record.height
 

@@ -206,7 +206,8 @@ class Miner:
             leaf = Leaf(state_hash(state), state_hash(out), digest, draft.commitment)
             t = ticket(parent, miner, trace_root([*leaves, leaf]))
             if faked and ticket_wins(t, template.target):
-                # Verifiers always re-run the winner, so a faked winner is worthless: run it for real.
+                # Verifiers always re-run the winner, so a faked winner is worthless: run it for
+                # real.
                 out, digest = task.run_unit(state, seed, self.device)
                 leaf = Leaf(leaf.input_hash, state_hash(out), digest, draft.commitment)
                 t = ticket(parent, miner, trace_root([*leaves, leaf]))
@@ -289,7 +290,8 @@ class Miner:
         return max(self.clock(), template.min_time_ms)
 
     def fake_decider(self, template: Template) -> Callable[[int], bool]:
-        """Which units this miner fakes: a seeded fraction `fabricate` of them (none for an honest miner)."""
+        """Which units this miner fakes: a seeded fraction `fabricate` of them (none for an
+        honest miner)."""
         if not self.fabricate:
             return lambda u: False
         prng = Prng(tagged_hash("fabricate", template.parent_hash, self.address))

@@ -108,7 +108,8 @@ class Reason(str, Enum):
 
     @property
     def bad_message(self) -> bool:
-        """The sender's fault, not the block's: a broken signature or a body that is not the header's."""
+        """The sender's fault, not the block's: a broken signature or a body that is not the
+        header's."""
         return self in (Reason.BAD_SIGNATURE, Reason.BODY_MISMATCH)
 
     @property
@@ -140,7 +141,8 @@ class ParentInfo:
 
 
 def median_time_past(times: list[int]) -> int:
-    """Median of the last `median_time_span` block times (callers pass that many, or fewer near genesis)."""
+    """Median of the last `median_time_span` block times (callers pass that many, or fewer near
+    genesis)."""
     ordered = sorted(times)
     return ordered[len(ordered) // 2]
 

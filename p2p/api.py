@@ -134,14 +134,16 @@ def _hex32(text: str, what: str) -> bytes:
 
 
 def _id_or_prefix(text: str, what: str) -> tuple[bytes | None, str]:
-    """(the full 32-byte id, "") for 64 hex digits, else (None, the lower-case prefix) for a shorter one."""
+    """(the full 32-byte id, "") for 64 hex digits, else (None, the lower-case prefix) for a
+    shorter one."""
     t = text.strip().lower()
     if len(t) == 64:
         return _hex32(t, what), ""
     if not MIN_PREFIX <= len(t) < 64 or any(c not in "0123456789abcdef" for c in t):
         raise ApiError(
             400,
-            f"{what}: expected 64 hex digits or a unique prefix of at least {MIN_PREFIX}, got {text!r}",
+            f"{what}: expected 64 hex digits or a unique prefix of at least {MIN_PREFIX}, "
+            f"got {text!r}",
         )
     return None, t
 
@@ -155,7 +157,8 @@ def _unique(prefix: str, candidates: Any, what: str) -> bytes:
         names = ", ".join(c.hex()[: len(prefix) + 4] for c in found[:4])
         raise ApiError(
             400,
-            f"{what} id prefix {prefix} is ambiguous: {len(found)} match ({names}{', ...' if len(found) > 4 else ''})",
+            f"{what} id prefix {prefix} is ambiguous: {len(found)} match "
+            f"({names}{', ...' if len(found) > 4 else ''})",
         )
     return found[0]
 
@@ -261,7 +264,8 @@ def block_json(node: NodeView, block: Block) -> dict:
         confirmations=node.chain.tip.height - h.height + 1 if out["on_best_chain"] else 0,
         reason=entry.reason if entry else "",
     )
-    # When this node first had the body and first connected it (Unix ms; null if not seen since start).
+    # When this node first had the body and first connected it (Unix ms; null if not seen since
+    # start).
     received_ms, connected_ms = (node.sync.block_times.get(block.hash) or [None, None])[:2]
     out.update(received_ms=received_ms, connected_ms=connected_ms)
     return out
@@ -355,7 +359,8 @@ def _pending_tasks(node: NodeView) -> dict[bytes, Transaction]:
 
 
 def _credited(node: NodeView, task: TaskRecord) -> tuple[list[tuple[int, bytes]], int]:
-    """(the task's credited blocks, oldest first; how many of its blocks a fraud proof uncredited)."""
+    """(the task's credited blocks, oldest first; how many of its blocks a fraud proof
+    uncredited)."""
     worked = node.store.blocks_for_task(task.task_id)
     line = credited_line(worked, task, node.chain.get_block)
     return line, len(worked) - len(line)
@@ -702,7 +707,8 @@ async def get_tasks(node: NodeView, request: web.Request) -> web.Response:
 
 
 def _task_or_pending(node: NodeView, request: web.Request) -> TaskRecord | Transaction:
-    """The ledger's task for the id (or a unique prefix of it), else its submit transaction in the mempool."""
+    """The ledger's task for the id (or a unique prefix of it), else its submit transaction in
+    the mempool."""
     task_id, prefix = _id_or_prefix(request.match_info["id"], "task id")
     tasks = node.chain.state.tasks
     if task_id is None:
@@ -722,7 +728,8 @@ def _task(node: NodeView, request: web.Request) -> TaskRecord:
     if isinstance(found, Transaction):
         raise ApiError(
             409,
-            f"task {found.txid.hex()} is pending: its transaction is in the mempool, not yet in a block",
+            f"task {found.txid.hex()} is pending: its transaction is in the mempool, not "
+            "yet in a block",
         )
     return found
 
@@ -754,7 +761,8 @@ async def get_task_result(node: NodeView, request: web.Request) -> web.StreamRes
     if task.is_open and not partial:
         raise ApiError(
             409,
-            f"task not complete ({task.units_done} of {task.units_total or 'open-ended'} units); ?partial=1 for its current state",
+            f"task not complete ({task.units_done} of {task.units_total or 'open-ended'} "
+            "units); ?partial=1 for its current state",
         )
     blob = await asyncio.to_thread(_task_state_blob, node, task)
     if blob is None:
@@ -875,8 +883,9 @@ async def get_task_metrics(node: NodeView, request: web.Request) -> web.Response
 
     task = _task(node, request)
     if request.query.get("height", "") != "":
-        # The task's state after the best chain's block at `height`: the output of that block's claim
-        # on the task (what the ledger recorded). One evaluation per call at most, never queued.
+        # The task's state after the best chain's block at `height`: the output of that block's
+        # claim on the task (what the ledger recorded). One evaluation per call at most, never
+        # queued.
         height = _int_arg(request, "height", 0, 0, 1 << 62)
         block_hash = node.chain.hash_at(height)
         if block_hash is None:
@@ -1043,7 +1052,8 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/api/blocks/{id}",
         get_block,
-        "One block by height or hash (with received_ms and connected_ms: when this node first had its body and first connected it, Unix ms, null if not since start)",
+        "One block by height or hash (with received_ms and connected_ms: when this node "
+        "first had its body and first connected it, Unix ms, null if not since start)",
         params=(_ID,),
         responses={"200": "OK", "400": "bad id", "404": "not found"},
     ),
@@ -1051,13 +1061,15 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/api/fees",
         get_fees,
-        "Fee policy and estimate: this node's minimum relay fee rate and the rate that gets a transaction into the next block now (base units per byte)",
+        "Fee policy and estimate: this node's minimum relay fee rate and the rate that "
+        "gets a transaction into the next block now (base units per byte)",
     ),
     Route(
         "GET",
         "/api/blocks/{id}/trace",
         get_block_trace,
-        "A block's work trace: per claim its ticket, winning, challenged and opened units, and a page of its leaves",
+        "A block's work trace: per claim its ticket, winning, challenged and opened units, "
+        "and a page of its leaves",
         params=(
             _ID,
             ("offset", "query", "first leaf (default 0)"),
@@ -1095,7 +1107,8 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/api/accounts/{address}",
         get_account,
-        "Balance and nonce of an address; with ?proof=1 also its record and state-tree proof against the tip's state root",
+        "Balance and nonce of an address; with ?proof=1 also its record and state-tree "
+        "proof against the tip's state root",
         params=(("address", "path", "checksummed address"), ("proof", "query", "1: add the proof")),
         responses={"200": "OK", "400": "bad address", "503": "the tip moved: retry"},
     ),
@@ -1130,12 +1143,14 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/api/tasks/{id}",
         get_task,
-        'One task with a description of its current state; status "pending" while its transaction is in the mempool',
+        'One task with a description of its current state; status "pending" while its '
+        "transaction is in the mempool",
         params=(
             (
                 "id",
                 "path",
-                "task id (64 hex digits, or a unique prefix of at least 4; also for the routes below)",
+                "task id (64 hex digits, or a unique prefix of at least 4; also for the "
+                "routes below)",
             ),
         ),
         responses={"200": "OK", "400": "bad or ambiguous id", "404": "not found"},
@@ -1144,7 +1159,8 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/api/tasks/{id}/result",
         get_task_result,
-        "The task's result: its final state blob (?partial=1: the current state); headers X-State-Hash, X-Units-Done and X-Height name the state sent",
+        "The task's result: its final state blob (?partial=1: the current state); headers "
+        "X-State-Hash, X-Units-Done and X-Height name the state sent",
         params=(
             ("id", "path", "task id"),
             ("partial", "query", "1 to get an open task's current state"),
@@ -1160,7 +1176,8 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/api/tasks/{id}/blocks",
         get_task_blocks,
-        "Heights and hashes of the best chain's blocks that worked on the task, ascending (every `step`-th from `offset`)",
+        "Heights and hashes of the best chain's blocks that worked on the task, ascending "
+        "(every `step`-th from `offset`)",
         params=(
             ("id", "path", "task id"),
             ("offset", "query", "blocks to skip"),
@@ -1173,7 +1190,8 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/api/tasks/{id}/manifest",
         get_task_manifest,
-        "The blocks that worked on the task (parent, miner, units, per-unit digests), so a result can be re-computed and checked",
+        "The blocks that worked on the task (parent, miner, units, per-unit digests), so a "
+        "result can be re-computed and checked",
         params=(
             ("id", "path", "task id"),
             ("offset", "query", "blocks to skip"),
@@ -1185,8 +1203,10 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/api/tasks/{id}/metrics",
         get_task_metrics,
-        "Held-out metrics of a training task's current state, of an earlier one (?state=HASH), or of its state after the "
-        "best chain's block at a height (?height=H: that block must have worked on it; 503 while another such evaluation "
+        "Held-out metrics of a training task's current state, of an earlier one "
+        "(?state=HASH), or of its state after the "
+        "best chain's block at a height (?height=H: that block must have worked on it; 503 "
+        "while another such evaluation "
         "runs: retry), for the chain's model and its plain PyTorch export; null for render tasks",
         params=(
             ("id", "path", "task id"),
@@ -1334,7 +1354,8 @@ def openapi_document() -> dict:
         "info": {
             "title": "pouw node API",
             "version": "1",
-            "description": "JSON under /api; admin routes need the token from the data directory's api.cookie as a Bearer token.",
+            "description": "JSON under /api; admin routes need the token from the data directory's "
+            "api.cookie as a Bearer token.",
         },
         "paths": paths,
         "components": {"securitySchemes": {"cookieToken": {"type": "http", "scheme": "bearer"}}},
@@ -1401,7 +1422,8 @@ def build_api(node: NodeView) -> web.Application:
                 if not given or not hmac.compare_digest(given.encode(), node.token.encode()):
                     raise ApiError(
                         401,
-                        "admin call needs the token from the data directory's api.cookie (Authorization: Bearer <token>)",
+                        "admin call needs the token from the data directory's api.cookie "
+                        "(Authorization: Bearer <token>)",
                     )
             return await route.handler(node, request)
 

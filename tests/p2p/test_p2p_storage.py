@@ -171,7 +171,8 @@ def test_disk_full_stops_acceptance_and_loses_no_block_after_space_returns(tmp_p
         assert sum("STORAGE:" in line for line in log.splitlines()) == 1, log[-3000:]
         assert "Traceback" not in log, log[-3000:]
         print(
-            f"\ndisk full at height {held['height']}; after space returned and a restart: height {after['height']}, no block lost"
+            f"\ndisk full at height {held['height']}; after space returned and a restart: "
+            f"height {after['height']}, no block lost"
         )
     finally:
         node.shut_down(timeout=20)
