@@ -196,6 +196,7 @@ class ChainState:
         self.assume_valid = assume_valid or None  # b"": turned off
         # height -> hash of the assume-valid block's ancestry, once its header is known
         self._assumed_chain: dict[int, bytes] | None = None
+        self._assume_refused: tuple[bytes, str] | None = None  # (best header, why) last refused
         self.assumed_connects = 0  # blocks connected without re-executing their units
         self._arrived: tuple[bytes, Block] | None = None  # the block just stored, still in memory
         self.prune_keep = prune_keep
@@ -655,8 +656,17 @@ class ChainState:
         if self.assume_valid is None:
             return False
         if self._assumed_chain is None:
-            target = self.entries.get(self.assume_valid)
-            if target is None or target.status == STATUS_INVALID:
+            best = self.best_header()
+            if self._assume_refused is not None and self._assume_refused[0] == best.hash:
+                return False  # nothing changed since the last refusal
+            target, why = self._assume_valid_target(best)
+            if target is None:
+                self._assume_refused = (best.hash, why)
+                log.info(
+                    "assume-valid block %s not used (yet): %s; blocks are fully validated",
+                    self.assume_valid.hex()[:16],
+                    why,
+                )
                 return False
             chain: dict[int, bytes] = {}
             e: IndexEntry | None = target
@@ -670,6 +680,31 @@ class ChainState:
                 target.height,
             )
         return self._assumed_chain.get(entry.height) == entry.hash
+
+    def _assume_valid_target(self, best: IndexEntry) -> tuple[IndexEntry | None, str]:
+        """The assume-valid block's entry if re-execution may be skipped below it, else why not:
+        it must be on the best header chain, and that chain must carry the stated minimum work,
+        so a peer serving a lighter branch (or another branch) cannot switch validation off."""
+        assert self.assume_valid is not None
+        target = self.entries.get(self.assume_valid)
+        if target is None:
+            return None, "its header is not known"
+        if target.status == STATUS_INVALID:
+            return None, f"it is invalid ({target.reason})"
+        e: IndexEntry | None = best
+        while e is not None and e.height > target.height:
+            e = self.entries.get(e.prev_hash)
+        if e is None or e.hash != target.hash:
+            return None, (
+                f"it is not on the best header chain (best header {best.hash.hex()[:16]} "
+                f"at height {best.height})"
+            )
+        if best.chain_work < self.params.assume_valid_min_work:
+            return None, (
+                f"the best header chain has chain work {best.chain_work}, under the minimum "
+                f"{self.params.assume_valid_min_work} (assume_valid_min_work)"
+            )
+        return target, ""
 
     def _assumed_connect(self, block: Block, state: LedgerState, done: Connected) -> Connected:
         """An assumed block's units are not re-executed, except where the node must keep the
