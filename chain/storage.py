@@ -114,7 +114,8 @@ class IndexEntry(Record):
 
 
 # LevelDB's block cache (its default is 8 MiB): the state tree's reads are random, so a larger
-# cache keeps a block's cost near flat as the ledger grows (scripts/bench_node_scale.py)
+# cache keeps a block's cost near flat as the ledger grows (`pouw bench node-scale`). A node's
+# `--db-cache MIB` sets it; this is its default.
 LEVELDB_CACHE_BYTES = 64 << 20
 
 
@@ -130,11 +131,11 @@ def _has_files(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
-def open_leveldb(path: str, create: bool) -> "plyvel.DB":
+def open_leveldb(path: str, create: bool, cache_bytes: int = LEVELDB_CACHE_BYTES) -> "plyvel.DB":
     """Open with paranoid checks; `create` only for a directory that is missing or empty."""
     try:
         return plyvel.DB(
-            path, create_if_missing=create, paranoid_checks=True, lru_cache_size=LEVELDB_CACHE_BYTES
+            path, create_if_missing=create, paranoid_checks=True, lru_cache_size=cache_bytes
         )
     except plyvel.CorruptionError as exc:
         raise StoreCorrupt(
@@ -155,12 +156,15 @@ def _text(exc: BaseException) -> str:
 
 
 class ChainStore:
-    def __init__(self, path: str, check: bool = False) -> None:
+    def __init__(
+        self, path: str, check: bool = False, cache_bytes: int = LEVELDB_CACHE_BYTES
+    ) -> None:
         """Open (or, for a missing or empty directory, create) the store at `path`; with `check`,
-        read every record once with checksums verified, so damage is found now, not mid-sync."""
+        read every record once with checksums verified, so damage is found now, not mid-sync.
+        `cache_bytes`: LevelDB's block cache (the node's --db-cache)."""
         self.path = str(path)
         self.write_failure: str | None = None
-        self.db = open_leveldb(self.path, create=not _has_files(Path(self.path)))
+        self.db = open_leveldb(self.path, not _has_files(Path(self.path)), cache_bytes)
         try:
             if check:
                 self.verify()
