@@ -16,6 +16,8 @@ Trust in the disk (docs/reliability.md):
 """
 
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -155,7 +157,32 @@ def _text(exc: BaseException) -> str:
     return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
 
 
+# The full store check, run in a child process: the table files LevelDB maps while reading every
+# record stay resident in the reader, so a check in the node itself would make its memory grow
+# with the store (172 MB of mapped pages at 50,000 blocks).
+_CHECK_CHILD = """
+import sys, plyvel
+db = plyvel.DB(sys.argv[1], paranoid_checks=True)
+for _ in db.iterator(verify_checksums=True, fill_cache=False):
+    pass
+db.close()
+"""
+
+
 class ChainStore:
+    @classmethod
+    def open_checked(cls, path: str, cache_bytes: int = LEVELDB_CACHE_BYTES) -> "ChainStore":
+        """Open after reading every record once with checksums verified (as `check=True`), the
+        reading done in a child process so this one's memory does not grow with the store. If
+        the child finds anything wrong, the check runs here, to name the damaged file."""
+        if _has_files(Path(path)):
+            child = subprocess.run(
+                [sys.executable, "-c", _CHECK_CHILD, str(path)], capture_output=True
+            )
+            if child.returncode == 0:
+                return cls(path, cache_bytes=cache_bytes)
+        return cls(path, check=True, cache_bytes=cache_bytes)
+
     def __init__(
         self, path: str, check: bool = False, cache_bytes: int = LEVELDB_CACHE_BYTES
     ) -> None:

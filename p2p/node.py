@@ -262,9 +262,7 @@ class Node:
             recover_swap(chain_dir)
         checked = time.perf_counter()
         try:
-            self.store = ChainStore(
-                str(chain_dir), check=True, cache_bytes=self.config.db_cache_bytes
-            )
+            self.store = ChainStore.open_checked(str(chain_dir), self.config.db_cache_bytes)
         except StoreCorrupt as exc:
             raise StoreUnusable(str(exc)) from None
         log.info(
