@@ -1,6 +1,7 @@
 """The chain-state manager: accepts headers and blocks in any order, keeps the valid chain with the most work.
 
-It owns the block tree (index entries in memory, bodies in LevelDB), the orphan pool, the ledger
+It owns the block tree (index entries in LevelDB behind a bounded cache, consensus.block_index;
+header-only entries in memory), the orphan pool, the ledger
 state at the best tip, and the reorganisation that moves between branches. Three rules keep a
 hostile peer from splitting, halting or stalling it:
 
@@ -41,6 +42,7 @@ from chain.storage import (
 )
 from chain.tx import FraudProof, Transaction
 from chain.types import BlockHash, TaskId
+from consensus.block_index import BlockIndex
 from consensus.forkchoice import chain_work_after, prefer
 from consensus.fraud import FraudError, check_fraud_proof
 from consensus.genesis import Genesis, build_genesis
@@ -113,6 +115,8 @@ class Limits:
     )
     max_reorg_in_memory: int = 512  # branch blocks validated in memory before the tip moves
     dropped_memory_s: float = 120.0  # how long a branch given up for missing bodies stays refused
+    index_cache_entries: int = 8_192  # stored block-index entries (and headers) cached in memory
+    warm_entries: int = 512  # best-chain entries below the tip read into the cache at start
 
 
 class ChainState:
@@ -155,14 +159,15 @@ class ChainState:
                 f"not {params.network}'s genesis {self.genesis.block.hash.hex()[:16]}"
             )
         self.chain_id = self.genesis.chain_id
-        # Stored entries have bodies; header-only entries of an older run are not reloaded.
-        self.entries: dict[bytes, IndexEntry] = {
-            e.hash: e for e in store.index_entries() if e.status != STATUS_HEADER
-        }
+        # Stored entries are read on demand (header-only entries of an older run are not
+        # reloaded): start-up reads the tip, the candidates and recent entries, not the tree.
+        self.entries = BlockIndex(store, self.limits.index_cache_entries)
+        # Children of the entries this run has seen (and of the candidates): for marking an
+        # invalid block's descendants; a stored block's older children are refused through
+        # their parent's status when they come up (_branch_usable, _process_one).
         self.children: dict[bytes, set[bytes]] = {}
-        for e in self.entries.values():
-            self.children.setdefault(e.prev_hash, set()).add(e.hash)
-        self.headers: dict[bytes, BlockHeader] = {}
+        self.headers: dict[bytes, BlockHeader] = {}  # headers of header-only entries
+        self._header_cache: OrderedDict[bytes, BlockHeader] = OrderedDict()  # stored, bounded
         self.orphans: OrderedDict[bytes, Block] = OrderedDict()
         self.unproven: OrderedDict[bytes, IndexEntry] = (
             OrderedDict()
@@ -175,31 +180,59 @@ class ChainState:
         )  # header hash -> when its branch was given up
         self.state: LedgerState = store.load_state()
         self.tip: IndexEntry = store.tip_entry()
+        self.entries.put_stored(self.tip)
+        self._warm_cache()
         # Stored blocks with more work than the tip, in the order seen: the fork-choice candidates.
-        self.candidates: dict[bytes, None] = {
-            e.hash: None
-            for e in self.entries.values()
-            if e.status in (STATUS_BODY, STATUS_VALID) and prefer(e.chain_work, self.tip.chain_work)
-        }
+        self.candidates: dict[bytes, None] = {}
+        for e in store.entries_above(self.tip.chain_work):
+            if e.status in (STATUS_BODY, STATUS_VALID) and prefer(
+                e.chain_work, self.tip.chain_work
+            ):
+                self.candidates[e.hash] = None
+                self._index_branch(e)
         self.tip_version = 0  # bumped when the tip moves; the miner watches it
         if assume_valid is None and params.assume_valid:
             assume_valid = bytes.fromhex(params.assume_valid)
         self.assume_valid = assume_valid or None  # b"": turned off
         # height -> hash of the assume-valid block's ancestry, once its header is known
         self._assumed_chain: dict[int, bytes] | None = None
+        self._assume_refused: tuple[bytes, str] | None = None  # (best header, why) last refused
         self.assumed_connects = 0  # blocks connected without re-executing their units
         self._arrived: tuple[bytes, Block] | None = None  # the block just stored, still in memory
         self.prune_keep = prune_keep
 
+    def _index_branch(self, entry: IndexEntry) -> None:
+        """Learn the children along a stored candidate's branch, down to the best chain."""
+        e: IndexEntry | None = entry
+        while e is not None and e.hash not in self.children.get(e.prev_hash, ()):
+            self._index(e, stored=True)
+            if self.on_best_chain(e.hash):
+                break
+            e = self.entries.get(e.prev_hash)
+
+    def _warm_cache(self) -> None:
+        """Read the best chain's most recent entries (the reorg horizon) into the cache."""
+        for height in range(
+            self.tip.height, max(0, self.tip.height - self.limits.warm_entries), -1
+        ):
+            h = self.store.hash_at(height)
+            if h is not None:
+                self.entries.get(h)
+
     # --- queries -------------------------------------------------------------------------------
 
     def header(self, block_hash: bytes) -> BlockHeader | None:
-        h = self.headers.get(block_hash)
+        h = self.headers.get(block_hash) or self._header_cache.get(block_hash)
         if h is None:
             h = self.store.get_header(block_hash)
             if h is not None:
-                self.headers[block_hash] = h
+                self._cache_header(h)
         return h
+
+    def _cache_header(self, header: BlockHeader) -> None:
+        self._header_cache[header.hash] = header
+        while len(self._header_cache) > self.limits.index_cache_entries:
+            self._header_cache.popitem(last=False)
 
     def get_block(self, block_hash: bytes) -> Block | None:
         return self.store.get_block(block_hash)
@@ -313,7 +346,7 @@ class ChainState:
                 STATUS_HEADER,
                 "",
             )
-            self._index(entry)
+            self._index(entry, stored=False)
             self.unproven[h] = entry
             self.headers[h] = header
             return BlockResult(Outcome.HEADER, h)
@@ -364,10 +397,16 @@ class ChainState:
 
     # --- accepting blocks ------------------------------------------------------------------------
 
-    def process_block(self, block: Block, encoded_size: int | None = None) -> BlockResult:
+    def process_block(
+        self, block: Block, encoded_size: int | None = None, encoded: bytes | None = None
+    ) -> BlockResult:
+        """`encoded`: the bytes the block arrived as, which Block.from_bytes checked are its
+        canonical encoding; the store writes them as they are (the block is not encoded again)."""
         with self.lock:
             tip_before = self.tip.hash
-            result = self._process_one(block, encoded_size)
+            if encoded is not None and encoded_size is None:
+                encoded_size = len(encoded)
+            result = self._process_one(block, encoded_size, encoded)
             if result.outcome in (Outcome.NEW_TIP, Outcome.SIDE):
                 self._adopt_orphans(block.hash, result)
             self._update_mempool(result)
@@ -377,7 +416,9 @@ class ChainState:
                 self.tip_version += 1
             return result
 
-    def _process_one(self, block: Block, encoded_size: int | None) -> BlockResult:
+    def _process_one(
+        self, block: Block, encoded_size: int | None, encoded: bytes | None = None
+    ) -> BlockResult:
         h = block.hash
         known = self.entries.get(h)
         if known is not None and known.status != STATUS_HEADER:
@@ -399,14 +440,21 @@ class ChainState:
         self.unproven.pop(h, None)
         self.dropped.pop(h, None)
         self._index(
-            self.store.put_block(block, chain_work_after(parent.chain_work, block.header.target))
+            self.store.put_block(
+                block, chain_work_after(parent.chain_work, block.header.target), encoded
+            ),
+            stored=True,
         )
         self._arrived = (h, block)  # validated from memory, not read back from the store
-        self.headers[h] = block.header
+        self.headers.pop(h, None)
+        self._cache_header(block.header)
         entry = self.entries[h]
         result = BlockResult(Outcome.SIDE, h)
-        if prefer(entry.chain_work, self.tip.chain_work):
-            self.candidates[h] = None
+        heavier = prefer(entry.chain_work, self.tip.chain_work)
+        if heavier or (self.candidates and self.children.get(h)):
+            # Heavier, or the missing body of a stored heavier branch (bodies out of order).
+            if heavier:
+                self.candidates[h] = None
             self._activate_best_chain(result)
             entry = self.entries[h]
             if entry.status == STATUS_INVALID:
@@ -439,13 +487,16 @@ class ChainState:
 
     # --- the block tree --------------------------------------------------------------------------
 
-    def _index(self, entry: IndexEntry) -> None:
-        self.entries[entry.hash] = entry
+    def _index(self, entry: IndexEntry, stored: bool) -> None:
+        if stored:
+            self.entries.put_stored(entry)
+        else:
+            self.entries.put_memory(entry)
         self.children.setdefault(entry.prev_hash, set()).add(entry.hash)
 
     def _forget(self, h: bytes) -> None:
         """Remove an entry that has no body from memory (an unproven or invalid header)."""
-        entry = self.entries.pop(h, None)
+        entry = self.entries.forget(h)
         self.unproven.pop(h, None)
         self.invalid_headers.pop(h, None)
         self.headers.pop(h, None)
@@ -468,7 +519,8 @@ class ChainState:
                     chain_work_after(parent_work, header.target),
                     STATUS_HEADER,
                     "",
-                )
+                ),
+                stored=False,
             )
             self.headers[h] = header
         self._mark_invalid(h, reason)
@@ -490,7 +542,10 @@ class ChainState:
                 STATUS_INVALID,
                 why[:500],
             )
-            self.entries[h] = self.store.set_status(h, STATUS_INVALID, why) if stored else marked
+            if stored:
+                self.entries.put_stored(self.store.set_status(h, STATUS_INVALID, why))
+            else:
+                self.entries.put_memory(marked)
             self.unproven.pop(h, None)
             self.candidates.pop(h, None)
             if not stored:
@@ -601,8 +656,17 @@ class ChainState:
         if self.assume_valid is None:
             return False
         if self._assumed_chain is None:
-            target = self.entries.get(self.assume_valid)
-            if target is None or target.status == STATUS_INVALID:
+            best = self.best_header()
+            if self._assume_refused is not None and self._assume_refused[0] == best.hash:
+                return False  # nothing changed since the last refusal
+            target, why = self._assume_valid_target(best)
+            if target is None:
+                self._assume_refused = (best.hash, why)
+                log.info(
+                    "assume-valid block %s not used (yet): %s; blocks are fully validated",
+                    self.assume_valid.hex()[:16],
+                    why,
+                )
                 return False
             chain: dict[int, bytes] = {}
             e: IndexEntry | None = target
@@ -616,6 +680,31 @@ class ChainState:
                 target.height,
             )
         return self._assumed_chain.get(entry.height) == entry.hash
+
+    def _assume_valid_target(self, best: IndexEntry) -> tuple[IndexEntry | None, str]:
+        """The assume-valid block's entry if re-execution may be skipped below it, else why not:
+        it must be on the best header chain, and that chain must carry the stated minimum work,
+        so a peer serving a lighter branch (or another branch) cannot switch validation off."""
+        assert self.assume_valid is not None
+        target = self.entries.get(self.assume_valid)
+        if target is None:
+            return None, "its header is not known"
+        if target.status == STATUS_INVALID:
+            return None, f"it is invalid ({target.reason})"
+        e: IndexEntry | None = best
+        while e is not None and e.height > target.height:
+            e = self.entries.get(e.prev_hash)
+        if e is None or e.hash != target.hash:
+            return None, (
+                f"it is not on the best header chain (best header {best.hash.hex()[:16]} "
+                f"at height {best.height})"
+            )
+        if best.chain_work < self.params.assume_valid_min_work:
+            return None, (
+                f"the best header chain has chain work {best.chain_work}, under the minimum "
+                f"{self.params.assume_valid_min_work} (assume_valid_min_work)"
+            )
+        return target, ""
 
     def _assumed_connect(self, block: Block, state: LedgerState, done: Connected) -> Connected:
         """An assumed block's units are not re-executed, except where the node must keep the
@@ -654,8 +743,10 @@ class ChainState:
             result.disconnected.append(block)
         for entry, block, done in pending:
             blobs = [done.task_state] if done.task_state is not None else []
-            self.entries[entry.hash] = self.store.connect_block(
-                block, done.undo, done.state, entry.chain_work, blobs, body_stored=True
+            self.entries.put_stored(
+                self.store.connect_block(
+                    block, done.undo, done.state, entry.chain_work, blobs, body_stored=True
+                )
             )
             self.state = self.store.state()  # the same state as done.state, read from the store
             self.tip = self.entries[entry.hash]

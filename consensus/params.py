@@ -90,6 +90,7 @@ class ConsensusParams:
     allocations: tuple[Allocation, ...] = ()
     # Sync policy, not a rule: blocks at and below this hash are not re-executed while syncing
     assume_valid: str = ""  # a block hash (64 hex digits); "" off (devnet's default)
+    assume_valid_min_work: int = 0  # the best header chain's work before assume-valid applies
     default_task: TaskSpec = field(
         default_factory=TrainSpec
     )  # a train or render spec; units 0 = open-ended
@@ -153,6 +154,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "max_unit_cost": (1, 1 << 40),
     "fraud_prover_share_pct": (0, 100),
     "max_fraud_proofs_per_block": (0, 64),
+    "assume_valid_min_work": (0, 1 << 512),
     "genesis_time_ms": (0, 1 << 50),
 }
 
@@ -194,6 +196,9 @@ MEANINGS: dict[str, str] = {
     "assume_valid": "sync policy, not a rule: a syncing node checks the blocks up to this one "
     "(headers, tickets, transactions, state roots) without re-executing their "
     "units; --assume-valid overrides it",
+    "assume_valid_min_work": "sync policy: assume-valid applies only once the best header chain, "
+    "which must contain the assume-valid block, carries at least this much chain work (as "
+    "Bitcoin Core's minimum chain work); below it, or off that chain, blocks are fully validated",
     "allocations": "genesis balances: a list of {address, amount} tables",
     "default_task": "the chain's default public task, mined when no paid task is open (train or render; open-ended)",
     "default_task.kind": "train (a shared CNN learns from rendered scenes) or render (labelled images)",

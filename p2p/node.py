@@ -35,7 +35,13 @@ from aiohttp import web
 
 from chain.address import address_of, format_address
 from chain.mempool import Mempool
-from chain.storage import ChainStore, StoreCorrupt, StoreError, StoreWriteFailed
+from chain.storage import (
+    LEVELDB_CACHE_BYTES,
+    ChainStore,
+    StoreCorrupt,
+    StoreError,
+    StoreWriteFailed,
+)
 from consensus.audit import Auditor
 from consensus.chainstate import BlockResult, ChainState, Limits
 from consensus.miner import Miner
@@ -133,6 +139,7 @@ class NodeConfig:
     audit_share: float = 0.5  # of one CPU
     assume_valid: bytes | None = None  # None: the network's assume_valid (off when empty)
     prune: int | None = None  # keep the bodies of this many blocks below the tip; None: all
+    db_cache_bytes: int = LEVELDB_CACHE_BYTES  # LevelDB's block cache (--db-cache)
     poison_at: int | None = None  # attack mode for tests: mine with consensus.attacks.PoisonMiner
 
 
@@ -255,7 +262,7 @@ class Node:
             recover_swap(chain_dir)
         checked = time.perf_counter()
         try:
-            self.store = ChainStore(str(chain_dir), check=True)
+            self.store = ChainStore.open_checked(str(chain_dir), self.config.db_cache_bytes)
         except StoreCorrupt as exc:
             raise StoreUnusable(str(exc)) from None
         log.info(

@@ -557,7 +557,8 @@ class Sync:
             return
         self._remember_sender(h, peer)
         started = time.perf_counter()
-        result = await self.run_chain(self.chain.process_block, block, len(msg.block))
+        # The arrived bytes are the block's canonical encoding (from_bytes checks): stored as is.
+        result = await self.run_chain(self.chain.process_block, block, len(msg.block), msg.block)
         spent = time.perf_counter() - started
         if result.outcome in (Outcome.NEW_TIP, Outcome.SIDE) or result.connected:
             self._note_body_progress(h, bool(result.connected))

@@ -65,6 +65,15 @@ def _assume_valid(text: str | None) -> bytes | None:
     return value
 
 
+def _db_cache(mib: int) -> int:
+    """--db-cache: 1 MiB at least (LevelDB needs a cache), in bytes."""
+    from p2p.lifecycle import EXIT_USAGE, StartupError
+
+    if not 1 <= mib <= 1 << 20:
+        raise StartupError(EXIT_USAGE, f"--db-cache {mib}: give MiB from 1 to 1048576")
+    return mib << 20
+
+
 def _prune(blocks: int | None, network: str) -> int | None:
     """--prune: at least reward_maturity + 1 blocks, so fraud proofs and audits find their
     bodies."""
@@ -155,6 +164,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="BLOCKS",
         help="keep the openings and undo records of only the last BLOCKS blocks (at least "
         "reward_maturity + 1); headers, transactions, leaves, indexes and task states stay",
+    )
+    node.add_argument(
+        "--db-cache",
+        type=int,
+        default=64,
+        metavar="MIB",
+        help="LevelDB's block cache in MiB (default 64): the state tree's reads are random, so "
+        "a large ledger needs it to keep a block's connect cost flat",
     )
     node.add_argument(
         "--threads",
@@ -325,6 +342,7 @@ def _cmd_node(args: argparse.Namespace) -> int:
             poison_at=args.poison_at,
             assume_valid=_assume_valid(args.assume_valid),
             prune=_prune(args.prune, args.network),
+            db_cache_bytes=_db_cache(args.db_cache),
         )
         node = holder["node"] = Node(config, prepared)
         try:

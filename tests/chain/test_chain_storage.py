@@ -311,3 +311,41 @@ def test_pruning_keeps_headers_txs_leaves_and_the_reorg_horizon(store):
     connect_all(store, steps[6:])
     assert store.state() == steps[-1][1]
     assert store.history(kit.addr(KEYS[0]), 0, 1000)[0] > 0
+
+
+def test_work_index_names_the_stored_blocks_off_the_best_chain(store, tmp_path):
+    (b1, s1, u1), (b2, s2, u2) = grow(G.state, G.block.header, 2, seed=11)
+    store.put_block(b1, chain_work=2)
+    store.put_block(b2, chain_work=3)
+    assert [e.hash for e in store.entries_above(1)] == [b1.hash, b2.hash]  # by work
+    assert [e.hash for e in store.entries_above(2)] == [b2.hash]
+    store.connect_block(b1, u1, s1)
+    assert [e.hash for e in store.entries_above(0)] == [b2.hash]  # b1 is on the best chain
+    store.disconnect_tip()
+    assert [e.hash for e in store.entries_above(1)] == [b1.hash, b2.hash]  # off it again
+    # A store written before the work index gets it built once at open.
+    for key in list(store.db.iterator(prefix=b"W", include_value=False)):
+        store.db.delete(key)
+    store.db.delete(b"mwork-index")
+    store.close()
+    reopened = ChainStore(str(tmp_path / "db"))
+    assert [e.hash for e in reopened.entries_above(1)] == [b1.hash, b2.hash]
+    reopened.close()
+
+
+def test_a_block_is_stored_from_the_bytes_it_arrived_as(store):
+    from chain.block import Block
+    from chain.encoding import DecodeError
+
+    ((b1, s1, u1),) = grow(G.state, G.block.header, 1, seed=12)
+    raw = b1.to_bytes()
+    decoded = Block.from_bytes(raw)  # strict: only the canonical encoding decodes
+    assert decoded.to_bytes() == raw
+    assert raw[0] & 0xF0 == 0x90  # a fixarray header
+    with pytest.raises(DecodeError):
+        wide = b"\xdc" + (raw[0] & 0x0F).to_bytes(2, "big") + raw[1:]  # same array, wider header
+        Block.from_bytes(wide)
+    store.put_block(decoded, chain_work=2, encoded=raw)
+    assert store.db.get(b"b" + b1.hash) == raw
+    store.connect_block(decoded, u1, s1, body_stored=True)
+    assert store.get_block(b1.hash) == b1 and store.tip() == b1.hash

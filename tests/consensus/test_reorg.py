@@ -69,3 +69,36 @@ def test_an_invalid_block_marks_its_descendants_invalid(make_node):
     assert r2.outcome is Outcome.INVALID
     # the honest chain is still accepted
     assert _feed(b, blocks)[-1].outcome is Outcome.NEW_TIP
+
+
+def test_a_restart_reads_the_candidates_not_the_whole_block_index(make_node, tmp_path):
+    from chain.storage import ChainStore
+    from consensus.chainstate import ChainState, Limits
+
+    a, b = make_node(), make_node()
+    a_blocks = a.mine(2)
+    b_blocks = b.mine(4)
+    for block in b_blocks:
+        assert a.chain.process_header(block.header).outcome is Outcome.HEADER
+    for block in b_blocks[1:]:  # bodies stored, the branch not usable: its first body is missing
+        assert a.chain.process_block(block).outcome is Outcome.SIDE
+    assert a.chain.tip.hash == a_blocks[-1].hash
+    path = a.store.path
+    a.store.close()
+
+    store = ChainStore(path)
+    limits = Limits(index_cache_entries=4, warm_entries=1)
+    chain = ChainState(store, a.params, clock=a.clock, limits=limits)
+    try:
+        # The heavier stored blocks come back as candidates from the work index; the rest of the
+        # tree is read on demand, through a cache that stays within its bound.
+        assert set(chain.candidates) == {blk.hash for blk in b_blocks[2:]}  # more work than a's
+        assert len(chain.entries.cache) <= 4 and not chain.entries.memory
+        assert chain.on_best_chain(a_blocks[0].hash) and chain.entry(a_blocks[0].hash) is not None
+        result = chain.process_block(b_blocks[0])
+        assert result.outcome is Outcome.NEW_TIP and chain.tip.hash == b_blocks[-1].hash
+        assert [blk.hash for blk in result.disconnected] == [h.hash for h in a_blocks[::-1]]
+        assert len(chain.entries.cache) <= 4
+    finally:
+        store.close()
+        a.store = ChainStore(path)  # the fixture closes it
