@@ -92,7 +92,10 @@ class CorruptRecord(StoreError):
     """A stored record that does not decode; names the key."""
 
 
-REINDEX_HINT = "restart the node with --reindex to rebuild the chain from the readable blocks (peers supply the rest)"
+REINDEX_HINT = (
+    "restart the node with --reindex to rebuild the chain from the readable blocks (peers "
+    "supply the rest)"
+)
 
 
 class StoreCorrupt(StoreError):
@@ -146,7 +149,8 @@ def open_leveldb(path: str, create: bool, cache_bytes: int = LEVELDB_CACHE_BYTES
     except plyvel.Error as exc:
         if not create and not (Path(path) / "CURRENT").exists():
             raise StoreCorrupt(
-                f"{path}/CURRENT is missing, so this store cannot be opened (nothing was changed or deleted); {REINDEX_HINT}, "
+                f"{path}/CURRENT is missing, so this store cannot be opened (nothing was "
+                f"changed or deleted); {REINDEX_HINT}, "
                 "or restore the data directory from a backup"
             ) from None
         raise StoreError(f"{path}: cannot open the store: {_text(exc)}") from None
@@ -226,7 +230,8 @@ class ChainStore:
             batch.put(_META + b"work-index", b"1")
 
     def verify(self) -> tuple[int, int]:
-        """Read every record with checksums verified; (records, bytes), or StoreCorrupt naming the file."""
+        """Read every record with checksums verified; (records, bytes), or StoreCorrupt naming
+        the file."""
         records = size = 0
         try:
             for key, value in self.db.iterator(verify_checksums=True, fill_cache=False):

@@ -1,4 +1,5 @@
-"""The chain-state manager: accepts headers and blocks in any order, keeps the valid chain with the most work.
+"""The chain-state manager: accepts headers and blocks in any order, keeps the valid chain with the
+most work.
 
 It owns the block tree (index entries in LevelDB behind a bounded cache, consensus.block_index;
 header-only entries in memory), the orphan pool, the ledger
@@ -329,7 +330,8 @@ class ChainState:
                     Outcome.REJECTED,
                     h,
                     None,
-                    f"height {header.height} is more than {self.limits.max_headers_ahead} above the validated tip",
+                    f"height {header.height} is more than {self.limits.max_headers_ahead} "
+                    "above the validated tip",
                 )
             if len(self.unproven) >= self.limits.max_unproven_headers:
                 return BlockResult(
@@ -352,7 +354,8 @@ class ChainState:
             return BlockResult(Outcome.HEADER, h)
 
     def _refused(self, header: BlockHeader, parent: IndexEntry, exc: InvalidBlock) -> BlockResult:
-        """The outcome of a failed rule: marked invalid only when the rule is about the block itself."""
+        """The outcome of a failed rule: marked invalid only when the rule is about the block
+        itself."""
         if exc.reason.temporary:
             return BlockResult(Outcome.REJECTED, header.hash, exc.reason, exc.detail)
         if exc.reason.bad_message:
@@ -508,7 +511,8 @@ class ChainState:
                     del self.children[entry.prev_hash]
 
     def _mark_invalid_header(self, header: BlockHeader, parent_work: int, reason: str) -> None:
-        """Remember an invalid header (memory only, bounded) so its descendants are refused cheaply."""
+        """Remember an invalid header (memory only, bounded) so its descendants are refused
+        cheaply."""
         h = header.hash
         if h not in self.entries:
             self._index(
@@ -559,7 +563,8 @@ class ChainState:
     # --- fork choice and reorganisation ---------------------------------------------------------
 
     def _best_candidate(self) -> IndexEntry:
-        """The stored block with most work whose whole branch has bodies and none of it is invalid."""
+        """The stored block with most work whose whole branch has bodies and none of it is
+        invalid."""
         best = self.tip
         for h in list(self.candidates):
             e = self.entries.get(h)
@@ -585,7 +590,8 @@ class ChainState:
         return True
 
     def _activate_best_chain(self, result: BlockResult) -> None:
-        """Move to the best usable branch; on a validation failure, mark it and try the next best."""
+        """Move to the best usable branch; on a validation failure, mark it and try the next
+        best."""
         while True:
             target = self._best_candidate()
             if target.hash == self.tip.hash:
@@ -644,7 +650,8 @@ class ChainState:
             pending.append((entry, block, done))
             state = done.state
             if len(pending) >= self.limits.max_reorg_in_memory:
-                # A branch this long cost real work to make: write what is validated to bound memory.
+                # A branch this long cost real work to make: write what is validated to bound
+                # memory.
                 self._switch(fork, pending, result)
                 fork, pending = entry.hash, []
         if pending:
@@ -734,7 +741,8 @@ class ChainState:
     def _switch(
         self, fork: bytes, pending: list[tuple[IndexEntry, Block, Connected]], result: BlockResult
     ) -> None:
-        """Disconnect down to `fork` and connect the validated blocks, each step one atomic write."""
+        """Disconnect down to `fork` and connect the validated blocks, each step one atomic
+        write."""
         old_tip = self.tip
         while self.tip.hash != fork:
             block, undo = self.store.disconnect_tip()
@@ -773,7 +781,8 @@ class ChainState:
                 self._forget(h)
 
     def _update_mempool(self, result: BlockResult) -> None:
-        """Drop what the new branch included; return what the dropped blocks held; re-check the rest."""
+        """Drop what the new branch included; return what the dropped blocks held; re-check the
+        rest."""
         if self.mempool is None or not result.tip_changed:
             return
         self.mempool.remove(tx.txid for block in result.connected for tx in block.txs)
@@ -797,8 +806,9 @@ class ChainState:
         self.mempool.remove(stale)
 
     def add_transaction(self, tx: Transaction) -> None:
-        """Admit a transaction to the mempool: the market's rules, then the mempool's own against the tip.
-        A fraud proof is checked first (one unit re-run), and only one per guilty block is kept.
+        """Admit a transaction to the mempool: the market's rules, then the mempool's own against
+        the tip. A fraud proof is checked first (one unit re-run), and only one per guilty block is
+        kept.
 
         Raises TxRejected with the reason (a bounty under the minimum would otherwise wait forever).
         """
@@ -817,7 +827,8 @@ class ChainState:
                     and pending.payload.block_hash == tx.payload.block_hash
                 ):
                     raise TxRejected(
-                        f"duplicate: a fraud proof against block {tx.payload.block_hash.hex()[:16]} is already pending"
+                        "duplicate: a fraud proof against block "
+                        f"{tx.payload.block_hash.hex()[:16]} is already pending"
                     )
             with self.lock:
                 state, height = self.state, self.tip.height + 1

@@ -159,23 +159,37 @@ _RANGES: dict[str, tuple[int, int]] = {
 }
 
 # key -> one line of meaning, for `pouw params` (every field of ConsensusParams has one, and every
-# field of the default task as `default_task.FIELD`; the ranges of the task fields are the task's own).
+# field of the default task as `default_task.FIELD`; the ranges of the task fields are the task's
+# own).
 MEANINGS: dict[str, str] = {
-    "network": "the network's name; the chain id that every transaction signs is derived from it and the genesis",
-    "version": "protocol version of block headers (3: the state root is the sparse Merkle "
-    "state tree's root; share claims in blocks, merged task states; 2: chained unit "
-    "seeds, matured rewards)",
+    "network": (
+        "the network's name; the chain id that every transaction signs is derived from it and the "
+        "genesis"
+    ),
+    "version": (
+        "protocol version of block headers (3: the state root is the sparse Merkle state tree's "
+        "root; share claims in blocks, merged task states; 2: chained unit seeds, matured rewards)"
+    ),
     "block_interval_ms": "the block interval the difficulty retarget aims for",
-    "retarget_half_life_ms": "how fast the target follows solve times: a block one half-life late makes the next twice as easy",
-    "initial_units_per_block": "expected units of work to find a block at blocks 1 and 2 (sets the initial target)",
+    "retarget_half_life_ms": (
+        "how fast the target follows solve times: a block one half-life late makes the next twice "
+        "as easy"
+    ),
+    "initial_units_per_block": (
+        "expected units of work to find a block at blocks 1 and 2 (sets the initial target)"
+    ),
     "min_units_per_block": "the easiest target allowed, as expected units per block",
     "max_future_block_ms": "how far ahead of the local clock a block's time may be",
     "median_time_span": "blocks in the median-time-past that a block's time must exceed",
-    "spot_checks": "k: non-winning units a verifier re-executes per claim, besides the winning unit",
+    "spot_checks": (
+        "k: non-winning units a verifier re-executes per claim, besides the winning unit"
+    ),
     "max_units_per_block": "the most units one key may search on one tip in one attempt",
     "max_opening_bytes": "the largest opened input state a block may carry",
-    "shares_per_block": "N: a trace prefix with a ticket under N x the block target is a share "
-    "(paid, merged into the task; 0: no shares)",
+    "shares_per_block": (
+        "N: a trace prefix with a ticket under N x the block target is a share (paid, merged into "
+        "the task; 0: no shares)"
+    ),
     "share_reward_pct": "percent of the subsidy paid as share rewards at shares_per_block shares",
     "share_fee_pct": "percent of each included share's reward paid to the block's miner",
     "max_share_claims": "the most share claims one block may carry",
@@ -186,22 +200,45 @@ MEANINGS: dict[str, str] = {
     "block_reward": "block subsidy at height 1, in base units (1 POUW = 10^8)",
     "halving_interval": "blocks between halvings of the subsidy",
     "reward_maturity": "blocks before a block's reward is spendable (the window for fraud proofs)",
-    "min_bounty_per_unit": "the least bounty per unit a submitted task must offer (base units), for a unit of up to reference_unit_cost",
-    "reference_unit_cost": "unit cost (operations) that min_bounty_per_unit buys; a dearer unit pays in proportion",
-    "max_unit_cost": "the most operations one unit of any task (the default task included) may cost",
-    "fraud_prover_share_pct": "percent of a forfeited reward (its bounty share aside) paid to the fraud proof's prover; the rest is burned",
-    "max_fraud_proofs_per_block": "fraud proofs one block may carry (each costs a verifier one unit)",
-    "genesis_time_ms": "time of the genesis block (Unix ms); block 1 anchors the retarget, not this",
+    "min_bounty_per_unit": (
+        "the least bounty per unit a submitted task must offer (base units), for a unit of up to "
+        "reference_unit_cost"
+    ),
+    "reference_unit_cost": (
+        "unit cost (operations) that min_bounty_per_unit buys; a dearer unit pays in proportion"
+    ),
+    "max_unit_cost": (
+        "the most operations one unit of any task (the default task included) may cost"
+    ),
+    "fraud_prover_share_pct": (
+        "percent of a forfeited reward (its bounty share aside) paid to the fraud proof's prover; "
+        "the rest is burned"
+    ),
+    "max_fraud_proofs_per_block": (
+        "fraud proofs one block may carry (each costs a verifier one unit)"
+    ),
+    "genesis_time_ms": (
+        "time of the genesis block (Unix ms); block 1 anchors the retarget, not this"
+    ),
     "genesis_message": "text hashed into the genesis block",
-    "assume_valid": "sync policy, not a rule: a syncing node checks the blocks up to this one "
-    "(headers, tickets, transactions, state roots) without re-executing their "
-    "units; --assume-valid overrides it",
-    "assume_valid_min_work": "sync policy: assume-valid applies only once the best header chain, "
-    "which must contain the assume-valid block, carries at least this much chain work (as "
-    "Bitcoin Core's minimum chain work); below it, or off that chain, blocks are fully validated",
+    "assume_valid": (
+        "sync policy, not a rule: a syncing node checks the blocks up to this one (headers, "
+        "tickets, transactions, state roots) without re-executing their units; --assume-valid "
+        "overrides it"
+    ),
+    "assume_valid_min_work": (
+        "sync policy: assume-valid applies only once the best header chain, which must contain the"
+        " assume-valid block, carries at least this much chain work (as Bitcoin Core's minimum "
+        "chain work); below it, or off that chain, blocks are fully validated"
+    ),
     "allocations": "genesis balances: a list of {address, amount} tables",
-    "default_task": "the chain's default public task, mined when no paid task is open (train or render; open-ended)",
-    "default_task.kind": "train (a shared CNN learns from rendered scenes) or render (labelled images)",
+    "default_task": (
+        "the chain's default public task, mined when no paid task is open (train or render; "
+        "open-ended)"
+    ),
+    "default_task.kind": (
+        "train (a shared CNN learns from rendered scenes) or render (labelled images)"
+    ),
     "default_task.units": "units of the task; a default task must be open-ended: 0",
     "default_task.images_per_unit": "images rendered per unit (render)",
     "default_task.image_size": "image side in pixels",
@@ -210,7 +247,9 @@ MEANINGS: dict[str, str] = {
     "default_task.min_lights": "fewest lights in a scene",
     "default_task.max_lights": "most lights in a scene",
     "default_task.arch": "model preset (train)",
-    "default_task.objective": "what the model predicts: lights (how many) or light-direction (train)",
+    "default_task.objective": (
+        "what the model predicts: lights (how many) or light-direction (train)"
+    ),
     "default_task.batch_size": "images per SGD step (train)",
     "default_task.steps_per_unit": "SGD steps per unit (train)",
     "default_task.lr_micro": "learning rate in millionths (train)",
@@ -265,19 +304,23 @@ def _check_default_task(p: ConsensusParams) -> None:
         raise ParamsError(f"default_task: {exc}") from None
     if p.default_task.units != 0:
         raise ParamsError(
-            f"default_task.units: a default task must be open-ended (0), got {p.default_task.units}: "
+            "default_task.units: a default task must be open-ended (0), got "
+            f"{p.default_task.units}: "
             "after that many units no task would be open and mining would stop"
         )
     size = _task_state_bytes(p.default_task)
     if size > p.max_opening_bytes:
         raise ParamsError(
-            f"max_opening_bytes: {p.max_opening_bytes} is less than the default task's state ({size} bytes), "
+            f"max_opening_bytes: {p.max_opening_bytes} is less than the default task's "
+            f"state ({size} bytes), "
             "so no block could carry the openings a verifier needs"
         )
     if (p.spot_checks + 1) * size > p.max_block_bytes // 2:
         raise ParamsError(
-            f"max_block_bytes: {p.max_block_bytes} is too small: a block of the default task carries "
-            f"spot_checks + 1 = {p.spot_checks + 1} openings of {size} bytes, which must fit in half a block"
+            f"max_block_bytes: {p.max_block_bytes} is too small: a block of the default "
+            "task carries "
+            f"spot_checks + 1 = {p.spot_checks + 1} openings of {size} bytes, which must "
+            "fit in half a block"
         )
 
 
@@ -358,7 +401,8 @@ PRESETS = ("devnet", "testnet")
 
 
 def load_params(name_or_path: str | Path) -> ConsensusParams:
-    """A preset name ("devnet", "testnet") or a TOML file, which may start from a preset with `base = "..."`."""
+    """A preset name ("devnet", "testnet") or a TOML file, which may start from a preset with
+    `base = "..."`."""
     text_name = str(name_or_path)
     if text_name in PRESETS:
         data = tomllib.loads(
@@ -378,7 +422,8 @@ def load_params(name_or_path: str | Path) -> ConsensusParams:
 
 
 def params_from_table(data: dict[str, Any]) -> ConsensusParams:
-    """A TOML table of parameters that may start from a preset with `base = "devnet"` (else the defaults)."""
+    """A TOML table of parameters that may start from a preset with `base = "devnet"` (else the
+    defaults)."""
     table = dict(data)
     base = None
     if "base" in table:

@@ -109,7 +109,8 @@ _WRITING_MESSAGES = (BlockMsg, Headers, Inv, TxMsg)
 
 
 class StoreUnusable(UserError):
-    """The chain store cannot be opened as it is (damaged files, a missing CURRENT): one line with the remedy."""
+    """The chain store cannot be opened as it is (damaged files, a missing CURRENT): one line
+    with the remedy."""
 
     exit_code = 14
     kind = "storage"
@@ -200,7 +201,8 @@ class Node:
         soft, hard = ensure_fd_headroom(needed)
         if soft != resource.RLIM_INFINITY and soft < needed:
             log.warning(
-                "open-file limit %d is below the %d this node may need (%d connections per listener); "
+                "open-file limit %d is below the %d this node may need (%d connections per "
+                "listener); "
                 "raise it (ulimit -n %d) or expect refused connections under load",
                 soft,
                 needed,
@@ -225,7 +227,8 @@ class Node:
                 EXIT_DATADIR, f"{self.datadir / COOKIE_FILE}: cannot write ({exc.strerror})"
             ) from None
 
-        # Serve at once (answering 503 until ready), so a long start (a reindex) is seen, not a hang.
+        # Serve at once (answering 503 until ready), so a long start (a reindex) is seen, not a
+        # hang.
         if self.prepared.p2p_socket is not None:
             p2p_app = web.Application(client_max_size=1024, middlewares=[self._while_starting])
             p2p_app.router.add_get("/p2p", self._accept)
@@ -583,8 +586,8 @@ class Node:
         """Answer getheaders/getdata within the peer's serving budget: Sync charges what each reply
         cost (time reading and encoding it, not waiting for the worker or the network) to the peer
         and to all peers together (p2p.sync.TOTAL_SERVE_SHARE); a peer in debt, or any peer while
-        the total is, waits before its next request is read (TCP pushes back), so a flood gets a bounded
-        share of the node and is never banned for it."""
+        the total is, waits before its next request is read (TCP pushes back), so a flood gets a
+        bounded share of the node and is never banned for it."""
         wait = self.sync.serve_wait(peer)
         if wait > 0:
             self.metrics.throttled.labels(msg.NAME).inc()
@@ -656,7 +659,8 @@ class Node:
 
     @property
     def mining_state(self) -> str:
-        """off, mining, waiting-for-sync (heavier blocks are arriving) or failing (see mining_error)."""
+        """off, mining, waiting-for-sync (heavier blocks are arriving) or failing (see
+        mining_error)."""
         return self.mining.state if self.mining is not None else "off"
 
     # --- storage failures ------------------------------------------------------------------------
@@ -673,7 +677,8 @@ class Node:
             log.error("STORAGE: %s; block acceptance and mining stopped", exc)
         else:
             log.error(
-                "STORAGE: %s; block acceptance and mining stopped, the chain stays at height %d (what is on disk); "
+                "STORAGE: %s; block acceptance and mining stopped, the chain stays at "
+                "height %d (what is on disk); "
                 "the node stops cleanly once the disk takes writes again, then restart it",
                 exc,
                 self.chain.tip.height,

@@ -177,7 +177,7 @@ class Sync:
         self._catching_up_work = 0
         self.block_times = BlockTimes()  # for the API (p2p/block_times.py)
 
-    # --- block timing ------------------------------------------------------------------------------
+    # --- block timing -----------------------------------------------------------------------------
 
     def note_received(self, block_hash: bytes) -> None:
         self.block_times.received(block_hash)
@@ -192,7 +192,7 @@ class Sync:
             and self._catching_up_work > self.chain.tip.chain_work
         )
 
-    # --- the chain worker (p2p/chain_worker.py) and serving budgets ------------------------------------------------------------------------
+    # --- the chain worker (p2p/chain_worker.py) and serving budgets -------------------------------
 
     async def _served(self, peer: Peer, fn: Callable[[], T]) -> T:
         """Run a reply's work on the chain worker and charge the time it took (not the wait for
@@ -441,7 +441,8 @@ class Sync:
         await self.schedule()
 
     async def _track_branch(self, peer: Peer, entry: IndexEntry) -> None:
-        """New headers up to `entry` from `peer`: extend the branch they continue, or track a new one."""
+        """New headers up to `entry` from `peer`: extend the branch they continue, or track a new
+        one."""
         if not prefer(entry.chain_work, self.chain.tip.chain_work):
             return
         by_tip = {b.tip: b for b in self.branches.values()}
@@ -543,7 +544,8 @@ class Sync:
                 await self.ask_headers(peer)
                 raise Misbehaving(
                     50,
-                    f"unsolicited block {h.hex()[:16]} on unknown parent {block.header.prev_hash.hex()[:16]}",
+                    f"unsolicited block {h.hex()[:16]} on unknown parent "
+                    f"{block.header.prev_hash.hex()[:16]}",
                 )
             if parent.status == STATUS_INVALID:
                 raise Misbehaving(
@@ -552,7 +554,8 @@ class Sync:
         peer.verify_budget.refill()
         if peer.verify_budget.tokens <= 0:
             peer.close(
-                f"verification budget exhausted ({peer.limits.verify_budget_s:g} s of validation on blocks that did not become our best chain)"
+                f"verification budget exhausted ({peer.limits.verify_budget_s:g} s of "
+                "validation on blocks that did not become our best chain)"
             )
             return
         self._remember_sender(h, peer)
@@ -593,7 +596,8 @@ class Sync:
         if result.outcome == Outcome.REJECTED:
             raise Misbehaving(
                 10,
-                f"block {h.hex()[:16]} rejected for now: {result.reason.value if result.reason else ''} {result.detail}",
+                f"block {h.hex()[:16]} rejected for now: "
+                f"{result.reason.value if result.reason else ''} {result.detail}",
             )
         if result.outcome == Outcome.ORPHAN:
             await self.ask_headers(peer)
@@ -620,13 +624,15 @@ class Sync:
             self.body_senders.popitem(last=False)
 
     def _blame_earlier_senders(self, result: BlockResult, current: bytes) -> None:
-        """A side block found invalid only when a later block made its branch the best: ban who sent it."""
+        """A side block found invalid only when a later block made its branch the best: ban who
+        sent it."""
         for block_hash, reason in result.invalidated:
             sender = self.body_senders.get(block_hash)
             if block_hash != current and sender is not None and not sender.closed:
                 sender.misbehave(
                     100,
-                    f"invalid block {block_hash.hex()[:16]} (found when its branch became the best): {reason}",
+                    f"invalid block {block_hash.hex()[:16]} (found when its branch became "
+                    f"the best): {reason}",
                 )
 
     async def after_block(
@@ -678,7 +684,8 @@ class Sync:
         except TxRejected as exc:
             log.debug("%s: transaction %s rejected: %s", peer, tx.txid.hex()[:16], exc.reason)
             if tx.is_fraud_proof and ("no fraud" in exc.reason or "does not hash" in exc.reason):
-                # It cost this node a unit re-run (or a hash) and proves nothing: the sender's fault.
+                # It cost this node a unit re-run (or a hash) and proves nothing: the sender's
+                # fault.
                 raise Misbehaving(20, f"fraud proof that proves nothing: {exc.reason}") from None
 
     async def submit_tx(self, tx: Transaction, source: Peer | None = None) -> None:
@@ -844,7 +851,8 @@ class Sync:
         self.metrics.header_branches_dropped.inc()
         self.metrics.header_height.set(self.best_header.height)
         log.warning(
-            "gave up on a header branch to height %d (%d headers dropped, %d bodies missing): no body arrived for %.0f s "
+            "gave up on a header branch to height %d (%d headers dropped, %d bodies "
+            "missing): no body arrived for %.0f s "
             "(tracked %.1f s); disconnecting its announcers",
             view.height,
             dropped,
@@ -852,7 +860,10 @@ class Sync:
             self.body_timeout_s,
             held,
         )
-        reason = f"announced headers of a branch to height {view.height} whose bodies did not arrive within {self.body_timeout_s:g} s"
+        reason = (
+            f"announced headers of a branch to height {view.height} whose bodies did not "
+            f"arrive within {self.body_timeout_s:g} s"
+        )
         for p in self.peers():
             if p.id in branch.announcers and not p.closed:
                 p.misbehave(50, reason)

@@ -1,4 +1,5 @@
-"""LevelDB storage: atomic connect and disconnect, reopening, reorgs, corrupt records, and SIGKILL."""
+"""LevelDB storage: atomic connect and disconnect, reopening, reorgs, corrupt records, and
+SIGKILL."""
 
 from __future__ import annotations
 
@@ -204,7 +205,7 @@ def test_blobs_are_content_addressed(store):
     assert store.get_blob(key) == b"weights and momentum" and store.get_blob(b"\x00" * 32) is None
 
 
-# --- killed in the middle of writing ---------------------------------------------------------------
+# --- killed in the middle of writing --------------------------------------------------------------
 
 
 def check_against_replay(path: str, seed: int, tx_count: int) -> int:
