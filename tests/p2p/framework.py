@@ -79,10 +79,38 @@ def write_network(path: Path, allocations: list[tuple[str, int]] = (), **overrid
     return path
 
 
+def _port_block() -> range:
+    """The ports this test process hands out: below the kernel's ephemeral range (where the
+    source ports of every outgoing connection come from, so a port picked there can be taken by
+    a client socket before the node binds it), a separate block per xdist worker."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    low = max(low, 12000)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    size = 1000
+    start = 10000 + (index % ((low - 10000) // size)) * size
+    return range(start, start + size)
+
+
+_PORTS = _port_block()
+_next_port = [secrets.randbelow(len(_PORTS))]
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on now, outside the ephemeral range (see _port_block)."""
+    for _ in range(len(_PORTS)):
+        port = _PORTS[_next_port[0] % len(_PORTS)]
+        _next_port[0] += 1
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORTS.start}..{_PORTS.stop - 1}")
 
 
 def wait_until(
