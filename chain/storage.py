@@ -121,7 +121,7 @@ class IndexEntry(Record):
 # LevelDB's block cache (its default is 8 MiB): the state tree's reads are random, so a larger
 # cache keeps a block's cost near flat as the ledger grows (`pouw bench node-scale`). A node's
 # `--db-cache MIB` sets it; this is its default.
-LEVELDB_CACHE_BYTES = 64 << 20
+LEVELDB_CACHE_BYTES = 256 << 20  # an upper bound: it fills only with what is read
 
 
 def _height_key(height: int) -> bytes:

@@ -2,7 +2,7 @@
 """How a node's costs grow with the ledger and the chain, measured in one run:
 
     pouw bench node-scale [--accounts 1000,10000,100000,1000000] [--chain 1000,10000,50000]
-        [--db-cache 64] [--json]
+        [--db-cache 256] [--json]
     (or .venv/bin/python scripts/bench_node_scale.py with the same options)
 
 1. Connect cost of a block of 100 transfers at each ledger size: a genesis that allocates to N
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         "--image-size", type=int, default=64, help="render image size of the sync network's task"
     )
     parser.add_argument(
-        "--db-cache", type=int, default=64, help="LevelDB block cache of the connect rows, MiB"
+        "--db-cache", type=int, default=256, help="LevelDB block cache of the connect rows, MiB"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)

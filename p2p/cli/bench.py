@@ -100,7 +100,7 @@ def register_node_scale(bsub: argparse._SubParsersAction) -> None:
     p.add_argument("--opening-bytes", type=int, default=40_000, help="bytes of each opened state")
     p.add_argument("--image-size", type=int, default=64, help="render size of the sync task")
     p.add_argument(
-        "--db-cache", type=int, default=64, help="LevelDB cache of the connect rows, MiB"
+        "--db-cache", type=int, default=256, help="LevelDB cache of the connect rows, MiB"
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_run_node_scale)

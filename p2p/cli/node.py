@@ -168,9 +168,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     node.add_argument(
         "--db-cache",
         type=int,
-        default=64,
+        default=256,
         metavar="MIB",
-        help="LevelDB's block cache in MiB (default 64): the state tree's reads are random, so "
+        help="LevelDB's block cache in MiB (default 256): the state tree's reads are random, so "
         "a large ledger needs it to keep a block's connect cost flat",
     )
     node.add_argument(
