@@ -33,10 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "p2p"))
 
-from framework import NodeProcess, TestPeer, write_network  # noqa: E402
+from framework import NodeProcess, TestPeer, hello_for, write_network  # noqa: E402
 from test_p2p_resources import RawPeer, _rss_mb  # noqa: E402
 
-from p2p.protocol import AGENT, PROTOCOL_VERSION, GetHeaders, Hello, int_to_wire  # noqa: E402
+from p2p.protocol import AGENT, GetHeaders  # noqa: E402
 
 
 def measure(node: NodeProcess, seconds: float, during=None) -> dict:
@@ -127,19 +127,7 @@ def main() -> int:
             def non_reading(stop: threading.Event) -> None:
                 peers = [RawPeer(node.p2p_addr) for _ in range(12)]
                 for p in peers:
-                    p.send(
-                        Hello(
-                            version=PROTOCOL_VERSION,
-                            network=status["network"],
-                            chain_id=bytes.fromhex(status["chain_id"]),
-                            genesis=genesis,
-                            height=0,
-                            chain_work=int_to_wire(1),
-                            listen="",
-                            nonce=os.urandom(8),
-                            agent=AGENT + "-raw",
-                        )
-                    )
+                    p.send(hello_for(status, listen="", nonce=os.urandom(8), agent=AGENT + "-raw"))
                 for _ in range(20):
                     for p in peers:
                         for _ in range(10):

@@ -320,6 +320,23 @@ class NodeProcess:
         self.kill()
 
 
+def hello_for(
+    status: dict, *, listen: str, nonce: bytes, agent: str, height: int = 0, chain_work: int = 1
+) -> Hello:
+    """A hello for the node whose /api/status is `status`, claiming `height` and `chain_work`."""
+    return Hello(
+        version=PROTOCOL_VERSION,
+        network=status["network"],
+        chain_id=bytes.fromhex(status["chain_id"]),
+        genesis=bytes.fromhex(status["genesis"]),
+        height=height,
+        chain_work=int_to_wire(chain_work),
+        listen=listen,
+        nonce=nonce,
+        agent=agent,
+    )
+
+
 class TestPeer:
     """A hand-driven peer: connect, handshake, send frames, read messages, see how it ends."""
 
@@ -340,16 +357,13 @@ class TestPeer:
     async def handshake(self, status: dict, height: int = 0, chain_work: int = 1) -> Hello:
         """Send our hello (built from the node's /api/status, claiming `height` and `chain_work`)
         and return the node's."""
-        hello = Hello(
-            version=PROTOCOL_VERSION,
-            network=status["network"],
-            chain_id=bytes.fromhex(status["chain_id"]),
-            genesis=bytes.fromhex(status["genesis"]),
-            height=height,
-            chain_work=int_to_wire(chain_work),
+        hello = hello_for(
+            status,
             listen=self.listen,
             nonce=self.nonce,
             agent=AGENT + "-testpeer",
+            height=height,
+            chain_work=chain_work,
         )
         await self.send(hello)
         reply = await self.recv_type(Hello)

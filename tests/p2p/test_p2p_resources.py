@@ -12,10 +12,10 @@ import struct
 import time
 from pathlib import Path
 
-from framework import TestPeer, wait_until
+from framework import TestPeer, hello_for, wait_until
 
 from p2p.peer import HANDSHAKE_TIMEOUT_S
-from p2p.protocol import AGENT, PROTOCOL_VERSION, GetHeaders, Headers, Hello, encode, int_to_wire
+from p2p.protocol import AGENT, GetHeaders, Headers, encode
 
 
 def _rss_mb(pid: int) -> float:
@@ -156,19 +156,7 @@ def test_peers_that_never_read_are_dropped_and_memory_stays_bounded(make_node):
     peers = []
     for _ in range(12):
         p = RawPeer(node.p2p_addr)
-        p.send(
-            Hello(
-                version=PROTOCOL_VERSION,
-                network=status["network"],
-                chain_id=bytes.fromhex(status["chain_id"]),
-                genesis=genesis,
-                height=0,
-                chain_work=int_to_wire(1),
-                listen="",
-                nonce=os.urandom(8),
-                agent=AGENT + "-raw",
-            )
-        )
+        p.send(hello_for(status, listen="", nonce=os.urandom(8), agent=AGENT + "-raw"))
         peers.append(p)
     # Each asks for the whole header chain over and over (under the rate limit) and reads nothing.
     sent_at = time.monotonic()
