@@ -12,37 +12,15 @@ generation reads its snapshot, never the cache.
 """
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import plyvel
 
+from chain.lru import LRU, MISSING
 from chain.smt import Node, Position, decode_node, position_key
 
-K = TypeVar("K")
 V = TypeVar("V")
-_MISSING = object()
-
-
-class LRU(Generic[K, V]):
-    """A dict of at most `size` entries that forgets the least recently used one."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.data: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> object:
-        value = self.data.get(key, _MISSING)
-        if value is not _MISSING:
-            self.data.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        self.data[key] = value
-        self.data.move_to_end(key)
-        if len(self.data) > self.size:
-            self.data.popitem(last=False)
 
 
 class StateCache:
@@ -90,8 +68,8 @@ class GenerationReader:
         cache = self.cache
         if self.generation == cache.generation:
             with cache.lock:
-                hit = lru.get(key) if self.generation == cache.generation else _MISSING
-            if hit is not _MISSING:
+                hit = lru.get(key) if self.generation == cache.generation else MISSING
+            if hit is not MISSING:
                 return hit
         try:
             raw = self.snapshot.get(db_key, verify_checksums=True)

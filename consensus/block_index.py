@@ -10,17 +10,16 @@ chain worker changes them.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 
+from chain.lru import LRU
 from chain.storage import STATUS_HEADER, ChainStore, IndexEntry
 
 
 class BlockIndex:
     def __init__(self, store: ChainStore, cache_entries: int = 8_192) -> None:
         self.store = store
-        self.cache_entries = cache_entries
         self.memory: dict[bytes, IndexEntry] = {}  # header-only entries, never stored
-        self.cache: OrderedDict[bytes, IndexEntry] = OrderedDict()
+        self.cache: LRU[bytes, IndexEntry] = LRU(cache_entries)
         self.reads = 0  # entries read from the store (cache misses)
         self._lock = threading.Lock()
 
@@ -29,18 +28,18 @@ class BlockIndex:
             found = self.memory.get(block_hash)
             if found is not None:
                 return found
-            found = self.cache.get(block_hash)
-            if found is not None:
-                self.cache.move_to_end(block_hash)
-                return found
+            cached = self.cache.get(block_hash)
+            if isinstance(cached, IndexEntry):
+                return cached
         found = self.store.get_index(block_hash)
         self.reads += 1
         if found is None or found.status == STATUS_HEADER:
             return None  # a header-only entry of an older run is not part of the tree
         with self._lock:
-            if block_hash in self.memory or block_hash in self.cache:  # changed meanwhile
-                return self.memory.get(block_hash) or self.cache.get(block_hash)
-            self._cache(found)
+            changed = self.memory.get(block_hash) or self.cache.get(block_hash)
+            if isinstance(changed, IndexEntry):  # changed meanwhile
+                return changed
+            self.cache.put(found.hash, found)
         return found
 
     def __getitem__(self, block_hash: bytes) -> IndexEntry:
@@ -56,7 +55,7 @@ class BlockIndex:
         """An entry the store has just written (a stored block, a changed status)."""
         with self._lock:
             self.memory.pop(entry.hash, None)
-            self._cache(entry)
+            self.cache.put(entry.hash, entry)
 
     def put_memory(self, entry: IndexEntry) -> None:
         """A header-only entry, kept in memory until forgotten."""
@@ -67,10 +66,3 @@ class BlockIndex:
         """Drop a header-only entry; stored entries stay (they are the store's)."""
         with self._lock:
             return self.memory.pop(block_hash, None)
-
-    def _cache(self, entry: IndexEntry) -> None:
-        """Under the lock: add or refresh an entry, evicting the least recently used."""
-        self.cache[entry.hash] = entry
-        self.cache.move_to_end(entry.hash)
-        while len(self.cache) > self.cache_entries:
-            self.cache.popitem(last=False)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from chain.block import Block, BlockHeader
+from chain.lru import LRU
 from chain.mempool import Mempool, TxRejected
 from chain.state import LedgerState, StateError, fraud_target, undo_blocks
 from chain.storage import (
@@ -168,7 +169,7 @@ class ChainState:
         # their parent's status when they come up (_branch_usable, _process_one).
         self.children: dict[bytes, set[bytes]] = {}
         self.headers: dict[bytes, BlockHeader] = {}  # headers of header-only entries
-        self._header_cache: OrderedDict[bytes, BlockHeader] = OrderedDict()  # stored, bounded
+        self._header_cache: LRU[bytes, BlockHeader] = LRU(self.limits.index_cache_entries)
         self.orphans: OrderedDict[bytes, Block] = OrderedDict()
         self.unproven: OrderedDict[bytes, IndexEntry] = (
             OrderedDict()
@@ -223,17 +224,16 @@ class ChainState:
     # --- queries -------------------------------------------------------------------------------
 
     def header(self, block_hash: bytes) -> BlockHeader | None:
-        h = self.headers.get(block_hash) or self._header_cache.get(block_hash)
-        if h is None:
-            h = self.store.get_header(block_hash)
-            if h is not None:
-                self._cache_header(h)
+        h = self.headers.get(block_hash)
+        if h is not None:
+            return h
+        cached = self._header_cache.get(block_hash)
+        if isinstance(cached, BlockHeader):
+            return cached
+        h = self.store.get_header(block_hash)
+        if h is not None:
+            self._header_cache.put(h.hash, h)
         return h
-
-    def _cache_header(self, header: BlockHeader) -> None:
-        self._header_cache[header.hash] = header
-        while len(self._header_cache) > self.limits.index_cache_entries:
-            self._header_cache.popitem(last=False)
 
     def get_block(self, block_hash: bytes) -> Block | None:
         return self.store.get_block(block_hash)
@@ -450,7 +450,7 @@ class ChainState:
         )
         self._arrived = (h, block)  # validated from memory, not read back from the store
         self.headers.pop(h, None)
-        self._cache_header(block.header)
+        self._header_cache.put(block.hash, block.header)
         entry = self.entries[h]
         result = BlockResult(Outcome.SIDE, h)
         heavier = prefer(entry.chain_work, self.tip.chain_work)
