@@ -438,6 +438,7 @@ async def get_status(node: NodeView, request: web.Request) -> web.Response:
             "share_verify_cpu_seconds": (
                 round(node.shares.pool.cpu_seconds, 3) if node.shares is not None else 0.0
             ),
+            "block_verify_cpu_seconds": round(node.sync.block_cpu_seconds, 3),
             "blocks_mined": node.miner.stats.blocks,
             "sync": sync_json(node),
             "prune": node.chain.prune_keep,
@@ -1036,7 +1037,8 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/api/status",
         get_status,
-        "Network, height, best hash, chain work, peers, mining, sync state, the active task",
+        "Network, height, best hash, chain work, peers, mining, sync state, the active task; "
+        "mining, share-claim and block-processing CPU seconds",
     ),
     Route(
         "GET",

@@ -84,6 +84,11 @@ class NodeMetrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+        self.verify_cpu_seconds = Counter(
+            "pouw_block_verification_cpu_seconds",
+            "CPU time of the chain worker thread processing blocks (validate and connect)",
+            registry=r,
+        )
         self.units_mined = Counter(
             "pouw_units_mined", "Work units run by this node's miner", registry=r
         )

@@ -126,11 +126,11 @@ class MiningLoop:
         self.sync.note_received(block.hash)
         started = time.perf_counter()
         try:
-            result = await self.sync.run_chain(self.chain.process_block, block, None)
+            result, cpu = await self.sync.process_block(block, None)
         except StoreError as exc:
             self._storage_failed(exc)
             return False
-        await self.sync.after_block(result, time.perf_counter() - started)
+        await self.sync.after_block(result, time.perf_counter() - started, cpu)
         if result.outcome == Outcome.NEW_TIP:
             self.metrics.blocks_mined.inc()
             log.info(

@@ -176,6 +176,7 @@ class Sync:
         self._catching_up_until = 0.0
         self._catching_up_work = 0
         self.block_times = BlockTimes()  # for the API (p2p/block_times.py)
+        self.block_cpu_seconds = 0.0  # the chain worker's CPU time processing blocks (status)
 
     # --- block timing -----------------------------------------------------------------------------
 
@@ -222,6 +223,20 @@ class Sync:
     async def run_chain(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` on the chain worker thread (the only thread that changes the chain)."""
         return await self.worker.run(fn, *args)
+
+    async def process_block(
+        self, block: Block, encoded_size: int | None = None, encoded: bytes | None = None
+    ) -> tuple[BlockResult, float]:
+        """`chain.process_block` on the chain worker, and the CPU time the worker
+        thread spent in it (`time.thread_time`: validation with re-execution, connect, store; not
+        the wait for the worker nor other threads' work while it ran)."""
+
+        def timed() -> tuple[BlockResult, float]:
+            started = time.thread_time()
+            result = self.chain.process_block(block, encoded_size, encoded)
+            return result, time.thread_time() - started
+
+        return await self.run_chain(timed)
 
     def close(self) -> None:
         self.worker.close()
@@ -561,11 +576,11 @@ class Sync:
         self._remember_sender(h, peer)
         started = time.perf_counter()
         # The arrived bytes are the block's canonical encoding (from_bytes checks): stored as is.
-        result = await self.run_chain(self.chain.process_block, block, len(msg.block), msg.block)
+        result, cpu = await self.process_block(block, len(msg.block), msg.block)
         spent = time.perf_counter() - started
         if result.outcome in (Outcome.NEW_TIP, Outcome.SIDE) or result.connected:
             self._note_body_progress(h, bool(result.connected))
-        await self.after_block(result, spent, source=peer)
+        await self.after_block(result, spent, cpu, source=peer)
         self._blame_earlier_senders(result, h)
         # Charged: what did not become our best chain. A body we asked for (on a heavier header
         # branch) that waits for its parent's body is stored as a side block until then: that is
@@ -636,15 +651,19 @@ class Sync:
                 )
 
     async def after_block(
-        self, result: BlockResult, seconds: float, source: Peer | None = None
+        self, result: BlockResult, seconds: float, cpu_seconds: float, source: Peer | None = None
     ) -> None:
-        """Metrics, relay and listeners for a processed block (ours or a peer's)."""
+        """Metrics, relay and listeners for a processed block (ours or a peer's): `seconds` of
+        wall time from the request to the chain worker to its answer, `cpu_seconds` of the worker
+        thread's CPU time in processing it."""
         self.block_times.connected(result.connected)
         if result.outcome == Outcome.NEW_TIP:
             self.block_times.verified(result.block_hash, seconds)
         reason = result.reason.value if result.reason else ""
         self.metrics.blocks.labels(result.outcome.value, reason).inc()
         self.metrics.verify_seconds.observe(seconds)
+        self.metrics.verify_cpu_seconds.inc(cpu_seconds)
+        self.block_cpu_seconds += cpu_seconds
         if result.disconnected:
             self.metrics.reorgs.inc()
             self.metrics.reorg_depth.observe(len(result.disconnected))
