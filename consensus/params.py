@@ -397,18 +397,21 @@ def params_from_dict(data: dict[str, Any], base: ConsensusParams | None = None) 
     return validate_params(replace(base, **changes))
 
 
-PRESETS = ("devnet", "testnet")
+# consensus/presets/NAME.toml; a preset may itself start from another with `base = "..."`.
+PRESETS = ("devnet", "testnet", "sharenet")
 
 
 def load_params(name_or_path: str | Path) -> ConsensusParams:
-    """A preset name ("devnet", "testnet") or a TOML file, which may start from a preset with
-    `base = "..."`."""
+    """A preset name ("devnet", "testnet", "sharenet") or a TOML file, which may start from a
+    preset with `base = "..."`."""
     text_name = str(name_or_path)
     if text_name in PRESETS:
         data = tomllib.loads(
             resources.files("consensus.presets").joinpath(f"{text_name}.toml").read_text()
         )
-        return params_from_dict(data)
+        if data.get("base") == text_name:
+            raise ParamsError(f"preset {text_name}: base names the preset itself")
+        return params_from_table(data)
     path = Path(name_or_path)
     if not path.is_file():
         raise ParamsError(

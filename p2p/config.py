@@ -18,7 +18,8 @@ from typing import Any
 from p2p.lifecycle import EXIT_CONFIG, StartupError
 
 CONFIG_FILE = "pouw.toml"
-PRESETS = ("devnet", "testnet")  # consensus.params.PRESETS, without importing consensus here
+# consensus.params.PRESETS, without importing consensus here
+PRESETS = ("devnet", "testnet", "sharenet")
 HOME_DIR = Path("~/.pouw")
 PATH_KEYS = ("datadir", "log_file")  # resolved relative to the config file; so is a network file
 

@@ -56,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--network",
         default="devnet",
-        help="devnet, testnet or a network TOML file to start from (default devnet)",
+        help="devnet, testnet, sharenet (shares, 30 s blocks) or a network TOML file to start from "
+        "(default devnet)",
     )
     p.add_argument("--device", default="cpu", help="device for every node (default cpu)")
     p.add_argument("--no-mine", action="store_true", help="start the nodes without mining")

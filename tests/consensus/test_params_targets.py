@@ -13,6 +13,20 @@ def test_presets_load():
     assert dev.network == "devnet" and test.network == "testnet"
 
 
+def test_sharenet_is_devnet_with_shares_and_longer_blocks():
+    """The sharenet preset starts from devnet (`base = "devnet"` in a preset file) and changes
+    what `pouw bench shares` needs: 30 s blocks, 12 shares a block, maturity 5, a small task."""
+    dev, share = load_params("devnet"), load_params("sharenet")
+    assert share.network == "sharenet" and share.block_interval_ms == 30_000
+    assert (share.shares_per_block, share.spot_checks, share.reward_maturity) == (12, 3, 5)
+    assert share.max_share_claims == 64 and share.initial_units_per_block == 3600
+    assert share.default_task.kind == "train" and share.default_task.units == 0
+    assert (share.default_task.batch_size, share.default_task.steps_per_unit) == (8, 1)
+    # Inherited from devnet: the task market and the reward.
+    assert share.max_unit_cost == dev.max_unit_cost and share.block_reward == dev.block_reward
+    assert share.default_task.lr_micro == dev.default_task.lr_micro
+
+
 @pytest.mark.parametrize(
     "text, key",
     [
