@@ -24,7 +24,7 @@ def test_sharenet_is_devnet_with_shares_and_longer_blocks():
     assert (share.default_task.batch_size, share.default_task.steps_per_unit) == (8, 1)
     # Inherited from devnet: the task market and the reward.
     assert share.max_unit_cost == dev.max_unit_cost and share.block_reward == dev.block_reward
-    assert share.default_task.lr_micro == dev.default_task.lr_micro
+    assert share.default_task.lr_micro == 25_000 and dev.default_task.lr_micro == 50_000
 
 
 @pytest.mark.parametrize(
