@@ -32,7 +32,14 @@ from chain.tx import Transaction
 from chain.types import Address, BlockHash, RawPublicKey, TaskId
 from useful_work.hashing import HASH_SIZE, ZERO_HASH, int_bytes, tagged_hash
 from useful_work.merkle import merkle_proof, merkle_root, verify_merkle_proof
-from useful_work.trace import LEAF_SIZE, Leaf, leaves_chain, state_hash, trace_root
+from useful_work.trace import (
+    LEAF_SIZE,
+    Leaf,
+    leaves_chain,
+    prefix_trace_roots,
+    state_hash,
+    trace_root,
+)
 
 MAX_CLAIMS = 16
 MAX_SHARE_CLAIMS = 1024  # share claims one block may carry (consensus: max_share_claims)
@@ -131,6 +138,11 @@ class ShareClaim(Record):
     @cached_property
     def trace_root(self) -> bytes:
         return trace_root(self.leaves)
+
+    @cached_property
+    def share_roots(self) -> dict[int, bytes]:
+        """The trace root of each listed share's prefix (units 0 .. u), hashed once a claim."""
+        return prefix_trace_roots(self.leaves, self.shares)
 
     @cached_property
     def sig_hash(self) -> bytes:

@@ -58,6 +58,7 @@ class ConsensusParams:
     shares_per_block: int = 0
     share_reward_pct: int = 50  # percent of the subsidy paid per block at shares_per_block shares
     share_fee_pct: int = 10  # percent of each included share's reward paid to the block's miner
+    share_spot_checks: int = 1  # units re-run per segment of a share claim, besides its last
     max_share_claims: int = 64  # share claims one block may carry
     max_share_bytes: int = 4 << 20  # encoded bytes of one block's share claims
     # Sizes
@@ -141,6 +142,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "shares_per_block": (0, 4_096),
     "share_reward_pct": (0, 100),
     "share_fee_pct": (0, 100),
+    "share_spot_checks": (0, 64),
     "max_share_claims": (0, 1_024),
     "max_share_bytes": (0, 1 << 28),
     "max_block_bytes": (1_024, 1 << 28),
@@ -182,7 +184,8 @@ MEANINGS: dict[str, str] = {
     "max_future_block_ms": "how far ahead of the local clock a block's time may be",
     "median_time_span": "blocks in the median-time-past that a block's time must exceed",
     "spot_checks": (
-        "k: non-winning units a verifier re-executes per claim, besides the winning unit"
+        "k: non-winning units of the block winner's trace a verifier re-executes, besides the "
+        "winning unit (share claims: share_spot_checks)"
     ),
     "max_units_per_block": "the most units one key may search on one tip in one attempt",
     "max_opening_bytes": "the largest opened input state a block may carry",
@@ -192,6 +195,10 @@ MEANINGS: dict[str, str] = {
     ),
     "share_reward_pct": "percent of the subsidy paid as share rewards at shares_per_block shares",
     "share_fee_pct": "percent of each included share's reward paid to the block's miner",
+    "share_spot_checks": (
+        "units a verifier re-executes in each segment of a share claim (the units after the "
+        "previous share), besides the segment's last unit; drawn from that share's ticket"
+    ),
     "max_share_claims": "the most share claims one block may carry",
     "max_share_bytes": "the most encoded bytes of share claims one block may carry",
     "max_block_bytes": "the largest encoded block",

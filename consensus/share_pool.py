@@ -1,11 +1,15 @@
 """The share pool: verified share claims on the current parent, for the block template.
 
 A claim enters only after the checks a block would make of it (cheap rules, then its shares'
-last units and its spot checks re-executed on the parent's task state), so a block template
-never carries a claim that would make the block invalid. At most one live claim per (miner,
-attempt, parent): a longer claim (more shares) replaces a shorter one, an equal or shorter one
-is refused. Claims on other parents are dropped when the tip moves. The pool keeps each claim's
-verified output state, so assembling a block merges without running a unit again.
+last units and its segments' spot checks re-executed on the parent's task state), so a block
+template never carries a claim that would make the block invalid. At most one live claim per
+(miner, attempt, parent): a longer claim (more shares) replaces a shorter one, an equal or
+shorter one is refused. A longer version of the held claim's trace (consensus.shares
+`is_longer_version`) re-runs only its new segments, 1 + `share_spot_checks` units a new share:
+the held version's openings are a prefix of its own and were re-run already (same leaves, same
+seeds); `units_checked` counts the units actually re-run. Claims on other parents are dropped
+when the tip moves. The pool keeps each claim's verified output state, so assembling a block
+merges without running a unit again.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from consensus.params import ConsensusParams
 from consensus.shares import (
     ShareRuleError,
     check_claim,
+    is_longer_version,
     required_share_openings,
     rerun_share_claim,
     share_miner,
@@ -36,7 +41,7 @@ class PooledClaim:
     claim: ShareClaim
     output: bytes  # the claim's last unit's output state, as re-executed
     size: int  # encoded bytes
-    checked: frozenset[int] = frozenset()  # units re-run (its shares' and its spot checks)
+    checked: frozenset[int] = frozenset()  # its required openings, re-run here (now or before)
 
 
 class SharePool:
@@ -111,13 +116,14 @@ class SharePool:
         with self._lock:
             held = self._claims.get((share_miner(claim), claim.attempt))
         skip: frozenset[int] = frozenset()
-        if held is not None and claim.leaves[: len(held.claim.leaves)] == held.claim.leaves:
-            skip = held.checked  # the same trace, longer: its earlier units were re-run already
+        if held is not None and is_longer_version(held.claim, claim):
+            skip = held.checked  # its earlier segments' openings, re-run already
         output = rerun_share_claim(task, claim, 0, self.device, skip)
-        checked = frozenset(claim.shares) | {o.unit_index for o in claim.openings}
-        self.units_checked += len(checked - skip) + (len(claim.leaves) - 1 in skip)
-        pooled = PooledClaim(claim, output, len(claim.to_bytes()), checked | skip)
+        checked = frozenset(needed)
+        ran = checked - (skip - {len(claim.leaves) - 1})  # as rerun_share_claim: never the last
+        pooled = PooledClaim(claim, output, len(claim.to_bytes()), checked)
         with self._lock:
+            self.units_checked += len(ran)
             if self._parent != parent_hash:
                 raise ShareRuleError(
                     "share-wrong-parent", "the tip moved while the claim was checked"

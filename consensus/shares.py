@@ -5,6 +5,14 @@ at a share: a prefix whose ticket `H("ticket", P, M, root of the prefix)` is und
 target (the block target times `shares_per_block`). A block's body carries the winner's proof
 and share claims; the header commits to them (`shares_root`) and to the task's merged state.
 
+Segments: a claim with shares s_0 < s_1 < ... < s_{m-1} (= n - 1) has m segments, segment i
+being units s_{i-1} + 1 .. s_i (s_{-1} = -1). A verifier re-executes, per segment, its last unit
+s_i and `share_spot_checks` units drawn (consensus.tickets.challenged_units) from that share's
+own ticket, the ticket after s_i, among the segment's other units (`required_share_openings`).
+So a longer version of a claim (the same leaves up to its old last unit, its shares a prefix of
+the new ones) needs the old version's openings plus its new segments' only: a node that checked
+the old version re-runs 1 + share_spot_checks units a new share (consensus.share_pool).
+
 Cheap rules (no state, no unit), in the order a reader checks them:
 1. shares are on (`shares_per_block` > 0); at most `max_share_claims` claims of at most
    `max_share_bytes` in all;
@@ -15,9 +23,9 @@ Cheap rules (no state, no unit), in the order a reader checks them:
 4. 1 .. `max_units_per_block` units; the listed shares increase, end at the last unit, and each
    prefix ticket is under the share target; openings no larger than `max_opening_bytes`.
 Work (the parent's state): the claim is for the active task and leaf 0 starts from its state;
-each share's last unit re-executes bit for bit, then the claim's k spot checks, drawn by a PRNG
-keyed by its last ticket; the merge of every output state must hash to the header's
-`task_state`. Any failure while re-executing or merging is invalid work.
+each share's last unit re-executes bit for bit, then each segment's spot checks; the merge of
+every output state must hash to the header's `task_state`. Any failure while re-executing or
+merging is invalid work.
 """
 
 from __future__ import annotations
@@ -35,7 +43,6 @@ from useful_work.merge import MergeError, merge_states
 from useful_work.tasks import Task
 from useful_work.trace import (
     prefix_commitments,
-    prefix_trace_roots,
     state_hash,
     trace_root,
     unit_seed,
@@ -62,11 +69,51 @@ def prefix_ticket(claim: ShareClaim, unit: int) -> bytes:
     return ticket(claim.parent_hash, share_miner(claim), trace_root(claim.leaves[: unit + 1]))
 
 
+def share_tickets(claim: ShareClaim) -> dict[int, bytes]:
+    """The ticket after each listed share: `H("ticket", P, M, root of units 0 .. s)` per share s,
+    from the claim's prefix roots (hashed once per claim, `ShareClaim.share_roots`)."""
+    miner = share_miner(claim)
+    roots = claim.share_roots
+    return {u: ticket(claim.parent_hash, miner, roots[u]) for u in claim.shares}
+
+
+def segment_openings(
+    shares: Sequence[int], tickets: dict[int, bytes], spot_checks: int
+) -> list[int]:
+    """Per segment (the units after the previous share up to share s): s itself and
+    `spot_checks` of the segment's other units drawn from s's ticket; sorted, distinct."""
+    needed: set[int] = set()
+    start = 0
+    for s in shares:
+        needed.add(s)
+        # challenged_units draws from the first `count - 1` of `count` units: the segment's
+        # units other than its last, as offsets from its start.
+        needed.update(start + c for c in challenged_units(tickets[s], s - start + 1, spot_checks))
+        start = s + 1
+    return sorted(needed)
+
+
 def required_share_openings(params: ConsensusParams, claim: ShareClaim) -> list[int]:
-    """Units a verifier re-executes: every share's last unit and k spot checks drawn from the
-    claim's last ticket (the ticket of the whole claim), sorted."""
-    last = ticket(claim.parent_hash, share_miner(claim), claim.trace_root)
-    return sorted({*challenged_units(last, len(claim.leaves), params.spot_checks), *claim.shares})
+    """Units a verifier re-executes: each segment's last unit (a share's) and
+    `share_spot_checks` of its other units drawn from that share's ticket, sorted."""
+    if not claim.shares or any(not 0 <= u < len(claim.leaves) for u in claim.shares):
+        return sorted(set(claim.shares))  # a malformed share list: rule 4 refuses the claim
+    return segment_openings(claim.shares, share_tickets(claim), params.share_spot_checks)
+
+
+def is_longer_version(old: ShareClaim, new: ShareClaim) -> bool:
+    """Whether `new` extends `old`: the same trace (parent, task, key, attempt, the same leaves up
+    to old's last unit) with old's shares a prefix of its own and more of them. Then new's
+    segments start with old's (same units, same share tickets), so its required openings are
+    old's plus its new segments', and the units old re-ran need not run again."""
+    n, m = len(old.leaves), len(old.shares)
+    return (
+        (new.parent_hash, new.task_id, new.miner_key, new.attempt)
+        == (old.parent_hash, old.task_id, old.miner_key, old.attempt)
+        and len(new.shares) > m
+        and new.shares[:m] == old.shares
+        and new.leaves[:n] == old.leaves
+    )
 
 
 def check_share_body(params: ConsensusParams, block: Block, block_target: int) -> None:
@@ -117,10 +164,9 @@ def check_claim(params: ConsensusParams, claim: ShareClaim, i: int, share_target
             "bad-share",
             f"share claim {i}: shares {listed[:8]} must increase and end at unit {n - 1}",
         )
-    roots = prefix_trace_roots(claim.leaves, listed)  # O(n log n) hashes whatever the shares
-    miner = share_miner(claim)
+    tickets = share_tickets(claim)  # O(n log n) hashes whatever the shares, once a claim
     for u in listed:
-        if not ticket_wins(ticket(claim.parent_hash, miner, roots[u]), share_target):
+        if not ticket_wins(tickets[u], share_target):
             raise ShareRuleError(
                 "share-above-target", f"share claim {i}: the ticket after unit {u} is not a share"
             )
@@ -133,8 +179,9 @@ def check_claim(params: ConsensusParams, claim: ShareClaim, i: int, share_target
 
 
 def check_share_openings(params: ConsensusParams, block: Block) -> None:
-    """Each claim opens exactly the units a verifier needs; else the body is not the header's
-    (the claim ids fix the leaves, the leaves fix the openings): raises ShareRuleError."""
+    """Each claim opens exactly the units a verifier needs (`required_share_openings`: per
+    segment its last unit and its spot checks); else the body is not the header's (the claim ids
+    fix the leaves and shares, which fix the openings): raises ShareRuleError."""
     for i, claim in enumerate(block.shares):
         opened = [o.unit_index for o in claim.openings]
         needed = required_share_openings(params, claim)
@@ -152,9 +199,12 @@ def rerun_share_claim(
     device: str = "cpu",
     skip: frozenset[int] = frozenset(),
 ) -> bytes:
-    """Re-execute every share's last unit, then the spot checks; return the last unit's output.
+    """Re-execute every share's last unit (each segment's last), then the segments' spot checks
+    (the claim's other openings); return the last unit's output. A failing share unit is
+    `bad-share-unit`, a failing spot check `bad-share-spot-check`.
     `skip`: units re-run already in a claim with the very same leaves up to them (a shorter
-    claim of the same trace: same seeds, same leaves), never the last unit."""
+    version of the same trace: same seeds, same leaves), never the last unit; their openings
+    must still hash to their leaves (`body-mismatch` otherwise, as in a block)."""
     miner = share_miner(claim)
     openings = {o.unit_index: o.state for o in claim.openings}
     prefixes = prefix_commitments(claim.leaves[:-1])
@@ -162,9 +212,14 @@ def rerun_share_claim(
     output = b""
     shares = set(claim.shares)
     for u in [*claim.shares, *(u for u in sorted(openings) if u not in shares)]:
-        if u in skip and u != last:
-            continue
         leaf = claim.leaves[u]
+        if u in skip and u != last:
+            if state_hash(openings[u]) != leaf.input_hash:
+                raise ShareRuleError(
+                    "body-mismatch",
+                    f"share claim {index}: opened state of unit {u} does not match its leaf",
+                )
+            continue
         seed = unit_seed(claim.parent_hash, miner, claim.attempt, u, prefixes[u], leaf.commitment)
         check = verify_unit(task, openings[u], seed, leaf, device)
         if not check.ok or check.output_state is None:

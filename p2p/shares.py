@@ -12,7 +12,8 @@ What one costs the sender vs the node, and the rule for each:
   the tip (a block's finder gossips claims on it while its peers still fetch and check the
   block), and is checked then or dropped with the FIFO's oldest;
 - then the pool's checks (consensus.share_pool: signature, share tickets, openings), and the
-  re-execution of its shares' last units and k spot checks off the event loop. A claim that
+  re-execution of its shares' last units and each segment's `share_spot_checks` off the event
+  loop (a longer version of a held claim re-runs its new segments only). A claim that
   fails them cost its sender hashes only and the node up to that many units: the sender is
   banned (100 points), as for an invalid block;
 - relay: only a claim the pool kept goes to the other peers, once per peer (claim id), paced

@@ -9,14 +9,19 @@ block interval u and prints, per point, from a Monte Carlo of block intervals:
   credited; every other miner's trace is credited up to its last share (the units after it
   are lost when the block arrives), nothing for a miner without a share. Without shares only
   the winner's trace counts.
-- block verification units: what one node re-runs to validate the block: the winner's last
-  unit and k spot checks, and for each claim its shares' last units and k spot checks.
+- block verification units: what a node that saw none of the block's claims (one syncing)
+  re-runs to validate it: the winner's last unit and k spot checks (`spot_checks`), and for
+  each claim, per segment, its share's last unit and c spot checks (`share_spot_checks`), at
+  most 1 + c a share. A node that saw the claims on gossip re-runs the winner's 1 + k only.
 - gossip verification units: what one node re-runs for claims before relay when every share
-  is published at once (each version of a claim: its new share and k new spot checks); the
-  block then re-runs none of the claims it saw.
-- verification share of the work, two ways: (block + gossip units) / B, a node's verification
-  against the block's work, and (block + gossip units) / u, against the node's own mining
-  (every node verifies, so this is also all nodes' verification over all mining).
+  is published at once: each version of a claim re-runs its new segment only, at most 1 + c
+  units (the earlier segments' openings are the previous version's), so a claim of s shares
+  costs s (1 + c) in all, once.
+- verification, two ways, both counting one node's units per block interval as the winner's
+  1 + k plus the gossip units (the claims are not re-run again in the block):
+  `ver/B` = that / B, a node's verification against the block's work (every miner's units of
+  the interval); `ver/u` = that / u, against the node's own mining (every node verifies
+  everything, so this is also all nodes' verification over all their mining).
 - bytes per block: 128 per credited leaf, an opening (`--state-bytes`) per re-run unit, and
   about 250 bytes of fixed fields per claim.
 - reward variance of a small miner: the coefficient of variation of one miner's reward per
@@ -64,6 +69,7 @@ def simulate(
     share_reward_pct: int = 50,
     fee_pct: int = 10,
     seed: int = 0,
+    c: int = 1,
 ) -> Point:
     """Monte Carlo of `blocks` intervals of `miners` equal miners (u = `units` each)."""
     rng = np.random.default_rng(seed)
@@ -106,16 +112,19 @@ def simulate(
     n_shares[rows, winner] = 0  # the winner's trace counts as its block's one share
     claims = (n_shares > 0).sum(axis=1)
     included = n_shares.sum(axis=1)
-    block_verify = (1 + k) + included + k * claims
-    gossip_verify = (n_shares * (1 + k)).sum(axis=1)
+    # Each share's segment: its last unit and c spot checks (fewer in a segment of c units or
+    # less; the model counts 1 + c, an upper bound).
+    claims_verify = included * (1 + c)
+    block_verify = (1 + k) + claims_verify  # a node that saw none of the claims
+    gossip_verify = claims_verify  # each version re-runs its new segment: s (1 + c) a claim
     per_share = subsidy * share_reward_pct / 100 / shares
     fee = per_share * fee_pct / 100
     reward = n_shares * (per_share - fee)
     reward[rows, winner] += subsidy - per_share * (shares - 1) + fee * included
     leaves = credited.sum(axis=1)
-    opened = block_verify
+    opened = block_verify  # the block carries every opening, seen on gossip or not
     block_bytes = leaves * LEAF_BYTES + opened * state_bytes + claims * CLAIM_OVERHEAD_BYTES
-    verify = block_verify.mean() + gossip_verify.mean()
+    verify = (1 + k) + gossip_verify.mean()  # one node: claims on gossip, the winner in the block
     return Point(
         shares,
         miners,
@@ -145,12 +154,14 @@ def sweep(
     blocks: int,
     k: int,
     state_bytes: int,
+    c: int = 1,
 ) -> list[Point]:
     out = []
     for m in miners_values:
         for u in units_values:
             for n in shares_values:
-                out.append(simulate(n, m, u, blocks, k, state_bytes, seed=hash((n, m, u)) % 2**32))
+                seed = hash((n, m, u)) % 2**32
+                out.append(simulate(n, m, u, blocks, k, state_bytes, seed=seed, c=c))
     return out
 
 
@@ -208,14 +219,23 @@ def main(argv: list[str] | None = None) -> int:
         "--units", type=lambda s: [int(x) for x in s.split(",")], default=[500, 2000, 5000]
     )
     parser.add_argument("--blocks", type=int, default=400)
-    parser.add_argument("--spot-checks", type=int, default=3)
+    parser.add_argument("--spot-checks", type=int, default=3, help="k, the winner's")
+    parser.add_argument(
+        "--share-spot-checks", type=int, default=1, help="c, per segment of a share claim"
+    )
     parser.add_argument(
         "--state-bytes", type=int, default=35_852, help="one opening (devnet train state)"
     )
     parser.add_argument("--plot", type=Path, default=Path("docs/img/shares_frontier.png"))
     args = parser.parse_args(argv)
     points = sweep(
-        args.shares, args.miners, args.units, args.blocks, args.spot_checks, args.state_bytes
+        args.shares,
+        args.miners,
+        args.units,
+        args.blocks,
+        args.spot_checks,
+        args.state_bytes,
+        args.share_spot_checks,
     )
     head = (
         f"{'miners':>6} {'u':>5} {'N':>6} {'useful':>7} {'(none)':>7} {'blk ver':>8} {'gossip':>8} "

@@ -105,3 +105,19 @@ def test_challenged_units_are_distinct_in_range_and_seeded_by_the_ticket():
         assert picked == challenged_units(t, n, 4)
         assert len(picked) == min(4, n - 1) and len(set(picked)) == len(picked)
         assert all(0 <= u < n - 1 for u in picked)
+
+
+def test_share_spot_checks_load_from_toml_and_a_bad_value_names_the_key(tmp_path):
+    assert ConsensusParams().share_spot_checks == 1 == load_params("devnet").share_spot_checks
+    path = tmp_path / "p.toml"
+    path.write_text('base = "devnet"\nshares_per_block = 12\nshare_spot_checks = 3\n')
+    p = load_params(path)
+    assert p.share_spot_checks == 3 and p.spot_checks == load_params("devnet").spot_checks
+    for text, error in (
+        ("share_spot_checks = 65", r"^share_spot_checks: 65 out of range 0 \.\. 64$"),
+        ("share_spot_checks = -1", r"^share_spot_checks: -1 out of range 0 \.\. 64$"),
+        ('share_spot_checks = "one"', r"^share_spot_checks: must be an integer, got str$"),
+    ):
+        path.write_text(text)
+        with pytest.raises(ParamsError, match=error):
+            load_params(path)

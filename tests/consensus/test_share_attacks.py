@@ -1,6 +1,8 @@
 """Attacks on share claims, each mounted in-process against consensus code: a fabricated last
-unit, a claim that does not start from the parent's task state, a claim copied under another
-key, two claims of one miner and attempt in one block, and a block that leaves shares out."""
+unit, a fabricated unit where its segment's spot check lands, a claim that opens the old
+whole-claim set, a claim that does not start from the parent's task state, a claim copied under
+another key, two claims of one miner and attempt in one block, and a block that leaves shares
+out."""
 
 from __future__ import annotations
 
@@ -11,12 +13,18 @@ from consensus_kit import small_params
 from shares_kit import key_of, run_trace
 
 from chain.address import address_of
-from chain.block import ShareClaim, sign_share_claim
+from chain.block import Opening, ShareClaim, sign_share_claim
 from consensus.chainstate import Outcome
 from consensus.miner import HeaderDraft, Miner, Template, make_template
 from consensus.share_pool import PooledClaim, SharePool
-from consensus.shares import ShareRuleError, prefix_ticket, share_miner
-from consensus.tickets import ticket_wins
+from consensus.shares import (
+    ShareRuleError,
+    is_longer_version,
+    prefix_ticket,
+    required_share_openings,
+    share_miner,
+)
+from consensus.tickets import challenged_units, ticket, ticket_wins
 from useful_work.hashing import int_bytes, tagged_hash
 from useful_work.render_task import RenderState
 from useful_work.trace import state_hash
@@ -76,6 +84,73 @@ def test_a_share_with_a_fabricated_last_unit_is_invalid_work(make_node, params):
         pool_add(node, claim)
     _block, result = mine_forced(node, [(claim, fake_out)])
     assert result.outcome is Outcome.INVALID and result.reason.value == "bad-share-unit", result
+    assert node.chain.tip.height == 1
+
+
+def test_a_fabricated_unit_where_its_segments_check_lands_is_refused(make_node, params):
+    """Unit s_0 + 1, the first of the second segment, outputs a made-up state (never run); every
+    later unit runs honestly on it, so each share's last unit re-runs fine. When that segment's
+    one spot check, drawn from share s_1's ticket, lands on the made-up unit, the claim is
+    refused, in the pool after its honest first version and in a block."""
+    node = make_node(params)
+    node.mine(1)
+    start_units = RenderState.from_bytes(make_template(node.chain).start_state).units_done
+
+    def jump(u: int, shares: list[int]) -> bytes | None:
+        if len(shares) == 1 and u == shares[0] + 1:
+            return RenderState(start_units + u + 1, tagged_hash("poison", int_bytes(u))).to_bytes()
+        return None
+
+    key = key_of(6)
+    for attempt in range(200):
+        claim, out, _ = run_trace(node, key, attempt, 2, fake=jump)
+        fake = claim.shares[0] + 1
+        if fake != claim.shares[1] and fake in required_share_openings(params, claim):
+            break
+    else:
+        pytest.fail("the second segment's check never landed on the made-up unit")
+    assert params.share_spot_checks == 1
+    honest_first, _, _ = run_trace(node, key, attempt, 1)
+    assert is_longer_version(honest_first, claim)
+    pool = SharePool(params)
+    tip, target = node.chain.tip.hash, make_template(node.chain).target
+    assert pool.add(honest_first, tip, target, node.chain.state) == "added"
+    with pytest.raises(ShareRuleError, match="bad-share-spot-check"):
+        pool.add(claim, tip, target, node.chain.state)
+    with pytest.raises(ShareRuleError, match="bad-share-spot-check"):
+        pool_add(node, claim)
+    _block, result = mine_forced(node, [(claim, out)])
+    assert result.outcome is Outcome.INVALID, result
+    assert result.reason.value == "bad-share-spot-check", result
+
+
+def test_a_claim_opening_the_whole_claim_set_is_a_body_mismatch(make_node, params):
+    """The rule before per-segment checks: every share's last unit and `spot_checks` units drawn
+    from the claim's last ticket over the whole trace. A claim opening that set is not the body
+    its id (and a header's shares root) fixes."""
+    node = make_node(params)
+    node.mine(1)
+    key = key_of(8)
+    template = make_template(node.chain)
+    for attempt in range(50):
+        honest, out, inputs = run_trace(node, key, attempt, 2)
+        last = ticket(honest.parent_hash, share_miner(honest), honest.trace_root)
+        whole = challenged_units(last, len(honest.leaves), params.spot_checks)
+        old = sorted({*whole, *honest.shares})
+        if old != required_share_openings(params, honest):
+            break
+    else:
+        pytest.fail("the two rules opened the same units 50 times")
+    claim = sign_share_claim(
+        replace(honest, openings=tuple(Opening(u, inputs[u]) for u in old)), key
+    )
+    # The key signs everything but the openings: the same claim id, only the rule tells them apart.
+    assert claim.claim_id == honest.claim_id and claim.openings != honest.openings
+    with pytest.raises(ShareRuleError, match="body-mismatch"):
+        pool_add(node, claim)
+    assert template.parent_hash == node.chain.tip.hash
+    _block, result = mine_forced(node, [(claim, out)])
+    assert result.outcome is Outcome.BAD_MESSAGE and result.reason.value == "body-mismatch", result
     assert node.chain.tip.height == 1
 
 

@@ -15,15 +15,16 @@ from chain.state import LedgerState
 from chain.tx import make_fraud_proof
 from consensus.audit import AUDIT_FRAUD, Auditor
 from consensus.fraud import block_start_state, find_fraud
-from consensus.miner import make_template
+from consensus.miner import Miner, make_template
 from consensus.share_pool import SharePool
-from consensus.shares import ShareRuleError, required_share_openings
+from consensus.shares import ShareRuleError, is_longer_version, required_share_openings
+from consensus.tickets import challenged_units, ticket
 from useful_work.hashing import tagged_hash
 from useful_work.merge import MergeError, merge_states, weighted_floor_mean
 from useful_work.render_task import RenderState
 from useful_work.specs import RenderSpec, TrainSpec
 from useful_work.tasks import make_task
-from useful_work.trace import state_hash
+from useful_work.trace import state_hash, trace_root
 from useful_work.trainer import decode_state
 
 N = 4
@@ -128,13 +129,85 @@ def test_claims_on_an_old_parent_are_dropped(make_node, params):
     assert pool.for_block(node.chain.tip.hash, None) == []
 
 
-def test_openings_are_every_shares_last_unit_and_k_spot_checks(make_node, params):
+def segment_draws(claim, key, checks) -> list[tuple[range, set[int]]]:
+    """From the definition, without the function under test: per segment (units after the
+    previous share up to share s) its units and the units a verifier opens there: s, and
+    `checks` of the segment's other units drawn from the ticket after s, H("ticket", P, M,
+    root of units 0 .. s)."""
+    miner = address_of(key.public_key())
+    out, start = [], 0
+    for s in claim.shares:
+        t = ticket(claim.parent_hash, miner, trace_root(claim.leaves[: s + 1]))
+        others = challenged_units(t, s - start + 1, checks)  # among the first s - start units
+        out.append((range(start, s + 1), {s, *(start + c for c in others)}))
+        start = s + 1
+    return out
+
+
+@pytest.mark.parametrize("checks", [1, 2])
+def test_openings_are_each_segments_last_unit_and_its_own_spot_checks(make_node, checks):
+    params = small_params(shares_per_block=N, reward_maturity=3, share_spot_checks=checks)
     node, _ = pooled_node(make_node, params)
-    claim, _, _ = run_trace(node, key_of(3), 0, 2)
-    opened = [o.unit_index for o in claim.openings]
-    assert opened == required_share_openings(params, claim)
-    assert set(claim.shares) <= set(opened)
-    assert len(opened) <= len(claim.shares) + params.spot_checks
+    key = key_of(3)
+    longest = 0
+    for attempt in range(6):
+        claim, _, inputs = run_trace(node, key, attempt, 3)
+        opened = [o.unit_index for o in claim.openings]
+        segments = segment_draws(claim, key, checks)
+        assert opened == sorted(set().union(*(want for _, want in segments)))
+        assert opened == required_share_openings(params, claim)
+        for units, want in segments:
+            assert {u for u in opened if u in units} == want
+            assert len(want) == 1 + min(checks, len(units) - 1)
+            longest = max(longest, len(units))
+        assert [o.state for o in claim.openings] == [inputs[u] for u in opened]
+    # Some segment had more units than it opens: the draw was a draw.
+    assert longest > 1 + checks
+
+
+@pytest.mark.parametrize("checks", [1, 2])
+def test_a_longer_version_re_runs_only_its_new_segment(make_node, checks):
+    params = small_params(shares_per_block=N, reward_maturity=3, share_spot_checks=checks)
+    node, pool = pooled_node(make_node, params)
+    key = key_of(7)
+    for attempt in range(100):
+        long, _, inputs = run_trace(node, key, attempt, 3)
+        s0, s1, s2 = long.shares
+        if s1 - s0 > checks and s2 - s1 > checks:
+            break  # both later segments have more than `checks` units besides their last
+    else:
+        pytest.fail("no trace of 100 with two long segments")
+    short = run_trace(node, key, attempt, 1)[0]
+    mid = run_trace(node, key, attempt, 2)[0]
+    assert is_longer_version(short, mid) and is_longer_version(mid, long)
+    assert add(node, pool, short) == "added"
+    assert pool.units_checked == len(required_share_openings(params, short))
+    for version in (mid, long):
+        before = pool.units_checked
+        assert add(node, pool, version) == "replaced"
+        assert pool.units_checked - before == 1 + checks
+    assert pool.for_block(node.chain.tip.hash, None)[0].checked == frozenset(
+        required_share_openings(params, long)
+    )
+    # Not a longer version, re-run in full: the same leaves listing other shares (from s1 on,
+    # not short's s0), or another trace of this (miner, attempt).
+    longer, _, more_inputs = run_trace(node, key, attempt, 4)
+    miner = Miner(node.chain, key, clock=node.clock)
+    relisted = miner.share_claim(
+        make_template(node.chain), list(longer.leaves), more_inputs, attempt, [*longer.shares[1:]]
+    )
+    assert not is_longer_version(short, relisted)
+    fresh = SharePool(params)
+    assert add(node, fresh, short) == "added"
+    before = fresh.units_checked
+    assert add(node, fresh, relisted) == "replaced"
+    assert fresh.units_checked - before == len(required_share_openings(params, relisted))
+    node.clock.tick()  # another header time: another commitment, other leaves
+    other, _, _ = run_trace(node, key, attempt, 4)
+    assert other.leaves[0] != long.leaves[0] and not is_longer_version(long, other)
+    before = pool.units_checked
+    assert add(node, pool, other) == "replaced"
+    assert pool.units_checked - before == len(required_share_openings(params, other))
 
 
 def test_fraud_proofs_and_audits_cover_share_claims(make_node, params):
@@ -183,9 +256,8 @@ def _claim_with_jump(node, key, attempt, template, poisoned):
     """A claim whose unit 1 outputs `poisoned` without running (the rest honest), or None when
     the verifier would open the jump (then the caller tries another attempt)."""
     from consensus.market import task_for_spec
-    from consensus.miner import Miner
-    from consensus.tickets import ticket, ticket_wins
-    from useful_work.trace import TRACE_START, Leaf, next_prefix, trace_root, unit_seed
+    from consensus.tickets import ticket_wins
+    from useful_work.trace import TRACE_START, Leaf, next_prefix, unit_seed
 
     miner = Miner(node.chain, key, clock=node.clock)
     task = task_for_spec(template.task_spec)
