@@ -64,6 +64,16 @@ class BlockShares:
 
 
 @dataclass
+class SharesRecord:
+    """What the metrics read of a run's shares (real mode builds it from the nodes' blocks)."""
+
+    blocks: dict[int, BlockShares]
+    s: int  # share_spot_checks
+    versions: int  # share versions found
+    dropped_claims: int = 0
+
+
+@dataclass
 class ShareModel:
     params: ConsensusParams
     net: Network
