@@ -70,6 +70,9 @@ class NetworkConfig:
 class WorkConfig:
     unit_seconds: float | None  # a verifier's time to re-execute one unit; None: measure it
     header_check_seconds: float
+    # bytes of one opening (a task input state) in a block or share claim, for bytes per block
+    # (the default is the devnet training state, as consensus/sim/shares.py)
+    state_bytes: int = 35_852
 
 
 @dataclass(frozen=True)
@@ -310,11 +313,17 @@ def _network(data: Any, miners: tuple[MinerGroup, ...]) -> NetworkConfig:
 def _work(data: Any) -> WorkConfig:
     section = "work"
     table = _keys(
-        data if data is not None else {}, section, {"unit_seconds", "header_check_seconds"}
+        data if data is not None else {},
+        section,
+        {"unit_seconds", "header_check_seconds", "state_bytes"},
     )
     unit = table.get("unit_seconds", 0.02)
     unit_seconds = None if unit == "measure" else _num(table, section, "unit_seconds", 0.02, 0)
-    return WorkConfig(unit_seconds, _num(table, section, "header_check_seconds", 0.0005, 0))
+    return WorkConfig(
+        unit_seconds,
+        _num(table, section, "header_check_seconds", 0.0005, 0),
+        _num(table, section, "state_bytes", 35_852, 1, 1 << 30, integer=True),
+    )
 
 
 _ADVERSARY_KEYS = {
@@ -554,6 +563,11 @@ def parse_experiment(data: dict, name: str = "experiment") -> Experiment:
                 f"adversary.jump_at: {adversary.jump_at} leaves no winning unit under "
                 f"chain.max_units_per_block ({chain.max_units_per_block})"
             )
+    if chain.shares_per_block and adversary.kind != "none":
+        raise ExperimentError(
+            f"adversary.kind: shares (chain.shares_per_block > 0) are modelled for honest miners "
+            f"only; got {adversary.kind}"
+        )
     if run.mode == "real":
         if adversary.kind not in REAL_ADVERSARIES:
             raise ExperimentError(

@@ -242,6 +242,7 @@ def compute(record: RunRecord, exp: Experiment) -> tuple[dict, dict]:
     m["main_chain_units_share"] = (
         _r(float(np.array(log.real_units)[chain[1:]].sum()) / units_run, 9) if units_run else None
     )
+    m.update(share_metrics(record, exp, m, main_w, chain))
     # partitions
     for i, value in enumerate(record.agreement_s):
         m[f"agreement_s.{i}" if i else "agreement_s"] = _r(value, 6)
@@ -468,3 +469,91 @@ def poisoner_metrics(
     m["audit_skipped"] = x["audit_skipped"]
     m["audit_late"] = x["audit_late"]
     return m, d
+
+
+def share_metrics(
+    record: RunRecord, exp: Experiment, m: dict, main_w: np.ndarray, chain: np.ndarray
+) -> dict:
+    """Verification against work both ways, and shares' figures (modelled mode with
+    chain.shares_per_block > 0: consensus/sim/share_model.py).
+
+    - `verify_over_block_work`: units one node re-runs per block (block and gossip) over the units
+      all miners ran per block: a node's verification against the block's work;
+    - `verify_over_own_mining`: the same over the units one miner runs per block (mining units per
+      block / miners): a node's verification against its own mining;
+    - `share_claims_per_block`, `share_included_per_block`, `share_units_per_block`: claims,
+      shares and credited claim units per best-chain block (window);
+    - `share_block_verify_units`: what a node that saw none of the claims on gossip re-runs for a
+      block (the winner's 1 + k, each included share's 1 + share_spot_checks);
+      `share_gossip_verify_units`: share versions a node verifies on gossip per block;
+    - `block_bytes_mean`, `share_bytes_over_limit`: bytes per best-chain block (128 per leaf, an
+      opening of `work.state_bytes` per re-run unit, 250 per claim); blocks whose claims exceed
+      max_share_bytes (not applied by the model);
+    - `reward_cv_small` (`_no_shares`): coefficient of variation of a miner's reward per block
+      interval over the best-chain window, pooled over the miners of the slowest group, with the
+      block's rewards as `share_split` pays them (and with the whole subsidy to the winner).
+    """
+    out: dict = {}
+    pop = record.population
+    miners = np.flatnonzero(pop.rate > 0)
+    per_block = m.get("mining_units_per_block")
+    per_node = m.get("verify_units_per_node_per_block")
+    if per_block and per_node is not None:
+        out["verify_over_block_work"] = _r(per_node / per_block)
+        out["verify_over_own_mining"] = _r(per_node / (per_block / max(1, len(miners))))
+    model = record.extras.get("shares")
+    blocks = [b for b in chain[1:].tolist() if main_w[b]]
+    if not blocks or not len(miners):
+        return out
+    rates = pop.rate[miners]
+    small = miners[rates == rates.min()]
+    index = {int(v): i for i, v in enumerate(small.tolist())}
+    log = record.blocks
+    params = exp.chain
+    total = np.zeros(len(small))
+    square = np.zeros(len(small))
+    total0 = np.zeros(len(small))
+    square0 = 0.0
+    for b in blocks:
+        reward = np.zeros(len(small))
+        w = index.get(int(log.miner[b]))
+        subsidy = params.block_subsidy(int(log.height[b]))
+        if w is not None:
+            total0[w] += subsidy
+            square0 += float(subsidy) ** 2
+        if model is not None:
+            bs = model.blocks[b]
+            if w is not None:
+                reward[w] += bs.winner_reward
+            for v, r in zip(bs.miners.tolist(), bs.claim_rewards.tolist()):
+                i = index.get(int(v))
+                if i is not None:
+                    reward[i] += r
+        elif w is not None:
+            reward[w] = subsidy
+        total += reward
+        square += reward**2
+    cells = len(blocks) * len(small)
+
+    def cv(s1: float, s2: float) -> float | None:
+        mean = s1 / cells
+        return math.sqrt(max(s2 / cells - mean**2, 0.0)) / mean if mean > 0 else None
+
+    out["reward_cv_small"] = _r(cv(float(total.sum()), float(square.sum())), 6)
+    out["reward_cv_small_no_shares"] = _r(cv(float(total0.sum()), square0), 6)
+    if model is None:
+        return out
+    bss = [model.blocks[b] for b in blocks]
+    out["share_claims_per_block"] = _r(float(np.mean([len(x.units) for x in bss])), 6)
+    out["share_included_per_block"] = _r(float(np.mean([int(x.shares.sum()) for x in bss])), 6)
+    out["share_units_per_block"] = _r(float(np.mean([int(x.units.sum()) for x in bss])), 6)
+    out["share_block_verify_units"] = _r(float(np.mean([x.fresh_verify_units for x in bss])), 6)
+    published = max(1, m.get("blocks_published") or 1)
+    out["share_gossip_verify_units"] = _r((1 + model.s) * model.versions / published, 6)
+    out["share_versions"] = model.versions
+    out["share_claims_dropped"] = model.dropped_claims
+    sizes = np.array([x.block_bytes for x in bss], dtype=float)
+    out["block_bytes_mean"] = _r(float(sizes.mean()), 3)
+    limit = params.max_share_bytes
+    out["share_bytes_over_limit"] = _r(float((sizes > limit).mean()), 6)
+    return out

@@ -34,6 +34,7 @@ from consensus.sim.poison import PoisonedBlock, poisoned_block
 from consensus.sim.population import build_population
 from consensus.sim.record import BlockLog, RunRecord
 from consensus.sim.reroll import RerollAttempts, rerolled_block
+from consensus.sim.share_model import ShareModel
 from consensus.targets import block_work, next_target
 
 TWO_256 = float(1 << 256)
@@ -176,6 +177,18 @@ class ModelledSim:
                 self.rng,
             )
             self.waits = self.flood.waits
+        self.shares: ShareModel | None = None
+        if self.params.shares_per_block > 0:
+            self.shares = ShareModel(
+                self.params,
+                self.net,
+                self.relay,
+                self.pop.rate,
+                unit_seconds,
+                exp.work.header_check_seconds,
+                exp.work.state_bytes,
+                np.random.default_rng([exp.run.seed, 18]),
+            )
         work0 = self.log.work[0]
         if work0 >= 1 << 62:
             raise ValueError(
@@ -212,6 +225,8 @@ class ModelledSim:
             if better.any():
                 self._tips_bound = None
                 chosen = nodes[better]
+                if self.shares is not None:
+                    self._segments_end(chosen, at[better])
                 self.tip[chosen] = b
                 self.tip_work[chosen] = w
                 self.tip_acc[chosen] = at[better]
@@ -229,6 +244,16 @@ class ModelledSim:
                 )
                 if len(times) - 1 == self.pop.n:
                     del self.accept[b]  # everyone has it: its children need no arrival constraint
+
+    def _segments_end(self, nodes: np.ndarray, at: np.ndarray) -> None:
+        """Miners among `nodes` stop mining their tips at `at` (shares: their segments end)."""
+        assert self.shares is not None
+        mining = self.pop.rate[nodes] > 0
+        nodes, at = nodes[mining], at[mining]
+        if self.mining_end is not None:
+            at = np.minimum(at, self.mining_end)  # no units after mining stopped
+        starts = np.maximum(self.tip_acc[nodes], self.last_own[nodes])
+        self.shares.segments_end(nodes, self.tip[nodes].copy(), starts, at, self.qchild.a)
 
     def _track(self, b: int, acc: np.ndarray) -> None:
         """(Re)enter a block among those in flight, with its arrivals in time order."""
@@ -481,6 +506,20 @@ class ModelledSim:
                 self._publish(b, t)
             return b
         b = self._new_block(m, parent, t, real, real, real)
+        if self.shares is not None:
+            miners = self.miners
+            self.log.useful_units[b] += self.shares.claims(
+                b,
+                m,
+                parent,
+                t,
+                self.log.height[b],
+                float(self.qchild.a[parent]),
+                real,
+                miners,
+                self.tip[miners],
+                np.maximum(self.tip_acc[miners], self.last_own[miners]),
+            )
         self.last_own[m] = t
         if kind == "withholder" and self.draws.uniform() < adv.withhold:
             if adv.delay_s is not None:
@@ -615,7 +654,7 @@ class ModelledSim:
         counts = {b: int((self.tip[self.honest] == b).sum()) for b in honest_tips}
         best = max(honest_tips, key=lambda b: (self.log.work[b], counts[b], -b))
         units_run = np.floor(self.pop.rate * end).astype(np.int64)
-        extras = {}
+        extras: dict = {}
         if self.reroll is not None:
             rr = self.reroll
             units_run[self.adv] = int(math.floor(rr.units_run + 1e-9))
@@ -631,6 +670,12 @@ class ModelledSim:
             }
         if self.exp.adversary.kind == "poisoner":
             extras.update(self._audits(best))
+        if self.shares is not None:
+            miners = self.miners
+            self._segments_end(miners, np.full(len(miners), end))
+            # Every node verifies every share version once (share_model's module note).
+            self.verify_units[self.honest] += (1 + self.shares.s) * self.shares.versions
+            extras["shares"] = self.shares
         flood = {}
         if self.flood is not None:
             flood = flood_summary(self.flood, end, self.exp.adversary.flood_kind)

@@ -130,6 +130,12 @@ SUMMARY_METRICS = {
         "stale_rate",
         "theory_stale_rate",
         "useful_fraction",
+        "verify_over_block_work",
+        "verify_over_own_mining",
+        "share_included_per_block",
+        "block_bytes_mean",
+        "reward_cv_small",
+        "reward_cv_small_no_shares",
         "agreement_s",
     ],
 }

@@ -284,6 +284,45 @@ def plot_overview(doc: dict, point: dict, path: Path) -> Path:
     return path
 
 
+def plot_frontier(doc: dict, path: Path) -> Path:
+    """Shares: useful fraction against a node's verification over the block's work (left) and
+    over its own mining (right), one line per setting of the other swept keys, a point per
+    chain.shares_per_block."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    swept = [k for k in doc.get("sweep", []) if k != "chain.shares_per_block"]
+    lines: dict[tuple, list[dict]] = {}
+    for p in doc["points"]:
+        if p["metrics"].get("share_included_per_block") is None:
+            continue
+        lines.setdefault(tuple(p["values"].get(k) for k in swept), []).append(p)
+    for ax, metric, title in (
+        (axes[0], "verify_over_block_work", "a node's verification / the block's work"),
+        (axes[1], "verify_over_own_mining", "a node's verification / its own mining"),
+    ):
+        for key, pts in sorted(lines.items(), key=lambda kv: repr(kv[0])):
+            pts = sorted(pts, key=lambda p: p["values"].get("chain.shares_per_block", 0))
+            label = ", ".join(f"{k.split('.')[-1]}={_label(v)}" for k, v in zip(swept, key))
+            ax.plot(
+                [p["metrics"][metric] for p in pts],
+                [p["metrics"]["useful_fraction"] for p in pts],
+                marker="o",
+                label=label or None,
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel(title)
+        ax.set_ylabel("useful fraction of all units")
+        ax.axhline(0.9, color="grey", lw=0.8, ls="--")
+        ax.grid(alpha=0.3)
+    axes[0].axvline(0.03, color="grey", lw=0.8, ls="--")
+    if swept:
+        axes[0].legend(fontsize=7)
+    fig.suptitle("Shares, modelled mode: useful fraction against verification (a point per N)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def make_plots(doc: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
@@ -294,6 +333,8 @@ def make_plots(doc: dict, out: Path) -> list[Path]:
             p = plot_curve(doc, x, series, y, out / f"{y}_vs_{safe_x}.png")
             if p is not None:
                 paths.append(p)
+    if any("share_included_per_block" in p["metrics"] for p in doc["points"]):
+        paths.append(plot_frontier(doc, out / "shares_frontier.png"))
     shown = doc["points"] if len(doc["points"]) <= 2 else doc["points"][:1]
     for point in shown:
         paths.append(plot_overview(doc, point, out / f"overview_{point['index']}.png"))

@@ -4,10 +4,17 @@ Miner.
 The event clock is every node's clock. A miner that starts on a tip at time t runs
 consensus.miner.Miner.mine_block at once (the work is a deterministic function of the parent and
 the miner's key) and the block is found at t + (real units) / unit rate; if the tip moves first,
-the attempt is dropped and only the units that fitted before the move count as run. A miner that
-finds nothing within max_units_per_block, or whose block its own node rejects, waits for the tip
-to move: mining the same parent again would repeat the same units. Only a change of tip restarts
-an attempt. The re-roller is consensus.attacks.RerollMiner (its units are the ones it really ran:
+the attempt is dropped and only the units that fitted before the move count as run. With
+shares (chain.shares_per_block > 0) every miner has a real SharePool and its Miner publishes its
+share claims: each reaches the other miners after the network model's delay from the time the
+miner's clock reaches the share, and enters a miner's pool (verified by the real SharePool)
+before the unit its clock is at when the claim arrives, so the block carries it. A claim from an
+attempt computed after the receiver's own attempt (both start on one tip) is missed: the
+receiver's units were already run. A node's verification counts its pool's re-run units.
+A miner that finds nothing within max_units_per_block, or whose block its own node rejects,
+waits for the tip to move: mining the same parent again would repeat the same units.
+Only a change of tip restarts an attempt. The re-roller is consensus.attacks.RerollMiner (its
+units are the ones it really ran:
 the honest prefix, and one per "chained" re-roll; a "last" grind takes hashes only, no simulated
 time); honest nodes refuse its blocks by the real validation. Blocks travel through the
 network model (one message per link) and every node validates them with
@@ -31,12 +38,15 @@ from chain.keys import PrivateKey
 from chain.storage import STATUS_INVALID, STATUS_VALID, ChainStore
 from consensus.attacks import RerollMiner, RerollStats
 from consensus.chainstate import ChainState, Outcome
-from consensus.miner import Miner, make_template
+from consensus.miner import Miner, Template, make_template
+from consensus.share_pool import SharePool
+from consensus.shares import ShareRuleError
 from consensus.sim.config import Experiment
 from consensus.sim.events import EventQueue
 from consensus.sim.network import Network, build_network
 from consensus.sim.population import build_population
 from consensus.sim.record import BlockLog, RunRecord
+from consensus.sim.share_model import BlockShares, SharesRecord, share_spot_checks
 from consensus.tickets import challenged_units, ticket
 from consensus.validation import Reason
 from useful_work.hashing import int_bytes, tagged_hash
@@ -60,6 +70,10 @@ class _Node:
     units_run: int = 0
     verify_units: int = 0
     verify_seconds: float = 0.0
+    pool: SharePool | None = None  # shares on: the node's verified claims on its tip
+    # claims on their way to this node: (arrival, sequence, share time, source node, claim)
+    pending: list = field(default_factory=list)
+    template: Template | None = None  # the current attempt's (shares on: for the pool's checks)
 
 
 def _reroll(node: _Node) -> RerollStats:
@@ -94,10 +108,17 @@ class RealSim:
         self.nodes: list[_Node] = []
         genesis_ms = self.params.genesis_time_ms
         self.mining_wall = 0.0
+        self.shares_on = self.params.shares_per_block > 0
+        self.claim_seq = 0
+        self.share_versions = 0
+        self.share_blocks: dict[int, BlockShares] = {}
+        self.addresses: dict[bytes, int] = {}
         for i in range(self.pop.n):
             store = ChainStore(str(workdir / f"node{i}"))
             chain = ChainState(store, self.params, clock=lambda: genesis_ms + int(self.now * 1000))
             node = _Node(i, chain, store, float(self.pop.rate[i]))
+            if node.rate > 0 and self.shares_on:
+                node.pool = SharePool(self.params)
             if node.rate > 0:
                 key = PrivateKey.from_bytes(
                     tagged_hash("sim-node-key", int_bytes(exp.run.seed), int_bytes(i))
@@ -135,7 +156,67 @@ class RealSim:
                 clock=self._mining_clock(node),
             )
         f = adv.fabricate if i == self.pop.adversary and adv.kind == "fabricator" else 0.0
-        return Miner(chain, key, clock=self._mining_clock(node), fabricate=f)
+        miner = Miner(
+            chain,
+            key,
+            clock=self._mining_clock(node),
+            fabricate=f,
+            share_pool=node.pool,
+            on_share=None if node.pool is None else (lambda c: self._share_found(node, c)),
+        )
+        self.addresses[bytes(miner.address)] = i
+        return miner
+
+    # --- shares: claims gossiped to the miners' pools -------------------------------------------
+
+    def _claim_delays(self, src: int, size: int) -> np.ndarray:
+        """Seconds a claim of `size` bytes takes from `src` to every node (the network model,
+        relays verifying 1 + share_spot_checks units first; partitions left out)."""
+        verify = (
+            self.exp.work.header_check_seconds
+            + (1 + share_spot_checks(self.params)) * self.unit_seconds
+        )
+        relay = np.ones(self.pop.n, dtype=bool)
+        row, _ = self.net.propagate(src, 0.0, 0.0, size, verify, relay, ignore_cuts=True)
+        return row
+
+    def _share_found(self, node: _Node, claim) -> None:
+        """A share in the attempt being mined: its claim reaches each other miner's pool after
+        the network's delay, from the time the miner's clock reaches it."""
+        self.share_versions += 1
+        share_t = node.base_t + (claim.shares[-1] + 1) / node.rate
+        delays = self._claim_delays(node.index, len(claim.to_bytes()))
+        for other in self.nodes:
+            if other.pool is None or other is node or not math.isfinite(delays[other.index]):
+                continue
+            self.claim_seq += 1
+            other.pending.append(
+                (share_t + float(delays[other.index]), self.claim_seq, share_t, node.index, claim)
+            )
+            other.pending.sort(key=lambda e: (e[0], e[1]))
+
+    def _drop_claims_after(self, node: _Node, t: float) -> None:
+        """The attempt stopped at t: its shares after t were never found."""
+        for other in self.nodes:
+            if other.pending:
+                other.pending = [e for e in other.pending if not (e[3] == node.index and e[2] > t)]
+
+    def _deliver_claims(self, node: _Node) -> bool:
+        """Before each unit: the claims that reached this miner by its clock enter its pool
+        (verified by the real SharePool); never stops the attempt."""
+        if node.pool is None or node.template is None or node.miner is None:
+            return False
+        now = node.base_t + (node.miner.stats.units - node.base_units) / node.rate
+        template = node.template
+        while node.pending and node.pending[0][0] <= now:
+            claim = node.pending.pop(0)[4]
+            if claim.parent_hash != template.parent_hash:
+                continue
+            try:
+                node.pool.add(claim, template.parent_hash, template.target, template.state)
+            except ShareRuleError:
+                pass  # a shorter claim than one held, or one the rules refuse
+        return False
 
     def _rerolling(self, node: _Node) -> bool:
         return node.index == self.pop.adversary and self.exp.adversary.kind == "reroller"
@@ -188,6 +269,8 @@ class RealSim:
     # --- mining ----------------------------------------------------------------------------
 
     def _stop_attempt(self, node: _Node, t: float) -> None:
+        if node.mining and self.shares_on:
+            self._drop_claims_after(node, t)
         if node.mining:
             self._count_units(
                 node, min(node.attempt_real, math.floor((t - node.base_t) * node.rate))
@@ -208,8 +291,14 @@ class RealSim:
         rolls = _reroll(node).tickets if rerolling else 0
         if rerolling:
             self.reroll_q = make_template(node.chain).target / float(1 << 256)
+        if node.pool is not None:
+            node.template = make_template(node.chain)
+            node.pool.reset(node.template.parent_hash)
         started = time.perf_counter()
-        block = node.miner.mine_block(max_units=self.params.max_units_per_block)
+        block = node.miner.mine_block(
+            should_stop=lambda: self._deliver_claims(node),
+            max_units=self.params.max_units_per_block,
+        )
         self.mining_wall += time.perf_counter() - started
         claimed = node.miner.stats.units - node.base_units
         real = _real_units(node.miner, self._fakes, claimed) if fabricating else claimed
@@ -227,7 +316,7 @@ class RealSim:
         if rerolling:
             claimed = len(block.proofs[0].leaves)
             self._count_computed(node, real, _reroll(node).tickets - rolls)
-        useful = claimed
+        useful = claimed + sum(len(c.leaves) for c in block.shares)
         if fabricating:
             fakes = self._fakes
             assert fakes is not None
@@ -258,6 +347,8 @@ class RealSim:
             self.reroll_predicted[b] = self._refused_by_rule(block)
         self.log.published[b] = t
         self.ids[block.hash] = b
+        if self.shares_on:
+            self.share_blocks[b] = self._block_shares(block, claimed)
         self.accepted_at[b] = {}
         node.seen.add(block.hash)
         # The miner broadcasts what it found; its own node validates it like any other (a
@@ -265,6 +356,25 @@ class RealSim:
         self._validate(node, block, None, t)
         for w in self.net.neighbours[i]:
             self._send(i, w, block, t)
+
+    def _block_shares(self, block: Block, claimed: int) -> BlockShares:
+        from consensus.shares import share_miner
+
+        claims = block.shares
+        subsidy, rewards = self.params.share_split(block.header.height)
+        shares = np.array([len(c.shares) for c in claims], dtype=np.int64)
+        included = int(shares.sum())
+        return BlockShares(
+            miners=np.array(
+                [self.addresses.get(bytes(share_miner(c)), -1) for c in claims], dtype=np.int64
+            ),
+            units=np.array([len(c.leaves) for c in claims], dtype=np.int64),
+            shares=shares,
+            claim_rewards=shares * (rewards.per_share - rewards.fee),
+            winner_reward=subsidy + rewards.fee * included,
+            block_bytes=len(block.to_bytes()),
+            fresh_verify_units=len(block.proofs[0].openings) + sum(len(c.openings) for c in claims),
+        )
 
     # --- blocks on the wire ----------------------------------------------------------------
 
@@ -426,6 +536,21 @@ class RealSim:
                         len(got) / len(others),
                     )
                 )
+        share_extras: dict = {}
+        if self.shares_on:
+            checked = [n.pool.units_checked if n.pool is not None else 0 for n in self.nodes]
+            share_extras = {
+                "shares": SharesRecord(
+                    self.share_blocks, share_spot_checks(self.params), self.share_versions
+                ),
+                "share_units_checked": int(sum(checked)),
+                "share_verify_cpu_seconds": float(
+                    sum(n.pool.cpu_seconds for n in self.nodes if n.pool is not None)
+                ),
+            }
+            for n, units in zip(self.nodes, checked):
+                n.verify_units += units
+                n.verify_seconds += units * self.unit_seconds
         return RunRecord(
             mode="real",
             duration_s=end,
@@ -444,6 +569,7 @@ class RealSim:
                 "tips_agree": len(set(tips[honest].tolist())) == 1,
                 "mining_wall_s": self.mining_wall,
                 **self._reroll_extras(),
+                **share_extras,
             },
         )
 

@@ -72,3 +72,24 @@ def test_real_fabricator_detection_over_more_blocks():
     sigma = math.sqrt(max(expected * (1 - expected), 0.05) / len(fab))
     assert abs(m["detection_rate"] - expected) < 4 * sigma + 0.02
     assert record.extras["tips_agree"]
+
+
+def test_real_nodes_with_shares_credit_claims():
+    """Real mode with shares: the miners' real share claims travel to the other miners' pools
+    (verified there by the real SharePool) and blocks carry them, so more units are credited."""
+    data = real_data(blocks=5, seed=7)
+    data["chain"].update({"shares_per_block": 4, "initial_units_per_block": 8})
+    m, record, exp = run_metrics(data)
+    assert record.extras["tips_agree"]
+    model = record.extras["shares"]
+    claims = sum(len(bs.units) for bs in model.blocks.values())
+    assert claims > 0 and model.versions >= claims
+    assert record.extras["share_units_checked"] > 0
+    assert m["share_included_per_block"] is not None
+    # Every block's rewards follow share_split: winner plus claims = subsidy + per_share x shares.
+    for b, bs in model.blocks.items():
+        subsidy, rewards = exp.chain.share_split(record.blocks.height[b])
+        paid = bs.winner_reward + int(bs.claim_rewards.sum())
+        assert paid == subsidy + rewards.per_share * int(bs.shares.sum())
+        assert record.blocks.useful_units[b] == record.blocks.units[b] + int(bs.units.sum())
+    assert 0 < m["useful_fraction"] <= 1
