@@ -139,7 +139,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "spot_checks": (0, 64),
     "max_units_per_block": (1, 1 << 20),
     "max_opening_bytes": (1_024, 1 << 26),
-    "shares_per_block": (0, 4_096),
+    "shares_per_block": (0, 1 << 20),
     "share_reward_pct": (0, 100),
     "share_fee_pct": (0, 100),
     "share_spot_checks": (0, 64),

@@ -40,8 +40,8 @@ from consensus.sim.shares import CLAIM_OVERHEAD_BYTES, LEAF_BYTES
 
 
 def share_spot_checks(params: ConsensusParams) -> int:
-    """Spot checks per claim version (the share rule's parameter; 1 until the field exists)."""
-    return int(getattr(params, "share_spot_checks", 1))
+    """Spot checks per claim version: one new segment's (`ConsensusParams.share_spot_checks`)."""
+    return params.share_spot_checks
 
 
 def share_chance(params: ConsensusParams, q_block: float) -> float:
