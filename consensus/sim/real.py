@@ -119,6 +119,7 @@ class RealSim:
             node = _Node(i, chain, store, float(self.pop.rate[i]))
             if node.rate > 0 and self.shares_on:
                 node.pool = SharePool(self.params)
+                chain.verified_claims = node.pool.verified_output  # as a node's share relay does
             if node.rate > 0:
                 key = PrivateKey.from_bytes(
                     tagged_hash("sim-node-key", int_bytes(exp.run.seed), int_bytes(i))
