@@ -284,6 +284,29 @@ def plot_overview(doc: dict, point: dict, path: Path) -> Path:
     return path
 
 
+FRONTIER_AXES = {
+    "verify_over_block_work": "a node's verification / the block's work",
+    "verify_over_own_mining": "a node's verification / its own mining",
+}
+
+
+Frontier = list[tuple[str | None, dict[str, list[float]], list[float]]]  # label, xs by metric, ys
+
+
+def draw_frontier(axes: Any, series: Frontier) -> None:
+    """The two frontier panels: useful fraction against each FRONTIER_AXES metric, one line per
+    (label, x values by metric, useful fractions), with the 90 % and 3 % guides."""
+    for ax, (metric, title) in zip(axes, FRONTIER_AXES.items()):
+        for label, xs, ys in series:
+            ax.plot(xs[metric], ys, marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel(title)
+        ax.set_ylabel("useful fraction of all units")
+        ax.axhline(0.9, color="grey", lw=0.8, ls="--")
+        ax.grid(alpha=0.3)
+    axes[0].axvline(0.03, color="grey", lw=0.8, ls="--")
+
+
 def plot_frontier(doc: dict, path: Path) -> Path:
     """Shares: useful fraction against a node's verification over the block's work (left) and
     over its own mining (right), one line per setting of the other swept keys, a point per
@@ -295,25 +318,13 @@ def plot_frontier(doc: dict, path: Path) -> Path:
         if p["metrics"].get("share_included_per_block") is None:
             continue
         lines.setdefault(tuple(p["values"].get(k) for k in swept), []).append(p)
-    for ax, metric, title in (
-        (axes[0], "verify_over_block_work", "a node's verification / the block's work"),
-        (axes[1], "verify_over_own_mining", "a node's verification / its own mining"),
-    ):
-        for key, pts in sorted(lines.items(), key=lambda kv: repr(kv[0])):
-            pts = sorted(pts, key=lambda p: p["values"].get("chain.shares_per_block", 0))
-            label = ", ".join(f"{k.split('.')[-1]}={_label(v)}" for k, v in zip(swept, key))
-            ax.plot(
-                [p["metrics"][metric] for p in pts],
-                [p["metrics"]["useful_fraction"] for p in pts],
-                marker="o",
-                label=label or None,
-            )
-        ax.set_xscale("log")
-        ax.set_xlabel(title)
-        ax.set_ylabel("useful fraction of all units")
-        ax.axhline(0.9, color="grey", lw=0.8, ls="--")
-        ax.grid(alpha=0.3)
-    axes[0].axvline(0.03, color="grey", lw=0.8, ls="--")
+    series = []
+    for key, pts in sorted(lines.items(), key=lambda kv: repr(kv[0])):
+        pts = sorted(pts, key=lambda p: p["values"].get("chain.shares_per_block", 0))
+        label = ", ".join(f"{k.split('.')[-1]}={_label(v)}" for k, v in zip(swept, key))
+        xs = {m: [p["metrics"][m] for p in pts] for m in FRONTIER_AXES}
+        series.append((label or None, xs, [p["metrics"]["useful_fraction"] for p in pts]))
+    draw_frontier(axes, series)
     if swept:
         axes[0].legend(fontsize=7)
     fig.suptitle("Shares, modelled mode: useful fraction against verification (a point per N)")

@@ -171,33 +171,18 @@ def plot(points: list[Point], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from consensus.sim.plots import FRONTIER_AXES, Frontier, draw_frontier
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    groups = sorted({(p.miners, p.units_per_miner) for p in points})
-    for ax, attr, title in (
-        (axes[0], "verify_over_block_work", "a node's verification / the block's work"),
-        (axes[1], "verify_over_own_mining", "a node's verification / its own mining"),
-    ):
-        for m, u in groups:
-            pts = sorted(
-                (
-                    p
-                    for p in points
-                    if (p.miners, p.units_per_miner) == (m, u) and p.shares_per_block
-                ),
-                key=lambda p: p.shares_per_block,
-            )
-            ax.plot(
-                [getattr(p, attr) for p in pts],
-                [p.useful for p in pts],
-                marker="o",
-                label=f"{m} miners, {u} units each",
-            )
-        ax.set_xscale("log")
-        ax.set_xlabel(title)
-        ax.set_ylabel("useful fraction of all units")
-        ax.axhline(0.9, color="grey", lw=0.8, ls="--")
-        ax.grid(alpha=0.3)
-    axes[0].axvline(0.03, color="grey", lw=0.8, ls="--")
+    series: Frontier = []
+    for m, u in sorted({(p.miners, p.units_per_miner) for p in points}):
+        pts = sorted(
+            (p for p in points if (p.miners, p.units_per_miner) == (m, u) and p.shares_per_block),
+            key=lambda p: p.shares_per_block,
+        )
+        xs = {a: [getattr(p, a) for p in pts] for a in FRONTIER_AXES}
+        series.append((f"{m} miners, {u} units each", xs, [p.useful for p in pts]))
+    draw_frontier(axes, series)
     axes[0].legend(fontsize=8)
     fig.suptitle("Shares: useful fraction against verification (each point a shares_per_block)")
     fig.tight_layout()
