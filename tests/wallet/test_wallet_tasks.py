@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -94,9 +93,16 @@ def test_pending_task_prefixes_follow_and_wait(pouw, start_node, wallet_env, tmp
         text=True,
     )
     try:
-        time.sleep(1.5)
+        # Mining resumes once the follower has reported the task pending (a fixed wait raced a
+        # slow start under load); the follower's own --timeout bounds the reads.
+        early = []
+        while line := follower.stderr.readline():
+            early.append(line)
+            if line.startswith(f"task {task_id[:8]}: "):
+                break
         node.admin("mining", {"enabled": True})
         out, err = follower.communicate(timeout=120)
+        err = "".join(early) + err
     finally:
         if follower.poll() is None:
             follower.kill()
