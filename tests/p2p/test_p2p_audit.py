@@ -93,6 +93,12 @@ def test_auditor_proves_poisoned_blocks_and_the_task_is_rewound_everywhere(make_
         60,
         "every fraud proof mined and the auditor caught up",
     )
+    # A proof mined after the task was done rewinds it: done again, on the honest work only.
+    wait_until(
+        lambda: honest.get(f"/api/tasks/{task_id}")["status"] == "done",
+        120,
+        "the paid task done after the last fraud proof",
+    )
     top = honest.pause_mining()
     wait_until(
         lambda: all(n.height() == top for n in (auditor, poisoner)),

@@ -188,7 +188,13 @@ def test_share_messages_are_bounded_in_size_and_rate(make_node, tmp_path):
     assert len(stale.to_bytes()) <= 4096
     reason = asyncio.run(flood([stale.to_bytes()] * 40))
     print(f"40 share messages at once: {reason}")
-    assert "banned" in reason and "share claims a second" in reason
+    if "banned" in reason:
+        assert "share claims a second" in reason
+    else:
+        # Closing with our later frames unread, the node's socket can reset before its close
+        # frame is read here; the ban itself is in the node's list.
+        bans = [b["reason"] for b in node.get("/api/peers")["banned"]]
+        assert any("share claims a second" in r for r in bans), (reason, bans)
     assert node.status()["height"] == height
     assert node.stop() == 0
 
