@@ -115,6 +115,34 @@ def _fabricated_claim(chain, key: PrivateKey) -> ShareClaim:
     raise AssertionError("no share ticket in 2^20 hashes")
 
 
+def _claim_with_a_made_up_unit(chain, key: PrivateKey) -> ShareClaim:
+    """A claim on the chain's tip whose first unit's output is made up (the start state again,
+    untrained; hashes only) and whose second, the share, is run honestly from it: the segment's
+    one spot check lands on the made-up unit, the only other unit in it."""
+    template = make_template(chain)
+    miner = Miner(chain, key)
+    task = task_for_spec(template.task_spec)
+    draft = miner.draft(template)
+    start = template.start_state
+    share_target = chain.params.share_target(template.target)
+    for i in range(1 << 16):  # each try re-runs the honest last unit, whose seed covers leaf 0
+        fake = Leaf(
+            state_hash(start),
+            state_hash(start),
+            tagged_hash("made up", int_bytes(i)),
+            draft.commitment,
+        )
+        prefix = next_prefix(TRACE_START, fake)
+        seed = unit_seed(template.parent_hash, miner.address, 0, 1, prefix, draft.commitment)
+        out, digest = task.run_unit(start, seed)
+        last = Leaf(state_hash(start), state_hash(out), digest, draft.commitment)
+        if ticket_wins(
+            ticket(template.parent_hash, miner.address, trace_root([fake, last])), share_target
+        ):
+            return miner.share_claim(template, [fake, last], [start, start], 0, [1])
+    raise AssertionError("no share in 2^16 units")
+
+
 def test_a_fabricated_share_claim_gets_its_sender_banned(make_node, tmp_path):
     network = shares_network(tmp_path, "shares.toml")
     node = make_node("victim", network=network).start(mine=True).wait_ready()
@@ -125,6 +153,9 @@ def test_a_fabricated_share_claim_gets_its_sender_banned(make_node, tmp_path):
         asyncio.run(follower.sync(node))
         assert follower.chain.tip.height == height
         claim = _fabricated_claim(follower.chain, PrivateKey.from_bytes(tagged_hash("forger")))
+        made_up = _claim_with_a_made_up_unit(
+            follower.chain, PrivateKey.from_bytes(tagged_hash("padder"))
+        )
         stolen = sign_share_claim(
             replace(claim, payout=address_of(PrivateKey.from_bytes(b"t" * 32).public_key())),
             PrivateKey.from_bytes(b"t" * 32),
@@ -144,6 +175,9 @@ def test_a_fabricated_share_claim_gets_its_sender_banned(make_node, tmp_path):
     reason = asyncio.run(send(claim))
     print(f"\nfabricated share claim: {reason}")
     assert "banned" in reason and "bad-share-unit" in reason
+    reason = asyncio.run(send(made_up))
+    print(f"a made-up unit under an honest share: {reason}")
+    assert "banned" in reason and "bad-share-spot-check" in reason
     reason = asyncio.run(send(stolen))
     print(f"claim copied under another key: {reason}")
     assert "banned" in reason
