@@ -361,10 +361,11 @@ def _pending_tasks(node: NodeView) -> dict[bytes, Transaction]:
 def _credited(node: NodeView, task: TaskRecord) -> tuple[list[tuple[int, bytes]], int]:
     """(the task's credited blocks, oldest first; how many of its blocks a fraud proof
     uncredited)."""
-    with node.chain.lock:  # the task's record and its blocks of one moment: a block connected
-        # between two reads would look uncredited (a fraud proof's roll-back) to the line below
+    with node.chain.lock:  # the task's record and the height it holds at: a block connected
+        # after it would look uncredited (a fraud proof's roll-back) to the line below
         task = node.chain.state.tasks.get(task.task_id) or task
-        worked = node.store.blocks_for_task(task.task_id)
+        height = node.chain.tip.height
+    worked = [(h, b) for h, b in node.store.blocks_for_task(task.task_id) if h <= height]
     line = credited_line(worked, task, node.chain.get_block)
     return line, len(worked) - len(line)
 
