@@ -50,6 +50,19 @@ def test_a_pruned_node_serves_headers_and_recent_blocks_and_every_task_result(tm
             n.admin("mining", {"enabled": False})
         a.pause_mining()
         b.pause_mining()
+        # Two tips of equal work (each node's own block at the last height) stay apart, the
+        # first seen kept: one more block from a breaks the tie.
+        for _ in range(3):
+            try:
+                wait_until(
+                    lambda: a.status()["best_hash"] == b.status()["best_hash"], 20, "one tip"
+                )
+                break
+            except AssertionError:
+                top = a.height()
+                a.admin("mining", {"enabled": True})
+                wait_until(lambda top=top: a.height() > top, 60, "a block to break the tie")
+                a.pause_mining()
         wait_until(lambda: a.status()["best_hash"] == b.status()["best_hash"], 60, "one tip")
         status = b.status()
         tip = status["height"]
